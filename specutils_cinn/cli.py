@@ -1,0 +1,204 @@
+"""The ``specutils-cinn`` command line: predict, models, demo, train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+EXAMPLE_SPECTRUM = "sun_4most_hr_example.fits"
+
+
+def _rows_in(spectrum) -> int:
+    """Number of spectra a Spectrum holds (all flux axes but the spectral one)."""
+    shape = list(np.shape(spectrum.flux))
+    axis = getattr(spectrum, "spectral_axis_index", len(shape) - 1)
+    del shape[axis]
+    return int(np.prod(shape)) if shape else 1
+
+
+def _read_spectra(paths: Sequence[str], fmt: str | None):
+    from specutils import Spectrum
+
+    spectra, names = [], []
+    for p in paths:
+        try:
+            spec = Spectrum.read(p, format=fmt) if fmt else Spectrum.read(p)
+        except Exception as exc:  # readers raise many types; report which file failed
+            raise SystemExit(f"specutils-cinn: cannot read {p!r} as a spectrum: {exc}") from exc
+        spectra.append(spec)
+        names.extend([Path(p).name] * _rows_in(spec))
+    return spectra, names
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .estimator import CINNParameterEstimator
+
+    spectra, names = _read_spectra(args.files, args.format)
+    est = CINNParameterEstimator.from_pretrained(
+        args.model, device=args.device, progressbar=sys.stderr.isatty()
+    )
+    snr = args.snr if args.snr is None or args.snr == "estimate" else float(args.snr)
+    table = est.predict(
+        spectra,
+        n_samples=args.n_samples,
+        quantiles=args.quantiles,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=None,
+        medium=args.medium,
+        snr=snr,
+        normalize={"auto": "auto", "yes": True, "no": False}[args.normalize],
+    )
+    table.add_column(names, name="filename", index=0)
+    table.write(args.output, overwrite=args.overwrite)
+    print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import registry
+
+    if args.action == "list":
+        registry.list_models().pprint_all()
+    elif args.action == "info":
+        if not args.names:
+            raise SystemExit("specutils-cinn models info: name a model")
+        from .models import CINNModel
+
+        for name in args.names:
+            model = CINNModel.load(registry.fetch_model(name, progressbar=sys.stderr.isatty()))
+            print(model.summary())
+    elif args.action == "download":
+        names = args.names or None
+        for path in registry.download_models(names, progressbar=sys.stderr.isatty()):
+            print(path)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from specutils import Spectrum
+
+    from .estimator import CINNParameterEstimator
+
+    est = CINNParameterEstimator.from_pretrained(device=args.device)
+    ref = resources.files("specutils_cinn") / "data" / EXAMPLE_SPECTRUM
+    with resources.as_file(ref) as path:
+        spectrum = Spectrum.read(path, format="tabular-fits")
+    print(f"model: {est.model.metadata.full_name} ({est.model.metadata.description})")
+    print(
+        f"spectrum: {EXAMPLE_SPECTRUM}: the Sun (HARPS via Ganymede) degraded to 4MOST HR, "
+        "S/N 100 per Angstrom; reference Teff 5772 K, log g 4.44, [Fe/H] 0.00"
+    )
+    table = est.predict(spectrum, n_samples=args.n_samples, seed=args.seed, progress=False)
+    for p in est.parameters:
+        print(
+            f"{p:>6s} = {table[p][0]:.3f}  (16-84%: {table[f'{p}_p16'][0]:.3f} .. "
+            f"{table[f'{p}_p84'][0]:.3f})"
+        )
+    print(
+        f"snr = {table['snr'][0]:.1f} per Angstrom, coverage = {table['coverage'][0]:.3f}, "
+        f"flags = {table['flags'][0]}"
+    )
+    if args.output:
+        table.write(args.output, overwrite=True)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train_from_config
+
+    out = train_from_config(args.config, output=args.output)
+    print(f"wrote model to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``specutils-cinn`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="specutils-cinn",
+        description="Stellar parameters with full posteriors from spectra, with a cINN.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="posterior summaries for spectra in files")
+    p.add_argument("files", nargs="+", help="spectrum files readable by specutils")
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="registered model name or model directory (default: bundled model)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output table (.ecsv, .fits, ...; format from the extension)",
+    )
+    p.add_argument("--format", default=None, help="specutils reader format (default: auto)")
+    p.add_argument("-n", "--n-samples", type=int, default=1000)
+    p.add_argument("-q", "--quantiles", type=float, nargs="+", default=[0.16, 0.5, 0.84])
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--snr",
+        default=None,
+        help="S/N per Angstrom for spectra without uncertainties, or 'estimate'",
+    )
+    p.add_argument("--medium", choices=["air", "vacuum"], default="air")
+    p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("models", help="list, describe or download registered models")
+    p.add_argument("action", nargs="?", choices=["list", "info", "download"], default="list")
+    p.add_argument("names", nargs="*", help="model names (download: default all)")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("demo", help="run the bundled model on the bundled solar spectrum")
+    p.add_argument("-n", "--n-samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", default=None, help="also write the table here")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a model from a TOML configuration")
+    p.add_argument("config")
+    p.add_argument("-o", "--output", default=None, help="model directory to write")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``specutils-cinn`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"specutils-cinn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

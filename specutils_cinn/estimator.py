@@ -1,0 +1,359 @@
+"""The public face of the package: spectra in, posterior summaries out."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from astropy import units as u
+from astropy.table import QTable
+
+from . import __version__
+from .devices import resolve_device
+from .flags import QualityFlag
+from .flows.conditioning import encode_inputs
+from .inputs import PreparedSpectra, prepare_spectra
+from .models import CINNModel
+from .registry import fetch_model
+from .results import samples_table, summary_table
+
+__all__ = ["CINNParameterEstimator"]
+
+#: Upper bound on spectra x draws handled at once when ``batch_size`` is None.
+_ROWS_PER_BATCH = 2**18
+#: Fraction of a parameter's training range next to each edge where PARAMETER_AT_EDGE fires.
+EDGE_FRACTION = 0.02
+
+
+class CINNParameterEstimator:
+    """Posterior estimates of stellar parameters from spectra, with a trained cINN.
+
+    Parameters
+    ----------
+    model : `~specutils_cinn.models.CINNModel`
+        A loaded model (see `from_pretrained` for the usual way to get one).
+    device : {"auto", "cpu", "cuda"} or `torch.device`, optional
+        Where the network runs by default; ``"auto"`` picks a GPU when there is one.
+
+    Examples
+    --------
+    >>> from specutils_cinn import CINNParameterEstimator
+    >>> est = CINNParameterEstimator.from_pretrained()  # the bundled default model
+    >>> est.parameters[:3]
+    ['teff', 'logg', 'fe_h']
+    """
+
+    def __init__(self, model: CINNModel, *, device: str | torch.device = "auto") -> None:
+        if not isinstance(model, CINNModel):
+            raise TypeError(f"model must be a CINNModel, got {type(model).__name__}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.model.network.eval()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str | Path | None = None,
+        *,
+        device: str | torch.device = "auto",
+        cache_dir: str | Path | None = None,
+        progressbar: bool = False,
+    ) -> CINNParameterEstimator:
+        """Load a registered model, a bundled model or a model directory.
+
+        Parameters
+        ----------
+        name : str or path-like, optional
+            A registered model name or alias (``"4most-hr"``, ``"4most-lr"``, or a versioned
+            name; see ``specutils-cinn models``), or the path of a model directory. None
+            loads the default model shipped inside the package, without network access.
+        device : {"auto", "cpu", "cuda"} or `torch.device`, optional
+            Default device for inference.
+        cache_dir : path-like, optional
+            Download cache; default is ``$SPECUTILS_CINN_CACHE`` or the user cache directory.
+        progressbar : bool, optional
+            Show a download progress bar.
+
+        Returns
+        -------
+        CINNParameterEstimator
+        """
+        from .registry import DEFAULT_MODEL
+
+        if name is not None and Path(name).expanduser().exists():
+            path = Path(name).expanduser()
+        else:
+            path = fetch_model(
+                DEFAULT_MODEL if name is None else str(name),
+                cache_dir=cache_dir,
+                progressbar=progressbar,
+            )
+        return cls(CINNModel.load(path), device=device)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def parameters(self) -> list[str]:
+        """Names of the parameters the model predicts, in column order."""
+        return list(self.model.metadata.parameter_names)
+
+    @property
+    def units(self) -> dict[str, u.UnitBase]:
+        """Unit of each predicted parameter."""
+        return dict(zip(self.parameters, self.model.metadata.units, strict=True))
+
+    def __repr__(self) -> str:
+        md = self.model.metadata
+        return (
+            f"<{type(self).__name__} model={md.full_name!r} parameters={self.parameters} "
+            f"device={self.device.type!r}>"
+        )
+
+    # ------------------------------------------------------------------ inference
+    def predict(
+        self,
+        spectra: Any,
+        n_samples: int = 1000,
+        quantiles: Sequence[float] = (0.16, 0.5, 0.84),
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        radial_velocity: u.Quantity | None = None,
+        progress: bool | None = None,
+        *,
+        medium: str = "air",
+        snr: float | np.ndarray | str | None = None,
+        normalize: bool | str = "auto",
+    ) -> QTable:
+        """Posterior medians, quantiles and standard deviations, one row per spectrum.
+
+        Parameters
+        ----------
+        spectra : `~specutils.Spectrum`, `~specutils.SpectrumCollection`, `~specutils.SpectrumList` or list
+            The spectra. A spectrum with N-D flux gives one row per spectrum it holds, in C
+            order; lists give their items' rows in order.
+        n_samples : int, optional
+            Posterior draws per spectrum.
+        quantiles : sequence of float, optional
+            Quantile levels in (0, 1) to report as ``<p>_p<100 q>`` columns.
+        batch_size : int, optional
+            Spectra per network call; by default chosen so that ``batch_size * n_samples``
+            stays below about 262,000 rows.
+        device : {"auto", "cpu", "cuda"} or `torch.device`, optional
+            Overrides the estimator's device for this call.
+        seed : int, optional
+            Seed of the latent draws. None draws a fresh seed, recorded in ``table.meta``.
+            Results are reproducible for the same seed, ``batch_size``, input and device.
+        radial_velocity : `~astropy.units.Quantity`, optional
+            Scalar or one value per spectrum; overrides the spectra's own radial velocity.
+        progress : bool, optional
+            Show a progress bar; None shows it when standard error is a terminal.
+        medium : {"air", "vacuum"}, optional
+            Medium of the input wavelengths (4MOST delivers air wavelengths).
+        snr : float, array, "estimate" or None, optional
+            S/N per Angstrom for spectra without uncertainties, or ``"estimate"`` for the
+            DER_SNR estimate from the flux itself (flagged ``NOISE_ESTIMATED``).
+        normalize : {"auto", True, False}, optional
+            Continuum normalisation of the input (see :ref:`inputs`).
+
+        Returns
+        -------
+        `~astropy.table.QTable`
+            Columns described in :ref:`output-table`.
+        """
+        levels = _check_quantiles(quantiles)
+        prepared, seed = self._prepare(
+            spectra, n_samples, seed, radial_velocity, medium, snr, normalize
+        )
+        dev = self.device if device is None else resolve_device(device)
+        n, d, nq = prepared.n_rows, len(self.parameters), len(levels)
+        median = np.full((n, d), np.nan)
+        quant = np.full((n, nq, d), np.nan)
+        std = np.full((n, d), np.nan)
+        q_all = torch.tensor([0.5, *levels], dtype=torch.float32, device=dev)
+        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
+            qs = torch.quantile(draws, q_all, dim=1)  # [1 + Q, B, D], computed on the device
+            median[rows] = qs[0].cpu().numpy()
+            quant[rows] = qs[1:].permute(1, 0, 2).cpu().numpy()
+            std[rows] = draws.std(dim=1).cpu().numpy()
+        flags = self._output_flags(prepared, median)
+        meta = self._meta(n_samples, seed, dev)
+        meta["QUANTILE"] = list(levels)
+        return summary_table(
+            self.parameters,
+            self.model.metadata.units,
+            median,
+            quant,
+            levels,
+            std,
+            prepared.snr,
+            prepared.coverage,
+            flags,
+            meta,
+        )
+
+    def sample_posterior(
+        self,
+        spectra: Any,
+        n_samples: int = 1000,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        radial_velocity: u.Quantity | None = None,
+        progress: bool | None = None,
+        *,
+        medium: str = "air",
+        snr: float | np.ndarray | str | None = None,
+        normalize: bool | str = "auto",
+    ) -> QTable:
+        """Full posterior draws, one row per spectrum.
+
+        Parameters are as for `predict`. The same seed and batch size give the same draws
+        that `predict` summarises.
+
+        Returns
+        -------
+        `~astropy.table.QTable`
+            Column ``<p>`` holds an ``(N, n_samples)`` Quantity of draws of each parameter,
+            plus ``snr``, ``coverage`` and ``flags``. Rows without usable data hold NaN.
+        """
+        prepared, seed = self._prepare(
+            spectra, n_samples, seed, radial_velocity, medium, snr, normalize
+        )
+        dev = self.device if device is None else resolve_device(device)
+        draws_all = np.full(
+            (prepared.n_rows, n_samples, len(self.parameters)), np.nan, dtype=np.float32
+        )
+        median = np.full((prepared.n_rows, len(self.parameters)), np.nan)
+        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
+            draws_all[rows] = draws.cpu().numpy()
+            median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
+        flags = self._output_flags(prepared, median)
+        return samples_table(
+            self.parameters,
+            self.model.metadata.units,
+            draws_all,
+            prepared.snr,
+            prepared.coverage,
+            flags,
+            self._meta(n_samples, seed, dev),
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(
+        self,
+        spectra: Any,
+        n_samples: int,
+        seed: int | None,
+        radial_velocity: u.Quantity | None,
+        medium: str,
+        snr: float | np.ndarray | str | None,
+        normalize: bool | str,
+    ) -> tuple[PreparedSpectra, int]:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, (int, np.integer))
+            or n_samples < 2
+        ):
+            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+        if seed is None:
+            seed = secrets.randbits(32)
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        md = self.model.metadata
+        prepared = prepare_spectra(
+            spectra,
+            md.grid,
+            radial_velocity=radial_velocity,
+            medium=medium,
+            snr=snr,
+            normalize=normalize,
+        )
+        return prepared, int(seed)
+
+    def _draw_batches(
+        self,
+        prepared: PreparedSpectra,
+        n_samples: int,
+        batch_size: int | None,
+        device: torch.device,
+        seed: int,
+        progress: bool | None,
+    ):
+        """Yield (row indices, physical-unit draws [B, S, D] on ``device``) per batch."""
+        from tqdm.auto import tqdm
+
+        usable = ~(prepared.flags & (QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA)).astype(
+            bool
+        )
+        rows_all = np.flatnonzero(usable)
+        if batch_size is None:
+            batch_size = int(np.clip(_ROWS_PER_BATCH // n_samples, 1, 4096))
+        elif (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        network = self.model.network.to(device)
+        mean = torch.as_tensor(self.model.metadata.label_mean, dtype=torch.float32, device=device)
+        scale = torch.as_tensor(self.model.metadata.label_std, dtype=torch.float32, device=device)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=len(rows_all), disable=not show, unit="spectra", desc="cINN posterior"
+            ) as bar,
+        ):
+            for start in range(0, len(rows_all), batch_size):
+                rows = rows_all[start : start + batch_size]
+                inputs = encode_inputs(
+                    torch.from_numpy(prepared.flux[rows]).to(device, non_blocking=True),
+                    torch.from_numpy(prepared.sigma[rows]).to(device, non_blocking=True),
+                    torch.from_numpy(prepared.valid[rows]).to(device, non_blocking=True),
+                )
+                features = network.condition(inputs)
+                draws = network.sample(features, n_samples, generator=generator)
+                yield rows, draws * scale + mean
+                bar.update(len(rows))
+
+    def _output_flags(self, prepared: PreparedSpectra, median: np.ndarray) -> np.ndarray:
+        md = self.model.metadata
+        flags = prepared.flags.astype(np.int32).copy()
+        lo, hi = md.ranges[:, 0], md.ranges[:, 1]
+        margin = EDGE_FRACTION * (hi - lo)
+        with np.errstate(invalid="ignore"):
+            edge = ((median < lo + margin) | (median > hi - margin)).any(axis=1)
+            low_snr = prepared.snr < md.snr_range[0]
+        flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
+        flags[low_snr] |= int(QualityFlag.LOW_SNR)
+        return flags
+
+    def _meta(self, n_samples: int, seed: int, device: torch.device) -> dict[str, Any]:
+        md = self.model.metadata
+        return {
+            "MODEL": md.full_name,
+            "MODELVER": md.version,
+            "MODELSHA": self.model.sha256,
+            "NSAMPLES": int(n_samples),
+            "SEED": int(seed),
+            "DEVICE": device.type,
+            "PKGVER": __version__,
+        }
+
+
+def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(q) for q in np.atleast_1d(np.asarray(quantiles, dtype=float)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"quantiles must be numbers in (0, 1), got {quantiles!r}") from exc
+    if not levels or not all(0.0 < q < 1.0 for q in levels):
+        raise ValueError(f"quantiles must be numbers in (0, 1), got {quantiles!r}")
+    return levels

@@ -1,0 +1,51 @@
+"""Per-spectrum quality flags."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["QualityFlag"]
+
+
+class QualityFlag(enum.IntFlag):
+    """Bit flags describing problems with one spectrum (one row of the results).
+
+    Flags combine with ``|`` and are stored as plain integers in results tables; test
+    one with ``flags & QualityFlag.LOW_COVERAGE``. Rows are never dropped: a spectrum
+    that cannot be used at all still gets a row, with its flags set.
+
+    The flags are:
+
+    ``NONE`` (0)
+        No problem found.
+    ``LOW_COVERAGE`` (1)
+        Fewer than ``min_coverage`` of the model's grid pixels are valid after
+        resampling (wavelength coverage, masks and NaNs all count). Also set together
+        with ``NO_OVERLAP`` and ``NO_VALID_DATA``, which imply a coverage of zero.
+    ``NO_OVERLAP`` (2)
+        After the shift to the rest frame, no input pixel lies inside any segment of
+        the model's wavelength grid.
+    ``NO_VALID_DATA`` (4)
+        The input spectrum overlaps the model's grid but has no usable pixel there:
+        every input pixel within reach of the grid is NaN, infinite, masked, or has a
+        non-positive or non-finite uncertainty.
+    ``NOISE_ESTIMATED`` (8)
+        The spectrum had no uncertainty and its noise was estimated from the flux with
+        the DER_SNR algorithm (``snr="estimate"``). If the estimate failed (too few
+        pixels, or noise-free data) the row has no valid pixel and also gets
+        ``NO_VALID_DATA``.
+    ``PARAMETER_AT_EDGE`` (16)
+        Set by the estimator: a parameter's posterior median lies close to the edge of
+        the model's training range.
+    ``LOW_SNR`` (32)
+        Set by the estimator: the spectrum's S/N is below the range the model was
+        trained on.
+    """
+
+    NONE = 0
+    LOW_COVERAGE = 1
+    NO_OVERLAP = 2
+    NO_VALID_DATA = 4
+    NOISE_ESTIMATED = 8
+    PARAMETER_AT_EDGE = 16
+    LOW_SNR = 32

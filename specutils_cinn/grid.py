@@ -1,0 +1,140 @@
+"""The wavelength grid a model works on: one or more linear segments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from astropy import units as u
+
+__all__ = ["GridSegment", "WavelengthGrid"]
+
+Medium = Literal["air", "vacuum"]
+
+
+@dataclass(frozen=True)
+class GridSegment:
+    """A linear wavelength segment with pixel centres ``start, start + step, ..., stop``.
+
+    Parameters
+    ----------
+    name : str
+        Segment (spectrograph arm) name, e.g. ``"HB"``.
+    start, stop, step : float
+        First and last pixel centre and pixel width, in Angstrom.
+    """
+
+    name: str
+    start: float
+    stop: float
+    step: float
+
+    def __post_init__(self) -> None:
+        if not (self.step > 0 and self.stop > self.start):
+            raise ValueError(
+                f"segment {self.name!r}: need step > 0 and stop > start, got "
+                f"start={self.start}, stop={self.stop}, step={self.step}"
+            )
+
+    @property
+    def npix(self) -> int:
+        """Number of pixels in the segment."""
+        return int(round((self.stop - self.start) / self.step)) + 1
+
+    @property
+    def centres(self) -> np.ndarray:
+        """Pixel centres in Angstrom (float64)."""
+        return self.start + self.step * np.arange(self.npix)
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Pixel edges in Angstrom (``npix + 1`` values)."""
+        return self.start + self.step * (np.arange(self.npix + 1) - 0.5)
+
+
+@dataclass(frozen=True)
+class WavelengthGrid:
+    """The pixel grid of a model's input, in Angstrom, made of linear segments.
+
+    Parameters
+    ----------
+    segments : tuple of GridSegment
+        Non-overlapping segments in increasing wavelength order. Segments are never
+        stitched together: pixels between them do not exist.
+    medium : {"air", "vacuum"}
+        Whether the wavelengths are in air or in vacuum.
+    """
+
+    segments: tuple[GridSegment, ...]
+    medium: Medium = "air"
+
+    def __post_init__(self) -> None:
+        if self.medium not in ("air", "vacuum"):
+            raise ValueError(f"medium must be 'air' or 'vacuum', got {self.medium!r}")
+        if not self.segments:
+            raise ValueError("a wavelength grid needs at least one segment")
+        for a, b in zip(self.segments[:-1], self.segments[1:], strict=True):
+            if b.start - 0.5 * b.step < a.stop + 0.5 * a.step:
+                raise ValueError(f"segments {a.name!r} and {b.name!r} overlap or are unordered")
+
+    @property
+    def npix(self) -> int:
+        """Total number of pixels over all segments."""
+        return sum(s.npix for s in self.segments)
+
+    @property
+    def wavelength(self) -> u.Quantity:
+        """Pixel centres of all segments, concatenated, as a Quantity in Angstrom."""
+        return np.concatenate([s.centres for s in self.segments]) * u.AA
+
+    @property
+    def pixel_width(self) -> np.ndarray:
+        """Width of every pixel in Angstrom (float64, length ``npix``)."""
+        return np.concatenate([np.full(s.npix, s.step) for s in self.segments])
+
+    @property
+    def segment_slices(self) -> list[slice]:
+        """Slices of the concatenated pixel axis belonging to each segment."""
+        out, i = [], 0
+        for s in self.segments:
+            out.append(slice(i, i + s.npix))
+            i += s.npix
+        return out
+
+    @property
+    def wavelength_range(self) -> tuple[float, float]:
+        """Outer edges of the grid in Angstrom."""
+        first, last = self.segments[0], self.segments[-1]
+        return first.start - 0.5 * first.step, last.stop + 0.5 * last.step
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (used in model metadata)."""
+        return {
+            "medium": self.medium,
+            "unit": "Angstrom",
+            "segments": [
+                {"name": s.name, "start": s.start, "stop": s.stop, "step": s.step}
+                for s in self.segments
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WavelengthGrid:
+        """Build a grid from the output of `to_dict`.
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or the unit is not Angstrom.
+        """
+        try:
+            if d.get("unit", "Angstrom") != "Angstrom":
+                raise ValueError(f"wavelength grid unit must be 'Angstrom', got {d['unit']!r}")
+            segs = tuple(
+                GridSegment(str(s["name"]), float(s["start"]), float(s["stop"]), float(s["step"]))
+                for s in d["segments"]
+            )
+            return cls(segs, d["medium"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed wavelength grid description: {exc!r}") from exc

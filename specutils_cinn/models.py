@@ -1,0 +1,1103 @@
+"""Trained cINN models on disk: JSON metadata plus safetensors weights.
+
+A model on disk is either a directory holding ``metadata.json`` and
+``weights.safetensors``, or a pair of files ``<full_name>.json`` and
+``<full_name>.safetensors`` as distributed through the model registry
+(see `specutils_cinn.registry`). The weights are only read after their SHA-256
+matches the hash recorded in the metadata, and never through pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from astropy import units as u
+from packaging.version import InvalidVersion, Version
+
+from .grid import WavelengthGrid
+from .parameters import parameter_unit
+
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA_FILENAME",
+    "WEIGHTS_FILENAME",
+    "CINNModel",
+    "ModelMetadata",
+    "ParameterSpec",
+    "model_files",
+    "sha256_file",
+    "validate_model_name",
+]
+
+#: Version of the metadata schema written by this package.
+FORMAT_VERSION: int = 1
+#: Name of the metadata file inside a model directory.
+METADATA_FILENAME: str = "metadata.json"
+#: Name of the weights file inside a model directory.
+WEIGHTS_FILENAME: str = "weights.safetensors"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9])?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return str(__version__)
+
+
+def validate_model_name(name: str, what: str = "model name") -> str:
+    """Check that ``name`` is a safe model name and return it.
+
+    A safe name starts and ends with a letter or digit, contains only letters, digits
+    and ``._+-``, and never ``..``; it can therefore be used as a file name without
+    path traversal.
+
+    Parameters
+    ----------
+    name : str
+        The name to check.
+    what : str, optional
+        How to call the value in the error message.
+
+    Returns
+    -------
+    str
+        ``name`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If the name is not a string or not safe.
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits and '._+-' only, starting and "
+            "ending with a letter or digit, without '..'"
+        )
+    return name
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the SHA-256 hex digest (lower case) of a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to hash.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fail(field_name: str, problem: str) -> ValueError:
+    return ValueError(f"model metadata field '{field_name}': {problem}")
+
+
+def _as_float(value: Any, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(field_name, f"expected a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise _fail(field_name, f"expected a finite number, got {value!r}")
+    return out
+
+
+def _as_pair(value: Any, field_name: str) -> tuple[float, float]:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise _fail(field_name, f"expected [low, high], got {value!r}")
+    lo = _as_float(value[0], f"{field_name}[0]")
+    hi = _as_float(value[1], f"{field_name}[1]")
+    if not lo <= hi:
+        raise _fail(field_name, f"need low <= high, got {value!r}")
+    return lo, hi
+
+
+def _json_copy(value: Any, field_name: str) -> Any:
+    """Deep copy through JSON, so that the value is known to be JSON-serialisable."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise _fail(field_name, f"not JSON-serialisable ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One predicted parameter: its unit, training range and standardisation.
+
+    The network works on standardised values ``(x - mean) / std``.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name known to `specutils_cinn.parameters.parameter_unit`,
+        e.g. ``"teff"`` or ``"mg_fe"``.
+    unit : astropy.units.UnitBase or str
+        Unit of the parameter; must equal ``parameter_unit(name)``. Strings are
+        parsed with ``astropy.units.Unit``.
+    range : tuple of float
+        ``(low, high)`` range of the training labels.
+    mean, std : float
+        Standardisation constants; ``std`` must be positive.
+
+    Raises
+    ------
+    ValueError
+        If a value is invalid; the message names the field.
+    """
+
+    name: str
+    unit: u.UnitBase
+    range: tuple[float, float]
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        prefix = f"parameters[{self.name}]"
+        if not isinstance(self.name, str):
+            raise _fail("parameters.name", f"expected a string, got {self.name!r}")
+        try:
+            expected = parameter_unit(self.name)
+        except KeyError as exc:
+            raise _fail(f"{prefix}.name", str(exc.args[0])) from None
+        unit = self.unit
+        if isinstance(unit, str):
+            try:
+                unit = u.Unit(unit)
+            except ValueError as exc:
+                raise _fail(f"{prefix}.unit", f"cannot parse unit {self.unit!r}: {exc}") from exc
+        if not isinstance(unit, (u.UnitBase, u.FunctionUnitBase)):
+            raise _fail(f"{prefix}.unit", f"expected a unit or unit string, got {self.unit!r}")
+        if unit != expected:
+            raise _fail(
+                f"{prefix}.unit",
+                f"unit {unit.to_string()!r} does not match the unit of {self.name!r}, "
+                f"{expected.to_string()!r}",
+            )
+        object.__setattr__(self, "unit", unit)
+        object.__setattr__(self, "range", _as_pair(self.range, f"{prefix}.range"))
+        object.__setattr__(self, "mean", _as_float(self.mean, f"{prefix}.mean"))
+        std = _as_float(self.std, f"{prefix}.std")
+        if std <= 0:
+            raise _fail(f"{prefix}.std", f"must be positive, got {std}")
+        object.__setattr__(self, "std", std)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-serialisable form used in model metadata.
+
+        Returns
+        -------
+        dict
+            Keys ``name``, ``unit`` (``Unit.to_string()``), ``range``, ``mean``, ``std``.
+        """
+        return {
+            "name": self.name,
+            "unit": self.unit.to_string(),
+            "range": [self.range[0], self.range[1]],
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], index: int = 0) -> ParameterSpec:
+        """Build a parameter from the output of `to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            The parameter description.
+        index : int, optional
+            Position in the parameter list, used in error messages.
+
+        Returns
+        -------
+        ParameterSpec
+
+        Raises
+        ------
+        ValueError
+            If a key is missing, unknown or invalid; the message names it.
+        """
+        where = f"parameters[{index}]"
+        if not isinstance(d, Mapping):
+            raise _fail(where, f"expected an object, got {d!r}")
+        keys = ("name", "unit", "range", "mean", "std")
+        for key in keys:
+            if key not in d:
+                raise _fail(f"{where}.{key}", "missing")
+        unknown = sorted(set(d) - set(keys))
+        if unknown:
+            raise _fail(f"{where}.{unknown[0]}", f"unknown key (allowed: {list(keys)})")
+        if not isinstance(d["unit"], str):
+            raise _fail(f"{where}.unit", f"expected a unit string, got {d['unit']!r}")
+        return cls(d["name"], d["unit"], d["range"], d["mean"], d["std"])
+
+
+_REQUIRED = (
+    "format_version",
+    "name",
+    "version",
+    "parameters",
+    "architecture",
+    "wavelength_grid",
+    "resolving_power",
+    "normalization",
+    "snr_range",
+)
+_OPTIONAL = ("description", "training", "weights_sha256", "package_version")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything needed to rebuild and use a trained model, apart from its weights.
+
+    Instances are validated on construction. The JSON form (`to_dict`,
+    `to_json`) is the ``metadata.json`` file of a model, format version 1.
+
+    Parameters
+    ----------
+    name : str
+        Model name without version, e.g. ``"4most-hr-lte-seed"``.
+    version : str
+        Model version (PEP 440), e.g. ``"0.1.0"``.
+    parameters : sequence of ParameterSpec
+        The predicted parameters, in network order.
+    architecture : dict
+        ``ConditionalINN.architecture``: the arguments of
+        `specutils_cinn.flows.build_cinn`. Its ``n_params`` must equal the number of
+        parameters and its ``npix`` the number of grid pixels.
+    grid : WavelengthGrid
+        The input wavelength grid (``"wavelength_grid"`` in JSON).
+    resolving_power : float or dict
+        Resolving power of the training spectra, one value or one per grid segment name.
+    normalization : dict
+        How the input flux must be normalised; needs a string ``"kind"``,
+        e.g. ``{"kind": "continuum"}``.
+    snr_range : tuple of float
+        ``(low, high)`` S/N per Angstrom seen in training.
+    description : str, optional
+        One-line human-readable description.
+    training : dict, optional
+        Free-form JSON-serialisable provenance (data, epochs, seed, metrics, ...).
+    weights_sha256 : str or None, optional
+        SHA-256 hex digest of the weights file; `CINNModel.save` fills it in.
+    package_version : str, optional
+        Version of specutils-cinn that wrote the model (default: the running one).
+    format_version : int, optional
+        Metadata schema version; only `FORMAT_VERSION` is supported.
+
+    Raises
+    ------
+    ValueError
+        If a field is invalid; the message names the field.
+    """
+
+    name: str
+    version: str
+    parameters: tuple[ParameterSpec, ...]
+    architecture: dict[str, Any]
+    grid: WavelengthGrid
+    resolving_power: float | dict[str, float]
+    normalization: dict[str, Any]
+    snr_range: tuple[float, float]
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str | None = None
+    package_version: str = field(default_factory=_package_version)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every field, normalising containers to their canonical types.
+
+        Raises
+        ------
+        ValueError
+            Naming the first invalid field.
+        """
+        fv = self.format_version
+        if isinstance(fv, bool) or not isinstance(fv, int):
+            raise _fail("format_version", f"expected an integer, got {fv!r}")
+        if fv != FORMAT_VERSION:
+            hint = " (upgrade specutils-cinn)" if fv > FORMAT_VERSION else ""
+            raise _fail(
+                "format_version",
+                f"unsupported version {fv}; this package reads {FORMAT_VERSION}{hint}",
+            )
+        try:
+            validate_model_name(self.name)
+        except ValueError as exc:
+            raise _fail("name", str(exc)) from None
+        if not isinstance(self.version, str):
+            raise _fail("version", f"expected a string, got {self.version!r}")
+        try:
+            Version(self.version)
+        except InvalidVersion:
+            raise _fail("version", f"not a PEP 440 version: {self.version!r}") from None
+        if not isinstance(self.description, str):
+            raise _fail("description", f"expected a string, got {self.description!r}")
+
+        params = self.parameters
+        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence) or not params:
+            raise _fail("parameters", f"expected a non-empty list, got {params!r}")
+        for i, p in enumerate(params):
+            if not isinstance(p, ParameterSpec):
+                raise _fail(f"parameters[{i}]", f"expected a ParameterSpec, got {p!r}")
+        names = [p.name for p in params]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise _fail("parameters", f"duplicate parameter names {dupes}")
+        object.__setattr__(self, "parameters", tuple(params))
+
+        if not isinstance(self.grid, WavelengthGrid):
+            raise _fail("wavelength_grid", f"expected a WavelengthGrid, got {self.grid!r}")
+
+        arch = self.architecture
+        if not isinstance(arch, Mapping):
+            raise _fail("architecture", f"expected an object, got {arch!r}")
+        arch = _json_copy(dict(arch), "architecture")
+        from .flows import ARCHITECTURE_KEYS
+
+        missing = [k for k in ARCHITECTURE_KEYS if k not in arch]
+        unknown = sorted(k for k in arch if k not in ARCHITECTURE_KEYS)
+        if missing or unknown:
+            raise _fail(
+                "architecture",
+                f"missing keys {missing}, unknown keys {unknown}; "
+                f"expected {list(ARCHITECTURE_KEYS)}",
+            )
+        n_params = arch["n_params"]
+        if n_params != len(params):
+            raise _fail(
+                "architecture",
+                f"n_params = {n_params!r} but there are {len(params)} parameters",
+            )
+        npix = arch["npix"]
+        if npix != self.grid.npix:
+            raise _fail(
+                "architecture",
+                f"npix = {npix!r} but the wavelength grid has {self.grid.npix} pixels",
+            )
+        object.__setattr__(self, "architecture", arch)
+
+        rp = self.resolving_power
+        segments = [s.name for s in self.grid.segments]
+        if isinstance(rp, Mapping):
+            if sorted(rp) != sorted(segments):
+                raise _fail(
+                    "resolving_power",
+                    f"keys {sorted(rp)} must be the grid segment names {segments}",
+                )
+            rp = {k: _segment_resolving_power(rp[k], k) for k in segments}
+        else:
+            rp = _as_float(rp, "resolving_power")
+            if rp <= 0:
+                raise _fail("resolving_power", f"must be positive, got {rp}")
+        object.__setattr__(self, "resolving_power", rp)
+
+        norm = self.normalization
+        if not isinstance(norm, Mapping) or not isinstance(norm.get("kind"), str):
+            raise _fail("normalization", f'expected an object with a string "kind", got {norm!r}')
+        object.__setattr__(self, "normalization", _json_copy(dict(norm), "normalization"))
+
+        if not isinstance(self.training, Mapping):
+            raise _fail("training", f"expected an object, got {self.training!r}")
+        object.__setattr__(self, "training", _json_copy(dict(self.training), "training"))
+
+        snr = _as_pair(self.snr_range, "snr_range")
+        if snr[0] < 0:
+            raise _fail("snr_range", f"must be non-negative, got {list(snr)}")
+        object.__setattr__(self, "snr_range", snr)
+
+        sha = self.weights_sha256
+        if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+            raise _fail("weights_sha256", f"expected 64 lower-case hex digits or null, got {sha!r}")
+        if not isinstance(self.package_version, str):
+            raise _fail("package_version", f"expected a string, got {self.package_version!r}")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def full_name(self) -> str:
+        """``"<name>-v<version>"``, the name used by the registry and for files."""
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def n_params(self) -> int:
+        """Number of predicted parameters."""
+        return len(self.parameters)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Parameter names in network order."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def units(self) -> list[u.UnitBase]:
+        """Astropy unit of each parameter, in network order."""
+        return [p.unit for p in self.parameters]
+
+    @property
+    def ranges(self) -> np.ndarray:
+        """Training label ranges as a float64 array of shape ``[n_params, 2]``."""
+        return np.array([p.range for p in self.parameters], dtype=np.float64)
+
+    @property
+    def label_mean(self) -> np.ndarray:
+        """Standardisation means, float64 array of shape ``[n_params]``."""
+        return np.array([p.mean for p in self.parameters], dtype=np.float64)
+
+    @property
+    def label_std(self) -> np.ndarray:
+        """Standardisation scales, float64 array of shape ``[n_params]``."""
+        return np.array([p.std for p in self.parameters], dtype=np.float64)
+
+    def standardize(self, params: ArrayT) -> ArrayT:
+        """Map physical parameter values to the network's standardised space.
+
+        Parameters
+        ----------
+        params : numpy.ndarray or torch.Tensor
+            Values with the parameters along the last axis (length ``n_params``).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``(params - mean) / std``, of the input's kind (tensors keep dtype and device).
+
+        Raises
+        ------
+        ValueError
+            If the last axis does not have length ``n_params``.
+        """
+        mean, std = self._constants_like(params)
+        return (params - mean) / std
+
+    def destandardize(self, values: ArrayT) -> ArrayT:
+        """Inverse of `standardize`: ``values * std + mean``.
+
+        Parameters
+        ----------
+        values : numpy.ndarray or torch.Tensor
+            Standardised values with the parameters along the last axis.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            Physical values, of the input's kind.
+
+        Raises
+        ------
+        ValueError
+            If the last axis does not have length ``n_params``.
+        """
+        mean, std = self._constants_like(values)
+        return values * std + mean
+
+    def _constants_like(self, x: Any) -> tuple[Any, Any]:
+        shape = tuple(x.shape) if hasattr(x, "shape") else ()
+        if not shape or shape[-1] != self.n_params:
+            raise ValueError(
+                f"expected the last axis to hold the {self.n_params} parameters "
+                f"{self.parameter_names}, got shape {shape}"
+            )
+        if isinstance(x, torch.Tensor):
+            dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+            return (
+                torch.as_tensor(self.label_mean, dtype=dtype, device=x.device),
+                torch.as_tensor(self.label_std, dtype=dtype, device=x.device),
+            )
+        return self.label_mean, self.label_std
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-serialisable metadata (format version 1).
+
+        Returns
+        -------
+        dict
+            A fresh dictionary; modifying it does not affect this object.
+        """
+        rp = self.resolving_power
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "architecture": copy.deepcopy(self.architecture),
+            "wavelength_grid": self.grid.to_dict(),
+            "resolving_power": dict(rp) if isinstance(rp, dict) else rp,
+            "normalization": copy.deepcopy(self.normalization),
+            "training": copy.deepcopy(self.training),
+            "snr_range": [self.snr_range[0], self.snr_range[1]],
+            "weights_sha256": self.weights_sha256,
+            "package_version": self.package_version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelMetadata:
+        """Build and validate metadata from the output of `to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            The metadata.
+
+        Returns
+        -------
+        ModelMetadata
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or unknown or a value is invalid; the message names the field.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"model metadata must be a JSON object, got {type(d).__name__}")
+        for key in _REQUIRED:
+            if key not in d:
+                raise _fail(key, "missing")
+        unknown = sorted(set(d) - set(_REQUIRED) - set(_OPTIONAL))
+        if unknown:
+            raise _fail(unknown[0], "unknown key")
+        # Check the schema version first: other fields may mean something else in it.
+        fv = d["format_version"]
+        if isinstance(fv, bool) or not isinstance(fv, int) or fv != FORMAT_VERSION:
+            raise _fail(
+                "format_version",
+                f"unsupported value {fv!r}; this package reads {FORMAT_VERSION}",
+            )
+        params = d["parameters"]
+        if not isinstance(params, list):
+            raise _fail("parameters", f"expected a list, got {params!r}")
+        specs = tuple(ParameterSpec.from_dict(p, i) for i, p in enumerate(params))
+        grid_d = d["wavelength_grid"]
+        if not isinstance(grid_d, Mapping):
+            raise _fail("wavelength_grid", f"expected an object, got {grid_d!r}")
+        try:
+            grid = WavelengthGrid.from_dict(dict(grid_d))
+        except ValueError as exc:
+            raise _fail("wavelength_grid", str(exc)) from exc
+        kwargs: dict[str, Any] = {}
+        for key in _OPTIONAL:
+            if key in d:
+                kwargs[key] = d[key]
+        return cls(
+            name=d["name"],
+            version=d["version"],
+            parameters=specs,
+            architecture=d["architecture"],
+            grid=grid,
+            resolving_power=d["resolving_power"],
+            normalization=d["normalization"],
+            snr_range=d["snr_range"],
+            format_version=fv,
+            **kwargs,
+        )
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to strict JSON text (no NaN or infinity), ending with a newline.
+
+        Parameters
+        ----------
+        indent : int or None, optional
+            Indentation passed to ``json.dumps``.
+
+        Returns
+        -------
+        str
+        """
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
+        """Parse metadata from JSON text.
+
+        Parameters
+        ----------
+        text : str or bytes
+            The content of a ``metadata.json`` file.
+
+        Returns
+        -------
+        ModelMetadata
+
+        Raises
+        ------
+        ValueError
+            If the text is not valid JSON or the metadata is invalid.
+        """
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"model metadata is not valid JSON: {exc}") from exc
+        return cls.from_dict(d)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> ModelMetadata:
+        """Read metadata from a JSON file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file.
+
+        Returns
+        -------
+        ModelMetadata
+
+        Raises
+        ------
+        ValueError
+            If the file is not valid metadata; the message names the file and the field.
+        """
+        data = Path(path).read_bytes()
+        try:
+            return cls.from_json(data)
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)}: {exc}") from exc
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the metadata as JSON, atomically (temporary file then rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+        """
+        path = Path(path)
+        _atomic_write(path, self.to_json().encode("utf-8"))
+        return path
+
+    def replace(self, **changes: Any) -> ModelMetadata:
+        """Return a validated copy with some fields changed.
+
+        Parameters
+        ----------
+        **changes
+            Field names and new values, as for ``dataclasses.replace``.
+
+        Returns
+        -------
+        ModelMetadata
+        """
+        return dataclasses.replace(self, **changes)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_files(
+    path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None
+) -> tuple[Path, Path]:
+    """Return the metadata and weights files of a model on disk.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model directory (``metadata.json`` + ``weights.safetensors``), a metadata file
+        (``metadata.json`` or ``<stem>.json``, whose weights are ``weights.safetensors``
+        or ``<stem>.safetensors`` beside it), or a weights file (the reverse).
+    weights : str or os.PathLike, optional
+        The weights file; if given, ``path`` is the metadata file.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(metadata_file, weights_file)``, both existing.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing.
+    ValueError
+        If ``path`` is neither a directory nor a ``.json``/``.safetensors`` file.
+    """
+    p = Path(path)
+    if weights is not None:
+        meta, wts = p, Path(weights)
+    elif p.is_dir():
+        meta, wts = p / METADATA_FILENAME, p / WEIGHTS_FILENAME
+    elif p.suffix == ".json":
+        meta = p
+        wts = (
+            p.with_name(WEIGHTS_FILENAME)
+            if p.name == METADATA_FILENAME
+            else p.with_suffix(".safetensors")
+        )
+    elif p.suffix == ".safetensors":
+        wts = p
+        meta = (
+            p.with_name(METADATA_FILENAME) if p.name == WEIGHTS_FILENAME else p.with_suffix(".json")
+        )
+    elif not p.exists():
+        raise FileNotFoundError(f"no model at {p}")
+    else:
+        raise ValueError(
+            f"cannot load a model from {p}: give a model directory (with {METADATA_FILENAME} and "
+            f"{WEIGHTS_FILENAME}), a metadata .json file, or metadata and weights files"
+        )
+    for f, what in ((meta, "metadata"), (wts, "weights")):
+        if not f.is_file():
+            raise FileNotFoundError(f"model {what} file not found: {f}")
+    return meta, wts
+
+
+def _segment_resolving_power(value: Any, segment: str) -> float | dict[str, Any]:
+    """A positive number, or a wavelength-dependent form such as
+    ``{"kind": "linear", "wavelength": [w0, w1], "resolving_power": [r0, r1]}``
+    (see `specutils_cinn.instruments.LinearResolvingPower`)."""
+    where = f"resolving_power[{segment!r}]"
+    if isinstance(value, Mapping):
+        if value.get("kind") != "linear":
+            raise _fail(where, f"unknown wavelength-dependent form {value!r}")
+        try:
+            from .instruments import LinearResolvingPower
+
+            LinearResolvingPower.from_dict(value)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _fail(where, f"invalid linear resolving power {value!r}: {exc}") from exc
+        return dict(value)
+    r = _as_float(value, where)
+    if r <= 0:
+        raise _fail(where, f"must be positive, got {r}")
+    return r
+
+
+class CINNModel:
+    """A trained conditional INN together with its metadata.
+
+    Parameters
+    ----------
+    metadata : ModelMetadata
+        The model's metadata; its ``architecture`` must be the network's.
+    network : torch.nn.Module
+        A `specutils_cinn.flows.ConditionalINN` (anything with an ``architecture`` dict).
+    sha256 : str or None, optional
+        SHA-256 of the weights file the network was loaded from, if any.
+    source : pathlib.Path or None, optional
+        Where the model was loaded from, if anywhere.
+
+    Raises
+    ------
+    TypeError
+        If ``metadata`` or ``network`` has the wrong type.
+    ValueError
+        If the network's architecture differs from the metadata's.
+
+    Examples
+    --------
+    >>> from specutils_cinn.models import CINNModel
+    >>> model = CINNModel.load("path/to/model")  # doctest: +SKIP
+    >>> model.metadata.parameter_names  # doctest: +SKIP
+    ['teff', 'logg', 'fe_h']
+    """
+
+    def __init__(
+        self,
+        metadata: ModelMetadata,
+        network: torch.nn.Module,
+        *,
+        sha256: str | None = None,
+        source: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(metadata, ModelMetadata):
+            raise TypeError(f"metadata must be a ModelMetadata, got {type(metadata).__name__}")
+        if not isinstance(network, torch.nn.Module):
+            raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
+        arch = getattr(network, "architecture", None)
+        if arch is not None and _json_copy(arch, "architecture") != metadata.architecture:
+            raise ValueError(
+                "the network's architecture differs from metadata.architecture: "
+                f"{arch!r} != {metadata.architecture!r}"
+            )
+        self._metadata = metadata
+        self._network = network
+        self._sha256 = sha256
+        self._source = None if source is None else Path(source)
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        """The model's `ModelMetadata`."""
+        return self._metadata
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The `~specutils_cinn.flows.ConditionalINN` (in eval mode after `load`)."""
+        return self._network
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the weights file loaded or last saved (None for an unsaved model)."""
+        return self._sha256
+
+    @property
+    def source(self) -> Path | None:
+        """Path given to `load` (None if the model was built in memory)."""
+        return self._source
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the network's parameters."""
+        for t in self._network.parameters():
+            return t.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> CINNModel:
+        """Move the network to ``device`` in place.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            Target device, e.g. ``"cuda"``.
+
+        Returns
+        -------
+        CINNModel
+            ``self``.
+        """
+        self._network.to(device)
+        return self
+
+    def summary(self) -> str:
+        """A human-readable description: parameters, grid, provenance and training.
+
+        Returns
+        -------
+        str
+            Several lines of text, as printed by ``specutils-cinn models info``.
+        """
+        md = self._metadata
+        n_weights = sum(p.numel() for p in self._network.parameters())
+        lines = [
+            f"{md.full_name}: {md.description}",
+            f"  weights SHA-256: {self.sha256}",
+            f"  source: {self._source}",
+            f"  network: {n_weights:,} parameters, architecture {json.dumps(md.architecture)}",
+            "  parameters:",
+        ]
+        for p, unit, (lo, hi) in zip(md.parameter_names, md.units, md.ranges, strict=True):
+            lines.append(f"    {p:<8s} [{unit.to_string()}]  training range {lo:g} .. {hi:g}")
+        grid = md.grid
+        segs = ", ".join(f"{s.name} {s.start:g}-{s.stop:g} A / {s.step:g} A"
+                         for s in grid.segments)
+        lines += [
+            f"  wavelength grid ({grid.medium}, {grid.npix} px): {segs}",
+            f"  resolving power: {json.dumps(md.resolving_power)}",
+            f"  normalization: {json.dumps(md.normalization)}",
+            f"  S/N per Angstrom in training: {md.snr_range[0]:g} .. {md.snr_range[1]:g}",
+        ]
+        tr = md.training or {}
+        data = tr.get("data", {})
+        if isinstance(data, dict) and data.get("source"):
+            lines.append(f"  training data: {data['source']}")
+        hist = tr.get("history", {})
+        if hist:
+            lines.append(
+                f"  trained {tr.get('date', '?')} on {hist.get('device', '?')}: "
+                f"{hist.get('best_step', '?')} steps kept of {tr.get('config', {}).get('steps', '?')}"
+                f", {hist.get('seconds', float('nan')):.0f} s, "
+                f"{tr.get('n_train', '?')} training / {tr.get('n_validation', '?')} validation spectra"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        where = f", source={str(self._source)!r}" if self._source is not None else ""
+        return (
+            f"<CINNModel {self._metadata.full_name}: {self._metadata.parameter_names}, "
+            f"{self._metadata.grid.npix} pixels{where}>"
+        )
+
+    @classmethod
+    def build(cls, metadata: ModelMetadata) -> CINNModel:
+        """Create a model with a freshly initialised (untrained) network.
+
+        Parameters
+        ----------
+        metadata : ModelMetadata
+            Metadata whose ``architecture`` is passed to `specutils_cinn.flows.build_cinn`.
+
+        Returns
+        -------
+        CINNModel
+        """
+        from .flows import build_cinn
+
+        return cls(metadata, build_cinn(metadata.architecture))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        weights: str | os.PathLike[str] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+    ) -> CINNModel:
+        """Load a model, verifying the weights' SHA-256 before reading them.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A model directory (``metadata.json`` + ``weights.safetensors``), a
+            metadata file (``metadata.json`` or ``<full_name>.json``, the weights
+            being ``weights.safetensors`` or ``<full_name>.safetensors`` beside it), or,
+            with ``weights``, the metadata file of a pair.
+        weights : str or os.PathLike, optional
+            The weights file, when it cannot be inferred from ``path``.
+        device : str or torch.device, optional
+            Device to put the network on.
+
+        Returns
+        -------
+        CINNModel
+            With the network in eval mode.
+
+        Raises
+        ------
+        FileNotFoundError
+            If a file is missing.
+        ValueError
+            If the metadata is invalid, the weights' SHA-256 differs from
+            ``weights_sha256`` (both hashes are named), the weights file is not valid
+            safetensors, or its tensors do not fit the architecture.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
+
+        meta_path, weights_path = model_files(path, weights)
+        metadata = ModelMetadata.read(meta_path)
+        expected = metadata.weights_sha256
+        if expected is None:
+            raise ValueError(f"{meta_path}: model metadata field 'weights_sha256' is missing")
+        # Read once, hash, then parse the same bytes: no window for the file to change.
+        data = weights_path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise ValueError(
+                f"SHA-256 of weights file {weights_path} does not match its metadata: "
+                f"expected {expected}, actual {actual}; the file is corrupt or was modified"
+            )
+        try:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
+        del data
+
+        from .flows import build_cinn
+
+        network = build_cinn(metadata.architecture)
+        _check_state_dict(network, tensors, weights_path)
+        network.load_state_dict(tensors, strict=True)
+        network.eval()
+        network.to(device)
+        return cls(metadata, network, sha256=actual, source=path)
+
+    def save(self, directory: str | os.PathLike[str], *, registry_names: bool = False) -> Path:
+        """Write the weights, then the metadata with the weights' hash.
+
+        Both files are written atomically. ``self.metadata`` and `sha256` are
+        updated to the written state.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            Destination directory, created if needed.
+        registry_names : bool, optional
+            If True, name the files ``<full_name>.json`` and ``<full_name>.safetensors``
+            (registry release assets) instead of ``metadata.json`` and
+            ``weights.safetensors``.
+
+        Returns
+        -------
+        pathlib.Path
+            The metadata file written; `load` accepts it.
+        """
+        from safetensors.torch import save as save_safetensors
+
+        directory = Path(directory)
+        if registry_names:
+            stem = self._metadata.full_name
+            meta_path, weights_path = directory / f"{stem}.json", directory / f"{stem}.safetensors"
+        else:
+            meta_path, weights_path = directory / METADATA_FILENAME, directory / WEIGHTS_FILENAME
+        tensors = {
+            k: v.detach().to("cpu").contiguous().clone()
+            for k, v in self._network.state_dict().items()
+        }
+        data = save_safetensors(tensors, metadata={"format": "pt"})
+        digest = hashlib.sha256(data).hexdigest()
+        _atomic_write(weights_path, data)
+        metadata = self._metadata.replace(weights_sha256=digest)
+        metadata.write(meta_path)
+        self._metadata = metadata
+        self._sha256 = digest
+        return meta_path
+
+
+def _check_state_dict(
+    network: torch.nn.Module, tensors: Mapping[str, torch.Tensor], where: Path
+) -> None:
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {where} do not fit the architecture: missing tensors {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected tensors {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for key, ref in expected.items():
+        got = tensors[key]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"weights in {where} do not fit the architecture: tensor {key!r} has shape "
+                f"{tuple(got.shape)}, expected {tuple(ref.shape)}"
+            )
+        if got.dtype != ref.dtype:
+            raise ValueError(
+                f"weights in {where} do not fit the architecture: tensor {key!r} has dtype "
+                f"{got.dtype}, expected {ref.dtype}"
+            )

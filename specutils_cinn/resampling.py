@@ -1,0 +1,349 @@
+"""Vectorised flux-conserving resampling of many spectra at once.
+
+The input spectrum is treated as piecewise constant: pixel ``i`` covers
+``[b_i, b_(i+1)]`` where the edges ``b`` are the midpoints between neighbouring pixel
+centres (the two outer edges are extrapolated by half a pixel). The integral of
+``flux * weight`` and of ``weight`` up to any wavelength is a cumulative sum plus one
+partial pixel, so the integral over any output bin is a difference of two such values.
+This is exact for piecewise-constant spectra, costs ``O(rows * (M + K))`` and handles a
+different set of output bins for every row (used for per-spectrum radial velocities).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["flux_conserving_resample", "pixel_edges"]
+
+#: Work on blocks of about this many array elements: numpy is several times faster on
+#: arrays that fit in the CPU caches than on large ones.
+CHUNK_ELEMENTS = 1 << 17
+#: Bins whose weight integral is below this fraction of their width count as empty.
+_EMPTY_FRACTION = 1e-9
+#: Largest lookup table (in entries per input pixel) used to locate edges.
+_MAX_TABLE_FACTOR = 64
+
+
+def pixel_edges(centres: np.ndarray) -> np.ndarray:
+    """Pixel edges from pixel centres: midpoints, outer edges extrapolated by half a pixel.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        Strictly increasing pixel centres, shape ``(..., M)`` with ``M >= 2``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Edges, shape ``(..., M + 1)``, float64.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than two pixels or the centres are not strictly increasing
+        and finite.
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim == 0 or c.shape[-1] < 2:
+        raise ValueError("need at least two pixel centres to define pixel edges")
+    d = np.diff(c, axis=-1)
+    if not (np.all(np.isfinite(c)) and np.all(d > 0)):
+        raise ValueError("pixel centres must be finite and strictly increasing")
+    edges = np.empty(c.shape[:-1] + (c.shape[-1] + 1,))
+    edges[..., 1:-1] = 0.5 * (c[..., 1:] + c[..., :-1])
+    edges[..., 0] = c[..., 0] - 0.5 * d[..., 0]
+    edges[..., -1] = c[..., -1] + 0.5 * d[..., -1]
+    return edges
+
+
+def flux_conserving_resample(
+    wave_in: np.ndarray,
+    flux: np.ndarray,
+    var: np.ndarray | None,
+    weight: np.ndarray | None,
+    edges_out: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample many spectra onto output bins, conserving the flux integral.
+
+    Each output bin gets the weighted mean flux density of the input over the bin,
+    ``integral(flux * weight) / integral(weight)``, with input pixels treated as
+    piecewise constant between the midpoints of their centres.
+
+    Parameters
+    ----------
+    wave_in : numpy.ndarray
+        Input pixel centres, strictly increasing: shape ``(M,)`` shared by all rows, or
+        ``(N, M)`` one axis per row. Any length unit, the same as ``edges_out``.
+    flux : numpy.ndarray
+        Input flux densities, shape ``(N, M)`` (or ``(M,)`` for a single spectrum).
+    var : numpy.ndarray or None
+        Variance of ``flux``, same shape, or `None` to skip error propagation.
+    weight : numpy.ndarray or None
+        Non-negative pixel weights, same shape: 0/1 for a good-pixel mask, or floats.
+        `None` means all ones. Pixels whose flux (or variance) is NaN or infinite, or
+        whose variance is negative, get weight 0 whatever ``weight`` says.
+    edges_out : numpy.ndarray
+        Strictly increasing output bin edges, shape ``(K + 1,)`` shared by all rows, or
+        ``(N, K + 1)`` one set per row.
+
+    Returns
+    -------
+    flux_out : numpy.ndarray
+        Resampled flux, shape ``(N, K)`` (``(K,)`` for 1-D ``flux``), float64. NaN where
+        the bin has no weight or is not entirely inside the input's pixel coverage.
+    var_out : numpy.ndarray
+        Propagated variance, same shape; NaN where ``flux_out`` is NaN, and everywhere
+        when ``var`` is `None`.
+    valid_fraction : numpy.ndarray
+        ``integral(weight) / bin width`` (in ``[0, 1]`` for weights in ``[0, 1]``); 0 for
+        bins not entirely inside the input's pixel coverage.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, an axis is not strictly increasing, or a weight is negative.
+
+    Notes
+    -----
+    The variance of bin ``j`` is ``sum_i (w_i o_ij)**2 var_i / (sum_i w_i o_ij)**2``
+    where ``o_ij`` is the overlap of input pixel ``i`` with the bin: the input pixels
+    are assumed independent, and a pixel that only partly overlaps a bin contributes in
+    proportion to the overlap. This is the exact variance of each output value, but the
+    covariance between neighbouring output bins that share an input pixel is ignored:
+    when output bins are narrower than input pixels the per-bin variance stays that of
+    the input pixel (the noise becomes correlated, it is not reduced).
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    one_d = flux.ndim == 1
+    flux2 = np.atleast_2d(flux)
+    if flux2.ndim != 2:
+        raise ValueError(f"flux must be 1-D or 2-D, got shape {flux.shape}")
+    n, m = flux2.shape
+    var2 = None if var is None else _as_rows(var, (n, m), "var")
+    weight2 = np.ones((n, m)) if weight is None else _as_rows(weight, (n, m), "weight")
+    if np.any(weight2 < 0):
+        raise ValueError("weights must be non-negative")
+    wave = np.asarray(wave_in, dtype=np.float64)
+    if wave.shape not in ((m,), (n, m)):
+        raise ValueError(f"wave_in must have shape ({m},) or ({n}, {m}), got {wave.shape}")
+    b = pixel_edges(wave)
+    edges = np.asarray(edges_out, dtype=np.float64)
+    if edges.ndim not in (1, 2) or edges.shape[-1] < 2 or (edges.ndim == 2 and len(edges) != n):
+        raise ValueError(f"edges_out must have shape (K+1,) or ({n}, K+1), got {edges.shape}")
+    if not (np.all(np.isfinite(edges)) and np.all(np.diff(edges, axis=-1) > 0)):
+        raise ValueError("edges_out must be finite and strictly increasing")
+    k = edges.shape[-1] - 1
+    out_f = np.empty((n, k))
+    out_v = np.full((n, k), np.nan)
+    out_w = np.empty((n, k))
+    shared = EdgeLocator(b) if b.ndim == 1 else None
+    step = max(1, CHUNK_ELEMENTS // max(m, k))
+    for r0 in range(0, n, step):
+        rows = slice(r0, min(n, r0 + step))
+        f = flux2[rows]
+        good = np.isfinite(f) & (weight2[rows] > 0)
+        if var2 is not None:
+            good &= np.isfinite(var2[rows]) & (var2[rows] >= 0)
+        w = np.where(good, weight2[rows], 0.0)
+        u = None if var2 is None else np.where(good, var2[rows], 0.0) * (w * w)
+        res = resample_block(
+            shared if shared is not None else EdgeLocator(b[rows]),
+            np.where(good, f, 0.0) * w,
+            w,
+            u,
+            edges if edges.ndim == 1 else edges[rows],
+        )
+        out_f[rows], out_w[rows] = res[0], res[2]
+        if res[1] is not None:
+            out_v[rows] = res[1]
+    if one_d:
+        return out_f[0], out_v[0], out_w[0]
+    return out_f, out_v, out_w
+
+
+def _as_rows(a: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have the shape of flux {shape}, got {arr.shape}")
+    return arr
+
+
+class EdgeLocator:
+    """Find the input pixel that contains each output edge, fast, for many rows.
+
+    Parameters
+    ----------
+    b : numpy.ndarray
+        Strictly increasing input pixel edges, shape ``(M + 1,)`` shared by all rows or
+        ``(R, M + 1)`` one axis per row.
+
+    Notes
+    -----
+    For a shared axis the search uses an exact formula when the pixels are uniform
+    and otherwise a lookup table with at most one pixel edge per table cell followed by
+    a one-step correction; both are several times faster than `numpy.searchsorted` for
+    millions of edges. An edge that rounding puts in the neighbouring pixel is harmless:
+    the cumulative integrals are continuous across pixel edges. Per-row axes use one
+    `numpy.searchsorted` over all rows.
+    """
+
+    def __init__(self, b: np.ndarray) -> None:
+        self.b = b
+        self.width = np.diff(b, axis=-1)
+        self.m = b.shape[-1] - 1
+        self.lo = b[..., :1]
+        self.hi = b[..., -1:]
+        self._mode = "search"
+        if b.ndim == 1:
+            self._b0, self._b1 = float(b[0]), float(b[-1])
+            step = (self._b1 - self._b0) / self.m
+            if np.all(np.abs(b - (self._b0 + step * np.arange(self.m + 1))) <= 1e-9 * step):
+                self._mode, self._inv = "uniform", 1.0 / step
+            else:
+                h = 0.5 * float(self.width.min())
+                n_cells = int(np.ceil((self._b1 - self._b0) / h)) + 1
+                if n_cells <= _MAX_TABLE_FACTOR * (self.m + 1):
+                    self._mode, self._inv = "table", 1.0 / h
+                    cells = self._b0 + h * np.arange(n_cells)
+                    self._table = np.searchsorted(b, cells, side="right") - 1
+
+    def locate(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Locate edges in the input pixels.
+
+        Parameters
+        ----------
+        edges : numpy.ndarray
+            Positions, shape ``(E,)`` or ``(R, E)``.
+
+        Returns
+        -------
+        e : numpy.ndarray
+            The positions clipped to the input coverage ``[b_0, b_M]``.
+        k : numpy.ndarray
+            Index of the pixel containing each clipped position, in ``[0, M - 1]``.
+        left : numpy.ndarray
+            ``e - b[k]``, the part of pixel ``k`` below the position.
+        """
+        b, m = self.b, self.m
+        if b.ndim == 2:
+            e = np.clip(edges, self.lo, self.hi)
+            r = b.shape[0]
+            lo = min(b[:, 0].min(), e.min())
+            span = max(b[:, -1].max(), e.max()) - lo + 1.0
+            shift = (np.arange(r) * span)[:, None]
+            ee = np.broadcast_to(e, (r, e.shape[-1]))
+            k = np.searchsorted((b - lo + shift).ravel(), (ee - lo + shift).ravel(), side="right")
+            k = np.clip(k.reshape(r, -1) - 1 - (np.arange(r) * (m + 1))[:, None], 0, m - 1)
+            return e, k, e - np.take_along_axis(b, k, axis=-1)
+        e = np.maximum(edges, self._b0)
+        np.minimum(e, self._b1, out=e)
+        if self._mode == "search":
+            k = np.searchsorted(b, e, side="right") - 1
+            np.minimum(k, m - 1, out=k)
+            return e, k, e - b[k]
+        x = e - self._b0
+        x *= self._inv
+        if self._mode == "uniform":
+            k = x.astype(np.intp)
+            np.minimum(k, m - 1, out=k)
+        else:
+            j = x.astype(np.intp)
+            np.minimum(j, len(self._table) - 1, out=j)
+            k = np.take(self._table, j)
+            k += np.take(b, k + 1) <= e
+            np.minimum(k, m - 1, out=k)
+        return e, k, e - np.take(b, k)
+
+
+def resample_block(
+    locator: EdgeLocator,
+    fw: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray | None,
+    edges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Core of `flux_conserving_resample` for one block of rows (no input checks).
+
+    Parameters
+    ----------
+    locator : EdgeLocator
+        The input pixel edges (``M + 1`` of them, shared or one set per row).
+    fw : numpy.ndarray
+        ``flux * weight``, shape ``(R, M)``, zero (not NaN) where the weight is 0.
+    w : numpy.ndarray
+        Weights, shape ``(R, M)``, non-negative.
+    u : numpy.ndarray or None
+        ``variance * weight**2``, shape ``(R, M)``, zero where the weight is 0, or `None`.
+    edges : numpy.ndarray
+        Strictly increasing output edges of one contiguous segment, shape ``(K + 1,)``
+        or ``(R, K + 1)``, in the unit of the locator's edges.
+
+    Returns
+    -------
+    flux_out, var_out, valid_fraction : numpy.ndarray
+        Shape ``(R, K)``; ``var_out`` is `None` when ``u`` is `None`. See
+        `flux_conserving_resample` for their meaning.
+
+    Notes
+    -----
+    With ``k`` the pixel holding an edge and ``l``, ``r`` the parts of that pixel below
+    and above it, the flux integral up to the edge is ``F(e) = cumF[k] + fw[k] * l``.
+    The variance of a bin spanning several pixels is ``H(e2) - H(e1) - q(e1) - q(e2)``
+    with ``H(e) = cumV[k] + u[k] * width[k] * l`` and ``q(e) = u[k] * l * r``, which
+    replaces the linear share of each partial pixel by its exact quadratic share; a bin
+    inside a single pixel gets ``u[k] * (e2 - e1)**2``.
+    """
+    r, m = fw.shape
+    width = locator.width
+    cf = _exclusive_cumsum(fw * width)
+    cw = _exclusive_cumsum(w * width)
+    e, k, left = locator.locate(edges)
+    flat = k + (np.arange(r) * m)[:, None]
+    g = np.take(fw, flat)
+    g *= left
+    g += np.take(cf, flat)
+    g_w = np.take(w, flat)
+    g_w *= left
+    g_w += np.take(cw, flat)
+    w_out = g_w[:, 1:] - g_w[:, :-1]
+    bin_width = np.diff(edges, axis=-1)
+    inside = (edges[..., :-1] >= locator.lo) & (edges[..., 1:] <= locator.hi)
+    ok = w_out > _EMPTY_FRACTION * bin_width
+    ok &= inside
+    flux_out = np.full(w_out.shape, np.nan)
+    np.divide(g[:, 1:] - g[:, :-1], w_out, out=flux_out, where=ok)
+    frac = w_out / bin_width
+    frac *= inside
+    np.maximum(frac, 0.0, out=frac)
+    if u is None:
+        return flux_out, None, frac
+
+    cv = _exclusive_cumsum(u * (width * width))
+    width_k = np.take(width, flat) if width.ndim == 2 else np.take(width, k)
+    ul = np.take(u, flat)
+    ul *= left
+    h = ul * width_k
+    h += np.take(cv, flat)
+    width_k -= left  # now the part of the pixel above the edge
+    ul *= width_k  # q(e)
+    v = h[:, 1:] - h[:, :-1]
+    v -= ul[:, 1:]
+    v -= ul[:, :-1]
+    same = k[..., 1:] == k[..., :-1]
+    if np.any(same):
+        d = e[..., 1:] - e[..., :-1]
+        u_lo = np.take(u, flat[:, :-1])
+        v = np.where(same, u_lo * (d * d), v)
+    np.maximum(v, 0.0, out=v)
+    var_out = np.full(v.shape, np.nan)
+    np.divide(v, w_out * w_out, out=var_out, where=ok)
+    return flux_out, var_out, frac
+
+
+def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[:, 0] = 0.0
+    np.cumsum(a[:, :-1], axis=1, out=out[:, 1:])
+    return out

@@ -1,0 +1,155 @@
+"""Turning posterior summaries and draws into `~astropy.table.QTable` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from astropy import units as u
+from astropy.table import QTable
+
+from .flags import QualityFlag
+
+__all__ = ["quantile_column_name", "summary_table", "samples_table", "std_unit"]
+
+
+def quantile_column_name(parameter: str, q: float) -> str:
+    """Name of the column holding quantile ``q`` of ``parameter``, e.g. ``teff_p16``.
+
+    Parameters
+    ----------
+    parameter : str
+        Parameter name, e.g. ``"teff"``.
+    q : float
+        Quantile level in (0, 1).
+
+    Returns
+    -------
+    str
+        ``f"{parameter}_p{100 * q:g}"``; a decimal point becomes ``"_"`` (``teff_p2_5``)
+        so that the name stays a valid identifier.
+    """
+    return f"{parameter}_p{100 * q:g}".replace(".", "_")
+
+
+def std_unit(unit: u.UnitBase) -> u.UnitBase:
+    """Unit of a standard deviation of a quantity in ``unit``.
+
+    A spread of a logarithmic quantity such as ``dex(cm / s2)`` is a plain ``dex``.
+    """
+    function_unit = getattr(unit, "function_unit", None)
+    return function_unit if function_unit is not None else unit
+
+
+def _quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
+    return u.Quantity(values, unit) if not hasattr(unit, "function_unit") else values * unit
+
+
+def _common_columns(
+    table: QTable, snr: np.ndarray, coverage: np.ndarray, flags: np.ndarray
+) -> None:
+    table["snr"] = np.asarray(snr, dtype=float)
+    table["snr"].description = "median S/N per Angstrom over valid model pixels"
+    table["coverage"] = np.asarray(coverage, dtype=float)
+    table["coverage"].description = "fraction of model pixels covered by valid data"
+    table["flags"] = np.asarray(flags, dtype=np.int32)
+    table["flags"].description = "bitwise OR of QualityFlag values; 0 means no warning"
+
+
+def _table_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Keys are FITS-safe (<= 8 upper-case characters, scalar or list values) so that the
+    # metadata survives a FITS round trip as well as an ECSV one.
+    out = dict(meta or {})
+    out["FLAGBITS"] = " ".join(f"{f.name}={int(f.value)}" for f in QualityFlag if f.value)
+    return out
+
+
+def summary_table(
+    parameters: Sequence[str],
+    units: Sequence[u.UnitBase],
+    median: np.ndarray,
+    quantiles: np.ndarray,
+    quantile_levels: Sequence[float],
+    std: np.ndarray,
+    snr: np.ndarray,
+    coverage: np.ndarray,
+    flags: np.ndarray,
+    meta: Mapping[str, Any] | None = None,
+) -> QTable:
+    """Build the one-row-per-spectrum table of posterior summaries.
+
+    Parameters
+    ----------
+    parameters : sequence of str
+        Parameter names, in the model's order.
+    units : sequence of `~astropy.units.UnitBase`
+        Unit of each parameter.
+    median : ndarray, shape (N, D)
+        Posterior medians.
+    quantiles : ndarray, shape (N, Q, D)
+        Posterior quantiles at ``quantile_levels``.
+    quantile_levels : sequence of float
+        The Q quantile levels.
+    std : ndarray, shape (N, D)
+        Posterior standard deviations.
+    snr, coverage, flags : ndarray, shape (N,)
+        Per-spectrum S/N per Angstrom, valid-pixel fraction and quality bit flags.
+    meta : mapping, optional
+        Stored in ``table.meta``, together with the flag bit definitions.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        For each parameter ``p``: ``p`` (median), ``p_p<100 q>`` for each quantile level and
+        ``p_std``; then ``snr``, ``coverage`` and ``flags``.
+    """
+    table = QTable(meta=_table_meta(meta))
+    for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
+        table[name] = _quantity(median[:, j], unit)
+        table[name].description = f"posterior median of {name}"
+        for k, q in enumerate(quantile_levels):
+            col = quantile_column_name(name, q)
+            table[col] = _quantity(quantiles[:, k, j], unit)
+            table[col].description = f"posterior {q:g} quantile of {name}"
+        table[f"{name}_std"] = u.Quantity(std[:, j], std_unit(unit))
+        table[f"{name}_std"].description = f"posterior standard deviation of {name}"
+    _common_columns(table, snr, coverage, flags)
+    return table
+
+
+def samples_table(
+    parameters: Sequence[str],
+    units: Sequence[u.UnitBase],
+    draws: np.ndarray,
+    snr: np.ndarray,
+    coverage: np.ndarray,
+    flags: np.ndarray,
+    meta: Mapping[str, Any] | None = None,
+) -> QTable:
+    """Build a table of posterior draws, one row per spectrum.
+
+    Parameters
+    ----------
+    parameters : sequence of str
+        Parameter names.
+    units : sequence of `~astropy.units.UnitBase`
+        Unit of each parameter.
+    draws : ndarray, shape (N, S, D)
+        S posterior draws for each of N spectra.
+    snr, coverage, flags : ndarray, shape (N,)
+        As in `summary_table`.
+    meta : mapping, optional
+        Stored in ``table.meta``.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        Column ``p`` holds an (N, S) Quantity of draws for each parameter.
+    """
+    table = QTable(meta=_table_meta(meta))
+    for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
+        table[name] = _quantity(draws[:, :, j], unit)
+        table[name].description = f"posterior draws of {name}"
+    _common_columns(table, snr, coverage, flags)
+    return table

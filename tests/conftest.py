@@ -1,0 +1,21 @@
+"""Shared fixtures: a small cINN trained on a problem whose posterior is known exactly."""
+
+import pytest
+
+from specutils_cinn.training import TrainingConfig, train_model
+
+from linear_gaussian import LinearGaussianProblem
+
+
+@pytest.fixture(scope="session")
+def linear_gaussian_model():
+    """(problem, CINNModel) trained once per test session (about 20 s on 2 CPU cores)."""
+    prob = LinearGaussianProblem()
+    config = TrainingConfig(steps=2500, batch_size=256, learning_rate=2e-3, warmup_steps=100,
+                            eval_every=500, snr_range=(prob.snr, prob.snr), masked_fraction=0.0,
+                            max_gaps=0, photon_noise=False, seed=0, device="cpu",
+                            weight_decay=0.0)
+    model, _ = train_model(prob.training_set(), prob.architecture, config,
+                           name="linear-gaussian-test", version="0.0.1", log=None,
+                           normalization={"kind": "continuum"})
+    return prob, model

@@ -1,0 +1,93 @@
+"""The specutils-cinn command line."""
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.nddata import StdDevUncertainty
+from astropy.table import QTable
+from specutils import Spectrum
+
+from specutils_cinn import cli
+from specutils_cinn.models import CINNModel
+
+
+@pytest.fixture(scope="module")
+def model_dir(linear_gaussian_model, tmp_path_factory):
+    _, model = linear_gaussian_model
+    path = tmp_path_factory.mktemp("model")
+    model.save(path)
+    return path
+
+
+def _write_spectra(prob, tmp_path, n=3):
+    y, _ = prob.observations(n=n, seed=8)
+    paths = []
+    for i, row in enumerate(y):
+        unit = u.Unit("1e-17 erg / (s cm2 Angstrom)")
+        spec = Spectrum(flux=row * unit, spectral_axis=prob.grid.wavelength,
+                        uncertainty=StdDevUncertainty(np.full(row.shape, prob.sigma) * unit))
+        p = tmp_path / f"star{i}.fits"
+        spec.write(p, format="tabular-fits")
+        paths.append(str(p))
+    return paths
+
+
+def test_predict_writes_table_in_file_order(linear_gaussian_model, model_dir, tmp_path, capsys):
+    prob, _ = linear_gaussian_model
+    paths = _write_spectra(prob, tmp_path)
+    out = tmp_path / "res.ecsv"
+    rc = cli.main(["predict", *paths, "--model", str(model_dir), "-o", str(out),
+                   "--format", "tabular-fits", "-n", "200", "--seed", "1", "--normalize", "no"])
+    assert rc == 0
+    t = QTable.read(out)
+    assert list(t["filename"]) == ["star0.fits", "star1.fits", "star2.fits"]
+    assert t["teff"].unit == u.K and t.meta["NSAMPLES"] == 200
+    assert "wrote 3 rows" in capsys.readouterr().err
+
+
+def test_predict_unreadable_file_names_it(model_dir, tmp_path):
+    bad = tmp_path / "junk.fits"
+    bad.write_text("not a fits file")
+    with pytest.raises(SystemExit, match="junk.fits"):
+        cli.main(["predict", str(bad), "--model", str(model_dir), "-o", str(tmp_path / "o.ecsv")])
+
+
+def test_models_list_shows_bundled_models(capsys):
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "4most-hr-lte-seed" in out and "4most-lr-lte-seed" in out
+
+
+def test_models_info(capsys):
+    assert cli.main(["models", "info", "4most-lr"]) == 0
+    out = capsys.readouterr().out
+    assert "4most-lr-lte-seed" in out and "teff" in out
+
+
+def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
+    assert cli.main(["demo", "-n", "200", "-o", str(tmp_path / "demo.ecsv")]) == 0
+    out = capsys.readouterr().out
+    assert "teff" in out and "4most-hr-lte-seed" in out
+    t = QTable.read(tmp_path / "demo.ecsv")
+    assert len(t) == 1
+    # The Sun (5772 K, log g 4.44): the seed model must at least land among G dwarfs.
+    assert 5000 < t["teff"][0].value < 6500
+    assert 3.5 < t["logg"][0].value < 5.0
+    assert t["coverage"][0] > 0.95
+
+
+def test_train_command_errors_cleanly(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\n")
+    assert cli.main(["train", str(cfg)]) == 2
+    assert "missing [data]" in capsys.readouterr().err
+
+
+def test_bundled_models_load_and_match_registry():
+    from specutils_cinn.registry import REGISTRY, fetch_model
+
+    for name in ("4most-hr", "4most-lr"):
+        model = CINNModel.load(fetch_model(name))
+        assert model.metadata.full_name == REGISTRY.resolve(name)
+        assert model.metadata.normalization["kind"] == "pseudo-continuum"
+        assert "LTE" in model.metadata.description

@@ -1,0 +1,471 @@
+"""Tests of specutils_cinn.models: metadata schema, save/load, hash verification."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from astropy import units as u
+
+from specutils_cinn.flows import build_cinn
+from specutils_cinn.grid import GridSegment, WavelengthGrid
+from specutils_cinn.models import (
+    METADATA_FILENAME,
+    WEIGHTS_FILENAME,
+    CINNModel,
+    ModelMetadata,
+    ParameterSpec,
+    model_files,
+    sha256_file,
+    validate_model_name,
+)
+
+NPIX = 32
+
+
+def tiny_architecture(**changes: Any) -> dict[str, Any]:
+    arch = {
+        "n_params": 2,
+        "npix": NPIX,
+        "conditioner": {"kind": "mlp", "channels": [4], "features": 8, "pool": 1, "hidden": 16},
+        "n_blocks": 2,
+        "subnet_hidden": 16,
+        "subnet_layers": 1,
+        "clamp": 2.0,
+        "permutation_seed": 3,
+    }
+    arch.update(changes)
+    return arch
+
+
+def tiny_grid() -> WavelengthGrid:
+    return WavelengthGrid((GridSegment("A", 5000.0, 5000.0 + NPIX - 1, 1.0),), "air")
+
+
+def tiny_metadata(**changes: Any) -> ModelMetadata:
+    kwargs: dict[str, Any] = {
+        "name": "tiny-test",
+        "version": "0.1.0",
+        "description": "a tiny test model",
+        "parameters": (
+            ParameterSpec("teff", "K", (4000.0, 7000.0), 5500.0, 800.0),
+            ParameterSpec("logg", "dex(cm / s2)", (0.0, 5.0), 3.0, 1.2),
+        ),
+        "architecture": tiny_architecture(),
+        "grid": tiny_grid(),
+        "resolving_power": 20000.0,
+        "normalization": {"kind": "continuum", "degree": 3},
+        "snr_range": (10.0, 300.0),
+        "training": {"seed": 1, "n_train": 10},
+    }
+    kwargs.update(changes)
+    return ModelMetadata(**kwargs)
+
+
+def tiny_network(seed: int = 0, **arch_changes: Any) -> torch.nn.Module:
+    net = build_cinn(tiny_architecture(**arch_changes))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # random weights, so that the last layers are not all zero
+        for p in net.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    return net.eval()
+
+
+def tiny_model(seed: int = 0) -> CINNModel:
+    return CINNModel(tiny_metadata(), tiny_network(seed))
+
+
+def inputs(batch: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, 2), generator=gen)
+    spec = torch.randn((batch, 3, NPIX), generator=gen)
+    return x, spec
+
+
+def outputs(net: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    x, spec = inputs()
+    with torch.no_grad():
+        z, log_det = net(x, spec)
+        feats = net.condition(spec)
+        draws = net.sample(feats, 5, generator=torch.Generator().manual_seed(7))
+    return z, log_det, draws
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[CINNModel, Path]:
+    model = tiny_model()
+    model.save(tmp_path / "model")
+    return model, tmp_path / "model"
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def test_metadata_properties() -> None:
+    meta = tiny_metadata()
+    assert meta.full_name == "tiny-test-v0.1.0"
+    assert meta.parameter_names == ["teff", "logg"]
+    assert meta.units == [u.K, u.dex(u.cm / u.s**2)]
+    np.testing.assert_array_equal(meta.ranges, [[4000.0, 7000.0], [0.0, 5.0]])
+    assert meta.ranges.shape == (2, 2)
+    np.testing.assert_array_equal(meta.label_mean, [5500.0, 3.0])
+    np.testing.assert_array_equal(meta.label_std, [800.0, 1.2])
+    assert meta.grid == tiny_grid()
+    assert meta.grid.npix == NPIX
+    assert meta.weights_sha256 is None
+    assert meta.format_version == 1
+    import specutils_cinn
+
+    assert meta.package_version == specutils_cinn.__version__
+
+
+def test_metadata_dict_and_json_round_trip() -> None:
+    meta = tiny_metadata(resolving_power={"A": 18000.0})
+    d = meta.to_dict()
+    assert list(d) == [
+        "format_version", "name", "version", "description", "parameters", "architecture",
+        "wavelength_grid", "resolving_power", "normalization", "training", "snr_range",
+        "weights_sha256", "package_version",
+    ]  # fmt: skip
+    assert d["parameters"][1]["unit"] == "dex(cm / s2)"
+    assert d["parameters"][0] == {
+        "name": "teff", "unit": "K", "range": [4000.0, 7000.0], "mean": 5500.0, "std": 800.0,
+    }  # fmt: skip
+    assert d["wavelength_grid"] == tiny_grid().to_dict()
+    assert ModelMetadata.from_dict(d) == meta
+    text = meta.to_json()
+    assert json.loads(text) == d
+    assert ModelMetadata.from_json(text) == meta
+    assert ModelMetadata.from_json(text.encode()) == meta
+    # to_dict returns a copy
+    d["architecture"]["n_blocks"] = 99
+    assert meta.architecture["n_blocks"] == 2
+
+
+def test_equivalent_unit_strings_are_normalised() -> None:
+    d = tiny_metadata().to_dict()
+    d["parameters"][1]["unit"] = "dex(cm s-2)"
+    d["parameters"][0]["range"] = [4000, 7000]  # ints are fine
+    meta = ModelMetadata.from_dict(d)
+    assert meta.parameters[1].unit == u.dex(u.cm / u.s**2)
+    assert meta.to_dict()["parameters"][1]["unit"] == "dex(cm / s2)"
+    assert meta.parameters[0].range == (4000.0, 7000.0)
+
+
+def test_abundance_parameters_accepted() -> None:
+    params = (
+        ParameterSpec("fe_h", "dex", (-2.0, 0.5), -0.5, 0.5),
+        ParameterSpec("mg_fe", u.dex, (-0.4, 0.8), 0.1, 0.2),
+        ParameterSpec("vmic", "km / s", (0.5, 3.0), 1.5, 0.5),
+    )
+    meta = tiny_metadata(parameters=params, architecture=tiny_architecture(n_params=3))
+    assert meta.units == [u.dex, u.dex, u.km / u.s]
+
+
+def _mutate(path: str, value: Any) -> dict[str, Any]:
+    d = tiny_metadata().to_dict()
+    d["weights_sha256"] = "0" * 64
+    target = d
+    keys = path.split(".")
+    for k in keys[:-1]:
+        target = target[int(k)] if isinstance(target, list) else target[k]
+    last = keys[-1]
+    if value is _DELETE:
+        del target[last]
+    elif isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return d
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("architecture", _DELETE, "architecture"),
+        ("name", _DELETE, "name"),
+        ("format_version", 2, "format_version"),
+        ("format_version", "1", "format_version"),
+        ("name", "../evil", "name"),
+        ("version", "not a version", "version"),
+        ("parameters.0.unit", "m / s", "unit"),
+        ("parameters.0.unit", "not-a-unit", "unit"),
+        ("parameters.1.unit", "dex", "unit"),
+        ("parameters.0.name", "colour", "name"),
+        ("parameters.0.std", 0.0, "std"),
+        ("parameters.0.mean", "x", "mean"),
+        ("parameters.0.range", [7000.0, 4000.0], "range"),
+        ("parameters.0.range", [1.0], "range"),
+        ("parameters.0.extra", 1, "extra"),
+        ("parameters.1.name", "teff", "parameters"),
+        ("parameters", [], "parameters"),
+        ("architecture.n_params", 3, "architecture"),
+        ("architecture.npix", NPIX + 1, "architecture"),
+        ("architecture.n_layers", 1, "architecture"),
+        ("architecture.n_blocks", _DELETE, "architecture"),
+        ("wavelength_grid.segments.0.step", _DELETE, "wavelength_grid"),
+        ("wavelength_grid.segments.0.step", 2.0, "architecture"),  # npix 16 != 32
+        ("resolving_power", -1.0, "resolving_power"),
+        ("resolving_power", {"B": 1000.0}, "resolving_power"),
+        ("resolving_power", True, "resolving_power"),
+        ("normalization", {"degree": 3}, "normalization"),
+        ("snr_range", [-1.0, 10.0], "snr_range"),
+        ("snr_range", [10.0, 5.0], "snr_range"),
+        ("weights_sha256", "abc", "weights_sha256"),
+        ("weights_sha256", "A" * 64, "weights_sha256"),
+        ("training", [1, 2], "training"),
+        ("description", 3, "description"),
+        ("surprise", 1, "surprise"),
+    ],
+)
+def test_malformed_metadata_names_the_field(path: str, value: Any, field: str) -> None:
+    d = _mutate(path, value)
+    with pytest.raises(ValueError, match=f"field '[^']*{field}"):
+        ModelMetadata.from_dict(d)
+
+
+def test_metadata_valid_baseline_of_mutation_helper() -> None:
+    # the unmutated dictionary used above is valid: the failures come from the mutations
+    d = _mutate("description", "still valid")
+    assert ModelMetadata.from_dict(d).description == "still valid"
+
+
+def test_metadata_not_json() -> None:
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ModelMetadata.from_json("{not json")
+    with pytest.raises(ValueError, match="JSON object"):
+        ModelMetadata.from_json("[1, 2]")
+
+
+def test_metadata_construction_is_validated() -> None:
+    with pytest.raises(ValueError, match="field 'architecture'"):
+        tiny_metadata(architecture=tiny_architecture(npix=NPIX * 2))
+    meta = tiny_metadata()
+    with pytest.raises(ValueError, match="field 'snr_range'"):
+        meta.replace(snr_range=(5.0, 1.0))
+
+
+def test_standardize_round_trip_numpy_and_torch() -> None:
+    meta = tiny_metadata()
+    x = np.array([[5500.0, 3.0], [6300.0, 4.2]])
+    s = meta.standardize(x)
+    np.testing.assert_allclose(s, [[0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(meta.destandardize(s), x)
+    t = torch.tensor([[[6300.0, 1.8]]], dtype=torch.float32)
+    st = meta.standardize(t)
+    assert st.dtype == torch.float32 and st.shape == (1, 1, 2)
+    assert torch.allclose(st, torch.tensor([[[1.0, -1.0]]]))
+    assert torch.allclose(meta.destandardize(st), t)
+    with pytest.raises(ValueError, match="last axis"):
+        meta.standardize(np.zeros((4, 3)))
+
+
+def test_validate_model_name() -> None:
+    assert validate_model_name("4most-hr-lte-seed-v0.1.0") == "4most-hr-lte-seed-v0.1.0"
+    for bad in ("../x", "a/b", "", ".hidden", "a..b", "a b", None):
+        with pytest.raises(ValueError, match="invalid model name"):
+            validate_model_name(bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- save / load
+
+
+def test_save_load_bit_identical(saved: tuple[CINNModel, Path]) -> None:
+    model, directory = saved
+    meta_path = directory / METADATA_FILENAME
+    weights_path = directory / WEIGHTS_FILENAME
+    assert meta_path.is_file() and weights_path.is_file()
+    digest = sha256_file(weights_path)
+    assert model.sha256 == digest
+    assert model.metadata.weights_sha256 == digest
+    assert json.loads(meta_path.read_text())["weights_sha256"] == digest
+    # no temporary files left behind
+    assert sorted(p.name for p in directory.iterdir()) == [METADATA_FILENAME, WEIGHTS_FILENAME]
+
+    loaded = CINNModel.load(directory)
+    assert loaded.metadata == model.metadata
+    assert loaded.sha256 == digest
+    assert loaded.source == directory
+    assert not loaded.network.training
+    ref_state, new_state = model.network.state_dict(), loaded.network.state_dict()
+    assert list(ref_state) == list(new_state)
+    for k in ref_state:
+        assert torch.equal(ref_state[k], new_state[k]), k
+    for a, b in zip(outputs(model.network), outputs(loaded.network), strict=True):
+        assert torch.equal(a, b)
+    # a fresh network gives different outputs: the comparison above is meaningful
+    fresh = tiny_network(seed=5)
+    assert not torch.equal(outputs(fresh)[0], outputs(loaded.network)[0])
+
+
+def test_resave_is_byte_identical(saved: tuple[CINNModel, Path], tmp_path: Path) -> None:
+    _, directory = saved
+    loaded = CINNModel.load(directory)
+    loaded.save(tmp_path / "again")
+    for name in (METADATA_FILENAME, WEIGHTS_FILENAME):
+        assert (tmp_path / "again" / name).read_bytes() == (directory / name).read_bytes()
+
+
+def test_registry_names_and_path_forms(tmp_path: Path) -> None:
+    model = tiny_model()
+    meta_path = model.save(tmp_path, registry_names=True)
+    stem = "tiny-test-v0.1.0"
+    assert meta_path == tmp_path / f"{stem}.json"
+    weights_path = tmp_path / f"{stem}.safetensors"
+    assert weights_path.is_file()
+    ref = outputs(model.network)
+    for args in ((meta_path,), (weights_path,), (str(meta_path), str(weights_path))):
+        loaded = CINNModel.load(*args)
+        assert loaded.sha256 == sha256_file(weights_path)
+        assert torch.equal(outputs(loaded.network)[2], ref[2])
+    assert model_files(meta_path) == (meta_path, weights_path)
+    # explicit pair with unrelated names
+    shutil.copy(meta_path, tmp_path / "m.json")
+    shutil.copy(weights_path, tmp_path / "w.bin")
+    loaded = CINNModel.load(tmp_path / "m.json", tmp_path / "w.bin")
+    assert loaded.metadata.full_name == stem
+
+
+def test_tampered_weights_rejected_before_parsing(
+    saved: tuple[CINNModel, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, directory = saved
+    weights_path = directory / WEIGHTS_FILENAME
+    data = bytearray(weights_path.read_bytes())
+    data[-1] ^= 0x01  # flip one bit in the tensor data
+    weights_path.write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    calls = []
+    real_load = safetensors.torch.load
+    monkeypatch.setattr(safetensors.torch, "load", lambda b: calls.append(1) or real_load(b))
+    with pytest.raises(ValueError, match="does not match") as info:
+        CINNModel.load(directory)
+    assert model.sha256 in str(info.value)
+    assert actual in str(info.value)
+    assert calls == []  # weights never parsed
+
+
+def test_load_never_unpickles(
+    saved: tuple[CINNModel, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, directory = saved
+
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    assert CINNModel.load(directory).sha256 is not None
+
+
+def test_malformed_metadata_file(saved: tuple[CINNModel, Path]) -> None:
+    _, directory = saved
+    meta_path = directory / METADATA_FILENAME
+    d = json.loads(meta_path.read_text())
+    d["parameters"][0]["unit"] = "km / s"
+    meta_path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"metadata.json: .*field 'parameters\[teff\]\.unit'"):
+        CINNModel.load(directory)
+    meta_path.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        CINNModel.load(directory)
+
+
+def test_missing_hash_rejected(saved: tuple[CINNModel, Path]) -> None:
+    _, directory = saved
+    meta_path = directory / METADATA_FILENAME
+    d = json.loads(meta_path.read_text())
+    d["weights_sha256"] = None
+    meta_path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="weights_sha256"):
+        CINNModel.load(directory)
+
+
+def test_not_safetensors_rejected(saved: tuple[CINNModel, Path]) -> None:
+    _, directory = saved
+    weights_path = directory / WEIGHTS_FILENAME
+    weights_path.write_bytes(b"not a safetensors file at all")
+    meta = ModelMetadata.read(directory / METADATA_FILENAME)
+    meta.replace(weights_sha256=sha256_file(weights_path)).write(directory / METADATA_FILENAME)
+    with pytest.raises(ValueError, match="not a valid safetensors"):
+        CINNModel.load(directory)
+
+
+def test_weights_of_other_architecture_rejected(tmp_path: Path) -> None:
+    model = tiny_model()
+    model.save(tmp_path / "a")
+    other = CINNModel(
+        tiny_metadata(architecture=tiny_architecture(subnet_hidden=8)),
+        tiny_network(subnet_hidden=8),
+    )
+    other.save(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / WEIGHTS_FILENAME, tmp_path / "a" / WEIGHTS_FILENAME)
+    meta = ModelMetadata.read(tmp_path / "a" / METADATA_FILENAME)
+    meta.replace(weights_sha256=other.sha256).write(tmp_path / "a" / METADATA_FILENAME)
+    with pytest.raises(ValueError, match="do not fit the architecture.*shape"):
+        CINNModel.load(tmp_path / "a")
+
+    # missing / unexpected tensors
+    state = {k: v.clone() for k, v in model.network.state_dict().items()}
+    state["extra.weight"] = state.pop("flow.module_list.0.subnet1.0.weight")
+    data = safetensors.torch.save(state)
+    (tmp_path / "a" / WEIGHTS_FILENAME).write_bytes(data)
+    meta.replace(weights_sha256=hashlib.sha256(data).hexdigest()).write(
+        tmp_path / "a" / METADATA_FILENAME
+    )
+    with pytest.raises(ValueError, match=r"missing tensors \['flow.module_list.0.subnet1.0"):
+        CINNModel.load(tmp_path / "a")
+
+
+def test_missing_files(tmp_path: Path, saved: tuple[CINNModel, Path]) -> None:
+    with pytest.raises(FileNotFoundError, match="no model"):
+        CINNModel.load(tmp_path / "nowhere")
+    _, directory = saved
+    (directory / WEIGHTS_FILENAME).unlink()
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        CINNModel.load(directory)
+    (tmp_path / "odd.txt").write_text("x")
+    with pytest.raises(ValueError, match="cannot load a model"):
+        CINNModel.load(tmp_path / "odd.txt")
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(TypeError, match="ModelMetadata"):
+        CINNModel({"name": "x"}, tiny_network())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        CINNModel(tiny_metadata(), object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="architecture differs"):
+        CINNModel(tiny_metadata(), tiny_network(n_blocks=3))
+
+
+def test_build_to_and_repr() -> None:
+    model = CINNModel.build(tiny_metadata())
+    assert model.network.architecture == tiny_architecture()
+    assert model.sha256 is None and model.source is None
+    assert model.to("cpu") is model
+    assert model.device == torch.device("cpu")
+    assert "tiny-test-v0.1.0" in repr(model)
+
+
+def test_save_updates_hash_and_keeps_metadata(tmp_path: Path) -> None:
+    model = tiny_model()
+    before = copy.deepcopy(model.metadata.to_dict())
+    model.save(tmp_path)
+    after = model.metadata.to_dict()
+    assert after.pop("weights_sha256") == model.sha256
+    before.pop("weights_sha256")
+    assert after == before

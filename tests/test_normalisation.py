@@ -1,0 +1,122 @@
+"""Tests of the batched continuum normaliser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.polynomial import legendre
+
+from specutils_cinn.grid import GridSegment, WavelengthGrid
+from specutils_cinn.normalisation import fit_continuum, fit_segment_continuum, normalize_continuum
+
+GRID = WavelengthGrid(
+    (
+        GridSegment("B", 4000.0, 4300.0, 0.1),  # 3001 pixels: fitted on a stride
+        GridSegment("G", 5200.0, 5400.0, 0.25),  # 801 pixels
+    )
+)
+
+
+def synthetic(n, seed, noise=0.0):
+    """Legendre continua (different per segment) times absorption lines."""
+    rng = np.random.default_rng(seed)
+    lam = GRID.wavelength.value
+    cont = np.empty((n, GRID.npix))
+    for sl in GRID.segment_slices:
+        x = np.linspace(-1, 1, sl.stop - sl.start)
+        c = rng.uniform(-0.15, 0.15, (n, 4))
+        c[:, 0] = rng.uniform(1.0, 5.0, n)
+        cont[:, sl] = legendre.legval(x, c.T)
+    lines = np.ones((n, GRID.npix))
+    for centre in rng.uniform(lam[0], lam[-1], 150):
+        depth = rng.uniform(0.05, 0.7)
+        lines *= 1 - depth * np.exp(-0.5 * ((lam - centre) / 0.3) ** 2)
+    flux = cont * lines * (1 + noise * rng.normal(size=cont.shape))
+    return flux, cont, lines
+
+
+def test_recovers_continuum_noise_free():
+    flux, cont, lines = synthetic(6, 0)
+    valid = np.ones(flux.shape, bool)
+    fitted_cont, fitted = fit_continuum(flux, valid, GRID)
+    assert fitted.all()
+    np.testing.assert_allclose(fitted_cont, cont, rtol=1e-3)
+    flux_n, sigma_n, valid_n = normalize_continuum(flux, 0.01 * flux, valid, GRID)
+    assert valid_n.all()
+    np.testing.assert_allclose(flux_n, lines, rtol=1e-3)
+    np.testing.assert_allclose(sigma_n, 0.01 * lines, rtol=1e-3)
+
+
+def test_recovers_continuum_with_noise_within_one_percent():
+    flux, cont, _ = synthetic(6, 1, noise=0.01)
+    fitted_cont, _ = fit_continuum(flux, np.ones(flux.shape, bool), GRID)
+    assert np.max(np.abs(fitted_cont / cont - 1)) < 0.01
+
+
+def test_invalid_pixels_are_ignored():
+    flux, cont, _ = synthetic(3, 2)
+    valid = np.ones(flux.shape, bool)
+    valid[:, 100:400] = False
+    garbage = flux.copy()
+    garbage[:, 100:400] = np.nan
+    garbage[0, 100:400] = 1e30
+    c1, _ = fit_continuum(flux, valid, GRID)
+    c2, _ = fit_continuum(garbage, valid, GRID)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_allclose(c2, cont, rtol=2e-3)
+    _, _, valid_n = normalize_continuum(garbage, None, valid, GRID)
+    np.testing.assert_array_equal(valid_n, valid)
+
+
+def test_rows_are_fitted_independently():
+    flux, _, _ = synthetic(20, 3, noise=0.02)
+    valid = np.ones(flux.shape, bool)
+    together, _ = fit_continuum(flux, valid, GRID)
+    for i in (0, 7, 19):
+        alone, _ = fit_continuum(flux[i : i + 1], valid[i : i + 1], GRID)
+        # identical up to the rounding of the matrix products (which depends on block size)
+        np.testing.assert_allclose(alone[0], together[i], rtol=1e-12)
+
+
+def test_too_few_pixels_invalidates_the_segment_only():
+    flux, _, _ = synthetic(2, 4)
+    valid = np.ones(flux.shape, bool)
+    valid[0, GRID.segment_slices[1]] = False
+    valid[0, GRID.segment_slices[1].start + 5] = True  # a single valid pixel
+    cont, fitted = fit_continuum(flux, valid, GRID)
+    np.testing.assert_array_equal(fitted, [[True, False], [True, True]])
+    assert np.all(np.isnan(cont[0, GRID.segment_slices[1]]))
+    _, _, valid_n = normalize_continuum(flux, None, valid, GRID)
+    assert not valid_n[0, GRID.segment_slices[1]].any()
+    assert valid_n[0, GRID.segment_slices[0]].all() and valid_n[1].all()
+
+
+def test_asymmetric_clipping_sits_on_the_upper_envelope():
+    # flat continuum with deep, dense absorption: an unclipped fit would sit far below 1
+    rng = np.random.default_rng(5)
+    x = np.arange(3000)
+    flux = np.ones((1, 3000))
+    for c in rng.uniform(0, 3000, 120):
+        flux[0] *= 1 - 0.8 * np.exp(-0.5 * ((x - c) / 2.0) ** 2)
+    valid = np.ones(flux.shape, bool)
+    plain, _ = fit_segment_continuum(flux, valid, degree=0, n_iter=0)
+    clipped, _ = fit_segment_continuum(flux, valid, degree=0, n_iter=5)
+    assert plain[0, 0] < 0.95
+    assert abs(clipped[0, 0] - 1) < 0.01
+
+
+def test_argument_errors():
+    flux = np.ones((2, GRID.npix))
+    valid = np.ones(flux.shape, bool)
+    with pytest.raises(ValueError, match=r"shape \(N, 3802\)"):
+        fit_continuum(flux[:, :-1], valid[:, :-1], GRID)
+    with pytest.raises(ValueError, match="valid must have the shape"):
+        normalize_continuum(flux, None, valid[:1], GRID)
+    with pytest.raises(ValueError, match="sigma must have the shape"):
+        normalize_continuum(flux, flux[:1], valid, GRID)
+    with pytest.raises(ValueError, match="degree"):
+        fit_continuum(flux, valid, GRID, degree=-1)
+    with pytest.raises(ValueError, match="n_iter"):
+        fit_continuum(flux, valid, GRID, n_iter=1.5)
+    with pytest.raises(TypeError, match="WavelengthGrid"):
+        fit_continuum(flux, valid, "grid")

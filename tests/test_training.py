@@ -1,0 +1,166 @@
+"""Training: augmentation, configuration, and a cINN that recovers an exact posterior."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from specutils_cinn.grid import GridSegment, WavelengthGrid
+from specutils_cinn.models import CINNModel
+from specutils_cinn.training import (
+    TrainingConfig,
+    TrainingSet,
+    augment_batch,
+    load_training_set,
+    save_training_set,
+    train_from_config,
+    train_model,
+)
+
+from linear_gaussian import LinearGaussianProblem
+
+
+def test_config_rejects_unknown_and_bad_values():
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainingConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="snr_range"):
+        TrainingConfig(snr_range=(50.0, 10.0))
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TrainingConfig(validation_fraction=1.5)
+
+
+def _grid(npix=2000, step=0.25):
+    return WavelengthGrid((GridSegment("A", 5000.0, 5000.0 + (npix - 1) * step, step),))
+
+
+@pytest.mark.parametrize("photon_noise", [False, True])
+def test_augment_noise_matches_snr_per_angstrom(photon_noise):
+    grid = _grid()
+    flux = torch.ones(400, grid.npix)
+    cfg = TrainingConfig(snr_range=(50.0, 50.0), masked_fraction=0.0, max_gaps=0,
+                         photon_noise=photon_noise)
+    gen = torch.Generator().manual_seed(0)
+    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
+    seg = torch.zeros(grid.npix, dtype=torch.long)
+    noisy, sigma, valid = augment_batch(flux, pw, seg, cfg, gen)
+    # S/N 50 per Angstrom at 0.25 A pixels is S/N 25 per pixel.
+    assert valid.all()
+    assert float((noisy - 1).std()) == pytest.approx(1 / 25, rel=0.02)
+    assert float(sigma.median()) == pytest.approx(1 / 25, rel=0.02)
+
+
+def test_augment_sigma_does_not_leak_noise_free_flux():
+    # With photon noise the reported sigma comes from the noisy flux: two spectra with the
+    # same noisy flux but different noise-free flux cannot be told apart from sigma.
+    grid = _grid(npix=50)
+    flux = torch.full((2000, grid.npix), 0.5)
+    cfg = TrainingConfig(snr_range=(100.0, 100.0), masked_fraction=0.0, max_gaps=0)
+    gen = torch.Generator().manual_seed(1)
+    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
+    noisy, sigma, _ = augment_batch(flux, pw, torch.zeros(grid.npix, dtype=torch.long), cfg, gen)
+    snr_pix = 100.0 * 0.5
+    assert torch.allclose(sigma, torch.sqrt(noisy) / snr_pix)
+
+
+def test_augment_masks_and_gaps():
+    grid = _grid()
+    cfg = TrainingConfig(masked_fraction=0.1, max_gaps=2, max_gap_fraction=0.05)
+    gen = torch.Generator().manual_seed(2)
+    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
+    _, _, valid = augment_batch(torch.ones(500, grid.npix), pw,
+                                torch.zeros(grid.npix, dtype=torch.long), cfg, gen)
+    lost = 1 - valid.float().mean(dim=1)
+    assert 0 < float(lost.mean()) < 0.1 + 2 * 0.05
+    assert float(lost.max()) <= 0.1 * 1.2 + 2 * 0.05 + 0.01
+    assert float(lost.min()) < 0.02  # some spectra are nearly untouched
+
+
+def test_training_set_round_trip_and_validation(tmp_path):
+    grid = _grid(npix=10)
+    ts = TrainingSet(np.ones((4, 10), np.float32), np.zeros((4, 2)), ["teff", "logg"], grid,
+                     20000.0, {"source": "test"}, groups=np.array([0, 0, 1, 1]))
+    save_training_set(tmp_path / "ts.npz", ts)
+    back = load_training_set(tmp_path / "ts.npz", ["logg"])
+    assert back.parameters == ["logg"] and back.labels.shape == (4, 1)
+    assert back.grid == grid and back.provenance == {"source": "test"}
+    np.testing.assert_array_equal(back.groups, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="no labels"):
+        load_training_set(tmp_path / "ts.npz", ["vsini"])
+    with pytest.raises(ValueError, match="shape"):
+        TrainingSet(np.ones((4, 9), np.float32), np.zeros((4, 2)), ["teff", "logg"], grid, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        TrainingSet(np.full((4, 10), np.nan, np.float32), np.zeros((4, 2)), ["teff", "logg"],
+                    grid, 1.0)
+
+
+def test_validation_split_keeps_groups_together():
+    prob = LinearGaussianProblem()
+    ts = prob.training_set(n=300)
+    ts.groups = np.repeat(np.arange(100), 3)
+    model, _ = train_model(ts, prob.architecture, TrainingConfig(steps=2, eval_every=1,
+                           batch_size=16, snr_range=(100.0, 100.0), device="cpu"),
+                           name="split-test", version="0.0.1", log=None)
+    val_groups = set(model.metadata.training["validation_groups"])
+    assert len(val_groups) == 10
+    n_val = model.metadata.training["n_validation"]
+    assert n_val == 30
+
+
+def test_linear_gaussian_posterior_is_recovered(linear_gaussian_model):
+    """A small cINN trained by train_model matches the exact Gaussian posterior."""
+    prob, model = linear_gaussian_model
+    y, x_true = prob.observations(n=200, seed=11)
+    mean, cov = prob.exact_posterior(y)
+    net = model.network
+    md = model.metadata
+    inputs = prob.encode(y)
+    gen = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        draws = net.sample(net.condition(inputs), 4000, generator=gen)
+    draws = md.destandardize(draws).numpy()
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    # Medians within 0.15 posterior sigma (RMS over stars); spreads within 10 %.
+    z = (np.median(draws, axis=1) - mean) / sd
+    assert np.sqrt(np.mean(z**2)) < 0.15
+    ratio = np.std(draws, axis=1) / sd
+    assert abs(np.median(ratio) - 1) < 0.10
+    # The 16/84 % quantiles match the exact ones within 0.2 posterior sigma (RMS).
+    for q, k in ((0.16, -0.9945), (0.84, 0.9945)):
+        err = (np.quantile(draws, q, axis=1) - (mean + k * sd)) / sd
+        assert np.sqrt(np.mean(err**2)) < 0.2
+    # Calibration against the true parameters: ~68 % inside the central 68 % interval.
+    lo, hi = np.quantile(draws, [0.16, 0.84], axis=1)
+    inside = np.mean((x_true > lo) & (x_true < hi))
+    assert 0.58 < inside < 0.78
+
+
+def test_train_from_config(tmp_path):
+    prob = LinearGaussianProblem()
+    save_training_set(tmp_path / "data.npz", prob.training_set(n=200))
+    (tmp_path / "cfg.toml").write_text(
+        '[model]\nname = "lg-test"\nversion = "0.0.1"\noutput = "out"\n'
+        '[data]\npath = "data.npz"\n'
+        f"[architecture]\n{_toml(prob.architecture)}\n"
+        "[training]\nsteps = 3\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
+        'photon_noise = false\ndevice = "cpu"\n'
+    )
+    out = train_from_config(tmp_path / "cfg.toml", log=None)
+    model = CINNModel.load(out)
+    assert model.metadata.full_name == "lg-test-v0.0.1"
+    assert model.metadata.training["config"]["steps"] == 3
+    (tmp_path / "bad.toml").write_text("[model]\n")
+    with pytest.raises(ValueError, match=r"missing \[data\]"):
+        train_from_config(tmp_path / "bad.toml")
+
+
+def _toml(arch):
+    lines = []
+    for k, v in arch.items():
+        if isinstance(v, dict):
+            continue
+        lines.append(f"{k} = {json.dumps(v)}")
+    cond = arch["conditioner"]
+    lines.append("[architecture.conditioner]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in cond.items()]
+    return "\n".join(lines)
