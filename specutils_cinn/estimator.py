@@ -266,6 +266,11 @@ class CINNParameterEstimator:
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         md = self.model.metadata
+        norm = md.normalization
+        if norm.get("kind") == "pseudo-continuum" and normalize == "auto":
+            # The model saw spectra divided by this very normaliser: apply it to every input,
+            # normalised or not, so that all reach the network in the training convention.
+            normalize = True
         prepared = prepare_spectra(
             spectra,
             md.grid,
@@ -273,6 +278,8 @@ class CINNParameterEstimator:
             medium=medium,
             snr=snr,
             normalize=normalize,
+            continuum_degree=int(norm.get("degree", 3)),
+            continuum_iterations=int(norm.get("n_iter", 5)),
         )
         return prepared, int(seed)
 
@@ -288,9 +295,8 @@ class CINNParameterEstimator:
         """Yield (row indices, physical-unit draws [B, S, D] on ``device``) per batch."""
         from tqdm.auto import tqdm
 
-        usable = ~(prepared.flags & (QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA)).astype(
-            bool
-        )
+        hopeless = QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA
+        usable = ((prepared.flags & hopeless) == 0) & (prepared.coverage > 0)
         rows_all = np.flatnonzero(usable)
         if batch_size is None:
             batch_size = int(np.clip(_ROWS_PER_BATCH // n_samples, 1, 4096))
@@ -341,7 +347,7 @@ class CINNParameterEstimator:
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,
-            "MODELSHA": self.model.sha256,
+            "MODELSHA": self.model.sha256 or "unsaved",
             "NSAMPLES": int(n_samples),
             "SEED": int(seed),
             "DEVICE": device.type,

@@ -47,8 +47,6 @@ FILL_SIGMA = 1.0e3
 #: ``normalize="auto"`` treats dimensionless flux as normalised when the median over
 #: the spectra of an input of their 90th flux percentiles lies in this range.
 AUTO_NORMALIZED_RANGE = (0.8, 1.2)
-#: Clipping iterations of the continuum fit.
-_CONTINUUM_ITERATIONS = 5
 _C_KMS = const.c.to_value(u.km / u.s)
 _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).tiny)
@@ -176,6 +174,7 @@ def prepare_spectra(
     continuum_degree: int = 3,
     min_valid_fraction: float = 0.5,
     min_coverage: float = 0.5,
+    continuum_iterations: int = 5,
 ) -> PreparedSpectra:
     """Resample, shift and normalise spectra onto a model's wavelength grid.
 
@@ -219,6 +218,11 @@ def prepare_spectra(
         input pixels (and it lies entirely inside the input's wavelength coverage).
     min_coverage : float, optional
         Rows with a smaller fraction of valid grid pixels get the ``LOW_COVERAGE`` flag.
+    continuum_iterations : int, optional
+        Clipping iterations of the continuum fit. ``continuum_degree`` and this must
+        match the normalisation of the model's training spectra
+        (`~specutils_cinn.normalisation.normalize_continuum` with ``degree`` and
+        ``n_iter``).
 
     Returns
     -------
@@ -261,6 +265,14 @@ def prepare_spectra(
     - Invalid pixels hold `FILL_FLUX` and `FILL_SIGMA`; the network sees ``valid``.
     """
     _check_arguments(grid, medium, normalize, continuum_degree, min_valid_fraction, min_coverage)
+    if (
+        isinstance(continuum_iterations, bool)
+        or not isinstance(continuum_iterations, int | np.integer)
+        or continuum_iterations < 0
+    ):
+        raise ValueError(
+            f"continuum_iterations must be a non-negative integer, got {continuum_iterations!r}"
+        )
     blocks = _collect(spectra)
     n = sum(b.n_rows for b in blocks)
     factor, rv_kms = _doppler(radial_velocity, blocks, n)
@@ -280,7 +292,7 @@ def prepare_spectra(
     out = _Output(n, grid)
     for geo in groups:
         _process_group(
-            geo, factor, snr_rows, estimate, do_norm, continuum_degree,
+            geo, factor, snr_rows, estimate, do_norm, (continuum_degree, continuum_iterations),
             min_valid_fraction, out,
         )  # fmt: skip
 
@@ -840,7 +852,7 @@ def _process_group(
     snr_rows: np.ndarray | None,
     estimate: bool,
     do_norm: np.ndarray,
-    degree: int,
+    continuum: tuple[int, int],
     min_valid_fraction: float,
     out: _Output,
 ) -> None:
@@ -869,7 +881,7 @@ def _process_group(
             any_usable |= usable.any(axis=1)
         out.any_usable[gids] = any_usable
         _resample_chunk(
-            gids, inputs, mode, geo, factor[gids], do_norm[gids], degree, min_valid_fraction, out
+            gids, inputs, mode, geo, factor[gids], do_norm[gids], continuum, min_valid_fraction, out
         )
 
 
@@ -956,11 +968,12 @@ def _resample_chunk(
     geo: _Geometry,
     d: np.ndarray,
     norm: np.ndarray,
-    degree: int,
+    continuum: tuple[int, int],
     min_valid_fraction: float,
     out: _Output,
 ) -> None:
     """Resample, normalise and store one chunk of rows for every segment."""
+    degree, n_iter = continuum
     rows = _as_slice(gids)
     shared = bool(np.all(d == d[0]))
     all_norm, any_norm = bool(np.all(norm)), bool(np.any(norm))
@@ -971,23 +984,21 @@ def _resample_chunk(
     valid_all = np.empty((len(gids), n_cols), dtype=bool)
     col = 0
     for seg, (f, usable, var) in zip(geo.segments, inputs, strict=True):
-        edges = seg.edges * d[0] if shared else seg.edges[None, :] * d[:, None]
         fo, vo, frac = resample_block(
             seg.locator,
             np.where(usable, f, 0.0),
             usable.astype(np.float64),
             np.where(usable, var, 0.0),
-            edges,
+            seg.edges * d[0] if shared else seg.edges,
+            scale=None if shared else d,
         )
         valid = frac >= min_valid_fraction  # implies a finite fo and vo
         if any_norm:
             if all_norm:
-                cont = fit_segment_continuum(fo, valid, degree, _CONTINUUM_ITERATIONS)[0]
+                cont = fit_segment_continuum(fo, valid, degree, n_iter)[0]
             else:
                 cont = np.ones(fo.shape)
-                cont[norm] = fit_segment_continuum(
-                    fo[norm], valid[norm], degree, _CONTINUUM_ITERATIONS
-                )[0]
+                cont[norm] = fit_segment_continuum(fo[norm], valid[norm], degree, n_iter)[0]
             valid &= cont > 0  # False where the fit failed (NaN)
             np.divide(fo, cont, out=fo, where=valid)  # rows not normalised have cont == 1
             cont *= cont

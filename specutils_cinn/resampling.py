@@ -20,6 +20,9 @@ __all__ = ["flux_conserving_resample", "pixel_edges"]
 CHUNK_ELEMENTS = 1 << 17
 #: Bins whose weight integral is below this fraction of their width count as empty.
 _EMPTY_FRACTION = 1e-9
+#: An output bin sticking out of the input coverage by less than this fraction of the
+#: outermost input pixel still counts as inside (rounding of unit conversions).
+_EDGE_TOLERANCE = 1e-6
 #: Largest lookup table (in entries per input pixel) used to locate edges.
 _MAX_TABLE_FACTOR = 64
 
@@ -112,6 +115,10 @@ def flux_conserving_resample(
     covariance between neighbouring output bins that share an input pixel is ignored:
     when output bins are narrower than input pixels the per-bin variance stays that of
     the input pixel (the noise becomes correlated, it is not reduced).
+
+    A bin that sticks out of the input coverage by less than ``1e-6`` of the outermost
+    input pixel counts as inside, so that an input sampled exactly on the output grid
+    keeps its end pixels despite rounding (e.g. after a unit conversion).
     """
     flux = np.asarray(flux, dtype=np.float64)
     one_d = flux.ndim == 1
@@ -195,12 +202,18 @@ class EdgeLocator:
         self.m = b.shape[-1] - 1
         self.lo = b[..., :1]
         self.hi = b[..., -1:]
+        #: Coverage limits used to decide whether an output bin is inside the input.
+        self.inner_lo = self.lo - _EDGE_TOLERANCE * self.width[..., :1]
+        self.inner_hi = self.hi + _EDGE_TOLERANCE * self.width[..., -1:]
         self._mode = "search"
+        #: Pixel width when all pixels are equally wide (shared axis only), else None.
+        self.step: float | None = None
         if b.ndim == 1:
             self._b0, self._b1 = float(b[0]), float(b[-1])
             step = (self._b1 - self._b0) / self.m
             if np.all(np.abs(b - (self._b0 + step * np.arange(self.m + 1))) <= 1e-9 * step):
                 self._mode, self._inv = "uniform", 1.0 / step
+                self.step = step
             else:
                 h = 0.5 * float(self.width.min())
                 n_cells = int(np.ceil((self._b1 - self._b0) / h)) + 1
@@ -263,6 +276,7 @@ def resample_block(
     w: np.ndarray,
     u: np.ndarray | None,
     edges: np.ndarray,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Core of `flux_conserving_resample` for one block of rows (no input checks).
 
@@ -279,6 +293,9 @@ def resample_block(
     edges : numpy.ndarray
         Strictly increasing output edges of one contiguous segment, shape ``(K + 1,)``
         or ``(R, K + 1)``, in the unit of the locator's edges.
+    scale : numpy.ndarray or None, optional
+        Positive factors, shape ``(R,)``: row ``i`` uses ``edges * scale[i]`` (1-D
+        ``edges`` only). This is how per-spectrum Doppler shifts are applied.
 
     Returns
     -------
@@ -293,13 +310,22 @@ def resample_block(
     The variance of a bin spanning several pixels is ``H(e2) - H(e1) - q(e1) - q(e2)``
     with ``H(e) = cumV[k] + u[k] * width[k] * l`` and ``q(e) = u[k] * l * r``, which
     replaces the linear share of each partial pixel by its exact quadratic share; a bin
-    inside a single pixel gets ``u[k] * (e2 - e1)**2``.
+    inside a single pixel needs ``2 * u[k] * l1 * r2`` more, which gives
+    ``u[k] * (e2 - e1)**2``.
     """
     r, m = fw.shape
+    if scale is not None and (locator.b.ndim != 1 or np.ndim(edges) != 1):
+        raise ValueError("scale needs a shared input axis and 1-D edges")
     width = locator.width
     cf = _exclusive_cumsum(fw * width)
     cw = _exclusive_cumsum(w * width)
-    e, k, left = locator.locate(edges)
+    if scale is not None:
+        row_edges = np.multiply.outer(scale, edges)
+        bin_width = np.multiply.outer(scale, np.diff(edges))
+    else:
+        row_edges = edges
+        bin_width = np.diff(edges, axis=-1)
+    e, k, left = locator.locate(row_edges)
     flat = k + (np.arange(r) * m)[:, None]
     g = np.take(fw, flat)
     g *= left
@@ -308,34 +334,54 @@ def resample_block(
     g_w *= left
     g_w += np.take(cw, flat)
     w_out = g_w[:, 1:] - g_w[:, :-1]
-    bin_width = np.diff(edges, axis=-1)
-    inside = (edges[..., :-1] >= locator.lo) & (edges[..., 1:] <= locator.hi)
+    del g_w
     ok = w_out > _EMPTY_FRACTION * bin_width
-    ok &= inside
+    frac = w_out / bin_width
+    # bins not entirely inside the coverage are invalid; those entirely outside have no
+    # weight already, so with per-row scales only the (at most two) straddling bins of
+    # each row need fixing
+    if scale is not None:
+        rows = np.arange(r)
+        n_bins = len(edges) - 1
+        for j in (
+            np.searchsorted(edges, locator.inner_lo[0] / scale, side="left") - 1,
+            np.searchsorted(edges, locator.inner_hi[0] / scale, side="right") - 1,
+        ):
+            sel = (j >= 0) & (j < n_bins)
+            ok[rows[sel], j[sel]] = False
+            frac[rows[sel], j[sel]] = 0.0
+    else:
+        inside = (edges[..., :-1] >= locator.inner_lo) & (edges[..., 1:] <= locator.inner_hi)
+        ok &= inside
+        frac *= inside
+    np.maximum(frac, 0.0, out=frac)
     flux_out = np.full(w_out.shape, np.nan)
     np.divide(g[:, 1:] - g[:, :-1], w_out, out=flux_out, where=ok)
-    frac = w_out / bin_width
-    frac *= inside
-    np.maximum(frac, 0.0, out=frac)
+    del g
     if u is None:
         return flux_out, None, frac
 
     cv = _exclusive_cumsum(u * (width * width))
-    width_k = np.take(width, flat) if width.ndim == 2 else np.take(width, k)
+    if locator.step is not None:  # uniform pixels
+        width_k = locator.step
+        right = width_k - left
+    else:
+        width_k = np.take(width, flat) if width.ndim == 2 else np.take(width, k)
+        right = width_k - left
     ul = np.take(u, flat)
     ul *= left
     h = ul * width_k
     h += np.take(cv, flat)
-    width_k -= left  # now the part of the pixel above the edge
-    ul *= width_k  # q(e)
     v = h[:, 1:] - h[:, :-1]
-    v -= ul[:, 1:]
-    v -= ul[:, :-1]
+    del h
     same = k[..., 1:] == k[..., :-1]
     if np.any(same):
-        d = e[..., 1:] - e[..., :-1]
-        u_lo = np.take(u, flat[:, :-1])
-        v = np.where(same, u_lo * (d * d), v)
+        corr = ul[:, :-1] * right[..., 1:]
+        corr *= 2.0 * same
+        v += corr
+    ul *= right  # q(e)
+    v -= ul[:, 1:]
+    v -= ul[:, :-1]
     np.maximum(v, 0.0, out=v)
     var_out = np.full(v.shape, np.nan)
     np.divide(v, w_out * w_out, out=var_out, where=ok)

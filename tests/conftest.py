@@ -2,14 +2,16 @@
 
 import pytest
 
+from specutils_cinn.models import CINNModel
 from specutils_cinn.training import TrainingConfig, train_model
 
 from linear_gaussian import LinearGaussianProblem
 
 
 @pytest.fixture(scope="session")
-def linear_gaussian_model():
-    """(problem, CINNModel) trained once per test session (about 20 s on 2 CPU cores)."""
+def linear_gaussian_model(tmp_path_factory):
+    """(problem, CINNModel) trained once per test session (about 30 s on 2 CPU cores), saved
+    and loaded back as users get models."""
     prob = LinearGaussianProblem()
     config = TrainingConfig(steps=2500, batch_size=256, learning_rate=2e-3, warmup_steps=100,
                             eval_every=500, snr_range=(prob.snr, prob.snr), masked_fraction=0.0,
@@ -18,4 +20,6 @@ def linear_gaussian_model():
     model, _ = train_model(prob.training_set(), prob.architecture, config,
                            name="linear-gaussian-test", version="0.0.1", log=None,
                            normalization={"kind": "continuum"})
-    return prob, model
+    path = tmp_path_factory.mktemp("linear-gaussian-model")
+    model.save(path)
+    return prob, CINNModel.load(path)

@@ -506,3 +506,40 @@ def test_collection_with_different_axes(data):
     items = [spectrum_2d(f, s, wave=w) for f, s, w in zip(flux, sigma, waves, strict=True)]
     assert_same(p, prepare_spectra(items, GRID))
     assert p.source_index == ((0,), (1,), (2,), (3,))
+
+
+@pytest.mark.parametrize("n_iter", [0, 5])
+def test_normalisation_matches_the_public_normaliser(data, n_iter):
+    # what training scripts do (normalize_continuum on spectra on the grid) and what
+    # prepare_spectra does at inference must agree
+    from specutils_cinn.normalisation import normalize_continuum
+
+    s = spectrum_2d(*data)
+    raw = prepare_spectra(s, GRID, normalize=False)
+    flux_n, sigma_n, valid_n = normalize_continuum(
+        raw.flux, raw.sigma, raw.valid, GRID, degree=2, n_iter=n_iter
+    )
+    p = prepare_spectra(s, GRID, continuum_degree=2, continuum_iterations=n_iter)
+    np.testing.assert_array_equal(p.valid, valid_n)
+    np.testing.assert_allclose(p.flux, flux_n, rtol=1e-4)
+    np.testing.assert_allclose(p.sigma, sigma_n, rtol=1e-4)
+    with pytest.raises(ValueError, match="continuum_iterations"):
+        prepare_spectra(s, GRID, continuum_iterations=-1)
+
+
+@pytest.mark.parametrize("unit", [u.AA, u.nm, u.THz, u.cm**-1])
+def test_input_sampled_exactly_on_the_grid_keeps_its_end_pixels(unit):
+    # rounding in the unit conversion must not cost the first and last grid pixels
+    lam = GRID.wavelength
+    rng = np.random.default_rng(12)
+    flux = 1 + 0.01 * rng.normal(size=(2, lam.size))
+    axis = lam.to(unit, u.spectral())
+    given = flux
+    if axis[0] > axis[-1]:
+        axis, given = axis[::-1], flux[:, ::-1]
+    s = Spectrum(
+        flux=given * u.one, spectral_axis=axis, uncertainty=StdDevUncertainty(0.01 + 0 * flux)
+    )
+    p = prepare_spectra(s, GRID, normalize=False)
+    assert p.valid.all()
+    np.testing.assert_allclose(p.flux, flux, rtol=1e-6)

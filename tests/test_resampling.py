@@ -188,3 +188,24 @@ def test_input_errors():
         flux_conserving_resample(wave, flux, None, None, edges[::-1])
     with pytest.raises(ValueError, match="edges_out must have shape"):
         flux_conserving_resample(wave, flux, None, None, np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_resample_block_scale_matches_explicit_edges(uniform):
+    from specutils_cinn.resampling import resample_block
+
+    rng = np.random.default_rng(8)
+    m = 300
+    wave = np.linspace(100.0, 130.0, m) if uniform else np.sort(rng.uniform(100, 130, m))
+    loc = EdgeLocator(pixel_edges(wave))
+    fw = rng.normal(size=(5, m))
+    w = (rng.uniform(size=(5, m)) > 0.1).astype(float)
+    fw *= w
+    u = rng.uniform(0.5, 1.5, (5, m)) * w
+    edges = np.linspace(99.0, 131.0, 201)  # straddles both ends of the coverage
+    scale = 1 + np.array([-3e-3, -1e-4, 0.0, 2e-4, 4e-3])
+    a = resample_block(loc, fw, w, u, edges, scale=scale)
+    b = resample_block(loc, fw, w, u, np.multiply.outer(scale, edges))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+    assert np.isnan(a[0]).any() and (a[2] == 0).any()
