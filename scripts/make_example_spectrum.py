@@ -4,7 +4,8 @@ Reads ``Sun_HARPS.fits`` (R ~ 115,000, air wavelengths, not continuum-normalised
 to R = 20,000 with `specutils_cinn.instruments.degrade` (the quadrature difference to the HARPS
 resolution), bins it onto the three 4MOST HR arms at 0.05 A, adds photon-like noise at S/N 100
 per Angstrom (seeded), and writes a ``tabular-fits`` Spectrum with a StdDev uncertainty to
-``specutils_cinn/data/sun_4most_hr_example.fits``. The flux keeps HARPS' relative scale (labelled 1e-17 erg/s/cm2/A so that specutils readers recognise it); the
+``specutils_cinn/data/sun_4most_hr_example.fits``. The flux keeps HARPS' relative scale
+(labelled 1e-17 erg/s/cm2/A so that specutils readers recognise it); the
 estimator's continuum normaliser handles it.
 
 Source: GitHub MariaTsantaki/FASMA-synthesis (MIT); Tsantaki et al. 2018, MNRAS 473, 5066.

@@ -132,7 +132,8 @@ def _make_lr(d, labels, star, vsini, provenance, out: Path) -> None:
     lr_flux = _degrade_chunks(wave, d["lr"].astype(np.float32), lr, vsini)
     ts = TrainingSet(lr_flux, np.column_stack([labels[star], vsini.ravel()]), LABELS + ["vsini"],
                      lr.grid, {"LJ": lr.resolving_power["LJ"].to_dict()},
-                     dict(provenance, instrument_setup=f"4MOST-LR {LR_RANGE} A at 0.5 A"), groups=star)
+                     dict(provenance, instrument_setup=f"4MOST-LR {LR_RANGE} A at 0.5 A"),
+                     groups=star)
     save_training_set(out / "seed_lr_train.npz", ts)
     print(f"LR: {lr_flux.shape} -> {out / 'seed_lr_train.npz'}")
 

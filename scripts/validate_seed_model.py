@@ -58,7 +58,7 @@ def main() -> None:
         t = est.predict(spec, n_samples=args.n_samples, quantiles=(0.025, 0.16, 0.84, 0.975),
                         seed=args.seed, progress=False)
         for j, p in enumerate(md.parameter_names):
-            def val(c: str) -> np.ndarray:
+            def val(c: str, t=t) -> np.ndarray:
                 return np.asarray(t[c].value)  # dex value for logg, not the physical g
 
             d = val(p) - truth[:, j]

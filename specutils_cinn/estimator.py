@@ -134,9 +134,9 @@ class CINNParameterEstimator:
 
         Parameters
         ----------
-        spectra : `~specutils.Spectrum`, `~specutils.SpectrumCollection`, `~specutils.SpectrumList` or list
-            The spectra. A spectrum with N-D flux gives one row per spectrum it holds, in C
-            order; lists give their items' rows in order.
+        spectra : Spectrum, SpectrumCollection, SpectrumList or list of them
+            The spectra (specutils objects). A spectrum with N-D flux gives one row per
+            spectrum it holds, in C order; lists give their items' rows in order.
         n_samples : int, optional
             Posterior draws per spectrum.
         quantiles : sequence of float, optional

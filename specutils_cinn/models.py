@@ -936,11 +936,13 @@ class CINNModel:
             lines.append(f"  training data: {data['source']}")
         hist = tr.get("history", {})
         if hist:
+            steps = tr.get("config", {}).get("steps", "?")
             lines.append(
-                f"  trained {tr.get('date', '?')} on {hist.get('device', '?')}: "
-                f"{hist.get('best_step', '?')} steps kept of {tr.get('config', {}).get('steps', '?')}"
-                f", {hist.get('seconds', float('nan')):.0f} s, "
-                f"{tr.get('n_train', '?')} training / {tr.get('n_validation', '?')} validation spectra"
+                f"  trained {tr.get('date', '?')} on {hist.get('device', '?')}: best step "
+                f"{hist.get('best_step', '?')} of {steps}, "
+                f"{hist.get('seconds', float('nan')):.0f} s, "
+                f"{tr.get('n_train', '?')} training / {tr.get('n_validation', '?')} validation "
+                "spectra"
             )
         return "\n".join(lines)
 

@@ -1,11 +1,10 @@
 """Shared fixtures: a small cINN trained on a problem whose posterior is known exactly."""
 
 import pytest
+from linear_gaussian import LinearGaussianProblem
 
 from specutils_cinn.models import CINNModel
 from specutils_cinn.training import TrainingConfig, train_model
-
-from linear_gaussian import LinearGaussianProblem
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from linear_gaussian import LinearGaussianProblem
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.models import CINNModel
@@ -17,8 +18,6 @@ from specutils_cinn.training import (
     train_from_config,
     train_model,
 )
-
-from linear_gaussian import LinearGaussianProblem
 
 
 def test_config_rejects_unknown_and_bad_values():
