@@ -14,13 +14,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
+from specutils_cinn.models import sha256_file
 from specutils_cinn.normalisation import normalize_continuum
 from specutils_cinn.training import TrainingSet, save_training_set
 
@@ -58,14 +58,6 @@ def _inset_grid(setup: InstrumentSetup, step: float, arms: tuple[str, ...] | Non
     return InstrumentSetup(setup.name, grid, rp)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed-grid", default="../shared/data/ts_lte_seed/ts_lte_seed.npz")
@@ -89,7 +81,7 @@ def main() -> None:
         "source": "Turbospectrum v20.1 LTE seed grid (ts_lte_seed.npz): 411 stars, MARCS x3 "
                   "atmospheres interpolated with interpol_modeles, Gaia-ESO v6 atomic lines "
                   "(4200-9200 A) + H lines, no molecules, 1D LTE",
-        "source_sha256": _sha256(src),
+        "source_sha256": sha256_file(src),
         "label_design": "see ts_lte_seed README: Teff 4000-7000 K, log g 1.0-5.0, [Fe/H] -2.5..0.5",
         "vsini": f"{k} draws per star, uniform 0-{args.vsini_max} km/s, Gray rotation profile, "
                  "limb darkening 0.6",

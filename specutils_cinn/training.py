@@ -30,6 +30,7 @@ from .flows import build_cinn
 from .flows.conditioning import encode_inputs
 from .grid import WavelengthGrid
 from .models import CINNModel, ModelMetadata
+from .normalisation import normalize_continuum
 from .parameters import parameter_unit
 
 __all__ = [
@@ -295,6 +296,49 @@ def augment_batch(
     return noisy, sigma, valid
 
 
+def renormalize_batch(
+    flux: torch.Tensor,
+    sigma: torch.Tensor,
+    valid: torch.Tensor,
+    grid: WavelengthGrid,
+    normalization: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply the model's input normalisation to augmented (noisy) training spectra.
+
+    For ``normalization["kind"] == "pseudo-continuum"`` the noisy spectra are divided by the
+    same clipped polynomial continuum (`specutils_cinn.normalisation.normalize_continuum`)
+    that the estimator fits to observed spectra, so training and inference see the same
+    convention, noise included (a clipped fit to a noisy spectrum sits slightly higher than
+    one to the noise-free spectrum). Other kinds are returned unchanged.
+
+    Parameters
+    ----------
+    flux, sigma : Tensor, shape (B, npix)
+        Noisy flux and its uncertainty.
+    valid : Tensor of bool, shape (B, npix)
+        Usable pixels.
+    grid : `~specutils_cinn.grid.WavelengthGrid`
+        The model grid (one continuum per segment).
+    normalization : dict
+        The model's normalisation convention (``kind``, ``degree``, ``n_iter``).
+
+    Returns
+    -------
+    flux, sigma, valid : Tensor
+        Normalised flux and uncertainty (NaN where the fit failed) and the updated mask.
+    """
+    if normalization.get("kind") != "pseudo-continuum":
+        return flux, sigma, valid
+    f, s, v = normalize_continuum(
+        flux.cpu().numpy(), sigma.cpu().numpy(), valid.cpu().numpy(), grid,
+        degree=int(normalization.get("degree", 3)), n_iter=int(normalization.get("n_iter", 5)),
+    )
+    dev = flux.device
+    return (torch.as_tensor(f, dtype=flux.dtype, device=dev),
+            torch.as_tensor(s, dtype=sigma.dtype, device=dev),
+            torch.as_tensor(v, device=dev))
+
+
 def _lr_factor(step: int, config: TrainingConfig) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -365,6 +409,8 @@ def train_model(
 
     ranges = parameter_ranges or {}
 
+    norm = normalization or {"kind": "continuum"}
+
     def make_metadata(hist: dict[str, Any]) -> ModelMetadata:
         return ModelMetadata.from_dict(
             {
@@ -388,7 +434,7 @@ def train_model(
                 "architecture": network.architecture,
                 "wavelength_grid": ts.grid.to_dict(),
                 "resolving_power": ts.resolving_power,
-                "normalization": normalization or {"kind": "continuum"},
+                "normalization": norm,
                 "snr_range": list(config.snr_range),
                 "training": {
                     "data": ts.provenance,
@@ -424,9 +470,11 @@ def train_model(
     val_gen = torch.Generator(device=device)
     val_gen.manual_seed(config.seed + 1)
     val_rows = torch.as_tensor(val_idx, device=device)
-    val_inputs = encode_inputs(
-        *augment_batch(flux[val_rows], pixel_width, seg_index, config, val_gen)
-    )
+    def observed(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noisy = augment_batch(flux[rows], pixel_width, seg_index, config, generator)
+        return encode_inputs(*renormalize_batch(*noisy, ts.grid, norm))
+
+    val_inputs = observed(val_rows, val_gen)
     val_labels = z_labels[val_rows]
 
     opt = torch.optim.AdamW(
@@ -442,7 +490,7 @@ def train_model(
         pick = train_rows[
             torch.randint(len(train_rows), (config.batch_size,), generator=gen, device=device)
         ]
-        inputs = encode_inputs(*augment_batch(flux[pick], pixel_width, seg_index, config, gen))
+        inputs = observed(pick, gen)
         target = z_labels[pick]
         if config.label_noise > 0:
             target = target + config.label_noise * torch.randn(

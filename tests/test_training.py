@@ -163,3 +163,20 @@ def _toml(arch):
     lines.append("[architecture.conditioner]")
     lines += [f"{k} = {json.dumps(v)}" for k, v in cond.items()]
     return "\n".join(lines)
+
+
+def test_renormalize_batch_applies_the_model_convention():
+    from specutils_cinn.training import renormalize_batch
+
+    grid = _grid(npix=400)
+    x = torch.linspace(-1, 1, grid.npix)
+    flux = (2.0 + 0.5 * x)[None, :].repeat(8, 1)  # a sloped, unnormalised continuum
+    sigma = torch.full_like(flux, 0.01)
+    valid = torch.ones_like(flux, dtype=torch.bool)
+    same = renormalize_batch(flux, sigma, valid, grid, {"kind": "continuum"})
+    assert same[0] is flux
+    f, s, v = renormalize_batch(flux, sigma, valid, grid,
+                                {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5})
+    assert v.all()
+    torch.testing.assert_close(f, torch.ones_like(f), atol=1e-6, rtol=0)
+    torch.testing.assert_close(s, sigma / flux, atol=1e-7, rtol=1e-5)
