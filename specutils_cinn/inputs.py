@@ -29,7 +29,7 @@ from .flags import QualityFlag
 from .grid import WavelengthGrid
 from .noise_estimate import der_snr, masked_quantile
 from .normalisation import fit_segment_continuum
-from .resampling import CHUNK_ELEMENTS, EdgeLocator, pixel_edges, resample_block
+from .resampling import CHUNK_ELEMENTS, EdgeLocator, gap_edges, insert_gaps, resample_block
 
 __all__ = [
     "AUTO_NORMALIZED_RANGE",
@@ -733,8 +733,10 @@ class _Segment:
     out: slice  # its pixels in the grid
     edges: np.ndarray  # rest-frame bin edges (K + 1,)
     cols: slice  # input pixels that can overlap it for any row of the group
-    locator: EdgeLocator
+    locator: EdgeLocator  # edges of those pixels and of the gaps between them
     step: float
+    size: int  # number of pixels of the locator: len(cols) plus the gaps among them
+    gap_cols: np.ndarray | None  # where the pixels ``cols`` go among them (None: no gap)
 
 
 class _Geometry:
@@ -747,8 +749,10 @@ class _Geometry:
         if medium != grid.medium:
             convert = air_to_vac if medium == "air" else vac_to_air
             wave = convert(wave * u.AA).to_value(u.AA)
-        self.b = b = pixel_edges(wave)
-        self.width = np.diff(b)
+        # edges of the input pixels with a pixel without data in each gap of the axis
+        self.b, columns = gap_edges(wave)
+        b = self.b
+        self.width = np.diff(b) if columns is None else np.diff(b)[columns]
         d = factor[self.rows]
         d_lo, d_hi = float(d.min()), float(d.max())
         self.overlap = np.zeros(len(self.rows), dtype=bool)
@@ -763,11 +767,17 @@ class _Geometry:
             c1 = min(int(np.searchsorted(b, hi, side="left")), len(b) - 1)
             c1 = max(c1, c0 + 1)
             locator = EdgeLocator(b[c0 : c1 + 1])
-            self.segments.append(_Segment(i, sl, e, slice(c0, c1), locator, seg.step))
+            cols, gap_cols = slice(c0, c1), None
+            if columns is not None:  # c0, c1 count gap pixels too: the input pixels in them
+                p0, p1 = np.searchsorted(columns, [c0, c1])
+                cols = slice(int(p0), int(p1))
+                if p1 - p0 != c1 - c0:
+                    gap_cols = columns[cols] - c0
+            self.segments.append(_Segment(i, sl, e, cols, locator, seg.step, c1 - c0, gap_cols))
 
     @property
     def max_width(self) -> int:
-        return max([1] + [max(s.cols.stop - s.cols.start, len(s.edges)) for s in self.segments])
+        return max([1] + [max(s.size, len(s.edges)) for s in self.segments])
 
 
 def _normalise_rows(
@@ -901,8 +911,17 @@ def _extract(
             runs.append([(b, sl)])
     parts = [_extract_run(run, seg.cols, geo.width, snr_rows) for run in runs]
     if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+        f, usable, var = parts[0]
+    else:
+        f, usable, var = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    if seg.gap_cols is None:
+        return f, usable, var
+    # gaps in the axis become pixels without data
+    return (
+        insert_gaps(f, seg.gap_cols, seg.size, np.nan),
+        insert_gaps(usable, seg.gap_cols, seg.size, False),
+        insert_gaps(var, seg.gap_cols, seg.size, 0.0),
+    )
 
 
 def _signature(b: _Block) -> tuple[Any, ...]:

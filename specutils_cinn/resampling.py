@@ -2,7 +2,9 @@
 
 The input spectrum is treated as piecewise constant: pixel ``i`` covers
 ``[b_i, b_(i+1)]`` where the edges ``b`` are the midpoints between neighbouring pixel
-centres (the two outer edges are extrapolated by half a pixel). The integral of
+centres (the two outer edges are extrapolated by half a pixel). Gaps in the input axis
+(`find_gaps`) are not bridged: the pixels next to a gap keep their natural width and
+the gap becomes a pixel without data (`gap_edges`). The integral of
 ``flux * weight`` and of ``weight`` up to any wavelength is a cumulative sum plus one
 partial pixel, so the integral over any output bin is a difference of two such values.
 This is exact for piecewise-constant spectra, costs ``O(rows * (M + K))`` and handles a
@@ -13,7 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["flux_conserving_resample", "pixel_edges"]
+__all__ = [
+    "GAP_FACTOR",
+    "find_gaps",
+    "flux_conserving_resample",
+    "gap_edges",
+    "insert_gaps",
+    "pixel_edges",
+]
 
 #: Work on blocks of about this many array elements: numpy is several times faster on
 #: arrays that fit in the CPU caches than on large ones.
@@ -25,6 +34,11 @@ _EMPTY_FRACTION = 1e-9
 _EDGE_TOLERANCE = 1e-6
 #: Largest lookup table (in entries per input pixel) used to locate edges.
 _MAX_TABLE_FACTOR = 64
+#: A spacing between neighbouring input pixel centres larger than this many times the
+#: local spacing on both sides is a gap in the wavelength coverage (see `find_gaps`).
+GAP_FACTOR = 3.0
+#: Number of spacings on each side whose median is the local spacing (fixed: median of 3).
+_GAP_WINDOW = 3
 
 
 def pixel_edges(centres: np.ndarray) -> np.ndarray:
@@ -59,12 +73,173 @@ def pixel_edges(centres: np.ndarray) -> np.ndarray:
     return edges
 
 
+def _local_spacings(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spacings ``d`` of the centres and the median spacing just left and right of each.
+
+    ``left[..., i]`` is the median of ``d[i - 3 : i]`` and ``right[..., i]`` that of
+    ``d[i + 1 : i + 4]``; missing spacings beyond the ends count as 0, so a side with
+    fewer than two spacings has a local spacing of 0 (unknown).
+    """
+    d = np.diff(c, axis=-1)
+    n, h = d.shape[-1], _GAP_WINDOW
+    pad = np.zeros(d.shape[:-1] + (h,))
+    dp = np.concatenate([pad, d, pad], axis=-1)
+
+    def median3(start: int) -> np.ndarray:
+        a, b, x = (dp[..., start + j : start + j + n] for j in range(3))
+        return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), x))
+
+    return d, median3(0), median3(h + 1)
+
+
+def find_gaps(centres: np.ndarray, factor: float = GAP_FACTOR) -> np.ndarray:
+    """Find gaps in a wavelength axis: spacings much larger than on both sides.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        Strictly increasing pixel centres, shape ``(..., M)`` with ``M >= 2``.
+    factor : float, optional
+        A spacing is a gap when it exceeds ``factor`` times the local spacing.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, shape ``(..., M - 1)``: True where the spacing between centres ``i``
+        and ``i + 1`` is a gap.
+
+    Raises
+    ------
+    ValueError
+        If the centres are not finite and strictly increasing, or ``factor`` is not
+        greater than 1.
+
+    Notes
+    -----
+    The local spacing of spacing ``d_i`` is ``max(median(d_(i-3), d_(i-2), d_(i-1)),
+    median(d_(i+1), d_(i+2), d_(i+3)))``, the larger of the typical spacings on the two
+    sides. Taking the larger side means that a step in the sampling (e.g. two arms with
+    different dispersions joined end to end) is never a gap, and the medians ignore a
+    single odd spacing, so a lone pixel between two gaps does not hide them. Sampling
+    whose spacing changes by less than ``factor`` within about seven pixels (uniform,
+    log-linear, any smooth dispersion relation) has no gaps. A gap is found when at
+    least ``factor`` times the local spacing is missing between two centres, i.e. with
+    the default of 3 from three missing pixels on; a side with fewer than two spacings
+    (the first and last two pixels) has no local spacing, so axes shorter than four
+    pixels never have gaps.
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    pixel_edges(c)  # validates
+    if not factor > 1:
+        raise ValueError(f"factor must be greater than 1, got {factor!r}")
+    d, left, right = _local_spacings(c)
+    ref = np.maximum(left, right)
+    return (ref > 0) & (d > factor * ref)
+
+
+def gap_edges(
+    centres: np.ndarray, factor: float | None = GAP_FACTOR
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixel edges of an axis with gaps, with one pixel without data in each gap.
+
+    Like `pixel_edges`, but where `find_gaps` finds a gap the pixels on either side
+    extend only half their local spacing towards it, and the rest of the gap becomes an
+    extra pixel (to be given weight 0, see `insert_gaps`).
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        Strictly increasing pixel centres, shape ``(M,)`` or ``(N, M)``; every row must
+        have the same number of gaps.
+    factor : float or None, optional
+        Gap criterion of `find_gaps`; `None` disables the detection (plain
+        `pixel_edges`).
+
+    Returns
+    -------
+    edges : numpy.ndarray
+        Edges of the ``M + G`` pixels (``G`` gaps), shape ``(..., M + G + 1)``.
+    columns : numpy.ndarray or None
+        Position of each input pixel among the ``M + G`` pixels, shape ``(..., M)``;
+        `None` when there is no gap (``edges`` is then ``pixel_edges(centres)``).
+
+    Raises
+    ------
+    ValueError
+        If the centres are not finite and strictly increasing, or rows have different
+        numbers of gaps.
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    edges = pixel_edges(c)
+    if factor is None:
+        return edges, None
+    if not factor > 1:
+        raise ValueError(f"factor must be greater than 1, got {factor!r}")
+    d, left, right = _local_spacings(c)
+    ref = np.maximum(left, right)
+    gap = (ref > 0) & (d > factor * ref)
+    counts = np.count_nonzero(gap, axis=-1)
+    if not np.any(counts):
+        return edges, None
+    if np.any(counts != counts.flat[0]):
+        raise ValueError("every row must have the same number of gaps")
+    half_left = 0.5 * np.where(left > 0, left, ref)
+    half_right = 0.5 * np.where(right > 0, right, ref)
+    lo, hi = edges[..., :-1].copy(), edges[..., 1:].copy()
+    hi[..., :-1] = np.where(gap, c[..., :-1] + half_left, hi[..., :-1])
+    lo[..., 1:] = np.where(gap, c[..., 1:] - half_right, lo[..., 1:])
+    # the outer edges are extrapolated from the first/last spacing: not across a gap
+    lo[..., 0] = np.where(gap[..., 0], c[..., 0] - half_left[..., 0], lo[..., 0])
+    hi[..., -1] = np.where(gap[..., -1], c[..., -1] + half_right[..., -1], hi[..., -1])
+    m = c.shape[-1]
+    columns = np.broadcast_to(np.arange(m), c.shape).copy()
+    columns[..., 1:] += np.cumsum(gap, axis=-1)
+    out = np.empty(c.shape[:-1] + (m + int(counts.flat[0]) + 1,))
+    np.put_along_axis(out, columns, lo, axis=-1)
+    # where there is no gap this rewrites the next pixel's lower edge with the same value
+    np.put_along_axis(out, columns + 1, hi, axis=-1)
+    return out, columns
+
+
+def insert_gaps(a: np.ndarray, columns: np.ndarray | None, size: int, fill: object) -> np.ndarray:
+    """Spread the pixels of rows onto an axis with extra (gap) pixels.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Values, shape ``(R, M)``.
+    columns : numpy.ndarray or None
+        Position of each pixel on the new axis, shape ``(M,)`` or ``(R, M)``, strictly
+        increasing (from `gap_edges`); `None` returns ``a`` itself.
+    size : int
+        Number of pixels of the new axis.
+    fill : object
+        Value of the pixels that are not in ``columns``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(R, size)``, the dtype of ``a``.
+    """
+    if columns is None:
+        return a
+    out = np.full((a.shape[0], size), fill, dtype=a.dtype)
+    if columns.ndim == 1:  # copy runs of consecutive columns: much faster than fancy indexing
+        breaks = np.flatnonzero(np.diff(columns) > 1) + 1
+        for i0, i1 in zip(np.r_[0, breaks], np.r_[breaks, len(columns)], strict=True):
+            out[:, columns[i0] : columns[i0] + (i1 - i0)] = a[:, i0:i1]
+    else:
+        np.put_along_axis(out, columns, a, axis=-1)
+    return out
+
+
 def flux_conserving_resample(
     wave_in: np.ndarray,
     flux: np.ndarray,
     var: np.ndarray | None,
     weight: np.ndarray | None,
     edges_out: np.ndarray,
+    gap_factor: float | None = GAP_FACTOR,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample many spectra onto output bins, conserving the flux integral.
 
@@ -88,6 +263,11 @@ def flux_conserving_resample(
     edges_out : numpy.ndarray
         Strictly increasing output bin edges, shape ``(K + 1,)`` shared by all rows, or
         ``(N, K + 1)`` one set per row.
+    gap_factor : float or None, optional
+        Gaps in ``wave_in`` (`find_gaps` with this ``factor``) hold no data: the pixels
+        next to a gap extend half their local spacing towards it, not to the midpoint
+        across it, and output bins inside the gap get no weight. `None` bridges gaps
+        (every input pixel extends to the midpoints between centres).
 
     Returns
     -------
@@ -133,7 +313,6 @@ def flux_conserving_resample(
     wave = np.asarray(wave_in, dtype=np.float64)
     if wave.shape not in ((m,), (n, m)):
         raise ValueError(f"wave_in must have shape ({m},) or ({n}, {m}), got {wave.shape}")
-    b = pixel_edges(wave)
     edges = np.asarray(edges_out, dtype=np.float64)
     if edges.ndim not in (1, 2) or edges.shape[-1] < 2 or (edges.ndim == 2 and len(edges) != n):
         raise ValueError(f"edges_out must have shape (K+1,) or ({n}, K+1), got {edges.shape}")
@@ -143,26 +322,41 @@ def flux_conserving_resample(
     out_f = np.empty((n, k))
     out_v = np.full((n, k), np.nan)
     out_w = np.empty((n, k))
-    shared = EdgeLocator(b) if b.ndim == 1 else None
-    step = max(1, CHUNK_ELEMENTS // max(m, k))
-    for r0 in range(0, n, step):
-        rows = slice(r0, min(n, r0 + step))
-        f = flux2[rows]
-        good = np.isfinite(f) & (weight2[rows] > 0)
-        if var2 is not None:
-            good &= np.isfinite(var2[rows]) & (var2[rows] >= 0)
-        w = np.where(good, weight2[rows], 0.0)
-        u = None if var2 is None else np.where(good, var2[rows], 0.0) * (w * w)
-        res = resample_block(
-            shared if shared is not None else EdgeLocator(b[rows]),
-            np.where(good, f, 0.0) * w,
-            w,
-            u,
-            edges if edges.ndim == 1 else edges[rows],
-        )
-        out_f[rows], out_w[rows] = res[0], res[2]
-        if res[1] is not None:
-            out_v[rows] = res[1]
+    # (rows or None for all, edges of the input pixels, their columns with gaps inserted)
+    parts: list[tuple[np.ndarray | None, np.ndarray, np.ndarray | None]]
+    if wave.ndim == 1 or gap_factor is None:
+        parts = [(None, *gap_edges(wave, gap_factor))]
+    else:  # per-row axes: rows with the same number of gaps together
+        n_gaps = np.count_nonzero(find_gaps(wave, gap_factor), axis=-1)
+        parts = []
+        for g in np.unique(n_gaps):
+            idx = np.flatnonzero(n_gaps == g)
+            parts.append((None if len(idx) == n else idx, *gap_edges(wave[idx], gap_factor)))
+    for idx, b, cols in parts:
+        n_part = n if idx is None else len(idx)
+        size = b.shape[-1] - 1
+        shared = EdgeLocator(b) if b.ndim == 1 else None
+        step = max(1, CHUNK_ELEMENTS // max(size, k))
+        for r0 in range(0, n_part, step):
+            local = slice(r0, min(n_part, r0 + step))
+            rows = local if idx is None else idx[local]
+            f = flux2[rows]
+            good = np.isfinite(f) & (weight2[rows] > 0)
+            if var2 is not None:
+                good &= np.isfinite(var2[rows]) & (var2[rows] >= 0)
+            w = np.where(good, weight2[rows], 0.0)
+            u = None if var2 is None else np.where(good, var2[rows], 0.0) * (w * w)
+            c = cols[local] if cols is not None and cols.ndim == 2 else cols
+            res = resample_block(
+                shared if shared is not None else EdgeLocator(b[local]),
+                insert_gaps(np.where(good, f, 0.0) * w, c, size, 0.0),
+                insert_gaps(w, c, size, 0.0),
+                None if u is None else insert_gaps(u, c, size, 0.0),
+                edges if edges.ndim == 1 else edges[rows],
+            )
+            out_f[rows], out_w[rows] = res[0], res[2]
+            if res[1] is not None:
+                out_v[rows] = res[1]
     if one_d:
         return out_f[0], out_v[0], out_w[0]
     return out_f, out_v, out_w
@@ -220,7 +414,11 @@ class EdgeLocator:
                 if n_cells <= _MAX_TABLE_FACTOR * (self.m + 1):
                     self._mode, self._inv = "table", 1.0 / h
                     cells = self._b0 + h * np.arange(n_cells)
-                    self._table = np.searchsorted(b, cells, side="right") - 1
+                    # the last cell may start at or beyond b[-1]: searchsorted then
+                    # returns pixel m, which does not exist (and b[m + 1] even less)
+                    self._table = np.minimum(
+                        np.searchsorted(b, cells, side="right") - 1, self.m - 1
+                    )
 
     def locate(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Locate edges in the input pixels.

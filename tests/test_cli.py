@@ -70,13 +70,16 @@ def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     assert "teff" in out and "4most-hr-lte-seed" in out
     t = QTable.read(tmp_path / "demo.ecsv")
     assert len(t) == 1
-    # The Sun (5772 K, log g 4.44). The LTE seed model, trained on 411 synthetic stars, is
-    # ~1200 K too cool on it (see the docs); this guards against gross pipeline breakage such
-    # as the 7200 K / [Fe/H] = +1.1 it gave when the line-poor blue arm was still used.
-    assert 4300 < t["teff"][0].value < 6500
-    assert 3.5 < t["logg"][0].value < 5.3
-    assert -1.0 < t["fe_h"][0].value < 0.5
-    assert t["coverage"][0] > 0.95
+    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE seed model gives 5840-5900 K, log g
+    # 4.2-4.3, [Fe/H] -0.05..-0.01 for sampling seeds 1-3 (and two other noise realisations
+    # of the example); the windows leave room for CPU/torch differences. They catch e.g. the
+    # HARPS CCD gap (stored as zeros) reaching the network unmasked: 4550 K, [Fe/H] -0.76.
+    assert 5400 < t["teff"][0].value < 6400
+    assert 3.8 < t["logg"][0].value < 4.9
+    assert -0.5 < t["fe_h"][0].value < 0.4
+    # the masked gap (5304.4-5337.9 A) is 2.7% of the model's pixels
+    assert 0.96 < t["coverage"][0] < 0.98
+    assert t["flags"][0] == 0
 
 
 def test_train_command_errors_cleanly(tmp_path, capsys):

@@ -543,3 +543,35 @@ def test_input_sampled_exactly_on_the_grid_keeps_its_end_pixels(unit):
     p = prepare_spectra(s, GRID, normalize=False)
     assert p.valid.all()
     np.testing.assert_allclose(p.flux, flux, rtol=1e-6)
+
+
+def test_gap_in_the_input_axis_is_not_bridged(data):
+    # a chip gap removed from the array: input centres 5020.0 .. 5029.95 are missing, so
+    # data cover 4979.975 .. 5019.975 and 5029.975 .. 5169.975 (0.05 A pixels)
+    flux, sigma = data
+    keep = (WAVE < 5020.0 - 1e-6) | (WAVE > 5029.95 + 1e-6)
+    full = prepare_spectra(spectrum_2d(flux, sigma), GRID, normalize=False)
+    p = prepare_spectra(spectrum_2d(flux[:, keep], sigma[:, keep], WAVE[keep]), GRID,
+                        normalize=False)  # fmt: skip
+    edges = np.concatenate([seg.edges[:-1] for seg in GRID.segments])
+    upper = np.concatenate([seg.edges[1:] for seg in GRID.segments])
+    covered = 1 - (np.minimum(upper, 5029.975) - np.maximum(edges, 5019.975)).clip(0) / 0.1
+    expected = covered >= 0.5
+    assert 90 < np.count_nonzero(~expected) < 110
+    for row in range(len(flux)):
+        np.testing.assert_array_equal(p.valid[row], expected)
+    np.testing.assert_allclose(p.coverage, expected.mean())
+    assert not (p.flags & QualityFlag.LOW_COVERAGE).any()
+    # grid pixels entirely covered by data are the same as without the gap
+    whole = covered == 1
+    np.testing.assert_allclose(p.flux[:, whole], full.flux[:, whole], rtol=1e-6)
+    np.testing.assert_allclose(p.sigma[:, whole], full.sigma[:, whole], rtol=1e-6)
+    # also with normalisation, and the pixels next to the gap keep their natural width
+    # for the noise given as S/N per Angstrom
+    s = Spectrum(flux=flux[:, keep] * FLUX_UNIT, spectral_axis=WAVE[keep] * u.AA)
+    q = prepare_spectra(s, GRID, snr=100.0)
+    np.testing.assert_array_equal(q.valid, p.valid)
+    hole = np.flatnonzero(covered < 1)
+    near = [hole[0] - 1, hole[-1] + 1]  # the last whole pixel before the gap, first after
+    ratio = q.sigma[:, near] / np.median(q.sigma[:, q.valid[0]], axis=1)[:, None]
+    np.testing.assert_allclose(ratio, 1.0, rtol=0.05)

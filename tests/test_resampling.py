@@ -5,23 +5,36 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specutils_cinn.resampling import EdgeLocator, flux_conserving_resample, pixel_edges
+from specutils_cinn.resampling import (
+    EdgeLocator,
+    find_gaps,
+    flux_conserving_resample,
+    gap_edges,
+    insert_gaps,
+    pixel_edges,
+)
 
 
-def brute_force(wave, flux, var, weight, edges):
-    """Reference: explicit overlaps of every input pixel with every output bin."""
-    b = pixel_edges(wave)
+def brute_force(wave, flux, var, weight, edges, b=None):
+    """Reference: explicit overlaps of every input pixel with every output bin.
+
+    ``b`` gives the input pixels as ``(lo, hi)`` pairs (default: the midpoint edges of
+    ``wave``); the space between pixels is not covered by data.
+    """
+    if b is None:
+        e = pixel_edges(wave)
+        b = list(zip(e[:-1], e[1:], strict=True))
     k = len(edges) - 1
     f_out = np.full(k, np.nan)
     v_out = np.full(k, np.nan)
     frac = np.zeros(k)
     for j in range(k):
         lo, hi = edges[j], edges[j + 1]
-        if lo < b[0] or hi > b[-1]:
+        if lo < b[0][0] or hi > b[-1][1]:
             continue
         f_sum = w_sum = v_sum = 0.0
         for i in range(len(flux)):
-            o = max(0.0, min(hi, b[i + 1]) - max(lo, b[i]))
+            o = max(0.0, min(hi, b[i][1]) - max(lo, b[i][0]))
             if o == 0.0 or not (np.isfinite(flux[i]) and np.isfinite(var[i])):
                 continue
             f_sum += flux[i] * weight[i] * o
@@ -37,8 +50,8 @@ def brute_force(wave, flux, var, weight, edges):
 def random_problem(rng, n=4, m=50, k=30, uniform=False):
     if uniform:
         wave = np.tile(np.linspace(10.0, 20.0, m), (n, 1))
-    else:
-        wave = np.sort(rng.uniform(10.0, 20.0, (n, m)), axis=1)
+    else:  # irregular spacings (a factor of up to 2.5 between neighbours), no gaps
+        wave = 10.0 + np.cumsum(rng.uniform(0.12, 0.28, (n, m)), axis=1)
     flux = rng.normal(size=(n, m))
     var = rng.uniform(0.5, 2.0, (n, m))
     weight = (rng.uniform(size=(n, m)) > 0.2) * rng.uniform(0.5, 1.0, (n, m))
@@ -209,3 +222,155 @@ def test_resample_block_scale_matches_explicit_edges(uniform):
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
     assert np.isnan(a[0]).any() and (a[2] == 0).any()
+
+
+# ------------------------------------------------------------------ locator regression
+
+
+def test_edge_locator_table_last_cell_regression():
+    # The table of a non-uniform axis whose span is a whole number of table cells has a
+    # last cell starting exactly at the last edge; locating that edge used to look up
+    # a pixel beyond the end (IndexError in EdgeLocator.locate).
+    b = np.array([0.0, 1.0, 2.0, 4.0])
+    loc = EdgeLocator(b)
+    assert loc._mode == "table"
+    e, k, left = loc.locate(np.array([0.0, 1.5, 3.9, 4.0, 7.0]))
+    np.testing.assert_array_equal(k, [0, 1, 2, 2, 2])
+    np.testing.assert_allclose(left, [0.0, 0.5, 1.9, 2.0, 2.0])
+
+
+def test_resample_ending_inside_a_half_pixel_table_axis():
+    # the setting of the report: a 0.5 A axis with a pixel missing (table mode), ending
+    # inside the output grid
+    wave = np.r_[np.arange(4400.5, 4500.0, 0.5), np.arange(4500.5, 4600.0, 0.5)]
+    flux = np.ones((2, wave.size))
+    edges = np.arange(4400.25, 4700.0, 0.5)
+    f, _, frac = flux_conserving_resample(wave, flux, flux, None, edges)
+    inside = edges[1:] <= wave[-1] + 0.25
+    assert np.all(frac[:, inside] > 0.99) and np.all(frac[:, ~inside] == 0)
+    np.testing.assert_allclose(f[:, inside], 1.0)
+
+
+# ------------------------------------------------------------------------------ gaps
+
+
+def test_find_gaps_has_no_false_positives():
+    rng = np.random.default_rng(21)
+    n = 5000
+    axes = {
+        "uniform": np.linspace(4000.0, 9000.0, n),
+        "log-uniform R=20000": 4000.0 * np.exp(np.arange(n) / 20000.0),
+        "log-uniform, 3x range": np.geomspace(3000.0, 9000.0, 300),
+        "slowly varying": 4000.0 + np.cumsum(0.05 + 0.2 * np.linspace(0, 1, n) ** 2),
+        "jittered": 4000.0 + np.cumsum(rng.uniform(0.8, 1.2, n)),
+        # two arms with 5x different dispersions joined end to end
+        "dispersion step": np.r_[np.arange(4000.0, 4100.0, 0.1), np.arange(4100.4, 4400, 0.5)],
+        "float32 axis": np.arange(4000.0, 4500.0, 0.02).astype(np.float32).astype(float),
+    }
+    for name, wave in axes.items():
+        assert not find_gaps(wave).any(), name
+        b, cols = gap_edges(wave)
+        assert cols is None, name
+        np.testing.assert_array_equal(b, pixel_edges(wave))
+
+
+def test_find_gaps_finds_gaps():
+    wave = np.arange(100.0, 200.0, 0.5)
+    keep = np.ones(wave.size, bool)
+    keep[[3, 4, 5]] = False  # three missing pixels, close to the start
+    keep[40:80] = False  # a chip gap
+    keep[81:90] = False  # ... and another one, with a single pixel between them
+    keep[150:152] = False  # two missing pixels: only 3x the spacing, bridged
+    w = wave[keep]
+    gaps = np.flatnonzero(find_gaps(w))
+    np.testing.assert_array_equal(w[gaps], [101.0, 119.5, 140.0])
+    np.testing.assert_array_equal(w[gaps + 1], [103.0, 140.0, 145.0])
+    # the same per row (2-D input)
+    np.testing.assert_array_equal(find_gaps(np.stack([w, w + 1.0]))[1], find_gaps(w))
+    assert not find_gaps(np.array([1.0, 2.0, 10.0])).any()  # too short to tell
+    with pytest.raises(ValueError, match="factor"):
+        find_gaps(w, factor=1.0)
+
+
+def test_gap_edges_keep_natural_pixel_widths():
+    wave = np.r_[np.arange(10.0, 20.0, 1.0), np.arange(30.0, 40.0, 1.0)]
+    b, cols = gap_edges(wave)
+    expected = np.r_[np.arange(9.5, 20.0, 1.0), np.arange(29.5, 40.0, 1.0)]
+    np.testing.assert_allclose(b, expected)  # the gap pixel is 19.5 .. 29.5
+    np.testing.assert_array_equal(cols, np.r_[0:10, 11:21])
+    assert gap_edges(wave, factor=None)[1] is None
+    # a gap next to the first pixel: its outer edge uses the local spacing, not the gap
+    b, cols = gap_edges(np.r_[0.0, 10.0, 11.0, 12.0, 13.0])
+    np.testing.assert_allclose(b, [-0.5, 0.5, 9.5, 10.5, 11.5, 12.5, 13.5])
+    np.testing.assert_array_equal(cols, [0, 2, 3, 4, 5])
+    with pytest.raises(ValueError, match="same number of gaps"):
+        gap_edges(np.stack([wave, np.arange(10.0, 30.0, 1.0)]))
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(insert_gaps(a, np.array([0, 2, 3]), 4, -1.0)[1], [3, -1, 4, 5])
+
+
+def gappy_axis():
+    """0.1 A pixels from 100 to 200 A without 140.0 .. 149.9 (centres)."""
+    wave = np.round(np.arange(100.0, 200.0, 0.1), 6)
+    return wave[(wave < 140.0 - 1e-9) | (wave > 149.9 + 1e-9)]
+
+
+def test_coverage_with_a_gap_is_the_covered_fraction():
+    wave = gappy_axis()  # data: 99.95 .. 139.95 and 149.95 .. 199.95
+    flux = np.ones((1, wave.size))
+    edges = np.linspace(100.0, 199.0, 199)  # 0.5 A bins
+    f, v, frac = flux_conserving_resample(wave, flux, flux, None, edges)
+    centre = 0.5 * (edges[1:] + edges[:-1])
+    in_gap = (edges[:-1] >= 139.95) & (edges[1:] <= 149.95)
+    assert in_gap.sum() == 19
+    assert np.all(frac[0, in_gap] == 0) and np.all(np.isnan(f[0, in_gap] + v[0, in_gap]))
+    covered = (np.minimum(edges[1:], 139.95) - edges[:-1]).clip(0) + (
+        edges[1:] - np.maximum(edges[:-1], 149.95)
+    ).clip(0)
+    np.testing.assert_allclose(frac[0], covered / np.diff(edges), atol=1e-9)
+    valid = frac[0] >= 0.5
+    # covered fraction of the output range: 89 of 99 A
+    assert valid.mean() == pytest.approx(89.0 / 99.0, abs=0.5 / 198)
+    assert not valid[(centre > 140.2) & (centre < 149.7)].any()
+    np.testing.assert_allclose(f[0, valid], 1.0)
+    # bridging (the old behaviour) pretends the gap is covered
+    assert np.all(flux_conserving_resample(wave, flux, None, None, edges, None)[2] > 0.99)
+
+
+def test_flux_is_conserved_around_a_gap():
+    rng = np.random.default_rng(9)
+    wave = gappy_axis()
+    flux = rng.uniform(0.5, 2.0, (3, wave.size))
+    var = rng.uniform(0.01, 0.02, flux.shape)
+    edges = np.sort(np.r_[99.95, 199.95, rng.uniform(99.95, 199.95, 300)])
+    f, v, frac = flux_conserving_resample(wave, flux, var, None, edges)
+    # integral over the output = integral over the input pixels at their natural width
+    out_integral = np.nansum(f * frac * np.diff(edges), axis=1)
+    np.testing.assert_allclose(out_integral, (flux * 0.1).sum(axis=1), rtol=1e-10)
+    # and every bin matches explicit overlaps with pixels that stop 0.05 A from the gap
+    pixels = [(c - 0.05, c + 0.05) for c in wave]
+    for i in range(len(flux)):
+        rf, rv, rfrac = brute_force(wave, flux[i], var[i], np.ones(wave.size), edges, pixels)
+        np.testing.assert_array_equal(np.isnan(f[i]), np.isnan(rf))
+        np.testing.assert_allclose(f[i], rf, rtol=1e-9)
+        np.testing.assert_allclose(v[i], rv, rtol=1e-8)
+        np.testing.assert_allclose(frac[i], rfrac, rtol=1e-9, atol=1e-12)
+
+
+def test_per_row_axes_with_different_gaps_match_row_by_row():
+    rng = np.random.default_rng(4)
+    base = np.arange(100.0, 150.0, 0.25)
+    keeps = [np.ones(base.size, bool) for _ in range(4)]
+    keeps[1][50:70] = False
+    keeps[2][20:30] = keeps[2][120:140] = False
+    keeps[3][60:75] = False
+    m = min(k.sum() for k in keeps)
+    wave = np.stack([base[k][:m] + 0.01 * i for i, k in enumerate(keeps)])
+    flux = rng.normal(1.0, 0.1, wave.shape)
+    edges = np.linspace(101.0, 140.0, 80)
+    f, v, frac = flux_conserving_resample(wave, flux, flux**2, None, edges)
+    for i in range(len(wave)):
+        ref = flux_conserving_resample(wave[i], flux[i], flux[i] ** 2, None, edges)
+        for x, y in zip((f[i], v[i], frac[i]), ref, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert (frac[1:] == 0).any(axis=1).all() and not (frac[0] == 0).any()
