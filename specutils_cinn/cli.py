@@ -1,8 +1,9 @@
-"""The ``specutils-cinn`` command line: predict, models, demo, train."""
+"""The ``specutils-cinn`` command line: predict, models, demo, train, synthesis."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -119,6 +120,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from .synthesis.runner import GridConfig, consolidate_grid, run_grid
+
+    config = GridConfig.from_toml(args.config)
+    if args.processes is not None:
+        config = dataclasses.replace(config, processes=args.processes)
+    if args.consolidate_only:
+        out = consolidate_grid(config)
+        print(f"grid file: {out}" if out else "no finished star yet")
+        return 0
+    summary = run_grid(config, limit=args.limit, retry_failed=args.retry_failed,
+                       progress=not args.no_progress)
+    print(f"synthesised {summary.done} star(s), {summary.failed} failed, {summary.skipped} "
+          f"already done or failed before, in {summary.seconds:.0f} s; grid file: {summary.output}")
+    return 0 if summary.failed == 0 else 1
+
+
+def _cmd_synthesis(args: argparse.Namespace) -> int:
+    from .synthesis.install import build_synthesis, find_synthesis
+
+    if args.action == "build":
+        install = build_synthesis(
+            args.prefix,
+            downloads=args.downloads,
+            force=args.force,
+            progress=lambda msg: print(f"synthesis: {msg}", file=sys.stderr, flush=True),
+        )
+    else:
+        install = find_synthesis(args.prefix)
+    print(install.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``specutils-cinn`` command."""
     from . import __version__
@@ -176,6 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("-o", "--output", default=None, help="model directory to write")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("grid", help="synthesise a grid of stars (resumable) from a TOML file")
+    p.add_argument("config", help="grid configuration (TOML)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many new stars")
+    p.add_argument("--processes", type=int, default=None, help="worker processes")
+    p.add_argument("--retry-failed", action="store_true", help="retry stars that failed")
+    p.add_argument("--consolidate-only", action="store_true",
+                   help="only collect finished stars into the grid file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser("synthesis", help="build or describe the Turbospectrum synthesis install")
+    p.add_argument("action", choices=["build", "info"])
+    p.add_argument("--prefix", default=None,
+                   help="install prefix (default $SPECUTILS_CINN_SYNTHESIS or the cache dir)")
+    p.add_argument("--downloads", default=None,
+                   help="build: folder already holding the PyPI files (skips their download)")
+    p.add_argument("--force", action="store_true", help="build: rebuild even if installed")
+    p.set_defaults(func=_cmd_synthesis)
     return parser
 
 

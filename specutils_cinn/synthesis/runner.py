@@ -1,0 +1,460 @@
+"""Resumable, parallel synthesis of a grid of stars (``specutils-cinn grid CONFIG``).
+
+Each star is synthesised by its own worker process (one per core by default) and written
+atomically to its own part file in ``<output>.parts/`` as soon as it is done; a restart skips the
+stars whose part file exists (failed stars are retried only with ``retry_failed``). When the run
+ends, or with ``consolidate_only``, the parts are collected into one HDF5 grid file
+(`~specutils_cinn.synthesis.grid_file.write_grid`), so killing a run never loses finished stars.
+
+A run is described by a TOML file::
+
+    [grid]
+    output = "work/grid-lte-v1.h5"   # relative paths are relative to the TOML file
+    n_stars = 1024
+    processes = 2                      # default: number of CPU cores
+    timeout = 900                      # seconds per star
+
+    [design]                           # see specutils_cinn.synthesis.design.LabelDesign
+    seed = 1
+    teff_range = [4000, 7000]
+    alpha_trend = false
+    [design.ranges]                    # optional: overrides of DEFAULT_RANGES
+    fe_h = [-2.5, 0.5]
+
+    [[window]]                         # air Angstrom; synthesised at `step`
+    name = "hr_blue"
+    start = 3920.0
+    stop = 4361.0
+    step = 0.02
+
+    [synthesis]
+    prefix = ""                        # Turbospectrum install; default: find_synthesis()
+    line_lists = "extended"            # "extended" (default) or "ges" (Gaia-ESO + H only)
+    exclude_line_lists = ["sih"]       # families of the extended lists to leave out
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .design import KielRegion, LabelDesign
+from .grid_file import SynthesisGrid, holdout_mask, write_grid
+
+__all__ = ["GridConfig", "GridRunSummary", "SynthesisWindow", "consolidate_grid", "run_grid"]
+
+
+@dataclass(frozen=True)
+class SynthesisWindow:
+    """One wavelength window of the synthesis (air Angstrom).
+
+    Parameters
+    ----------
+    name : str
+        Segment name in the grid file, e.g. ``"hr_blue"``.
+    start, stop, step : float
+        Range and sampling in Angstrom.
+    """
+
+    name: str
+    start: float
+    stop: float
+    step: float
+
+    def __post_init__(self) -> None:
+        if not (self.step > 0 and self.stop > self.start):
+            raise ValueError(f"window {self.name!r}: need stop > start and step > 0")
+
+    @property
+    def wavelength(self) -> np.ndarray:
+        """The wavelengths Turbospectrum samples, ``arange(start, stop + step/2, step)``."""
+        return np.arange(self.start, self.stop + self.step / 2, self.step)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """What a grid run synthesises and where it writes.
+
+    Parameters
+    ----------
+    output : `pathlib.Path`
+        HDF5 grid file to write; the per-star parts go to ``<output>.parts/``.
+    n_stars : int
+        Number of stars (the first ``n_stars`` points of ``design``).
+    windows : sequence of `SynthesisWindow`
+        Wavelength windows.
+    design : `~specutils_cinn.synthesis.design.LabelDesign`
+        The label design.
+    processes : int, optional
+        Worker processes (default: the number of CPU cores).
+    timeout : float
+        Seconds allowed per star.
+    prefix : `pathlib.Path`, optional
+        Turbospectrum install (default: `~specutils_cinn.synthesis.install.find_synthesis`).
+    line_lists : {"extended", "ges"}
+        ``"extended"``: the Gaia-ESO list plus the converted linemake atoms and molecules;
+        ``"ges"``: the Gaia-ESO list and hydrogen only.
+    exclude_line_lists : tuple of str
+        Families of the extended lists to leave out (e.g. ``("sih",)``); see
+        `~specutils_cinn.synthesis.linelists.FAMILIES`.
+    """
+
+    output: Path
+    n_stars: int
+    windows: tuple[SynthesisWindow, ...]
+    design: LabelDesign = field(default_factory=LabelDesign)
+    processes: int | None = None
+    timeout: float = 900.0
+    prefix: Path | None = None
+    line_lists: str = "extended"
+    exclude_line_lists: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.n_stars < 1:
+            raise ValueError(f"n_stars must be at least 1, got {self.n_stars}")
+        if not self.windows:
+            raise ValueError("a grid needs at least one [[window]]")
+        names = [w.name for w in self.windows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"window names must be unique, got {names}")
+        if self.line_lists not in ("extended", "ges"):
+            raise ValueError(f"line_lists must be 'extended' or 'ges', got {self.line_lists!r}")
+
+    @property
+    def parts_dir(self) -> Path:
+        """Directory of the per-star part files."""
+        return self.output.with_name(self.output.name + ".parts")
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> GridConfig:
+        """Read a grid configuration from a TOML file (see the module docstring).
+
+        Parameters
+        ----------
+        path : path-like
+            The TOML file. Relative paths inside it are relative to its directory.
+
+        Returns
+        -------
+        `GridConfig`
+        """
+        path = Path(path)
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+        return cls.from_dict(doc, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], base: Path = Path(".")) -> GridConfig:
+        """Build a configuration from the parsed TOML document (see `from_toml`)."""
+        known = {"grid", "design", "window", "synthesis"}
+        unknown = set(doc) - known
+        if unknown:
+            raise ValueError(f"unknown section(s) {sorted(unknown)} in grid config; "
+                             f"expected {sorted(known)}")
+        g = dict(doc.get("grid", {}))
+        if "output" not in g or "n_stars" not in g:
+            raise ValueError("grid config needs [grid] output and n_stars")
+        d = dict(doc.get("design", {}))
+        region_kw = {}
+        if "teff_range" in d:
+            region_kw["teff_range"] = tuple(float(x) for x in d.pop("teff_range"))
+        for key in ("logg_lower", "logg_upper"):
+            if key in d:
+                region_kw[key.split("_")[1]] = tuple(tuple(map(float, k)) for k in d.pop(key))
+        design_kw: dict[str, Any] = {"region": KielRegion(**region_kw)}
+        if "ranges" in d:
+            from .design import DEFAULT_RANGES
+
+            ranges = dict(DEFAULT_RANGES)
+            ranges.update({k: (float(v[0]), float(v[1])) for k, v in d.pop("ranges").items()})
+            design_kw["ranges"] = ranges
+        for key in ("seed", "alpha_trend"):
+            if key in d:
+                design_kw[key] = d.pop(key)
+        if d:
+            raise ValueError(f"unknown [design] key(s) {sorted(d)}")
+        windows = tuple(
+            SynthesisWindow(str(w["name"]), float(w["start"]), float(w["stop"]), float(w["step"]))
+            for w in doc.get("window", []))
+        s = dict(doc.get("synthesis", {}))
+        prefix = s.get("prefix") or None
+        out = Path(g["output"])
+        return cls(
+            output=out if out.is_absolute() else base / out,
+            n_stars=int(g["n_stars"]),
+            windows=windows,
+            design=LabelDesign(**design_kw),
+            processes=g.get("processes"),
+            timeout=float(g.get("timeout", 900.0)),
+            prefix=None if prefix is None else (base / prefix if not Path(prefix).is_absolute()
+                                                else Path(prefix)),
+            line_lists=str(s.get("line_lists", "extended")),
+            exclude_line_lists=tuple(str(x) for x in s.get("exclude_line_lists", ())),
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable description (stored as grid provenance)."""
+        return {
+            "n_stars": self.n_stars,
+            "windows": [[w.name, w.start, w.stop, w.step] for w in self.windows],
+            "design": self.design.to_dict(),
+            "line_lists": self.line_lists,
+            "exclude_line_lists": list(self.exclude_line_lists),
+        }
+
+
+@dataclass
+class GridRunSummary:
+    """What a call of `run_grid` did.
+
+    Attributes
+    ----------
+    done, failed, skipped : int
+        Stars synthesised now, stars that failed now, stars skipped because their part file
+        already existed.
+    seconds : float
+        Wall time of the call.
+    output : `pathlib.Path` or None
+        The consolidated grid file (None if not consolidated).
+    """
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    output: Path | None = None
+
+
+def _part_path(parts: Path, star_id: int) -> Path:
+    return parts / f"star_{star_id:06d}.npz"
+
+
+def _fail_path(parts: Path, star_id: int) -> Path:
+    return parts / f"star_{star_id:06d}.failed.json"
+
+
+def _default_synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float, float]],
+                        prefix: Path | None, line_lists: str | tuple, timeout: float) -> Any:
+    from .install import find_synthesis
+    from .turbospectrum import synthesize
+
+    install = find_synthesis(prefix)
+    if line_lists != "ges" and not install.extended_linelists:
+        raise RuntimeError(f"the synthesis install at {install.prefix} has no extended line lists; "
+                           "rebuild it (specutils-cinn synthesis build --force) or use "
+                           "line_lists = \"ges\"")
+    lists = [install.ges_linelist, install.hlinedata]
+    if line_lists != "ges":
+        exclude = set(line_lists[1]) if isinstance(line_lists, tuple) else set()
+        unknown = exclude - set(install.extended_linelists)
+        if unknown:
+            raise ValueError(f"exclude_line_lists names unknown families {sorted(unknown)}; the "
+                             f"install has {sorted(install.extended_linelists)}")
+        lists += [p for fam, p in install.extended_linelists.items() if fam not in exclude]
+    return synthesize(labels, windows, install=install, line_lists=lists, timeout=timeout)
+
+
+def _atmosphere_fields(atm: Any) -> dict[str, Any]:
+    if atm is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("source", "spherical", "interpolated", "filled", "extrapolated"):
+        if hasattr(atm, key):
+            out[key] = getattr(atm, key)
+    for key in ("nodes", "widened"):
+        if hasattr(atm, key):
+            out[key] = " ".join(str(x) for x in getattr(atm, key))
+    return out
+
+
+def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
+    """Worker: synthesise one star and write its part file. Returns (star_id, ok, message)."""
+    star_id, labels, windows, parts, prefix, line_lists, timeout, fn = task
+    parts = Path(parts)
+    t0 = time.perf_counter()
+    try:
+        synth = fn or _default_synthesize
+        res = synth(labels, [(w[1], w[2], w[3]) for w in windows], prefix, line_lists, timeout)
+        arrays: dict[str, Any] = {}
+        for (name, *_), wave, flux in zip(windows, res.wavelength, res.flux, strict=True):
+            arrays[f"wave_{name}"] = np.asarray(wave, dtype=np.float64)
+            arrays[f"flux_{name}"] = np.asarray(flux, dtype=np.float32)
+            if not np.all(np.isfinite(arrays[f"flux_{name}"])):
+                raise RuntimeError(f"non-finite flux in window {name}")
+        info = {
+            "star_id": star_id,
+            "labels": dict(labels),
+            "seconds": time.perf_counter() - t0,
+            "atmosphere": _atmosphere_fields(getattr(res, "atmosphere", None)),
+            "code_version": getattr(res, "code_version", "unknown"),
+            "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
+            "solar_scale": getattr(res, "solar_scale", {}),
+        }
+        arrays["info"] = np.asarray(json.dumps(info, default=_json_default))
+        tmp = parts / f".tmp_{star_id:06d}_{os.getpid()}.npz"
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, _part_path(parts, star_id))
+        _fail_path(parts, star_id).unlink(missing_ok=True)
+        return star_id, True, ""
+    except Exception as exc:  # noqa: BLE001 - recorded per star, the run goes on
+        msg = f"{type(exc).__name__}: {exc}"
+        _fail_path(parts, star_id).write_text(json.dumps(
+            {"star_id": star_id, "labels": dict(labels), "error": msg,
+             "traceback": traceback.format_exc()}, default=_json_default, indent=1))
+        return star_id, False, msg
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def run_grid(
+    config: GridConfig,
+    *,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    consolidate: bool = True,
+    synthesize_fn: Callable[..., Any] | None = None,
+) -> GridRunSummary:
+    """Synthesise the stars of a grid configuration that are not done yet.
+
+    Parameters
+    ----------
+    config : `GridConfig`
+        What to synthesise.
+    limit : int, optional
+        Synthesise at most this many new stars in this call (the rest is left for a restart).
+    retry_failed : bool
+        Also retry stars that failed in an earlier run (default: skip them).
+    progress : bool
+        Show a progress bar (tqdm) on stderr.
+    consolidate : bool
+        Write the HDF5 grid file from all finished parts at the end.
+    synthesize_fn : callable, optional
+        Replaces the Turbospectrum driver (for tests): called as
+        ``fn(labels, windows, prefix, line_lists, timeout)`` and returning an object with
+        ``wavelength`` and ``flux`` lists (one array per window). Must be picklable.
+
+    Returns
+    -------
+    `GridRunSummary`
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    parts = config.parts_dir
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    labels = config.design.draw(config.n_stars)
+    names = [k for k in labels if k != "star_id"]
+    windows = [(w.name, w.start, w.stop, w.step) for w in config.windows]
+    summary = GridRunSummary()
+    todo = []
+    for i, sid in enumerate(labels["star_id"]):
+        sid = int(sid)
+        if _part_path(parts, sid).exists() or (
+                _fail_path(parts, sid).exists() and not retry_failed):
+            summary.skipped += 1
+            continue
+        todo.append((sid, {k: float(labels[k][i]) for k in names}, windows, str(parts),
+                     config.prefix,
+                     config.line_lists if config.line_lists == "ges"
+                     else ("extended", config.exclude_line_lists),
+                     config.timeout, synthesize_fn))
+    if limit is not None:
+        todo = todo[: max(int(limit), 0)]
+    nproc = max(1, int(config.processes or os.cpu_count() or 1))
+    bar = tqdm(total=len(todo), disable=not progress, unit="star", desc="synthesis")
+    try:
+        if nproc == 1 or len(todo) <= 1:
+            results = (_synthesize_star(t) for t in todo)
+            for sid, ok, msg in results:
+                summary.done += ok
+                summary.failed += not ok
+                if not ok:
+                    bar.write(f"star {sid} failed: {msg}")
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=nproc) as pool:
+                futures = [pool.submit(_synthesize_star, t) for t in todo]
+                for fut in as_completed(futures):
+                    sid, ok, msg = fut.result()
+                    summary.done += ok
+                    summary.failed += not ok
+                    if not ok:
+                        bar.write(f"star {sid} failed: {msg}")
+                    bar.update()
+    finally:
+        bar.close()
+    if consolidate:
+        summary.output = consolidate_grid(config)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def consolidate_grid(config: GridConfig) -> Path | None:
+    """Collect the finished part files of a run into its HDF5 grid file.
+
+    Parameters
+    ----------
+    config : `GridConfig`
+        The run.
+
+    Returns
+    -------
+    `pathlib.Path` or None
+        The grid file, or None if no star is finished yet.
+    """
+    parts = sorted(config.parts_dir.glob("star_*.npz"))
+    if not parts:
+        return None
+    infos, fluxes = [], {w.name: [] for w in config.windows}
+    waves: dict[str, np.ndarray] = {}
+    for p in parts:
+        with np.load(p, allow_pickle=False) as data:
+            infos.append(json.loads(str(data["info"])))
+            for w in config.windows:
+                fluxes[w.name].append(data[f"flux_{w.name}"])
+                waves.setdefault(w.name, data[f"wave_{w.name}"])
+    star_id = np.asarray([i["star_id"] for i in infos], dtype=np.int64)
+    label_names = list(infos[0]["labels"])
+    labels = {k: np.asarray([i["labels"][k] for i in infos]) for k in label_names}
+    atm_keys = sorted({k for i in infos for k in i["atmosphere"]})
+    atmosphere = {k: np.asarray([i["atmosphere"].get(k, "") for i in infos]) for k in atm_keys}
+    for k, v in atmosphere.items():
+        if all(isinstance(x, bool | np.bool_) for x in v):
+            atmosphere[k] = v.astype(bool)
+    grid = SynthesisGrid(
+        labels=labels,
+        star_id=star_id,
+        segments={k: (waves[k], np.stack(v)) for k, v in fluxes.items()},
+        holdout=holdout_mask(star_id),
+        atmosphere=atmosphere,
+        seconds=np.asarray([i["seconds"] for i in infos]),
+    )
+    prov = {
+        **config.to_dict(),
+        "code": infos[0]["code_version"],
+        "line_lists": infos[0]["line_lists"],
+        "solar_scale": infos[0]["solar_scale"],
+        "physics": "1D LTE, MARCS model atmospheres",
+        "n_failed": len(list(config.parts_dir.glob("star_*.failed.json"))),
+    }
+    return write_grid(config.output, grid, provenance=prov, overwrite=True)
