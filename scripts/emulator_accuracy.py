@@ -1,0 +1,164 @@
+"""Accuracy of spectrum emulators on held-out Turbospectrum stars, and its change with grid size.
+
+For each config (``configs/emulator-4most-*.toml``: its ``data`` file from
+``scripts/prepare_emulator_data.py`` and its ``[emulator]`` options), trains emulators on
+25 %, 50 % and 100 % of the training stars (never the ``holdout`` stars) and measures the median
+and 99th percentile of ``|emulated - Turbospectrum|`` (continuum units) over all pixels of all
+held-out stars, per grid and per segment. Writes an RST table (stdout and ``--output``), plus
+where the residuals are largest (worst stars with their labels, worst wavelengths).
+
+Usage::
+
+    python scripts/emulator_accuracy.py --configs configs/emulator-4most-hr.toml \
+        configs/emulator-4most-lr.toml --fractions 0.25 0.5 1.0 --threads 1 \
+        --output work/emulator_accuracy.rst
+
+``--use-saved`` evaluates the emulator saved at the config's ``out`` for the 100 % row instead
+of training it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_emulator import load_data, read_config, subset_training_stars  # noqa: E402
+
+TARGET_MEDIAN, TARGET_P99 = 0.002, 0.01
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * w for w in widths)
+    fmt = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([rule, fmt[0], rule, *fmt[1:], rule])
+
+
+def _worst(data: dict, res: np.ndarray, ho: np.ndarray, grid, n: int = 5) -> list[str]:
+    """Lines describing the worst held-out stars and wavelengths."""
+    names = data["label_names"]
+    lab = data["labels"][ho]
+    p99 = np.percentile(np.abs(res), 99, axis=1)
+    lines = []
+    for i in np.argsort(p99)[::-1][:n]:
+        desc = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, lab[i], strict=True)
+                         if k in ("teff", "logg", "fe_h", "a_li"))
+        lines.append(f"star {int(data['star_id'][ho][i])} ({desc}): p99 {p99[i]:.3g}, "
+                     f"max {np.abs(res[i]).max():.3g}")
+    wave = grid.wavelength.value
+    mean_abs = np.abs(res).mean(0)
+    order = np.argsort(mean_abs)[::-1]
+    picked: list[int] = []
+    for j in order:
+        if all(abs(wave[j] - wave[k]) > 2.0 for k in picked):
+            picked.append(j)
+        if len(picked) == n:
+            break
+    lines += [f"{wave[j]:.1f} A: mean |residual| {mean_abs[j]:.3g} over held-out stars"
+              for j in picked]
+    teff, logg = lab[:, names.index("teff")], lab[:, names.index("logg")]
+    groups = {
+        "cool dwarfs (Teff < 4500 K, log g > 4)": (teff < 4500) & (logg > 4.0),
+        "cool giants (Teff < 4800 K, log g < 3)": (teff < 4800) & (logg < 3.0),
+        "metal-poor ([Fe/H] < -1.5)": lab[:, names.index("fe_h")] < -1.5,
+        "Teff >= 4500 K": teff >= 4500,
+    }
+    for label, mask in groups.items():
+        if mask.any():
+            a = np.abs(res[mask])
+            lines.append(f"{label}: {int(mask.sum())} stars, median {np.median(a):.2e}, "
+                         f"p99 {np.percentile(a, 99):.2e}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", required=True)
+    ap.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 1.0])
+    ap.add_argument("--steps", type=int, help="override the configs' steps")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--use-saved", action="store_true",
+                    help="evaluate the saved emulator (config 'out') for fraction 1.0")
+    ap.add_argument("--output", help="also write the RST here")
+    ap.add_argument("--json", help="write all numbers as JSON here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    from specutils_cinn.emulator import (
+        EmulatorConfig,
+        load_emulator,
+        residual_statistics,
+        train_emulator,
+    )
+
+    torch.set_num_threads(args.threads)
+    rows = [["Grid", "Training stars", "Segment", "Median abs", "99th pct abs", "Train s",
+             "File MB"]]
+    notes: list[str] = []
+    results = []
+    for cpath in args.configs:
+        conf = read_config(cpath)
+        data = load_data(conf["data"])
+        opts = dict(conf.get("emulator", {}), threads=args.threads)
+        if args.steps:
+            opts["steps"] = args.steps
+        cfg = EmulatorConfig.from_dict(opts)
+        setup = data["setup"]
+        ho = data["holdout"]
+        tag = setup.name
+        for frac in sorted(args.fractions):
+            out = Path(conf["out"]) if conf.get("out") else None
+            t0 = time.perf_counter()
+            if frac == 1.0 and args.use_saved and out is not None and out.is_dir():
+                emu = load_emulator(out)
+                n_train = emu.metadata["history"]["n_train"] + emu.metadata["history"][
+                    "n_validation"]
+                secs = emu.metadata["history"]["seconds"]
+            else:
+                use = subset_training_stars(data["star_id"], ho, frac, cfg.seed)
+                emu, hist = train_emulator(data["labels"][use], data["flux"][use],
+                                           data["label_names"], setup.grid, cfg,
+                                           star_id=data["star_id"][use], device=args.device,
+                                           log=None)
+                n_train, secs = int(use.sum()), time.perf_counter() - t0
+            size = sum(t.numel() * t.element_size() for t in emu.state_dict().values()) / 1e6
+            st = residual_statistics(emu, data["labels"][ho], data["flux"][ho])
+            segs = [("all", st["all"])] + list(st["segments"].items())
+            for seg, s in segs:
+                rows.append([tag, f"{n_train} ({frac:.0%})", seg, f"{s['median_abs']:.2e}",
+                             f"{s['p99_abs']:.2e}", f"{secs:.0f}", f"{size:.1f}"])
+            results.append({"grid": tag, "config": cpath, "fraction": frac, "n_train": n_train,
+                            "seconds": secs, "weights_mb": size, "n_holdout": st["n_stars"],
+                            "n_outside": st["n_outside"], "all": st["all"],
+                            "segments": st["segments"]})
+            print(f"{tag} {frac:.0%}: median {st['all']['median_abs']:.2e}, p99 "
+                  f"{st['all']['p99_abs']:.2e} ({secs:.0f} s)", file=sys.stderr, flush=True)
+            if frac == max(args.fractions):
+                notes.append(f"{tag} ({st['n_stars']} held-out stars, {st['n_outside']} "
+                             "slightly outside the training label ranges, clamped):")
+                notes += [f"  - {line}" for line in _worst(data, st["residuals"], ho, setup.grid)]
+    text = (
+        "Emulator accuracy on held-out Turbospectrum stars (``star_id % 10 == 9``), in units of "
+        f"the continuum, over all pixels (targets: median <= {TARGET_MEDIAN}, "
+        f"99th percentile <= {TARGET_P99}).\n\n" + _table(rows) + "\n"
+    )
+    print(text)
+    print("Where the residuals are largest:\n\n" + "\n".join(notes))
+    if args.output:
+        Path(args.output).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
