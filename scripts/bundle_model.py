@@ -1,10 +1,12 @@
 """Ship a trained model inside the package and pin it in the registry.
 
-Copies ``<model_dir>/{metadata.json,weights.safetensors}`` to
+Copies ``<model_dir>/{metadata.json,weights.safetensors}`` (and ``emulator.safetensors`` if the
+model has an emulator) to
 ``specutils_cinn/data/models/<name>-v<version>/`` byte for byte, writes the registry entry
 (file names with the version, SHA-256 of both files, ``bundled``) into
 ``specutils_cinn/data/registry.json`` and points the alias at it. Also writes the two release
-assets ``<name>-v<version>.json`` and ``.safetensors`` into ``--assets`` for upload.
+assets ``<name>-v<version>.json``, ``.safetensors`` (and ``.emulator.safetensors``) into
+``--assets`` for upload.
 
 Usage::
 
@@ -19,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from specutils_cinn.models import CINNModel
+from specutils_cinn.models import EMULATOR_FILENAME, CINNModel
 from specutils_cinn.registry import DATA_DIR, make_registry_entry
 
 
@@ -42,6 +44,9 @@ def main() -> None:
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / f"{full}.json", target / "metadata.json")
         shutil.copyfile(Path(tmp) / f"{full}.safetensors", target / "weights.safetensors")
+        emulator = Path(tmp) / f"{full}.emulator.safetensors"
+        if emulator.is_file():  # optional goodness-of-fit emulator
+            shutil.copyfile(emulator, target / EMULATOR_FILENAME)
     reg_path = DATA_DIR / "registry.json"
     reg = json.loads(reg_path.read_text())
     reg["models"].update(entry)

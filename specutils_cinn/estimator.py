@@ -15,6 +15,7 @@ from astropy.table import QTable
 
 from . import __version__
 from .devices import resolve_device
+from .fit_check import fit_chi2
 from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
@@ -129,6 +130,7 @@ class CINNParameterEstimator:
         medium: str = "air",
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
+        fit_chi2_threshold: float | None = None,
     ) -> QTable:
         """Posterior medians, quantiles and standard deviations, one row per spectrum.
 
@@ -160,11 +162,23 @@ class CINNParameterEstimator:
             DER_SNR estimate from the flux itself (flagged ``NOISE_ESTIMATED``).
         normalize : {"auto", True, False}, optional
             Continuum normalisation of the input (see :ref:`inputs`).
+        fit_chi2_threshold : float, optional
+            ``POOR_FIT`` is set where ``fit_chi2`` exceeds this; default the model's
+            ``metadata.emulator.chi2_threshold``. Ignored for models without an emulator
+            (``fit_chi2`` is then NaN and ``POOR_FIT`` never set).
 
         Returns
         -------
         `~astropy.table.QTable`
             Columns described in :ref:`output-table`.
+
+        Notes
+        -----
+        For a model with a spectrum emulator, the spectrum at the posterior median is
+        emulated (rotation included), multiplied per grid segment by the low-order polynomial
+        that fits the prepared input best, and compared with the input on its valid pixels:
+        ``fit_chi2 = mean((f - f_emu)**2 / (sigma**2 + floor**2))``, ``floor`` being the
+        emulator's error measured on held-out synthetic spectra. See :ref:`output-table`.
         """
         levels = _check_quantiles(quantiles)
         prepared, seed = self._prepare(
@@ -181,8 +195,9 @@ class CINNParameterEstimator:
             median[rows] = qs[0].cpu().numpy()
             quant[rows] = qs[1:].permute(1, 0, 2).cpu().numpy()
             std[rows] = draws.std(dim=1).cpu().numpy()
-        flags = self._output_flags(prepared, median)
-        meta = self._meta(n_samples, seed, dev)
+        chi2 = self._fit_chi2(prepared, median, dev)
+        flags = self._output_flags(prepared, median, chi2, fit_chi2_threshold)
+        meta = self._meta(n_samples, seed, dev, fit_chi2_threshold)
         meta["QUANTILE"] = list(levels)
         return summary_table(
             self.parameters,
@@ -195,6 +210,7 @@ class CINNParameterEstimator:
             prepared.coverage,
             flags,
             meta,
+            fit_chi2=chi2,
         )
 
     def sample_posterior(
@@ -210,6 +226,7 @@ class CINNParameterEstimator:
         medium: str = "air",
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
+        fit_chi2_threshold: float | None = None,
     ) -> QTable:
         """Full posterior draws, one row per spectrum.
 
@@ -220,7 +237,8 @@ class CINNParameterEstimator:
         -------
         `~astropy.table.QTable`
             Column ``<p>`` holds an ``(N, n_samples)`` Quantity of draws of each parameter,
-            plus ``snr``, ``coverage`` and ``flags``. Rows without usable data hold NaN.
+            plus ``snr``, ``coverage``, ``fit_chi2`` (at the posterior median, as in `predict`)
+            and ``flags``. Rows without usable data hold NaN.
         """
         prepared, seed = self._prepare(
             spectra, n_samples, seed, radial_velocity, medium, snr, normalize
@@ -233,7 +251,8 @@ class CINNParameterEstimator:
         for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
             draws_all[rows] = draws.cpu().numpy()
             median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
-        flags = self._output_flags(prepared, median)
+        chi2 = self._fit_chi2(prepared, median, dev)
+        flags = self._output_flags(prepared, median, chi2, fit_chi2_threshold)
         return samples_table(
             self.parameters,
             self.model.metadata.units,
@@ -241,7 +260,8 @@ class CINNParameterEstimator:
             prepared.snr,
             prepared.coverage,
             flags,
-            self._meta(n_samples, seed, dev),
+            self._meta(n_samples, seed, dev, fit_chi2_threshold),
+            fit_chi2=chi2,
         )
 
     # ------------------------------------------------------------------ internals
@@ -330,7 +350,38 @@ class CINNParameterEstimator:
                 yield rows, draws * scale + mean
                 bar.update(len(rows))
 
-    def _output_flags(self, prepared: PreparedSpectra, median: np.ndarray) -> np.ndarray:
+    def _threshold(self, override: float | None) -> float | None:
+        spec = self.model.metadata.emulator
+        if spec is None:
+            return None
+        if override is None:
+            return spec.chi2_threshold
+        if isinstance(override, bool) or not isinstance(override, (int, float, np.number)):
+            raise ValueError(f"fit_chi2_threshold must be a positive number, got {override!r}")
+        if not float(override) > 0:
+            raise ValueError(f"fit_chi2_threshold must be a positive number, got {override!r}")
+        return float(override)
+
+    def _fit_chi2(
+        self, prepared: PreparedSpectra, median: np.ndarray, device: torch.device
+    ) -> np.ndarray:
+        """Reduced chi-square of each row against its emulated spectrum (NaN if none)."""
+        fe = self.model.emulator
+        if fe is None:
+            return np.full(prepared.n_rows, np.nan)
+        vsini_max = None
+        if "vsini" in self.parameters:  # like the labels, clipped to the training range
+            vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
+        return fit_chi2(fe, self.parameters, median, prepared.flux, prepared.sigma,
+                        prepared.valid, device=device, vsini_max=vsini_max)
+
+    def _output_flags(
+        self,
+        prepared: PreparedSpectra,
+        median: np.ndarray,
+        fit_chi2: np.ndarray | None = None,
+        fit_chi2_threshold: float | None = None,
+    ) -> np.ndarray:
         md = self.model.metadata
         flags = prepared.flags.astype(np.int32).copy()
         lo, hi = md.ranges[:, 0], md.ranges[:, 1]
@@ -340,10 +391,22 @@ class CINNParameterEstimator:
             low_snr = prepared.snr < md.snr_range[0]
         flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
         flags[low_snr] |= int(QualityFlag.LOW_SNR)
+        threshold = self._threshold(fit_chi2_threshold)
+        if threshold is not None and fit_chi2 is not None:
+            with np.errstate(invalid="ignore"):
+                flags[fit_chi2 > threshold] |= int(QualityFlag.POOR_FIT)
         return flags
 
-    def _meta(self, n_samples: int, seed: int, device: torch.device) -> dict[str, Any]:
+    def _meta(
+        self,
+        n_samples: int,
+        seed: int,
+        device: torch.device,
+        fit_chi2_threshold: float | None = None,
+    ) -> dict[str, Any]:
         md = self.model.metadata
+        threshold = self._threshold(fit_chi2_threshold)
+        extra = {} if threshold is None else {"FITTHR": threshold}
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,
@@ -352,6 +415,7 @@ class CINNParameterEstimator:
             "SEED": int(seed),
             "DEVICE": device.type,
             "PKGVER": __version__,
+            **extra,
         }
 
 

@@ -40,6 +40,15 @@ class QualityFlag(enum.IntFlag):
     ``LOW_SNR`` (32)
         Set by the estimator: the spectrum's S/N is below the range the model was
         trained on.
+    ``POOR_FIT`` (64)
+        Set by the estimator for models that ship a spectrum emulator: the reduced
+        chi-square ``fit_chi2`` of the input against the spectrum emulated at the posterior
+        median exceeds the threshold (the model's ``chi2_threshold`` unless overridden).
+        The posterior is then not trustworthy: the input is not a spectrum of the kind the
+        model was trained on (other resolution, pure noise, a star outside the grid's
+        physics or parameter range, bad data), or it is a real star whose spectrum differs
+        from the LTE synthetic ones by more than the emulator's error floor plus the noise
+        (common for real stars at high S/N; see ``fit_chi2`` in :ref:`output-table`).
     """
 
     NONE = 0
@@ -49,3 +58,4 @@ class QualityFlag(enum.IntFlag):
     NOISE_ESTIMATED = 8
     PARAMETER_AT_EDGE = 16
     LOW_SNR = 32
+    POOR_FIT = 64

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from astropy import units as u
 
-__all__ = ["GridSegment", "WavelengthGrid"]
+__all__ = ["GridSegment", "WavelengthGrid", "pixel_map"]
 
 Medium = Literal["air", "vacuum"]
 
@@ -138,3 +139,34 @@ class WavelengthGrid:
             return cls(segs, d["medium"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed wavelength grid description: {exc!r}") from exc
+
+
+def pixel_map(model_grid: WavelengthGrid, other: WavelengthGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels two wavelength grids have in common (centres equal to 1e-3 of a pixel).
+
+    Parameters
+    ----------
+    model_grid, other : WavelengthGrid
+        The grids; pixels match when their centres agree within 0.001 of the pixel width
+        and the widths are equal.
+
+    Returns
+    -------
+    model_index, other_index : numpy.ndarray
+        Increasing int64 indices into the concatenated pixel axes of the two grids.
+    """
+    mi, oi = [], []
+    for ms, msl in zip(model_grid.segments, model_grid.segment_slices, strict=True):
+        for os_, osl in zip(other.segments, other.segment_slices, strict=True):
+            if not math.isclose(ms.step, os_.step, rel_tol=1e-6):
+                continue
+            j = np.round((ms.centres - os_.start) / os_.step)
+            ok = (j >= 0) & (j < os_.npix)
+            ok &= np.abs(ms.centres - (os_.start + j * os_.step)) < 1e-3 * ms.step
+            mi.append(msl.start + np.flatnonzero(ok))
+            oi.append(osl.start + j[ok].astype(np.int64))
+    if not mi:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m, o = np.concatenate(mi), np.concatenate(oi)
+    order = np.argsort(m, kind="stable")
+    return m[order].astype(np.int64), o[order].astype(np.int64)

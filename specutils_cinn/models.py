@@ -20,21 +20,26 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from astropy import units as u
 from packaging.version import InvalidVersion, Version
 
-from .grid import WavelengthGrid
+from .grid import WavelengthGrid, pixel_map
 from .parameters import parameter_unit
 
+if TYPE_CHECKING:
+    from .fit_check import ModelEmulator
+
 __all__ = [
+    "EMULATOR_FILENAME",
     "FORMAT_VERSION",
     "METADATA_FILENAME",
     "WEIGHTS_FILENAME",
     "CINNModel",
+    "EmulatorSpec",
     "ModelMetadata",
     "ParameterSpec",
     "model_files",
@@ -48,6 +53,9 @@ FORMAT_VERSION: int = 1
 METADATA_FILENAME: str = "metadata.json"
 #: Name of the weights file inside a model directory.
 WEIGHTS_FILENAME: str = "weights.safetensors"
+#: Name of the optional emulator file inside a model directory (registry asset:
+#: ``<full_name>.emulator.safetensors``).
+EMULATOR_FILENAME: str = "emulator.safetensors"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9])?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -259,6 +267,198 @@ class ParameterSpec:
         return cls(d["name"], d["unit"], d["range"], d["mean"], d["std"])
 
 
+_EMULATOR_KEYS = (
+    "sha256",
+    "architecture",
+    "chi2_threshold",
+    "label_defaults",
+    "exclude",
+    "continuum_degree",
+    "info",
+)
+#: Prefix of the emulator's tensors in the emulator file; the error floor is ``error_floor``.
+_EMULATOR_PREFIX = "emulator."
+_FLOOR_KEY = "error_floor"
+
+
+@dataclass(frozen=True)
+class EmulatorSpec:
+    """The ``emulator`` entry of model metadata: a spectrum emulator for a goodness-of-fit check.
+
+    The emulator (a `~specutils_cinn.emulator.SpectrumEmulator`) and its per-pixel error floor
+    are stored in one safetensors file beside the weights (`EMULATOR_FILENAME` in a model
+    directory, ``<full_name>.emulator.safetensors`` as a registry asset), whose SHA-256 is
+    recorded here and checked before the file is parsed.
+
+    Parameters
+    ----------
+    architecture : dict
+        `~specutils_cinn.emulator.SpectrumEmulator.architecture` (labels, ranges, pixel grid).
+        Its pixel centres must coincide with some of the model's pixels (same step).
+    chi2_threshold : float
+        Default threshold of the reduced chi-square above which ``POOR_FIT`` is set.
+    label_defaults : dict of str to float, optional
+        Values of emulator labels that the model does not predict, e.g. ``{"mn_fe": 0.0}``.
+        An emulator label ``a_li`` may instead take ``{"li_fe": x}``: A(Li) = x + 1.05 + [Fe/H].
+        A ``vsini`` the model does not predict is 0.
+    exclude : sequence of (float, float), optional
+        Wavelength windows (Angstrom, the grid's medium) left out of the chi-square, e.g.
+        around lines of elements whose abundance is only a default.
+    continuum_degree : int, optional
+        Degree of the Legendre polynomial per grid segment by which the emulated spectrum is
+        multiplied (fitted by weighted least squares) before the comparison; absorbs the
+        difference between the input's normalisation and the emulator's true continuum.
+    sha256 : str or None, optional
+        SHA-256 of the emulator file; `CINNModel.save` fills it in.
+    info : dict, optional
+        Free-form JSON provenance (how the error floor and the threshold were measured).
+
+    Raises
+    ------
+    ValueError
+        If a field is invalid; the message names it.
+    """
+
+    architecture: dict[str, Any]
+    chi2_threshold: float
+    label_defaults: dict[str, float] = field(default_factory=dict)
+    exclude: tuple[tuple[float, float], ...] = ()
+    continuum_degree: int = 3
+    sha256: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arch = self.architecture
+        if not isinstance(arch, Mapping):
+            raise _fail("emulator.architecture", f"expected an object, got {arch!r}")
+        arch = _json_copy(dict(arch), "emulator.architecture")
+        for key in ("label_names", "label_ranges", "grid"):
+            if key not in arch:
+                raise _fail("emulator.architecture", f"missing key {key!r}")
+        try:
+            grid = WavelengthGrid.from_dict(arch["grid"])
+        except ValueError as exc:
+            raise _fail("emulator.architecture.grid", str(exc)) from exc
+        object.__setattr__(self, "architecture", arch)
+        object.__setattr__(self, "_grid", grid)
+        thr = _as_float(self.chi2_threshold, "emulator.chi2_threshold")
+        if thr <= 0:
+            raise _fail("emulator.chi2_threshold", f"must be positive, got {thr}")
+        object.__setattr__(self, "chi2_threshold", thr)
+        if not isinstance(self.label_defaults, Mapping):
+            raise _fail(
+                "emulator.label_defaults", f"expected an object, got {self.label_defaults!r}"
+            )
+        defaults = {
+            str(k): _as_float(v, f"emulator.label_defaults.{k}")
+            for k, v in self.label_defaults.items()
+        }
+        object.__setattr__(self, "label_defaults", defaults)
+        windows = []
+        if isinstance(self.exclude, (str, bytes)) or not isinstance(self.exclude, Sequence):
+            raise _fail("emulator.exclude", f"expected a list of [low, high], got {self.exclude!r}")
+        for i, w in enumerate(self.exclude):
+            windows.append(_as_pair(w, f"emulator.exclude[{i}]"))
+        object.__setattr__(self, "exclude", tuple(windows))
+        deg = self.continuum_degree
+        if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or not 0 <= deg <= 10:
+            raise _fail("emulator.continuum_degree", f"expected an integer 0-10, got {deg!r}")
+        object.__setattr__(self, "continuum_degree", int(deg))
+        sha = self.sha256
+        if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+            raise _fail("emulator.sha256", f"expected 64 lower-case hex digits, got {sha!r}")
+        if not isinstance(self.info, Mapping):
+            raise _fail("emulator.info", f"expected an object, got {self.info!r}")
+        object.__setattr__(self, "info", _json_copy(dict(self.info), "emulator.info"))
+
+    @property
+    def grid(self) -> WavelengthGrid:
+        """The emulator's pixel grid."""
+        return self._grid  # type: ignore[attr-defined]
+
+    @property
+    def label_names(self) -> list[str]:
+        """The emulator's input labels, in order."""
+        return [str(n) for n in self.architecture["label_names"]]
+
+    def check_model(self, metadata: ModelMetadata) -> None:
+        """Check that the emulator fits a model: shared pixels and a value for every label.
+
+        Parameters
+        ----------
+        metadata : ModelMetadata
+            The model's metadata.
+
+        Raises
+        ------
+        ValueError
+            If no emulator pixel lies on the model's grid, or an emulator label is neither
+            predicted by the model nor given a default.
+        """
+        model_index, _ = pixel_map(metadata.grid, self.grid)
+        if model_index.size == 0:
+            raise _fail("emulator.architecture.grid", "no pixel in common with the model's grid")
+        predicted = set(metadata.parameter_names)
+        for name in self.label_names:
+            if name in predicted or name in self.label_defaults or name == "vsini":
+                continue
+            if name == "a_li" and "li_fe" in self.label_defaults and "fe_h" in predicted:
+                continue
+            raise _fail(
+                "emulator.label_defaults",
+                f"emulator label {name!r} is not predicted by the model and has no default",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form stored under ``"emulator"`` in model metadata.
+
+        Returns
+        -------
+        dict
+        """
+        return {
+            "sha256": self.sha256,
+            "architecture": copy.deepcopy(self.architecture),
+            "chi2_threshold": self.chi2_threshold,
+            "label_defaults": dict(self.label_defaults),
+            "exclude": [list(w) for w in self.exclude],
+            "continuum_degree": self.continuum_degree,
+            "info": copy.deepcopy(self.info),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EmulatorSpec:
+        """Parse the output of `to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            The ``"emulator"`` entry.
+
+        Returns
+        -------
+        EmulatorSpec
+
+        Raises
+        ------
+        ValueError
+            If a key is missing, unknown or invalid.
+        """
+        if not isinstance(d, Mapping):
+            raise _fail("emulator", f"expected an object, got {d!r}")
+        for key in ("architecture", "chi2_threshold"):
+            if key not in d:
+                raise _fail(f"emulator.{key}", "missing")
+        unknown = sorted(set(d) - set(_EMULATOR_KEYS))
+        if unknown:
+            raise _fail(f"emulator.{unknown[0]}", f"unknown key (allowed: {list(_EMULATOR_KEYS)})")
+        return cls(**{k: d[k] for k in _EMULATOR_KEYS if k in d})
+
+    def replace(self, **changes: Any) -> EmulatorSpec:
+        """Return a validated copy with some fields changed (as ``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
 _REQUIRED = (
     "format_version",
     "name",
@@ -270,7 +470,7 @@ _REQUIRED = (
     "normalization",
     "snr_range",
 )
-_OPTIONAL = ("description", "training", "weights_sha256", "package_version")
+_OPTIONAL = ("description", "training", "weights_sha256", "package_version", "emulator")
 
 
 @dataclass(frozen=True)
@@ -311,6 +511,9 @@ class ModelMetadata:
         Version of specutils-cinn that wrote the model (default: the running one).
     format_version : int, optional
         Metadata schema version; only `FORMAT_VERSION` is supported.
+    emulator : EmulatorSpec or dict or None, optional
+        The spectrum emulator shipped with the model for the goodness-of-fit check
+        (``fit_chi2`` and ``POOR_FIT``); None (the default) for a model without one.
 
     Raises
     ------
@@ -331,6 +534,7 @@ class ModelMetadata:
     weights_sha256: str | None = None
     package_version: str = field(default_factory=_package_version)
     format_version: int = FORMAT_VERSION
+    emulator: EmulatorSpec | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -443,6 +647,14 @@ class ModelMetadata:
             raise _fail("weights_sha256", f"expected 64 lower-case hex digits or null, got {sha!r}")
         if not isinstance(self.package_version, str):
             raise _fail("package_version", f"expected a string, got {self.package_version!r}")
+        emu = self.emulator
+        if emu is not None:
+            if isinstance(emu, Mapping):
+                emu = EmulatorSpec.from_dict(emu)
+            if not isinstance(emu, EmulatorSpec):
+                raise _fail("emulator", f"expected an object or null, got {emu!r}")
+            emu.check_model(self)
+            object.__setattr__(self, "emulator", emu)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -547,7 +759,7 @@ class ModelMetadata:
             A fresh dictionary; modifying it does not affect this object.
         """
         rp = self.resolving_power
-        return {
+        out = {
             "format_version": self.format_version,
             "name": self.name,
             "version": self.version,
@@ -562,6 +774,9 @@ class ModelMetadata:
             "weights_sha256": self.weights_sha256,
             "package_version": self.package_version,
         }
+        if self.emulator is not None:  # absent key: metadata of models without one is unchanged
+            out["emulator"] = self.emulator.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelMetadata:
@@ -820,6 +1035,8 @@ class CINNModel:
         SHA-256 of the weights file the network was loaded from, if any.
     source : pathlib.Path or None, optional
         Where the model was loaded from, if anywhere.
+    emulator : ModelEmulator or None, optional
+        The emulator of ``metadata.emulator``, if already in memory (`load` reads it lazily).
 
     Raises
     ------
@@ -843,6 +1060,7 @@ class CINNModel:
         *,
         sha256: str | None = None,
         source: str | os.PathLike[str] | None = None,
+        emulator: ModelEmulator | None = None,
     ) -> None:
         if not isinstance(metadata, ModelMetadata):
             raise TypeError(f"metadata must be a ModelMetadata, got {type(metadata).__name__}")
@@ -858,6 +1076,10 @@ class CINNModel:
         self._network = network
         self._sha256 = sha256
         self._source = None if source is None else Path(source)
+        if emulator is not None and metadata.emulator is None:
+            raise ValueError("an emulator was given but metadata.emulator is None")
+        self._emulator = emulator
+        self._emulator_file: Path | None = None
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -878,6 +1100,86 @@ class CINNModel:
     def source(self) -> Path | None:
         """Path given to `load` (None if the model was built in memory)."""
         return self._source
+
+    @property
+    def emulator(self) -> ModelEmulator | None:
+        """The model's spectrum emulator for the goodness-of-fit check, or None.
+
+        Read on first access from the emulator file beside the weights, after its SHA-256
+        has been checked against ``metadata.emulator.sha256`` (never through pickle).
+
+        Raises
+        ------
+        FileNotFoundError
+            If the metadata names an emulator but its file is missing.
+        ValueError
+            If the file's SHA-256 differs from the metadata, or its content does not fit.
+        """
+        if self._emulator is None and self._metadata.emulator is not None:
+            if self._emulator_file is None:
+                raise ValueError("metadata.emulator is set but no emulator is attached or saved")
+            self._emulator = _load_emulator_file(
+                self._emulator_file, self._metadata.emulator, self._metadata.grid
+            )
+        return self._emulator
+
+    def attach_emulator(
+        self,
+        emulator: torch.nn.Module,
+        error_floor: Any,
+        *,
+        chi2_threshold: float,
+        label_defaults: Mapping[str, float] | None = None,
+        exclude: Sequence[tuple[float, float]] = (),
+        continuum_degree: int = 3,
+        info: Mapping[str, Any] | None = None,
+        trim: bool = True,
+    ) -> CINNModel:
+        """Return a copy of the model with a spectrum emulator for the goodness-of-fit check.
+
+        Parameters
+        ----------
+        emulator : `~specutils_cinn.emulator.SpectrumEmulator`
+            Emulator of the model's spectra (after the instrument's LSF, before rotation).
+        error_floor : float or array-like
+            Its error per pixel in continuum units, one value or one per emulator pixel
+            (before trimming), e.g. the RMS difference from held-out synthetic spectra.
+        chi2_threshold : float
+            Default ``POOR_FIT`` threshold of the reduced chi-square.
+        label_defaults, exclude, continuum_degree, info
+            See `EmulatorSpec`.
+        trim : bool, optional
+            Keep only the emulator pixels that are model pixels
+            (`~specutils_cinn.fit_check.trim_emulator`).
+
+        Returns
+        -------
+        CINNModel
+            Sharing the network; unsaved (``metadata.emulator.sha256`` is None until `save`).
+        """
+        from .fit_check import ModelEmulator, trim_emulator
+
+        floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
+        if trim:
+            if floor.size > 1:
+                if floor.size != emulator.grid.npix:
+                    raise ValueError(
+                        f"error_floor has {floor.size} values, the emulator {emulator.grid.npix} "
+                        "pixels"
+                    )
+                floor = floor[pixel_map(self._metadata.grid, emulator.grid)[1]]
+            emulator = trim_emulator(emulator, self._metadata.grid)
+        spec = EmulatorSpec(
+            architecture=emulator.architecture,
+            chi2_threshold=chi2_threshold,
+            label_defaults=dict(label_defaults or {}),
+            exclude=tuple(exclude),
+            continuum_degree=continuum_degree,
+            info=dict(info or {}),
+        )
+        metadata = self._metadata.replace(emulator=spec)
+        attached = ModelEmulator(spec, emulator, floor, metadata.grid)
+        return CINNModel(metadata, self._network, sha256=self._sha256, emulator=attached)
 
     @property
     def device(self) -> torch.device:
@@ -1035,7 +1337,12 @@ class CINNModel:
         network.load_state_dict(tensors, strict=True)
         network.eval()
         network.to(device)
-        return cls(metadata, network, sha256=actual, source=path)
+        model = cls(metadata, network, sha256=actual, source=path)
+        if metadata.emulator is not None:
+            model._emulator_file = _emulator_path(meta_path)
+            if not model._emulator_file.is_file():
+                raise FileNotFoundError(f"model emulator file not found: {model._emulator_file}")
+        return model
 
     def save(self, directory: str | os.PathLike[str], *, registry_names: bool = False) -> Path:
         """Write the weights, then the metadata with the weights' hash.
@@ -1073,10 +1380,57 @@ class CINNModel:
         digest = hashlib.sha256(data).hexdigest()
         _atomic_write(weights_path, data)
         metadata = self._metadata.replace(weights_sha256=digest)
+        emulator = self.emulator
+        if emulator is not None:
+            emu_data = save_safetensors(emulator.state_tensors(), metadata={"format": "pt"})
+            _atomic_write(_emulator_path(meta_path), emu_data)
+            spec = metadata.emulator.replace(sha256=hashlib.sha256(emu_data).hexdigest())
+            metadata = metadata.replace(emulator=spec)
+            emulator.spec = spec
+            self._emulator_file = _emulator_path(meta_path)
         metadata.write(meta_path)
         self._metadata = metadata
         self._sha256 = digest
         return meta_path
+
+
+def _emulator_path(meta_path: Path) -> Path:
+    """The emulator file beside a metadata file (directory or registry layout)."""
+    if meta_path.name == METADATA_FILENAME:
+        return meta_path.with_name(EMULATOR_FILENAME)
+    return meta_path.with_name(f"{meta_path.stem}.emulator.safetensors")
+
+
+def _load_emulator_file(path: Path, spec: EmulatorSpec, grid: WavelengthGrid) -> ModelEmulator:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    from .emulator import SpectrumEmulator
+    from .fit_check import ModelEmulator
+
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != spec.sha256:
+        raise ValueError(
+            f"SHA-256 of emulator file {path} does not match its model metadata: expected "
+            f"{spec.sha256}, actual {actual}; the file is corrupt or was modified"
+        )
+    try:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors file: {exc}") from exc
+    if _FLOOR_KEY not in tensors:
+        raise ValueError(f"{path}: no {_FLOOR_KEY!r} tensor")
+    floor = tensors.pop(_FLOOR_KEY).numpy()
+    emu = SpectrumEmulator.from_architecture(spec.architecture)
+    state = {}
+    for key, value in tensors.items():
+        if not key.startswith(_EMULATOR_PREFIX):
+            raise ValueError(f"{path}: unexpected tensor {key!r}")
+        state[key[len(_EMULATOR_PREFIX):]] = value
+    _check_state_dict(emu, state, path)
+    emu.load_state_dict(state, strict=True)
+    return ModelEmulator(spec, emu, floor, grid)
 
 
 def _check_state_dict(

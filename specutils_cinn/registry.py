@@ -2,7 +2,8 @@
 
 The registry is the JSON file ``specutils_cinn/data/registry.json``, read at import
 into `REGISTRY`. Each model is published as two release assets,
-``<full_name>.json`` (metadata) and ``<full_name>.safetensors`` (weights), where
+``<full_name>.json`` (metadata) and ``<full_name>.safetensors`` (weights), plus
+``<full_name>.emulator.safetensors`` for a model with a goodness-of-fit emulator, where
 ``full_name`` is ``"<name>-v<version>"``. `fetch_model` returns a model shipped
 inside the package when its files match the registry hashes, and otherwise
 downloads the files with ``pooch`` into a local cache, verifying their SHA-256.
@@ -31,6 +32,7 @@ from astropy.table import Table
 from packaging.version import Version
 
 from .models import (
+    EMULATOR_FILENAME,
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
     ModelMetadata,
@@ -140,8 +142,12 @@ class RegistryEntry:
         One-line description.
     bundled : str or None, optional
         Directory name inside ``specutils_cinn/data/models/`` holding a copy of the
-        model shipped with the package (``metadata.json`` + ``weights.safetensors``),
-        normally ``full_name``; None if not shipped.
+        model shipped with the package (``metadata.json`` + ``weights.safetensors``, and
+        ``emulator.safetensors`` for a model with an emulator), normally ``full_name``;
+        None if not shipped.
+    emulator : RegistryFile or None, optional
+        The model's spectrum-emulator file (``<full_name>.emulator.safetensors``), for
+        models whose metadata has an ``emulator`` entry.
     """
 
     name: str
@@ -150,6 +156,7 @@ class RegistryEntry:
     weights: RegistryFile
     description: str = ""
     bundled: str | None = None
+    emulator: RegistryFile | None = None
 
     def __post_init__(self) -> None:
         validate_model_name(self.name)
@@ -165,9 +172,11 @@ class RegistryEntry:
         return f"{self.name}-v{self.version}"
 
     @property
-    def files(self) -> tuple[RegistryFile, RegistryFile]:
-        """``(metadata, weights)``."""
-        return self.metadata, self.weights
+    def files(self) -> tuple[RegistryFile, ...]:
+        """``(metadata, weights)``, plus the emulator file if there is one."""
+        if self.emulator is None:
+            return self.metadata, self.weights
+        return self.metadata, self.weights, self.emulator
 
     def to_dict(self) -> dict[str, Any]:
         """Return the entry as stored in ``registry.json``.
@@ -176,14 +185,17 @@ class RegistryEntry:
         -------
         dict
         """
+        files = {
+            "metadata": {"filename": self.metadata.filename, "sha256": self.metadata.sha256},
+            "weights": {"filename": self.weights.filename, "sha256": self.weights.sha256},
+        }
+        if self.emulator is not None:
+            files["emulator"] = {"filename": self.emulator.filename, "sha256": self.emulator.sha256}
         return {
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "files": {
-                "metadata": {"filename": self.metadata.filename, "sha256": self.metadata.sha256},
-                "weights": {"filename": self.weights.filename, "sha256": self.weights.sha256},
-            },
+            "files": files,
             "bundled": self.bundled,
         }
 
@@ -218,8 +230,13 @@ class RegistryEntry:
             files = d["files"]
             if not isinstance(files, Mapping):
                 raise _bad(f"{where}.files", f"expected an object, got {files!r}")
+            unknown_files = sorted(set(files) - {"metadata", "weights", "emulator"})
+            if unknown_files:
+                raise _bad(f"{where}.files.{unknown_files[0]}", "unknown key")
             parsed = {}
-            for kind in ("metadata", "weights"):
+            for kind in ("metadata", "weights", "emulator"):
+                if kind == "emulator" and kind not in files:
+                    continue
                 f = files[kind]
                 if not isinstance(f, Mapping):
                     raise _bad(f"{where}.files.{kind}", f"expected an object, got {f!r}")
@@ -234,6 +251,7 @@ class RegistryEntry:
                 weights=parsed["weights"],
                 description=d.get("description", ""),
                 bundled=d.get("bundled"),
+                emulator=parsed.get("emulator"),
             )
         except KeyError as exc:
             raise _bad(where, f"missing key {exc.args[0]!r}") from None
@@ -481,10 +499,12 @@ def _bundled_dir(entry: RegistryEntry) -> Path | None:
     if entry.bundled is None:
         return None
     directory = DATA_DIR / "models" / entry.bundled
-    pairs = (
+    pairs = [
         (directory / METADATA_FILENAME, entry.metadata.sha256),
         (directory / WEIGHTS_FILENAME, entry.weights.sha256),
-    )
+    ]
+    if entry.emulator is not None:
+        pairs.append((directory / EMULATOR_FILENAME, entry.emulator.sha256))
     for path, expected in pairs:
         if not path.is_file():
             log.debug("bundled model file %s is missing", path)
@@ -677,7 +697,8 @@ def make_registry_entry(
     """Build the ``registry.json`` entry for a saved model.
 
     The model must be published as ``<full_name>.json`` and ``<full_name>.safetensors``
-    with exactly the bytes hashed here (``CINNModel.save(..., registry_names=True)``
+    (and ``<full_name>.emulator.safetensors`` if it has an emulator) with exactly the bytes
+    hashed here (``CINNModel.save(..., registry_names=True)``
     writes them); a bundled copy must hold the same bytes as ``metadata.json`` and
     ``weights.safetensors`` in ``data/models/<full_name>/``.
 
@@ -711,6 +732,20 @@ def make_registry_entry(
             f"has SHA-256 {weights_hash}"
         )
     full = metadata.full_name
+    emulator = None
+    if metadata.emulator is not None:
+        emu_path = (
+            meta_path.with_name(EMULATOR_FILENAME)
+            if meta_path.name == METADATA_FILENAME
+            else meta_path.with_name(f"{meta_path.stem}.emulator.safetensors")
+        )
+        emu_hash = sha256_file(emu_path)
+        if metadata.emulator.sha256 != emu_hash:
+            raise ValueError(
+                f"{meta_path}: emulator.sha256 is {metadata.emulator.sha256}, but {emu_path} "
+                f"has SHA-256 {emu_hash}"
+            )
+        emulator = RegistryFile(f"{full}.emulator.safetensors", emu_hash)
     entry = RegistryEntry(
         name=metadata.name,
         version=metadata.version,
@@ -718,5 +753,6 @@ def make_registry_entry(
         weights=RegistryFile(f"{full}.safetensors", weights_hash),
         description=metadata.description if description is None else description,
         bundled=full if bundled else None,
+        emulator=emulator,
     )
     return {full: entry.to_dict()}

@@ -47,12 +47,22 @@ def _quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
 
 
 def _common_columns(
-    table: QTable, snr: np.ndarray, coverage: np.ndarray, flags: np.ndarray
+    table: QTable,
+    snr: np.ndarray,
+    coverage: np.ndarray,
+    flags: np.ndarray,
+    fit_chi2: np.ndarray | None,
 ) -> None:
     table["snr"] = np.asarray(snr, dtype=float)
     table["snr"].description = "median S/N per Angstrom over valid model pixels"
     table["coverage"] = np.asarray(coverage, dtype=float)
     table["coverage"].description = "fraction of model pixels covered by valid data"
+    chi2 = np.full(len(table["snr"]), np.nan) if fit_chi2 is None else fit_chi2
+    table["fit_chi2"] = np.asarray(chi2, dtype=float)
+    table["fit_chi2"].description = (
+        "reduced chi-square of the spectrum emulated at the posterior median (with the "
+        "emulator error floor); NaN without emulator"
+    )
     table["flags"] = np.asarray(flags, dtype=np.int32)
     table["flags"].description = "bitwise OR of QualityFlag values; 0 means no warning"
 
@@ -76,6 +86,7 @@ def summary_table(
     coverage: np.ndarray,
     flags: np.ndarray,
     meta: Mapping[str, Any] | None = None,
+    fit_chi2: np.ndarray | None = None,
 ) -> QTable:
     """Build the one-row-per-spectrum table of posterior summaries.
 
@@ -97,12 +108,14 @@ def summary_table(
         Per-spectrum S/N per Angstrom, valid-pixel fraction and quality bit flags.
     meta : mapping, optional
         Stored in ``table.meta``, together with the flag bit definitions.
+    fit_chi2 : ndarray, shape (N,), optional
+        Goodness-of-fit reduced chi-square per spectrum; NaN (the default) where unknown.
 
     Returns
     -------
     `~astropy.table.QTable`
         For each parameter ``p``: ``p`` (median), ``p_p<100 q>`` for each quantile level and
-        ``p_std``; then ``snr``, ``coverage`` and ``flags``.
+        ``p_std``; then ``snr``, ``coverage``, ``fit_chi2`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
@@ -114,7 +127,7 @@ def summary_table(
             table[col].description = f"posterior {q:g} quantile of {name}"
         table[f"{name}_std"] = u.Quantity(std[:, j], std_unit(unit))
         table[f"{name}_std"].description = f"posterior standard deviation of {name}"
-    _common_columns(table, snr, coverage, flags)
+    _common_columns(table, snr, coverage, flags, fit_chi2)
     return table
 
 
@@ -126,6 +139,7 @@ def samples_table(
     coverage: np.ndarray,
     flags: np.ndarray,
     meta: Mapping[str, Any] | None = None,
+    fit_chi2: np.ndarray | None = None,
 ) -> QTable:
     """Build a table of posterior draws, one row per spectrum.
 
@@ -141,15 +155,18 @@ def samples_table(
         As in `summary_table`.
     meta : mapping, optional
         Stored in ``table.meta``.
+    fit_chi2 : ndarray, shape (N,), optional
+        As in `summary_table`.
 
     Returns
     -------
     `~astropy.table.QTable`
-        Column ``p`` holds an (N, S) Quantity of draws for each parameter.
+        Column ``p`` holds an (N, S) Quantity of draws for each parameter, then ``snr``,
+        ``coverage``, ``fit_chi2`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
         table[name] = _quantity(draws[:, :, j], unit)
         table[name].description = f"posterior draws of {name}"
-    _common_columns(table, snr, coverage, flags)
+    _common_columns(table, snr, coverage, flags, fit_chi2)
     return table

@@ -6,6 +6,11 @@ and their labels. Every optimisation step draws, for each spectrum in the batch,
 randomly masked pixels and gaps, and optionally a smooth multiplicative continuum error. The
 network sees the noisy flux, its uncertainty and the mask, so one model serves spectra of any
 quality in the training range.
+
+Instead of a fixed training set, `train_model` also accepts a simulator that draws fresh
+noise-free spectra every step (e.g. `specutils_cinn.simulation.EmulatorSimulator`): validation
+then uses a fixed, seeded simulated set, and a held-out set of real synthetic spectra can be
+monitored alongside.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ class TrainingConfig:
         Gradient-norm clipping threshold.
     validation_fraction : float
         Fraction of the training set held out to pick the best weights and report metrics.
+    validation_size : int
+        Number of simulated validation spectra (drawn once, seeded) when training on a
+        simulator; unused with a training set.
     eval_every : int
         Steps between validation evaluations.
     seed : int
@@ -99,6 +107,7 @@ class TrainingConfig:
     warmup_steps: int = 200
     grad_clip: float = 10.0
     validation_fraction: float = 0.1
+    validation_size: int = 1024
     eval_every: int = 250
     seed: int = 0
     snr_range: tuple[float, float] = (10.0, 500.0)
@@ -115,8 +124,8 @@ class TrainingConfig:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
         if len(self.snr_range) != 2 or not 0 < self.snr_range[0] <= self.snr_range[1]:
             raise ValueError(f"snr_range must be (lo, hi) with 0 < lo <= hi, got {self.snr_range}")
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ValueError("steps, batch_size and eval_every must be positive")
+        if min(self.steps, self.batch_size, self.eval_every, self.validation_size) < 1:
+            raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
 
@@ -346,8 +355,136 @@ def _lr_factor(step: int, config: TrainingConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class _Source:
+    """Training data for `train_model`: a fixed training set or a simulator."""
+
+    parameters: list[str]
+    grid: WavelengthGrid
+    resolving_power: float | dict[str, Any]
+    provenance: dict[str, Any]
+    mean: np.ndarray
+    std: np.ndarray
+    ranges: dict[str, tuple[float, float]]
+    info: dict[str, Any]
+
+    def standardise(self, labels: Any, device: torch.device) -> torch.Tensor:
+        lab = torch.as_tensor(labels, dtype=torch.float64, device=device)
+        mean = torch.as_tensor(self.mean, device=device)
+        std = torch.as_tensor(self.std, device=device)
+        return ((lab - mean) / std).to(torch.float32)
+
+
+class _SetSource(_Source):
+    """Batches drawn from a `TrainingSet`, with a validation split by group."""
+
+    def __init__(self, ts: TrainingSet, config: TrainingConfig, device: torch.device) -> None:
+        self.parameters, self.grid = list(ts.parameters), ts.grid
+        self.resolving_power, self.provenance = ts.resolving_power, ts.provenance
+        rng = np.random.default_rng(config.seed)
+        groups = np.unique(ts.groups)
+        n_val = max(1, int(round(config.validation_fraction * groups.size)))
+        if groups.size - n_val < 2:
+            raise ValueError(f"training set too small: {groups.size} groups of spectra")
+        in_val = np.isin(ts.groups, rng.permutation(groups)[:n_val])
+        val_idx, train_idx = np.flatnonzero(in_val), np.flatnonzero(~in_val)
+        self.mean = ts.labels[train_idx].mean(axis=0)
+        std = ts.labels[train_idx].std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        self.ranges = {p: (ts.labels[:, j].min(), ts.labels[:, j].max())
+                       for j, p in enumerate(ts.parameters)}
+        self.info = {
+            "n_train": int(len(train_idx)),
+            "n_validation": int(len(val_idx)),
+            "validation_groups": sorted(int(g) for g in np.unique(ts.groups[val_idx])),
+        }
+        self._flux = torch.as_tensor(ts.flux, dtype=torch.float32, device=device)
+        self._z = self.standardise(ts.labels, device)
+        self._val = torch.as_tensor(val_idx, device=device)
+        self._train = torch.as_tensor(train_idx, device=device)
+        self._batch = config.batch_size
+
+    def validation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._flux[self._val], self._z[self._val]
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = self._train[torch.randint(len(self._train), (self._batch,), generator=generator,
+                                         device=self._train.device)]
+        return self._flux[pick], self._z[pick]
+
+
+class _SimulatorSource(_Source):
+    """Fresh simulated batches; a fixed, seeded simulated validation set."""
+
+    #: Prior draws for the label mean and standard deviation.
+    N_LABEL_STATS = 20000
+
+    def __init__(self, sim: Any, config: TrainingConfig, device: torch.device) -> None:
+        for attr in ("parameters", "grid", "resolving_power", "provenance", "sample"):
+            if not hasattr(sim, attr):
+                raise TypeError(f"a simulator needs the attribute {attr!r} (see "
+                                "specutils_cinn.simulation.SpectrumSimulator)")
+        self.sim = sim
+        self.parameters, self.grid = list(sim.parameters), sim.grid
+        self.resolving_power, self.provenance = sim.resolving_power, dict(sim.provenance)
+        for p in self.parameters:
+            parameter_unit(p)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(config.seed + 3)
+        n = self.N_LABEL_STATS
+        if hasattr(sim, "sample_labels"):
+            labels = sim.sample_labels(n, gen)
+        else:
+            n = config.validation_size
+            labels = self._draw(n, gen, config.batch_size)[1]
+        labels = labels.double().cpu().numpy()
+        self.mean = labels.mean(axis=0)
+        std = labels.std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        ranges = dict(getattr(sim, "parameter_ranges", None) or {})
+        self.ranges = {p: tuple(ranges.get(p, (labels[:, j].min(), labels[:, j].max())))
+                       for j, p in enumerate(self.parameters)}
+        self._device, self._batch = device, config.batch_size
+        gen.manual_seed(config.seed + 2)
+        flux, labels = self._draw(config.validation_size, gen, config.batch_size)
+        self._val = (flux, self.standardise(labels, device))
+        self.info = {
+            "simulated": True,
+            "n_train": int(config.steps * config.batch_size),
+            "n_validation": int(config.validation_size),
+            "label_statistics": f"{n} prior draws (seed {config.seed + 3})",
+            "validation_seed": config.seed + 2,
+        }
+
+    def _draw(self, n: int, gen: torch.Generator, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [self.sim.sample(min(chunk, n - i), gen) for i in range(0, n, chunk)]
+        return (torch.cat([p[0] for p in parts]).to(torch.float32),
+                torch.cat([p[1] for p in parts]))
+
+    def validation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._val
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        flux, labels = self.sim.sample(self._batch, generator)
+        return flux.to(torch.float32), self.standardise(labels, self._device)
+
+
+def _holdout_tensors(
+    holdout: TrainingSet, source: _Source, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise-free flux and standardised labels of a held-out set, in the model's order."""
+    if holdout.grid != source.grid:
+        raise ValueError("the held-out set must be on the model grid "
+                         f"({source.grid.to_dict()}), got {holdout.grid.to_dict()}")
+    missing = [p for p in source.parameters if p not in holdout.parameters]
+    if missing:
+        raise ValueError(f"the held-out set has no labels {missing}")
+    cols = [holdout.parameters.index(p) for p in source.parameters]
+    return (torch.as_tensor(holdout.flux, dtype=torch.float32, device=device),
+            source.standardise(holdout.labels[:, cols], device))
+
+
 def train_model(
-    training_set: TrainingSet,
+    training_set: TrainingSet | Any,
     architecture: dict[str, Any],
     config: TrainingConfig,
     *,
@@ -356,17 +493,24 @@ def train_model(
     description: str = "",
     normalization: dict[str, Any] | None = None,
     parameter_ranges: dict[str, Sequence[float]] | None = None,
+    holdout: TrainingSet | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[CINNModel, dict[str, Any]]:
-    """Train a cINN on a training set and return the model and its training history.
+    """Train a cINN on a training set or a simulator and return the model and its history.
 
     Parameters
     ----------
-    training_set : TrainingSet
-        Noise-free spectra and labels.
+    training_set : TrainingSet or simulator
+        Noise-free spectra and labels, or a simulator (duck-typed, see
+        `specutils_cinn.simulation.SpectrumSimulator`: ``parameters``, ``grid``,
+        ``resolving_power``, ``provenance`` and ``sample(n, generator) -> (flux, labels)``)
+        that draws fresh noise-free spectra for every step. With a simulator the label
+        standardisation comes from a large prior draw (``sample_labels`` if it has one), the
+        validation set is ``config.validation_size`` simulated spectra drawn once (seed
+        ``config.seed + 2``), and the training ranges are its ``parameter_ranges``.
     architecture : dict
         Network architecture (see `specutils_cinn.flows.build_cinn`); ``n_params`` and
-        ``npix`` are filled in from the training set.
+        ``npix`` are filled in from the training data.
     config : TrainingConfig
         Optimisation and augmentation settings.
     name, version : str
@@ -376,7 +520,12 @@ def train_model(
     normalization : dict, optional
         The input normalisation convention; default ``{"kind": "continuum"}``.
     parameter_ranges : dict, optional
-        Training-range limits per parameter (default: the label minimum and maximum).
+        Training-range limits per parameter (default: the label minimum and maximum, or the
+        simulator's prior ranges).
+    holdout : TrainingSet, optional
+        Held-out noise-free spectra on the model grid (e.g. degraded synthetic spectra of
+        stars no emulator was trained on) whose loss, on one fixed noisy realisation, is
+        recorded in the history as ``holdout_loss`` (not used to pick the weights).
     log : callable, optional
         Receives progress lines; None is silent.
 
@@ -385,33 +534,34 @@ def train_model(
     model : `~specutils_cinn.models.CINNModel`
         The model with the weights of the best validation loss.
     history : dict
-        Steps, training and validation losses, timing and hardware.
+        Steps, training, validation (and held-out) losses, timing and hardware.
     """
     say = log or (lambda _msg: None)
-    ts = training_set
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    groups = np.unique(ts.groups)
-    n_val = max(1, int(round(config.validation_fraction * groups.size)))
-    if groups.size - n_val < 2:
-        raise ValueError(f"training set too small: {groups.size} groups of spectra")
-    in_val = np.isin(ts.groups, rng.permutation(groups)[:n_val])
-    val_idx, train_idx = np.flatnonzero(in_val), np.flatnonzero(~in_val)
-
-    mean = ts.labels[train_idx].mean(axis=0)
-    std = ts.labels[train_idx].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    arch = dict(architecture, n_params=len(ts.parameters), npix=ts.grid.npix)
+    if isinstance(training_set, TrainingSet):
+        src: _Source = _SetSource(training_set, config, device)
+    else:
+        src = _SimulatorSource(training_set, config, device)
+    mean, std = src.mean, src.std
+    arch = dict(architecture, n_params=len(src.parameters), npix=src.grid.npix)
     network = build_cinn(arch).to(device)
-
-    ranges = parameter_ranges or {}
-
+    ranges = {**src.ranges, **(parameter_ranges or {})}
     norm = normalization or {"kind": "continuum"}
 
     def make_metadata(hist: dict[str, Any]) -> ModelMetadata:
+        training = {"data": src.provenance, **src.info}
+        if holdout is not None:
+            training["holdout"] = {"data": holdout.provenance, "n": int(holdout.flux.shape[0])}
+        training.update({
+            "config": asdict(config),
+            "history": dict(hist),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+        })
         return ModelMetadata.from_dict(
             {
                 "format_version": 1,
@@ -422,31 +572,18 @@ def train_model(
                     {
                         "name": p,
                         "unit": parameter_unit(p).to_string(),
-                        "range": [
-                            float(v)
-                            for v in ranges.get(p, (ts.labels[:, j].min(), ts.labels[:, j].max()))
-                        ],
+                        "range": [float(v) for v in ranges[p]],
                         "mean": float(mean[j]),
                         "std": float(std[j]),
                     }
-                    for j, p in enumerate(ts.parameters)
+                    for j, p in enumerate(src.parameters)
                 ],
                 "architecture": network.architecture,
-                "wavelength_grid": ts.grid.to_dict(),
-                "resolving_power": ts.resolving_power,
+                "wavelength_grid": src.grid.to_dict(),
+                "resolving_power": src.resolving_power,
                 "normalization": norm,
                 "snr_range": list(config.snr_range),
-                "training": {
-                    "data": ts.provenance,
-                    "n_train": int(len(train_idx)),
-                    "n_validation": int(len(val_idx)),
-                    "validation_groups": sorted(int(g) for g in np.unique(ts.groups[val_idx])),
-                    "config": asdict(config),
-                    "history": dict(hist),
-                    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                    "package_version": __version__,
-                    "torch_version": torch.__version__,
-                },
+                "training": training,
                 "weights_sha256": None,
                 "package_version": __version__,
             }
@@ -454,44 +591,55 @@ def train_model(
 
     make_metadata({})  # fail now, not after hours of training, on bad metadata
 
-    flux = torch.as_tensor(ts.flux, dtype=torch.float32, device=device)
-    z_labels = torch.as_tensor((ts.labels - mean) / std, dtype=torch.float32, device=device)
-    pixel_width = torch.as_tensor(ts.grid.pixel_width, dtype=torch.float32, device=device)
+    grid = src.grid
+    pixel_width = torch.as_tensor(grid.pixel_width, dtype=torch.float32, device=device)
     seg_index = torch.cat(
         [
             torch.full((s.stop - s.start,), i, dtype=torch.long)
-            for i, s in enumerate(ts.grid.segment_slices)
+            for i, s in enumerate(grid.segment_slices)
         ]
     ).to(device)
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
 
-    # A fixed noisy realisation of the validation spectra, to compare steps fairly.
-    val_gen = torch.Generator(device=device)
-    val_gen.manual_seed(config.seed + 1)
-    val_rows = torch.as_tensor(val_idx, device=device)
-    def observed(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noisy = augment_batch(flux[rows], pixel_width, seg_index, config, generator)
-        return encode_inputs(*renormalize_batch(*noisy, ts.grid, norm))
+    def observed(flux: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noisy = augment_batch(flux, pixel_width, seg_index, config, generator)
+        return encode_inputs(*renormalize_batch(*noisy, grid, norm))
 
-    val_inputs = observed(val_rows, val_gen)
-    val_labels = z_labels[val_rows]
+    # Fixed noisy realisations of the validation (and held-out) spectra, to compare steps fairly;
+    # simulated sets are encoded and evaluated in chunks to bound the memory.
+    chunk = 4 * config.batch_size if isinstance(src, _SimulatorSource) else None
+
+    def fixed(flux: torch.Tensor, z: torch.Tensor, seed: int
+              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator(device=device)
+        g.manual_seed(seed)
+        step = chunk or max(1, flux.shape[0])
+        return [(observed(flux[i:i + step], g), z[i:i + step])
+                for i in range(0, flux.shape[0], step)]
+
+    def loss_on(sets: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        total = sum(float(network.nll(z, x)) * z.shape[0] for x, z in sets)
+        return total / sum(z.shape[0] for _, z in sets)
+
+    val_sets = fixed(*src.validation(), config.seed + 1)
+    hold_sets = None
+    if holdout is not None:
+        hold_sets = fixed(*_holdout_tensors(holdout, src, device), config.seed + 4)
 
     opt = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
-    train_rows = torch.as_tensor(train_idx, device=device)
     history: dict[str, Any] = {"step": [], "train_loss": [], "val_loss": []}
+    if hold_sets is not None:
+        history["holdout_loss"] = []
     best = (math.inf, copy.deepcopy(network.state_dict()), 0)
     running, t0 = 0.0, time.perf_counter()
     for step in range(config.steps):
         network.train()
-        pick = train_rows[
-            torch.randint(len(train_rows), (config.batch_size,), generator=gen, device=device)
-        ]
-        inputs = observed(pick, gen)
-        target = z_labels[pick]
+        flux, target = src.batch(gen)
+        inputs = observed(flux, gen)
         if config.label_noise > 0:
             target = target + config.label_noise * torch.randn(
                 target.shape, generator=gen, device=device)
@@ -505,17 +653,21 @@ def train_model(
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             network.eval()
             with torch.no_grad():
-                val_loss = float(network.nll(val_labels, val_inputs))
+                val_loss = loss_on(val_sets)
+                hold_loss = None if hold_sets is None else loss_on(hold_sets)
             k = (step % config.eval_every) + 1
             history["step"].append(step + 1)
             history["train_loss"].append(running / k)
             history["val_loss"].append(val_loss)
+            if hold_loss is not None:
+                history["holdout_loss"].append(hold_loss)
             running = 0.0
             if val_loss < best[0]:
                 best = (val_loss, copy.deepcopy(network.state_dict()), step + 1)
+            extra = "" if hold_loss is None else f"  holdout {hold_loss:8.3f}"
             say(
                 f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
-                f"val {val_loss:8.3f}  {time.perf_counter() - t0:7.0f} s"
+                f"val {val_loss:8.3f}{extra}  {time.perf_counter() - t0:7.0f} s"
             )
     network.load_state_dict(best[1])
     network.eval()
@@ -536,9 +688,12 @@ def train_from_config(
     """Train a model from a TOML configuration file and write the model directory.
 
     The file has the tables ``[model]`` (``name``, ``version``, ``description``,
-    ``output``), ``[data]`` (``path`` of a training-set ``.npz``, relative to the config
-    file; ``parameters``; optional ``[data.ranges]``), ``[architecture]`` (see
-    `specutils_cinn.flows.build_cinn`) and ``[training]`` (`TrainingConfig` fields).
+    ``output``, optional ``[model.normalization]``), either ``[data]`` (``path`` of a
+    training-set ``.npz``, relative to the config file; ``parameters``; optional
+    ``[data.ranges]``) or ``[simulator]`` (fresh spectra from an emulator every step; see
+    `specutils_cinn.simulation.EmulatorSimulator.from_config`; its optional ``holdout`` is the
+    path of a training-set ``.npz`` on the model grid whose loss is recorded), ``[architecture]``
+    (see `specutils_cinn.flows.build_cinn`) and ``[training]`` (`TrainingConfig` fields).
 
     Parameters
     ----------
@@ -559,22 +714,40 @@ def train_from_config(
         cfg = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
-    for section in ("model", "data", "architecture", "training"):
+    if "model" not in cfg:
+        raise ValueError(f"{path}: missing [model] table")
+    if "data" not in cfg and "simulator" not in cfg:
+        raise ValueError(f"{path}: missing [data] table (or [simulator])")
+    if "data" in cfg and "simulator" in cfg:
+        raise ValueError(f"{path}: give either [data] or [simulator], not both")
+    for section in ("architecture", "training"):
         if section not in cfg:
             raise ValueError(f"{path}: missing [{section}] table")
     base = path.parent
-    data = cfg["data"]
-    ts = load_training_set(base / data["path"], data.get("parameters"))
     config = TrainingConfig.from_dict(cfg["training"])
+    holdout = None
+    ranges = None
+    if "data" in cfg:
+        data = cfg["data"]
+        source: Any = load_training_set(base / data["path"], data.get("parameters"))
+        ranges = data.get("ranges")
+    else:
+        from .simulation import EmulatorSimulator
+
+        table = cfg["simulator"]
+        source = EmulatorSimulator.from_config(table, base)
+        if "holdout" in table:
+            holdout = load_training_set(base / table["holdout"], source.parameters)
     model, _history = train_model(
-        ts,
+        source,
         cfg["architecture"],
         config,
         name=cfg["model"]["name"],
         version=cfg["model"]["version"],
         description=cfg["model"].get("description", ""),
         normalization=cfg["model"].get("normalization"),
-        parameter_ranges=data.get("ranges"),
+        parameter_ranges=ranges,
+        holdout=holdout,
         log=log,
     )
     out = Path(output) if output is not None else base / cfg["model"]["output"]

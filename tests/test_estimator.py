@@ -41,8 +41,9 @@ def test_table_layout_units_and_meta(lg):
     assert t.colnames == [
         "teff", "teff_p16", "teff_p50", "teff_p84", "teff_p2_5", "teff_std",
         "logg", "logg_p16", "logg_p50", "logg_p84", "logg_p2_5", "logg_std",
-        "snr", "coverage", "flags",
+        "snr", "coverage", "fit_chi2", "flags",
     ]
+    assert np.all(np.isnan(t["fit_chi2"])) and "FITTHR" not in t.meta  # model without emulator
     assert t["teff"].unit == u.K and t["teff_std"].unit == u.K
     assert t["logg"].unit == u.dex(u.cm / u.s**2) and t["logg_std"].unit == u.dex
     assert t.meta["NSAMPLES"] == 200 and t.meta["SEED"] == 3
@@ -224,3 +225,93 @@ def test_round_trip_ecsv_and_fits(lg, tmp_path):
     assert back["teff"].unit == u.K
     np.testing.assert_allclose(back["logg"].value, t["logg"].value)
     assert back.meta["MODEL"] == t.meta["MODEL"] and back.meta["NSAMPLES"] == 200
+
+
+# ---------------------------------------------------------------- goodness of fit (POOR_FIT)
+def _exact_emulator(prob):
+    """An emulator that is exactly the problem's forward model 1 + A x (x in [-5, 5])."""
+    from specutils_cinn.emulator import SpectrumEmulator
+
+    emu = SpectrumEmulator(list(prob.parameters), [[-5.0, 5.0], [-5.0, 5.0]], prob.grid,
+                           n_components=2, hidden=[])
+    with torch.no_grad():
+        emu.mlp[0].weight.copy_(10.0 * torch.eye(2))  # scaled labels are x / 10
+        emu.mlp[0].bias.zero_()
+        emu.basis.copy_(torch.as_tensor(prob.a.T, dtype=torch.float32))
+        emu.flux_mean.fill_(1.0)
+    return emu
+
+
+@pytest.fixture(scope="module")
+def lg_fit(lg, tmp_path_factory):
+    prob, est, y, x = lg
+    model = est.model.attach_emulator(_exact_emulator(prob), 0.0, chi2_threshold=3.0,
+                                      continuum_degree=0)
+    path = tmp_path_factory.mktemp("lg-with-emulator")
+    model.save(path)
+    from specutils_cinn.models import CINNModel
+
+    return prob, CINNParameterEstimator(CINNModel.load(path), device="cpu"), y
+
+
+def test_fit_chi2_is_near_one_for_good_fits_and_flags_garbage(lg_fit):
+    prob, est, y = lg_fit
+    t = _predict(est, _spectrum(prob, y))
+    assert t.colnames[-2:] == ["fit_chi2", "flags"] and t.meta["FITTHR"] == 3.0
+    # 24 pixels, 2 fitted labels + 1 continuum scale: E[chi2] ~ 21 / 24
+    assert 0.6 < np.median(t["fit_chi2"]) < 1.3 and np.all(t["fit_chi2"] < 3.0)
+    assert not np.any(t["flags"] & QualityFlag.POOR_FIT)
+    wiggle = 0.05 * np.sin(np.arange(prob.npix) * 1.3)  # not a spectrum of this model
+    bad = _predict(est, _spectrum(prob, y + wiggle))
+    assert np.all(bad["fit_chi2"] > 5.0)
+    assert np.all(bad["flags"] & QualityFlag.POOR_FIT)
+    empty = _predict(est, _spectrum(prob, 0.01 * np.random.default_rng(1).normal(size=y.shape)))
+    assert np.all(empty["fit_chi2"] > 100.0)  # the continuum correction cannot scale to 0
+    loose = _predict(est, _spectrum(prob, y + wiggle), fit_chi2_threshold=1e6)
+    assert not np.any(loose["flags"] & QualityFlag.POOR_FIT) and loose.meta["FITTHR"] == 1e6
+    np.testing.assert_allclose(loose["fit_chi2"], bad["fit_chi2"])
+    draws = est.sample_posterior(_spectrum(prob, y + wiggle), n_samples=200, seed=3,
+                                 normalize=False, progress=False)
+    np.testing.assert_allclose(draws["fit_chi2"], bad["fit_chi2"])
+    np.testing.assert_array_equal(draws["flags"], bad["flags"])
+    with pytest.raises(ValueError, match="fit_chi2_threshold"):
+        _predict(est, _spectrum(prob, y), fit_chi2_threshold=-1.0)
+
+
+def test_fit_chi2_uses_the_error_floor_and_skips_rows_without_data(lg_fit):
+    prob, est, y = lg_fit
+    flux = y + 0.05 * np.sin(np.arange(prob.npix) * 1.3)
+    flux[0] = np.nan  # a row without valid data gets NaN and no POOR_FIT
+    t0 = _predict(est, _spectrum(prob, flux))
+    floored = CINNParameterEstimator(
+        est.model.attach_emulator(_exact_emulator(prob), 0.05, chi2_threshold=3.0,
+                                  continuum_degree=0), device="cpu")
+    t1 = _predict(floored, _spectrum(prob, flux))
+    assert np.isnan(t0["fit_chi2"][0]) and not t0["flags"][0] & QualityFlag.POOR_FIT
+    ratio = t1["fit_chi2"][1:] / t0["fit_chi2"][1:]
+    np.testing.assert_allclose(ratio, prob.sigma**2 / (prob.sigma**2 + 0.05**2), rtol=0.05)
+
+
+def test_fast_rotation_matches_the_emulator_spline_rotation():
+    from specutils_cinn.emulator import SpectrumEmulator, emulate_spectra
+    from specutils_cinn.fit_check import _rotate_pixels
+    from specutils_cinn.grid import GridSegment, WavelengthGrid
+
+    grid = WavelengthGrid((GridSegment("A", 5000.0, 5060.0, 0.1),
+                           GridSegment("B", 6500.0, 6540.0, 0.1)))
+    wave = grid.wavelength.value
+    lines = 1.0 - sum(d * np.exp(-0.5 * ((wave - c) / 0.12) ** 2)
+                      for c, d in ((5010.0, 0.6), (5030.3, 0.3), (5031.0, 0.5), (6520.0, 0.8)))
+    emu = SpectrumEmulator(["teff"], [[4000.0, 7000.0]], grid, n_components=1, hidden=[])
+    with torch.no_grad():
+        emu.mlp[0].weight.zero_()
+        emu.mlp[0].bias.zero_()
+        emu.flux_mean.copy_(torch.as_tensor(lines, dtype=torch.float32))
+    labels = np.full((4, 1), 5000.0)
+    vsini = np.array([0.0, 3.0, 10.0, 25.0])
+    ref = emulate_spectra(emu, labels, vsini=vsini)
+    fast = _rotate_pixels(torch.as_tensor(np.tile(lines, (4, 1))), grid,
+                          torch.as_tensor(vsini)).numpy()
+    np.testing.assert_array_equal(fast[0], lines)  # v sin i = 0: unchanged
+    assert np.abs(ref[3] - lines).max() > 0.2  # rotation matters ...
+    assert np.abs(fast - ref).max() < 3e-3  # ... and both agree far better than the floor

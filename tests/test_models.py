@@ -469,3 +469,96 @@ def test_save_updates_hash_and_keeps_metadata(tmp_path: Path) -> None:
     assert after.pop("weights_sha256") == model.sha256
     before.pop("weights_sha256")
     assert after == before
+
+
+# ---------------------------------------------------------------- optional spectrum emulator
+
+
+def tiny_emulator(extra_pixels: int = 2) -> Any:
+    """Emulator of teff, logg, fe_h on the tiny grid plus pixels the model does not have."""
+    from specutils_cinn.emulator import SpectrumEmulator
+
+    grid = WavelengthGrid((GridSegment("E", 5000.0 - extra_pixels, 5000.0 + NPIX - 1, 1.0),))
+    torch.manual_seed(0)
+    return SpectrumEmulator(["teff", "logg", "fe_h"], [[4000, 7000], [0, 5], [-2, 0.5]], grid,
+                            n_components=3, hidden=[8])
+
+
+def with_emulator(model: CINNModel) -> CINNModel:
+    emu = tiny_emulator()
+    floor = np.linspace(0.001, 0.01, emu.grid.npix)
+    return model.attach_emulator(emu, floor, chi2_threshold=4.0, label_defaults={"fe_h": -0.5},
+                                 exclude=[(5003.0, 5004.0)], info={"note": "test"})
+
+
+def test_model_without_emulator_metadata_has_no_emulator_key(saved) -> None:
+    model, directory = saved
+    assert "emulator" not in json.loads((directory / METADATA_FILENAME).read_text())
+    assert CINNModel.load(directory).emulator is None and model.metadata.emulator is None
+
+
+def test_emulator_attach_save_load_lazy_and_verified(tmp_path: Path) -> None:
+    from specutils_cinn.models import EMULATOR_FILENAME
+
+    model = with_emulator(tiny_model())
+    fe = model.emulator
+    assert fe.spec.grid.npix == NPIX  # trimmed to the model's pixels
+    np.testing.assert_array_equal(fe.model_index, np.arange(NPIX))
+    np.testing.assert_allclose(fe.floor, np.linspace(0.001, 0.01, NPIX + 2)[2:], rtol=1e-6)
+    assert fe.fit_pixels.sum() == NPIX - 2  # 5003 and 5004 excluded
+    labels, vsini = fe.labels(["teff", "logg"], np.array([[5000.0, 4.0]]))
+    np.testing.assert_array_equal(labels, [[5000.0, 4.0, -0.5]])
+    np.testing.assert_array_equal(vsini, [0.0])
+    full = tiny_emulator()(np.array([[5000.0, 4.0, -0.5]]))
+    np.testing.assert_allclose(fe.emulator(labels), full[:, 2:], rtol=1e-6, atol=1e-6)
+
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [METADATA_FILENAME, WEIGHTS_FILENAME, EMULATOR_FILENAME])
+    doc = json.loads((tmp_path / METADATA_FILENAME).read_text())
+    assert doc["emulator"]["sha256"] == sha256_file(tmp_path / EMULATOR_FILENAME)
+    assert doc["emulator"]["chi2_threshold"] == 4.0
+    loaded = CINNModel.load(tmp_path)
+    assert loaded.metadata == model.metadata and loaded._emulator is None  # lazy
+    np.testing.assert_allclose(loaded.emulator.emulator(labels), fe.emulator(labels))
+    np.testing.assert_array_equal(loaded.emulator.floor, fe.floor)
+    # re-saving gives the same bytes; registry names work too
+    again = tmp_path / "again"
+    loaded.save(again)
+    assert (again / EMULATOR_FILENAME).read_bytes() == (tmp_path / EMULATOR_FILENAME).read_bytes()
+    loaded.save(tmp_path / "reg", registry_names=True)
+    reg = CINNModel.load(tmp_path / "reg" / f"{model.metadata.full_name}.json")
+    assert reg.emulator is not None
+
+    # a modified emulator file is rejected on first use, before parsing
+    data = bytearray((tmp_path / EMULATOR_FILENAME).read_bytes())
+    data[-1] ^= 1
+    (tmp_path / EMULATOR_FILENAME).write_bytes(bytes(data))
+    lazy = CINNModel.load(tmp_path)
+    with pytest.raises(ValueError, match="SHA-256 of emulator file"):
+        _ = lazy.emulator
+    (tmp_path / EMULATOR_FILENAME).unlink()
+    with pytest.raises(FileNotFoundError, match="emulator"):
+        CINNModel.load(tmp_path)
+
+
+def test_emulator_metadata_is_validated() -> None:
+    model = with_emulator(tiny_model())
+    spec = model.metadata.emulator.to_dict()
+    md = model.metadata.to_dict()
+    for key, value, match in (
+        ("chi2_threshold", -1.0, "chi2_threshold"),
+        ("label_defaults", {}, "fe_h"),
+        ("exclude", [[2.0, 1.0]], "exclude"),
+        ("continuum_degree", 99, "continuum_degree"),
+        ("sha256", "nothex", "sha256"),
+        ("bogus", 1, "bogus"),
+    ):
+        bad = copy.deepcopy(md)
+        bad["emulator"] = {**spec, key: value}
+        with pytest.raises(ValueError, match=match):
+            ModelMetadata.from_dict(bad)
+    far = copy.deepcopy(md)
+    far["emulator"]["architecture"]["grid"]["segments"][0].update(start=6000.0, stop=6010.0)
+    with pytest.raises(ValueError, match="no pixel in common"):
+        ModelMetadata.from_dict(far)

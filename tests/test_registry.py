@@ -459,3 +459,39 @@ def test_make_registry_entry(published: Published, tmp_path: Path) -> None:
     (tmp_path / "m" / WEIGHTS_FILENAME).write_bytes(b"other")
     with pytest.raises(ValueError, match="weights_sha256"):
         registry.make_registry_entry(tmp_path / "m")
+
+
+@pytest.mark.parametrize("alias", ["4most-hr", "4most-lr"])
+def test_bundled_models_ship_a_working_fit_check(alias: str) -> None:
+    """The bundled emulator loads (hash-verified) and gives chi2 ~ 1 for a spectrum of the
+    model's kind, and well above the threshold for garbage (absorption lines turned into
+    emission lines)."""
+    import numpy as np
+    from astropy import units as u
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+
+    from specutils_cinn import CINNParameterEstimator
+    from specutils_cinn.flags import QualityFlag
+
+    est = CINNParameterEstimator.from_pretrained(alias, device="cpu")
+    md, fe = est.model.metadata, est.model.emulator
+    assert fe is not None and md.emulator.chi2_threshold > 1
+    truth = np.array([[5200.0, 4.3, -0.3, 1.1, 2.0, 0.1, 0.1, 0.05][: md.n_params]])
+    if "vsini" not in md.parameter_names:
+        truth = np.array([[5200.0, 4.3, -0.3, 1.1, 0.1, 0.1]])
+    labels, _ = fe.labels(md.parameter_names, truth)
+    flux = np.full(md.grid.npix, np.nan)
+    flux[fe.model_index] = fe.emulator(labels)[0, fe.emulator_index]
+    rng = np.random.default_rng(5)
+    sigma = np.full(md.grid.npix, 1.0 / 100.0)
+    spectra = [flux + sigma * rng.normal(size=flux.size),
+               2.0 - flux + sigma * rng.normal(size=flux.size)]
+    t = est.predict(
+        [Spectrum(flux=f * u.one, spectral_axis=md.grid.wavelength,
+                  uncertainty=StdDevUncertainty(sigma)) for f in spectra],
+        n_samples=100, seed=1, progress=False,
+    )
+    good, bad = t["fit_chi2"]
+    assert 0.5 < good < 2.0 and not t["flags"][0] & QualityFlag.POOR_FIT
+    assert bad > 2 * md.emulator.chi2_threshold and t["flags"][1] & QualityFlag.POOR_FIT

@@ -13,6 +13,7 @@ broadening or noise) and the provenance of the synthesis. Layout (format version
     /segments/<seg>/flux        float32 [N, P_seg]
     /atmosphere/<field>    per-star atmosphere provenance (strings and booleans)
     /seconds               float64 [N]    synthesis wall time per star
+    /cpu_seconds           float64 [N]    CPU time of the Turbospectrum runs per star (optional)
 
 Only finished stars are stored. `read_grid` also reads the seed grid's ``.npz`` layout
 (``label_<name>``, ``<segment>`` and ``grid_<segment>`` arrays), so both kinds of file can be
@@ -83,6 +84,8 @@ class SynthesisGrid:
         Per-star atmosphere provenance (e.g. ``file``, ``interpolated``, ``filled``).
     seconds : `numpy.ndarray`, optional
         ``[N]`` synthesis wall time per star.
+    cpu_seconds : `numpy.ndarray`, optional
+        ``[N]`` CPU time of the Turbospectrum programs per star (NaN where not recorded).
     meta : dict, optional
         Provenance of the whole grid.
     """
@@ -93,6 +96,7 @@ class SynthesisGrid:
     holdout: np.ndarray | None = None
     atmosphere: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: np.ndarray | None = None
+    cpu_seconds: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -151,6 +155,7 @@ class SynthesisGrid:
             holdout=self.holdout[idx],
             atmosphere={k: v[idx] for k, v in self.atmosphere.items()},
             seconds=None if self.seconds is None else self.seconds[idx],
+            cpu_seconds=None if self.cpu_seconds is None else self.cpu_seconds[idx],
             meta=dict(self.meta),
         )
 
@@ -229,11 +234,12 @@ def read_grid(path: str | os.PathLike[str], *, segments: list[str] | None = None
                     v = np.asarray([x.decode() if isinstance(x, bytes) else str(x) for x in v])
                 atmos[k] = v
         seconds = h5["seconds"][()] if "seconds" in h5 else None
+        cpu_seconds = h5["cpu_seconds"][()] if "cpu_seconds" in h5 else None
         meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
     if "provenance" in meta:
         meta["provenance"] = json.loads(meta["provenance"])
     return SynthesisGrid(labels, star_id, segs, holdout=holdout, atmosphere=atmos,
-                         seconds=seconds, meta=meta)
+                         seconds=seconds, cpu_seconds=cpu_seconds, meta=meta)
 
 
 def write_grid(
@@ -286,6 +292,8 @@ def write_grid(
         h5.create_dataset("holdout", data=grid.holdout)
         if grid.seconds is not None:
             h5.create_dataset("seconds", data=np.asarray(grid.seconds, dtype=np.float64))
+        if grid.cpu_seconds is not None:
+            h5.create_dataset("cpu_seconds", data=np.asarray(grid.cpu_seconds, dtype=np.float64))
         segs = h5.create_group("segments")
         for name, (wave, flux) in grid.segments.items():
             g = segs.create_group(name)

@@ -282,6 +282,7 @@ def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
     star_id, labels, windows, parts, prefix, line_lists, timeout, fn = task
     parts = Path(parts)
     t0 = time.perf_counter()
+    c0 = _child_cpu()
     try:
         synth = fn or _default_synthesize
         res = synth(labels, [(w[1], w[2], w[3]) for w in windows], prefix, line_lists, timeout)
@@ -295,6 +296,7 @@ def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
             "star_id": star_id,
             "labels": dict(labels),
             "seconds": time.perf_counter() - t0,
+            "cpu_seconds": _child_cpu() - c0,
             "atmosphere": _atmosphere_fields(getattr(res, "atmosphere", None)),
             "code_version": getattr(res, "code_version", "unknown"),
             "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
@@ -312,6 +314,14 @@ def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
             {"star_id": star_id, "labels": dict(labels), "error": msg,
              "traceback": traceback.format_exc()}, default=_json_default, indent=1))
         return star_id, False, msg
+
+
+def _child_cpu() -> float:
+    """CPU seconds used so far by this process's finished children (the Turbospectrum runs)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _json_default(obj: Any) -> Any:
@@ -448,6 +458,7 @@ def consolidate_grid(config: GridConfig) -> Path | None:
         holdout=holdout_mask(star_id),
         atmosphere=atmosphere,
         seconds=np.asarray([i["seconds"] for i in infos]),
+        cpu_seconds=np.asarray([i.get("cpu_seconds", np.nan) for i in infos]),
     )
     prov = {
         **config.to_dict(),

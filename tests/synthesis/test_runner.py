@@ -54,6 +54,7 @@ def test_run_resume_and_consolidate(tmp_path):
     assert g.meta["provenance"]["code"] == "fake"
     assert g.meta["provenance"]["n_failed"] == len(failed)
     assert g.atmosphere["spherical"].dtype == bool
+    assert g.cpu_seconds.shape == (len(g),) and np.all(g.cpu_seconds >= 0)
     for p in failed:
         assert "too hot" in json.loads(p.read_text())["error"]
     s3 = run_grid(cfg, progress=False, synthesize_fn=fake_synthesize)

@@ -1,0 +1,369 @@
+"""Goodness of fit: a model's spectrum emulator compared with the spectra it was given.
+
+A model may ship a spectrum emulator (`~specutils_cinn.emulator.SpectrumEmulator`) with a
+per-pixel error floor (its error on held-out Turbospectrum spectra). After inference the
+estimator emulates each spectrum at its posterior median and reports the reduced chi-square
+(`fit_chi2`); `~specutils_cinn.flags.QualityFlag.POOR_FIT` is set above the model's threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .grid import WavelengthGrid, pixel_map
+from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
+
+__all__ = ["ModelEmulator", "fit_chi2", "trim_emulator"]
+
+#: Spectra per emulator call in the goodness-of-fit check.
+_FIT_BATCH = 256
+#: Pixels over which the rotation kernel of the goodness-of-fit check is taken as constant.
+_ROTATION_CHUNK = 500
+#: Fewest pixels a row needs for a ``fit_chi2`` (and per segment, times the polynomial terms).
+_MIN_FIT_PIXELS = 20
+#: Largest deviation of the continuum correction (a polynomial per segment) from 1, per pixel:
+#: the correction absorbs normalisation differences of a few percent, but cannot scale the
+#: emulated spectrum to an input that is not a normalised spectrum at all (e.g. zero flux).
+_CONTINUUM_LIMIT = 0.5
+_C_KMS = 299792.458
+
+
+class ModelEmulator:
+    """A model's spectrum emulator, ready for the goodness-of-fit check.
+
+    Built by `CINNModel.emulator` (from the verified emulator file) or
+    `CINNModel.attach_emulator`.
+
+    Parameters
+    ----------
+    spec : EmulatorSpec
+        The metadata entry.
+    emulator : `~specutils_cinn.emulator.SpectrumEmulator`
+        The network; its architecture must equal ``spec.architecture``.
+    error_floor : array-like
+        The emulator's error per pixel (continuum units): one value, or one per emulator
+        pixel. Added in quadrature to the flux uncertainty in the chi-square.
+    model_grid : WavelengthGrid
+        The model's grid.
+
+    Attributes
+    ----------
+    model_index, emulator_index : numpy.ndarray
+        Model pixels covered by the emulator and the corresponding emulator pixels.
+    fit_pixels : numpy.ndarray
+        Boolean over ``model_index``: not inside an ``exclude`` window.
+    floor : numpy.ndarray
+        Error floor at ``model_index`` (float32).
+    """
+
+    def __init__(
+        self, spec: EmulatorSpec, emulator: torch.nn.Module, error_floor: Any,
+        model_grid: WavelengthGrid,
+    ) -> None:
+        arch = getattr(emulator, "architecture", None)
+        if arch is None or _json_copy(arch, "emulator") != spec.architecture:
+            raise ValueError(
+                "the emulator's architecture differs from metadata emulator.architecture"
+            )
+        self.spec = spec
+        self.emulator = emulator.eval()
+        floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
+        npix = spec.grid.npix
+        if floor.size == 1:
+            floor = np.full(npix, floor[0], np.float32)
+        if floor.shape != (npix,) or not np.all(np.isfinite(floor)) or np.any(floor < 0):
+            raise ValueError(
+                f"error_floor must be one or {npix} finite non-negative values, got shape "
+                f"{np.shape(error_floor)}"
+            )
+        self.error_floor = floor
+        self.model_index, self.emulator_index = pixel_map(model_grid, spec.grid)
+        wave = model_grid.wavelength.value[self.model_index]
+        keep = np.ones(wave.size, bool)
+        for lo, hi in spec.exclude:
+            keep &= ~((wave >= lo) & (wave <= hi))
+        self.fit_pixels = keep
+        self.floor = floor[self.emulator_index]
+        seg_of = np.concatenate([np.full(s.npix, i) for i, s in enumerate(model_grid.segments)])
+        #: Model segment of each pixel in ``model_index``.
+        self.segment = seg_of[self.model_index]
+        self.model_grid = model_grid
+
+    def labels(
+        self, parameter_names: Sequence[str], values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Emulator labels (and v sin i) from the model's parameter values.
+
+        Parameters
+        ----------
+        parameter_names : sequence of str
+            The model's parameters.
+        values : numpy.ndarray, shape ``(N, n_params)``
+            Their values, e.g. posterior medians.
+
+        Returns
+        -------
+        labels : numpy.ndarray, shape ``(N, n_labels)``
+            In the emulator's label order, with the documented defaults (not clipped).
+        vsini : numpy.ndarray, shape ``(N,)``
+            The model's v sin i, or zeros.
+        """
+        names = list(parameter_names)
+        values = np.asarray(values, dtype=np.float64)
+        out = np.empty((values.shape[0], len(self.spec.label_names)))
+        for j, name in enumerate(self.spec.label_names):
+            if name in names:
+                out[:, j] = values[:, names.index(name)]
+            elif name in self.spec.label_defaults:
+                out[:, j] = self.spec.label_defaults[name]
+            else:  # a_li from [Li/Fe] (checked by EmulatorSpec.check_model)
+                out[:, j] = (
+                    self.spec.label_defaults["li_fe"] + 1.05 + values[:, names.index("fe_h")]
+                )
+        vsini = values[:, names.index("vsini")] if "vsini" in names else np.zeros(len(values))
+        return out, vsini
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors of the emulator file: ``emulator.<key>`` and ``error_floor``."""
+        out = {
+            _EMULATOR_PREFIX + k: v.detach().to("cpu").contiguous().clone()
+            for k, v in self.emulator.state_dict().items()
+        }
+        out[_FLOOR_KEY] = torch.from_numpy(self.error_floor.copy())
+        return out
+
+
+def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torch.nn.Module:
+    """A copy of a `~specutils_cinn.emulator.SpectrumEmulator` restricted to a model's pixels.
+
+    Parameters
+    ----------
+    emulator : SpectrumEmulator
+        The emulator.
+    model_grid : WavelengthGrid
+        The model's grid; emulator pixels whose centres are not model pixels are dropped.
+
+    Returns
+    -------
+    SpectrumEmulator
+        Same network, basis and mean flux at the shared pixels only, on a grid of one segment
+        per contiguous run of shared pixels (named after the emulator's segment). The emulated
+        flux at a kept pixel is unchanged.
+
+    Raises
+    ------
+    ValueError
+        If the grids share no pixel.
+    """
+    from .emulator import SpectrumEmulator
+    from .grid import GridSegment
+
+    _, idx = pixel_map(model_grid, emulator.grid)
+    if idx.size == 0:
+        raise ValueError("the emulator has no pixel in common with the model's grid")
+    segs = []
+    for seg, sl in zip(emulator.grid.segments, emulator.grid.segment_slices, strict=True):
+        local = idx[(idx >= sl.start) & (idx < sl.stop)] - sl.start
+        if local.size == 0:
+            continue
+        if np.any(np.diff(local) != 1):
+            raise ValueError(f"shared pixels of emulator segment {seg.name!r} are not contiguous")
+        segs.append(GridSegment(seg.name, float(seg.centres[local[0]]),
+                                float(seg.centres[local[-1]]), seg.step))
+    arch = emulator.architecture
+    grid = WavelengthGrid(tuple(segs), emulator.grid.medium)
+    out = SpectrumEmulator(
+        arch["label_names"], arch["label_ranges"], grid,
+        kind=arch["kind"], n_components=arch["n_components"], hidden=arch["hidden"],
+        activation=arch["activation"], storage_dtype=arch["storage_dtype"],
+    )
+    state = emulator.state_dict()
+    t = torch.from_numpy(idx)
+    state["basis"] = state["basis"][:, t].clone()
+    state["flux_mean"] = state["flux_mean"][t].clone()
+    out.load_state_dict(state, strict=True)
+    out.metadata = dict(getattr(emulator, "metadata", {}) or {})
+    return out.eval()
+
+
+def fit_chi2(
+    fe: ModelEmulator,
+    parameters: Sequence[str],
+    median: np.ndarray,
+    flux: np.ndarray,
+    sigma: np.ndarray,
+    valid: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    vsini_max: float | None = None,
+) -> np.ndarray:
+    """Reduced chi-square of spectra against the emulated spectrum at their posterior medians.
+
+    The emulator gives the spectrum at ``median`` (rotated by the model's v sin i, if it has
+    one); per model segment it is multiplied by a weighted least-squares polynomial (degree
+    ``fe.spec.continuum_degree``, limited to within 0.5 of 1) to absorb normalisation
+    differences, and ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid
+    pixels the emulator covers, outside the excluded windows.
+
+    Parameters
+    ----------
+    fe : ModelEmulator
+        The model's emulator.
+    parameters : sequence of str
+        The model's parameter names (columns of ``median``).
+    median : numpy.ndarray, shape ``(N, n_params)``
+        Posterior medians; rows with a non-finite value get NaN.
+    flux, sigma, valid : numpy.ndarray, shape ``(N, npix)``
+        The prepared (normalised, resampled) spectra on the model grid.
+    device : torch.device or str
+        Where to compute.
+    vsini_max : float, optional
+        Clip v sin i to ``[0, vsini_max]`` (the training range).
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(N,)``
+        Reduced chi-square; NaN where no row was fitted or too few pixels were usable.
+    """
+    device = torch.device(device)
+    out = np.full(len(median), np.nan)
+    rows_all = np.flatnonzero(np.isfinite(median).all(axis=1))
+    if rows_all.size == 0:
+        return out
+    labels, vsini = fe.labels(parameters, median[rows_all])
+    if vsini_max is not None:
+        vsini = np.clip(vsini, 0.0, vsini_max)
+    emulator = fe.emulator.to(device)
+    basis = _segment_bases(fe, device)
+    floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
+    fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
+    m_idx = torch.as_tensor(fe.model_index, device=device)
+    e_idx = torch.as_tensor(fe.emulator_index, device=device)
+    with torch.inference_mode():
+        for start in range(0, rows_all.size, _FIT_BATCH):
+            sel = slice(start, start + _FIT_BATCH)
+            rows = rows_all[sel]
+            lab = torch.as_tensor(labels[sel], dtype=torch.float64, device=device)
+            emu_flux = emulator(lab, clamp=True)
+            vs = torch.as_tensor(vsini[sel], dtype=torch.float64, device=device)
+            if bool((vs > 0).any()):
+                emu_flux = _rotate_pixels(emu_flux, fe.spec.grid, vs)
+            model = emu_flux[:, e_idx].to(torch.float64)
+            obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
+            sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
+            use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
+            var = sig.to(torch.float64) ** 2 + floor2
+            chi2 = _continuum_matched_chi2(obs, model, var, use, basis)
+            out[rows] = chi2.cpu().numpy()
+    return out
+
+
+def _segment_bases(
+    fe: ModelEmulator, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(column indices into ``fe.model_index``, Legendre basis [n, K]) per model segment."""
+    from numpy.polynomial import legendre
+
+    out = []
+    wave = fe.model_grid.wavelength.value[fe.model_index]
+    for k, seg in enumerate(fe.model_grid.segments):
+        cols = np.flatnonzero(fe.segment == k)
+        if cols.size == 0:
+            continue
+        x = 2.0 * (wave[cols] - seg.start) / (seg.stop - seg.start) - 1.0
+        phi = legendre.legvander(x, fe.spec.continuum_degree)
+        out.append((torch.as_tensor(cols, device=device),
+                    torch.as_tensor(phi, dtype=torch.float64, device=device)))
+    return out
+
+
+def _continuum_matched_chi2(
+    obs: torch.Tensor,
+    model: torch.Tensor,
+    var: torch.Tensor,
+    use: torch.Tensor,
+    bases: list[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """Reduced chi-square after multiplying ``model`` by a polynomial per segment, fitted by
+    weighted least squares, its values clipped to within `_CONTINUUM_LIMIT` of 1; segments with
+    too few used pixels are left out. NaN where no pixel is left."""
+    w = use.to(torch.float64) / var
+    num = torch.zeros(obs.shape[0], dtype=torch.float64, device=obs.device)
+    count = torch.zeros_like(num)
+    for cols, phi in bases:
+        k = phi.shape[1]
+        ws, ys = w[:, cols], obs[:, cols]
+        g = model[:, cols, None] * phi[None]  # [B, n, K]
+        gw = g * ws[:, :, None]
+        a = gw.transpose(1, 2) @ g  # [B, K, K]
+        b = (gw * ys[:, :, None]).sum(dim=1)  # [B, K]
+        ridge = 1e-10 * a.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300) / k
+        a = a + ridge[:, None, None] * torch.eye(k, dtype=a.dtype, device=a.device)
+        coef = torch.linalg.solve(a, b)
+        poly = (phi @ coef.T).T.clamp(1.0 - _CONTINUUM_LIMIT, 1.0 + _CONTINUUM_LIMIT)
+        resid = ys - model[:, cols] * poly
+        n_used = use[:, cols].sum(dim=1).to(torch.float64)
+        enough = n_used >= max(_MIN_FIT_PIXELS, 5 * k)
+        num += torch.where(enough, (ws * resid**2).sum(dim=1), 0.0)
+        count += torch.where(enough, n_used, 0.0)
+    chi2 = num / count
+    return torch.where(count >= _MIN_FIT_PIXELS, chi2, torch.full_like(chi2, float("nan")))
+
+
+def _keys_cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic convolution kernel (a = -1/2): third-order accurate interpolation."""
+    ax = x.abs()
+    inner = 1.5 * ax**3 - 2.5 * ax**2 + 1.0
+    outer = -0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0
+    return torch.where(ax <= 1.0, inner, torch.where(ax < 2.0, outer, torch.zeros_like(ax)))
+
+
+def _rotation_weights(half_width: torch.Tensor, m: int, limb_darkening: float) -> torch.Tensor:
+    """Discrete weights [B, 2m + 1] on pixels for rotation kernels of half-width ``half_width``
+    pixels: the rotation profile integrated against the cubic interpolant of the pixels."""
+    n_quad = 16 * (2 * m + 1)
+    t = (torch.arange(n_quad, dtype=torch.float64, device=half_width.device) + 0.5) / n_quad
+    t = 2.0 * t - 1.0
+    eps = limb_darkening
+    profile = 2.0 * (1.0 - eps) * torch.sqrt(1.0 - t**2) + 0.5 * math.pi * eps * (1.0 - t**2)
+    j = torch.arange(-m, m + 1, dtype=torch.float64, device=half_width.device)
+    x = half_width[:, None, None] * t[None, None, :]  # [B, 1, Q]
+    w = (_keys_cubic(j[None, :, None] - x) * profile).sum(dim=-1)  # [B, 2m + 1]
+    return w / w.sum(dim=-1, keepdim=True)
+
+
+def _rotate_pixels(
+    flux: torch.Tensor, grid: Any, vsini: torch.Tensor, limb_darkening: float = 0.6
+) -> torch.Tensor:
+    """Rotational broadening of binned spectra [B, npix] directly on their linear pixel grid.
+
+    Per segment, chunks of `_ROTATION_CHUNK` pixels are convolved with the rotation profile
+    of their central wavelength, discretised against the cubic (Keys) interpolant of the
+    pixels; the spectrum is extended by its end values. One grouped convolution per chunk,
+    on the tensor's device. Rows with ``vsini <= 0`` are unchanged.
+    """
+    out = flux.clone()
+    rows = torch.nonzero(vsini > 0)[:, 0]
+    if rows.numel() == 0:
+        return out
+    vs = vsini[rows]
+    for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
+        f = flux[rows, sl].to(torch.float64)
+        n = f.shape[1]
+        m = int(math.ceil(float(vs.max()) * seg.stop / _C_KMS / seg.step)) + 2
+        padded = F.pad(f[None], (m, m), mode="replicate")  # [1, B, n + 2m]
+        res = torch.empty_like(f)
+        for lo in range(0, n, _ROTATION_CHUNK):
+            hi = min(lo + _ROTATION_CHUNK, n)
+            centre = seg.start + seg.step * 0.5 * (lo + hi - 1)
+            w = _rotation_weights(vs * centre / _C_KMS / seg.step, m, limb_darkening)
+            conv = F.conv1d(padded[:, :, lo : hi + 2 * m], w[:, None, :], groups=rows.numel())
+            res[:, lo:hi] = conv[0]
+        out[rows, sl] = res.to(out.dtype)
+    return out
