@@ -539,6 +539,11 @@ class EmulatorSimulator:
     rv_sigma : float
         Standard deviation of the residual radial velocity in km/s (0: none). Not a label: it
         stands for the error of the radial-velocity correction of observed spectra.
+    emulator_noise : float
+        Standard deviation (continuum units) of Gaussian noise added to every pixel of every
+        simulated spectrum, standing for the emulator's own error: without it the network
+        learns detail of the emulator that Turbospectrum (and real) spectra do not have. It is
+        not added to the uncertainty the network is given.
     limb_darkening, oversample : float
         Passed to `BinnedRotation`.
     segments : sequence of str, optional
@@ -572,8 +577,12 @@ class EmulatorSimulator:
         wavelength_range: Sequence[float] | None = None,
         resolving_power: float | dict[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
+        emulator_noise: float = 0.0,
     ) -> None:
         self.emulator = emulator.eval()
+        if not (math.isfinite(emulator_noise) and emulator_noise >= 0):
+            raise ValueError(f"emulator_noise must be non-negative, got {emulator_noise!r}")
+        self.emulator_noise = float(emulator_noise)
         self.prior = prior or LabelPrior.from_emulator(emulator)
         self.parameters = [str(p) for p in parameters]
         for p in self.parameters:
@@ -616,6 +625,7 @@ class EmulatorSimulator:
             "prior": self.prior.to_dict(),
             "rotation": self.rotation.to_dict(),
             "radial_velocity": {"distribution": "normal", "sigma_kms": self.rv_sigma},
+            "emulator_noise": self.emulator_noise,
             "model_grid": {"segments": None if segments is None else list(segments),
                            "wavelength_range": None if wavelength_range is None
                            else [float(w) for w in wavelength_range]},
@@ -624,7 +634,8 @@ class EmulatorSimulator:
         self._keep_cache: dict[torch.device, torch.Tensor] = {}
 
     #: Keys of the ``[simulator]`` table of a training configuration.
-    CONFIG_KEYS = ("emulator", "parameters", "vsini_range", "rv_sigma", "limb_darkening",
+    CONFIG_KEYS = ("emulator", "parameters", "vsini_range", "rv_sigma", "emulator_noise",
+                   "limb_darkening",
                    "oversample", "segments", "wavelength_range", "ranges", "kiel_region",
                    "holdout", "provenance")
 
@@ -677,6 +688,7 @@ class EmulatorSimulator:
         return cls(
             emu, table.get("parameters", DEFAULT_PARAMETERS), prior,
             rv_sigma=float(table.get("rv_sigma", 2.0)),
+            emulator_noise=float(table.get("emulator_noise", 0.0)),
             limb_darkening=float(table.get("limb_darkening", 0.6)),
             oversample=float(table.get("oversample", 2.0)),
             segments=table.get("segments"), wavelength_range=table.get("wavelength_range"),
@@ -765,4 +777,7 @@ class EmulatorSimulator:
             rv = self.rv_sigma * torch.randn(n, generator=generator, device=generator.device,
                                              dtype=torch.float64)
         flux = self.simulate(lab, rv)
+        if self.emulator_noise > 0:
+            flux = flux + self.emulator_noise * torch.randn(
+                flux.shape, generator=generator, device=flux.device, dtype=flux.dtype)
         return flux, torch.stack([lab[p] for p in self.parameters], dim=1)

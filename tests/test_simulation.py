@@ -259,3 +259,16 @@ def test_train_from_config_with_a_simulator(tmp_path):
         (tmp_path / "cfg.toml").read_text().replace("rv_sigma", "rv_sgima"))
     with pytest.raises(ValueError, match="unknown \\[simulator\\] option"):
         train_from_config(tmp_path / "bad.toml", log=None)
+
+
+def test_emulator_noise_is_added_with_the_requested_spread():
+    emu = tiny_emulator()
+    plain = EmulatorSimulator(emu, PARAMS, _prior(emu), rv_sigma=0.0)
+    noisy = EmulatorSimulator(emu, PARAMS, _prior(emu), rv_sigma=0.0, emulator_noise=0.01)
+    f0, l0 = plain.sample(64, torch.Generator().manual_seed(3))
+    f1, l1 = noisy.sample(64, torch.Generator().manual_seed(3))
+    assert torch.equal(l0, l1)
+    assert float((f1 - f0).std()) == pytest.approx(0.01, rel=0.05)
+    assert noisy.provenance["emulator_noise"] == 0.01
+    with pytest.raises(ValueError, match="emulator_noise"):
+        EmulatorSimulator(emu, PARAMS, _prior(emu), emulator_noise=-1.0)

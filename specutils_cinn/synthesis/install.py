@@ -32,7 +32,6 @@ The default prefix is ``$SPECUTILS_CINN_SYNTHESIS`` if set, else
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -172,11 +171,9 @@ def default_prefix() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from ..models import sha256_file
+
+    return sha256_file(path)
 
 
 def _is_exe(path: Path) -> bool:

@@ -47,7 +47,6 @@ Radiative damping (``gamma_rad``) and ``g_up``
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -611,11 +610,9 @@ FAMILIES: dict[str, tuple[str, tuple[int, ...]]] = {
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..models import sha256_file
+
+    return sha256_file(path)
 
 
 def _moog_data_dir(root: Path) -> Path:
