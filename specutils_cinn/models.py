@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .fit_check import ModelEmulator
 
 __all__ = [
+    "load_verified_safetensors",
     "EMULATOR_FILENAME",
     "FORMAT_VERSION",
     "METADATA_FILENAME",
@@ -1308,27 +1309,13 @@ class CINNModel:
             ``weights_sha256`` (both hashes are named), the weights file is not valid
             safetensors, or its tensors do not fit the architecture.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load as load_safetensors
 
         meta_path, weights_path = model_files(path, weights)
         metadata = ModelMetadata.read(meta_path)
         expected = metadata.weights_sha256
         if expected is None:
             raise ValueError(f"{meta_path}: model metadata field 'weights_sha256' is missing")
-        # Read once, hash, then parse the same bytes: no window for the file to change.
-        data = weights_path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise ValueError(
-                f"SHA-256 of weights file {weights_path} does not match its metadata: "
-                f"expected {expected}, actual {actual}; the file is corrupt or was modified"
-            )
-        try:
-            tensors = load_safetensors(data)
-        except (SafetensorError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
-        del data
+        tensors = load_verified_safetensors(weights_path, expected, "weights file")
 
         from .flows import build_cinn
 
@@ -1337,7 +1324,7 @@ class CINNModel:
         network.load_state_dict(tensors, strict=True)
         network.eval()
         network.to(device)
-        model = cls(metadata, network, sha256=actual, source=path)
+        model = cls(metadata, network, sha256=expected, source=path)
         if metadata.emulator is not None:
             model._emulator_file = _emulator_path(meta_path)
             if not model._emulator_file.is_file():
@@ -1401,24 +1388,52 @@ def _emulator_path(meta_path: Path) -> Path:
     return meta_path.with_name(f"{meta_path.stem}.emulator.safetensors")
 
 
-def _load_emulator_file(path: Path, spec: EmulatorSpec, grid: WavelengthGrid) -> ModelEmulator:
+def load_verified_safetensors(
+    path: str | os.PathLike[str], expected_sha256: str | None, what: str = "file"
+) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, check its SHA-256 first, then parse the same bytes (no pickle).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    expected_sha256 : str
+        Hex digest the file must have.
+    what : str
+        How to name the file in error messages (e.g. ``"weights file"``).
+
+    Returns
+    -------
+    dict of str to `torch.Tensor`
+
+    Raises
+    ------
+    ValueError
+        If the digest differs (file corrupt or modified) or the bytes are not safetensors.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
+    path = Path(path)
+    # Read once, hash, then parse the same bytes: no window for the file to change.
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise ValueError(
+            f"SHA-256 of {what} {path} does not match its metadata: expected "
+            f"{expected_sha256}, actual {actual}; the file is corrupt or was modified"
+        )
+    try:
+        return load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors file: {exc}") from exc
+
+
+def _load_emulator_file(path: Path, spec: EmulatorSpec, grid: WavelengthGrid) -> ModelEmulator:
     from .emulator import SpectrumEmulator
     from .fit_check import ModelEmulator
 
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != spec.sha256:
-        raise ValueError(
-            f"SHA-256 of emulator file {path} does not match its model metadata: expected "
-            f"{spec.sha256}, actual {actual}; the file is corrupt or was modified"
-        )
-    try:
-        tensors = load_safetensors(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path} is not a valid safetensors file: {exc}") from exc
+    tensors = load_verified_safetensors(path, spec.sha256, "emulator file")
     if _FLOOR_KEY not in tensors:
         raise ValueError(f"{path}: no {_FLOOR_KEY!r} tensor")
     floor = tensors.pop(_FLOOR_KEY).numpy()

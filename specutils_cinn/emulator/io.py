@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..models import _atomic_write
+from ..models import _atomic_write, load_verified_safetensors
 from .network import SpectrumEmulator
 
 __all__ = ["EMULATOR_FORMAT", "EMULATOR_FORMAT_VERSION", "load_emulator", "save_emulator"]
@@ -105,9 +105,6 @@ def load_emulator(
         If the metadata is malformed, the SHA-256 differs (file corrupt or modified), or the
         tensors do not fit the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_safetensors
-
     from ..devices import resolve_device
 
     d = Path(path_dir)
@@ -123,18 +120,7 @@ def load_emulator(
         raise ValueError(f"{meta_path} is not {EMULATOR_FORMAT!r} metadata")
     if doc.get("format_version") != EMULATOR_FORMAT_VERSION:
         raise ValueError(f"{meta_path}: unsupported format_version {doc.get('format_version')!r}")
-    expected = doc.get("weights_sha256")
-    data = weights_path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise ValueError(
-            f"SHA-256 of {weights_path} does not match its metadata: expected {expected}, "
-            f"actual {actual}; the file is corrupt or was modified"
-        )
-    try:
-        tensors = load_safetensors(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
+    tensors = load_verified_safetensors(weights_path, doc.get("weights_sha256"), "weights file")
     emu = SpectrumEmulator.from_architecture(doc.get("architecture", {}))
     ref = emu.state_dict()
     if set(ref) != set(tensors):
@@ -144,5 +130,5 @@ def load_emulator(
             raise ValueError(f"{weights_path}: tensor {k!r} has {tuple(tensors[k].shape)} "
                              f"{tensors[k].dtype}, expected {tuple(v.shape)} {v.dtype}")
     emu.load_state_dict(tensors, strict=True)
-    emu.metadata = dict(doc.get("metadata") or {}, weights_sha256=actual)
+    emu.metadata = dict(doc.get("metadata") or {}, weights_sha256=doc["weights_sha256"])
     return emu.eval().to(resolve_device(device))
