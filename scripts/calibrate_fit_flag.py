@@ -40,10 +40,11 @@ from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.emulator import load_emulator
-from specutils_cinn.fit_check import _rotate_pixels, trim_emulator
+from specutils_cinn.fit_check import trim_emulator
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.instruments import snr_per_pixel
 from specutils_cinn.models import CINNModel
+from specutils_cinn.simulation import BinnedRotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validation_report as vr  # noqa: E402
@@ -127,7 +128,7 @@ def main() -> None:
     labels, vsini = probe.labels(md.parameter_names, held.truth)
     with torch.no_grad():
         f_emu = emu(torch.as_tensor(labels), clamp=True)
-        f_emu = _rotate_pixels(f_emu, emu.grid, torch.as_tensor(vsini)).numpy()
+        f_emu = BinnedRotation(emu.grid)(f_emu, torch.as_tensor(vsini)).numpy()
     synth = np.full((n, emu.grid.npix), np.nan)
     synth[:, probe.emulator_index] = held.flux[:, probe.model_index]
     resid = synth - f_emu

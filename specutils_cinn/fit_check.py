@@ -8,30 +8,26 @@ estimator emulates each spectrum at its posterior median and reports the reduced
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .grid import WavelengthGrid, pixel_map
 from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
+from .simulation import BinnedRotation
 
 __all__ = ["ModelEmulator", "fit_chi2", "trim_emulator"]
 
 #: Spectra per emulator call in the goodness-of-fit check.
 _FIT_BATCH = 256
-#: Pixels over which the rotation kernel of the goodness-of-fit check is taken as constant.
-_ROTATION_CHUNK = 500
 #: Fewest pixels a row needs for a ``fit_chi2`` (and per segment, times the polynomial terms).
 _MIN_FIT_PIXELS = 20
 #: Largest deviation of the continuum correction (a polynomial per segment) from 1, per pixel:
 #: the correction absorbs normalisation differences of a few percent, but cannot scale the
 #: emulated spectrum to an input that is not a normalised spectrum at all (e.g. zero flux).
 _CONTINUUM_LIMIT = 0.5
-_C_KMS = 299792.458
 
 
 class ModelEmulator:
@@ -94,6 +90,14 @@ class ModelEmulator:
         #: Model segment of each pixel in ``model_index``.
         self.segment = seg_of[self.model_index]
         self.model_grid = model_grid
+        self._rotation: BinnedRotation | None = None
+
+    @property
+    def rotation(self) -> BinnedRotation:
+        """Rotational broadening of emulated spectra on the emulator's grid (built once)."""
+        if self._rotation is None:
+            self._rotation = BinnedRotation(self.spec.grid, max_shift=0.0)
+        return self._rotation
 
     def labels(
         self, parameter_names: Sequence[str], values: np.ndarray
@@ -237,8 +241,8 @@ def fit_chi2(
     if rows_all.size == 0:
         return out
     labels, vsini = fe.labels(parameters, median[rows_all])
-    if vsini_max is not None:
-        vsini = np.clip(vsini, 0.0, vsini_max)
+    top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
+    vsini = np.clip(vsini, 0.0, top)
     emulator = fe.emulator.to(device)
     basis = _segment_bases(fe, device)
     floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
@@ -252,8 +256,7 @@ def fit_chi2(
             lab = torch.as_tensor(labels[sel], dtype=torch.float64, device=device)
             emu_flux = emulator(lab, clamp=True)
             vs = torch.as_tensor(vsini[sel], dtype=torch.float64, device=device)
-            if bool((vs > 0).any()):
-                emu_flux = _rotate_pixels(emu_flux, fe.spec.grid, vs)
+            emu_flux = fe.rotation(emu_flux, vs)
             model = emu_flux[:, e_idx].to(torch.float64)
             obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
@@ -314,56 +317,3 @@ def _continuum_matched_chi2(
         count += torch.where(enough, n_used, 0.0)
     chi2 = num / count
     return torch.where(count >= _MIN_FIT_PIXELS, chi2, torch.full_like(chi2, float("nan")))
-
-
-def _keys_cubic(x: torch.Tensor) -> torch.Tensor:
-    """Keys' cubic convolution kernel (a = -1/2): third-order accurate interpolation."""
-    ax = x.abs()
-    inner = 1.5 * ax**3 - 2.5 * ax**2 + 1.0
-    outer = -0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0
-    return torch.where(ax <= 1.0, inner, torch.where(ax < 2.0, outer, torch.zeros_like(ax)))
-
-
-def _rotation_weights(half_width: torch.Tensor, m: int, limb_darkening: float) -> torch.Tensor:
-    """Discrete weights [B, 2m + 1] on pixels for rotation kernels of half-width ``half_width``
-    pixels: the rotation profile integrated against the cubic interpolant of the pixels."""
-    n_quad = 16 * (2 * m + 1)
-    t = (torch.arange(n_quad, dtype=torch.float64, device=half_width.device) + 0.5) / n_quad
-    t = 2.0 * t - 1.0
-    eps = limb_darkening
-    profile = 2.0 * (1.0 - eps) * torch.sqrt(1.0 - t**2) + 0.5 * math.pi * eps * (1.0 - t**2)
-    j = torch.arange(-m, m + 1, dtype=torch.float64, device=half_width.device)
-    x = half_width[:, None, None] * t[None, None, :]  # [B, 1, Q]
-    w = (_keys_cubic(j[None, :, None] - x) * profile).sum(dim=-1)  # [B, 2m + 1]
-    return w / w.sum(dim=-1, keepdim=True)
-
-
-def _rotate_pixels(
-    flux: torch.Tensor, grid: Any, vsini: torch.Tensor, limb_darkening: float = 0.6
-) -> torch.Tensor:
-    """Rotational broadening of binned spectra [B, npix] directly on their linear pixel grid.
-
-    Per segment, chunks of `_ROTATION_CHUNK` pixels are convolved with the rotation profile
-    of their central wavelength, discretised against the cubic (Keys) interpolant of the
-    pixels; the spectrum is extended by its end values. One grouped convolution per chunk,
-    on the tensor's device. Rows with ``vsini <= 0`` are unchanged.
-    """
-    out = flux.clone()
-    rows = torch.nonzero(vsini > 0)[:, 0]
-    if rows.numel() == 0:
-        return out
-    vs = vsini[rows]
-    for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
-        f = flux[rows, sl].to(torch.float64)
-        n = f.shape[1]
-        m = int(math.ceil(float(vs.max()) * seg.stop / _C_KMS / seg.step)) + 2
-        padded = F.pad(f[None], (m, m), mode="replicate")  # [1, B, n + 2m]
-        res = torch.empty_like(f)
-        for lo in range(0, n, _ROTATION_CHUNK):
-            hi = min(lo + _ROTATION_CHUNK, n)
-            centre = seg.start + seg.step * 0.5 * (lo + hi - 1)
-            w = _rotation_weights(vs * centre / _C_KMS / seg.step, m, limb_darkening)
-            conv = F.conv1d(padded[:, :, lo : hi + 2 * m], w[:, None, :], groups=rows.numel())
-            res[:, lo:hi] = conv[0]
-        out[rows, sl] = res.to(out.dtype)
-    return out

@@ -485,7 +485,6 @@ class BinnedRotation:
         out = flux.clone()
         out.index_copy_(0, rows, res)
         return out
-        return out
 
 
 # --------------------------------------------------------------------------------------------

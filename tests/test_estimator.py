@@ -292,10 +292,13 @@ def test_fit_chi2_uses_the_error_floor_and_skips_rows_without_data(lg_fit):
     np.testing.assert_allclose(ratio, prob.sigma**2 / (prob.sigma**2 + 0.05**2), rtol=0.05)
 
 
-def test_fast_rotation_matches_the_emulator_spline_rotation():
+def test_fit_check_rotation_matches_the_emulator_spline_rotation(lg_fit):
     from specutils_cinn.emulator import SpectrumEmulator, emulate_spectra
-    from specutils_cinn.fit_check import _rotate_pixels
     from specutils_cinn.grid import GridSegment, WavelengthGrid
+    from specutils_cinn.simulation import BinnedRotation
+
+    fe = lg_fit[1].model.emulator  # the fit check rotates with BinnedRotation on its grid
+    assert isinstance(fe.rotation, BinnedRotation) and fe.rotation.grid is fe.spec.grid
 
     grid = WavelengthGrid((GridSegment("A", 5000.0, 5060.0, 0.1),
                            GridSegment("B", 6500.0, 6540.0, 0.1)))
@@ -310,8 +313,10 @@ def test_fast_rotation_matches_the_emulator_spline_rotation():
     labels = np.full((4, 1), 5000.0)
     vsini = np.array([0.0, 3.0, 10.0, 25.0])
     ref = emulate_spectra(emu, labels, vsini=vsini)
-    fast = _rotate_pixels(torch.as_tensor(np.tile(lines, (4, 1))), grid,
-                          torch.as_tensor(vsini)).numpy()
+    rotate = BinnedRotation(grid, max_shift=0.0)
+    fast = rotate(torch.as_tensor(np.tile(lines, (4, 1))), torch.as_tensor(vsini)).numpy()
     np.testing.assert_array_equal(fast[0], lines)  # v sin i = 0: unchanged
     assert np.abs(ref[3] - lines).max() > 0.2  # rotation matters ...
-    assert np.abs(fast - ref).max() < 3e-3  # ... and both agree far better than the floor
+    # ... and both agree to < 0.5 % of the line depth (largest at v sin i = 3 km/s, where the
+    # two sub-pixel interpolants of these under-sampled lines differ; not an oversampling limit)
+    assert np.abs(fast - ref).max() < 4e-3
