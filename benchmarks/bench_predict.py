@@ -10,6 +10,10 @@ its own, the conditioning network evaluated once per posterior draw (the spectru
 pass, and quantiles with numpy on the host. It is timed on fewer spectra (it is slow) and
 reported per spectrum.
 
+For a model that ships a spectrum emulator, ``predict`` also runs the goodness-of-fit check
+(``fit_chi2``: one emulator pass, rotation and a continuum-matched chi-square per spectrum). Its
+cost is measured against the same model with the emulator removed, in the same run.
+
 Usage::
 
     python benchmarks/bench_predict.py [--model 4most-hr] [--device cpu|cuda|auto]
@@ -19,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 
@@ -32,6 +37,7 @@ from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.devices import resolve_device
 from specutils_cinn.flows.conditioning import encode_inputs
 from specutils_cinn.inputs import prepare_spectra
+from specutils_cinn.models import CINNModel
 
 
 def make_spectra(est: CINNParameterEstimator, n: int, seed: int = 0) -> Spectrum:
@@ -67,6 +73,12 @@ def naive_predict(est: CINNParameterEstimator, spectrum: Spectrum, rows: int, n_
     return np.array(out)
 
 
+def without_fit_check(est: CINNParameterEstimator) -> CINNParameterEstimator:
+    """The same network and metadata without the spectrum emulator (no ``fit_chi2``)."""
+    md = dataclasses.replace(est.model.metadata, emulator=None)
+    return CINNParameterEstimator(CINNModel(md, est.model.network), device=est.device)
+
+
 def _time(fn, repeat: int = 1) -> float:
     best = np.inf
     for _ in range(repeat):
@@ -94,14 +106,22 @@ def main() -> None:
     print(f"model {est.model.metadata.full_name}, {est.model.metadata.grid.npix} px, "
           f"{est.model.metadata.n_params} parameters")
     print(f"device {device.type} ({hw}); torch {torch.__version__}")
-    print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}")
+    bare = without_fit_check(est) if est.model.metadata.emulator is not None else None
+    print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}"
+          f" {'no fit check spectra/s':>23} {'fit check cost':>15}")
     for s in args.samples:
         est.predict(spectra[:8], n_samples=s, seed=0, progress=False)  # warm-up
         t_fast = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False), 2)
         t_naive = _time(lambda s=s: naive_predict(est, spectra, args.n_naive, s, device))
         fast = args.n_spectra / t_fast
         naive = args.n_naive / t_naive
-        print(f"{s:>9d} {fast:>18.1f} {naive:>16.2f} {fast / naive:>8.1f}x")
+        line = f"{s:>9d} {fast:>18.1f} {naive:>16.2f} {fast / naive:>8.1f}x"
+        if bare is not None:
+            bare.predict(spectra[:8], n_samples=s, seed=0, progress=False)
+            t_bare = _time(
+                lambda s=s: bare.predict(spectra, n_samples=s, seed=0, progress=False), 2)
+            line += f" {args.n_spectra / t_bare:>23.1f} {100 * (t_fast / t_bare - 1):>14.0f}%"
+        print(line)
 
 
 if __name__ == "__main__":

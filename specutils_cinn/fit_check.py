@@ -301,16 +301,17 @@ def _continuum_matched_chi2(
     count = torch.zeros_like(num)
     for cols, phi in bases:
         k = phi.shape[1]
-        ws, ys = w[:, cols], obs[:, cols]
-        g = model[:, cols, None] * phi[None]  # [B, n, K]
-        gw = g * ws[:, :, None]
-        a = gw.transpose(1, 2) @ g  # [B, K, K]
-        b = (gw * ys[:, :, None]).sum(dim=1)  # [B, K]
+        ws, ys, ms = w[:, cols], obs[:, cols], model[:, cols]
+        # normal equations as matrix products (no [B, n, K] temporaries):
+        # a_kl = sum_n w m^2 phi_k phi_l, b_k = sum_n w m y phi_k
+        outer = (phi[:, :, None] * phi[:, None, :]).reshape(phi.shape[0], k * k)
+        a = ((ws * ms * ms) @ outer).reshape(-1, k, k)
+        b = (ws * ms * ys) @ phi
         ridge = 1e-10 * a.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300) / k
         a = a + ridge[:, None, None] * torch.eye(k, dtype=a.dtype, device=a.device)
         coef = torch.linalg.solve(a, b)
-        poly = (phi @ coef.T).T.clamp(1.0 - _CONTINUUM_LIMIT, 1.0 + _CONTINUUM_LIMIT)
-        resid = ys - model[:, cols] * poly
+        poly = (coef @ phi.T).clamp(1.0 - _CONTINUUM_LIMIT, 1.0 + _CONTINUUM_LIMIT)
+        resid = ys - ms * poly
         n_used = use[:, cols].sum(dim=1).to(torch.float64)
         enough = n_used >= max(_MIN_FIT_PIXELS, 5 * k)
         num += torch.where(enough, (ws * resid**2).sum(dim=1), 0.0)
