@@ -156,7 +156,7 @@ def main() -> None:
             cv = np.full(len(t), np.nan)
             for k, rows in (("A", ~fold_a), ("B", fold_a)):  # floor from the other half
                 prepared, _ = ests[k]._prepare(spec, 2, 0, None, "air", None, "auto")
-                c = ests[k]._fit_chi2(prepared, median, torch.device("cpu"))
+                c = ests[k]._fit_statistics(prepared, median, torch.device("cpu")).chi2
                 cv[rows] = c[rows]
             return np.asarray(t["fit_chi2"]), cv, t
         return np.asarray(t["fit_chi2"]), np.asarray(t["fit_chi2"]), t
@@ -177,7 +177,7 @@ def main() -> None:
             "edge_or_lowsnr": float(np.mean(np.asarray(t["flags"]) & 48 > 0)),
         }
         prepared, _ = ests["all"]._prepare(spec, 2, 0, None, "air", None, "auto")
-        truth = ests["all"]._fit_chi2(prepared, held.truth, torch.device("cpu"))
+        truth = ests["all"]._fit_statistics(prepared, held.truth, torch.device("cpu")).chi2
         report["in_domain"][f"{snr:g}"]["at_true_labels_in_sample"] = describe(truth)
         print(f"S/N {snr:g}: cv {describe(cv)}  in-sample median {np.nanmedian(ins):.2f}, "
               f"at true labels {describe(truth)}")

@@ -15,7 +15,7 @@ from astropy.table import QTable
 
 from . import __version__
 from .devices import resolve_device
-from .fit_check import fit_chi2
+from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
 from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
@@ -178,7 +178,9 @@ class CINNParameterEstimator:
         emulated (rotation included), multiplied per grid segment by the low-order polynomial
         that fits the prepared input best, and compared with the input on its valid pixels:
         ``fit_chi2 = mean((f - f_emu)**2 / (sigma**2 + floor**2))``, ``floor`` being the
-        emulator's error measured on held-out synthetic spectra. See :ref:`output-table`.
+        emulator's error measured on held-out synthetic spectra. The same fit with the
+        polynomial alone (a featureless continuum) gives ``feature_sigma``, the significance of
+        the stellar features; ``NO_FEATURES`` is set below 5. See :ref:`output-table`.
         """
         levels = _check_quantiles(quantiles)
         prepared, seed = self._prepare(
@@ -195,8 +197,8 @@ class CINNParameterEstimator:
             median[rows] = qs[0].cpu().numpy()
             quant[rows] = qs[1:].permute(1, 0, 2).cpu().numpy()
             std[rows] = draws.std(dim=1).cpu().numpy()
-        chi2 = self._fit_chi2(prepared, median, dev)
-        flags = self._output_flags(prepared, median, chi2, fit_chi2_threshold)
+        fit = self._fit_statistics(prepared, median, dev)
+        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         meta = self._meta(n_samples, seed, dev, fit_chi2_threshold)
         meta["QUANTILE"] = list(levels)
         return summary_table(
@@ -210,7 +212,8 @@ class CINNParameterEstimator:
             prepared.coverage,
             flags,
             meta,
-            fit_chi2=chi2,
+            fit_chi2=fit.chi2,
+            feature_sigma=fit.feature_sigma,
         )
 
     def sample_posterior(
@@ -251,8 +254,8 @@ class CINNParameterEstimator:
         for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
             draws_all[rows] = draws.cpu().numpy()
             median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
-        chi2 = self._fit_chi2(prepared, median, dev)
-        flags = self._output_flags(prepared, median, chi2, fit_chi2_threshold)
+        fit = self._fit_statistics(prepared, median, dev)
+        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         return samples_table(
             self.parameters,
             self.model.metadata.units,
@@ -261,7 +264,8 @@ class CINNParameterEstimator:
             prepared.coverage,
             flags,
             self._meta(n_samples, seed, dev, fit_chi2_threshold),
-            fit_chi2=chi2,
+            fit_chi2=fit.chi2,
+            feature_sigma=fit.feature_sigma,
         )
 
     # ------------------------------------------------------------------ internals
@@ -362,24 +366,25 @@ class CINNParameterEstimator:
             raise ValueError(f"fit_chi2_threshold must be a positive number, got {override!r}")
         return float(override)
 
-    def _fit_chi2(
+    def _fit_statistics(
         self, prepared: PreparedSpectra, median: np.ndarray, device: torch.device
-    ) -> np.ndarray:
-        """Reduced chi-square of each row against its emulated spectrum (NaN if none)."""
+    ) -> FitStatistics:
+        """Goodness of fit of each row against its emulated spectrum (NaN if no emulator)."""
         fe = self.model.emulator
         if fe is None:
-            return np.full(prepared.n_rows, np.nan)
+            nan = np.full(prepared.n_rows, np.nan)
+            return FitStatistics(nan, nan.copy())
         vsini_max = None
         if "vsini" in self.parameters:  # like the labels, clipped to the training range
             vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
-        return fit_chi2(fe, self.parameters, median, prepared.flux, prepared.sigma,
+        return fit_statistics(fe, self.parameters, median, prepared.flux, prepared.sigma,
                         prepared.valid, device=device, vsini_max=vsini_max)
 
     def _output_flags(
         self,
         prepared: PreparedSpectra,
         median: np.ndarray,
-        fit_chi2: np.ndarray | None = None,
+        fit: FitStatistics | None = None,
         fit_chi2_threshold: float | None = None,
     ) -> np.ndarray:
         md = self.model.metadata
@@ -392,9 +397,10 @@ class CINNParameterEstimator:
         flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
         flags[low_snr] |= int(QualityFlag.LOW_SNR)
         threshold = self._threshold(fit_chi2_threshold)
-        if threshold is not None and fit_chi2 is not None:
+        if threshold is not None and fit is not None:
             with np.errstate(invalid="ignore"):
-                flags[fit_chi2 > threshold] |= int(QualityFlag.POOR_FIT)
+                flags[fit.chi2 > threshold] |= int(QualityFlag.POOR_FIT)
+                flags[fit.feature_sigma < FEATURE_SIGMA_MIN] |= int(QualityFlag.NO_FEATURES)
         return flags
 
     def _meta(

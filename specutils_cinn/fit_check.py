@@ -9,7 +9,7 @@ estimator emulates each spectrum at its posterior median and reports the reduced
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,7 +18,12 @@ from .grid import WavelengthGrid, pixel_map
 from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
 from .simulation import BinnedRotation
 
-__all__ = ["ModelEmulator", "fit_chi2", "trim_emulator"]
+__all__ = ["FEATURE_SIGMA_MIN", "FitStatistics", "ModelEmulator", "fit_chi2", "fit_statistics",
+           "trim_emulator"]
+
+#: ``NO_FEATURES`` is set where ``feature_sigma`` is below this: the stellar spectrum at the
+#: posterior median fits the input no better than a featureless continuum, at 5 sigma.
+FEATURE_SIGMA_MIN = 5.0
 
 #: Spectra per emulator call in the goodness-of-fit check.
 _FIT_BATCH = 256
@@ -196,6 +201,15 @@ def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torc
     return out.eval()
 
 
+class FitStatistics(NamedTuple):
+    """Goodness of fit of spectra against their emulated spectra (see `fit_statistics`)."""
+
+    #: Reduced chi-square against the emulated spectrum, shape ``(N,)``.
+    chi2: np.ndarray
+    #: Significance (standard deviations) of the stellar features, shape ``(N,)``.
+    feature_sigma: np.ndarray
+
+
 def fit_chi2(
     fe: ModelEmulator,
     parameters: Sequence[str],
@@ -209,11 +223,41 @@ def fit_chi2(
 ) -> np.ndarray:
     """Reduced chi-square of spectra against the emulated spectrum at their posterior medians.
 
+    The ``chi2`` of `fit_statistics`; the parameters are the same.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(N,)``
+        Reduced chi-square; NaN where no row was fitted or too few pixels were usable.
+    """
+    return fit_statistics(fe, parameters, median, flux, sigma, valid, device=device,
+                          vsini_max=vsini_max).chi2
+
+
+def fit_statistics(
+    fe: ModelEmulator,
+    parameters: Sequence[str],
+    median: np.ndarray,
+    flux: np.ndarray,
+    sigma: np.ndarray,
+    valid: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    vsini_max: float | None = None,
+) -> FitStatistics:
+    """Goodness of fit of spectra against the emulated spectrum at their posterior medians.
+
     The emulator gives the spectrum at ``median`` (rotated by the model's v sin i, if it has
     one); per model segment it is multiplied by a weighted least-squares polynomial (degree
     ``fe.spec.continuum_degree``, limited to within 0.5 of 1) to absorb normalisation
     differences, and ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid
     pixels the emulator covers, outside the excluded windows.
+
+    The same fit with a featureless model (the polynomial alone) gives
+    ``chi2_flat``; ``feature_sigma = sqrt(max(n * (chi2_flat - chi2), 0))`` over the ``n``
+    pixels used is the significance, in standard deviations, with which the input shows the
+    stellar features of the emulated spectrum. Pure noise, a flat continuum or an empty fibre
+    give a few at most; a stellar spectrum of the model's kind gives tens to thousands.
 
     Parameters
     ----------
@@ -232,14 +276,16 @@ def fit_chi2(
 
     Returns
     -------
-    numpy.ndarray, shape ``(N,)``
-        Reduced chi-square; NaN where no row was fitted or too few pixels were usable.
+    FitStatistics
+        ``chi2`` (reduced chi-square) and ``feature_sigma``, each of shape ``(N,)``; NaN
+        where no row was fitted or too few pixels were usable.
     """
     device = torch.device(device)
     out = np.full(len(median), np.nan)
+    sig_out = np.full(len(median), np.nan)
     rows_all = np.flatnonzero(np.isfinite(median).all(axis=1))
     if rows_all.size == 0:
-        return out
+        return FitStatistics(out, sig_out)
     labels, vsini = fe.labels(parameters, median[rows_all])
     top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
     vsini = np.clip(vsini, 0.0, top)
@@ -262,9 +308,14 @@ def fit_chi2(
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
             use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
             var = sig.to(torch.float64) ** 2 + floor2
-            chi2 = _continuum_matched_chi2(obs, model, var, use, basis)
-            out[rows] = chi2.cpu().numpy()
-    return out
+            num, count = _continuum_matched_sums(obs, model, var, use, basis)
+            flat, _ = _continuum_matched_sums(obs, torch.ones_like(model), var, use, basis)
+            ok = count >= _MIN_FIT_PIXELS
+            nan = torch.full_like(num, float("nan"))
+            out[rows] = torch.where(ok, num / count, nan).cpu().numpy()
+            sig = torch.sqrt((flat - num).clamp_min(0.0))
+            sig_out[rows] = torch.where(ok, sig, nan).cpu().numpy()
+    return FitStatistics(out, sig_out)
 
 
 def _segment_bases(
@@ -286,16 +337,16 @@ def _segment_bases(
     return out
 
 
-def _continuum_matched_chi2(
+def _continuum_matched_sums(
     obs: torch.Tensor,
     model: torch.Tensor,
     var: torch.Tensor,
     use: torch.Tensor,
     bases: list[tuple[torch.Tensor, torch.Tensor]],
-) -> torch.Tensor:
-    """Reduced chi-square after multiplying ``model`` by a polynomial per segment, fitted by
-    weighted least squares, its values clipped to within `_CONTINUUM_LIMIT` of 1; segments with
-    too few used pixels are left out. NaN where no pixel is left."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chi-square and number of pixels used, after multiplying ``model`` by a polynomial per
+    segment, fitted by weighted least squares, its values clipped to within `_CONTINUUM_LIMIT`
+    of 1; segments with too few used pixels are left out."""
     w = use.to(torch.float64) / var
     num = torch.zeros(obs.shape[0], dtype=torch.float64, device=obs.device)
     count = torch.zeros_like(num)
@@ -316,5 +367,4 @@ def _continuum_matched_chi2(
         enough = n_used >= max(_MIN_FIT_PIXELS, 5 * k)
         num += torch.where(enough, (ws * resid**2).sum(dim=1), 0.0)
         count += torch.where(enough, n_used, 0.0)
-    chi2 = num / count
-    return torch.where(count >= _MIN_FIT_PIXELS, chi2, torch.full_like(chi2, float("nan")))
+    return num, count

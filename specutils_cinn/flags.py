@@ -49,6 +49,13 @@ class QualityFlag(enum.IntFlag):
         physics or parameter range, bad data), or it is a real star whose spectrum differs
         from the LTE synthetic ones by more than the emulator's error floor plus the noise
         (common for real stars at high S/N; see ``fit_chi2`` in :ref:`output-table`).
+    ``NO_FEATURES`` (128)
+        Set by the estimator for models that ship a spectrum emulator: the spectrum emulated
+        at the posterior median fits the input no better than a featureless continuum
+        (``feature_sigma`` below 5). The input shows no detectable stellar absorption
+        features: pure noise, a flat continuum, an empty fibre, or a star too hot, too
+        metal-poor or too noisy for its lines to be seen. The posterior then reflects the
+        training prior, not the star.
     """
 
     NONE = 0
@@ -59,3 +66,4 @@ class QualityFlag(enum.IntFlag):
     PARAMETER_AT_EDGE = 16
     LOW_SNR = 32
     POOR_FIT = 64
+    NO_FEATURES = 128

@@ -52,6 +52,7 @@ def _common_columns(
     coverage: np.ndarray,
     flags: np.ndarray,
     fit_chi2: np.ndarray | None,
+    feature_sigma: np.ndarray | None,
 ) -> None:
     table["snr"] = np.asarray(snr, dtype=float)
     table["snr"].description = "median S/N per Angstrom over valid model pixels"
@@ -62,6 +63,12 @@ def _common_columns(
     table["fit_chi2"].description = (
         "reduced chi-square of the spectrum emulated at the posterior median (with the "
         "emulator error floor); NaN without emulator"
+    )
+    sig = np.full(len(table["snr"]), np.nan) if feature_sigma is None else feature_sigma
+    table["feature_sigma"] = np.asarray(sig, dtype=float)
+    table["feature_sigma"].description = (
+        "significance (standard deviations) of the emulated stellar features against a "
+        "featureless continuum; NaN without emulator"
     )
     table["flags"] = np.asarray(flags, dtype=np.int32)
     table["flags"].description = "bitwise OR of QualityFlag values; 0 means no warning"
@@ -87,6 +94,7 @@ def summary_table(
     flags: np.ndarray,
     meta: Mapping[str, Any] | None = None,
     fit_chi2: np.ndarray | None = None,
+    feature_sigma: np.ndarray | None = None,
 ) -> QTable:
     """Build the one-row-per-spectrum table of posterior summaries.
 
@@ -110,12 +118,14 @@ def summary_table(
         Stored in ``table.meta``, together with the flag bit definitions.
     fit_chi2 : ndarray, shape (N,), optional
         Goodness-of-fit reduced chi-square per spectrum; NaN (the default) where unknown.
+    feature_sigma : ndarray, shape (N,), optional
+        Significance of the stellar features per spectrum; NaN (the default) where unknown.
 
     Returns
     -------
     `~astropy.table.QTable`
         For each parameter ``p``: ``p`` (median), ``p_p<100 q>`` for each quantile level and
-        ``p_std``; then ``snr``, ``coverage``, ``fit_chi2`` and ``flags``.
+        ``p_std``; then ``snr``, ``coverage``, ``fit_chi2``, ``feature_sigma`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
@@ -127,7 +137,7 @@ def summary_table(
             table[col].description = f"posterior {q:g} quantile of {name}"
         table[f"{name}_std"] = u.Quantity(std[:, j], std_unit(unit))
         table[f"{name}_std"].description = f"posterior standard deviation of {name}"
-    _common_columns(table, snr, coverage, flags, fit_chi2)
+    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma)
     return table
 
 
@@ -140,6 +150,7 @@ def samples_table(
     flags: np.ndarray,
     meta: Mapping[str, Any] | None = None,
     fit_chi2: np.ndarray | None = None,
+    feature_sigma: np.ndarray | None = None,
 ) -> QTable:
     """Build a table of posterior draws, one row per spectrum.
 
@@ -155,18 +166,18 @@ def samples_table(
         As in `summary_table`.
     meta : mapping, optional
         Stored in ``table.meta``.
-    fit_chi2 : ndarray, shape (N,), optional
+    fit_chi2, feature_sigma : ndarray, shape (N,), optional
         As in `summary_table`.
 
     Returns
     -------
     `~astropy.table.QTable`
         Column ``p`` holds an (N, S) Quantity of draws for each parameter, then ``snr``,
-        ``coverage``, ``fit_chi2`` and ``flags``.
+        ``coverage``, ``fit_chi2``, ``feature_sigma`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
         table[name] = _quantity(draws[:, :, j], unit)
         table[name].description = f"posterior draws of {name}"
-    _common_columns(table, snr, coverage, flags, fit_chi2)
+    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma)
     return table

@@ -41,9 +41,10 @@ def test_table_layout_units_and_meta(lg):
     assert t.colnames == [
         "teff", "teff_p16", "teff_p50", "teff_p84", "teff_p2_5", "teff_std",
         "logg", "logg_p16", "logg_p50", "logg_p84", "logg_p2_5", "logg_std",
-        "snr", "coverage", "fit_chi2", "flags",
+        "snr", "coverage", "fit_chi2", "feature_sigma", "flags",
     ]
     assert np.all(np.isnan(t["fit_chi2"])) and "FITTHR" not in t.meta  # model without emulator
+    assert np.all(np.isnan(t["feature_sigma"])) and not np.any(t["flags"] & QualityFlag.NO_FEATURES)
     assert t["teff"].unit == u.K and t["teff_std"].unit == u.K
     assert t["logg"].unit == u.dex(u.cm / u.s**2) and t["logg_std"].unit == u.dex
     assert t.meta["NSAMPLES"] == 200 and t.meta["SEED"] == 3
@@ -257,7 +258,7 @@ def lg_fit(lg, tmp_path_factory):
 def test_fit_chi2_is_near_one_for_good_fits_and_flags_garbage(lg_fit):
     prob, est, y = lg_fit
     t = _predict(est, _spectrum(prob, y))
-    assert t.colnames[-2:] == ["fit_chi2", "flags"] and t.meta["FITTHR"] == 3.0
+    assert t.colnames[-3:] == ["fit_chi2", "feature_sigma", "flags"] and t.meta["FITTHR"] == 3.0
     # 24 pixels, 2 fitted labels + 1 continuum scale: E[chi2] ~ 21 / 24
     assert 0.6 < np.median(t["fit_chi2"]) < 1.3 and np.all(t["fit_chi2"] < 3.0)
     assert not np.any(t["flags"] & QualityFlag.POOR_FIT)
@@ -290,6 +291,32 @@ def test_fit_chi2_uses_the_error_floor_and_skips_rows_without_data(lg_fit):
     assert np.isnan(t0["fit_chi2"][0]) and not t0["flags"][0] & QualityFlag.POOR_FIT
     ratio = t1["fit_chi2"][1:] / t0["fit_chi2"][1:]
     np.testing.assert_allclose(ratio, prob.sigma**2 / (prob.sigma**2 + 0.05**2), rtol=0.05)
+
+
+def test_feature_sigma_is_the_significance_of_the_stellar_features(lg_fit):
+    from specutils_cinn.fit_check import FEATURE_SIGMA_MIN, fit_statistics
+
+    prob, est, _ = lg_fit
+    fe, names = est.model.emulator, est.parameters
+    x = np.array([[4.0, -4.0], [0.5, 0.2]])
+    flux = 1.0 + x @ prob.a.T  # noise-free spectra of the model at x
+    sigma = np.full(flux.shape, prob.sigma)
+    valid = np.ones(flux.shape, bool)
+    fit = fit_statistics(fe, names, x, flux, sigma, valid)
+    np.testing.assert_allclose(fit.chi2, 0.0, atol=1e-9)
+    # continuum_degree=0: the featureless model is the best constant, so the significance is
+    # the features' RMS about their mean in units of sigma, summed over the pixels
+    expected = np.sqrt((((flux - flux.mean(axis=1, keepdims=True)) / prob.sigma) ** 2).sum(1))
+    np.testing.assert_allclose(fit.feature_sigma, expected, rtol=1e-6)
+    assert expected[0] > 2 * FEATURE_SIGMA_MIN > 2 * expected[1]
+
+    rng = np.random.default_rng(4)
+    noise = 1.0 + prob.sigma * rng.normal(size=(20, prob.npix))  # a featureless continuum
+    t = _predict(est, _spectrum(prob, np.vstack([flux[:1], noise])))
+    assert t["feature_sigma"][0] > 2 * FEATURE_SIGMA_MIN
+    assert not t["flags"][0] & QualityFlag.NO_FEATURES
+    assert np.all(t["feature_sigma"][1:] < FEATURE_SIGMA_MIN)
+    assert np.all(t["flags"][1:] & QualityFlag.NO_FEATURES)
 
 
 def test_fit_check_rotation_matches_the_emulator_spline_rotation(lg_fit):

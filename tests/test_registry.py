@@ -477,9 +477,9 @@ def test_bundled_models_ship_a_working_fit_check(alias: str) -> None:
     est = CINNParameterEstimator.from_pretrained(alias, device="cpu")
     md, fe = est.model.metadata, est.model.emulator
     assert fe is not None and md.emulator.chi2_threshold > 1
-    truth = np.array([[5200.0, 4.3, -0.3, 1.1, 2.0, 0.1, 0.1, 0.05][: md.n_params]])
-    if "vsini" not in md.parameter_names:
-        truth = np.array([[5200.0, 4.3, -0.3, 1.1, 0.1, 0.1]])
+    star = {"teff": 5200.0, "logg": 4.3, "fe_h": -0.3, "vmic": 1.1, "vsini": 2.0, "mg_fe": 0.1,
+            "ca_fe": 0.1, "ti_fe": 0.05, "mn_fe": 0.0, "ni_fe": 0.0, "li_fe": 0.5}
+    truth = np.array([[star[p] for p in md.parameter_names]])
     labels, _ = fe.labels(md.parameter_names, truth)
     flux = np.full(md.grid.npix, np.nan)
     flux[fe.model_index] = fe.emulator(labels)[0, fe.emulator_index]
