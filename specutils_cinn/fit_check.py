@@ -3,7 +3,9 @@
 A model may ship a spectrum emulator (`~specutils_cinn.emulator.SpectrumEmulator`) with a
 per-pixel error floor (its error on held-out Turbospectrum spectra). After inference the
 estimator emulates each spectrum at its posterior median and reports the reduced chi-square
-(`fit_chi2`); `~specutils_cinn.flags.QualityFlag.POOR_FIT` is set above the model's threshold.
+(``fit_chi2``) and the significance of the stellar features (``feature_sigma``) from
+`fit_statistics`; `~specutils_cinn.flags.QualityFlag.POOR_FIT` is set above the model's
+threshold, `~specutils_cinn.flags.QualityFlag.NO_FEATURES` below ``FEATURE_SIGMA_MIN`` (5).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .grid import WavelengthGrid, pixel_map
 from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
 from .simulation import BinnedRotation
 
-__all__ = ["FEATURE_SIGMA_MIN", "FitStatistics", "ModelEmulator", "fit_chi2", "fit_statistics",
+__all__ = ["FEATURE_SIGMA_MIN", "FitStatistics", "ModelEmulator", "fit_statistics",
            "trim_emulator"]
 
 #: ``NO_FEATURES`` is set where ``feature_sigma`` is below this: the stellar spectrum at the
@@ -208,30 +210,6 @@ class FitStatistics(NamedTuple):
     chi2: np.ndarray
     #: Significance (standard deviations) of the stellar features, shape ``(N,)``.
     feature_sigma: np.ndarray
-
-
-def fit_chi2(
-    fe: ModelEmulator,
-    parameters: Sequence[str],
-    median: np.ndarray,
-    flux: np.ndarray,
-    sigma: np.ndarray,
-    valid: np.ndarray,
-    *,
-    device: torch.device | str = "cpu",
-    vsini_max: float | None = None,
-) -> np.ndarray:
-    """Reduced chi-square of spectra against the emulated spectrum at their posterior medians.
-
-    The ``chi2`` of `fit_statistics`; the parameters are the same.
-
-    Returns
-    -------
-    numpy.ndarray, shape ``(N,)``
-        Reduced chi-square; NaN where no row was fitted or too few pixels were usable.
-    """
-    return fit_statistics(fe, parameters, median, flux, sigma, valid, device=device,
-                          vsini_max=vsini_max).chi2
 
 
 def fit_statistics(
