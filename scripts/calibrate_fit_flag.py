@@ -39,7 +39,7 @@ from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
-from specutils_cinn.emulator import load_emulator
+from specutils_cinn.emulator import load_emulator, pixel_error
 from specutils_cinn.fit_check import trim_emulator
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.instruments import snr_per_pixel
@@ -61,14 +61,7 @@ FLOOR_SMOOTH = 5
 
 def smooth_floor(resid: np.ndarray, emu_grid: Any) -> np.ndarray:
     """RMS over rows, squares averaged over `FLOOR_SMOOTH` pixels per segment, >= FLOOR_MIN."""
-    ms = np.mean(resid**2, axis=0)
-    out = np.empty_like(ms)
-    kern = np.ones(FLOOR_SMOOTH) / FLOOR_SMOOTH
-    for sl in emu_grid.segment_slices:
-        seg = ms[sl]
-        pad = np.pad(seg, FLOOR_SMOOTH // 2, mode="edge")
-        out[sl] = np.convolve(pad, kern, mode="valid")
-    return np.maximum(np.sqrt(out), FLOOR_MIN).astype(np.float32)
+    return pixel_error(resid, emu_grid, smooth=FLOOR_SMOOTH, floor=FLOOR_MIN)
 
 
 def fractions(chi2: np.ndarray, thresholds: tuple[float, ...]) -> dict[str, float]:

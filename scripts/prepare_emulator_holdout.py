@@ -4,12 +4,19 @@ Takes the held-out stars of a synthesis grid (``star_id % 10 == 9``: never seen 
 or the cINN), degrades their synthesis-resolution spectra with the instrument model
 (`specutils_cinn.instruments.degrade`: rotation with one v sin i per star drawn uniformly in
 0-25 km/s, Gaussian LSF, binning) onto the model grid (the emulator grid cropped as in
-``configs/4most-{hr,lr}-lte-emu.toml``), and saves them as training sets that
+``configs/4most-{hr,lr}-lte.toml``), and saves them as training sets that
 ``specutils-cinn train`` evaluates as ``holdout`` and ``scripts/validation_report.py`` reads.
+
+With ``--stars emulator-validation`` it makes the same kind of set from the stars each
+emulator was validated on (its early-stopping split: not fitted by the emulator, not held out),
+written as ``emu_{hr,lr}_select.npz``: the ``selection`` set of the training configs, which
+picks the cINN weights, so that the held-out stars stay untouched for validation.
 
 Usage::
 
     python scripts/prepare_emulator_holdout.py --grid ../shared/data/ts_lte_seed/ts_lte_seed.npz
+    python scripts/prepare_emulator_holdout.py --grid ../shared/data/ts_lte_seed/ts_lte_seed.npz \
+        --stars emulator-validation
 """
 
 from __future__ import annotations
@@ -30,6 +37,29 @@ CROP = {"hr": {"segments": ["HG", "HR"]}, "lr": {"wavelength_range": [4400.0, 92
 SEGS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}
 
 
+def emulator_validation_rows(g, config: Path) -> np.ndarray:
+    """Rows of grid ``g`` in the validation split of the emulator trained from ``config``
+    (recomputed as ``scripts/train_emulator.py`` draws it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_emulator import load_data, read_config, subset_training_stars
+
+    from specutils_cinn.emulator import EmulatorConfig
+    from specutils_cinn.emulator.training import _split
+
+    conf = read_config(str(config))
+    cfg = EmulatorConfig.from_dict(dict(conf.get("emulator", {})))
+    data = load_data(conf["data"])
+    rows = np.flatnonzero(subset_training_stars(data["star_id"], data["holdout"], 1.0, cfg.seed))
+    val = rows[_split(rows.size, data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
+    stars = np.unique(data["star_id"][val])
+    out = np.flatnonzero(np.isin(np.asarray(g.star_id), stars) & ~np.asarray(g.holdout))
+    if out.size != stars.size:
+        raise ValueError(f"{out.size} grid rows for {stars.size} validation stars")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", default="../shared/data/ts_lte_seed/ts_lte_seed.npz")
@@ -37,12 +67,20 @@ def main() -> None:
                     help="directory with 4most-{hr,lr}-emulator")
     ap.add_argument("--out-dir", default="work")
     ap.add_argument("--seed", type=int, default=2027)
+    ap.add_argument("--stars", choices=["holdout", "emulator-validation"], default="holdout")
+    ap.add_argument("--configs", default="configs",
+                    help="directory with emulator-4most-{hr,lr}.toml (--stars emulator-validation)")
     args = ap.parse_args()
     g = read_grid(args.grid)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    hold = np.flatnonzero(g.holdout)
-    vsini = np.random.default_rng(args.seed).uniform(0.0, 25.0, hold.size)
     for name in ("hr", "lr"):
+        if args.stars == "holdout":
+            hold = np.flatnonzero(g.holdout)
+            what, suffix = "held-out stars (star_id % 10 == 9)", "holdout"
+        else:
+            hold = emulator_validation_rows(g, Path(args.configs) / f"emulator-4most-{name}.toml")
+            what, suffix = "stars of the emulator's validation split", "select"
+        vsini = np.random.default_rng(args.seed).uniform(0.0, 25.0, hold.size)
         emu = load_emulator(Path(args.emulators) / f"4most-{name}-emulator")
         grid, _ = _crop_grid(emu.grid, CROP[name].get("segments"),
                              CROP[name].get("wavelength_range"))
@@ -58,12 +96,12 @@ def main() -> None:
         rp = emu.metadata["resolving_power"]
         ts = TrainingSet(flux.astype(np.float32), labels, list(DEFAULT_PARAMETERS), grid,
                          {s.name: rp[s.name] for s in grid.segments}, {
-                             "source": f"{args.grid}: held-out stars (star_id % 10 == 9)",
+                             "source": f"{args.grid}: {what}",
                              "source_sha256": sha256_file(args.grid), "n_stars": int(hold.size),
                              "vsini": "uniform 0-25 km/s, one per star",
                              "instrument": "specutils_cinn.instruments.degrade",
                              "script": "scripts/prepare_emulator_holdout.py"})
-        out = Path(args.out_dir) / f"emu_{name}_holdout.npz"
+        out = Path(args.out_dir) / f"emu_{name}_{suffix}.npz"
         save_training_set(out, ts)
         print(f"{out}: {flux.shape[0]} spectra x {flux.shape[1]} px")
 

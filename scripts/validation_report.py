@@ -944,9 +944,13 @@ def build_report(args: argparse.Namespace) -> None:
     # OOD
     L.append(heading("Out-of-domain behaviour", "="))
     L.append(
-        "The estimator's only domain checks today are the quality flags of "
-        ":ref:`output-table` (coverage, S/N, posterior median near a training-range edge). "
-        "These tests show what they catch.\n\n"
+        "The estimator's domain checks are the quality flags of :ref:`output-table`: "
+        "coverage, S/N, a posterior median near a training-range edge"
+        + (" and, from the model's spectrum emulator, the goodness of fit (``POOR_FIT``) and "
+           "the significance of the stellar features (``NO_FEATURES``)"
+           if est.model.metadata.emulator is not None else
+           " (this model ships no emulator, so ``POOR_FIT`` and ``NO_FEATURES`` never fire)")
+        + ". These tests show what they catch.\n\n"
     )
     L.append(heading("Edges of the training domain", "-"))
     n_out = int(outside.sum())
@@ -990,15 +994,12 @@ def build_report(args: argparse.Namespace) -> None:
     L.append(list_table(["spectra", "n"] + [f"``{n}``" for n in fl_names] + ["no flag"], rows,
                         "Fraction of spectra with each flag"))
     L.append("\n")
-    L.append(
-        "No flag detects a spectrum that simply does not look like the training spectra (wrong "
-        "resolution, pure noise, wrong physics): the flags only check coverage, S/N and "
-        "whether a posterior median sits at a training-range edge. Catching these needs an "
-        "out-of-domain / poor-fit flag, e.g. a goodness-of-fit of the spectrum predicted at the "
-        "posterior median (needs a forward model or emulator shipped with the model), or a "
-        "distance of the spectrum's conditioning-network features from the training "
-        "distribution (needs feature statistics stored in the model metadata), or posterior "
-        "widths far from those seen at the same S/N in validation.\n\n")
+    if est.model.metadata.emulator is None:
+        L.append(
+            "Without an emulator no flag detects a spectrum that simply does not look like the "
+            "training spectra (wrong resolution, pure noise, wrong physics): the flags only "
+            "check coverage, S/N and whether a posterior median sits at a training-range "
+            "edge.\n\n")
 
     # Sun
     L.append(heading("The Sun", "="))

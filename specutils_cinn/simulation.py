@@ -543,6 +543,12 @@ class EmulatorSimulator:
         simulated spectrum, standing for the emulator's own error: without it the network
         learns detail of the emulator that Turbospectrum (and real) spectra do not have. It is
         not added to the uncertainty the network is given.
+    emulator_error : array-like, shape ``[emulator.grid.npix]``, optional
+        The emulator's error per pixel (e.g. `specutils_cinn.emulator.pixel_error` of its
+        residuals on stars it was not fitted to). Gaussian noise of this standard deviation,
+        added in quadrature to ``emulator_noise``, goes into each pixel instead: pixels the
+        emulator gets right keep their information, pixels it gets wrong (cool-star molecular
+        bands, strong-line wings, Li) are down-weighted.
     limb_darkening, oversample : float
         Passed to `BinnedRotation`.
     segments : sequence of str, optional
@@ -577,11 +583,20 @@ class EmulatorSimulator:
         resolving_power: float | dict[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
         emulator_noise: float = 0.0,
+        emulator_error: Any = None,
     ) -> None:
         self.emulator = emulator.eval()
         if not (math.isfinite(emulator_noise) and emulator_noise >= 0):
             raise ValueError(f"emulator_noise must be non-negative, got {emulator_noise!r}")
         self.emulator_noise = float(emulator_noise)
+        noise2 = np.full(emulator.grid.npix, self.emulator_noise**2)
+        if emulator_error is not None:
+            err = np.asarray(emulator_error, dtype=np.float64)
+            if err.shape != (emulator.grid.npix,) or not np.all(np.isfinite(err) & (err >= 0)):
+                raise ValueError(
+                    f"emulator_error must hold {emulator.grid.npix} finite non-negative values "
+                    f"(one per emulator pixel), got shape {err.shape}")
+            noise2 = noise2 + err**2
         self.prior = prior or LabelPrior.from_emulator(emulator)
         self.parameters = [str(p) for p in parameters]
         for p in self.parameters:
@@ -602,6 +617,9 @@ class EmulatorSimulator:
             max_vsini=max(self.prior.vsini_range[1], 1.0),
             max_shift=max(5.0 * self.rv_sigma, 1.0))
         self.grid, self._keep = _crop_grid(emulator.grid, segments, wavelength_range)
+        #: Standard deviation of the noise standing for the emulator's error, per model pixel.
+        self.emulator_sigma = np.sqrt(noise2[self._keep]).astype(np.float32)
+        self._sigma_cache: dict[torch.device, torch.Tensor] = {}
         meta = dict(emulator.metadata)
         rp = meta.get("resolving_power") if resolving_power is None else resolving_power
         if rp is None:
@@ -625,6 +643,10 @@ class EmulatorSimulator:
             "rotation": self.rotation.to_dict(),
             "radial_velocity": {"distribution": "normal", "sigma_kms": self.rv_sigma},
             "emulator_noise": self.emulator_noise,
+            "emulator_error": None if emulator_error is None else {
+                "median": float(np.median(self.emulator_sigma)),
+                "p99": float(np.percentile(self.emulator_sigma, 99)),
+                "max": float(self.emulator_sigma.max())},
             "model_grid": {"segments": None if segments is None else list(segments),
                            "wavelength_range": None if wavelength_range is None
                            else [float(w) for w in wavelength_range]},
@@ -634,9 +656,9 @@ class EmulatorSimulator:
 
     #: Keys of the ``[simulator]`` table of a training configuration.
     CONFIG_KEYS = ("emulator", "parameters", "vsini_range", "rv_sigma", "emulator_noise",
-                   "limb_darkening",
+                   "emulator_error", "limb_darkening",
                    "oversample", "segments", "wavelength_range", "ranges", "kiel_region",
-                   "holdout", "provenance")
+                   "holdout", "selection", "provenance")
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], base: str | Path = ".") -> EmulatorSimulator:
@@ -646,11 +668,14 @@ class EmulatorSimulator:
         ----------
         table : mapping
             ``emulator`` (emulator directory, relative to ``base``; required), and optionally
-            ``parameters``, ``vsini_range``, ``rv_sigma``, ``limb_darkening``, ``oversample``,
+            ``parameters``, ``vsini_range``, ``rv_sigma``, ``emulator_noise``,
+            ``emulator_error`` (an ``.npz`` file with array ``sigma`` on the emulator grid, as
+            written by ``scripts/emulator_error.py``), ``limb_darkening``, ``oversample``,
             ``segments``, ``wavelength_range``, ``ranges`` (narrower uniform label ranges),
             ``kiel_region`` (``teff_range``, ``lower``, ``upper`` of a
             `~specutils_cinn.synthesis.design.KielRegion`) and ``provenance`` (free-form,
-            recorded). ``holdout`` is read by `specutils_cinn.training.train_from_config`.
+            recorded). ``holdout`` and ``selection`` are read by
+            `specutils_cinn.training.train_from_config`.
         base : path-like
             Directory that relative paths start from (the configuration file's).
 
@@ -681,6 +706,10 @@ class EmulatorSimulator:
                 tuple(kiel.get("teff_range", default.teff_range)),
                 tuple(tuple(k) for k in kiel.get("lower", default.lower)),
                 tuple(tuple(k) for k in kiel.get("upper", default.upper)))
+        error = None
+        if "emulator_error" in table:
+            with np.load(Path(base) / str(table["emulator_error"])) as f:
+                error = f["sigma"]
         prior = LabelPrior.from_emulator(
             emu, region, tuple(table.get("vsini_range", (0.0, 25.0))),
             {k: tuple(v) for k, v in table.get("ranges", {}).items()})
@@ -688,6 +717,7 @@ class EmulatorSimulator:
             emu, table.get("parameters", DEFAULT_PARAMETERS), prior,
             rv_sigma=float(table.get("rv_sigma", 2.0)),
             emulator_noise=float(table.get("emulator_noise", 0.0)),
+            emulator_error=error,
             limb_darkening=float(table.get("limb_darkening", 0.6)),
             oversample=float(table.get("oversample", 2.0)),
             segments=table.get("segments"), wavelength_range=table.get("wavelength_range"),
@@ -776,7 +806,10 @@ class EmulatorSimulator:
             rv = self.rv_sigma * torch.randn(n, generator=generator, device=generator.device,
                                              dtype=torch.float64)
         flux = self.simulate(lab, rv)
-        if self.emulator_noise > 0:
-            flux = flux + self.emulator_noise * torch.randn(
-                flux.shape, generator=generator, device=flux.device, dtype=flux.dtype)
+        if np.any(self.emulator_sigma > 0):
+            dev = flux.device
+            if dev not in self._sigma_cache:
+                self._sigma_cache[dev] = torch.as_tensor(self.emulator_sigma, device=dev)
+            flux = flux + self._sigma_cache[dev] * torch.randn(
+                flux.shape, generator=generator, device=dev, dtype=flux.dtype)
         return flux, torch.stack([lab[p] for p in self.parameters], dim=1)

@@ -39,6 +39,7 @@ from .normalisation import normalize_continuum
 from .parameters import parameter_unit
 
 __all__ = [
+    "SELECTION_REALISATIONS",
     "TrainingConfig",
     "TrainingSet",
     "augment_batch",
@@ -47,6 +48,9 @@ __all__ = [
     "train_model",
     "train_from_config",
 ]
+
+#: Fixed noisy realisations per spectrum of a ``selection`` set (see `train_model`).
+SELECTION_REALISATIONS = 8
 
 
 @dataclass
@@ -494,6 +498,7 @@ def train_model(
     normalization: dict[str, Any] | None = None,
     parameter_ranges: dict[str, Sequence[float]] | None = None,
     holdout: TrainingSet | None = None,
+    selection: TrainingSet | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[CINNModel, dict[str, Any]]:
     """Train a cINN on a training set or a simulator and return the model and its history.
@@ -526,13 +531,20 @@ def train_model(
         Held-out noise-free spectra on the model grid (e.g. degraded synthetic spectra of
         stars no emulator was trained on) whose loss, on one fixed noisy realisation, is
         recorded in the history as ``holdout_loss`` (not used to pick the weights).
+    selection : TrainingSet, optional
+        Noise-free spectra on the model grid that pick the weights instead of the validation
+        set: the weights kept are those of the lowest loss on `SELECTION_REALISATIONS` fixed
+        noisy realisations of each spectrum (``selection_loss`` in the history). Meant for
+        training on emulated spectra: synthetic spectra the emulator was not fitted to stop the
+        network where it starts learning the emulator's own errors. Must not overlap the
+        stars used to validate the model.
     log : callable, optional
         Receives progress lines; None is silent.
 
     Returns
     -------
     model : `~specutils_cinn.models.CINNModel`
-        The model with the weights of the best validation loss.
+        The model with the weights of the best validation (or selection) loss.
     history : dict
         Steps, training, validation (and held-out) losses, timing and hardware.
     """
@@ -555,6 +567,10 @@ def train_model(
         training = {"data": src.provenance, **src.info}
         if holdout is not None:
             training["holdout"] = {"data": holdout.provenance, "n": int(holdout.flux.shape[0])}
+        if selection is not None:
+            training["selection"] = {"data": selection.provenance,
+                                     "n": int(selection.flux.shape[0]),
+                                     "realisations": SELECTION_REALISATIONS}
         training.update({
             "config": asdict(config),
             "history": dict(hist),
@@ -626,6 +642,11 @@ def train_model(
     hold_sets = None
     if holdout is not None:
         hold_sets = fixed(*_holdout_tensors(holdout, src, device), config.seed + 4)
+    sel_sets = None
+    if selection is not None:
+        sel_flux, sel_z = _holdout_tensors(selection, src, device)
+        sel_sets = fixed(sel_flux.repeat(SELECTION_REALISATIONS, 1),
+                         sel_z.repeat(SELECTION_REALISATIONS, 1), config.seed + 5)
 
     opt = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -634,6 +655,8 @@ def train_model(
     history: dict[str, Any] = {"step": [], "train_loss": [], "val_loss": []}
     if hold_sets is not None:
         history["holdout_loss"] = []
+    if sel_sets is not None:
+        history["selection_loss"] = []
     best = (math.inf, copy.deepcopy(network.state_dict()), 0)
     running, t0 = 0.0, time.perf_counter()
     for step in range(config.steps):
@@ -655,16 +678,21 @@ def train_model(
             with torch.no_grad():
                 val_loss = loss_on(val_sets)
                 hold_loss = None if hold_sets is None else loss_on(hold_sets)
+                sel_loss = None if sel_sets is None else loss_on(sel_sets)
             k = (step % config.eval_every) + 1
             history["step"].append(step + 1)
             history["train_loss"].append(running / k)
             history["val_loss"].append(val_loss)
             if hold_loss is not None:
                 history["holdout_loss"].append(hold_loss)
+            if sel_loss is not None:
+                history["selection_loss"].append(sel_loss)
             running = 0.0
-            if val_loss < best[0]:
-                best = (val_loss, copy.deepcopy(network.state_dict()), step + 1)
-            extra = "" if hold_loss is None else f"  holdout {hold_loss:8.3f}"
+            pick = val_loss if sel_loss is None else sel_loss
+            if pick < best[0]:
+                best = (pick, copy.deepcopy(network.state_dict()), step + 1)
+            extra = "" if sel_loss is None else f"  selection {sel_loss:8.3f}"
+            extra += "" if hold_loss is None else f"  holdout {hold_loss:8.3f}"
             say(
                 f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
                 f"val {val_loss:8.3f}{extra}  {time.perf_counter() - t0:7.0f} s"
@@ -673,7 +701,8 @@ def train_model(
     network.eval()
     history.update(
         best_step=best[2],
-        best_val_loss=best[0],
+        best_val_loss=history["val_loss"][history["step"].index(best[2])],
+        selected_by="validation" if sel_sets is None else "selection",
         seconds=time.perf_counter() - t0,
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         threads=torch.get_num_threads(),
@@ -725,7 +754,7 @@ def train_from_config(
             raise ValueError(f"{path}: missing [{section}] table")
     base = path.parent
     config = TrainingConfig.from_dict(cfg["training"])
-    holdout = None
+    holdout = selection = None
     ranges = None
     if "data" in cfg:
         data = cfg["data"]
@@ -738,6 +767,8 @@ def train_from_config(
         source = EmulatorSimulator.from_config(table, base)
         if "holdout" in table:
             holdout = load_training_set(base / table["holdout"], source.parameters)
+        if "selection" in table:
+            selection = load_training_set(base / table["selection"], source.parameters)
     model, _history = train_model(
         source,
         cfg["architecture"],
@@ -748,6 +779,7 @@ def train_from_config(
         normalization=cfg["model"].get("normalization"),
         parameter_ranges=ranges,
         holdout=holdout,
+        selection=selection,
         log=log,
     )
     out = Path(output) if output is not None else base / cfg["model"]["output"]

@@ -8,7 +8,7 @@ unlimited noise-free training spectra for the cINN. Rotation is applied afterwar
 
 from __future__ import annotations
 
-from .accuracy import residual_statistics
+from .accuracy import pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import SpectrumEmulator
 from .spectra import SOLAR_A_LI, a_li_from_li_fe, emulate_spectra
@@ -29,6 +29,7 @@ __all__ = [
     "a_li_from_li_fe",
     "emulate_spectra",
     "load_emulator",
+    "pixel_error",
     "save_emulator",
     "residual_statistics",
     "train_emulator",

@@ -9,7 +9,7 @@ import torch
 
 from .network import SpectrumEmulator
 
-__all__ = ["residual_statistics"]
+__all__ = ["pixel_error", "residual_statistics"]
 
 
 def _stats(res: np.ndarray) -> dict[str, float]:
@@ -58,3 +58,36 @@ def residual_statistics(
         "n_outside": int(outside.sum()),
         "residuals": res,
     }
+
+
+def pixel_error(
+    residuals: np.ndarray, grid: Any, *, smooth: int = 5, floor: float = 1e-3
+) -> np.ndarray:
+    """An emulator's error per pixel: the RMS of residuals over spectra, smoothed.
+
+    Parameters
+    ----------
+    residuals : numpy.ndarray, shape ``[n, npix]``
+        Emulated minus reference spectra (e.g. ``residual_statistics(...)["residuals"]``) on
+        ``grid``; NaN entries are ignored.
+    grid : `~specutils_cinn.grid.WavelengthGrid`
+        Their grid; the smoothing stays inside each segment.
+    smooth : int
+        The squared residuals are averaged over this many neighbouring pixels (odd).
+    floor : float
+        Smallest value returned.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``[npix]``
+        float32, at least ``floor``.
+    """
+    if smooth < 1 or smooth % 2 == 0:
+        raise ValueError(f"smooth must be a positive odd number, got {smooth!r}")
+    ms = np.nanmean(np.asarray(residuals, dtype=np.float64) ** 2, axis=0)
+    out = np.empty_like(ms)
+    kern = np.ones(smooth) / smooth
+    for sl in grid.segment_slices:
+        pad = np.pad(ms[sl], smooth // 2, mode="edge")
+        out[sl] = np.convolve(pad, kern, mode="valid")
+    return np.maximum(np.sqrt(out), floor).astype(np.float32)
