@@ -55,28 +55,28 @@ def test_predict_unreadable_file_names_it(model_dir, tmp_path):
 def test_models_list_shows_bundled_models(capsys):
     assert cli.main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "4most-hr-lte-seed" in out and "4most-lr-lte-seed" in out
+    assert "4most-hr-lte" in out and "4most-lr-lte" in out and "4most-hr-lte-seed" in out
 
 
 def test_models_info(capsys):
     assert cli.main(["models", "info", "4most-lr"]) == 0
     out = capsys.readouterr().out
-    assert "4most-lr-lte-seed" in out and "teff" in out
+    assert "4most-lr-lte-v1.0.0" in out and "li_fe" in out
 
 
 def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     assert cli.main(["demo", "-n", "200", "-o", str(tmp_path / "demo.ecsv")]) == 0
     out = capsys.readouterr().out
-    assert "teff" in out and "4most-hr-lte-seed" in out
+    assert "teff" in out and "4most-hr-lte-v1.0.0" in out
     t = QTable.read(tmp_path / "demo.ecsv")
     assert len(t) == 1
-    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE seed model gives 5840-5900 K, log g
-    # 4.2-4.3, [Fe/H] -0.05..-0.01 for sampling seeds 1-3 (and two other noise realisations
-    # of the example); the windows leave room for CPU/torch differences. They catch e.g. the
-    # HARPS CCD gap (stored as zeros) reaching the network unmasked: 4550 K, [Fe/H] -0.76.
-    assert 5400 < t["teff"][0].value < 6400
-    assert 3.8 < t["logg"][0].value < 4.9
-    assert -0.5 < t["fe_h"][0].value < 0.4
+    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.0.0 gives 5771-5772 K,
+    # log g 4.23-4.24, [Fe/H] -0.175..-0.173 for sampling seeds 1-3 (16-84 % about +-22 K,
+    # +-0.05, +-0.02); the windows leave room for CPU/torch differences. They catch e.g. the
+    # HARPS CCD gap (stored as zeros) reaching the network unmasked (log g 3.8-3.9, flagged).
+    assert 5600 < t["teff"][0].value < 5950
+    assert 4.05 < t["logg"][0].value < 4.45
+    assert -0.35 < t["fe_h"][0].value < 0.0
     # the masked gap (5304.4-5337.9 A) is 2.7% of the model's pixels
     assert 0.96 < t["coverage"][0] < 0.98
     assert t["flags"][0] == 0
