@@ -701,7 +701,8 @@ def train_model(
     network.eval()
     history.update(
         best_step=best[2],
-        best_val_loss=history["val_loss"][history["step"].index(best[2])],
+        best_val_loss=(history["val_loss"][history["step"].index(best[2])] if best[2]
+                       else math.inf),  # no finite loss at any evaluation
         selected_by="validation" if sel_sets is None else "selection",
         seconds=time.perf_counter() - t0,
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
