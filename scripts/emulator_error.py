@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_emulator import load_data, read_config, subset_training_stars  # noqa: E402
+from train_emulator import load_data, read_config, validation_rows  # noqa: E402
 
 SMOOTH = 5
 FLOOR = 1e-3
@@ -43,15 +43,12 @@ def main() -> None:
         pixel_error,
         residual_statistics,
     )
-    from specutils_cinn.emulator.training import _split
 
     conf = read_config(args.config)
     cfg = EmulatorConfig.from_dict(dict(conf.get("emulator", {})))
     data = load_data(conf["data"])
     emu = load_emulator(conf["out"])
-    use = subset_training_stars(data["star_id"], data["holdout"], 1.0, cfg.seed)
-    rows = np.flatnonzero(use)
-    val = rows[_split(rows.size, data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
+    val = validation_rows(data, cfg)
     res = residual_statistics(emu, data["labels"][val], data["flux"][val])["residuals"]
     sigma = pixel_error(res, emu.grid, smooth=SMOOTH, floor=FLOOR)
     ho = data["holdout"]

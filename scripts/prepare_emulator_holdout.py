@@ -43,17 +43,14 @@ def emulator_validation_rows(g, config: Path) -> np.ndarray:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_emulator import load_data, read_config, subset_training_stars
+    from train_emulator import load_data, read_config, validation_rows
 
     from specutils_cinn.emulator import EmulatorConfig
-    from specutils_cinn.emulator.training import _split
 
     conf = read_config(str(config))
     cfg = EmulatorConfig.from_dict(dict(conf.get("emulator", {})))
     data = load_data(conf["data"])
-    rows = np.flatnonzero(subset_training_stars(data["star_id"], data["holdout"], 1.0, cfg.seed))
-    val = rows[_split(rows.size, data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
-    stars = np.unique(data["star_id"][val])
+    stars = np.unique(data["star_id"][validation_rows(data, cfg)])
     out = np.flatnonzero(np.isin(np.asarray(g.star_id), stars) & ~np.asarray(g.holdout))
     if out.size != stars.size:
         raise ValueError(f"{out.size} grid rows for {stars.size} validation stars")

@@ -48,6 +48,15 @@ def subset_training_stars(star_id: np.ndarray, holdout: np.ndarray, fraction: fl
     return np.isin(star_id, keep) & ~holdout
 
 
+def validation_rows(data: dict[str, Any], cfg: Any) -> np.ndarray:
+    """Rows of ``data`` in the validation split that `train_and_save` (fraction 1) gives the
+    emulator: the same whole stars, never held-out ones, for the same config and seed."""
+    from specutils_cinn.emulator.training import _split
+
+    rows = np.flatnonzero(subset_training_stars(data["star_id"], data["holdout"], 1.0, cfg.seed))
+    return rows[_split(rows.size, data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
+
+
 def train_and_save(data: dict[str, Any], cfg: Any, out: Path | None, *, fraction: float = 1.0,
                    device: str = "cpu", name: str = "emulator", log: Any = print) -> tuple:
     """Train on (a fraction of) the training stars, evaluate on the held-out stars, save.

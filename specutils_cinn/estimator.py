@@ -378,7 +378,7 @@ class CINNParameterEstimator:
         if "vsini" in self.parameters:  # like the labels, clipped to the training range
             vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
         return fit_statistics(fe, self.parameters, median, prepared.flux, prepared.sigma,
-                        prepared.valid, device=device, vsini_max=vsini_max)
+                              prepared.valid, device=device, vsini_max=vsini_max)
 
     def _output_flags(
         self,

@@ -234,8 +234,9 @@ def fit_statistics(
     The same fit with a featureless model (the polynomial alone) gives
     ``chi2_flat``; ``feature_sigma = sqrt(max(n * (chi2_flat - chi2), 0))`` over the ``n``
     pixels used is the significance, in standard deviations, with which the input shows the
-    stellar features of the emulated spectrum. Pure noise, a flat continuum or an empty fibre
-    give a few at most; a stellar spectrum of the model's kind gives tens to thousands.
+    stellar features of the emulated spectrum. On the bundled models' validation pages a flat
+    continuum with noise stays below `FEATURE_SIGMA_MIN` and no held-out synthetic star does
+    (S/N 10-250).
 
     Parameters
     ----------
@@ -291,8 +292,8 @@ def fit_statistics(
             ok = count >= _MIN_FIT_PIXELS
             nan = torch.full_like(num, float("nan"))
             out[rows] = torch.where(ok, num / count, nan).cpu().numpy()
-            sig = torch.sqrt((flat - num).clamp_min(0.0))
-            sig_out[rows] = torch.where(ok, sig, nan).cpu().numpy()
+            significance = torch.sqrt((flat - num).clamp_min(0.0))
+            sig_out[rows] = torch.where(ok, significance, nan).cpu().numpy()
     return FitStatistics(out, sig_out)
 
 

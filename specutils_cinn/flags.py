@@ -53,9 +53,10 @@ class QualityFlag(enum.IntFlag):
         Set by the estimator for models that ship a spectrum emulator: the spectrum emulated
         at the posterior median fits the input no better than a featureless continuum
         (``feature_sigma`` below 5). The input shows no detectable stellar absorption
-        features: pure noise, a flat continuum, an empty fibre, or a star too hot, too
-        metal-poor or too noisy for its lines to be seen. The posterior then reflects the
-        training prior, not the star.
+        features: pure noise about a flat continuum, or a star too hot, too metal-poor or
+        too noisy for its lines to be seen. (An empty fibre, divided by its own
+        pseudo-continuum, is not flat; ``LOW_SNR`` and ``PARAMETER_AT_EDGE`` catch it.) The
+        posterior then reflects the training prior, not the star.
     """
 
     NONE = 0
