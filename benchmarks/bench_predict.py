@@ -12,7 +12,8 @@ reported per spectrum.
 
 For a model that ships a spectrum emulator, ``predict`` also runs the goodness-of-fit check
 (``fit_chi2``: one emulator pass, rotation and a continuum-matched chi-square per spectrum). Its
-cost is measured against the same model with the emulator removed, in the same run.
+cost is measured against the same model with the emulator removed, in the same run. For a model
+with a posterior calibration, its cost is measured against ``predict(..., calibrated=False)``.
 
 Usage::
 
@@ -108,7 +109,7 @@ def main() -> None:
     print(f"device {device.type} ({hw}); torch {torch.__version__}")
     bare = without_fit_check(est) if est.model.metadata.emulator is not None else None
     print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}"
-          f" {'no fit check spectra/s':>23} {'fit check cost':>15}")
+          f" {'no fit check spectra/s':>23} {'fit check cost':>15} {'calibration cost':>17}")
     for s in args.samples:
         est.predict(spectra[:8], n_samples=s, seed=0, progress=False)  # warm-up
         t_fast = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False), 2)
@@ -121,6 +122,12 @@ def main() -> None:
             t_bare = _time(
                 lambda s=s: bare.predict(spectra, n_samples=s, seed=0, progress=False), 2)
             line += f" {args.n_spectra / t_bare:>23.1f} {100 * (t_fast / t_bare - 1):>14.0f}%"
+        else:
+            line += f" {'-':>23} {'-':>15}"
+        if est.model.metadata.posterior_calibration is not None:
+            t_raw = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False,
+                                                   calibrated=False), 2)
+            line += f" {100 * (t_fast / t_raw - 1):>16.0f}%"
         print(line)
 
 

@@ -39,6 +39,7 @@ from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
+from specutils_cinn.calibration import cross_fit_fold
 from specutils_cinn.emulator import load_emulator, pixel_error
 from specutils_cinn.fit_check import trim_emulator
 from specutils_cinn.flags import QualityFlag
@@ -125,7 +126,7 @@ def main() -> None:
     synth = np.full((n, emu.grid.npix), np.nan)
     synth[:, probe.emulator_index] = held.flux[:, probe.model_index]
     resid = synth - f_emu
-    fold_a = (held.star // 10) % 2 == 0
+    fold_a = cross_fit_fold(held.star)
     floors = {"all": smooth_floor(resid, emu.grid),
               "A": smooth_floor(resid[fold_a], emu.grid),
               "B": smooth_floor(resid[~fold_a], emu.grid)}

@@ -57,6 +57,7 @@ from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator, __version__
+from specutils_cinn.calibration import PosteriorCalibration, central_coverage, cross_fit_fold
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import (
@@ -66,6 +67,7 @@ from specutils_cinn.instruments import (
     gaussian_lsf_broaden,
     snr_per_pixel,
 )
+from specutils_cinn.models import CINNModel
 from specutils_cinn.validation import (
     coverage_curve,
     interval_coverage,
@@ -364,6 +366,62 @@ def run_estimator(
     return Run(name, truth, table, samples)
 
 
+def subset_spectrum(spec: Spectrum, rows: np.ndarray) -> Spectrum:
+    """The rows ``rows`` of a spectrum with 2-D flux."""
+    unc = None if spec.uncertainty is None else StdDevUncertainty(spec.uncertainty.array[rows])
+    return Spectrum(flux=spec.flux[rows], spectral_axis=spec.spectral_axis, uncertainty=unc)
+
+
+def cross_fitted_estimators(
+    est: CINNParameterEstimator,
+) -> tuple[CINNParameterEstimator, CINNParameterEstimator] | None:
+    """Estimators with the calibrations fitted on fold A and on fold B of the held-out stars,
+    or None if the model's calibration records no cross-validation folds."""
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    folds = None if cal is None else cal.info.get("cross_validation", {}).get("folds")
+    if not folds:
+        return None
+    out = []
+    for name in ("A", "B"):
+        c = PosteriorCalibration(folds[name]["scale"], folds[name]["floor"])
+        m = CINNModel(md.replace(posterior_calibration=c), est.model.network,
+                      emulator=est.model.emulator)
+        out.append(CINNParameterEstimator(m, device=est.device))
+    return out[0], out[1]
+
+
+def run_heldout(
+    est: CINNParameterEstimator, cross: tuple | None, spec: Spectrum, star: np.ndarray,
+    name: str, truth: np.ndarray, args: Any, seed: int,
+) -> Run:
+    """`run_estimator`, cross-fitted when ``cross`` is given: the stars of fold A get the
+    calibration fitted on fold B and vice versa; rows stay in input order."""
+    if cross is None:
+        return run_estimator(est, spec, name, truth, args, seed)
+    from astropy.table import vstack
+
+    in_a = cross_fit_fold(star)
+    rows_b, rows_a = np.flatnonzero(~in_a), np.flatnonzero(in_a)
+    parts = [run_estimator(e, subset_spectrum(spec, rows), name, truth[rows], args, seed)
+             for e, rows in ((cross[0], rows_b), (cross[1], rows_a)) if rows.size]
+    order = np.argsort(np.concatenate([r for r in (rows_b, rows_a) if r.size]))
+    table = vstack([p.table for p in parts], metadata_conflicts="silent")[order]
+    samples = vstack([p.samples for p in parts], metadata_conflicts="silent")[order]
+    return Run(name, truth, table, samples)
+
+
+def raw_coverage(est: CINNParameterEstimator, spec: Spectrum, truth: np.ndarray, args: Any,
+                 seed: int) -> np.ndarray:
+    """[D, 2] coverage of the central 68 % / 95 % intervals of the uncalibrated draws."""
+    kw = {"n_samples": args.n_samples, "seed": seed, "progress": False, "device": args.device}
+    t = est.sample_posterior(spec, calibrated=False, **kw)
+    draws = np.stack([np.asarray(t[p].value) for p in est.parameters], axis=-1)
+    ok = np.isfinite(draws).all(axis=(1, 2))
+    pit = np.mean(draws[ok] < truth[ok, None, :], axis=1)
+    return central_coverage(pit.T, (0.68, 0.95))
+
+
 def sun_spectra(
     est: CINNParameterEstimator, harps: str | None, uves: str | None
 ) -> list[tuple[str, np.ndarray, float]]:
@@ -658,6 +716,9 @@ def build_report(args: argparse.Namespace) -> None:
         base = held.rerender
         held.rerender = None if base is None else (lambda sel, r, base=base: base(take[sel], r))
     snrs = sorted(float(s) for s in args.snr)
+    cal = md.posterior_calibration
+    cross = (cross_fitted_estimators(est)
+             if cal is not None and not args.training_set and args.held_out == "holdout" else None)
     wave = md.grid.wavelength
     width = md.grid.pixel_width
     n_spec, n_star = len(held.truth), len(np.unique(held.star))
@@ -665,13 +726,16 @@ def build_report(args: argparse.Namespace) -> None:
 
     # ---------------------------------------------------------------- held-out runs
     runs: dict[float, Run] = {}
-    stats, covs, ranks, curves, pops = {}, {}, {}, {}, {}
+    stats, covs, ranks, curves, pops, raw_covs = {}, {}, {}, {}, {}, {}
     pop_masks = population_masks(held.truth[:, params.index("logg")],
                                  held.truth[:, params.index("fe_h")])
     for snr in snrs:
         spec = noisy_spectrum(held.flux, wave, width, snr, args.seed * 1000 + int(snr))
-        r = run_estimator(est, spec, f"held-out, S/N {snr:g}", held.truth, args, args.seed)
+        r = run_heldout(est, cross, spec, held.star, f"held-out, S/N {snr:g}", held.truth, args,
+                        args.seed)
         runs[snr] = r
+        if cal is not None:
+            raw_covs[snr] = raw_coverage(est, spec, held.truth, args, args.seed)
         stats[snr] = summary_statistics(held.truth, r.table, params)
         covs[snr] = interval_coverage(held.truth, r.table, (0.68, 0.95), params)
         ranks[snr] = rank_statistics(held.truth, r.samples, parameters=params)
@@ -721,7 +785,7 @@ def build_report(args: argparse.Namespace) -> None:
         for name, r in variants:
             flux = held.flux if r is None else held.rerender(sel, r)
             spec = noisy_spectrum(flux, wave, width, ood_snr, args.seed * 1000 + 7)
-            rr = run_estimator(est, spec, name, held.truth, args, args.seed)
+            rr = run_heldout(est, cross, spec, held.star, name, held.truth, args, args.seed)
             st = summary_statistics(held.truth, rr.table, params)
             cv = interval_coverage(held.truth, rr.table, (0.68,), params)
             fr = flag_fractions(rr.table["flags"])
@@ -832,6 +896,7 @@ def build_report(args: argparse.Namespace) -> None:
         ["noise", "photon-like Gaussian noise at each S/N per Angstrom "
                   "(``instruments.add_noise``), StdDev uncertainties, one realisation"],
         ["posterior draws", f"{args.n_samples} per spectrum, seed {args.seed}"],
+        ["posterior calibration", calibration_note(cal, cross)],
         ["date", date],
         ["hardware", hardware_note(est.device.type if args.device == "auto" else args.device,
                                    args.threads)],
@@ -910,6 +975,30 @@ def build_report(args: argparse.Namespace) -> None:
 
     # calibration
     L.append(heading("Calibration", "="))
+    if cal is not None:
+        L.append(
+            "The model's posterior calibration (:ref:`posterior-calibration`) widens each "
+            "posterior about its median: half width sqrt((scale w)^2 + floor^2) for a network "
+            "half width w. "
+            + ("The coverage in the tables, figures and rank statistics on this page is "
+               "*cross-fitted*: the stars of each fold get the calibration fitted on the other "
+               "fold's stars (" + str(cal.info["cross_validation"]["rule"]) + "), so no star "
+               "is scored with a calibration fitted on itself. "
+               if cross is not None else
+               "The coverage on this page uses the model's calibration as shipped. ")
+            + "The last table gives the network's own (uncalibrated) coverage. ")
+    se68, se95 = (np.sqrt(lv * (1 - lv) / max(n_star, 1)) for lv in (0.68, 0.95))
+    L.append(
+        f"With {n_star} stars a coverage fraction is uncertain by about +-{se68:.2f} (68 %) and "
+        f"+-{se95:.2f} (95 %) (binomial over stars; the spectra of one star share its "
+        "emulator mismatch and are not independent).\n\n")
+    if cal is not None:
+        s_cal, f_cal = cal.factors(params)
+        L.append(list_table(
+            ["parameter", "scale", "floor"],
+            [[label(p), f"{s_cal[j]:.2f}", fmt(p, f_cal[j])] for j, p in enumerate(params)],
+            "Posterior calibration shipped with the model (fitted on all held-out stars)"))
+        L.append("\n")
     rows = []
     for j, p in enumerate(params):
         rows.append([label(p)] + [
@@ -927,6 +1016,13 @@ def build_report(args: argparse.Namespace) -> None:
         "Rank statistics: chi-square p-value (mean, std of rank / n_samples; calibrated: 0.50, "
         "0.29)"))
     L.append("\n")
+    if raw_covs:
+        rows = [[label(p)] + [f"{raw_covs[s][j, 0]:.2f} / {raw_covs[s][j, 1]:.2f}"
+                              for s in snrs] for j, p in enumerate(params)]
+        L.append(list_table(["parameter"] + [f"S/N {s:g}" for s in snrs], rows,
+                            "Uncalibrated network (``calibrated=False``): fraction of true values "
+                            "inside the central 68 % / 95 % intervals"))
+        L.append("\n")
     L.append(
         "A standard deviation of the normalised ranks above 0.29 means over-confident "
         "posteriors (U-shaped histogram), below 0.29 under-confident ones (hump); a mean off "
@@ -1026,6 +1122,17 @@ def build_report(args: argparse.Namespace) -> None:
                     "held-out star (red: true labels)."))
     out.write_text("".join(L))
     print(f"wrote {out} and {len(figs)} figures in {figdir} ({runtime:.0f} s)")
+
+
+def calibration_note(cal: PosteriorCalibration | None, cross: Any) -> str:
+    if cal is None:
+        return "none (the network's own draws)"
+    how = str(cal.info.get("data", "")).rstrip(".")
+    return (f"fitted by ``{cal.info.get('script', '?')}``"
+            + (f" on {how}" if how else "")
+            + ("; coverage on this page is 2-fold cross-fitted by star" if cross is not None
+               else "; coverage on this page uses it as shipped")
+            + "; it does not change medians, so bias and scatter do not depend on it")
 
 
 def cov_fmt(v: float) -> str:

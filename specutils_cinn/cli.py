@@ -56,6 +56,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         medium=args.medium,
         snr=snr,
         normalize={"auto": "auto", "yes": True, "no": False}[args.normalize],
+        calibrated=not args.uncalibrated,
     )
     table.add_column(names, name="filename", index=0)
     table.write(args.output, overwrite=args.overwrite)
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--medium", choices=["air", "vacuum"], default="air")
     p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="the network's own posteriors, without the model's posterior calibration")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
 

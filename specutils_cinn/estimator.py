@@ -14,6 +14,7 @@ from astropy import units as u
 from astropy.table import QTable
 
 from . import __version__
+from .calibration import PosteriorCalibration
 from .devices import resolve_device
 from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
 from .flags import QualityFlag
@@ -131,6 +132,7 @@ class CINNParameterEstimator:
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
+        calibrated: bool = True,
     ) -> QTable:
         """Posterior medians, quantiles and standard deviations, one row per spectrum.
 
@@ -166,6 +168,10 @@ class CINNParameterEstimator:
             ``POOR_FIT`` is set where ``fit_chi2`` exceeds this; default the model's
             ``metadata.emulator.chi2_threshold``. Ignored for models without an emulator
             (``fit_chi2`` is then NaN and ``POOR_FIT`` never set).
+        calibrated : bool, optional
+            Apply the model's posterior calibration (its ``posterior_calibration``, which
+            widens the draws about their median; see :ref:`posterior-calibration`). False gives the
+            network's own draws. Medians do not depend on it.
 
         Returns
         -------
@@ -191,15 +197,24 @@ class CINNParameterEstimator:
         median = np.full((n, d), np.nan)
         quant = np.full((n, nq, d), np.nan)
         std = np.full((n, d), np.nan)
-        q_all = torch.tensor([0.5, *levels], dtype=torch.float32, device=dev)
-        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
-            qs = torch.quantile(draws, q_all, dim=1)  # [1 + Q, B, D], computed on the device
+        q_all = torch.tensor([0.5, *levels, 0.16, 0.84], dtype=torch.float32, device=dev)
+        # The calibration is an affine stretch per spectrum and parameter, so it is applied to
+        # the quantiles and standard deviations of the raw draws (same numbers, no extra pass).
+        calibration = self._calibration(calibrated)
+        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
+                                              False):
+            qs = torch.quantile(draws, q_all, dim=1)  # [1 + Q + 2, B, D], on the device
+            sd = draws.std(dim=1)
+            if calibration is not None:
+                k = calibration.widening(qs[-2], qs[-1], self.parameters)
+                qs = qs[0] + (qs - qs[0]) * k
+                sd = sd * k
             median[rows] = qs[0].cpu().numpy()
-            quant[rows] = qs[1:].permute(1, 0, 2).cpu().numpy()
-            std[rows] = draws.std(dim=1).cpu().numpy()
+            quant[rows] = qs[1 : 1 + nq].permute(1, 0, 2).cpu().numpy()
+            std[rows] = sd.cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
-        meta = self._meta(n_samples, seed, dev, fit_chi2_threshold)
+        meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
         meta["QUANTILE"] = list(levels)
         return summary_table(
             self.parameters,
@@ -230,11 +245,12 @@ class CINNParameterEstimator:
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
+        calibrated: bool = True,
     ) -> QTable:
         """Full posterior draws, one row per spectrum.
 
-        Parameters are as for `predict`. The same seed and batch size give the same draws
-        that `predict` summarises.
+        Parameters are as for `predict`. The same seed, batch size and ``calibrated`` give the
+        same draws that `predict` summarises.
 
         Returns
         -------
@@ -251,7 +267,8 @@ class CINNParameterEstimator:
             (prepared.n_rows, n_samples, len(self.parameters)), np.nan, dtype=np.float32
         )
         median = np.full((prepared.n_rows, len(self.parameters)), np.nan)
-        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress):
+        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
+                                              calibrated):
             draws_all[rows] = draws.cpu().numpy()
             median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
@@ -263,7 +280,7 @@ class CINNParameterEstimator:
             prepared.snr,
             prepared.coverage,
             flags,
-            self._meta(n_samples, seed, dev, fit_chi2_threshold),
+            self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated),
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
         )
@@ -315,6 +332,7 @@ class CINNParameterEstimator:
         device: torch.device,
         seed: int,
         progress: bool | None,
+        calibrated: bool = True,
     ):
         """Yield (row indices, physical-unit draws [B, S, D] on ``device``) per batch."""
         from tqdm.auto import tqdm
@@ -336,6 +354,7 @@ class CINNParameterEstimator:
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
         show = sys.stderr.isatty() if progress is None else bool(progress)
+        calibration = self._calibration(calibrated)
         with (
             torch.inference_mode(),
             tqdm(
@@ -350,9 +369,16 @@ class CINNParameterEstimator:
                     torch.from_numpy(prepared.valid[rows]).to(device, non_blocking=True),
                 )
                 features = network.condition(inputs)
-                draws = network.sample(features, n_samples, generator=generator)
-                yield rows, draws * scale + mean
+                draws = network.sample(features, n_samples, generator=generator) * scale + mean
+                if calibration is not None:
+                    draws = calibration.apply(draws, self.parameters)
+                yield rows, draws
                 bar.update(len(rows))
+
+    def _calibration(self, calibrated: bool) -> PosteriorCalibration | None:
+        if not isinstance(calibrated, (bool, np.bool_)):
+            raise ValueError(f"calibrated must be True or False, got {calibrated!r}")
+        return self.model.metadata.posterior_calibration if calibrated else None
 
     def _threshold(self, override: float | None) -> float | None:
         spec = self.model.metadata.emulator
@@ -409,10 +435,12 @@ class CINNParameterEstimator:
         seed: int,
         device: torch.device,
         fit_chi2_threshold: float | None = None,
+        calibrated: bool = True,
     ) -> dict[str, Any]:
         md = self.model.metadata
         threshold = self._threshold(fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
+        extra["POSTCAL"] = self._calibration(calibrated) is not None
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,

@@ -27,6 +27,7 @@ import torch
 from astropy import units as u
 from packaging.version import InvalidVersion, Version
 
+from .calibration import PosteriorCalibration
 from .grid import WavelengthGrid, pixel_map
 from .parameters import parameter_unit
 
@@ -471,7 +472,14 @@ _REQUIRED = (
     "normalization",
     "snr_range",
 )
-_OPTIONAL = ("description", "training", "weights_sha256", "package_version", "emulator")
+_OPTIONAL = (
+    "description",
+    "training",
+    "weights_sha256",
+    "package_version",
+    "emulator",
+    "posterior_calibration",
+)
 
 
 @dataclass(frozen=True)
@@ -515,6 +523,10 @@ class ModelMetadata:
     emulator : EmulatorSpec or dict or None, optional
         The spectrum emulator shipped with the model for the goodness-of-fit check
         (``fit_chi2`` and ``POOR_FIT``); None (the default) for a model without one.
+    posterior_calibration : PosteriorCalibration or dict or None, optional
+        Widening of the posterior draws applied by the estimator (see
+        :ref:`posterior-calibration`); None (the default) leaves the network's draws as
+        they are.
 
     Raises
     ------
@@ -536,6 +548,7 @@ class ModelMetadata:
     package_version: str = field(default_factory=_package_version)
     format_version: int = FORMAT_VERSION
     emulator: EmulatorSpec | None = None
+    posterior_calibration: PosteriorCalibration | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -656,6 +669,20 @@ class ModelMetadata:
                 raise _fail("emulator", f"expected an object or null, got {emu!r}")
             emu.check_model(self)
             object.__setattr__(self, "emulator", emu)
+        cal = self.posterior_calibration
+        if cal is not None:
+            if isinstance(cal, Mapping):
+                try:
+                    cal = PosteriorCalibration.from_dict(cal)
+                except ValueError as exc:
+                    raise _fail("posterior_calibration", str(exc)) from None
+            if not isinstance(cal, PosteriorCalibration):
+                raise _fail("posterior_calibration", f"expected an object or null, got {cal!r}")
+            unknown = sorted(set(cal.parameters) - {p.name for p in self.parameters})
+            if unknown:
+                raise _fail("posterior_calibration", f"parameters {unknown} are not predicted")
+            _json_copy(cal.info, "posterior_calibration.info")
+            object.__setattr__(self, "posterior_calibration", cal)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -777,6 +804,8 @@ class ModelMetadata:
         }
         if self.emulator is not None:  # absent key: metadata of models without one is unchanged
             out["emulator"] = self.emulator.to_dict()
+        if self.posterior_calibration is not None:
+            out["posterior_calibration"] = self.posterior_calibration.to_dict()
         return out
 
     @classmethod
@@ -1233,6 +1262,11 @@ class CINNModel:
             f"  normalization: {json.dumps(md.normalization)}",
             f"  S/N per Angstrom in training: {md.snr_range[0]:g} .. {md.snr_range[1]:g}",
         ]
+        cal = md.posterior_calibration
+        if cal is not None:
+            parts = [f"{p} x{cal.scale.get(p, 1.0):g} (+) {cal.floor.get(p, 0.0):g}"
+                     for p in md.parameter_names if p in cal.parameters]
+            lines.append("  posterior calibration (scale (+) floor): " + ", ".join(parts))
         tr = md.training or {}
         data = tr.get("data", {})
         if isinstance(data, dict) and data.get("source"):

@@ -1,0 +1,369 @@
+"""Posterior calibration: widening a model's posterior draws to match held-out coverage.
+
+A cINN trained on emulated spectra learns the noise it was shown; the mismatch between the
+emulator and real synthesis (or real stars) is not in its posteriors, which are then too
+narrow at high S/N. `PosteriorCalibration` widens each spectrum's draws of a parameter about
+their median by
+
+.. math::
+
+    x' = m + (x - m) \\sqrt{s^2 + (f / w)^2},
+
+where :math:`m` is the median of the draws, :math:`w = (q_{84} - q_{16}) / 2` their half
+width, :math:`s` a scale factor and :math:`f` a systematic floor in the parameter's unit. The
+median is unchanged and the half width becomes :math:`\\sqrt{(s w)^2 + f^2}`: a scale for
+noise the network under-rates and a floor added in quadrature for model error. The shape of
+the posterior (skewness, correlations between parameters) is kept.
+
+`fit_posterior_calibration` chooses :math:`s` and :math:`f` per parameter on a grid so that
+the central-interval coverage of spectra with known labels matches the nominal levels at every
+S/N; ``scripts/calibrate_posteriors.py`` runs it on held-out Turbospectrum stars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CALIBRATION_LEVELS",
+    "CROSS_FIT_RULE",
+    "PosteriorCalibration",
+    "central_coverage",
+    "cross_fit_fold",
+    "fit_posterior_calibration",
+]
+
+#: Central-interval levels whose coverage `fit_posterior_calibration` matches by default.
+CALIBRATION_LEVELS: tuple[float, ...] = (0.5, 0.68, 0.9, 0.95)
+#: How `cross_fit_fold` splits stars into two folds (recorded with fitted calibrations).
+CROSS_FIT_RULE: str = "fold A: star_id // 10 even; fold B: odd"
+#: Half widths below this fraction of the floor are treated as this (avoids 0 / 0).
+_TINY = 1e-6
+
+
+@dataclass(frozen=True)
+class PosteriorCalibration:
+    """Per-parameter widening of posterior draws about their median.
+
+    Parameters
+    ----------
+    scale : dict
+        Parameter name to scale factor :math:`s > 0` (1 leaves the noise width as it is).
+    floor : dict
+        Parameter name to systematic floor :math:`f \\ge 0`, in the parameter's unit (the
+        unit of its standard deviation, e.g. dex for ``logg``). Parameters missing from both
+        dictionaries are not changed.
+    info : dict, optional
+        Free-form JSON-serialisable provenance (how and on what it was fitted).
+
+    Raises
+    ------
+    ValueError
+        If a scale is not a positive finite number or a floor not a non-negative one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from specutils_cinn.calibration import PosteriorCalibration
+    >>> cal = PosteriorCalibration(scale={"logg": 1.0}, floor={"logg": 0.1})
+    >>> draws = 4.0 + 0.05 * torch.randn(2, 4000, 1, generator=torch.Generator().manual_seed(0))
+    >>> wide = cal.apply(draws, ["logg"])
+    >>> round(float(wide[0, :, 0].std()), 2)  # sqrt(0.05**2 + 0.1**2)
+    0.11
+    """
+
+    scale: dict[str, float] = field(default_factory=dict)
+    floor: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        scale = {}
+        for name, value in dict(self.scale).items():
+            v = float(value)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"posterior_calibration.scale[{name!r}] must be a positive "
+                                 f"finite number, got {value!r}")
+            scale[str(name)] = v
+        floor = {}
+        for name, value in dict(self.floor).items():
+            v = float(value)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"posterior_calibration.floor[{name!r}] must be a non-negative "
+                                 f"finite number, got {value!r}")
+            floor[str(name)] = v
+        if not isinstance(self.info, Mapping):
+            raise ValueError(f"posterior_calibration.info must be an object, got {self.info!r}")
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "floor", floor)
+        object.__setattr__(self, "info", dict(self.info))
+
+    @property
+    def parameters(self) -> list[str]:
+        """Names of the parameters this calibration changes, sorted."""
+        return sorted(set(self.scale) | set(self.floor))
+
+    def factors(self, parameters: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scale and floor for each of ``parameters`` (1 and 0 where not calibrated).
+
+        Parameters
+        ----------
+        parameters : sequence of str
+            Parameter names in column order.
+
+        Returns
+        -------
+        scale, floor : numpy.ndarray
+            One value per parameter.
+        """
+        s = np.array([self.scale.get(p, 1.0) for p in parameters], dtype=float)
+        f = np.array([self.floor.get(p, 0.0) for p in parameters], dtype=float)
+        return s, f
+
+    def apply(self, draws: torch.Tensor, parameters: Sequence[str]) -> torch.Tensor:
+        """Widen draws ``[B, S, D]`` (physical units, columns ``parameters``) per spectrum.
+
+        Parameters
+        ----------
+        draws : torch.Tensor
+            Posterior draws, ``[spectra, draws, parameters]``.
+        parameters : sequence of str
+            Column names of the last axis.
+
+        Returns
+        -------
+        torch.Tensor
+            The widened draws (a new tensor unless nothing changes); medians are unchanged
+            and columns without a calibration are returned exactly as given.
+        """
+        if draws.ndim != 3 or draws.shape[-1] != len(parameters):
+            raise ValueError(f"draws must be [spectra, draws, {len(parameters)}], got "
+                             f"{tuple(draws.shape)}")
+        cols = self._columns(parameters)
+        if cols.size == 0:
+            return draws
+        sub = draws[..., cols]
+        q = torch.tensor([0.16, 0.5, 0.84], dtype=draws.dtype, device=draws.device)
+        q16, med, q84 = torch.quantile(sub, q, dim=1, keepdim=True)
+        k = self._widening(q16, q84, [parameters[c] for c in cols])
+        out = draws.clone()
+        out[..., cols] = med + (sub - med) * k
+        return out
+
+    def widening(
+        self, q16: torch.Tensor, q84: torch.Tensor, parameters: Sequence[str]
+    ) -> torch.Tensor:
+        """The factor by which `apply` stretches draws about their median.
+
+        An affine map with a positive factor commutes with quantiles, so the quantiles of the
+        widened draws are ``median + (q - median) * factor`` of the raw ones, and their
+        standard deviation is ``std * factor``: summaries can be widened without the draws.
+
+        Parameters
+        ----------
+        q16, q84 : torch.Tensor
+            16th and 84th percentiles of the raw draws, ``[..., D]``.
+        parameters : sequence of str
+            The D parameter names.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[..., D]`` factors, 1 for parameters without a calibration.
+        """
+        return self._widening(q16, q84, parameters)
+
+    def _columns(self, parameters: Sequence[str]) -> np.ndarray:
+        s, f = self.factors(parameters)
+        return np.flatnonzero((s != 1.0) | (f != 0.0))
+
+    def _widening(
+        self, q16: torch.Tensor, q84: torch.Tensor, parameters: Sequence[str]
+    ) -> torch.Tensor:
+        s, f = self.factors(parameters)
+        s_t = torch.as_tensor(s, dtype=q16.dtype, device=q16.device)
+        f_t = torch.as_tensor(f, dtype=q16.dtype, device=q16.device)
+        half = torch.maximum(0.5 * (q84 - q16), _TINY * f_t + torch.finfo(q16.dtype).tiny)
+        return torch.sqrt(s_t**2 + (f_t / half) ** 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored as ``posterior_calibration`` in model metadata.
+
+        Returns
+        -------
+        dict
+            Keys ``scale``, ``floor`` and ``info``.
+        """
+        return {"scale": dict(self.scale), "floor": dict(self.floor), "info": dict(self.info)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PosteriorCalibration:
+        """Build a calibration from the output of `to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            With keys ``scale`` and ``floor`` (objects) and optionally ``info``.
+
+        Returns
+        -------
+        PosteriorCalibration
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or unknown or a value invalid.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"posterior_calibration must be an object, got {d!r}")
+        unknown = sorted(set(d) - {"scale", "floor", "info"})
+        if unknown:
+            raise ValueError(f"posterior_calibration.{unknown[0]}: unknown key")
+        for key in ("scale", "floor"):
+            if not isinstance(d.get(key), Mapping):
+                raise ValueError(f"posterior_calibration.{key} must be an object, got "
+                                 f"{d.get(key)!r}")
+        return cls(dict(d["scale"]), dict(d["floor"]), dict(d.get("info", {})))
+
+
+def central_coverage(pit: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Fraction of rows whose truth lies inside each central posterior interval.
+
+    Parameters
+    ----------
+    pit : numpy.ndarray
+        Probability integral transforms (fraction of draws below the truth), any shape ``[...,
+        N]``.
+    levels : sequence of float
+        Central-interval levels, e.g. ``(0.68, 0.95)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[..., len(levels)]`` coverage fractions.
+    """
+    lv = np.asarray(levels, dtype=float)
+    inside = np.abs(np.asarray(pit)[..., None] - 0.5) < lv / 2
+    return inside.mean(axis=-2)
+
+
+def cross_fit_fold(star_id: np.ndarray) -> np.ndarray:
+    """Fold of each star for two-fold cross-fitting (`CROSS_FIT_RULE`).
+
+    Parameters
+    ----------
+    star_id : numpy.ndarray
+        Integer star identifiers.
+
+    Returns
+    -------
+    numpy.ndarray
+        True for stars in fold A, False for fold B.
+    """
+    return (np.asarray(star_id).astype(np.int64) // 10) % 2 == 0
+
+
+def _pit_widened(sorted_draws: np.ndarray, truth: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """PIT of ``truth`` [N] in draws [N, S] widened about their median by ``k`` [C, N]."""
+    n, s = sorted_draws.shape
+    med = np.median(sorted_draws, axis=1)
+    target = med + (truth - med) / k  # [C, N]: x' < t  <=>  x < m + (t - m) / k
+    out = np.empty(k.shape)
+    for i in range(n):
+        out[:, i] = np.searchsorted(sorted_draws[i], target[:, i]) / s
+    return out
+
+
+def fit_posterior_calibration(
+    draws: np.ndarray,
+    truth: np.ndarray,
+    parameters: Sequence[str],
+    groups: np.ndarray | None = None,
+    *,
+    levels: Sequence[float] = CALIBRATION_LEVELS,
+    scales: Sequence[float] | None = None,
+    floors: Mapping[str, Sequence[float]] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> PosteriorCalibration:
+    """Scale and floor per parameter that make central-interval coverage nominal.
+
+    For each parameter independently, every (scale, floor) pair of the grid widens the draws
+    as `PosteriorCalibration.apply` would; the pair kept minimises the sum over ``groups``
+    (e.g. S/N values, each weighted equally) and ``levels`` of the squared difference between
+    coverage and level. Ties go to the narrowest posterior.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        ``[N, S, D]`` uncalibrated posterior draws of N spectra.
+    truth : numpy.ndarray
+        ``[N, D]`` true values.
+    parameters : sequence of str
+        The D parameter names.
+    groups : numpy.ndarray, optional
+        ``[N]`` group label of each spectrum (default: one group).
+    levels : sequence of float, optional
+        Central-interval levels to match.
+    scales : sequence of float, optional
+        Candidate scales; default 0.7 to 3 in steps of 0.05.
+    floors : dict, optional
+        Candidate floors per parameter; default 0 to the standard deviation of the truth
+        in 100 steps.
+    info : dict, optional
+        Stored as the calibration's ``info`` (the fit adds ``loss_before``/``loss_after``).
+
+    Returns
+    -------
+    PosteriorCalibration
+        With every parameter in ``scale`` and ``floor``.
+    """
+    draws = np.asarray(draws, dtype=float)
+    truth = np.asarray(truth, dtype=float)
+    if draws.ndim != 3 or truth.shape != (draws.shape[0], draws.shape[2]):
+        raise ValueError(f"draws [N, S, D] and truth [N, D] do not match: {draws.shape}, "
+                         f"{truth.shape}")
+    if len(parameters) != draws.shape[2]:
+        raise ValueError(f"{len(parameters)} parameter names for {draws.shape[2]} columns")
+    groups = np.zeros(draws.shape[0], int) if groups is None else np.asarray(groups)
+    ok = np.isfinite(draws).all(axis=(1, 2)) & np.isfinite(truth).all(axis=1)
+    draws, truth, groups = draws[ok], truth[ok], groups[ok]
+    if draws.shape[0] < 2:
+        raise ValueError("need at least 2 spectra with finite draws and truth")
+    s_grid = np.arange(0.7, 3.0001, 0.05) if scales is None else np.asarray(scales, float)
+    lv = np.asarray(levels, dtype=float)
+    labels = np.unique(groups)
+    scale, floor, before, after = {}, {}, {}, {}
+    for j, p in enumerate(parameters):
+        x = np.sort(draws[:, :, j], axis=1)
+        t = truth[:, j]
+        sd = float(np.std(t)) or 1.0
+        f_grid = (np.linspace(0.0, sd, 101) if floors is None or p not in floors
+                  else np.asarray(floors[p], float))
+        half = 0.5 * (np.quantile(x, 0.84, axis=1) - np.quantile(x, 0.16, axis=1))
+        ss, ff = np.meshgrid(s_grid, f_grid, indexing="ij")
+        ss, ff = ss.ravel(), ff.ravel()
+        half = np.maximum(half, _TINY * max(float(ff.max()), 1e-300) + 1e-300)
+        k = np.sqrt(ss[:, None] ** 2 + (ff[:, None] / half[None, :]) ** 2)  # [C, N]
+        pit = _pit_widened(x, t, k)
+        loss = np.zeros(ss.size)
+        for g in labels:
+            cov = central_coverage(pit[:, groups == g], lv)  # [C, L]
+            loss += np.sum((cov - lv) ** 2, axis=1) / labels.size
+        # Ties (coverage is a step function): the narrowest posterior, i.e. the smallest
+        # median widening factor.
+        best = np.flatnonzero(loss <= loss.min() + 1e-12)
+        pick = best[np.argmin(np.median(k[best], axis=1))]
+        scale[p], floor[p] = float(ss[pick]), float(ff[pick])
+        k1 = np.ones((1, t.size))
+        before[p] = float(sum(np.sum((central_coverage(_pit_widened(x, t, k1)[:, groups == g],
+                                                        lv) - lv) ** 2) for g in labels)
+                          / labels.size)
+        after[p] = float(loss[pick])
+    meta = dict(info or {})
+    meta.update({"levels": [float(v) for v in lv], "loss_before": before, "loss_after": after})
+    return PosteriorCalibration(scale, floor, meta)
