@@ -61,16 +61,17 @@ def test_models_list_shows_bundled_models(capsys):
 def test_models_info(capsys):
     assert cli.main(["models", "info", "4most-lr"]) == 0
     out = capsys.readouterr().out
-    assert "4most-lr-lte-v1.0.0" in out and "li_fe" in out
+    assert "4most-lr-lte-v1.0.1" in out and "li_fe" in out
+    assert "posterior calibration (scale (+) floor): teff x" in out
 
 
 def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     assert cli.main(["demo", "-n", "200", "-o", str(tmp_path / "demo.ecsv")]) == 0
     out = capsys.readouterr().out
-    assert "teff" in out and "4most-hr-lte-v1.0.0" in out
+    assert "teff" in out and "4most-hr-lte-v1.0.1" in out
     t = QTable.read(tmp_path / "demo.ecsv")
     assert len(t) == 1
-    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.0.0 gives 5771-5772 K,
+    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.0.1 gives 5771-5772 K,
     # log g 4.23-4.24, [Fe/H] -0.175..-0.173 for sampling seeds 1-3 (16-84 % about +-22 K,
     # +-0.05, +-0.02); the windows leave room for CPU/torch differences. They catch e.g. the
     # HARPS CCD gap (stored as zeros) reaching the network unmasked (log g 3.8-3.9, flagged).
@@ -80,6 +81,24 @@ def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     # the masked gap (5304.4-5337.9 A) is 2.7% of the model's pixels
     assert 0.96 < t["coverage"][0] < 0.98
     assert t["flags"][0] == 0
+
+
+def test_predict_uncalibrated_gives_the_network_draws(tmp_path):
+    from pathlib import Path
+
+    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    out = {}
+    for extra in ([], ["--uncalibrated"]):
+        path = tmp_path / f"sun{len(extra)}.ecsv"
+        assert cli.main(["predict", str(example), "-o", str(path), "-n", "400", "--seed", "2",
+                         "--format", "tabular-fits", "--device", "cpu", *extra]) == 0
+        out[bool(extra)] = QTable.read(path)
+    cal, raw = out[False], out[True]
+    assert cal.meta["POSTCAL"] is True and raw.meta["POSTCAL"] is False
+    np.testing.assert_allclose(cal["logg"].value, raw["logg"].value, rtol=1e-6)
+    # the bundled model widens log g (scale > 1 and a floor): wider 16-84 % interval
+    width = {k: (t["logg_p84"] - t["logg_p16"]).value[0] for k, t in out.items()}
+    assert width[False] > 1.2 * width[True]
 
 
 def test_train_command_errors_cleanly(tmp_path, capsys):
