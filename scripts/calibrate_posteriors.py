@@ -50,6 +50,7 @@ from specutils_cinn.calibration import (
     fit_posterior_calibration,
 )
 from specutils_cinn.models import CINNModel
+from specutils_cinn.validation import posterior_rank_fraction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validation_report as vr  # noqa: E402
@@ -61,7 +62,7 @@ REPORT_LEVELS = (0.68, 0.95)
 def coverage_of(draws: np.ndarray, truth: np.ndarray, snr: np.ndarray,
                 params: list[str]) -> dict[str, dict[str, list[float]]]:
     """{S/N: {param: [coverage at REPORT_LEVELS]}} of draws [N, S, D]."""
-    pit = np.mean(draws < truth[:, None, :], axis=1)  # [N, D]
+    pit = posterior_rank_fraction(truth, draws)  # [N, D]
     out: dict[str, dict[str, list[float]]] = {}
     for s in np.unique(snr):
         cov = central_coverage(pit[snr == s].T, REPORT_LEVELS)  # [D, L]

@@ -71,6 +71,7 @@ from specutils_cinn.models import CINNModel
 from specutils_cinn.validation import (
     coverage_curve,
     interval_coverage,
+    posterior_rank_fraction,
     rank_statistics,
     summary_statistics,
 )
@@ -418,7 +419,7 @@ def raw_coverage(est: CINNParameterEstimator, spec: Spectrum, truth: np.ndarray,
     t = est.sample_posterior(spec, calibrated=False, **kw)
     draws = np.stack([np.asarray(t[p].value) for p in est.parameters], axis=-1)
     ok = np.isfinite(draws).all(axis=(1, 2))
-    pit = np.mean(draws[ok] < truth[ok, None, :], axis=1)
+    pit = posterior_rank_fraction(truth[ok], draws[ok])
     return central_coverage(pit.T, (0.68, 0.95))
 
 
