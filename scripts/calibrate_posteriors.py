@@ -10,7 +10,9 @@ Turbospectrum (see docs/validation.rst). This script measures that and fixes it:
 2. The model's uncalibrated draws (``calibrated=False``) go to
    `specutils_cinn.calibration.fit_posterior_calibration`, which picks a scale and a floor per
    parameter so that the 50/68/90/95 % central intervals cover their nominal fractions at
-   every S/N (the calibration only widens: scales >= 1).
+   every S/N (the calibration only widens: scales >= 1). Parameters the spectra do not
+   constrain (median posterior std at S/N 250 at least `MAX_WIDTH_RATIO` of the training
+   labels' std) are left out: their posterior is the prior already.
 3. Two-fold cross-fitting by star (`specutils_cinn.calibration.cross_fit_fold`: fold A has
    ``star_id // 10`` even, as in ``calibrate_fit_flag.py``): the calibration fitted on one
    half is applied to the other, so the coverage printed and written to ``--json`` as
@@ -57,6 +59,9 @@ import validation_report as vr  # noqa: E402
 
 SNRS = (10.0, 25.0, 50.0, 100.0, 250.0)
 REPORT_LEVELS = (0.68, 0.95)
+#: Parameters whose median posterior std at the highest S/N is at least this fraction of the
+#: training labels' std are not calibrated.
+MAX_WIDTH_RATIO = 0.7
 
 
 def coverage_of(draws: np.ndarray, truth: np.ndarray, snr: np.ndarray,
@@ -122,6 +127,17 @@ def main() -> None:
         print(f"  {np.sum(~ok)} spectra without draws left out")
     d, y, g, st = d[ok], y[ok], g[ok], st[ok]
     a = cross_fit_fold(st)
+    # Parameters the spectra do not constrain (posterior about as wide as the training
+    # distribution at the highest S/N) are left alone: widening a posterior that is already
+    # the prior only spreads it outside the training range (e.g. negative v sin i).
+    top = g == max(SNRS)
+    ratio = {p: float(np.median(np.std(d[top, :, j], axis=1)) / md.parameters[j].std)
+             for j, p in enumerate(params)}
+    fitted = [p for p in params if ratio[p] < MAX_WIDTH_RATIO]
+    cols = [params.index(p) for p in fitted]
+    print("  posterior / prior width at S/N " f"{max(SNRS):g}: "
+          + ", ".join(f"{p} {ratio[p]:.2f}" for p in params)
+          + f"; calibrating {fitted}")
 
     common = {
         "method": "scale and floor per parameter on a grid (scales 1-3, floors 0 to the "
@@ -131,14 +147,21 @@ def main() -> None:
                 f"{args.seed}), photon noise at S/N {list(SNRS)} per A, {args.realisations} "
                 f"realisations, {args.n_samples} uncalibrated draws each",
         "script": "scripts/calibrate_posteriors.py",
+        "not_calibrated": {
+            "parameters": [p for p in params if p not in fitted],
+            "reason": f"median posterior std at S/N {max(SNRS):g} >= {MAX_WIDTH_RATIO} times the "
+                      "training label std (not constrained by the spectra)",
+        },
+        "width_ratio": ratio,
     }
     scales = np.arange(1.0, 3.0001, 0.05)
     cals = {}
     for name, rows in (("A", a), ("B", ~a), ("all", np.ones_like(a))):
-        cals[name] = fit_posterior_calibration(d[rows], y[rows], params, g[rows], scales=scales,
-                                               info={"stars": int(len(np.unique(st[rows])))})
+        cals[name] = fit_posterior_calibration(
+            d[rows][:, :, cols], y[rows][:, cols], fitted, g[rows], scales=scales,
+            info={"stars": int(len(np.unique(st[rows])))})
         print(f"  fit on {name}: " + ", ".join(
-            f"{p} x{cals[name].scale[p]:.2f} (+) {cals[name].floor[p]:.3g}" for p in params),
+            f"{p} x{cals[name].scale[p]:.2f} (+) {cals[name].floor[p]:.3g}" for p in fitted),
             flush=True)
 
     crossed = d.copy()
