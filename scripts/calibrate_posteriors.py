@@ -154,11 +154,10 @@ def main() -> None:
         },
         "width_ratio": ratio,
     }
-    scales = np.arange(1.0, 3.0001, 0.05)
     cals = {}
     for name, rows in (("A", a), ("B", ~a), ("all", np.ones_like(a))):
         cals[name] = fit_posterior_calibration(
-            d[rows][:, :, cols], y[rows][:, cols], fitted, g[rows], scales=scales,
+            d[rows][:, :, cols], y[rows][:, cols], fitted, g[rows],
             info={"stars": int(len(np.unique(st[rows])))})
         print(f"  fit on {name}: " + ", ".join(
             f"{p} x{cals[name].scale[p]:.2f} (+) {cals[name].floor[p]:.3g}" for p in fitted),

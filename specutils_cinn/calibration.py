@@ -310,7 +310,7 @@ def fit_posterior_calibration(
     levels : sequence of float, optional
         Central-interval levels to match.
     scales : sequence of float, optional
-        Candidate scales; default 0.7 to 3 in steps of 0.05.
+        Candidate scales; default 1 to 3 in steps of 0.05 (the calibration only widens).
     floors : dict, optional
         Candidate floors per parameter; default 0 to the standard deviation of the truth
         in 100 steps.
@@ -334,7 +334,7 @@ def fit_posterior_calibration(
     draws, truth, groups = draws[ok], truth[ok], groups[ok]
     if draws.shape[0] < 2:
         raise ValueError("need at least 2 spectra with finite draws and truth")
-    s_grid = np.arange(0.7, 3.0001, 0.05) if scales is None else np.asarray(scales, float)
+    s_grid = np.arange(1.0, 3.0001, 0.05) if scales is None else np.asarray(scales, float)
     lv = np.asarray(levels, dtype=float)
     labels = np.unique(groups)
     scale, floor, before, after = {}, {}, {}, {}
