@@ -334,7 +334,8 @@ def fit_posterior_calibration(
     draws, truth, groups = draws[ok], truth[ok], groups[ok]
     if draws.shape[0] < 2:
         raise ValueError("need at least 2 spectra with finite draws and truth")
-    s_grid = np.arange(1.0, 3.0001, 0.05) if scales is None else np.asarray(scales, float)
+    s_grid = np.round(np.arange(1.0, 3.0001, 0.05) if scales is None else np.asarray(scales, float),
+                      6)
     lv = np.asarray(levels, dtype=float)
     labels = np.unique(groups)
     scale, floor, before, after = {}, {}, {}, {}
