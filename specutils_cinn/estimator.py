@@ -202,7 +202,7 @@ class CINNParameterEstimator:
         # the quantiles and standard deviations of the raw draws (same numbers, no extra pass).
         calibration = self._calibration(calibrated)
         for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
-                                              False):
+                                              calibrated=False):
             qs = torch.quantile(draws, q_all, dim=1)  # [1 + Q + 2, B, D], on the device
             sd = draws.std(dim=1)
             if calibration is not None:
