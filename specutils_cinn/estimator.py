@@ -20,6 +20,7 @@ from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
 from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
+from .instruments import InstrumentSetup
 from .models import CINNModel
 from .registry import fetch_model
 from .results import samples_table, summary_table
@@ -108,6 +109,17 @@ class CINNParameterEstimator:
     def units(self) -> dict[str, u.UnitBase]:
         """Unit of each predicted parameter."""
         return dict(zip(self.parameters, self.model.metadata.units, strict=True))
+
+    @property
+    def instrument_setup(self) -> InstrumentSetup:
+        """The model's setup: its pixel grid and resolving power.
+
+        An `~specutils_cinn.instruments.InstrumentSetup`; pass it to
+        `~specutils_cinn.instruments.degrade_spectrum` to bring a spectrum of higher resolution
+        to the model's setup.
+        """
+        md = self.model.metadata
+        return InstrumentSetup(md.full_name, md.grid, md.resolving_power)
 
     def __repr__(self) -> str:
         md = self.model.metadata
