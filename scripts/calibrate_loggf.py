@@ -112,6 +112,8 @@ def main(argv=None) -> None:
     ap.add_argument("--pixel-sigma", type=float, default=0.01)
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--start", default=None,
+                    help="a previous calibration (ECSV) to continue from")
     ap.add_argument("--work", default="work/loggf")
     ap.add_argument("--output", default="specutils_cinn/data/linelists/solar_loggf_v1.ecsv")
     args = ap.parse_args(argv)
@@ -186,6 +188,13 @@ def main(argv=None) -> None:
                 "pixels": int(ok.sum())}
 
     delta = {k: np.zeros(len(a)) for k, a in lists.items()}
+    if args.start:  # continue from an earlier calibration of the same source lists
+        prev = LoggfCalibration.read(args.start)
+        for row in prev.changes:
+            k = str(row["list"])
+            pos = np.searchsorted(keep[k], int(row["record"]))
+            if pos < keep[k].size and keep[k][pos] == int(row["record"]):
+                delta[k][pos] = float(row["delta"])
     cand_list = np.array([k for k, _ in cand])
     cand_idx = np.array([i for _, i in cand])
     history = []

@@ -209,6 +209,7 @@ class CINNParameterEstimator:
         median = np.full((n, d), np.nan)
         quant = np.full((n, nq, d), np.nan)
         std = np.full((n, d), np.nan)
+        q1684 = np.full((n, 2, d), np.nan)
         q_all = torch.tensor([0.5, *levels, 0.16, 0.84], dtype=torch.float32, device=dev)
         # The calibration is an affine stretch per spectrum and parameter, so it is applied to
         # the quantiles and standard deviations of the raw draws (same numbers, no extra pass).
@@ -224,7 +225,11 @@ class CINNParameterEstimator:
             median[rows] = qs[0].cpu().numpy()
             quant[rows] = qs[1 : 1 + nq].permute(1, 0, 2).cpu().numpy()
             std[rows] = sd.cpu().numpy()
+            q1684[rows] = qs[-2:].permute(1, 0, 2).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
+        k = self._mismatch_widening(calibration, q1684[:, 0], q1684[:, 1], fit)
+        quant = median[:, None, :] + (quant - median[:, None, :]) * k[:, None, :]
+        std = std * k
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
         meta["QUANTILE"] = list(levels)
@@ -241,6 +246,7 @@ class CINNParameterEstimator:
             meta,
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
+            fit_mismatch=fit.mismatch,
         )
 
     def sample_posterior(
@@ -284,6 +290,11 @@ class CINNParameterEstimator:
             draws_all[rows] = draws.cpu().numpy()
             median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
+        with np.errstate(invalid="ignore"):
+            q16, q84 = np.nanquantile(draws_all, [0.16, 0.84], axis=1)
+        k = self._mismatch_widening(self._calibration(calibrated), q16, q84, fit)
+        draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
+                     ).astype(np.float32)
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         return samples_table(
             self.parameters,
@@ -295,6 +306,7 @@ class CINNParameterEstimator:
             self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated),
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
+            fit_mismatch=fit.mismatch,
         )
 
     # ------------------------------------------------------------------ internals
@@ -392,6 +404,20 @@ class CINNParameterEstimator:
             raise ValueError(f"calibrated must be True or False, got {calibrated!r}")
         return self.model.metadata.posterior_calibration if calibrated else None
 
+    def _mismatch_widening(
+        self, calibration: PosteriorCalibration | None, q16: np.ndarray, q84: np.ndarray,
+        fit: FitStatistics,
+    ) -> np.ndarray:
+        """[N, D] factors widening the calibrated posteriors for model mismatch (1: none)."""
+        ones = np.ones(q16.shape)
+        if calibration is None or not calibration.mismatch or fit.mismatch is None:
+            return ones
+        k = calibration.mismatch_widening(
+            torch.from_numpy(np.nan_to_num(q16)), torch.from_numpy(np.nan_to_num(q84)),
+            torch.from_numpy(np.asarray(fit.mismatch, dtype=np.float64)), self.parameters,
+        ).numpy()
+        return np.where(np.isfinite(k), k, ones)
+
     def _threshold(self, override: float | None) -> float | None:
         spec = self.model.metadata.emulator
         if spec is None:
@@ -411,7 +437,7 @@ class CINNParameterEstimator:
         fe = self.model.emulator
         if fe is None:
             nan = np.full(prepared.n_rows, np.nan)
-            return FitStatistics(nan, nan.copy())
+            return FitStatistics(nan, nan.copy(), nan.copy())
         vsini_max = None
         if "vsini" in self.parameters:  # like the labels, clipped to the training range
             vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]

@@ -1,0 +1,74 @@
+"""The model-mismatch term of the posterior calibration and the fit_mismatch statistic."""
+
+import numpy as np
+import pytest
+import torch
+
+from specutils_cinn import CINNParameterEstimator
+from specutils_cinn.calibration import PosteriorCalibration
+from specutils_cinn.models import CINNModel
+
+
+def test_mismatch_widening_factor():
+    cal = PosteriorCalibration({"teff": 1.0}, {"teff": 0.0}, mismatch={"teff": 1000.0},
+                               mismatch_tolerance=0.01)
+    q16 = torch.tensor([[5700.0, 4.0], [5700.0, 4.0], [5700.0, 4.0]], dtype=torch.float64)
+    q84 = q16 + torch.tensor([60.0, 0.2], dtype=torch.float64)  # half widths 30 K and 0.1
+    amp = torch.tensor([0.005, 0.02, float("nan")], dtype=torch.float64)
+    k = cal.mismatch_widening(q16, q84, amp, ["teff", "logg"])
+    excess = np.sqrt(0.02**2 - 0.01**2)
+    np.testing.assert_allclose(k[:, 0].numpy(), [1.0, np.sqrt(1 + (1000 * excess / 30) ** 2), 1])
+    np.testing.assert_array_equal(k[:, 1].numpy(), [1.0, 1.0, 1.0])  # no kappa for logg
+
+
+def test_mismatch_round_trip_and_validation():
+    cal = PosteriorCalibration({"teff": 1.2}, {"teff": 5.0}, {"x": 1},
+                               mismatch={"teff": 800.0}, mismatch_tolerance=0.008)
+    back = PosteriorCalibration.from_dict(cal.to_dict())
+    assert back == cal
+    old = PosteriorCalibration.from_dict({"scale": {"teff": 1.1}, "floor": {}})
+    assert old.mismatch == {} and "mismatch" not in old.to_dict()
+    with pytest.raises(ValueError, match="mismatch"):
+        PosteriorCalibration({}, {}, mismatch={"teff": -1.0})
+    with pytest.raises(ValueError, match="mismatch_tolerance"):
+        PosteriorCalibration({}, {}, mismatch_tolerance=float("nan"))
+
+
+@pytest.fixture(scope="module")
+def sun():
+    from importlib.resources import files
+
+    from specutils import Spectrum
+
+    return Spectrum.read(files("specutils_cinn") / "data" / "sun_4most_hr_example.fits",
+                         format="tabular-fits")
+
+
+def test_predict_widens_by_fit_mismatch(sun):
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    kappa = {"teff": 3000.0, "fe_h": 5.0}
+    mm = CINNModel(md.replace(posterior_calibration=PosteriorCalibration(
+        cal.scale, cal.floor, cal.info, kappa, 0.005)), est.model.network,
+        emulator=est.model.emulator)
+    est_mm = CINNParameterEstimator(mm)
+    q = (0.16, 0.5, 0.84)
+    a = est.predict(sun, n_samples=400, seed=3, quantiles=q)
+    b = est_mm.predict(sun, n_samples=400, seed=3, quantiles=q)
+    amp = float(a["fit_mismatch"][0])
+    assert amp > 0.005  # the real Sun is not described perfectly by the LTE seed physics
+    for p in ("teff", "fe_h", "logg"):
+        assert b[p][0] == a[p][0]  # medians do not move
+    w = lambda t, p: 0.5 * float((t[f"{p}_p84"][0] - t[f"{p}_p16"][0]).value)  # noqa: E731
+    for p in ("teff", "fe_h"):
+        expect = np.sqrt(w(a, p) ** 2 + kappa[p] ** 2 * (amp**2 - 0.005**2))
+        assert w(b, p) == pytest.approx(expect, rel=1e-4)
+    assert w(b, "logg") == pytest.approx(w(a, "logg"), rel=1e-6)
+    c = est_mm.predict(sun, n_samples=400, seed=3, quantiles=q, calibrated=False)
+    d = est.predict(sun, n_samples=400, seed=3, quantiles=q, calibrated=False)
+    assert w(c, "teff") == pytest.approx(w(d, "teff"), rel=1e-6)  # raw draws untouched
+    draws = est_mm.sample_posterior(sun, n_samples=400, seed=3)
+    t = draws["teff"][0].value
+    assert 0.5 * (np.quantile(t, 0.84) - np.quantile(t, 0.16)) == pytest.approx(w(b, "teff"),
+                                                                               rel=0.02)
