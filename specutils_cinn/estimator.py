@@ -22,6 +22,7 @@ from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
 from .models import CINNModel
+from .parameters import PHYSICAL_MINIMUM
 from .registry import fetch_model
 from .results import samples_table, summary_table
 
@@ -230,6 +231,11 @@ class CINNParameterEstimator:
         k = self._mismatch_widening(calibration, q1684[:, 0], q1684[:, 1], fit)
         quant = median[:, None, :] + (quant - median[:, None, :]) * k[:, None, :]
         std = std * k
+        # Physical support: clipping commutes with quantiles, so clipped quantiles are the
+        # quantiles of the clipped draws that sample_posterior returns.
+        lower = self._physical_minimum()
+        median = np.maximum(median, lower)
+        quant = np.maximum(quant, lower)
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
         meta["QUANTILE"] = list(levels)
@@ -295,6 +301,7 @@ class CINNParameterEstimator:
         k = self._mismatch_widening(self._calibration(calibrated), q16, q84, fit)
         draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
                      ).astype(np.float32)
+        draws_all = np.maximum(draws_all, self._physical_minimum().astype(np.float32))
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         return samples_table(
             self.parameters,
@@ -403,6 +410,10 @@ class CINNParameterEstimator:
         if not isinstance(calibrated, (bool, np.bool_)):
             raise ValueError(f"calibrated must be True or False, got {calibrated!r}")
         return self.model.metadata.posterior_calibration if calibrated else None
+
+    def _physical_minimum(self) -> np.ndarray:
+        """[D] lower end of each parameter's physical support (-inf where unbounded)."""
+        return np.array([PHYSICAL_MINIMUM.get(p, -np.inf) for p in self.parameters])
 
     def _mismatch_widening(
         self, calibration: PosteriorCalibration | None, q16: np.ndarray, q84: np.ndarray,

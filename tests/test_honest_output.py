@@ -1,4 +1,4 @@
-"""The model-mismatch term of the posterior calibration and the fit_mismatch statistic."""
+"""Honest output on real stars: the model-mismatch term, fit_mismatch and physical support."""
 
 import numpy as np
 import pytest
@@ -72,3 +72,14 @@ def test_predict_widens_by_fit_mismatch(sun):
     t = draws["teff"][0].value
     assert 0.5 * (np.quantile(t, 0.84) - np.quantile(t, 0.16)) == pytest.approx(w(b, "teff"),
                                                                                rel=0.02)
+
+
+def test_vsini_draws_and_quantiles_respect_the_physical_support(sun):
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    t = est.predict(sun, n_samples=1000, seed=1, quantiles=(0.01, 0.5))
+    # the Sun rotates slowly: without the support the lowest percentile is negative
+    assert float(t["vsini_p1"][0].value) == 0.0
+    draws = est.sample_posterior(sun, n_samples=1000, seed=1)["vsini"][0].value
+    assert draws.min() == 0.0 and 0.01 <= np.mean(draws == 0.0) < 0.5
+    for p in ("teff", "fe_h"):  # unbounded parameters are left alone
+        assert np.all(np.isfinite(draws)) and float(t[p][0].value) != 0.0
