@@ -35,6 +35,7 @@ from specutils_cinn.grid import GridSegment, WavelengthGrid  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
 from specutils_cinn.normalisation import normalize_continuum  # noqa: E402
 from specutils_cinn.synthesis import find_synthesis, synthesize  # noqa: E402
+from specutils_cinn.synthesis.loggf import calibrated_line_lists  # noqa: E402
 
 WINDOWS = ((5640.0, 5880.0), (6475.0, 6745.0))
 FIT_SEGMENTS = (("G", 5650.0, 5870.0), ("R", 6485.0, 6735.0))
@@ -78,26 +79,6 @@ def _one(task):
                      line_lists=lists)
     np.savez(out, **{f"w{i}": w for i, w in enumerate(res.wavelength)},
              **{f"f{i}": f.astype(np.float32) for i, f in enumerate(res.flux)})
-    return out
-
-
-def calibrated_lists(install, loggf: str, work: Path) -> list[Path]:
-    """The default lists with the Gaia-ESO and linemake atoms replaced by calibrated copies."""
-    from specutils_cinn.synthesis.loggf import LoggfCalibration
-
-    cal = LoggfCalibration.read(loggf)
-    work.mkdir(parents=True, exist_ok=True)
-    out = []
-    for p in install.default_line_lists:
-        name = ("ges" if Path(p) == Path(install.ges_linelist) else next(
-            (f for f, q in install.extended_linelists.items() if Path(q) == Path(p)), None))
-        if name in cal.sources:
-            dst = work / f"{name}_calibrated.ts"
-            if not dst.exists():
-                cal.apply(name, p, dst)
-            out.append(dst)
-        elif name != "sih":
-            out.append(Path(p))
     return out
 
 
@@ -172,7 +153,7 @@ def main(argv=None) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     install = find_synthesis()
     if args.loggf:
-        lists = calibrated_lists(install, args.loggf, cache / f"lists_{args.tag}")
+        lists = calibrated_line_lists(install, args.loggf, cache / f"lists_{args.tag}")
     else:
         lists = [p for p in install.default_line_lists
                  if Path(p) != Path(install.extended_linelists.get("sih", ""))]

@@ -139,7 +139,14 @@ def run(args) -> list[list[str]]:
                 ("continuum matched to the model", {"continuum": "match"}),
                 ("synthetic R 18,000", {"r_model": 18000.0}),
                 ("synthetic R 22,000", {"r_model": 22000.0})]
-    scans = {k: load_scan(Path(args.cache), k) for k in ("ges", "extended")}
+    names = ["ges", "extended"]
+    if args.calibrated:  # the same physics with the solar-calibrated log gf
+        variants.insert(2, ("extended lists, solar-calibrated log gf",
+                            {"lists": "extended+cal"}))
+        variants.append(("HB arm only, extended lists, solar-calibrated log gf",
+                         {"arms": ("HB",), "lists": "extended+cal"}))
+        names.append("extended+cal")
+    scans = {k: load_scan(Path(args.cache), k) for k in names}
     cubes = {}
     for name, change in variants:
         cfg = {**base, **change}
@@ -183,6 +190,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="work/sun_scan")
     ap.add_argument("--sun-dir", default="../shared/data/sun")
     ap.add_argument("--output", default=None)
+    ap.add_argument("--calibrated", action="store_true",
+                    help="also fit the scan made with --loggf ... --tag cal --lists extended")
     args = ap.parse_args(argv)
     rows = run(args)
     head = ["set-up", "spectrum", "[Fe/H] (vmic 1.0)", "[Fe/H] (vmic free)", "vmic",

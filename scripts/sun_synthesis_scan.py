@@ -14,13 +14,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from specutils_cinn.synthesis import find_synthesis, synthesize
+from specutils_cinn.synthesis.loggf import calibrated_line_lists
 
 #: Wavelength windows (air A): the three 4MOST HR arms with margins, and the rest of the range
 #: both observed solar spectra cover for the LR setup.
@@ -40,13 +40,18 @@ def scan_path(cache: Path, lists: str, fe_h: float, vmic: float, step: float) ->
     return cache / f"sun_{lists}_feh{fe_h:+.2f}_vmic{vmic:.2f}_step{step:g}.npz"
 
 
-def line_lists(install, which: str, exclude=("sih",), loggf: str | None = None) -> list[Path]:
-    """Line lists for ``which`` in {"ges", "extended"}; ``loggf`` replaces the Gaia-ESO list."""
-    ges = Path(loggf) if loggf else install.ges_linelist
-    out = [ges, install.hlinedata]
-    if which == "extended":
-        out += [p for fam, p in install.extended_linelists.items() if fam not in exclude]
-    return out
+def line_lists(install, which: str, exclude=("sih",), loggf: str | None = None,
+               work: Path | None = None) -> list[Path]:
+    """Line lists for ``which`` in {"ges", "extended"}; ``loggf`` (a calibration ECSV) gives
+    calibrated copies of the lists it covers (written to ``work``)."""
+    if loggf:
+        lists = calibrated_line_lists(install, loggf, work, exclude=exclude)
+        ges = lists[0]
+        extended = lists[2:]
+    else:
+        ges = install.ges_linelist
+        extended = [p for fam, p in install.extended_linelists.items() if fam not in exclude]
+    return [ges, install.hlinedata] + (extended if which == "extended" else [])
 
 
 def _one(task):
@@ -54,14 +59,14 @@ def _one(task):
     if out.exists():
         return out, 0.0
     install = find_synthesis()
-    t0 = time.process_time()
+    work = out.parent / f"lists_{out.stem}"
     res = synthesize(sun_labels(fe_h, vmic), [(lo, hi, step) for lo, hi in WINDOWS.values()],
                      install=install, line_lists=line_lists(install, lists.split("+")[0],
-                                                            loggf=loggf))
+                                                            loggf=loggf, work=work))
     np.savez(out, names=np.array(list(WINDOWS)),
              **{f"w{i}": w for i, w in enumerate(res.wavelength)},
              **{f"f{i}": f.astype(np.float32) for i, f in enumerate(res.flux)})
-    return out, time.perf_counter() - t0
+    return out, res.seconds
 
 
 def main(argv=None) -> None:
@@ -70,11 +75,13 @@ def main(argv=None) -> None:
     ap.add_argument("--step", type=float, default=0.02)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--lists", nargs="+", default=["ges", "extended"])
-    ap.add_argument("--loggf", default=None, help="calibrated Gaia-ESO list to use instead")
+    ap.add_argument("--loggf", default=None,
+                    help="log gf calibration (ECSV) whose calibrated lists to use")
     ap.add_argument("--tag", default="", help="suffix of the list name in the cache (e.g. cal)")
     args = ap.parse_args(argv)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    cache = cache.resolve()
     tasks = []
     for lists in args.lists:
         name = lists + (f"+{args.tag}" if args.tag else "")
@@ -84,7 +91,7 @@ def main(argv=None) -> None:
                           scan_path(cache, name, fe_h, vmic, args.step), args.loggf))
     with ProcessPoolExecutor(args.processes) as pool:
         for out, sec in pool.map(_one, tasks):
-            print(f"{out.name}: {sec:.1f} s", flush=True)
+            print(f"{out.name}: {sec:.1f} s wall", flush=True)
 
 
 if __name__ == "__main__":

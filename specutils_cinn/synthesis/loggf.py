@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LoggfCalibration", "fit_loggf_changes", "separated_sets"]
+__all__ = ["LoggfCalibration", "calibrated_line_lists", "fit_loggf_changes", "separated_sets"]
 
 
 def separated_sets(wavelength: np.ndarray, min_separation: float) -> list[np.ndarray]:
@@ -231,3 +231,44 @@ class LoggfCalibration:
             text[where[k]] = "  " + " ".join(parts) + (" " + sep + labels if sep else "")
         Path(destination).write_text("\n".join(text) + "\n")
         return len(rows)
+
+
+def calibrated_line_lists(install: Any, calibration: str | os.PathLike[str] | LoggfCalibration,
+                          directory: str | os.PathLike[str], *,
+                          exclude: tuple[str, ...] = ("sih",)) -> list[Path]:
+    """The install's default line lists with calibrated copies of the lists a calibration covers.
+
+    Parameters
+    ----------
+    install : SynthesisInstall
+        The synthesis install (its Gaia-ESO list, ``Hlinedata`` and extended lists).
+    calibration : path-like or LoggfCalibration
+        The calibration (an ECSV file written by `LoggfCalibration.write`).
+    directory : path-like
+        Where the calibrated copies are written (reused if already there and identical).
+    exclude : tuple of str
+        Extended-list families left out (SiH, as in the grid configuration).
+
+    Returns
+    -------
+    list of pathlib.Path
+        Line lists for `~specutils_cinn.synthesis.synthesize`, in the install's order.
+    """
+    cal = calibration if isinstance(calibration, LoggfCalibration) else LoggfCalibration.read(
+        calibration)
+    out_dir = Path(directory)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {Path(install.ges_linelist): "ges"}
+    names.update({Path(p): fam for fam, p in install.extended_linelists.items()})
+    out = []
+    for p in install.default_line_lists:
+        name = names.get(Path(p))
+        if name in exclude:
+            continue
+        if name in cal.sources:
+            dst = out_dir / f"{name}_solar_loggf.ts"
+            cal.apply(name, p, dst)
+            out.append(dst)
+        else:
+            out.append(Path(p))
+    return out
