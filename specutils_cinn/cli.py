@@ -72,10 +72,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "info":
         if not args.names:
             raise SystemExit("specutils-cinn models info: name a model")
-        from .models import CINNModel
-
         for name in args.names:
-            model = CINNModel.load(registry.fetch_model(name, progressbar=sys.stderr.isatty()))
+            model = registry._load_registered(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None
@@ -252,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError) as exc:
+        # includes every model loading and download error (ModelLoadError, ModelDownloadError,
+        # ModelCacheError, ...): one line, no traceback
         print(f"specutils-cinn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

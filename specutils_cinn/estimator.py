@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,6 @@ from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .models import CINNModel
-from .registry import fetch_model
 from .results import samples_table, summary_table
 
 __all__ = ["CINNParameterEstimator"]
@@ -61,13 +60,20 @@ class CINNParameterEstimator:
     @classmethod
     def from_pretrained(
         cls,
-        name: str | Path | None = None,
+        name: str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "auto",
-        cache_dir: str | Path | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         progressbar: bool = False,
     ) -> CINNParameterEstimator:
         """Load a registered model, a bundled model or a model directory.
+
+        A registered model is checked against the registry on every load: the SHA-256 of its
+        metadata, weights and emulator must match the registered ones (a mismatch raises
+        `~specutils_cinn.models.ModelIntegrityError` naming the file). A model loaded from a
+        path has nothing to be compared with; its files are checked against each other and its
+        `~specutils_cinn.models.CINNModel.digest` (``MODELDIG`` in ``table.meta``) tells which
+        model it is.
 
         Parameters
         ----------
@@ -85,18 +91,29 @@ class CINNParameterEstimator:
         Returns
         -------
         CINNParameterEstimator
-        """
-        from .registry import DEFAULT_MODEL
 
-        if name is not None and Path(name).expanduser().exists():
-            path = Path(name).expanduser()
+        Raises
+        ------
+        specutils_cinn.registry.ModelNotFoundError
+            If a name is not registered (a `ValueError`).
+        specutils_cinn.models.ModelLoadError
+            If the model's files are missing, too large, malformed, do not fit each other, or
+            (`~specutils_cinn.models.ModelIntegrityError`) differ from the registry or the
+            metadata (all `ValueError`).
+        specutils_cinn.registry.ModelDownloadError
+            If a registered model must be downloaded and cannot be (an `OSError`).
+        """
+        from .registry import DEFAULT_MODEL, _load_registered
+
+        if name is not None and os.path.exists(os.path.expanduser(name)):
+            model = CINNModel.load(os.path.expanduser(name))
         else:
-            path = fetch_model(
+            model = _load_registered(
                 DEFAULT_MODEL if name is None else str(name),
                 cache_dir=cache_dir,
                 progressbar=progressbar,
             )
-        return cls(CINNModel.load(path), device=device)
+        return cls(model, device=device)
 
     # ------------------------------------------------------------------ description
     @property
@@ -441,10 +458,18 @@ class CINNParameterEstimator:
         threshold = self._threshold(fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
         extra["POSTCAL"] = self._calibration(calibrated) is not None
+        if self.model.registry_name is not None:
+            source = "registry"
+        elif self.model.digest is not None:
+            source = "local"
+        else:
+            source = "unsaved"
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,
             "MODELSHA": self.model.sha256 or "unsaved",
+            "MODELDIG": self.model.digest or "unsaved",
+            "MODELSRC": source,
             "NSAMPLES": int(n_samples),
             "SEED": int(seed),
             "DEVICE": device.type,
