@@ -72,8 +72,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "info":
         if not args.names:
             raise SystemExit("specutils-cinn models info: name a model")
+        from .models import CINNModel
+
         for name in args.names:
-            model = registry._load_registered(name, progressbar=sys.stderr.isatty())
+            path = registry._model_path(name)
+            if path is not None:
+                model = CINNModel.load(path)
+            else:
+                model = registry._load_registered(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None
@@ -169,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         default=None,
-        help="registered model name or model directory (default: bundled model)",
+        help="registered model name, or a model directory given as a path (./my-model, "
+        "containing a path separator; a bare word is always a registered name) "
+        "(default: bundled model)",
     )
     p.add_argument(
         "-o",
@@ -197,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, describe or download registered models")
     p.add_argument("action", nargs="?", choices=["list", "info", "download"], default="list")
-    p.add_argument("names", nargs="*", help="model names (download: default all)")
+    p.add_argument("names", nargs="*",
+                   help="model names (download: default all; info: also model paths)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="run the bundled model on the bundled solar spectrum")

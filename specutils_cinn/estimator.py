@@ -68,6 +68,14 @@ class CINNParameterEstimator:
     ) -> CINNParameterEstimator:
         """Load a registered model, a bundled model or a model directory.
 
+        Names and paths are never confused: a registered name always resolves through the
+        registry, and a local model must be given as a path. ``name`` is a **path** if it is
+        a `pathlib.Path` (any `os.PathLike`), or a string that contains a path separator
+        (``"./my-model"``, ``"models/hr"``, ``"/data/m/metadata.json"``), is ``"."`` or
+        ``".."``, or starts with ``~``. Any other string is a **registry name**, even when a
+        folder of that name exists in the working directory (use ``"./4most-hr"`` for that
+        folder). An empty string is refused.
+
         A registered model is checked against the registry on every load: the SHA-256 of its
         metadata, weights and emulator must match the registered ones (a mismatch raises
         `~specutils_cinn.models.ModelIntegrityError` naming the file). A model loaded from a
@@ -79,8 +87,9 @@ class CINNParameterEstimator:
         ----------
         name : str or path-like, optional
             A registered model name or alias (``"4most-hr"``, ``"4most-lr"``, or a versioned
-            name; see ``specutils-cinn models``), or the path of a model directory. None
-            loads the default model shipped inside the package, without network access.
+            name; see ``specutils-cinn models``), or the path of a model directory or metadata
+            file (see above). None loads the default model shipped inside the package, without
+            network access.
         device : {"auto", "cpu", "cuda"} or `torch.device`, optional
             Default device for inference.
         cache_dir : path-like, optional
@@ -94,6 +103,8 @@ class CINNParameterEstimator:
 
         Raises
         ------
+        ValueError
+            If ``name`` is an empty string.
         specutils_cinn.registry.ModelNotFoundError
             If a name is not registered (a `ValueError`).
         specutils_cinn.models.ModelLoadError
@@ -103,16 +114,15 @@ class CINNParameterEstimator:
         specutils_cinn.registry.ModelDownloadError
             If a registered model must be downloaded and cannot be (an `OSError`).
         """
-        from .registry import DEFAULT_MODEL, _load_registered
+        from .registry import DEFAULT_MODEL, _load_registered, _model_path
 
-        if name is not None and os.path.exists(os.path.expanduser(name)):
-            model = CINNModel.load(os.path.expanduser(name))
+        if name is None:
+            name = DEFAULT_MODEL
+        path = _model_path(name)
+        if path is not None:
+            model = CINNModel.load(path)
         else:
-            model = _load_registered(
-                DEFAULT_MODEL if name is None else str(name),
-                cache_dir=cache_dir,
-                progressbar=progressbar,
-            )
+            model = _load_registered(str(name), cache_dir=cache_dir, progressbar=progressbar)
         return cls(model, device=device)
 
     # ------------------------------------------------------------------ description

@@ -621,6 +621,32 @@ def resolve_name(name: str) -> str:
     return REGISTRY.resolve(name)
 
 
+def _model_path(name: str | os.PathLike[str]) -> Path | None:
+    """The path meant by a model argument, or None if it is a registry name.
+
+    A path is an `os.PathLike` (such as `pathlib.Path`), or a string that contains a path
+    separator (``./model``, ``models/hr``), is ``"."`` or ``".."``, or starts with ``~``.
+    Any other string is a registry name, even if a file of that name exists. An empty string
+    is neither.
+    """
+    if isinstance(name, os.PathLike):
+        path = os.fspath(name)
+        if isinstance(path, bytes) or not path:
+            raise ValueError(f"invalid model path {name!r}")
+        return Path(path).expanduser()
+    if not isinstance(name, str):
+        raise TypeError(f"a model must be given as a name or a path, got {type(name).__name__}")
+    if not name.strip():
+        raise ValueError(
+            f"empty model name {name!r}: give a registered model name (see `specutils-cinn "
+            "models list`) or the path of a model directory, e.g. './my-model'"
+        )
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if any(sep in name for sep in separators) or name in (".", "..") or name.startswith("~"):
+        return Path(name).expanduser()
+    return None
+
+
 def _not_found_hint(name: str, exc: ModelNotFoundError) -> ModelNotFoundError:
     if os.path.exists(name):
         return ModelNotFoundError(

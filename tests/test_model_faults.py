@@ -514,12 +514,22 @@ def test_cli_model_that_does_not_fit_exits_cleanly(
     for argv in (
         ["predict", spectrum, "-m", str(model_dir), "-o", str(tmp_path / "o.ecsv"),
          "--format", "tabular-fits", "--device", "cpu"],
+        ["models", "info", str(model_dir)],
     ):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert "error:" in err and "do not fit the architecture" in err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.ecsv").exists()
+
+
+def test_cli_models_info_shows_the_digest_of_a_path(
+    tmp_path: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = tmp_path / "model"
+    published.model.save(model_dir)
+    assert cli.main(["models", "info", str(model_dir)]) == 0
+    assert published.entry.digest in capsys.readouterr().out
 
 
 def test_cli_bad_cache_exits_cleanly(
