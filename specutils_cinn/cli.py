@@ -75,7 +75,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         from .models import CINNModel
 
         for name in args.names:
-            model = CINNModel.load(registry.fetch_model(name, progressbar=sys.stderr.isatty()))
+            path = registry._model_path(name)
+            if path is not None:
+                model = CINNModel.load(path)
+            else:
+                model = registry._load_registered(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None
@@ -171,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         default=None,
-        help="registered model name or model directory (default: bundled model)",
+        help="registered model name, or a model directory given as a path (./my-model, "
+        "containing a path separator; a bare word is always a registered name) "
+        "(default: bundled model)",
     )
     p.add_argument(
         "-o",
@@ -199,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, describe or download registered models")
     p.add_argument("action", nargs="?", choices=["list", "info", "download"], default="list")
-    p.add_argument("names", nargs="*", help="model names (download: default all)")
+    p.add_argument("names", nargs="*",
+                   help="model names (download: default all; info: also model paths)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="run the bundled model on the bundled solar spectrum")
@@ -252,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError) as exc:
+        # includes every model loading and download error (ModelLoadError, ModelDownloadError,
+        # ModelCacheError, ...): one line, no traceback
         print(f"specutils-cinn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,6 @@ from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
 from .models import CINNModel
 from .parameters import PHYSICAL_MINIMUM
-from .registry import fetch_model
 from .results import samples_table, summary_table
 
 __all__ = ["CINNParameterEstimator"]
@@ -63,20 +62,36 @@ class CINNParameterEstimator:
     @classmethod
     def from_pretrained(
         cls,
-        name: str | Path | None = None,
+        name: str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "auto",
-        cache_dir: str | Path | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         progressbar: bool = False,
     ) -> CINNParameterEstimator:
         """Load a registered model, a bundled model or a model directory.
+
+        Names and paths are never confused: a registered name always resolves through the
+        registry, and a local model must be given as a path. ``name`` is a **path** if it is
+        a `pathlib.Path` (any `os.PathLike`), or a string that contains a path separator
+        (``"./my-model"``, ``"models/hr"``, ``"/data/m/metadata.json"``), is ``"."`` or
+        ``".."``, or starts with ``~``. Any other string is a **registry name**, even when a
+        folder of that name exists in the working directory (use ``"./4most-hr"`` for that
+        folder). An empty string is refused.
+
+        A registered model is checked against the registry on every load: the SHA-256 of its
+        metadata, weights and emulator must match the registered ones (a mismatch raises
+        `~specutils_cinn.models.ModelIntegrityError` naming the file). A model loaded from a
+        path has nothing to be compared with; its files are checked against each other and its
+        `~specutils_cinn.models.CINNModel.digest` (``MODELDIG`` in ``table.meta``) tells which
+        model it is.
 
         Parameters
         ----------
         name : str or path-like, optional
             A registered model name or alias (``"4most-hr"``, ``"4most-lr"``, or a versioned
-            name; see ``specutils-cinn models``), or the path of a model directory. None
-            loads the default model shipped inside the package, without network access.
+            name; see ``specutils-cinn models``), or the path of a model directory or metadata
+            file (see above). None loads the default model shipped inside the package, without
+            network access.
         device : {"auto", "cpu", "cuda"} or `torch.device`, optional
             Default device for inference.
         cache_dir : path-like, optional
@@ -87,18 +102,30 @@ class CINNParameterEstimator:
         Returns
         -------
         CINNParameterEstimator
-        """
-        from .registry import DEFAULT_MODEL
 
-        if name is not None and Path(name).expanduser().exists():
-            path = Path(name).expanduser()
+        Raises
+        ------
+        ValueError
+            If ``name`` is an empty string.
+        specutils_cinn.registry.ModelNotFoundError
+            If a name is not registered (a `ValueError`).
+        specutils_cinn.models.ModelLoadError
+            If the model's files are missing, too large, malformed, do not fit each other, or
+            (`~specutils_cinn.models.ModelIntegrityError`) differ from the registry or the
+            metadata (all `ValueError`).
+        specutils_cinn.registry.ModelDownloadError
+            If a registered model must be downloaded and cannot be (an `OSError`).
+        """
+        from .registry import DEFAULT_MODEL, _load_registered, _model_path
+
+        if name is None:
+            name = DEFAULT_MODEL
+        path = _model_path(name)
+        if path is not None:
+            model = CINNModel.load(path)
         else:
-            path = fetch_model(
-                DEFAULT_MODEL if name is None else str(name),
-                cache_dir=cache_dir,
-                progressbar=progressbar,
-            )
-        return cls(CINNModel.load(path), device=device)
+            model = _load_registered(str(name), cache_dir=cache_dir, progressbar=progressbar)
+        return cls(model, device=device)
 
     # ------------------------------------------------------------------ description
     @property
@@ -490,10 +517,18 @@ class CINNParameterEstimator:
         threshold = self._threshold(fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
         extra["POSTCAL"] = self._calibration(calibrated) is not None
+        if self.model.registry_name is not None:
+            source = "registry"
+        elif self.model.digest is not None:
+            source = "local"
+        else:
+            source = "unsaved"
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,
             "MODELSHA": self.model.sha256 or "unsaved",
+            "MODELDIG": self.model.digest or "unsaved",
+            "MODELSRC": source,
             "NSAMPLES": int(n_samples),
             "SEED": int(seed),
             "DEVICE": device.type,
