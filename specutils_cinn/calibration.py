@@ -136,7 +136,7 @@ class PosteriorCalibration:
     @property
     def parameters(self) -> list[str]:
         """Names of the parameters this calibration changes, sorted."""
-        return sorted(set(self.scale) | set(self.floor))
+        return sorted(set(self.scale) | set(self.floor) | set(self.mismatch))
 
     def factors(self, parameters: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Scale and floor for each of ``parameters`` (1 and 0 where not calibrated).

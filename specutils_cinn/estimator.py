@@ -280,6 +280,7 @@ class CINNParameterEstimator:
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
             fit_mismatch=fit.mismatch,
+            unconstrained=self.model.metadata.unconstrained,
         )
 
     def sample_posterior(
@@ -341,6 +342,7 @@ class CINNParameterEstimator:
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
             fit_mismatch=fit.mismatch,
+            unconstrained=self.model.metadata.unconstrained,
         )
 
     # ------------------------------------------------------------------ internals
@@ -517,6 +519,8 @@ class CINNParameterEstimator:
         threshold = self._threshold(fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
         extra["POSTCAL"] = self._calibration(calibrated) is not None
+        if md.unconstrained:
+            extra["UNCONSTR"] = " ".join(md.unconstrained)
         if self.model.registry_name is not None:
             source = "registry"
         elif self.model.digest is not None:

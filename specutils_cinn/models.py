@@ -595,6 +595,7 @@ _OPTIONAL = (
     "package_version",
     "emulator",
     "posterior_calibration",
+    "unconstrained",
 )
 
 
@@ -643,6 +644,10 @@ class ModelMetadata:
         Widening of the posterior draws applied by the estimator (see
         :ref:`posterior-calibration`); None (the default) leaves the network's draws as
         they are.
+    unconstrained : sequence of str, optional
+        Parameters the model predicts but its spectra do not constrain (their posterior is
+        the training prior on held-out synthetic stars). The estimator masks their columns
+        and names them in ``table.meta["UNCONSTR"]``. Empty by default.
 
     Raises
     ------
@@ -665,6 +670,7 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
     emulator: EmulatorSpec | None = None
     posterior_calibration: PosteriorCalibration | None = None
+    unconstrained: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -801,6 +807,14 @@ class ModelMetadata:
                 raise _fail("posterior_calibration", f"parameters {unknown} are not predicted")
             _json_copy(cal.info, "posterior_calibration.info")
             object.__setattr__(self, "posterior_calibration", cal)
+        unc = self.unconstrained
+        if isinstance(unc, str) or not isinstance(unc, Sequence) or not all(
+                isinstance(x, str) for x in unc):
+            raise _fail("unconstrained", f"expected a list of parameter names, got {unc!r}")
+        unknown = sorted(set(unc) - {p.name for p in self.parameters})
+        if unknown:
+            raise _fail("unconstrained", f"parameters {unknown} are not predicted")
+        object.__setattr__(self, "unconstrained", tuple(unc))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -924,6 +938,8 @@ class ModelMetadata:
             out["emulator"] = self.emulator.to_dict()
         if self.posterior_calibration is not None:
             out["posterior_calibration"] = self.posterior_calibration.to_dict()
+        if self.unconstrained:
+            out["unconstrained"] = list(self.unconstrained)
         return out
 
     @classmethod

@@ -42,8 +42,13 @@ def std_unit(unit: u.UnitBase) -> u.UnitBase:
     return function_unit if function_unit is not None else unit
 
 
-def _quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
-    return u.Quantity(values, unit) if not hasattr(unit, "function_unit") else values * unit
+def _quantity(values: np.ndarray, unit: u.UnitBase, masked: bool = False) -> u.Quantity:
+    q = u.Quantity(values, unit) if not hasattr(unit, "function_unit") else values * unit
+    if masked:
+        from astropy.utils.masked import Masked
+
+        return Masked(q, mask=np.ones(np.shape(values), bool))
+    return q
 
 
 def _common_columns(
@@ -103,6 +108,7 @@ def summary_table(
     fit_chi2: np.ndarray | None = None,
     feature_sigma: np.ndarray | None = None,
     fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
 ) -> QTable:
     """Build the one-row-per-spectrum table of posterior summaries.
 
@@ -130,6 +136,9 @@ def summary_table(
         Significance of the stellar features per spectrum; NaN (the default) where unknown.
     fit_mismatch : ndarray, shape (N,), optional
         Unexplained residual RMS per spectrum; NaN (the default) where unknown.
+    unconstrained : sequence of str, optional
+        Parameters the model does not constrain: their columns are masked (the values are
+        kept underneath, ``table[col].unmasked``).
 
     Returns
     -------
@@ -140,14 +149,16 @@ def summary_table(
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
-        table[name] = _quantity(median[:, j], unit)
-        table[name].description = f"posterior median of {name}"
+        m = name in unconstrained
+        note = " (masked: not constrained by this model)" if m else ""
+        table[name] = _quantity(median[:, j], unit, m)
+        table[name].description = f"posterior median of {name}{note}"
         for k, q in enumerate(quantile_levels):
             col = quantile_column_name(name, q)
-            table[col] = _quantity(quantiles[:, k, j], unit)
-            table[col].description = f"posterior {q:g} quantile of {name}"
-        table[f"{name}_std"] = u.Quantity(std[:, j], std_unit(unit))
-        table[f"{name}_std"].description = f"posterior standard deviation of {name}"
+            table[col] = _quantity(quantiles[:, k, j], unit, m)
+            table[col].description = f"posterior {q:g} quantile of {name}{note}"
+        table[f"{name}_std"] = _quantity(std[:, j], std_unit(unit), m)
+        table[f"{name}_std"].description = f"posterior standard deviation of {name}{note}"
     _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
     return table
 
@@ -163,6 +174,7 @@ def samples_table(
     fit_chi2: np.ndarray | None = None,
     feature_sigma: np.ndarray | None = None,
     fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
 ) -> QTable:
     """Build a table of posterior draws, one row per spectrum.
 
@@ -180,6 +192,8 @@ def samples_table(
         Stored in ``table.meta``.
     fit_chi2, feature_sigma, fit_mismatch : ndarray, shape (N,), optional
         As in `summary_table`.
+    unconstrained : sequence of str, optional
+        As in `summary_table`.
 
     Returns
     -------
@@ -189,7 +203,9 @@ def samples_table(
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
-        table[name] = _quantity(draws[:, :, j], unit)
-        table[name].description = f"posterior draws of {name}"
+        m = name in unconstrained
+        table[name] = _quantity(draws[:, :, j], unit, m)
+        table[name].description = f"posterior draws of {name}" + (
+            " (masked: not constrained by this model)" if m else "")
     _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
     return table

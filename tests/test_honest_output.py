@@ -83,3 +83,26 @@ def test_vsini_draws_and_quantiles_respect_the_physical_support(sun):
     assert draws.min() == 0.0 and 0.01 <= np.mean(draws == 0.0) < 0.5
     for p in ("teff", "fe_h"):  # unbounded parameters are left alone
         assert np.all(np.isfinite(draws)) and float(t[p][0].value) != 0.0
+
+
+def test_unconstrained_parameters_are_masked(sun, tmp_path):
+    from astropy.table import QTable
+
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    md = est.model.metadata
+    plain = est.predict(sun, n_samples=200, seed=2)
+    mm = CINNModel(md.replace(unconstrained=("mn_fe", "ni_fe")), est.model.network,
+                   emulator=est.model.emulator)
+    t = CINNParameterEstimator(mm).predict(sun, n_samples=200, seed=2)
+    assert t.meta["UNCONSTR"] == "mn_fe ni_fe" and "UNCONSTR" not in plain.meta
+    for col in ("mn_fe", "mn_fe_p16", "mn_fe_std", "ni_fe_p84"):
+        assert np.all(t[col].mask) and "not constrained" in t[col].description
+        assert t[col].unmasked[0] == plain[col][0]  # the numbers are kept underneath
+    assert not hasattr(t["teff"], "mask")
+    t.write(tmp_path / "t.ecsv")
+    back = QTable.read(tmp_path / "t.ecsv")
+    assert np.all(back["mn_fe"].mask) and back["teff"][0] == t["teff"][0]
+    draws = CINNParameterEstimator(mm).sample_posterior(sun, n_samples=50, seed=2)
+    assert np.all(draws["ni_fe"].mask) and not hasattr(draws["fe_h"], "mask")
+    with pytest.raises(ValueError, match="unconstrained"):
+        md.replace(unconstrained=("vmac",))
