@@ -7,6 +7,7 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import InverseVariance, StdDevUncertainty
+from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 from fourmost_files import (
     HRS_ARMS,
@@ -20,6 +21,7 @@ from specutils import Spectrum, SpectrumCollection, SpectrumList
 from specutils.io.registers import identify_spectrum_format
 
 import specutils_cinn  # noqa: F401  (registers the readers)
+from specutils_cinn import cli
 from specutils_cinn.io import (
     FORMATS,
     META_KEYS,
@@ -285,6 +287,51 @@ def test_read_paths_names_the_unreadable_file(tmp_path):
         read_paths([str(bad)])
     s = Spectrum(flux=np.ones(5) * u.Jy, spectral_axis=np.arange(1.0, 6.0) * u.AA)
     assert read_paths(s) is s
+
+
+@pytest.fixture(scope="module")
+def est():
+    from specutils_cinn import CINNParameterEstimator
+
+    return CINNParameterEstimator.from_pretrained(device="cpu")  # bundled, offline
+
+
+def test_predict_reads_paths_and_uses_the_medium_from_meta(est, tmp_path):
+    paths = write_hrs_arms(tmp_path, "J1")
+    joined = read_spectra(paths)[0]
+    kw = {"n_samples": 64, "seed": 3, "progress": False}
+    ref = est.predict(joined, **kw)
+    assert 5500 < ref["teff"][0].to_value(u.K) < 6000  # the Sun, through the readers
+    hg = Spectrum.read(paths[1])
+    t_path = est.predict(str(paths[1]), **kw)
+    t_obj = est.predict(hg, **kw)
+    assert t_path["teff"][0] == t_obj["teff"][0]
+    assert len(est.predict([paths[0], hg, str(paths[2])], **kw)) == 3
+    # vacuum in meta: the estimator converts as for medium="vacuum"
+    hg.meta["medium"] = "vacuum"
+    t_vac = est.predict(hg, **kw)
+    assert t_vac["teff"][0] == est.predict(hg, medium="vacuum", **kw)["teff"][0]
+    assert t_vac["teff"][0] != t_obj["teff"][0]
+    assert est.predict(hg, medium="air", **kw)["teff"][0] == t_obj["teff"][0]
+    with pytest.raises(ValueError, match="mix air and vacuum"):
+        est.predict([hg, Spectrum.read(paths[2])], **kw)
+
+
+def test_cli_group_arms_flux_unit_and_container(tmp_path):
+    write_hrs_arms(tmp_path, "J1")
+    files = sorted(str(p) for p in tmp_path.glob("*.fits"))
+    out = tmp_path / "res.ecsv"
+    base = ["predict", *files, "-o", str(out), "-n", "32", "--seed", "1", "--device", "cpu"]
+    assert cli.main([*base, "--group-arms"]) == 0
+    t = QTable.read(out)
+    assert len(t) == 1 and t["filename"][0].count("+") == 2
+    assert cli.main([*base, "--overwrite"]) == 0
+    assert len(QTable.read(out)) == 3
+    harps_like = tmp_path / "iraf.fits"
+    write_iraf_1d(harps_like, "furlongs", n=200)
+    args = ["predict", str(harps_like), "-o", str(tmp_path / "r2.ecsv"), "-n", "32",
+            "--snr", "50", "--device", "cpu"]  # fmt: skip
+    assert cli.main([*args, "--flux-unit", "adu"]) == 0
 
 
 def test_l1_header_of_file_written_by_helper_is_phase3(tmp_path):
