@@ -21,6 +21,7 @@ from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
+from .io import read_paths, spectra_medium
 from .models import CINNModel
 from .parameters import PHYSICAL_MINIMUM
 from .results import samples_table, summary_table
@@ -168,7 +169,7 @@ class CINNParameterEstimator:
         radial_velocity: u.Quantity | None = None,
         progress: bool | None = None,
         *,
-        medium: str = "air",
+        medium: str | None = None,
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
@@ -178,9 +179,10 @@ class CINNParameterEstimator:
 
         Parameters
         ----------
-        spectra : Spectrum, SpectrumCollection, SpectrumList or list of them
+        spectra : Spectrum, SpectrumCollection, SpectrumList, file path or list of them
             The spectra (specutils objects). A spectrum with N-D flux gives one row per
-            spectrum it holds, in C order; lists give their items' rows in order.
+            spectrum it holds, in C order; lists give their items' rows in order. File paths
+            are read with ``Spectrum.read(path)`` (see :ref:`readers`).
         n_samples : int, optional
             Posterior draws per spectrum.
         quantiles : sequence of float, optional
@@ -198,7 +200,9 @@ class CINNParameterEstimator:
         progress : bool, optional
             Show a progress bar; None shows it when standard error is a terminal.
         medium : {"air", "vacuum"}, optional
-            Medium of the input wavelengths (4MOST delivers air wavelengths).
+            Medium of the input wavelengths. By default each spectrum's ``meta["medium"]``
+            (set by the readers of `specutils_cinn.io`), else air (4MOST delivers air
+            wavelengths); a `ValueError` if the spectra disagree.
         snr : float, array, "estimate" or None, optional
             S/N per Angstrom for spectra without uncertainties, or ``"estimate"`` for the
             DER_SNR estimate from the flux itself (flagged ``NOISE_ESTIMATED``).
@@ -293,7 +297,7 @@ class CINNParameterEstimator:
         radial_velocity: u.Quantity | None = None,
         progress: bool | None = None,
         *,
-        medium: str = "air",
+        medium: str | None = None,
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
@@ -352,7 +356,7 @@ class CINNParameterEstimator:
         n_samples: int,
         seed: int | None,
         radial_velocity: u.Quantity | None,
-        medium: str,
+        medium: str | None,
         snr: float | np.ndarray | str | None,
         normalize: bool | str,
     ) -> tuple[PreparedSpectra, int]:
@@ -366,6 +370,9 @@ class CINNParameterEstimator:
             seed = secrets.randbits(32)
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        spectra = read_paths(spectra)  # file paths: Spectrum.read
+        if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
+            medium = spectra_medium(spectra)
         md = self.model.metadata
         norm = md.normalization
         if norm.get("kind") == "pseudo-continuum" and normalize == "auto":
