@@ -19,7 +19,8 @@ Checks, printed as RST tables:
 
 The tolerance A0 below which no spectrum is widened is the ``--tolerance-quantile`` of
 ``fit_mismatch`` over the held-out synthetic spectra. ``--write DIR`` saves the model with the
-fitted term in its metadata (the weights are not touched) as version ``--version``.
+fitted term in its metadata (the weights are not touched) as version ``--version``, with the
+parameters its posterior calibration found unconstrained declared ``unconstrained``.
 
 Usage::
 
@@ -65,6 +66,10 @@ def with_mismatch(est, kappa, tolerance, info, version=None):
     new = PosteriorCalibration(cal.scale, cal.floor, {**cal.info, "mismatch": info}, kappa,
                                tolerance)
     changes = {"posterior_calibration": new}
+    # Parameters the posterior calibration left alone because the spectra do not constrain
+    # them (scripts/calibrate_posteriors.py) are declared so, and masked by the estimator.
+    not_cal = cal.info.get("not_calibrated", {}).get("parameters", [])
+    changes["unconstrained"] = tuple(p for p in est.parameters if p in not_cal)
     if version is not None:
         changes["version"] = version
     return CINNModel(md.replace(**changes), est.model.network, emulator=est.model.emulator)
