@@ -44,8 +44,30 @@ def sun():
                          format="tabular-fits")
 
 
-def test_predict_widens_by_fit_mismatch(sun):
+def _without_mismatch(est):
+    """The bundled model without its mismatch term and unconstrained declaration."""
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    base = md.replace(posterior_calibration=PosteriorCalibration(cal.scale, cal.floor, cal.info),
+                      unconstrained=())
+    return CINNParameterEstimator(CINNModel(base, est.model.network, emulator=est.model.emulator))
+
+
+def test_bundled_hr_model_holds_the_sun_in_its_95_percent_intervals(sun):
     est = CINNParameterEstimator.from_pretrained("4most-hr")
+    assert est.model.metadata.posterior_calibration.mismatch["fe_h"] > 0
+    q = (0.025, 0.975)
+    t = est.predict(sun, n_samples=1000, seed=4, quantiles=q)
+    plain = _without_mismatch(est).predict(sun, n_samples=1000, seed=4, quantiles=q)
+    for p, ref in (("teff", 5772.0), ("logg", 4.44), ("fe_h", 0.0)):
+        lo, hi = float(t[f"{p}_p2_5"][0].value), float(t[f"{p}_p97_5"][0].value)
+        assert lo <= ref <= hi, (p, lo, hi)
+    # without the term the laboratory-line-data offset of [Fe/H] is outside the interval
+    assert float(plain["fe_h_p97_5"][0].value) < 0.0
+
+
+def test_predict_widens_by_fit_mismatch(sun):
+    est = _without_mismatch(CINNParameterEstimator.from_pretrained("4most-hr"))
     md = est.model.metadata
     cal = md.posterior_calibration
     kappa = {"teff": 3000.0, "fe_h": 5.0}
@@ -88,7 +110,9 @@ def test_vsini_draws_and_quantiles_respect_the_physical_support(sun):
 def test_unconstrained_parameters_are_masked(sun, tmp_path):
     from astropy.table import QTable
 
-    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    assert CINNParameterEstimator.from_pretrained("4most-hr").model.metadata.unconstrained == (
+        "mn_fe", "ni_fe")
+    est = _without_mismatch(CINNParameterEstimator.from_pretrained("4most-hr"))
     md = est.model.metadata
     plain = est.predict(sun, n_samples=200, seed=2)
     mm = CINNModel(md.replace(unconstrained=("mn_fe", "ni_fe")), est.model.network,
