@@ -215,7 +215,7 @@ def main(argv=None) -> None:
     if rows_b:
         text += "\n" + table("NARVAL benchmarks at S/N 250: reference inside the 95 % interval",
                              ["parameter", "without the term", "with the term",
-                              "median |offset|", "stars"], rows_b)
+                              "median abs. offset", "stars"], rows_b)
     print(text)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
