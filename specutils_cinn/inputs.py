@@ -948,7 +948,9 @@ def _extract_run(
         if first.unc_factor != 1.0:
             a = a * first.unc_factor
         if first.unc_kind == "std":
-            var = a * a
+            # a non-positive standard deviation marks a bad pixel (sigma = -1 is a common
+            # flag value): squaring would drop its sign and make it valid
+            var = np.where(a > 0, a * a, np.nan)
         elif first.unc_kind == "var":
             var = a
         else:

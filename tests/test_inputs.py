@@ -575,3 +575,34 @@ def test_gap_in_the_input_axis_is_not_bridged(data):
     near = [hole[0] - 1, hole[-1] + 1]  # the last whole pixel before the gap, first after
     ratio = q.sigma[:, near] / np.median(q.sigma[:, q.valid[0]], axis=1)[:, None]
     np.testing.assert_allclose(ratio, 1.0, rtol=0.05)
+
+
+# ------------------------------------------------------------- trust: invalid uncertainties
+_UNC_CLASSES = {"std": StdDevUncertainty, "var": VarianceUncertainty, "ivar": InverseVariance}
+
+
+@pytest.mark.parametrize(
+    "marking",
+    ["std=-1", "std=0", "std=nan", "std=inf", "var=-1", "var=0", "var=nan", "var=inf",
+     "ivar=-1", "ivar=0", "ivar=nan", "ivar=inf"],
+)
+def test_non_positive_or_non_finite_uncertainty_marks_an_invalid_pixel(data, marking):
+    # pipelines mark bad pixels with sigma = -1, variance 0, inverse variance 0, ...: such a
+    # pixel must count as invalid exactly like a masked one, never with its sign dropped
+    flux, sigma = data
+    kind, value = marking.split("=")
+    bad = np.zeros(flux.shape, bool)
+    bad[:, 1000:1100] = True  # 5030-5035 A
+    bad[2, 1500:] = True  # from 5055 A: all of segment R
+    garbage = np.where(bad, 0.0, flux)  # what such pipelines store at bad pixels
+    good_unc = {"std": sigma, "var": sigma**2, "ivar": 1 / sigma**2}[kind]
+    marked = np.where(bad, float(value), good_unc)
+    cls = _UNC_CLASSES[kind]
+    s = Spectrum(flux=garbage * FLUX_UNIT, spectral_axis=WAVE * u.AA, uncertainty=cls(marked))
+    masked = Spectrum(flux=garbage * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                      uncertainty=cls(good_unc), mask=bad)
+    p, ref = prepare_spectra(s, GRID), prepare_spectra(masked, GRID)
+    assert_same(p, ref)
+    lam = GRID.wavelength.value
+    assert not p.valid[:, (lam > 5030.05) & (lam < 5034.95)].any()
+    assert p.coverage[2] < 0.5 and p.flags[2] & QualityFlag.LOW_COVERAGE
