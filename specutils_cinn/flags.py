@@ -26,9 +26,11 @@ class QualityFlag(enum.IntFlag):
         After the shift to the rest frame, no input pixel lies inside any segment of
         the model's wavelength grid.
     ``NO_VALID_DATA`` (4)
-        The input spectrum overlaps the model's grid but has no usable pixel there:
+        The input spectrum overlaps the model's grid but leaves no valid grid pixel:
         every input pixel within reach of the grid is NaN, infinite, masked, or has a
-        non-positive or non-finite uncertainty.
+        non-positive or non-finite uncertainty; or the continuum fit failed on every
+        grid segment (flux zero or negative); or the input is too short to cover a
+        grid pixel. The row holds NaN.
     ``NOISE_ESTIMATED`` (8)
         The spectrum had no uncertainty and its noise was estimated from the flux with
         the DER_SNR algorithm (``snr="estimate"``). If the estimate failed (too few

@@ -234,10 +234,15 @@ def prepare_spectra(
     TypeError
         If an input is not a specutils spectrum, collection or list of them.
     ValueError
-        If the spectral axis cannot be converted to a wavelength or is not monotonic,
-        a spectrum has no uncertainty and ``snr`` is not given, ``snr`` is not finite
-        and positive, ``radial_velocity`` has the wrong length or unit, or another
+        If the spectral axis cannot be converted to a wavelength, is not monotonic, or
+        holds pixel numbers (0, 1, 2, ... or 1, 2, 3, ...: a spectrum without a wavelength
+        solution), a spectrum has no uncertainty and ``snr`` is not given, ``snr`` is not
+        finite and positive, ``radial_velocity`` has the wrong length or unit, or another
         argument is out of range.
+    astropy.units.UnitConversionError
+        If the flux unit is not a flux (e.g. kelvin): accepted are dimensionless flux and
+        an energy or a count, optionally per time, per area, per wavelength, frequency or
+        energy, and per pixel or solid angle. It is a `ValueError` too.
 
     Notes
     -----
@@ -299,7 +304,9 @@ def prepare_spectra(
     flags = np.zeros(n, dtype=np.int32)
     flags[(out.coverage < min_coverage) | (out.coverage == 0)] |= QualityFlag.LOW_COVERAGE
     flags[~out.overlap] |= QualityFlag.NO_OVERLAP
-    flags[out.overlap & ~out.any_usable] |= QualityFlag.NO_VALID_DATA
+    # overlaps the grid, but not one valid grid pixel: unusable input pixels, a failed
+    # continuum fit (zero or negative flux), or too little input to cover a grid pixel
+    flags[out.overlap & (~out.any_usable | (out.coverage == 0))] |= QualityFlag.NO_VALID_DATA
     flags[out.estimated] |= QualityFlag.NOISE_ESTIMATED
     source = np.empty(n, dtype=np.int64)
     index: list[tuple[int, ...]] = [()] * n
@@ -470,6 +477,7 @@ def _walk(
 
 def _spectrum_blocks(s: Spectrum, source: int, path: tuple[int, ...], label: str) -> list[_Block]:
     flux_q = s.flux
+    _check_flux_unit(flux_q.unit, label)
     axis = int(getattr(s, "spectral_axis_index", flux_q.ndim - 1)) % max(flux_q.ndim, 1)
     wave = _angstrom(s.spectral_axis, label)
     flux = np.moveaxis(np.asarray(flux_q.value), axis, -1)
@@ -496,6 +504,7 @@ def _collection_blocks(
     sc: SpectrumCollection, source: int, path: tuple[int, ...], label: str
 ) -> list[_Block]:
     flux_q = sc.flux
+    _check_flux_unit(flux_q.unit, label)
     if flux_q.ndim < 2:
         raise ValueError(f"input {label}: a SpectrumCollection needs 2-D flux, got {flux_q.shape}")
     m = flux_q.shape[-1]
@@ -584,6 +593,19 @@ def _own_doppler(axis: Any) -> float:
 def _angstrom(axis: Any, label: str, monotonic: bool = True) -> np.ndarray:
     """Spectral axis values in Angstrom (any spectral unit); checked, maybe decreasing."""
     q = axis.view(u.Quantity) if isinstance(axis, u.Quantity) else u.Quantity(axis)
+    if q.unit == u.pix:
+        raise ValueError(
+            f"input {label}: spectral axis unit '{q.unit}' cannot be converted to a wavelength: "
+            f"the spectrum has no wavelength solution; {_NEED_WAVELENGTHS}"
+        )
+    first = _pixel_numbers(np.asarray(q.value))
+    if first is not None:
+        raise ValueError(
+            f"input {label}: the spectral axis holds the pixel numbers {first}, {first + 1}, "
+            f"{first + 2}, ... (in {q.unit}), not wavelengths: the spectrum has no wavelength "
+            "solution (specutils reads a FITS spectrum without CRVAL1/CDELT1/CTYPE1 keywords "
+            f"this way); {_NEED_WAVELENGTHS}"
+        )
     try:
         if q.unit is u.AA:
             wave = np.asarray(q.value, dtype=np.float64)
@@ -598,6 +620,89 @@ def _angstrom(axis: Any, label: str, monotonic: bool = True) -> np.ndarray:
     if monotonic and wave.ndim == 1:
         _monotonic(wave, label)
     return wave
+
+
+_NEED_WAVELENGTHS = (
+    "give the spectrum a spectral axis in wavelength (or frequency, wavenumber, energy) units"
+)
+
+
+def _pixel_numbers(values: np.ndarray) -> int | None:
+    """0 or 1 if every row of a spectral axis is the pixel numbers 0, 1, 2, ... or 1, 2, 3, ...
+
+    That is what a spectrum without a wavelength solution gets: no real spectrum starts at
+    0 or 1 Angstrom (or nm, Hz, ...) with a step of exactly 1.
+    """
+    rows = np.atleast_2d(values)
+    if rows.shape[-1] < 2 or rows.dtype.kind not in "iuf":
+        return None
+    first = rows[..., 0]
+    if not (np.all(first == first.flat[0]) and first.flat[0] in (0, 1)):
+        return None
+    start = int(first.flat[0])
+    if np.array_equal(rows, np.broadcast_to(np.arange(start, start + rows.shape[-1]), rows.shape)):
+        return start
+    return None
+
+
+#: Factors removed before a flux unit's dimensions are checked: counts of any kind and
+#: "per pixel / channel / bin / beam / solid angle" (solid angles decompose to rad**2).
+_COUNT_LIKE = frozenset({"ct", "electron", "adu", "ph", "DN", "chan", "pix", "bin", "vox",
+                         "beam", "rad"})
+
+
+def _flux_dimensions() -> tuple[u.UnitBase, ...]:
+    """Every (energy or count) [per time] [per area] [per wavelength, frequency or energy].
+
+    Counts per frequency without a time (dimension: time) are left out: a flux in seconds
+    is a mistake far more often than a count spectrum per Hz.
+    """
+    out = []
+    for amount in (u.J, u.one):
+        for per_time in (u.one, u.s):
+            for per_area in (u.one, u.m**2):
+                for per_spectral in (u.one, u.m, u.Hz, u.J):
+                    if amount is u.one and per_time is u.one and per_spectral is u.Hz:
+                        continue
+                    out.append(amount / (per_time * per_area * per_spectral))
+    return tuple(out)
+
+
+_FLUX_DIMENSIONS = _flux_dimensions()
+
+
+def _is_flux_unit(unit: Any) -> bool:
+    """Whether a flux unit is a flux: see `_check_flux_unit`."""
+    if not isinstance(unit, u.UnitBase) or isinstance(unit, u.FunctionUnitBase):
+        return False
+    if unit.is_equivalent(u.one):
+        return True
+    try:
+        d = unit.decompose()
+    except u.UnitsError:  # pragma: no cover
+        return False
+    rest = u.Unit(1.0)
+    for base, power in zip(d.bases, d.powers, strict=True):
+        if base.name not in _COUNT_LIKE:
+            rest = rest * base**power
+    return any(rest.is_equivalent(dim) for dim in _FLUX_DIMENSIONS)
+
+
+def _check_flux_unit(unit: Any, label: str) -> None:
+    """Reject flux units that are not fluxes (kelvin, metres, magnitudes, ...).
+
+    Accepted: dimensionless (normalised) flux, and an energy or a count (``ct``,
+    ``electron``, ``adu``, ``ph``, ``DN``), optionally per time, per area and per
+    wavelength, frequency or energy, optionally per pixel, channel, bin, beam or solid
+    angle: spectral flux densities (``erg / (s cm2 Angstrom)``, ``Jy``), surface
+    brightnesses, luminosity densities, photon and count rates, counts.
+    """
+    if not _memo(_is_flux_unit, unit):
+        raise u.UnitConversionError(
+            f"input {label}: flux unit '{unit}' is not a unit of flux; use a spectral flux "
+            "density (e.g. erg / (s cm2 Angstrom), W / (m2 nm), Jy), counts or a count rate "
+            "(ct, electron / s, adu), or dimensionless flux (normalised spectra)"
+        )
 
 
 def _monotonic(wave: np.ndarray, label: str) -> tuple[np.ndarray, bool]:

@@ -606,3 +606,84 @@ def test_non_positive_or_non_finite_uncertainty_marks_an_invalid_pixel(data, mar
     lam = GRID.wavelength.value
     assert not p.valid[:, (lam > 5030.05) & (lam < 5034.95)].any()
     assert p.coverage[2] < 0.5 and p.flags[2] & QualityFlag.LOW_COVERAGE
+
+
+# ------------------------------------------------------- trust: hopeless and invalid inputs
+@pytest.mark.parametrize("case", ["zeros", "negative", "two pixels", "constant zero noise"])
+def test_rows_without_a_valid_grid_pixel_get_no_valid_data(data, case):
+    # inputs that overlap the grid but leave no valid grid pixel (the continuum fit fails
+    # on zero or negative flux, or the spectrum is too short to cover one grid pixel)
+    flux, sigma = data
+    if case == "two pixels":
+        s = Spectrum(flux=[2.0, 2.0] * FLUX_UNIT, spectral_axis=[5020.0, 5020.05] * u.AA,
+                     uncertainty=StdDevUncertainty([0.01, 0.01]))
+    elif case == "constant zero noise":
+        s = Spectrum(flux=np.ones(WAVE.size) * FLUX_UNIT, spectral_axis=WAVE * u.AA)
+    else:
+        level = 0.0 if case == "zeros" else -1.0
+        s = spectrum_2d(np.full(WAVE.size, level), sigma[0])
+    p = prepare_spectra([spectrum_2d(flux[0], sigma[0]), s], GRID,
+                        snr="estimate" if case == "constant zero noise" else None)
+    assert p.flags[0] == 0
+    assert p.coverage[1] == 0 and not p.valid[1].any() and np.isnan(p.snr[1])
+    assert p.flags[1] & QualityFlag.NO_VALID_DATA and p.flags[1] & QualityFlag.LOW_COVERAGE
+    assert not p.flags[1] & QualityFlag.NO_OVERLAP
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [u.K, u.m, u.s, u.kg, u.km / u.s, u.mag, u.A, u.K / u.AA, u.deg_C, u.mol],
+    ids=str,
+)
+def test_flux_in_a_unit_that_is_no_flux_is_rejected(data, unit):
+    flux, sigma = data
+    s = Spectrum(flux=flux * unit, spectral_axis=WAVE * u.AA, uncertainty=StdDevUncertainty(sigma))
+    with pytest.raises(u.UnitsError, match=f"flux unit '{unit}'") as info:
+        prepare_spectra(s, GRID)
+    assert isinstance(info.value, ValueError)  # both: the CLI and users catch ValueError
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [u.one, u.percent, u.Jy, u.mJy, u.erg / u.s / u.cm**2 / u.AA, u.W / u.m**2 / u.nm,
+     u.erg / u.s / u.cm**2 / u.Hz, u.photon / u.s / u.cm**2 / u.AA, u.ct, u.electron / u.s,
+     u.adu, u.ct / u.pix, u.erg / u.s / u.cm**2 / u.AA / u.arcsec**2, u.Jy / u.sr,
+     u.erg / u.s / u.AA, u.erg / u.s / u.cm**2, u.photon / u.s / u.cm**2 / u.keV],
+    ids=str,
+)
+def test_flux_density_count_and_dimensionless_units_are_accepted(data, unit):
+    flux, sigma = data
+    s = Spectrum(flux=flux * unit, spectral_axis=WAVE * u.AA, uncertainty=StdDevUncertainty(sigma))
+    assert prepare_spectra(s, GRID).coverage.min() == 1.0
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_pixel_numbers_as_spectral_axis_are_rejected(start):
+    # specutils reads a FITS spectrum without a wavelength solution with the pixel numbers
+    # 1..N as "Angstrom"; 6000 such pixels "overlap" the grid at 5000-5150 A
+    n = 6000
+    s = Spectrum(flux=np.ones(n) * FLUX_UNIT, spectral_axis=(np.arange(n) + start) * u.AA,
+                 uncertainty=StdDevUncertainty(np.full(n, 0.01)))
+    with pytest.raises(ValueError, match="pixel numbers.*no wavelength solution"):
+        prepare_spectra(s, GRID)
+    ok = Spectrum(flux=np.ones(n) * FLUX_UNIT, spectral_axis=(np.arange(n) + 4990.0) * u.AA,
+                  uncertainty=StdDevUncertainty(np.full(n, 0.01)))
+    assert prepare_spectra(ok, GRID).coverage[0] == 1.0  # integer Angstrom axes are fine
+
+
+def test_fits_file_without_wavelength_solution_is_rejected(tmp_path):
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.ones(6000))
+    hdu.header["BUNIT"] = "erg / (s cm2 Angstrom)"
+    hdu.writeto(tmp_path / "no_wcs.fits")
+    s = Spectrum.read(tmp_path / "no_wcs.fits", format="wcs1d-fits")
+    assert s.spectral_axis.unit == u.AA  # what specutils makes of it
+    with pytest.raises(ValueError, match="pixel numbers"):
+        prepare_spectra(s, GRID, snr=50.0)
+
+
+def test_spectral_axis_in_pixels_names_the_problem(data):
+    pixels = Spectrum(flux=data[0] * FLUX_UNIT, spectral_axis=np.arange(WAVE.size) * u.pix)
+    with pytest.raises(ValueError, match="'pix'.*no wavelength solution"):
+        prepare_spectra(pixels, GRID, snr=50.0)
