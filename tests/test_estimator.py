@@ -347,3 +347,135 @@ def test_fit_check_rotation_matches_the_emulator_spline_rotation(lg_fit):
     # ... and both agree to < 0.5 % of the line depth (largest at v sin i = 3 km/s, where the
     # two sub-pixel interpolants of these under-sampled lines differ; not an oversampling limit)
     assert np.abs(fast - ref).max() < 4e-3
+
+
+# ------------------------------------------------------------------ trust: flags (issue 15)
+def test_flag_bits_keep_their_values():
+    expected = {"NONE": 0, "LOW_COVERAGE": 1, "NO_OVERLAP": 2, "NO_VALID_DATA": 4,
+                "NOISE_ESTIMATED": 8, "PARAMETER_AT_EDGE": 16, "LOW_SNR": 32, "POOR_FIT": 64,
+                "NO_FEATURES": 128, "OUTSIDE_TRAINING_RANGE": 256, "HIGH_SNR": 512}
+    assert {name: int(f) for name, f in QualityFlag.__members__.items()} == expected
+
+
+def test_medians_outside_the_training_range_are_flagged(lg):
+    prob, est, y, _ = lg
+    lo, hi = est.model.metadata.ranges.T
+    far_out = 1.0 + 30 * prob.a.sum(axis=1)  # parameters ~ +30 sigma, an "empty fibre" case
+    t = _predict(est, _spectrum(prob, np.vstack([y[:4], far_out])))
+    med = np.column_stack([t[p].value for p in est.parameters])
+    outside = ((med < lo) | (med > hi)).any(axis=1)
+    assert outside[4] and not outside[:4].any()
+    np.testing.assert_array_equal((t["flags"] & QualityFlag.OUTSIDE_TRAINING_RANGE) != 0, outside)
+    assert t["flags"][4] & QualityFlag.PARAMETER_AT_EDGE  # beyond the edge is at the edge too
+    assert "OUTSIDE_TRAINING_RANGE=256" in t.meta["FLAGBITS"]
+
+
+def test_snr_above_the_training_range_is_flagged(lg):
+    prob, est, y, _ = lg
+    lo, hi = est.model.metadata.snr_range  # 100 .. 100 for this model
+    wave = prob.grid.wavelength
+    high = Spectrum(flux=y[:2] * u.one, spectral_axis=wave,
+                    uncertainty=StdDevUncertainty(np.full((2, prob.npix), prob.sigma / 20)))
+    low = Spectrum(flux=y[:2] * u.one, spectral_axis=wave,
+                   uncertainty=StdDevUncertainty(np.full((2, prob.npix), prob.sigma * 20)))
+    t = _predict(est, [high, low])
+    assert np.all(t["snr"][:2] > 10 * hi) and np.all(t["snr"][2:] < lo / 10)
+    np.testing.assert_array_equal((t["flags"] & QualityFlag.HIGH_SNR) != 0, [1, 1, 0, 0])
+    np.testing.assert_array_equal((t["flags"] & QualityFlag.LOW_SNR) != 0, [0, 0, 1, 1])
+    assert "HIGH_SNR=512" in t.meta["FLAGBITS"]
+
+
+@pytest.mark.parametrize("case", ["zeros", "negative", "two pixels"])
+def test_hopeless_spectra_are_nan_and_flagged_no_valid_data(lg, case):
+    prob, est, y, _ = lg
+    if case == "two pixels":
+        bad = Spectrum(flux=[1.0, 1.0] * u.one, spectral_axis=[5003.0, 5003.5] * u.AA,
+                       uncertainty=StdDevUncertainty([0.01, 0.01]))
+    else:
+        bad = _spectrum(prob, np.full(prob.npix, 0.0 if case == "zeros" else -1.0))
+    t = _predict(est, [_spectrum(prob, y[0]), bad], normalize=True)
+    assert np.isfinite(t["teff"][0]) and np.isnan(t["teff"][1]) and np.isnan(t["logg_std"][1])
+    assert t["flags"][1] & QualityFlag.NO_VALID_DATA
+
+
+# --------------------------------------------------- trust: arguments checked before work
+_ESTIMATOR_ARGUMENTS = [
+    ({"fit_chi2_threshold": -1.0}, "fit_chi2_threshold"),
+    ({"fit_chi2_threshold": "3"}, "fit_chi2_threshold"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"calibrated": "yes"}, "calibrated"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": 2**63}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"n_samples": 1}, "n_samples"),
+    ({"quantiles": (0.5, 1.5)}, "quantiles"),
+    ({"device": "tpu"}, "device"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "match"),
+    [("predict", kw, m) for kw, m in _ESTIMATOR_ARGUMENTS]
+    + [("sample_posterior", kw, m) for kw, m in _ESTIMATOR_ARGUMENTS if "quantiles" not in kw],
+)
+def test_estimator_arguments_are_checked_before_any_work(lg_fit, monkeypatch, method, kwargs,
+                                                          match):
+    import specutils_cinn.estimator as estimator_module
+
+    prob, est, y = lg_fit
+
+    def no_work(*args, **kw):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(estimator_module, "prepare_spectra", no_work)
+    monkeypatch.setattr(CINNParameterEstimator, "_draw_batches", no_work)
+    kw = {"n_samples": 50, "seed": 1, "normalize": False, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        getattr(est, method)(_spectrum(prob, y[:2]), **kw)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"medium": "water"}, "medium"), ({"normalize": "yes"}, "normalize"),
+     ({"snr": -1.0}, "snr"), ({"radial_velocity": 10.0}, "radial_velocity"),
+     ({"radial_velocity": [1.0, 2.0, 3.0] * u.km / u.s}, "radial_velocity")],
+)
+def test_input_arguments_are_checked_before_any_work(lg, monkeypatch, kwargs, match):
+    import specutils_cinn.inputs as inputs_module
+
+    prob, est, y, _ = lg
+
+    def no_work(*args, **kw):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(inputs_module, "_process_group", no_work)
+    monkeypatch.setattr(CINNParameterEstimator, "_draw_batches", no_work)
+    with pytest.raises(ValueError, match=match):
+        _predict(est, _spectrum(prob, y[:2]), **kwargs)
+
+
+def test_corrupt_emulator_file_is_rejected_when_the_estimator_is_built(lg_fit, tmp_path):
+    import shutil
+
+    from specutils_cinn.models import EMULATOR_FILENAME, CINNModel
+
+    prob, est, y = lg_fit
+    shutil.copytree(est.model.source, tmp_path / "model")
+    emu = tmp_path / "model" / EMULATOR_FILENAME
+    data = bytearray(emu.read_bytes())
+    data[-1] ^= 0xFF
+    emu.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        CINNParameterEstimator(CINNModel.load(tmp_path / "model"), device="cpu")
+
+
+def test_largest_seed_works_and_survives_fits(lg, tmp_path):
+    prob, est, y, _ = lg
+    t = _predict(est, _spectrum(prob, y[:2]), seed=2**63 - 1)
+    assert t.meta["SEED"] == 2**63 - 1 and np.all(np.isfinite(t["teff"]))
+    with pytest.warns(Warning, match="dex"):
+        t.write(tmp_path / "seed.fits")
+    assert QTable.read(tmp_path / "seed.fits").meta["SEED"] == 2**63 - 1
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*63 - 1"):
+        _predict(est, _spectrum(prob, y[:2]), seed=2**64)
