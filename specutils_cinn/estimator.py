@@ -14,6 +14,7 @@ from astropy import units as u
 from astropy.table import QTable
 
 from . import __version__
+from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
 from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
@@ -168,8 +169,13 @@ class CINNParameterEstimator:
             Overrides the estimator's device for this call.
         seed : int, optional
             Seed of the latent draws, an integer from 0 to 2**63 - 1. None draws a fresh
-            seed, recorded in ``table.meta``. Results are reproducible for the same seed,
-            ``batch_size``, input and device.
+            seed, recorded in ``table.meta``. Each spectrum's draws come from its own random
+            stream, keyed by the seed and a hash of the spectrum's data
+            (`~specutils_cinn.inputs.PreparedSpectra.content_hash`): a row does not depend on
+            the other spectra, their order or ``batch_size`` (up to floating-point rounding,
+            about 1e-6 of the posterior width), and can be reproduced alone. Identical
+            spectra get identical draws. Results are reproducible for the same seed, spectrum,
+            arguments and device (CPU and CUDA streams differ).
         radial_velocity : `~astropy.units.Quantity`, optional
             Scalar or one value per spectrum; overrides the spectra's own radial velocity.
         progress : bool, optional
@@ -278,8 +284,8 @@ class CINNParameterEstimator:
     ) -> QTable:
         """Full posterior draws, one row per spectrum.
 
-        Parameters are as for `predict`. The same seed, batch size and ``calibrated`` give the
-        same draws that `predict` summarises.
+        Parameters are as for `predict`. The same seed and ``calibrated`` give the same draws
+        that `predict` summarises, whatever the batch size.
 
         Returns
         -------
@@ -388,7 +394,8 @@ class CINNParameterEstimator:
         mean = torch.as_tensor(self.model.metadata.label_mean, dtype=torch.float32, device=device)
         scale = torch.as_tensor(self.model.metadata.label_std, dtype=torch.float32, device=device)
         generator = torch.Generator(device=device)
-        generator.manual_seed(seed)
+        row_seeds = _row_seeds(seed, prepared)
+        n_params = len(self.parameters)
         show = sys.stderr.isatty() if progress is None else bool(progress)
         calibration = self._calibration(calibrated)
         with (
@@ -405,7 +412,15 @@ class CINNParameterEstimator:
                     torch.from_numpy(prepared.valid[rows]).to(device, non_blocking=True),
                 )
                 features = network.condition(inputs)
-                draws = network.sample(features, n_samples, generator=generator) * scale + mean
+                # one random stream per spectrum, keyed by the seed and its content: a row's
+                # draws do not depend on the other spectra, their order or the batch size
+                z = torch.empty((len(rows), n_samples, n_params), dtype=features.dtype,
+                                device=device)
+                for i, row_seed in enumerate(row_seeds[rows].tolist()):
+                    generator.manual_seed(row_seed)
+                    z[i] = torch.randn((n_samples, n_params), generator=generator,
+                                       dtype=features.dtype, device=device)
+                draws = network.reverse_draws(z, features) * scale + mean
                 if calibration is not None:
                     draws = calibration.apply(draws, self.parameters)
                 yield rows, draws
@@ -496,6 +511,22 @@ class CINNParameterEstimator:
             "PKGVER": __version__,
             **extra,
         }
+
+
+def _row_seeds(seed: int, prepared: PreparedSpectra) -> np.ndarray:
+    """Seed of each row's random stream: the user's seed mixed with the row's content hash.
+
+    The hash is `~specutils_cinn.inputs.PreparedSpectra.content_hash`, or, where that is
+    not known, a hash of the prepared arrays. Seeds are below 2**63 (torch accepts them).
+    """
+    content = prepared.content_hash
+    if content is None:
+        content = splitmix64(
+            hash_rows(prepared.flux, 1) ^ splitmix64(hash_rows(prepared.sigma, 2))
+            ^ hash_rows(prepared.valid, 3)
+        )
+    mixed = splitmix64(np.asarray(content, dtype=np.uint64) ^ splitmix64(np.uint64(seed)))
+    return (mixed >> np.uint64(1)).astype(np.int64)
 
 
 def _inferred(prepared: PreparedSpectra) -> np.ndarray:

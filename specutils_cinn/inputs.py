@@ -25,6 +25,7 @@ from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertain
 from specutils import Spectrum, SpectrumCollection
 from specutils.utils.wcs_utils import air_to_vac, vac_to_air
 
+from ._hashing import hash_rows, hash_text, splitmix64
 from .flags import QualityFlag
 from .grid import WavelengthGrid
 from .noise_estimate import der_snr, masked_quantile
@@ -93,6 +94,13 @@ class PreparedSpectra:
         the second element of a `~specutils.SpectrumList`.
     grid : WavelengthGrid
         The grid the arrays are sampled on.
+    content_hash : numpy.ndarray or None, optional
+        A 64-bit hash of each input spectrum's own data, shape ``(N,)``, uint64: its flux,
+        uncertainty and mask values in order of increasing wavelength, the flux unit and the
+        uncertainty's type and unit. It does not depend on the other spectra, the position
+        of the spectrum, the unit or direction of its spectral axis (float rounding in a
+        unit conversion must not change it), or the arguments of `prepare_spectra`; the
+        estimator keys each spectrum's random draws on it. None when not known.
     """
 
     flux: np.ndarray
@@ -106,6 +114,7 @@ class PreparedSpectra:
     source: np.ndarray
     source_index: tuple[tuple[int, ...], ...]
     grid: WavelengthGrid
+    content_hash: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, npix = self.flux.shape
@@ -119,6 +128,8 @@ class PreparedSpectra:
                 raise ValueError(f"{name} must have shape ({n},)")
         if len(self.source_index) != n:
             raise ValueError(f"source_index must have {n} entries")
+        if self.content_hash is not None and np.shape(self.content_hash) != (n,):
+            raise ValueError(f"content_hash must have shape ({n},)")
 
     @property
     def n_rows(self) -> int:
@@ -207,10 +218,11 @@ def prepare_spectra(
         and sets the ``NOISE_ESTIMATED`` flag.
     normalize : bool or "auto", optional
         Whether to fit and divide out a continuum (after resampling, per grid segment).
-        ``"auto"`` treats an input (a top-level item) as already normalised when its
-        flux unit is dimensionless and the median over its spectra of the 90th
-        percentile of the valid input flux lies in `AUTO_NORMALIZED_RANGE`
-        (0.8 to 1.2), and normalises otherwise.
+        ``"auto"`` treats a spectrum as already normalised when its flux unit is
+        dimensionless and the 90th percentile of its valid input pixels that reach the
+        grid (after the shift to the rest frame) lies in `AUTO_NORMALIZED_RANGE` (0.8 to
+        1.2), and normalises it otherwise. The decision is made for each spectrum on its
+        own data.
     continuum_degree : int, optional
         Degree of the Legendre polynomial continuum of each grid segment.
     min_valid_fraction : float, optional
@@ -266,7 +278,11 @@ def prepare_spectra(
       finer than the input the propagated noise is correlated and this overestimates
       the S/N per Angstrom by ``sqrt(input width / grid width)``.
     - ``snr="estimate"``: the DER_SNR noise of the input pixels (those overlapping the
-      grid) is taken as a constant uncertainty per input pixel.
+      grid after this spectrum's shift to the rest frame) is taken as a constant uncertainty
+      per input pixel.
+    - Every row is a function of its own spectrum and the arguments alone: nothing is
+      shared between spectra (other spectra, their order and number change a row by
+      floating-point rounding at most).
     - Invalid pixels hold `FILL_FLUX` and `FILL_SIGMA`; the network sees ``valid``.
     """
     _check_arguments(grid, medium, normalize, continuum_degree, min_valid_fraction, min_coverage)
@@ -292,12 +308,13 @@ def prepare_spectra(
                 "from the flux (DER_SNR)"
             )
     groups = [_Geometry(g, grid, medium, factor) for g in _group_blocks(blocks)]
-    do_norm = _normalise_rows(normalize, groups, blocks, n)
 
     out = _Output(n, grid)
+    if isinstance(normalize, bool | np.bool_):
+        out.normalized[:] = bool(normalize)
     for geo in groups:
         _process_group(
-            geo, factor, snr_rows, estimate, do_norm, (continuum_degree, continuum_iterations),
+            geo, factor, snr_rows, estimate, normalize, (continuum_degree, continuum_iterations),
             min_valid_fraction, out,
         )  # fmt: skip
 
@@ -309,9 +326,11 @@ def prepare_spectra(
     flags[out.overlap & (~out.any_usable | (out.coverage == 0))] |= QualityFlag.NO_VALID_DATA
     flags[out.estimated] |= QualityFlag.NOISE_ESTIMATED
     source = np.empty(n, dtype=np.int64)
+    content_hash = np.zeros(n, dtype=np.uint64)
     index: list[tuple[int, ...]] = [()] * n
     for b in blocks:
         source[b.rows] = b.source
+        content_hash[b.rows] = _block_hash(b)
         for r, ix in zip(b.rows.tolist(), b.index, strict=True):
             index[r] = ix
     return PreparedSpectra(
@@ -321,11 +340,12 @@ def prepare_spectra(
         snr=out.snr,
         coverage=out.coverage,
         flags=flags,
-        normalized=do_norm,
+        normalized=out.normalized,
         radial_velocity=rv_kms * (u.km / u.s),
         source=source,
         source_index=tuple(index),
         grid=grid,
+        content_hash=content_hash,
     )
 
 
@@ -426,6 +446,7 @@ class _Block:
     source: int
     index: list[tuple[int, ...]]
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    unit_key: str = ""  # flux unit, uncertainty kind and conversion: part of the content hash
 
     @property
     def n_rows(self) -> int:
@@ -576,7 +597,22 @@ def _make_block(
         z_factor=z_factor,
         source=source,
         index=index,
+        unit_key=f"{unit}|{kind}|{unc_factor!r}|{flux_scale!r}",
     )
+
+
+_SALT_FLUX, _SALT_UNC, _SALT_MASK = 0x1F1, 0x2E2, 0x3D3
+
+
+def _block_hash(b: _Block) -> np.ndarray:
+    """`PreparedSpectra.content_hash` of the rows of a block (see there)."""
+    h = hash_rows(b.flux, _SALT_FLUX, CHUNK_ELEMENTS)  # raw values: the unit is in unit_key
+    if b.unc is not None:
+        h = splitmix64(h ^ hash_rows(b.unc, _SALT_UNC, CHUNK_ELEMENTS))
+    if b.mask is not None:  # a row without a masked pixel hashes as without a mask
+        masked = np.any(b.mask, axis=1)
+        h = np.where(masked, splitmix64(h ^ hash_rows(b.mask, _SALT_MASK, CHUNK_ELEMENTS)), h)
+    return splitmix64(h ^ hash_text(b.unit_key))
 
 
 def _own_doppler(axis: Any) -> float:
@@ -842,6 +878,14 @@ class _Segment:
     step: float
     size: int  # number of pixels of the locator: len(cols) plus the gaps among them
     gap_cols: np.ndarray | None  # where the pixels ``cols`` go among them (None: no gap)
+    pix_lo: np.ndarray  # (size,) lower and upper edges of the locator's pixels
+    pix_hi: np.ndarray
+
+    def own(self, d: np.ndarray) -> np.ndarray:
+        """(rows, size) bool: the pixels that overlap this segment for each row's own Doppler
+        factor ``d`` (the group's window is wider when the rows' velocities differ)."""
+        lo, hi = self.edges[0] * d[:, None], self.edges[-1] * d[:, None]
+        return (self.pix_hi[None, :] > lo) & (self.pix_lo[None, :] < hi)
 
 
 class _Geometry:
@@ -878,47 +922,12 @@ class _Geometry:
                 cols = slice(int(p0), int(p1))
                 if p1 - p0 != c1 - c0:
                     gap_cols = columns[cols] - c0
-            self.segments.append(_Segment(i, sl, e, cols, locator, seg.step, c1 - c0, gap_cols))
+            self.segments.append(_Segment(i, sl, e, cols, locator, seg.step, c1 - c0, gap_cols,
+                                          b[c0:c1], b[c0 + 1 : c1 + 1]))
 
     @property
     def max_width(self) -> int:
         return max([1] + [max(s.size, len(s.edges)) for s in self.segments])
-
-
-def _normalise_rows(
-    normalize: Any, groups: list[_Geometry], blocks: list[_Block], n: int
-) -> np.ndarray:
-    """Which rows get a continuum fit (see ``normalize`` in `prepare_spectra`)."""
-    if isinstance(normalize, bool | np.bool_):
-        return np.full(n, bool(normalize))
-    p90 = np.full(n, np.nan)
-    for geo in groups:
-        cols = [s.cols for s in geo.segments]
-        for b in geo.blocks:
-            if not b.dimensionless or not cols:
-                continue
-            step = max(1, CHUNK_ELEMENTS // len(b.wave))
-            for r0 in range(0, b.n_rows, step):
-                sl = slice(r0, min(b.n_rows, r0 + step))
-                f = np.concatenate([_as64(b.flux[sl, c]) * b.flux_scale for c in cols], axis=1)
-                ok = np.isfinite(f)
-                if b.mask is not None:
-                    ok &= ~np.concatenate([b.mask[sl, c] for c in cols], axis=1)
-                p90[b.rows[sl]] = masked_quantile(f, ok, 0.9)
-    source = np.empty(n, dtype=np.int64)
-    dimensionless = np.empty(n, dtype=bool)
-    for b in blocks:
-        source[b.rows] = b.source
-        dimensionless[b.rows] = b.dimensionless
-    do_norm = np.ones(n, dtype=bool)
-    lo, hi = AUTO_NORMALIZED_RANGE
-    for s in np.unique(source):
-        rows = source == s
-        level = p90[rows]
-        if np.all(dimensionless[rows]) and np.any(np.isfinite(level)):
-            med = float(np.median(level[np.isfinite(level)]))
-            do_norm[rows] = not (lo <= med <= hi)
-    return do_norm
 
 
 # ------------------------------------------------------------------------- processing
@@ -936,6 +945,7 @@ class _Output:
         self.overlap = np.zeros(n, dtype=bool)
         self.any_usable = np.zeros(n, dtype=bool)
         self.estimated = np.zeros(n, dtype=bool)
+        self.normalized = np.ones(n, dtype=bool)
         self.npix = grid.npix
 
 
@@ -966,7 +976,7 @@ def _process_group(
     factor: np.ndarray,
     snr_rows: np.ndarray | None,
     estimate: bool,
-    do_norm: np.ndarray,
+    normalize: bool | str,
     continuum: tuple[int, int],
     min_valid_fraction: float,
     out: _Output,
@@ -987,16 +997,24 @@ def _process_group(
             ]
         )
         inputs = [_extract(pieces, seg, geo, snr_rows) for seg in geo.segments]
+        # each row's own input pixels: decisions and estimates use no pixel beyond them
+        own = [seg.own(factor[gids]) for seg in geo.segments]
+        if normalize == "auto":
+            dimensionless = np.concatenate(
+                [np.full(sl.stop - sl.start, b.dimensionless) for b, sl in pieces]
+            )
+            out.normalized[gids] = _auto_normalise(inputs, own, dimensionless)
         est = mode == _ESTIMATED
         if np.any(est):
-            _estimate_noise(inputs, est)
+            _estimate_noise(inputs, est, own)
             out.estimated[gids[est]] = True
         any_usable = np.zeros(len(gids), dtype=bool)
         for _, usable, _ in inputs:
             any_usable |= usable.any(axis=1)
         out.any_usable[gids] = any_usable
         _resample_chunk(
-            gids, inputs, mode, geo, factor[gids], do_norm[gids], continuum, min_valid_fraction, out
+            gids, inputs, mode, geo, factor[gids], out.normalized[gids], continuum,
+            min_valid_fraction, out,
         )
 
 
@@ -1071,14 +1089,33 @@ def _extract_run(
     return f, ok, var
 
 
+def _auto_normalise(
+    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    own: list[np.ndarray],
+    dimensionless: np.ndarray,
+) -> np.ndarray:
+    """``normalize="auto"``: which rows get a continuum fit, each on its own pixels."""
+    f = np.concatenate([f for f, _, _ in inputs], axis=1)
+    ok = np.concatenate([o & w for (_, o, _), w in zip(inputs, own, strict=True)], axis=1)
+    with np.errstate(invalid="ignore"):
+        p90 = masked_quantile(f, ok, 0.9)
+    lo, hi = AUTO_NORMALIZED_RANGE
+    return ~(dimensionless & (p90 >= lo) & (p90 <= hi))  # NaN: normalise
+
+
 def _estimate_noise(
-    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], est: np.ndarray
+    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    est: np.ndarray,
+    own: list[np.ndarray],
 ) -> None:
-    """DER_SNR noise of rows ``est`` over the input pixels of all segments (in place)."""
+    """DER_SNR noise of rows ``est`` over their own input pixels of all segments (in place)."""
     gap_f = np.full((int(est.sum()), 2), np.nan)
     gap_ok = np.zeros(gap_f.shape, dtype=bool)
     f = np.concatenate([x for f, _, _ in inputs for x in (f[est], gap_f)], axis=1)
-    ok = np.concatenate([x for _, o, _ in inputs for x in (o[est], gap_ok)], axis=1)
+    ok = np.concatenate(
+        [x for (_, o, _), w in zip(inputs, own, strict=True) for x in ((o & w)[est], gap_ok)],
+        axis=1,
+    )
     _, noise, _ = der_snr(f, ok)
     good = np.isfinite(noise) & (noise > 0)
     noise2 = np.where(good, noise, 1.0) ** 2

@@ -687,3 +687,92 @@ def test_spectral_axis_in_pixels_names_the_problem(data):
     pixels = Spectrum(flux=data[0] * FLUX_UNIT, spectral_axis=np.arange(WAVE.size) * u.pix)
     with pytest.raises(ValueError, match="'pix'.*no wavelength solution"):
         prepare_spectra(pixels, GRID, snr=50.0)
+
+
+# ------------------------------------------------- trust: a row depends on its spectrum alone
+def test_normalize_auto_is_decided_per_spectrum():
+    # one normalised spectrum among dimensionless spectra that are not: the decision used to
+    # follow the median of the whole input item, so the row changed with its neighbours
+    rng = np.random.default_rng(5)
+    lines = 1 - 0.6 * np.exp(-0.5 * ((WAVE - LINE) / 0.3) ** 2)
+    flux = lines * (1 + 0.01 * rng.normal(size=(4, WAVE.size)))
+    flux[1:] *= 2.5
+    sigma = np.full(flux.shape, 0.01)
+    block = Spectrum(flux=flux * u.one, spectral_axis=WAVE * u.AA,
+                     uncertainty=StdDevUncertainty(sigma))
+    p = prepare_spectra(block, GRID)
+    np.testing.assert_array_equal(p.normalized, [False, True, True, True])
+    for i in range(4):
+        alone = prepare_spectra(Spectrum(flux=flux[i] * u.one, spectral_axis=WAVE * u.AA,
+                                         uncertainty=StdDevUncertainty(sigma[i])), GRID)
+        assert alone.normalized[0] == p.normalized[i]
+        np.testing.assert_allclose(alone.flux[0], p.flux[i], rtol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["uncertainty", "snr", "estimate"])
+def test_rows_do_not_depend_on_their_neighbours(noise):
+    # radial velocities spread over +-400 km/s: the input window of the group is wider
+    # than any one row's; nothing computed for a row may use pixels outside its own window
+    flux, sigma = make_data(n=6, seed=11)
+    rv = np.array([-400.0, -120.0, 0.0, 35.0, 210.0, 400.0]) * u.km / u.s
+    unc = StdDevUncertainty(sigma) if noise == "uncertainty" else None
+    kw = {"snr": {"uncertainty": None, "snr": 40.0, "estimate": "estimate"}[noise]}
+    block = Spectrum(flux=flux * FLUX_UNIT, spectral_axis=WAVE * u.AA, uncertainty=unc)
+    batch = prepare_spectra(block, GRID, radial_velocity=rv, **kw)
+    assert batch.coverage.min() > 0.9
+    perm = np.array([3, 5, 0, 2, 4, 1])
+    shuffled = Spectrum(flux=flux[perm] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                        uncertainty=None if unc is None else StdDevUncertainty(sigma[perm]))
+    mixed = prepare_spectra(shuffled, GRID, radial_velocity=rv[perm], **kw)
+    for i in range(6):
+        one = Spectrum(flux=flux[i] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                       uncertainty=None if unc is None else StdDevUncertainty(sigma[i]))
+        alone = prepare_spectra(one, GRID, radial_velocity=rv[i], **kw)
+        j = int(np.flatnonzero(perm == i)[0])
+        for other, row in ((batch, i), (mixed, j)):
+            np.testing.assert_array_equal(alone.valid[0], other.valid[row])
+            np.testing.assert_allclose(alone.flux[0], other.flux[row], rtol=1e-6)
+            np.testing.assert_allclose(alone.sigma[0], other.sigma[row], rtol=1e-6)
+            np.testing.assert_allclose(alone.snr[0], other.snr[row], rtol=1e-6)
+            assert alone.flags[0] == other.flags[row]
+            assert alone.content_hash[0] == other.content_hash[row]
+
+
+def test_content_hash_identifies_the_spectrum_not_its_position(data):
+    flux, sigma = data
+    ref = prepare_spectra(spectrum_2d(flux, sigma), GRID).content_hash
+    assert ref.dtype == np.uint64 and ref.shape == (4,) and len(set(ref.tolist())) == 4
+    items = spectra_1d(flux, sigma)
+    hopeless = spectrum_2d(flux[0], sigma[0], wave=WAVE + 3000.0)
+    collection = SpectrumCollection(flux=flux * FLUX_UNIT,
+                                    spectral_axis=np.tile(WAVE, (4, 1)) * u.AA,
+                                    uncertainty=StdDevUncertainty(sigma))
+    decreasing = spectrum_2d(flux[:, ::-1], sigma[:, ::-1], wave=WAVE[::-1])
+    axis_first = Spectrum(flux=flux.T * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                          spectral_axis_index=0, uncertainty=StdDevUncertainty(sigma.T))
+    no_mask = prepare_spectra(items, GRID).content_hash
+    np.testing.assert_array_equal(no_mask, ref)
+    np.testing.assert_array_equal(prepare_spectra(items[::-1], GRID).content_hash, ref[::-1])
+    np.testing.assert_array_equal(
+        prepare_spectra([hopeless, items[2], [items[0]]], GRID).content_hash[1:], ref[[2, 0]])
+    in_thz = Spectrum(flux=flux[:, ::-1] * FLUX_UNIT,
+                      spectral_axis=(WAVE[::-1] * u.AA).to(u.THz, u.spectral()),
+                      uncertainty=StdDevUncertainty(sigma[:, ::-1]))
+    for variant in (collection, decreasing, axis_first, in_thz):
+        np.testing.assert_array_equal(prepare_spectra(variant, GRID).content_hash, ref)
+    # the same values at other radial velocities or S/N arguments: the same spectrum
+    np.testing.assert_array_equal(
+        prepare_spectra(items, GRID, radial_velocity=30 * u.km / u.s).content_hash, ref)
+    # any change of the data changes that row's hash only
+    changed = [flux.copy(), sigma.copy(), np.zeros(flux.shape, bool)]
+    for k, arr in enumerate(changed):
+        arr[1, 2000] = True if arr.dtype == bool else arr[1, 2000] * 1.000001
+        s = Spectrum(flux=changed[0] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                     uncertainty=StdDevUncertainty(changed[1]), mask=changed[2])
+        h = prepare_spectra(s, GRID).content_hash
+        assert h[1] != ref[1], k
+        np.testing.assert_array_equal(h[[0, 2, 3]], ref[[0, 2, 3]])
+        arr[1, 2000] = False if arr.dtype == bool else (flux, sigma)[k][1, 2000]
+    other_unit = Spectrum(flux=flux * u.Jy, spectral_axis=WAVE * u.AA,
+                          uncertainty=StdDevUncertainty(sigma))
+    assert not np.any(prepare_spectra(other_unit, GRID).content_hash == ref)
