@@ -324,7 +324,10 @@ def prepare_spectra(
     # overlaps the grid, but not one valid grid pixel: unusable input pixels, a failed
     # continuum fit (zero or negative flux), or too little input to cover a grid pixel
     flags[out.overlap & (~out.any_usable | (out.coverage == 0))] |= QualityFlag.NO_VALID_DATA
-    flags[out.estimated] |= QualityFlag.NOISE_ESTIMATED
+    if estimate:  # every spectrum without uncertainty, whether it reaches the grid or not
+        for b in blocks:
+            if b.unc_kind is None:
+                flags[b.rows] |= QualityFlag.NOISE_ESTIMATED
     source = np.empty(n, dtype=np.int64)
     content_hash = np.zeros(n, dtype=np.uint64)
     index: list[tuple[int, ...]] = [()] * n
@@ -944,7 +947,6 @@ class _Output:
         self.coverage = np.zeros(n)
         self.overlap = np.zeros(n, dtype=bool)
         self.any_usable = np.zeros(n, dtype=bool)
-        self.estimated = np.zeros(n, dtype=bool)
         self.normalized = np.ones(n, dtype=bool)
         self.npix = grid.npix
 
@@ -1007,7 +1009,6 @@ def _process_group(
         est = mode == _ESTIMATED
         if np.any(est):
             _estimate_noise(inputs, est, own)
-            out.estimated[gids[est]] = True
         any_usable = np.zeros(len(gids), dtype=bool)
         for _, usable, _ in inputs:
             any_usable |= usable.any(axis=1)

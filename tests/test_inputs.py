@@ -776,3 +776,15 @@ def test_content_hash_identifies_the_spectrum_not_its_position(data):
     other_unit = Spectrum(flux=flux * u.Jy, spectral_axis=WAVE * u.AA,
                           uncertainty=StdDevUncertainty(sigma))
     assert not np.any(prepare_spectra(other_unit, GRID).content_hash == ref)
+
+
+def test_noise_estimated_flag_does_not_depend_on_the_neighbours():
+    # found by the fuzz suite: a spectrum just outside the grid got NOISE_ESTIMATED only
+    # when a neighbour's radial velocity made the group's window reach the grid
+    wave = np.array([5151.0, 5152.0, 5153.0, 5154.0]) * u.AA
+    s = Spectrum(flux=np.ones((2, 4)) * FLUX_UNIT, spectral_axis=wave)
+    both = prepare_spectra(s, GRID, snr="estimate", radial_velocity=[0.0, 300.0] * u.km / u.s)
+    one = Spectrum(flux=np.ones(4) * FLUX_UNIT, spectral_axis=wave)
+    alone = prepare_spectra(one, GRID, snr="estimate", radial_velocity=0.0 * u.km / u.s)
+    assert alone.flags[0] == both.flags[0] == QualityFlag.NO_OVERLAP | QualityFlag.LOW_COVERAGE \
+        | QualityFlag.NOISE_ESTIMATED
