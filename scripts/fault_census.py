@@ -10,7 +10,9 @@ example spectrum (the Sun, HARPS degraded to 4MOST HR, S/N 100) or from scratch.
 * returns every row with one of the flags documented for that problem (and NaN where the row
   could not be inferred) (``flag``), or
 * treats bad pixels as missing data, giving the same prepared spectrum as masking them would
-  (``masked``).
+  (``masked``), or
+* gives a spectrum the same row whatever the other spectra, their order or the batch size
+  (``check``: within 1e-3 posterior standard deviations).
 
 Anything else counts as *not handled*: accepted without a telling flag, an undocumented
 exception, or a message that does not say what is wrong. The last line gives the numbers::
