@@ -173,7 +173,7 @@ class CINNParameterEstimator:
             stream, keyed by the seed and a hash of the spectrum's data
             (`~specutils_cinn.inputs.PreparedSpectra.content_hash`): a row does not depend on
             the other spectra, their order or ``batch_size`` (up to floating-point rounding,
-            about 1e-6 of the posterior width), and can be reproduced alone. Identical
+            below 1e-4 posterior standard deviations), and can be reproduced alone. Identical
             spectra get identical draws. Results are reproducible for the same seed, spectrum,
             arguments and device (CPU and CUDA streams differ).
         radial_velocity : `~astropy.units.Quantity`, optional

@@ -95,12 +95,14 @@ class PreparedSpectra:
     grid : WavelengthGrid
         The grid the arrays are sampled on.
     content_hash : numpy.ndarray or None, optional
-        A 64-bit hash of each input spectrum's own data, shape ``(N,)``, uint64: its flux,
-        uncertainty and mask values in order of increasing wavelength, the flux unit and the
-        uncertainty's type and unit. It does not depend on the other spectra, the position
-        of the spectrum, the unit or direction of its spectral axis (float rounding in a
-        unit conversion must not change it), or the arguments of `prepare_spectra`; the
-        estimator keys each spectrum's random draws on it. None when not known.
+        A 64-bit hash of each input spectrum's own data, shape ``(N,)``, uint64: the flux and
+        uncertainty values of its usable pixels in order of increasing wavelength, which
+        pixels are unusable (masked, non-finite flux, uncertainty not positive and finite:
+        however they are marked), the flux unit and the uncertainty's type and unit. It
+        does not depend on the other spectra, the position of the spectrum, the unit or
+        direction of its spectral axis (float rounding in a unit conversion must not change
+        it), or the arguments of `prepare_spectra`; the estimator keys each spectrum's random
+        draws on it. None when not known.
     """
 
     flux: np.ndarray
@@ -604,17 +606,32 @@ def _make_block(
     )
 
 
-_SALT_FLUX, _SALT_UNC, _SALT_MASK = 0x1F1, 0x2E2, 0x3D3
+_SALT_FLUX, _SALT_UNC = 0x1F1, 0x2E2
 
 
 def _block_hash(b: _Block) -> np.ndarray:
-    """`PreparedSpectra.content_hash` of the rows of a block (see there)."""
-    h = hash_rows(b.flux, _SALT_FLUX, CHUNK_ELEMENTS)  # raw values: the unit is in unit_key
-    if b.unc is not None:
-        h = splitmix64(h ^ hash_rows(b.unc, _SALT_UNC, CHUNK_ELEMENTS))
-    if b.mask is not None:  # a row without a masked pixel hashes as without a mask
-        masked = np.any(b.mask, axis=1)
-        h = np.where(masked, splitmix64(h ^ hash_rows(b.mask, _SALT_MASK, CHUNK_ELEMENTS)), h)
+    """`PreparedSpectra.content_hash` of the rows of a block (see there).
+
+    Unusable pixels (masked, non-finite flux, an uncertainty that is not a positive finite
+    number) hash as NaN flux and NaN uncertainty whatever their values, so that a pixel
+    marked bad through its uncertainty gives the same hash, hence the same draws, as the
+    same pixel masked.
+    """
+    h = np.empty(b.n_rows, dtype=np.uint64)
+    step = max(1, CHUNK_ELEMENTS // max(len(b.wave), 1))
+    for r0 in range(0, b.n_rows, step):
+        sl = slice(r0, r0 + step)
+        f = np.asarray(b.flux[sl], dtype=np.float64)  # raw values: the unit is in unit_key
+        ok = np.isfinite(f)
+        if b.mask is not None:
+            ok &= ~b.mask[sl]
+        if b.unc is not None:
+            a = np.asarray(b.unc[sl], dtype=np.float64)
+            ok &= np.isfinite(a) & (a > 0)
+        hr = hash_rows(np.where(ok, f, np.nan), _SALT_FLUX)
+        if b.unc is not None:
+            hr = splitmix64(hr ^ hash_rows(np.where(ok, a, np.nan), _SALT_UNC))
+        h[sl] = hr
     return splitmix64(h ^ hash_text(b.unit_key))
 
 

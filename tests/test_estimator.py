@@ -530,3 +530,21 @@ def test_sample_posterior_draws_do_not_depend_on_the_batch(lg):
         one = est.sample_posterior(_spectrum(prob, y[i]), **kw)
         np.testing.assert_allclose(one["teff"].value[0], all_rows["teff"].value[i], atol=2e-5)
         np.testing.assert_allclose(one["logg"].value[0], all_rows["logg"].value[i], atol=2e-5)
+
+
+def test_bad_pixels_marked_by_their_uncertainty_give_the_masked_result(lg):
+    # issue 15: a pipeline marking bad pixels with sigma = -1 had them used with sigma = 1
+    # (and garbage flux), unflagged; now they are missing data, and the row is the masked one
+    prob, est, y, _ = lg
+    bad = np.random.default_rng(5).random(y[:4].shape) < 0.25
+    flux = np.where(bad, 0.0, y[:4])
+    sigma = np.full(flux.shape, prob.sigma)
+    wave = prob.grid.wavelength
+    marked = Spectrum(flux=flux * u.one, spectral_axis=wave,
+                      uncertainty=StdDevUncertainty(np.where(bad, -1.0, sigma)))
+    masked = Spectrum(flux=flux * u.one, spectral_axis=wave, uncertainty=StdDevUncertainty(sigma),
+                      mask=bad)
+    a, b = _predict(est, marked), _predict(est, masked)
+    for col in a.colnames:
+        np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]), err_msg=col)
+    np.testing.assert_allclose(a["coverage"], 1 - bad.mean(axis=1))
