@@ -11,6 +11,8 @@ assets ``<name>-v<version>.json``, ``.safetensors`` (and ``.emulator.safetensors
 Usage::
 
     python scripts/bundle_model.py work/models/4most-hr-lte-seed --alias 4most-hr
+    python scripts/bundle_model.py work/models/4most-hr-lte-v1.2.0 --alias 4most-hr \
+        --replaces 4most-hr-lte-v1.1.0
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main() -> None:
     ap.add_argument("model_dir")
     ap.add_argument("--alias", action="append", default=[])
     ap.add_argument("--assets", default="work/release-assets")
+    ap.add_argument("--replaces", action="append", default=[],
+                    help="registry entry (name-vVERSION) no longer bundled: its folder is "
+                         "removed, the entry stays downloadable")
     args = ap.parse_args()
     model = CINNModel.load(args.model_dir)
     full = model.metadata.full_name
@@ -52,6 +57,11 @@ def main() -> None:
     reg["models"].update(entry)
     for alias in args.alias:
         reg["aliases"][alias] = full
+    for old in args.replaces:
+        if old not in reg["models"]:
+            raise SystemExit(f"--replaces {old}: no such registry entry")
+        reg["models"][old]["bundled"] = None
+        shutil.rmtree(DATA_DIR / "models" / old, ignore_errors=True)
     reg_path.write_text(json.dumps(reg, indent=2) + "\n")
     size = (target / "weights.safetensors").stat().st_size
     print(f"bundled {full} ({size / 1e6:.2f} MB weights) -> {target}; aliases {args.alias}")

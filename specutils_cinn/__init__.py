@@ -9,6 +9,7 @@ try:
 except ImportError:  # pragma: no cover - only when running from a source tree without a build
     __version__ = "0.0.0"
 
+from . import io  # noqa: E402,F401  (registers the specutils readers)
 from .estimator import CINNParameterEstimator  # noqa: E402
 from .flags import QualityFlag  # noqa: E402
 

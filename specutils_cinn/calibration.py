@@ -18,6 +18,16 @@ the posterior (skewness, correlations between parameters) is kept.
 `fit_posterior_calibration` chooses :math:`s` and :math:`f` per parameter on a grid so that
 the central-interval coverage of spectra with known labels matches the nominal levels at every
 S/N; ``scripts/calibrate_posteriors.py`` runs it on held-out Turbospectrum stars.
+
+Model mismatch. Synthetic held-out stars share the training physics; real stars do not. An
+optional third term per parameter, :math:`\\kappa`, widens each spectrum by how badly the
+model's emulator fits it: with :math:`A` the spectrum's ``fit_mismatch`` (the residual RMS
+that noise and emulator error do not explain, in continuum units; see
+`~specutils_cinn.fit_check.FitStatistics`) and :math:`A_0` a tolerance (a level most held-out
+synthetic stars stay below), the half width becomes
+:math:`\\sqrt{(s w)^2 + f^2 + \\kappa^2 \\max(A^2 - A_0^2, 0)}`. Spectra the physics
+describes keep their calibrated widths.
+``scripts/calibrate_mismatch.py`` fits :math:`\\kappa` on observed solar spectra.
 """
 
 from __future__ import annotations
@@ -61,6 +71,11 @@ class PosteriorCalibration:
         dictionaries are not changed.
     info : dict, optional
         Free-form JSON-serialisable provenance (how and on what it was fitted).
+    mismatch : dict, optional
+        Parameter name to :math:`\\kappa \\ge 0` (parameter unit per continuum unit of
+        ``fit_mismatch``), applied by `mismatch_widening` after the fit check.
+    mismatch_tolerance : float, optional
+        :math:`A_0 \\ge 0`, the ``fit_mismatch`` below which no spectrum is widened.
 
     Raises
     ------
@@ -81,6 +96,8 @@ class PosteriorCalibration:
     scale: dict[str, float] = field(default_factory=dict)
     floor: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    mismatch: dict[str, float] = field(default_factory=dict)
+    mismatch_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         scale = {}
@@ -99,6 +116,19 @@ class PosteriorCalibration:
             floor[str(name)] = v
         if not isinstance(self.info, Mapping):
             raise ValueError(f"posterior_calibration.info must be an object, got {self.info!r}")
+        mismatch = {}
+        for name, value in dict(self.mismatch).items():
+            v = float(value)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"posterior_calibration.mismatch[{name!r}] must be a "
+                                 f"non-negative finite number, got {value!r}")
+            mismatch[str(name)] = v
+        object.__setattr__(self, "mismatch", mismatch)
+        tol = float(self.mismatch_tolerance)
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"posterior_calibration.mismatch_tolerance must be a non-negative "
+                             f"finite number, got {self.mismatch_tolerance!r}")
+        object.__setattr__(self, "mismatch_tolerance", tol)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "floor", floor)
         object.__setattr__(self, "info", dict(self.info))
@@ -106,7 +136,7 @@ class PosteriorCalibration:
     @property
     def parameters(self) -> list[str]:
         """Names of the parameters this calibration changes, sorted."""
-        return sorted(set(self.scale) | set(self.floor))
+        return sorted(set(self.scale) | set(self.floor) | set(self.mismatch))
 
     def factors(self, parameters: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Scale and floor for each of ``parameters`` (1 and 0 where not calibrated).
@@ -178,6 +208,35 @@ class PosteriorCalibration:
         """
         return self._widening(q16, q84, parameters)
 
+    def mismatch_widening(
+        self, q16: torch.Tensor, q84: torch.Tensor, amplitude: torch.Tensor,
+        parameters: Sequence[str],
+    ) -> torch.Tensor:
+        """Factor that widens calibrated draws for the model mismatch of each spectrum.
+
+        Parameters
+        ----------
+        q16, q84 : torch.Tensor
+            16th and 84th percentiles of the calibrated draws, ``[B, D]``.
+        amplitude : torch.Tensor
+            ``fit_mismatch`` of each spectrum, ``[B]`` (NaN counts as 0: no widening).
+        parameters : sequence of str
+            The D parameter names.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, D]`` factors :math:`\\sqrt{1 + \\kappa^2 \\max(A^2 - A_0^2, 0) / w^2}`,
+            1 where :math:`\\kappa = 0` or :math:`A \\le A_0`.
+        """
+        kappa = torch.as_tensor([self.mismatch.get(p, 0.0) for p in parameters],
+                                dtype=q16.dtype, device=q16.device)
+        a = torch.nan_to_num(amplitude.to(q16.dtype), nan=0.0).clamp_min(0.0)[:, None]
+        excess2 = (a**2 - self.mismatch_tolerance**2).clamp_min(0.0)
+        half = torch.clamp(0.5 * (q84 - q16), min=torch.finfo(q16.dtype).tiny)
+        k = torch.sqrt(1.0 + kappa**2 * excess2 / half**2)
+        return torch.where(torch.isfinite(k), k, torch.ones_like(k))
+
     def _columns(self, parameters: Sequence[str]) -> np.ndarray:
         s, f = self.factors(parameters)
         return np.flatnonzero((s != 1.0) | (f != 0.0))
@@ -197,9 +256,13 @@ class PosteriorCalibration:
         Returns
         -------
         dict
-            Keys ``scale``, ``floor`` and ``info``.
+            Keys ``scale``, ``floor`` and ``info``, and ``mismatch`` when it is not empty.
         """
-        return {"scale": dict(self.scale), "floor": dict(self.floor), "info": dict(self.info)}
+        out = {"scale": dict(self.scale), "floor": dict(self.floor), "info": dict(self.info)}
+        if self.mismatch:
+            out["mismatch"] = dict(self.mismatch)
+            out["mismatch_tolerance"] = self.mismatch_tolerance
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PosteriorCalibration:
@@ -208,7 +271,8 @@ class PosteriorCalibration:
         Parameters
         ----------
         d : dict
-            With keys ``scale`` and ``floor`` (objects) and optionally ``info``.
+            With keys ``scale`` and ``floor`` (objects) and optionally ``info`` and
+            ``mismatch`` and ``mismatch_tolerance``.
 
         Returns
         -------
@@ -221,14 +285,18 @@ class PosteriorCalibration:
         """
         if not isinstance(d, Mapping):
             raise ValueError(f"posterior_calibration must be an object, got {d!r}")
-        unknown = sorted(set(d) - {"scale", "floor", "info"})
+        unknown = sorted(set(d) - {"scale", "floor", "info", "mismatch", "mismatch_tolerance"})
         if unknown:
             raise ValueError(f"posterior_calibration.{unknown[0]}: unknown key")
         for key in ("scale", "floor"):
             if not isinstance(d.get(key), Mapping):
                 raise ValueError(f"posterior_calibration.{key} must be an object, got "
                                  f"{d.get(key)!r}")
-        return cls(dict(d["scale"]), dict(d["floor"]), dict(d.get("info", {})))
+        if not isinstance(d.get("mismatch", {}), Mapping):
+            raise ValueError(f"posterior_calibration.mismatch must be an object, got "
+                             f"{d.get('mismatch')!r}")
+        return cls(dict(d["scale"]), dict(d["floor"]), dict(d.get("info", {})),
+                   dict(d.get("mismatch", {})), d.get("mismatch_tolerance", 0.0))
 
 
 def central_coverage(pit: np.ndarray, levels: Sequence[float]) -> np.ndarray:

@@ -26,17 +26,33 @@ def _rows_in(spectrum) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-def _read_spectra(paths: Sequence[str], fmt: str | None):
-    from specutils import Spectrum
+def _read_spectra(
+    paths: Sequence[str], fmt: str | None, flux_unit: str | None = None, group: bool = False
+):
+    from specutils import Spectrum, SpectrumList
 
+    from .io import group_arms, identify_format
+
+    kwargs = {} if flux_unit is None else {"flux_unit": flux_unit}
+    reader = SpectrumList if group else Spectrum  # grouping: 1-D spectra, one per fibre
     spectra, names = [], []
     for p in paths:
         try:
-            spec = Spectrum.read(p, format=fmt) if fmt else Spectrum.read(p)
+            f = fmt or identify_format(p)  # faster than specutils' identification
+            spec = reader.read(p, format=f, **kwargs) if f else reader.read(p, **kwargs)
         except Exception as exc:  # readers raise many types; report which file failed
             raise SystemExit(f"specutils-cinn: cannot read {p!r} as a spectrum: {exc}") from exc
-        spectra.append(spec)
-        names.extend([Path(p).name] * _rows_in(spec))
+        if group:
+            for s in spec:
+                s.meta.setdefault("filename", Path(p).name)
+            spectra.extend(spec)
+        else:
+            spectra.append(spec)
+            names.extend([Path(p).name] * _rows_in(spec))
+    if group:
+        spectra = group_arms(spectra)
+        for s in spectra:
+            names.extend([str(s.meta.get("filename"))] * _rows_in(s))
     return spectra, names
 
 
@@ -107,7 +123,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     est = CINNParameterEstimator.from_pretrained(
         args.model, device=args.device, progressbar=sys.stderr.isatty()
     )
-    spectra, names = _read_spectra(args.files, args.format)
+    spectra, names = _read_spectra(args.files, args.format, args.flux_unit, args.group_arms)
     table = est.predict(
         spectra,
         n_samples=args.n_samples,
@@ -137,7 +153,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         from .models import CINNModel
 
         for name in args.names:
-            model = CINNModel.load(registry.fetch_model(name, progressbar=sys.stderr.isatty()))
+            path = registry._model_path(name)
+            if path is not None:
+                model = CINNModel.load(path)
+            else:
+                model = registry._load_registered(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None
@@ -234,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         default=None,
-        help="registered model name or model directory (default: bundled model)",
+        help="registered model name, or a model directory given as a path (./my-model, "
+        "containing a path separator; a bare word is always a registered name) "
+        "(default: bundled model)",
     )
     p.add_argument(
         "-o",
@@ -243,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="output table (.ecsv, .fits, ...; format from the extension)",
     )
     p.add_argument("--format", default=None, help="specutils reader format (default: auto)")
+    p.add_argument("--flux-unit", default=None,
+                   help="flux unit overriding the files' own (BUNIT/TUNIT), e.g. 'adu'")
+    p.add_argument("--group-arms", action="store_true",
+                   help="join the separate 4MOST HRS arm spectra of each object into one row")
     p.add_argument("-n", "--n-samples", type=int, default=1000)
     p.add_argument("-q", "--quantiles", type=float, nargs="+", default=[0.16, 0.5, 0.84])
     p.add_argument("--batch-size", type=int, default=None)
@@ -253,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="S/N per Angstrom for spectra without uncertainties, or 'estimate'",
     )
-    p.add_argument("--medium", choices=["air", "vacuum"], default="air")
+    p.add_argument("--medium", choices=["air", "vacuum"], default=None,
+                   help="medium of the wavelengths (default: from the files, else air)")
     p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto")
     p.add_argument("--uncalibrated", action="store_true",
                    help="the network's own posteriors, without the model's posterior calibration")
@@ -262,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, describe or download registered models")
     p.add_argument("action", nargs="?", choices=["list", "info", "download"], default="list")
-    p.add_argument("names", nargs="*", help="model names (download: default all)")
+    p.add_argument("names", nargs="*",
+                   help="model names (download: default all; info: also model paths)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="run the bundled model on the bundled solar spectrum")
@@ -316,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError) as exc:
+        # includes every model loading and download error (ModelLoadError, ModelDownloadError,
+        # ModelCacheError, ...): one line, no traceback
         print(f"specutils-cinn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

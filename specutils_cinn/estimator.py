@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,10 @@ from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
 from .flags import QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
+from .instruments import InstrumentSetup
+from .io import read_paths, spectra_medium
 from .models import CINNModel
-from .registry import fetch_model
+from .parameters import PHYSICAL_MINIMUM
 from .results import samples_table, summary_table
 
 __all__ = ["CINNParameterEstimator"]
@@ -50,11 +52,11 @@ class CINNParameterEstimator:
     TypeError
         If ``model`` is not a `~specutils_cinn.models.CINNModel`.
     ValueError
-        If the device is not available, or the model's spectrum emulator file is corrupt
-        (its SHA-256 differs from the metadata) or does not fit; it is read here, before
-        any spectrum is processed.
-    FileNotFoundError
-        If the model names an emulator whose file is missing.
+        If the device is not available.
+    specutils_cinn.models.ModelLoadError
+        If the model's spectrum emulator file is missing, corrupt (its SHA-256 differs from
+        the metadata) or does not fit (a `ValueError`): a lazily loaded emulator is read
+        here, before any spectrum is processed.
 
     Examples
     --------
@@ -78,20 +80,36 @@ class CINNParameterEstimator:
     @classmethod
     def from_pretrained(
         cls,
-        name: str | Path | None = None,
+        name: str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "auto",
-        cache_dir: str | Path | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         progressbar: bool = False,
     ) -> CINNParameterEstimator:
         """Load a registered model, a bundled model or a model directory.
+
+        Names and paths are never confused: a registered name always resolves through the
+        registry, and a local model must be given as a path. ``name`` is a **path** if it is
+        a `pathlib.Path` (any `os.PathLike`), or a string that contains a path separator
+        (``"./my-model"``, ``"models/hr"``, ``"/data/m/metadata.json"``), is ``"."`` or
+        ``".."``, or starts with ``~``. Any other string is a **registry name**, even when a
+        folder of that name exists in the working directory (use ``"./4most-hr"`` for that
+        folder). An empty string is refused.
+
+        A registered model is checked against the registry on every load: the SHA-256 of its
+        metadata, weights and emulator must match the registered ones (a mismatch raises
+        `~specutils_cinn.models.ModelIntegrityError` naming the file). A model loaded from a
+        path has nothing to be compared with; its files are checked against each other and its
+        `~specutils_cinn.models.CINNModel.digest` (``MODELDIG`` in ``table.meta``) tells which
+        model it is.
 
         Parameters
         ----------
         name : str or path-like, optional
             A registered model name or alias (``"4most-hr"``, ``"4most-lr"``, or a versioned
-            name; see ``specutils-cinn models``), or the path of a model directory. None
-            loads the default model shipped inside the package, without network access.
+            name; see ``specutils-cinn models``), or the path of a model directory or metadata
+            file (see above). None loads the default model shipped inside the package, without
+            network access.
         device : {"auto", "cpu", "cuda"} or `torch.device`, optional
             Default device for inference.
         cache_dir : path-like, optional
@@ -102,18 +120,30 @@ class CINNParameterEstimator:
         Returns
         -------
         CINNParameterEstimator
-        """
-        from .registry import DEFAULT_MODEL
 
-        if name is not None and Path(name).expanduser().exists():
-            path = Path(name).expanduser()
+        Raises
+        ------
+        ValueError
+            If ``name`` is an empty string.
+        specutils_cinn.registry.ModelNotFoundError
+            If a name is not registered (a `ValueError`).
+        specutils_cinn.models.ModelLoadError
+            If the model's files are missing, too large, malformed, do not fit each other, or
+            (`~specutils_cinn.models.ModelIntegrityError`) differ from the registry or the
+            metadata (all `ValueError`).
+        specutils_cinn.registry.ModelDownloadError
+            If a registered model must be downloaded and cannot be (an `OSError`).
+        """
+        from .registry import DEFAULT_MODEL, _load_registered, _model_path
+
+        if name is None:
+            name = DEFAULT_MODEL
+        path = _model_path(name)
+        if path is not None:
+            model = CINNModel.load(path)
         else:
-            path = fetch_model(
-                DEFAULT_MODEL if name is None else str(name),
-                cache_dir=cache_dir,
-                progressbar=progressbar,
-            )
-        return cls(CINNModel.load(path), device=device)
+            model = _load_registered(str(name), cache_dir=cache_dir, progressbar=progressbar)
+        return cls(model, device=device)
 
     # ------------------------------------------------------------------ description
     @property
@@ -125,6 +155,17 @@ class CINNParameterEstimator:
     def units(self) -> dict[str, u.UnitBase]:
         """Unit of each predicted parameter."""
         return dict(zip(self.parameters, self.model.metadata.units, strict=True))
+
+    @property
+    def instrument_setup(self) -> InstrumentSetup:
+        """The model's setup: its pixel grid and resolving power.
+
+        An `~specutils_cinn.instruments.InstrumentSetup`; pass it to
+        `~specutils_cinn.instruments.degrade_spectrum` to bring a spectrum of higher resolution
+        to the model's setup.
+        """
+        md = self.model.metadata
+        return InstrumentSetup(md.full_name, md.grid, md.resolving_power)
 
     def __repr__(self) -> str:
         md = self.model.metadata
@@ -145,7 +186,7 @@ class CINNParameterEstimator:
         radial_velocity: u.Quantity | None = None,
         progress: bool | None = None,
         *,
-        medium: str = "air",
+        medium: str | None = None,
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
@@ -155,9 +196,10 @@ class CINNParameterEstimator:
 
         Parameters
         ----------
-        spectra : Spectrum, SpectrumCollection, SpectrumList or list of them
+        spectra : Spectrum, SpectrumCollection, SpectrumList, file path or list of them
             The spectra (specutils objects). A spectrum with N-D flux gives one row per
-            spectrum it holds, in C order; lists give their items' rows in order.
+            spectrum it holds, in C order; lists give their items' rows in order. File paths
+            are read with ``Spectrum.read(path)`` (see :ref:`readers`).
         n_samples : int, optional
             Posterior draws per spectrum.
         quantiles : sequence of float, optional
@@ -181,7 +223,9 @@ class CINNParameterEstimator:
         progress : bool, optional
             Show a progress bar; None shows it when standard error is a terminal.
         medium : {"air", "vacuum"}, optional
-            Medium of the input wavelengths (4MOST delivers air wavelengths).
+            Medium of the input wavelengths. By default each spectrum's ``meta["medium"]``
+            (set by the readers of `specutils_cinn.io`), else air (4MOST delivers air
+            wavelengths); a `ValueError` if the spectra disagree.
         snr : float, array, "estimate" or None, optional
             S/N per Angstrom for spectra without uncertainties, or ``"estimate"`` for the
             DER_SNR estimate from the flux itself (flagged ``NOISE_ESTIMATED``).
@@ -232,6 +276,7 @@ class CINNParameterEstimator:
         median = np.full((n, d), np.nan)
         quant = np.full((n, nq, d), np.nan)
         std = np.full((n, d), np.nan)
+        q1684 = np.full((n, 2, d), np.nan)
         q_all = torch.tensor([0.5, *levels, 0.16, 0.84], dtype=torch.float32, device=dev)
         # The calibration is an affine stretch per spectrum and parameter, so it is applied to
         # the quantiles and standard deviations of the raw draws (same numbers, no extra pass).
@@ -247,7 +292,16 @@ class CINNParameterEstimator:
             median[rows] = qs[0].cpu().numpy()
             quant[rows] = qs[1 : 1 + nq].permute(1, 0, 2).cpu().numpy()
             std[rows] = sd.cpu().numpy()
+            q1684[rows] = qs[-2:].permute(1, 0, 2).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
+        k = self._mismatch_widening(calibration, q1684[:, 0], q1684[:, 1], fit)
+        quant = median[:, None, :] + (quant - median[:, None, :]) * k[:, None, :]
+        std = std * k
+        # Physical support: clipping commutes with quantiles, so clipped quantiles are the
+        # quantiles of the clipped draws that sample_posterior returns.
+        lower = self._physical_minimum()
+        median = np.maximum(median, lower)
+        quant = np.maximum(quant, lower)
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
         meta["QUANTILE"] = list(levels)
@@ -264,6 +318,8 @@ class CINNParameterEstimator:
             meta,
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
+            fit_mismatch=fit.mismatch,
+            unconstrained=self.model.metadata.unconstrained,
         )
 
     def sample_posterior(
@@ -276,7 +332,7 @@ class CINNParameterEstimator:
         radial_velocity: u.Quantity | None = None,
         progress: bool | None = None,
         *,
-        medium: str = "air",
+        medium: str | None = None,
         snr: float | np.ndarray | str | None = None,
         normalize: bool | str = "auto",
         fit_chi2_threshold: float | None = None,
@@ -308,6 +364,12 @@ class CINNParameterEstimator:
             draws_all[rows] = draws.cpu().numpy()
             median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
+        with np.errstate(invalid="ignore"):
+            q16, q84 = np.nanquantile(draws_all, [0.16, 0.84], axis=1)
+        k = self._mismatch_widening(self._calibration(calibrated), q16, q84, fit)
+        draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
+                     ).astype(np.float32)
+        draws_all = np.maximum(draws_all, self._physical_minimum().astype(np.float32))
         flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
         return samples_table(
             self.parameters,
@@ -319,6 +381,8 @@ class CINNParameterEstimator:
             self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated),
             fit_chi2=fit.chi2,
             feature_sigma=fit.feature_sigma,
+            fit_mismatch=fit.mismatch,
+            unconstrained=self.model.metadata.unconstrained,
         )
 
     # ------------------------------------------------------------------ internals
@@ -328,12 +392,15 @@ class CINNParameterEstimator:
         n_samples: int,
         seed: int | None,
         radial_velocity: u.Quantity | None,
-        medium: str,
+        medium: str | None,
         snr: float | np.ndarray | str | None,
         normalize: bool | str,
     ) -> tuple[PreparedSpectra, int]:
         _check_n_samples(n_samples)
         seed = _check_seed(seed)
+        spectra = read_paths(spectra)  # file paths: Spectrum.read
+        if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
+            medium = spectra_medium(spectra)
         md = self.model.metadata
         norm = md.normalization
         if norm.get("kind") == "pseudo-continuum" and normalize == "auto":
@@ -431,6 +498,24 @@ class CINNParameterEstimator:
             raise ValueError(f"calibrated must be True or False, got {calibrated!r}")
         return self.model.metadata.posterior_calibration if calibrated else None
 
+    def _physical_minimum(self) -> np.ndarray:
+        """[D] lower end of each parameter's physical support (-inf where unbounded)."""
+        return np.array([PHYSICAL_MINIMUM.get(p, -np.inf) for p in self.parameters])
+
+    def _mismatch_widening(
+        self, calibration: PosteriorCalibration | None, q16: np.ndarray, q84: np.ndarray,
+        fit: FitStatistics,
+    ) -> np.ndarray:
+        """[N, D] factors widening the calibrated posteriors for model mismatch (1: none)."""
+        ones = np.ones(q16.shape)
+        if calibration is None or not calibration.mismatch or fit.mismatch is None:
+            return ones
+        k = calibration.mismatch_widening(
+            torch.from_numpy(np.nan_to_num(q16)), torch.from_numpy(np.nan_to_num(q84)),
+            torch.from_numpy(np.asarray(fit.mismatch, dtype=np.float64)), self.parameters,
+        ).numpy()
+        return np.where(np.isfinite(k), k, ones)
+
     def _threshold(self, override: float | None) -> float | None:
         """The POOR_FIT threshold; an invalid override raises even without an emulator."""
         if override is not None:
@@ -455,7 +540,7 @@ class CINNParameterEstimator:
         fe = self.model.emulator
         if fe is None:
             nan = np.full(prepared.n_rows, np.nan)
-            return FitStatistics(nan, nan.copy())
+            return FitStatistics(nan, nan.copy(), nan.copy())
         vsini_max = None
         if "vsini" in self.parameters:  # like the labels, clipped to the training range
             vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
@@ -501,10 +586,20 @@ class CINNParameterEstimator:
         threshold = self._threshold(fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
         extra["POSTCAL"] = self._calibration(calibrated) is not None
+        if md.unconstrained:
+            extra["UNCONSTR"] = " ".join(md.unconstrained)
+        if self.model.registry_name is not None:
+            source = "registry"
+        elif self.model.digest is not None:
+            source = "local"
+        else:
+            source = "unsaved"
         return {
             "MODEL": md.full_name,
             "MODELVER": md.version,
             "MODELSHA": self.model.sha256 or "unsaved",
+            "MODELDIG": self.model.digest or "unsaved",
+            "MODELSRC": source,
             "NSAMPLES": int(n_samples),
             "SEED": int(seed),
             "DEVICE": device.type,

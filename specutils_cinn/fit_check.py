@@ -210,6 +210,10 @@ class FitStatistics(NamedTuple):
     chi2: np.ndarray
     #: Significance (standard deviations) of the stellar features, shape ``(N,)``.
     feature_sigma: np.ndarray
+    #: Residual RMS the noise and the emulator error do not explain (continuum units),
+    #: ``sqrt(max(mean(r**2) - mean(sigma**2 + floor**2), 0))`` over the pixels of ``chi2``:
+    #: an estimate of how far the spectrum is from the model's physics, independent of S/N.
+    mismatch: np.ndarray | None = None
 
 
 def fit_statistics(
@@ -256,15 +260,16 @@ def fit_statistics(
     Returns
     -------
     FitStatistics
-        ``chi2`` (reduced chi-square) and ``feature_sigma``, each of shape ``(N,)``; NaN
-        where no row was fitted or too few pixels were usable.
+        ``chi2`` (reduced chi-square), ``feature_sigma`` and ``mismatch``, each of shape
+        ``(N,)``; NaN where no row was fitted or too few pixels were usable.
     """
     device = torch.device(device)
     out = np.full(len(median), np.nan)
     sig_out = np.full(len(median), np.nan)
+    mis_out = np.full(len(median), np.nan)
     rows_all = np.flatnonzero(np.isfinite(median).all(axis=1))
     if rows_all.size == 0:
-        return FitStatistics(out, sig_out)
+        return FitStatistics(out, sig_out, mis_out)
     labels, vsini = fe.labels(parameters, median[rows_all])
     top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
     vsini = np.clip(vsini, 0.0, top)
@@ -287,14 +292,16 @@ def fit_statistics(
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
             use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
             var = sig.to(torch.float64) ** 2 + floor2
-            num, count = _continuum_matched_sums(obs, model, var, use, basis)
-            flat, _ = _continuum_matched_sums(obs, torch.ones_like(model), var, use, basis)
+            num, count, excess = _continuum_matched_sums(obs, model, var, use, basis)
+            flat, _, _ = _continuum_matched_sums(obs, torch.ones_like(model), var, use, basis)
             ok = count >= _MIN_FIT_PIXELS
             nan = torch.full_like(num, float("nan"))
             out[rows] = torch.where(ok, num / count, nan).cpu().numpy()
             significance = torch.sqrt((flat - num).clamp_min(0.0))
             sig_out[rows] = torch.where(ok, significance, nan).cpu().numpy()
-    return FitStatistics(out, sig_out)
+            mismatch = torch.sqrt((excess / count.clamp_min(1.0)).clamp_min(0.0))
+            mis_out[rows] = torch.where(ok, mismatch, nan).cpu().numpy()
+    return FitStatistics(out, sig_out, mis_out)
 
 
 def _segment_bases(
@@ -322,13 +329,15 @@ def _continuum_matched_sums(
     var: torch.Tensor,
     use: torch.Tensor,
     bases: list[tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chi-square and number of pixels used, after multiplying ``model`` by a polynomial per
-    segment, fitted by weighted least squares, its values clipped to within `_CONTINUUM_LIMIT`
-    of 1; segments with too few used pixels are left out."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chi-square, number of pixels used and the summed excess ``r**2 - var``, after
+    multiplying ``model`` by a polynomial per segment, fitted by weighted least squares, its
+    values clipped to within `_CONTINUUM_LIMIT` of 1; segments with too few used pixels are
+    left out."""
     w = use.to(torch.float64) / var
     num = torch.zeros(obs.shape[0], dtype=torch.float64, device=obs.device)
     count = torch.zeros_like(num)
+    excess = torch.zeros_like(num)
     for cols, phi in bases:
         k = phi.shape[1]
         ws, ys, ms = w[:, cols], obs[:, cols], model[:, cols]
@@ -346,4 +355,7 @@ def _continuum_matched_sums(
         enough = n_used >= max(_MIN_FIT_PIXELS, 5 * k)
         num += torch.where(enough, (ws * resid**2).sum(dim=1), 0.0)
         count += torch.where(enough, n_used, 0.0)
-    return num, count
+        used = use[:, cols]
+        extra = torch.where(used, resid**2 - var[:, cols], 0.0).sum(dim=1)
+        excess += torch.where(enough, extra, 0.0)
+    return num, count, excess

@@ -5,6 +5,13 @@ A model on disk is either a directory holding ``metadata.json`` and
 ``<full_name>.safetensors`` as distributed through the model registry
 (see `specutils_cinn.registry`). The weights are only read after their SHA-256
 matches the hash recorded in the metadata, and never through pickle.
+
+Loading is bounded and checked before anything large is allocated: ``metadata.json`` may
+hold at most `MAX_METADATA_BYTES`, a weights or emulator file at most `MAX_WEIGHTS_BYTES`,
+and the tensor names, shapes and dtypes listed in the safetensors header must fit the
+architecture of the metadata before the network is built. A model's identity is its
+`model_digest`, which covers the metadata, the weights and the emulator. Every failure
+raises a `ModelLoadError` (a `ValueError`) or one of its subclasses.
 """
 
 from __future__ import annotations
@@ -38,12 +45,18 @@ __all__ = [
     "load_verified_safetensors",
     "EMULATOR_FILENAME",
     "FORMAT_VERSION",
+    "MAX_METADATA_BYTES",
+    "MAX_WEIGHTS_BYTES",
     "METADATA_FILENAME",
     "WEIGHTS_FILENAME",
     "CINNModel",
     "EmulatorSpec",
+    "ModelFileNotFoundError",
+    "ModelIntegrityError",
+    "ModelLoadError",
     "ModelMetadata",
     "ParameterSpec",
+    "model_digest",
     "model_files",
     "sha256_file",
     "validate_model_name",
@@ -59,11 +72,45 @@ WEIGHTS_FILENAME: str = "weights.safetensors"
 #: ``<full_name>.emulator.safetensors``).
 EMULATOR_FILENAME: str = "emulator.safetensors"
 
+#: Largest ``metadata.json`` read (bytes); a larger file is refused with a `ModelLoadError`.
+MAX_METADATA_BYTES: int = 1 << 20
+#: Largest weights or emulator file read (bytes); a larger file is refused with a
+#: `ModelLoadError` before it is read. The bundled models' weights are about 11 MB.
+MAX_WEIGHTS_BYTES: int = 1 << 30
+#: Largest safetensors header (the JSON table of tensors at the start of the file) parsed.
+_MAX_HEADER_BYTES = 8 << 20
+#: Largest wavelength grid (pixels) accepted in model metadata.
+_MAX_PIXELS = 10_000_000
+#: First line of the text whose SHA-256 is `model_digest`.
+_DIGEST_HEADER = "specutils-cinn model digest 1"
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9])?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+class ModelLoadError(ValueError):
+    """A model cannot be loaded: a file is too large, malformed, or does not fit the metadata.
+
+    Raised by `CINNModel.load` (and `ModelMetadata.read`) for every problem with the files
+    of a model; the message names the file. Subclasses: `ModelIntegrityError` (a file's
+    SHA-256 differs from the recorded one) and `ModelFileNotFoundError` (a file is missing).
+    """
+
+
+class ModelIntegrityError(ModelLoadError):
+    """A model file's SHA-256 (or size) differs from the one recorded for it.
+
+    The record is the metadata's ``weights_sha256`` or ``emulator.sha256``, or for a
+    registered model the package registry. The file is corrupt or was modified; the message
+    names it with the expected and actual values.
+    """
+
+
+class ModelFileNotFoundError(ModelLoadError, FileNotFoundError):
+    """A file of a model is missing (also a `FileNotFoundError`)."""
 
 
 def _package_version() -> str:
@@ -122,6 +169,71 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_digest(
+    metadata_sha256: str, weights_sha256: str, emulator_sha256: str | None = None
+) -> str:
+    """Return the digest identifying a model: one SHA-256 over all its files.
+
+    It is the SHA-256 of the UTF-8 text ``"specutils-cinn model digest 1\\n"`` followed by
+    ``"metadata <sha256>\\n"``, ``"weights <sha256>\\n"`` and, for a model with an emulator,
+    ``"emulator <sha256>\\n"``, each ``<sha256>`` being the file's SHA-256. Changing any byte of
+    any file of the model changes it. The registry records it per model (``digest``) and
+    ``predict`` writes it to ``table.meta["MODELDIG"]``.
+
+    Parameters
+    ----------
+    metadata_sha256, weights_sha256 : str
+        SHA-256 of the metadata and weights files (64 lower-case hex digits).
+    emulator_sha256 : str or None, optional
+        SHA-256 of the emulator file, for a model with one.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+
+    Raises
+    ------
+    ValueError
+        If a hash is not 64 lower-case hex digits.
+    """
+    lines = [_DIGEST_HEADER]
+    for role, sha in (
+        ("metadata", metadata_sha256),
+        ("weights", weights_sha256),
+        ("emulator", emulator_sha256),
+    ):
+        if sha is None and role == "emulator":
+            continue
+        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+            raise ValueError(f"invalid SHA-256 of the {role} file: {sha!r}")
+        lines.append(f"{role} {sha}")
+    return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()
+
+
+def _read_limited(path: Path, limit: int, what: str, setting: str) -> bytes:
+    """Read a whole file of at most ``limit`` bytes, refusing larger ones before reading."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise ModelLoadError(
+                    f"{what} {path} is {size:,} bytes, more than the limit of {limit:,} bytes "
+                    f"(specutils_cinn.models.{setting}); it was not read"
+                )
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise ModelFileNotFoundError(f"model {what} not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"model {what} {path} is a directory") from None
+    if len(data) > limit:  # the file grew while being read
+        raise ModelLoadError(
+            f"{what} {path} is more than the limit of {limit:,} bytes "
+            f"(specutils_cinn.models.{setting}); it was not read"
+        )
+    return data
 
 
 def _fail(field_name: str, problem: str) -> ValueError:
@@ -341,6 +453,10 @@ class EmulatorSpec:
             grid = WavelengthGrid.from_dict(arch["grid"])
         except ValueError as exc:
             raise _fail("emulator.architecture.grid", str(exc)) from exc
+        if grid.npix > _MAX_PIXELS:
+            raise _fail(
+                "emulator.architecture.grid", f"{grid.npix} pixels, more than {_MAX_PIXELS:,}"
+            )
         object.__setattr__(self, "architecture", arch)
         object.__setattr__(self, "_grid", grid)
         thr = _as_float(self.chi2_threshold, "emulator.chi2_threshold")
@@ -479,6 +595,7 @@ _OPTIONAL = (
     "package_version",
     "emulator",
     "posterior_calibration",
+    "unconstrained",
 )
 
 
@@ -527,6 +644,10 @@ class ModelMetadata:
         Widening of the posterior draws applied by the estimator (see
         :ref:`posterior-calibration`); None (the default) leaves the network's draws as
         they are.
+    unconstrained : sequence of str, optional
+        Parameters the model predicts but its spectra do not constrain (their posterior is
+        the training prior on held-out synthetic stars). The estimator masks their columns
+        and names them in ``table.meta["UNCONSTR"]``. Empty by default.
 
     Raises
     ------
@@ -549,6 +670,7 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
     emulator: EmulatorSpec | None = None
     posterior_calibration: PosteriorCalibration | None = None
+    unconstrained: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -598,6 +720,8 @@ class ModelMetadata:
 
         if not isinstance(self.grid, WavelengthGrid):
             raise _fail("wavelength_grid", f"expected a WavelengthGrid, got {self.grid!r}")
+        if self.grid.npix > _MAX_PIXELS:
+            raise _fail("wavelength_grid", f"{self.grid.npix} pixels, more than {_MAX_PIXELS:,}")
 
         arch = self.architecture
         if not isinstance(arch, Mapping):
@@ -683,6 +807,14 @@ class ModelMetadata:
                 raise _fail("posterior_calibration", f"parameters {unknown} are not predicted")
             _json_copy(cal.info, "posterior_calibration.info")
             object.__setattr__(self, "posterior_calibration", cal)
+        unc = self.unconstrained
+        if isinstance(unc, str) or not isinstance(unc, Sequence) or not all(
+                isinstance(x, str) for x in unc):
+            raise _fail("unconstrained", f"expected a list of parameter names, got {unc!r}")
+        unknown = sorted(set(unc) - {p.name for p in self.parameters})
+        if unknown:
+            raise _fail("unconstrained", f"parameters {unknown} are not predicted")
+        object.__setattr__(self, "unconstrained", tuple(unc))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -806,6 +938,8 @@ class ModelMetadata:
             out["emulator"] = self.emulator.to_dict()
         if self.posterior_calibration is not None:
             out["posterior_calibration"] = self.posterior_calibration.to_dict()
+        if self.unconstrained:
+            out["unconstrained"] = list(self.unconstrained)
         return out
 
     @classmethod
@@ -922,14 +1056,21 @@ class ModelMetadata:
 
         Raises
         ------
-        ValueError
-            If the file is not valid metadata; the message names the file and the field.
+        ModelFileNotFoundError
+            If the file does not exist.
+        ModelLoadError
+            If the file is larger than `MAX_METADATA_BYTES` or not valid metadata; the
+            message names the file and the field.
         """
-        data = Path(path).read_bytes()
+        data = _read_limited(Path(path), MAX_METADATA_BYTES, "metadata file", "MAX_METADATA_BYTES")
+        return cls._parse_file(data, path)
+
+    @classmethod
+    def _parse_file(cls, data: bytes, path: str | os.PathLike[str]) -> ModelMetadata:
         try:
             return cls.from_json(data)
-        except ValueError as exc:
-            raise ValueError(f"{os.fspath(path)}: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ModelLoadError(f"{os.fspath(path)}: {exc}") from exc
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the metadata as JSON, atomically (temporary file then rename).
@@ -996,11 +1137,13 @@ def model_files(
 
     Raises
     ------
-    FileNotFoundError
-        If a file is missing.
-    ValueError
-        If ``path`` is neither a directory nor a ``.json``/``.safetensors`` file.
+    ModelFileNotFoundError
+        If a file is missing (a `FileNotFoundError` too).
+    ModelLoadError
+        If ``path`` is empty, or neither a directory nor a ``.json``/``.safetensors`` file.
     """
+    if isinstance(path, str) and not path.strip():
+        raise ModelLoadError("empty model path: give a model directory or metadata file")
     p = Path(path)
     if weights is not None:
         meta, wts = p, Path(weights)
@@ -1019,15 +1162,15 @@ def model_files(
             p.with_name(METADATA_FILENAME) if p.name == WEIGHTS_FILENAME else p.with_suffix(".json")
         )
     elif not p.exists():
-        raise FileNotFoundError(f"no model at {p}")
+        raise ModelFileNotFoundError(f"no model at {p}")
     else:
-        raise ValueError(
+        raise ModelLoadError(
             f"cannot load a model from {p}: give a model directory (with {METADATA_FILENAME} and "
             f"{WEIGHTS_FILENAME}), a metadata .json file, or metadata and weights files"
         )
     for f, what in ((meta, "metadata"), (wts, "weights")):
         if not f.is_file():
-            raise FileNotFoundError(f"model {what} file not found: {f}")
+            raise ModelFileNotFoundError(f"model {what} file not found: {f}")
     return meta, wts
 
 
@@ -1110,6 +1253,8 @@ class CINNModel:
             raise ValueError("an emulator was given but metadata.emulator is None")
         self._emulator = emulator
         self._emulator_file: Path | None = None
+        self._digest: str | None = None
+        self._registry_name: str | None = None
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -1132,6 +1277,26 @@ class CINNModel:
         return self._source
 
     @property
+    def digest(self) -> str | None:
+        """`model_digest` of the files loaded or last saved, None for an unsaved model.
+
+        It covers the metadata, the weights and the emulator: two models with the same
+        digest have byte-identical files. ``predict`` records it as ``MODELDIG``.
+        """
+        return self._digest
+
+    @property
+    def registry_name(self) -> str | None:
+        """Registered full name the files were verified against, or None.
+
+        Set when the model was loaded through the registry
+        (``CINNParameterEstimator.from_pretrained`` with a model name): the SHA-256 of every
+        file then matched the registry entry. None for a model loaded from a path or built in
+        memory, whatever name its metadata gives.
+        """
+        return self._registry_name
+
+    @property
     def emulator(self) -> ModelEmulator | None:
         """The model's spectrum emulator for the goodness-of-fit check, or None.
 
@@ -1140,10 +1305,12 @@ class CINNModel:
 
         Raises
         ------
-        FileNotFoundError
+        ModelFileNotFoundError
             If the metadata names an emulator but its file is missing.
-        ValueError
-            If the file's SHA-256 differs from the metadata, or its content does not fit.
+        ModelIntegrityError
+            If the file's SHA-256 differs from the metadata.
+        ModelLoadError
+            If the file is larger than `MAX_WEIGHTS_BYTES` or its content does not fit.
         """
         if self._emulator is None and self._metadata.emulator is not None:
             if self._emulator_file is None:
@@ -1247,7 +1414,10 @@ class CINNModel:
         lines = [
             f"{md.full_name}: {md.description}",
             f"  weights SHA-256: {self.sha256}",
-            f"  source: {self._source}",
+            f"  model digest (metadata, weights, emulator): {self.digest}",
+            f"  source: {self._source}"
+            + (f" (verified against the registry entry {self._registry_name})"
+               if self._registry_name else ""),
             f"  network: {n_weights:,} parameters, architecture {json.dumps(md.architecture)}",
             "  parameters:",
         ]
@@ -1314,8 +1484,16 @@ class CINNModel:
         weights: str | os.PathLike[str] | None = None,
         *,
         device: str | torch.device = "cpu",
+        expected_sha256: Mapping[str, str] | None = None,
     ) -> CINNModel:
-        """Load a model, verifying the weights' SHA-256 before reading them.
+        """Load a model, verifying every file before it is parsed.
+
+        The metadata (at most `MAX_METADATA_BYTES`) is read once, hashed and validated; the
+        weights (at most `MAX_WEIGHTS_BYTES`) are read once and their SHA-256 compared with
+        the metadata's ``weights_sha256``; the tensor names, shapes and dtypes in the
+        safetensors header are compared with the architecture before the network is built,
+        so that metadata and weights that do not fit never allocate a network. Nothing is
+        unpickled. The emulator, if any, is read and verified on first use.
 
         Parameters
         ----------
@@ -1323,52 +1501,99 @@ class CINNModel:
             A model directory (``metadata.json`` + ``weights.safetensors``), a
             metadata file (``metadata.json`` or ``<full_name>.json``, the weights
             being ``weights.safetensors`` or ``<full_name>.safetensors`` beside it), or,
-            with ``weights``, the metadata file of a pair.
+            with ``weights``, the metadata file of a pair. An empty string is refused.
         weights : str or os.PathLike, optional
             The weights file, when it cannot be inferred from ``path``.
         device : str or torch.device, optional
             Device to put the network on.
+        expected_sha256 : mapping of str to str, optional
+            SHA-256 the files must have, with keys ``"metadata"``, ``"weights"`` and, for a
+            model with an emulator, ``"emulator"`` (for example from the registry). Without
+            it the files are only checked against each other (the metadata records the
+            weights' and the emulator's SHA-256) and `digest` tells which model was loaded.
 
         Returns
         -------
         CINNModel
-            With the network in eval mode.
+            With the network in eval mode, and `digest` set.
 
         Raises
         ------
-        FileNotFoundError
-            If a file is missing.
-        ValueError
-            If the metadata is invalid, the weights' SHA-256 differs from
-            ``weights_sha256`` (both hashes are named), the weights file is not valid
-            safetensors, or its tensors do not fit the architecture.
+        ModelFileNotFoundError
+            If a file is missing (a `FileNotFoundError` too).
+        ModelIntegrityError
+            If a file's SHA-256 differs from ``expected_sha256`` or the weights' from
+            ``weights_sha256`` (the file and both hashes are named).
+        ModelLoadError
+            If a file is too large, the metadata is invalid, the weights file is not valid
+            safetensors, or its tensors do not fit the architecture. All three are
+            `ValueError`.
         """
-
         meta_path, weights_path = model_files(path, weights)
-        metadata = ModelMetadata.read(meta_path)
-        expected = metadata.weights_sha256
-        if expected is None:
-            raise ValueError(f"{meta_path}: model metadata field 'weights_sha256' is missing")
-        tensors = load_verified_safetensors(weights_path, expected, "weights file")
+        expected = _expected_hashes(expected_sha256)
+        meta_bytes = _read_limited(
+            meta_path, MAX_METADATA_BYTES, "metadata file", "MAX_METADATA_BYTES"
+        )
+        meta_sha = hashlib.sha256(meta_bytes).hexdigest()
+        if expected is not None:
+            _check_hash(meta_path, "metadata file", expected["metadata"], meta_sha, "registry")
+        metadata = ModelMetadata._parse_file(meta_bytes, meta_path)
+        weights_sha = metadata.weights_sha256
+        if weights_sha is None:
+            raise ModelLoadError(f"{meta_path}: model metadata field 'weights_sha256' is missing")
+        emulator_sha = None
+        if metadata.emulator is not None:
+            emulator_sha = metadata.emulator.sha256
+            if emulator_sha is None:
+                raise ModelLoadError(
+                    f"{meta_path}: model metadata field 'emulator.sha256' is missing"
+                )
+        if expected is not None:
+            _check_hash(
+                weights_path, "weights file", expected["weights"], weights_sha, "registry",
+                actual_from=f"weights_sha256 in {meta_path}",
+            )
+            if expected.get("emulator") != emulator_sha:
+                raise ModelIntegrityError(
+                    f"{meta_path}: the registry expects "
+                    + (f"an emulator with SHA-256 {expected['emulator']}"
+                       if expected.get("emulator") else "no emulator")
+                    + ", the metadata records "
+                    + (f"one with SHA-256 {emulator_sha}" if emulator_sha else "none")
+                )
+        data = _read_verified(weights_path, weights_sha, "weights file")
 
         from .flows import build_cinn
 
-        network = build_cinn(metadata.architecture)
-        _check_state_dict(network, tensors, weights_path)
-        network.load_state_dict(tensors, strict=True)
+        arch = metadata.architecture
+        header = _safetensors_header(data, weights_path)
+        for key in ("n_blocks", "subnet_layers"):
+            _check_count(arch[key], f"architecture.{key}", header, weights_path)
+        reference = _build_on_meta(lambda: build_cinn(arch), meta_path)
+        _check_tensor_specs(_module_specs(reference), header, weights_path)
+        del reference
+        try:
+            network = build_cinn(arch)
+            network.load_state_dict(_parse_safetensors(data, weights_path), strict=True)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"cannot load the weights {weights_path}: {exc}") from exc
+        del data
         network.eval()
         network.to(device)
-        model = cls(metadata, network, sha256=expected, source=path)
+        model = cls(metadata, network, sha256=weights_sha, source=path)
+        model._digest = model_digest(meta_sha, weights_sha, emulator_sha)
         if metadata.emulator is not None:
             model._emulator_file = _emulator_path(meta_path)
             if not model._emulator_file.is_file():
-                raise FileNotFoundError(f"model emulator file not found: {model._emulator_file}")
+                raise ModelFileNotFoundError(
+                    f"model emulator file not found: {model._emulator_file}"
+                )
         return model
 
     def save(self, directory: str | os.PathLike[str], *, registry_names: bool = False) -> Path:
         """Write the weights, then the metadata with the weights' hash.
 
-        Both files are written atomically. ``self.metadata`` and `sha256` are
+        Both files are written atomically. ``self.metadata``, `sha256` and `digest` are
         updated to the written state.
 
         Parameters
@@ -1384,6 +1609,12 @@ class CINNModel:
         -------
         pathlib.Path
             The metadata file written; `load` accepts it.
+
+        Raises
+        ------
+        ValueError
+            If the metadata would be larger than `MAX_METADATA_BYTES` (`load` would refuse
+            it); nothing is written.
         """
         from safetensors.torch import save as save_safetensors
 
@@ -1399,19 +1630,33 @@ class CINNModel:
         }
         data = save_safetensors(tensors, metadata={"format": "pt"})
         digest = hashlib.sha256(data).hexdigest()
-        _atomic_write(weights_path, data)
         metadata = self._metadata.replace(weights_sha256=digest)
         emulator = self.emulator
+        emu_data = None
         if emulator is not None:
             emu_data = save_safetensors(emulator.state_tensors(), metadata={"format": "pt"})
-            _atomic_write(_emulator_path(meta_path), emu_data)
             spec = metadata.emulator.replace(sha256=hashlib.sha256(emu_data).hexdigest())
             metadata = metadata.replace(emulator=spec)
-            emulator.spec = spec
+        meta_bytes = metadata.to_json().encode("utf-8")
+        if len(meta_bytes) > MAX_METADATA_BYTES:
+            raise ValueError(
+                f"the metadata of {metadata.full_name} is {len(meta_bytes):,} bytes, more than "
+                f"MAX_METADATA_BYTES = {MAX_METADATA_BYTES:,}: the model could not be loaded "
+                "(shorten metadata.training)"
+            )
+        _atomic_write(weights_path, data)
+        if emu_data is not None:
+            _atomic_write(_emulator_path(meta_path), emu_data)
+            emulator.spec = metadata.emulator
             self._emulator_file = _emulator_path(meta_path)
-        metadata.write(meta_path)
+        _atomic_write(meta_path, meta_bytes)
         self._metadata = metadata
         self._sha256 = digest
+        self._digest = model_digest(
+            hashlib.sha256(meta_bytes).hexdigest(),
+            digest,
+            None if metadata.emulator is None else metadata.emulator.sha256,
+        )
         return meta_path
 
 
@@ -1430,7 +1675,7 @@ def load_verified_safetensors(
     Parameters
     ----------
     path : path-like
-        The file.
+        The file; at most `MAX_WEIGHTS_BYTES`.
     expected_sha256 : str
         Hex digest the file must have.
     what : str
@@ -1442,67 +1687,224 @@ def load_verified_safetensors(
 
     Raises
     ------
-    ValueError
-        If the digest differs (file corrupt or modified) or the bytes are not safetensors.
+    ModelFileNotFoundError
+        If the file does not exist.
+    ModelIntegrityError
+        If the digest differs (file corrupt or modified).
+    ModelLoadError
+        If the file is too large or the bytes are not safetensors.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_safetensors
-
     path = Path(path)
+    data = _read_verified(path, expected_sha256, what)
+    _safetensors_header(data, path)
+    return _parse_safetensors(data, path)
+
+
+def _read_verified(path: Path, expected_sha256: str | None, what: str) -> bytes:
+    """Read a file (bounded), hash it, and return the bytes if the hash is the expected one."""
     # Read once, hash, then parse the same bytes: no window for the file to change.
-    data = path.read_bytes()
+    data = _read_limited(path, MAX_WEIGHTS_BYTES, what, "MAX_WEIGHTS_BYTES")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
-        raise ValueError(
+        raise ModelIntegrityError(
             f"SHA-256 of {what} {path} does not match its metadata: expected "
             f"{expected_sha256}, actual {actual}; the file is corrupt or was modified"
         )
+    return data
+
+
+def _parse_safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
     try:
         return load_safetensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path} is not a valid safetensors file: {exc}") from exc
+        raise ModelLoadError(f"{path} is not a valid safetensors file: {exc}") from exc
+
+
+def _expected_hashes(expected: Mapping[str, str] | None) -> dict[str, str] | None:
+    if expected is None:
+        return None
+    if not isinstance(expected, Mapping):
+        raise TypeError(f"expected_sha256 must be a mapping, got {type(expected).__name__}")
+    unknown = sorted(set(expected) - {"metadata", "weights", "emulator"})
+    missing = sorted({"metadata", "weights"} - set(expected))
+    if unknown or missing:
+        raise ValueError(
+            f"expected_sha256 needs the keys 'metadata' and 'weights' (and 'emulator' for a "
+            f"model with one); missing {missing}, unknown {unknown}"
+        )
+    out = {}
+    for key, sha in expected.items():
+        if sha is None and key == "emulator":
+            continue
+        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+            raise ValueError(f"expected_sha256[{key!r}]: not 64 lower-case hex digits: {sha!r}")
+        out[key] = sha
+    return out
+
+
+def _check_hash(
+    path: Path, what: str, expected: str, actual: str, source: str, actual_from: str = ""
+) -> None:
+    if expected != actual:
+        where = f" ({actual_from})" if actual_from else ""
+        raise ModelIntegrityError(
+            f"{what} {path} does not match the {source}: expected SHA-256 {expected}, "
+            f"actual {actual}{where}; the file is corrupt or was modified"
+        )
+
+
+#: dtypes of the safetensors format: torch dtype and bytes per element.
+_ST_DTYPES: dict[str, tuple[torch.dtype, int]] = {
+    "F64": (torch.float64, 8),
+    "F32": (torch.float32, 4),
+    "F16": (torch.float16, 2),
+    "BF16": (torch.bfloat16, 2),
+    "I64": (torch.int64, 8),
+    "I32": (torch.int32, 4),
+    "I16": (torch.int16, 2),
+    "I8": (torch.int8, 1),
+    "U8": (torch.uint8, 1),
+    "BOOL": (torch.bool, 1),
+}
+
+_TensorSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def _safetensors_header(data: bytes, path: Path) -> _TensorSpecs:
+    """Names, shapes and dtypes of the tensors in safetensors bytes, from the header alone.
+
+    The header is an 8-byte little-endian length followed by that many bytes of JSON; it is
+    bounded by `_MAX_HEADER_BYTES` and by the data, and every tensor's byte range must lie in
+    the data and match its shape and dtype.
+    """
+
+    def bad(problem: str) -> ModelLoadError:
+        return ModelLoadError(f"{path} is not a valid safetensors file: {problem}")
+
+    if len(data) < 8:
+        raise bad(f"{len(data)} bytes, shorter than the 8-byte header length")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8 or n > _MAX_HEADER_BYTES:
+        raise bad(
+            f"header length {n:,} exceeds the file ({len(data):,} bytes) or the limit of "
+            f"{_MAX_HEADER_BYTES:,} bytes"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"the header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    body = len(data) - 8 - n
+    out: _TensorSpecs = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict):
+            raise bad(f"tensor {name!r}: expected an object, got {info!r}")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in _ST_DTYPES:
+            raise bad(f"tensor {name!r}: unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(
+            type(d) is int and d >= 0 for d in shape
+        ):
+            raise bad(f"tensor {name!r}: invalid shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body
+        ):
+            raise bad(f"tensor {name!r}: data offsets {offsets!r} outside the {body:,}-byte data")
+        torch_dtype, itemsize = _ST_DTYPES[dtype]
+        if offsets[1] - offsets[0] != math.prod(shape) * itemsize:
+            raise bad(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
+        out[name] = (tuple(shape), torch_dtype)
+    return out
+
+
+def _module_specs(module: torch.nn.Module) -> _TensorSpecs:
+    return {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+
+
+def _build_on_meta(builder: Any, where: Path) -> torch.nn.Module:
+    """Build a module on the meta device: shapes and dtypes without allocating any weights."""
+    try:
+        with torch.device("meta"):
+            return builder()
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{where}: {exc}") from exc
+
+
+def _check_count(value: Any, name: str, header: _TensorSpecs, where: Path) -> None:
+    """A count of layers or blocks cannot exceed the number of tensors in the file (each
+    adds at least one); checked before building, so that a huge count builds nothing."""
+    if type(value) is int and value > len(header):
+        raise ModelLoadError(
+            f"weights in {where} do not fit the architecture: {name} = {value:,}, but the file "
+            f"holds only {len(header)} tensors"
+        )
 
 
 def _load_emulator_file(path: Path, spec: EmulatorSpec, grid: WavelengthGrid) -> ModelEmulator:
     from .emulator import SpectrumEmulator
     from .fit_check import ModelEmulator
 
-    tensors = load_verified_safetensors(path, spec.sha256, "emulator file")
-    if _FLOOR_KEY not in tensors:
-        raise ValueError(f"{path}: no {_FLOOR_KEY!r} tensor")
-    floor = tensors.pop(_FLOOR_KEY).numpy()
-    emu = SpectrumEmulator.from_architecture(spec.architecture)
-    state = {}
-    for key, value in tensors.items():
+    data = _read_verified(path, spec.sha256, "emulator file")
+    header = _safetensors_header(data, path)
+    floor_spec = header.pop(_FLOOR_KEY, None)
+    if floor_spec is None:
+        raise ModelLoadError(f"{path}: no {_FLOOR_KEY!r} tensor")
+    for key in header:
         if not key.startswith(_EMULATOR_PREFIX):
-            raise ValueError(f"{path}: unexpected tensor {key!r}")
-        state[key[len(_EMULATOR_PREFIX):]] = value
-    _check_state_dict(emu, state, path)
-    emu.load_state_dict(state, strict=True)
-    return ModelEmulator(spec, emu, floor, grid)
+            raise ModelLoadError(f"{path}: unexpected tensor {key!r}")
+    npix = spec.grid.npix
+    if math.prod(floor_spec[0]) not in (1, npix):
+        raise ModelLoadError(
+            f"{path}: tensor {_FLOOR_KEY!r} has shape {floor_spec[0]}, expected 1 or {npix} values"
+        )
+    hidden = spec.architecture.get("hidden")
+    if isinstance(hidden, list):
+        _check_count(len(hidden), "emulator.architecture.hidden", header, path)
+    reference = _build_on_meta(lambda: SpectrumEmulator.from_architecture(spec.architecture), path)
+    _check_tensor_specs(
+        {_EMULATOR_PREFIX + k: v for k, v in _module_specs(reference).items()}, header, path
+    )
+    del reference
+    tensors = _parse_safetensors(data, path)
+    del data
+    floor = tensors.pop(_FLOOR_KEY).numpy()
+    try:
+        emu = SpectrumEmulator.from_architecture(spec.architecture)
+        emu.load_state_dict(
+            {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
+        )
+        return ModelEmulator(spec, emu, floor, grid)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
 
 
-def _check_state_dict(
-    network: torch.nn.Module, tensors: Mapping[str, torch.Tensor], where: Path
-) -> None:
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def _check_tensor_specs(expected: _TensorSpecs, got: _TensorSpecs, where: Path) -> None:
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
     if missing or unexpected:
-        raise ValueError(
+        raise ModelLoadError(
             f"weights in {where} do not fit the architecture: missing tensors {missing[:5]}"
             f"{' ...' if len(missing) > 5 else ''}, unexpected tensors {unexpected[:5]}"
             f"{' ...' if len(unexpected) > 5 else ''}"
         )
-    for key, ref in expected.items():
-        got = tensors[key]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise ValueError(
+    for key, (shape, dtype) in expected.items():
+        got_shape, got_dtype = got[key]
+        if got_shape != shape:
+            raise ModelLoadError(
                 f"weights in {where} do not fit the architecture: tensor {key!r} has shape "
-                f"{tuple(got.shape)}, expected {tuple(ref.shape)}"
+                f"{got_shape}, expected {shape}"
             )
-        if got.dtype != ref.dtype:
-            raise ValueError(
+        if got_dtype != dtype:
+            raise ModelLoadError(
                 f"weights in {where} do not fit the architecture: tensor {key!r} has dtype "
-                f"{got.dtype}, expected {ref.dtype}"
+                f"{got_dtype}, expected {dtype}"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from astropy import units as u
 
-__all__ = ["PARAMETER_UNITS", "PARAMETER_DESCRIPTIONS", "parameter_unit"]
+__all__ = ["PARAMETER_UNITS", "PARAMETER_DESCRIPTIONS", "PHYSICAL_MINIMUM", "parameter_unit"]
 
 #: Unit of each known parameter. Abundance ratios ``<x>_fe`` are in dex.
 PARAMETER_UNITS: dict[str, u.UnitBase] = {
@@ -27,6 +27,13 @@ PARAMETER_DESCRIPTIONS: dict[str, str] = {
     "vmac": "macroturbulence",
     "a_li": "absolute lithium abundance A(Li)",
 }
+
+
+#: Lower end of the physical support of parameters that cannot be negative (in their unit).
+#: Posterior draws below it are set to it (`~specutils_cinn.CINNParameterEstimator` does this
+#: after the posterior calibration), so quantiles never fall below it: a star rotating too
+#: slowly to measure gets v sin i draws piled up at 0, not negative ones.
+PHYSICAL_MINIMUM: dict[str, float] = {"vsini": 0.0, "vmic": 0.0, "vmac": 0.0}
 
 
 def parameter_unit(name: str) -> u.UnitBase:

@@ -1,12 +1,16 @@
-"""Registry of published models: names, versions, hashes, download and cache.
+"""Registry of published models: names, versions, hashes, sizes, download and cache.
 
 The registry is the JSON file ``specutils_cinn/data/registry.json``, read at import
 into `REGISTRY`. Each model is published as two release assets,
 ``<full_name>.json`` (metadata) and ``<full_name>.safetensors`` (weights), plus
 ``<full_name>.emulator.safetensors`` for a model with a goodness-of-fit emulator, where
-``full_name`` is ``"<name>-v<version>"``. `fetch_model` returns a model shipped
-inside the package when its files match the registry hashes, and otherwise
-downloads the files with ``pooch`` into a local cache, verifying their SHA-256.
+``full_name`` is ``"<name>-v<version>"``. The registry records each file's SHA-256 and size
+and the model's `~specutils_cinn.models.model_digest`. `fetch_model` returns a model shipped
+inside the package when its files match the registry, and otherwise downloads the files into
+a local cache: a download is streamed into a temporary file, aborted as soon as more bytes
+than registered arrive, when no byte arrives for `DOWNLOAD_STALL_TIMEOUT` seconds or when it
+takes longer than `DOWNLOAD_TIMEOUT`, and only moved into place (atomically) once its size
+and SHA-256 match.
 
 Environment variables, read at call time:
 
@@ -14,18 +18,25 @@ Environment variables, read at call time:
     Cache directory (default ``pooch.os_cache("specutils-cinn")``).
 ``SPECUTILS_CINN_MODELS_URL``
     Base URL of the model files (default `DEFAULT_BASE_URL`); ``{version}``,
-    ``{name}`` and ``{full_name}`` are replaced by the model's values.
+    ``{name}`` and ``{full_name}`` are replaced by the model's values. Only ``http://`` and
+    ``https://`` URLs are supported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import queue
 import re
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pooch
 from astropy.table import Table
@@ -35,11 +46,18 @@ from .models import (
     EMULATOR_FILENAME,
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
+    ModelIntegrityError,
     ModelMetadata,
+    model_digest,
     model_files,
     sha256_file,
     validate_model_name,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models import CINNModel
 
 __all__ = [
     "CACHE_ENV",
@@ -47,9 +65,12 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "DOWNLOAD_RETRIES",
+    "DOWNLOAD_STALL_TIMEOUT",
+    "DOWNLOAD_TIMEOUT",
     "REGISTRY",
     "REGISTRY_FORMAT_VERSION",
     "URL_ENV",
+    "ModelCacheError",
     "ModelDownloadError",
     "ModelNotFoundError",
     "Registry",
@@ -76,13 +97,21 @@ DEFAULT_BASE_URL: str = (
 CACHE_ENV: str = "SPECUTILS_CINN_CACHE"
 #: Environment variable that overrides the base URL of the model files.
 URL_ENV: str = "SPECUTILS_CINN_MODELS_URL"
-#: Version of the ``registry.json`` schema.
 #: Model loaded by ``CINNParameterEstimator.from_pretrained()`` with no name: it is shipped inside
 #: the package, so it loads without network access.
 DEFAULT_MODEL: str = "4most-hr"
-REGISTRY_FORMAT_VERSION: int = 1
-#: How many times a failed download is retried (pooch waits 1 s before a retry).
+#: Version of the ``registry.json`` schema (2: file sizes and model digests).
+REGISTRY_FORMAT_VERSION: int = 2
+#: How many times a failed download is retried, after a 1 s wait (not after an HTTP 4xx
+#: error or a download that ran out of time).
 DOWNLOAD_RETRIES: int = 1
+#: Longest time (seconds) one file's download may take, response headers included; it is
+#: then aborted with a `ModelDownloadError`.
+DOWNLOAD_TIMEOUT: float = 900.0
+#: Longest time (seconds) to wait for a connection or for the next byte of a download.
+DOWNLOAD_STALL_TIMEOUT: float = 60.0
+_RETRY_WAIT = 1.0
+_CHUNK = 1 << 16
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CACHE_PROJECT = "specutils-cinn"
@@ -95,9 +124,21 @@ class ModelNotFoundError(ValueError):
 class ModelDownloadError(OSError):
     """A model file could not be downloaded and no valid copy is cached.
 
+    Raised for network errors, HTTP errors, a download that stalls (no byte for
+    `DOWNLOAD_STALL_TIMEOUT` seconds), takes longer than `DOWNLOAD_TIMEOUT` or ends early.
     The message names the cache directory and how to fill it on a machine with
     network access (``specutils-cinn models download NAME``) or how to point
-    ``SPECUTILS_CINN_CACHE`` at a pre-filled directory.
+    ``SPECUTILS_CINN_CACHE`` at a pre-filled directory. A download whose content differs
+    from the registry (more bytes than registered, or another SHA-256) raises
+    `~specutils_cinn.models.ModelIntegrityError` instead.
+    """
+
+
+class ModelCacheError(OSError):
+    """The cache directory is unusable: not a directory, or cannot be created or written.
+
+    The message names the directory and where it came from (``$SPECUTILS_CINN_CACHE``, the
+    ``cache_dir`` argument, or the default).
     """
 
 
@@ -115,15 +156,35 @@ class RegistryFile:
         Name of the release asset (and of the cached file).
     sha256 : str
         Its SHA-256, 64 lower-case hex digits.
+    size : int or None, optional
+        Its size in bytes; a download is aborted as soon as it exceeds it. Required in
+        ``registry.json``; None (for entries built in code) bounds downloads by
+        `~specutils_cinn.models.MAX_WEIGHTS_BYTES` only.
     """
 
     filename: str
     sha256: str
+    size: int | None = None
 
     def __post_init__(self) -> None:
         validate_model_name(self.filename, "registry file name")
         if not isinstance(self.sha256, str) or not _SHA256_RE.match(self.sha256):
             raise ValueError(f"invalid SHA-256 {self.sha256!r} for {self.filename!r}")
+        if self.size is not None and (type(self.size) is not int or self.size < 0):
+            raise ValueError(f"invalid size {self.size!r} for {self.filename!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the file as stored in ``registry.json``.
+
+        Returns
+        -------
+        dict
+            ``filename``, ``sha256`` and, if known, ``size``.
+        """
+        out: dict[str, Any] = {"filename": self.filename, "sha256": self.sha256}
+        if self.size is not None:
+            out["size"] = self.size
+        return out
 
 
 @dataclass(frozen=True)
@@ -178,6 +239,23 @@ class RegistryEntry:
             return self.metadata, self.weights
         return self.metadata, self.weights, self.emulator
 
+    @property
+    def digest(self) -> str:
+        """The model's `~specutils_cinn.models.model_digest`, from the files' SHA-256."""
+        return model_digest(
+            self.metadata.sha256,
+            self.weights.sha256,
+            None if self.emulator is None else self.emulator.sha256,
+        )
+
+    @property
+    def expected_sha256(self) -> dict[str, str]:
+        """SHA-256 per file role, as `~specutils_cinn.models.CINNModel.load` takes them."""
+        out = {"metadata": self.metadata.sha256, "weights": self.weights.sha256}
+        if self.emulator is not None:
+            out["emulator"] = self.emulator.sha256
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Return the entry as stored in ``registry.json``.
 
@@ -185,16 +263,14 @@ class RegistryEntry:
         -------
         dict
         """
-        files = {
-            "metadata": {"filename": self.metadata.filename, "sha256": self.metadata.sha256},
-            "weights": {"filename": self.weights.filename, "sha256": self.weights.sha256},
-        }
+        files = {"metadata": self.metadata.to_dict(), "weights": self.weights.to_dict()}
         if self.emulator is not None:
-            files["emulator"] = {"filename": self.emulator.filename, "sha256": self.emulator.sha256}
+            files["emulator"] = self.emulator.to_dict()
         return {
             "name": self.name,
             "version": self.version,
             "description": self.description,
+            "digest": self.digest,
             "files": files,
             "bundled": self.bundled,
         }
@@ -217,12 +293,13 @@ class RegistryEntry:
         Raises
         ------
         ValueError
-            If the entry is malformed; the message names the model and field.
+            If the entry is malformed (a file without ``size``, a ``digest`` that does not
+            match the files' SHA-256, ...); the message names the model and field.
         """
         where = f"models[{key!r}]"
         if not isinstance(d, Mapping):
             raise _bad(where, f"expected an object, got {d!r}")
-        allowed = {"name", "version", "description", "files", "bundled"}
+        allowed = {"name", "version", "description", "digest", "files", "bundled"}
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise _bad(f"{where}.{unknown[0]}", "unknown key")
@@ -240,8 +317,13 @@ class RegistryEntry:
                 f = files[kind]
                 if not isinstance(f, Mapping):
                     raise _bad(f"{where}.files.{kind}", f"expected an object, got {f!r}")
+                unknown_keys = sorted(set(f) - {"filename", "sha256", "size"})
+                if unknown_keys:
+                    raise _bad(f"{where}.files.{kind}.{unknown_keys[0]}", "unknown key")
+                if "size" not in f:
+                    raise _bad(f"{where}.files.{kind}", "missing key 'size'")
                 try:
-                    parsed[kind] = RegistryFile(f["filename"], f["sha256"])
+                    parsed[kind] = RegistryFile(f["filename"], f["sha256"], f["size"])
                 except ValueError as exc:
                     raise _bad(f"{where}.files.{kind}", str(exc)) from None
             entry = cls(
@@ -261,6 +343,11 @@ class RegistryEntry:
             raise _bad(where, str(exc)) from None
         if key != "?" and key != entry.full_name:
             raise _bad(where, f"key must be '<name>-v<version>' = {entry.full_name!r}")
+        if "digest" in d and d["digest"] != entry.digest:
+            raise _bad(
+                f"{where}.digest",
+                f"{d['digest']!r} does not match the files' SHA-256 (expected {entry.digest})",
+            )
         return entry
 
 
@@ -308,7 +395,7 @@ class Registry:
         Parameters
         ----------
         d : dict
-            ``{"format_version": 1, "base_url": ..., "models": {...}, "aliases": {...}}``.
+            ``{"format_version": 2, "base_url": ..., "models": {...}, "aliases": {...}}``.
 
         Returns
         -------
@@ -404,7 +491,15 @@ class Registry:
         ------
         ModelNotFoundError
             If nothing matches; the message lists the available names and aliases.
+        ValueError
+            If ``name`` is empty.
         """
+        if isinstance(name, str) and not name.strip():
+            raise ValueError(
+                f"empty model name {name!r}: give a registered model name (one of "
+                f"{', '.join(sorted(self.aliases)) or '(none)'}, {', '.join(self.names)}) or "
+                "the path of a model directory"
+            )
         if isinstance(name, str):
             if name in self.models:
                 return name
@@ -453,13 +548,55 @@ def cache_dir() -> Path:
     -------
     pathlib.Path
         An absolute path.
+
+    Raises
+    ------
+    ModelCacheError
+        If the path exists but is not a directory; the message names the variable.
     """
-    return _default_cache_dir()
+    path, origin = _cache_location(None)
+    _check_cache_path(path, origin)
+    return path
 
 
-def _default_cache_dir() -> Path:
-    pup = pooch.create(path=pooch.os_cache(_CACHE_PROJECT), base_url="", env=CACHE_ENV)
-    return pup.abspath
+def _cache_location(explicit: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The cache directory (absolute) and where it came from, for error messages."""
+    if explicit is not None:
+        return Path(os.path.abspath(os.path.expanduser(os.fspath(explicit)))), "cache_dir"
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(os.path.abspath(os.path.expanduser(env))), f"${CACHE_ENV}"
+    default = Path(os.path.abspath(pooch.os_cache(_CACHE_PROJECT)))
+    return default, f"the default cache directory (set {CACHE_ENV} to change it)"
+
+
+def _cache_problem(path: Path, origin: str, problem: str) -> ModelCacheError:
+    return ModelCacheError(
+        f"model cache directory {path} (from {origin}) {problem}; set {CACHE_ENV} to a "
+        "writable directory"
+    )
+
+
+def _check_cache_path(path: Path, origin: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise _cache_problem(path, origin, "exists but is not a directory")
+
+
+def _prepare_cache(path: Path, origin: str) -> None:
+    """Create the cache directory if needed and check that files can be created in it."""
+    _check_cache_path(path, origin)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cache_problem(path, origin, f"cannot be created ({exc})") from exc
+    if not path.is_dir():
+        raise _cache_problem(path, origin, "is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+    except OSError as exc:
+        raise _cache_problem(path, origin, f"is not writable ({exc})") from exc
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
 
 
 def resolve_name(name: str) -> str:
@@ -478,8 +615,71 @@ def resolve_name(name: str) -> str:
     ------
     ModelNotFoundError
         If the name is unknown; the message lists the available models.
+    ValueError
+        If the name is empty.
     """
     return REGISTRY.resolve(name)
+
+
+def _model_path(name: str | os.PathLike[str]) -> Path | None:
+    """The path meant by a model argument, or None if it is a registry name.
+
+    A path is an `os.PathLike` (such as `pathlib.Path`), or a string that contains a path
+    separator (``./model``, ``models/hr``), is ``"."`` or ``".."``, or starts with ``~``.
+    Any other string is a registry name, even if a file of that name exists. An empty string
+    is neither.
+    """
+    if isinstance(name, os.PathLike):
+        path = os.fspath(name)
+        if isinstance(path, bytes) or not path:
+            raise ValueError(f"invalid model path {name!r}")
+        return Path(path).expanduser()
+    if not isinstance(name, str):
+        raise TypeError(f"a model must be given as a name or a path, got {type(name).__name__}")
+    if not name.strip():
+        raise ValueError(
+            f"empty model name {name!r}: give a registered model name (see `specutils-cinn "
+            "models list`) or the path of a model directory, e.g. './my-model'"
+        )
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if any(sep in name for sep in separators) or name in (".", "..") or name.startswith("~"):
+        return Path(name).expanduser()
+    return None
+
+
+def _not_found_hint(name: str, exc: ModelNotFoundError) -> ModelNotFoundError:
+    if os.path.exists(name):
+        return ModelNotFoundError(
+            f"{exc} (a file or directory {name!r} exists here: registry names never refer to "
+            f"local files, give it as a path, e.g. './{name}')"
+        )
+    return exc
+
+
+def _load_registered(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progressbar: bool = False,
+    device: str | torch.device = "cpu",
+) -> CINNModel:
+    """Fetch a registered model and load it, checking every file against the registry."""
+    from .models import CINNModel
+
+    try:
+        full = resolve_name(name)
+    except ModelNotFoundError as exc:
+        raise _not_found_hint(name, exc) from None
+    entry = REGISTRY.models[full]
+    path = fetch_model(full, cache_dir=cache_dir, progressbar=progressbar)
+    model = CINNModel.load(path, device=device, expected_sha256=entry.expected_sha256)
+    if model.digest != entry.digest:  # implied by the file checks; kept as a guard
+        raise ModelIntegrityError(
+            f"model {full!r} loaded from {path} has digest {model.digest}, the registry "
+            f"records {entry.digest}"
+        )
+    model._registry_name = full
+    return model
 
 
 def _base_url(entry: RegistryEntry) -> str:
@@ -491,36 +691,246 @@ def _base_url(entry: RegistryEntry) -> str:
             f"bad model base URL {template!r} (from {URL_ENV} or the registry): only "
             "{version}, {name} and {full_name} may be substituted"
         ) from exc
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"bad model base URL {url!r} (from {URL_ENV} or the registry): only http:// and "
+            "https:// URLs are supported"
+        )
     return url.rstrip("/") + "/"
 
 
-def _bundled_dir(entry: RegistryEntry) -> Path | None:
-    """The bundled copy of a model, if shipped and identical to the registry's files."""
+def _bundled_files(entry: RegistryEntry) -> list[tuple[Path, RegistryFile]] | None:
     if entry.bundled is None:
         return None
     directory = DATA_DIR / "models" / entry.bundled
-    pairs = [
-        (directory / METADATA_FILENAME, entry.metadata.sha256),
-        (directory / WEIGHTS_FILENAME, entry.weights.sha256),
-    ]
-    if entry.emulator is not None:
-        pairs.append((directory / EMULATOR_FILENAME, entry.emulator.sha256))
-    for path, expected in pairs:
-        if not path.is_file():
-            log.debug("bundled model file %s is missing", path)
+    names = [METADATA_FILENAME, WEIGHTS_FILENAME, EMULATOR_FILENAME]
+    return [(directory / n, f) for n, f in zip(names, entry.files, strict=False)]
+
+
+def _file_mismatch(path: Path, f: RegistryFile) -> str | None:
+    """Why ``path`` is not the registered file ``f`` (size first, then SHA-256), or None."""
+    size = path.stat().st_size
+    if f.size is not None and size != f.size:
+        return f"it has {size:,} bytes, the registry records {f.size:,}"
+    actual = sha256_file(path)
+    if actual != f.sha256:
+        return f"its SHA-256 is {actual}, the registry records {f.sha256}"
+    return None
+
+
+def _bundled_dir(entry: RegistryEntry) -> Path | None:
+    """The bundled copy of a model if shipped, complete and identical to the registry's files."""
+    files = _bundled_files(entry)
+    if files is None:
+        return None
+    for path, f in files:
+        if not path.is_file() or _file_mismatch(path, f) is not None:
+            log.debug("bundled model file %s is missing or does not match the registry", path)
             return None
-        if sha256_file(path) != expected:
-            log.debug("bundled model file %s does not match the registry hash", path)
-            return None
-    return directory
+    return files[0][0].parent
+
+
+def _verified_bundled_dir(entry: RegistryEntry) -> Path | None:
+    """The bundled copy of a model; None if not shipped or incomplete (then it is downloaded).
+
+    Raises
+    ------
+    ModelIntegrityError
+        If a shipped file differs from the registry (a modified installation).
+    """
+    files = _bundled_files(entry)
+    if files is None:
+        return None
+    if not all(path.is_file() for path, _ in files):
+        log.debug("bundled model %s is incomplete; it will be downloaded", entry.full_name)
+        return None
+    for path, f in files:
+        problem = _file_mismatch(path, f)
+        if problem is not None:
+            raise ModelIntegrityError(
+                f"the bundled file {path} of model {entry.full_name!r} does not match the "
+                f"registry: {problem}. The installation was modified or is corrupt; reinstall "
+                "specutils-cinn"
+            )
+    return files[0][0].parent
 
 
 def _is_cached(entry: RegistryEntry, directory: Path) -> bool:
     for f in entry.files:
         path = directory / f.filename
-        if not path.is_file() or sha256_file(path) != f.sha256:
+        if not path.is_file() or _file_mismatch(path, f) is not None:
             return False
     return True
+
+
+class _Retry(Exception):
+    """Internal: a failed download attempt that may be retried (``cause`` is the error)."""
+
+    def __init__(self, cause: Exception, origin: BaseException | None = None) -> None:
+        super().__init__(str(cause))
+        cause.__cause__ = origin
+        self.cause = cause
+
+
+def _classify(exc: BaseException, stall: float) -> _Retry:
+    """The retryable `ModelDownloadError` for an exception of the download thread."""
+    import requests
+    import urllib3
+
+    timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+    if isinstance(exc, timeouts) or "timed out" in str(exc).lower():
+        return _Retry(
+            ModelDownloadError(
+                f"no data for {stall:g} s (specutils_cinn.registry.DOWNLOAD_STALL_TIMEOUT): {exc}"
+            ),
+            exc,
+        )
+    return _Retry(ModelDownloadError(str(exc)), exc)
+
+
+def _reader(
+    url: str, chunks: queue.Queue[tuple[Any, ...]], cancel: threading.Event, stall: float
+) -> None:
+    """Download thread: put ``("head", status, reason, content_length)``, then ``("data",
+    bytes)`` items and ``("end",)``, or ``("error", exception)``; stop once ``cancel`` is set.
+
+    Only this thread touches the network, only the caller the file: the caller can give up at
+    its deadline even while this thread is blocked in a read (which then ends within ``stall``
+    seconds, the socket timeout).
+    """
+    import requests
+
+    def put(item: tuple[Any, ...]) -> bool:
+        while not cancel.is_set():
+            try:
+                chunks.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        with requests.get(
+            url,
+            stream=True,
+            timeout=(stall, stall),
+            headers={"Accept-Encoding": "identity"},
+        ) as resp:
+            if not put(("head", resp.status_code, resp.reason,
+                        resp.headers.get("Content-Length"))):
+                return
+            if resp.status_code >= 400:
+                return
+            read1 = getattr(resp.raw, "read1", None)
+            while not cancel.is_set():
+                if read1 is not None:  # urllib3 >= 2: returns whatever one read gives
+                    chunk = read1(_CHUNK, decode_content=False)
+                else:  # pragma: no cover - urllib3 1.x
+                    chunk = resp.raw.read(8192, decode_content=False)
+                if not chunk:
+                    put(("end",))
+                    return
+                if not put(("data", chunk)):
+                    return
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which classifies it
+        put(("error", exc))
+
+
+def _download_attempt(url: str, f: RegistryFile, target: Path, progressbar: bool) -> None:
+    """One attempt: stream ``url`` into a temporary file beside ``target``, check size and
+    SHA-256, then move it into place atomically. Raises `_Retry` for retryable failures."""
+    from tqdm import tqdm
+
+    from .models import MAX_WEIGHTS_BYTES
+
+    limit = f.size if f.size is not None else MAX_WEIGHTS_BYTES
+    deadline = time.monotonic() + DOWNLOAD_TIMEOUT
+    stall = DOWNLOAD_STALL_TIMEOUT
+    chunks: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=4)
+    cancel = threading.Event()
+    thread = threading.Thread(
+        target=_reader, args=(url, chunks, cancel, stall), daemon=True,
+        name=f"specutils-cinn download {f.filename}",
+    )
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{f.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    received = 0
+    bar = tqdm(total=f.size, unit="B", unit_scale=True, desc=f.filename, file=sys.stderr,
+               disable=not progressbar, leave=False)
+    try:
+        thread.start()
+        with os.fdopen(fd, "wb") as fh:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    if remaining <= 0:
+                        raise queue.Empty
+                    item = chunks.get(timeout=remaining)
+                except queue.Empty:
+                    raise ModelDownloadError(
+                        f"the download took longer than {DOWNLOAD_TIMEOUT:g} s "
+                        f"(specutils_cinn.registry.DOWNLOAD_TIMEOUT) after {received:,} of "
+                        f"{f.size if f.size is not None else '?'} bytes"
+                    ) from None
+                kind = item[0]
+                if kind == "head":
+                    _, status, reason, length = item
+                    if status >= 400:
+                        error = ModelDownloadError(f"HTTP {status} {reason}")
+                        raise _Retry(error) if status >= 500 else error
+                    if length is not None and length.isdigit() and f.size is not None \
+                            and int(length) != f.size:
+                        raise _Retry(ModelIntegrityError(
+                            f"the server announces {int(length):,} bytes, the registry "
+                            f"records {f.size:,}"
+                        ))
+                elif kind == "data":
+                    chunk = item[1]
+                    received += len(chunk)
+                    if received > limit:
+                        raise _Retry(ModelIntegrityError(
+                            f"more than the {limit:,} bytes "
+                            + ("recorded in the registry" if f.size is not None else
+                               "of specutils_cinn.models.MAX_WEIGHTS_BYTES")
+                            + " arrived; the download was aborted"
+                        ))
+                    digest.update(chunk)
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+                elif kind == "end":
+                    break
+                else:
+                    raise _classify(item[1], stall)
+        if f.size is not None and received != f.size:
+            raise _Retry(ModelDownloadError(
+                f"the download ended after {received:,} of {f.size:,} bytes (truncated)"
+            ))
+        actual = digest.hexdigest()
+        if actual != f.sha256:
+            raise _Retry(ModelIntegrityError(
+                f"its SHA-256 is {actual}, the registry records {f.sha256}"
+            ))
+        os.replace(tmp, target)  # atomic: readers see the old file or the complete new one
+    finally:
+        cancel.set()
+        bar.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _download(url: str, f: RegistryFile, target: Path, progressbar: bool) -> None:
+    """Download with `DOWNLOAD_RETRIES` retries; raise the last error."""
+    attempts = 1 + max(0, int(DOWNLOAD_RETRIES))
+    for attempt in range(attempts):
+        try:
+            log.info("downloading %s to %s", url, target)
+            _download_attempt(url, f, target, progressbar)
+            return
+        except _Retry as exc:
+            if attempt + 1 == attempts:
+                raise exc.cause from exc.cause.__cause__
+            log.info("download of %s failed (%s); retrying", url, exc.cause)
+            time.sleep(_RETRY_WAIT)
 
 
 def fetch_model(
@@ -531,15 +941,19 @@ def fetch_model(
 ) -> Path:
     """Return the local path of a registered model, downloading it if needed.
 
-    A copy bundled with the package is used when both its files match the
-    registry's SHA-256 (no network access). Otherwise both files are fetched with
-    ``pooch`` into the cache: a cached file with the right hash is used as is, a
-    missing or corrupt one is (re-)downloaded and verified.
+    A copy bundled with the package is used when it is complete (no network access); a
+    bundled file that differs from the registry is an error. Otherwise every file is taken
+    from the cache if its size and SHA-256 match the registry, and (re-)downloaded if it is
+    missing or differs. A download is streamed into a temporary file in the cache and aborted
+    as soon as more bytes than registered arrive, when no byte arrives for
+    `DOWNLOAD_STALL_TIMEOUT` seconds, or when it takes longer than `DOWNLOAD_TIMEOUT`; it is
+    moved into place atomically only once its size and SHA-256 match, so that concurrent
+    downloads of the same model into one cache leave one valid copy.
 
     Parameters
     ----------
     name : str
-        Full name, alias or bare name of the model.
+        Full name, alias or bare name of the model (never a path).
     cache_dir : str or os.PathLike, optional
         Cache directory; default `cache_dir()` (``$SPECUTILS_CINN_CACHE`` or the OS cache).
     progressbar : bool, optional
@@ -556,61 +970,50 @@ def fetch_model(
     ------
     ModelNotFoundError
         If the name is not registered.
+    ModelCacheError
+        If the cache directory is not a directory or cannot be created or written.
     ModelDownloadError
-        If a file is neither cached nor downloadable (for example offline).
-    ValueError
-        If a downloaded file does not match its registered SHA-256 (the download is
-        discarded).
+        If a file is neither cached nor downloadable (for example offline, an HTTP error, a
+        stalled, too slow or truncated download).
+    specutils_cinn.models.ModelIntegrityError
+        If a bundled file or a downloaded one does not match its registered size or SHA-256
+        (a download is discarded); a `ValueError`.
     """
-    import requests
-
     full = resolve_name(name)
     entry = REGISTRY.models[full]
-    bundled = _bundled_dir(entry)
+    bundled = _verified_bundled_dir(entry)
     if bundled is not None:
         return bundled
 
     base_url = _base_url(entry)
-    registry = {f.filename: f"sha256:{f.sha256}" for f in entry.files}
-    if cache_dir is None:
-        pup = pooch.create(
-            path=pooch.os_cache(_CACHE_PROJECT),
-            base_url=base_url,
-            registry=registry,
-            env=CACHE_ENV,
-            retry_if_failed=DOWNLOAD_RETRIES,
-        )
-    else:
-        pup = pooch.create(
-            path=Path(cache_dir),
-            base_url=base_url,
-            registry=registry,
-            retry_if_failed=DOWNLOAD_RETRIES,
-        )
-    downloader = (
-        pooch.HTTPDownloader(progressbar=progressbar)
-        if base_url.startswith(("http://", "https://"))
-        else None
-    )
-    cache = pup.abspath
-    for f in entry.files:
-        url = pup.get_url(f.filename)
+    cache, origin = _cache_location(cache_dir)
+    _check_cache_path(cache, origin)
+    missing = [
+        f for f in entry.files
+        if not (cache / f.filename).is_file() or _file_mismatch(cache / f.filename, f) is not None
+    ]
+    if missing:  # a complete cache may be read-only
+        _prepare_cache(cache, origin)
+    for f in missing:
+        target = cache / f.filename
+        url = base_url + f.filename
         try:
-            pup.fetch(f.filename, downloader=downloader, progressbar=progressbar)
-        except requests.exceptions.RequestException as exc:
+            _download(url, f, target, progressbar)
+        except ModelIntegrityError as exc:
+            raise ModelIntegrityError(
+                f"the file {f.filename} of model {full!r} downloaded from {url} does not match "
+                f"the registry (the download was discarded): {exc}"
+            ) from exc
+        except (ModelDownloadError, OSError) as exc:
+            if isinstance(exc, ModelCacheError):
+                raise
             raise ModelDownloadError(
                 f"could not download {f.filename} of model {full!r} from {url} ({exc}), and the "
                 f"cache directory {cache} holds no valid copy of it. On a machine with network "
                 f"access run `specutils-cinn models download {full}` and copy its cache "
                 f"directory here, or set {CACHE_ENV} to a directory that already holds "
-                f"{entry.metadata.filename} and {entry.weights.filename}."
-            ) from exc
-        except ValueError as exc:
-            if "hash" not in str(exc).lower():
-                raise
-            raise ValueError(
-                f"the file {f.filename} of model {full!r} downloaded from {url} does not match "
-                f"the registry (the download was discarded): {exc}"
+                + ", ".join(g.filename for g in entry.files)
+                + "."
             ) from exc
     return cache / entry.metadata.filename
 
@@ -643,6 +1046,8 @@ def download_models(
         If a name is unknown (checked before anything is downloaded).
     ModelDownloadError
         If a download fails.
+    specutils_cinn.models.ModelIntegrityError
+        If a file does not match the registry.
     """
     if isinstance(names, str):
         names = [names]
@@ -663,9 +1068,15 @@ def list_models(*, cache_dir: str | os.PathLike[str] | None = None) -> Table:
     astropy.table.Table
         Columns ``name`` (full name), ``version``, ``aliases`` (comma-separated),
         ``description``, ``bundled`` (a valid copy ships with the package) and
-        ``cached`` (both files are in the cache with the right hashes).
+        ``cached`` (all files are in the cache with the right sizes and hashes).
+
+    Raises
+    ------
+    ModelCacheError
+        If the cache directory exists but is not a directory.
     """
-    directory = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    directory, origin = _cache_location(cache_dir)
+    _check_cache_path(directory, origin)
     rows = []
     for full in REGISTRY.names:
         entry = REGISTRY.models[full]
@@ -716,7 +1127,8 @@ def make_registry_entry(
     Returns
     -------
     dict
-        ``{"<full_name>": {...}}``, ready to merge into ``registry["models"]``.
+        ``{"<full_name>": {...}}`` with every file's SHA-256 and size and the model's
+        ``digest``, ready to merge into ``registry["models"]``.
 
     Raises
     ------
@@ -745,12 +1157,16 @@ def make_registry_entry(
                 f"{meta_path}: emulator.sha256 is {metadata.emulator.sha256}, but {emu_path} "
                 f"has SHA-256 {emu_hash}"
             )
-        emulator = RegistryFile(f"{full}.emulator.safetensors", emu_hash)
+        emulator = RegistryFile(
+            f"{full}.emulator.safetensors", emu_hash, emu_path.stat().st_size
+        )
     entry = RegistryEntry(
         name=metadata.name,
         version=metadata.version,
-        metadata=RegistryFile(f"{full}.json", sha256_file(meta_path)),
-        weights=RegistryFile(f"{full}.safetensors", weights_hash),
+        metadata=RegistryFile(f"{full}.json", sha256_file(meta_path), meta_path.stat().st_size),
+        weights=RegistryFile(
+            f"{full}.safetensors", weights_hash, weights_path.stat().st_size
+        ),
         description=metadata.description if description is None else description,
         bundled=full if bundled else None,
         emulator=emulator,

@@ -42,8 +42,13 @@ def std_unit(unit: u.UnitBase) -> u.UnitBase:
     return function_unit if function_unit is not None else unit
 
 
-def _quantity(values: np.ndarray, unit: u.UnitBase) -> u.Quantity:
-    return u.Quantity(values, unit) if not hasattr(unit, "function_unit") else values * unit
+def _quantity(values: np.ndarray, unit: u.UnitBase, masked: bool = False) -> u.Quantity:
+    q = u.Quantity(values, unit) if not hasattr(unit, "function_unit") else values * unit
+    if masked:
+        from astropy.utils.masked import Masked
+
+        return Masked(q, mask=np.ones(np.shape(values), bool))
+    return q
 
 
 def _common_columns(
@@ -53,6 +58,7 @@ def _common_columns(
     flags: np.ndarray,
     fit_chi2: np.ndarray | None,
     feature_sigma: np.ndarray | None,
+    fit_mismatch: np.ndarray | None = None,
 ) -> None:
     table["snr"] = np.asarray(snr, dtype=float)
     table["snr"].description = "median S/N per Angstrom over valid model pixels"
@@ -69,6 +75,12 @@ def _common_columns(
     table["feature_sigma"].description = (
         "significance (standard deviations) of the emulated stellar features against a "
         "featureless continuum; NaN without emulator"
+    )
+    mis = np.full(len(table["snr"]), np.nan) if fit_mismatch is None else fit_mismatch
+    table["fit_mismatch"] = np.asarray(mis, dtype=float)
+    table["fit_mismatch"].description = (
+        "residual RMS (continuum units) against the spectrum emulated at the posterior median "
+        "that noise and emulator error do not explain; NaN without emulator"
     )
     table["flags"] = np.asarray(flags, dtype=np.int32)
     table["flags"].description = "bitwise OR of QualityFlag values; 0 means no warning"
@@ -95,6 +107,8 @@ def summary_table(
     meta: Mapping[str, Any] | None = None,
     fit_chi2: np.ndarray | None = None,
     feature_sigma: np.ndarray | None = None,
+    fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
 ) -> QTable:
     """Build the one-row-per-spectrum table of posterior summaries.
 
@@ -120,24 +134,32 @@ def summary_table(
         Goodness-of-fit reduced chi-square per spectrum; NaN (the default) where unknown.
     feature_sigma : ndarray, shape (N,), optional
         Significance of the stellar features per spectrum; NaN (the default) where unknown.
+    fit_mismatch : ndarray, shape (N,), optional
+        Unexplained residual RMS per spectrum; NaN (the default) where unknown.
+    unconstrained : sequence of str, optional
+        Parameters the model does not constrain: their columns are masked (the values are
+        kept underneath, ``table[col].unmasked``).
 
     Returns
     -------
     `~astropy.table.QTable`
         For each parameter ``p``: ``p`` (median), ``p_p<100 q>`` for each quantile level and
-        ``p_std``; then ``snr``, ``coverage``, ``fit_chi2``, ``feature_sigma`` and ``flags``.
+        ``p_std``; then ``snr``, ``coverage``, ``fit_chi2``, ``feature_sigma``,
+        ``fit_mismatch`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
-        table[name] = _quantity(median[:, j], unit)
-        table[name].description = f"posterior median of {name}"
+        m = name in unconstrained
+        note = " (masked: not constrained by this model)" if m else ""
+        table[name] = _quantity(median[:, j], unit, m)
+        table[name].description = f"posterior median of {name}{note}"
         for k, q in enumerate(quantile_levels):
             col = quantile_column_name(name, q)
-            table[col] = _quantity(quantiles[:, k, j], unit)
-            table[col].description = f"posterior {q:g} quantile of {name}"
-        table[f"{name}_std"] = u.Quantity(std[:, j], std_unit(unit))
-        table[f"{name}_std"].description = f"posterior standard deviation of {name}"
-    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma)
+            table[col] = _quantity(quantiles[:, k, j], unit, m)
+            table[col].description = f"posterior {q:g} quantile of {name}{note}"
+        table[f"{name}_std"] = _quantity(std[:, j], std_unit(unit), m)
+        table[f"{name}_std"].description = f"posterior standard deviation of {name}{note}"
+    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
     return table
 
 
@@ -151,6 +173,8 @@ def samples_table(
     meta: Mapping[str, Any] | None = None,
     fit_chi2: np.ndarray | None = None,
     feature_sigma: np.ndarray | None = None,
+    fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
 ) -> QTable:
     """Build a table of posterior draws, one row per spectrum.
 
@@ -166,18 +190,22 @@ def samples_table(
         As in `summary_table`.
     meta : mapping, optional
         Stored in ``table.meta``.
-    fit_chi2, feature_sigma : ndarray, shape (N,), optional
+    fit_chi2, feature_sigma, fit_mismatch : ndarray, shape (N,), optional
+        As in `summary_table`.
+    unconstrained : sequence of str, optional
         As in `summary_table`.
 
     Returns
     -------
     `~astropy.table.QTable`
         Column ``p`` holds an (N, S) Quantity of draws for each parameter, then ``snr``,
-        ``coverage``, ``fit_chi2``, ``feature_sigma`` and ``flags``.
+        ``coverage``, ``fit_chi2``, ``feature_sigma``, ``fit_mismatch`` and ``flags``.
     """
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
-        table[name] = _quantity(draws[:, :, j], unit)
-        table[name].description = f"posterior draws of {name}"
-    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma)
+        m = name in unconstrained
+        table[name] = _quantity(draws[:, :, j], unit, m)
+        table[name].description = f"posterior draws of {name}" + (
+            " (masked: not constrained by this model)" if m else "")
+    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
     return table

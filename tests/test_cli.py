@@ -61,20 +61,21 @@ def test_models_list_shows_bundled_models(capsys):
 def test_models_info(capsys):
     assert cli.main(["models", "info", "4most-lr"]) == 0
     out = capsys.readouterr().out
-    assert "4most-lr-lte-v1.1.0" in out and "li_fe" in out
+    assert "4most-lr-lte-v1.2.0" in out and "li_fe" in out
     assert "posterior calibration (scale (+) floor): teff x" in out
 
 
 def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     assert cli.main(["demo", "-n", "200", "-o", str(tmp_path / "demo.ecsv")]) == 0
     out = capsys.readouterr().out
-    assert "teff" in out and "4most-hr-lte-v1.1.0" in out
+    assert "teff" in out and "4most-hr-lte-v1.2.0" in out
     t = QTable.read(tmp_path / "demo.ecsv")
     assert len(t) == 1
-    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.1.0 gives 5734-5741 K,
-    # log g 4.21-4.22, [Fe/H] -0.196..-0.194 for sampling seeds 1-3 (16-84 % about +-25 K,
-    # +-0.11, +-0.03); the windows leave room for CPU/torch differences. They catch e.g. the
-    # HARPS CCD gap (stored as zeros) reaching the network unmasked (flagged POOR_FIT).
+    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.1.0 (v1.2.0: same
+    # network) gives 5734-5741 K, log g 4.21-4.22, [Fe/H] -0.196..-0.194 for sampling seeds 1-3
+    # (16-84 % about +-25 K, +-0.11, +-0.03); the windows leave room for CPU/torch differences.
+    # They catch e.g. the HARPS CCD gap (stored as zeros) reaching the network unmasked (flagged
+    # POOR_FIT).
     assert 5600 < t["teff"][0].value < 5950
     assert 4.05 < t["logg"][0].value < 4.45
     assert -0.35 < t["fe_h"][0].value < 0.0

@@ -41,7 +41,7 @@ def test_table_layout_units_and_meta(lg):
     assert t.colnames == [
         "teff", "teff_p16", "teff_p50", "teff_p84", "teff_p2_5", "teff_std",
         "logg", "logg_p16", "logg_p50", "logg_p84", "logg_p2_5", "logg_std",
-        "snr", "coverage", "fit_chi2", "feature_sigma", "flags",
+        "snr", "coverage", "fit_chi2", "feature_sigma", "fit_mismatch", "flags",
     ]
     assert np.all(np.isnan(t["fit_chi2"])) and "FITTHR" not in t.meta  # model without emulator
     assert np.all(np.isnan(t["feature_sigma"])) and not np.any(t["flags"] & QualityFlag.NO_FEATURES)
@@ -259,7 +259,8 @@ def lg_fit(lg, tmp_path_factory):
 def test_fit_chi2_is_near_one_for_good_fits_and_flags_garbage(lg_fit):
     prob, est, y = lg_fit
     t = _predict(est, _spectrum(prob, y))
-    assert t.colnames[-3:] == ["fit_chi2", "feature_sigma", "flags"] and t.meta["FITTHR"] == 3.0
+    assert t.colnames[-4:] == ["fit_chi2", "feature_sigma", "fit_mismatch", "flags"]
+    assert t.meta["FITTHR"] == 3.0
     # 24 pixels, 2 fitted labels + 1 continuum scale: E[chi2] ~ 21 / 24
     assert 0.6 < np.median(t["fit_chi2"]) < 1.3 and np.all(t["fit_chi2"] < 3.0)
     assert not np.any(t["flags"] & QualityFlag.POOR_FIT)
@@ -267,6 +268,9 @@ def test_fit_chi2_is_near_one_for_good_fits_and_flags_garbage(lg_fit):
     bad = _predict(est, _spectrum(prob, y + wiggle))
     assert np.all(bad["fit_chi2"] > 5.0)
     assert np.all(bad["flags"] & QualityFlag.POOR_FIT)
+    # the wiggle's RMS (0.035) is what the noise does not explain
+    assert np.all(np.abs(bad["fit_mismatch"] - 0.05 / np.sqrt(2)) < 0.01)
+    assert np.median(t["fit_mismatch"]) < 0.01
     empty = _predict(est, _spectrum(prob, 0.01 * np.random.default_rng(1).normal(size=y.shape)))
     assert np.all(empty["fit_chi2"] > 100.0)  # the continuum correction cannot scale to 0
     loose = _predict(est, _spectrum(prob, y + wiggle), fit_chi2_threshold=1e6)

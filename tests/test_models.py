@@ -562,3 +562,272 @@ def test_emulator_metadata_is_validated() -> None:
     far["emulator"]["architecture"]["grid"]["segments"][0].update(start=6000.0, stop=6010.0)
     with pytest.raises(ValueError, match="no pixel in common"):
         ModelMetadata.from_dict(far)
+
+
+# ---------------------------------------------------------------- bounded, checked loading
+
+
+def _rewrite_metadata(directory: Path, change: Any) -> None:
+    """Edit metadata.json in place (the weights and their hash stay as they are)."""
+    meta_path = directory / METADATA_FILENAME
+    d = json.loads(meta_path.read_text())
+    change(d)
+    meta_path.write_text(json.dumps(d))
+
+
+def _write_weights(directory: Path, data: bytes) -> None:
+    """Replace the weights, recording their hash in the metadata so that only the content
+    can be wrong."""
+    (directory / WEIGHTS_FILENAME).write_bytes(data)
+    _rewrite_metadata(
+        directory, lambda d: d.update(weights_sha256=hashlib.sha256(data).hexdigest())
+    )
+
+
+@pytest.fixture
+def real_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the default device of every build_cinn call (load imports it at call time)."""
+    import specutils_cinn.flows
+
+    devices: list[str] = []
+    real = specutils_cinn.flows.build_cinn
+
+    def recording(arch: Any) -> torch.nn.Module:
+        device = torch.empty(0).device.type
+        devices.append(device)
+        if device != "meta":  # a real build of a network that does not fit would be the bug
+            sizes = (arch["subnet_hidden"], arch["n_blocks"], arch["subnet_layers"])
+            if sizes != (16, 2, 1):
+                raise RuntimeError(f"real network of architecture {sizes} allocated")
+        return real(arch)
+
+    monkeypatch.setattr(specutils_cinn.flows, "build_cinn", recording)
+    return devices
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("subnet_hidden", 12000), ("n_blocks", 10**9), ("subnet_layers", 10**8)],
+)
+def test_architecture_checked_against_header_before_building(
+    saved: tuple[CINNModel, Path], real_builds: list[str], key: str, value: int
+) -> None:
+    """Finding 5: metadata asking for a huge network whose weights do not fit is refused from
+    the safetensors header, without allocating the network (12000 hidden units allocated
+    4.7 GB before torch failed)."""
+    from specutils_cinn.models import ModelLoadError
+
+    _, directory = saved
+    _rewrite_metadata(directory, lambda d: d["architecture"].update({key: value}))
+    with pytest.raises(ModelLoadError, match="do not fit the architecture") as info:
+        CINNModel.load(directory)
+    assert str(directory / WEIGHTS_FILENAME) in str(info.value)
+    assert "cpu" not in real_builds  # only shape-only (meta device) builds, if any
+    # the unmodified model still builds for real
+    original = tiny_architecture()[key]
+    _rewrite_metadata(directory, lambda d: d["architecture"].update({key: original}))
+    assert CINNModel.load(directory).sha256 is not None
+    assert real_builds[-1] == "cpu"
+
+
+def test_tensor_shapes_checked_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specutils_cinn.models import ModelLoadError
+
+    model = tiny_model()
+    model.save(tmp_path)
+    other = tiny_network(subnet_hidden=8)
+    _write_weights(tmp_path, safetensors.torch.save(other.state_dict()))
+    calls = []
+    real_load = safetensors.torch.load
+    monkeypatch.setattr(safetensors.torch, "load", lambda b: calls.append(1) or real_load(b))
+    with pytest.raises(ModelLoadError, match=r"subnet1.0.weight' has shape \(8, "):
+        CINNModel.load(tmp_path)
+    assert calls == []
+
+
+def _header(tensors: dict[str, Any], body: bytes = b"") -> bytes:
+    text = json.dumps(tensors).encode()
+    return len(text).to_bytes(8, "little") + text + body
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"abc", "shorter than the 8-byte header length"),
+        ((2**62).to_bytes(8, "little") + b"{}", "header length"),
+        (_header([1, 2]), "not a JSON object"),
+        (b"\x05\x00\x00\x00\x00\x00\x00\x00{abc}", "not JSON"),
+        (_header({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+         "outside"),
+        (_header({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"\0" * 8),
+         "8 bytes for shape"),
+        (_header({"a": {"dtype": "X9", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+         "unsupported dtype"),
+        (_header({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4),
+         "invalid shape"),
+        (_header({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+         "do not fit the architecture"),
+    ],
+)
+def test_malformed_safetensors_header(
+    saved: tuple[CINNModel, Path], real_builds: list[str], data: bytes, match: str
+) -> None:
+    from specutils_cinn.models import ModelLoadError
+
+    _, directory = saved
+    _write_weights(directory, data)
+    with pytest.raises(ModelLoadError, match=match):
+        CINNModel.load(directory)
+    assert "cpu" not in real_builds
+
+
+def test_any_weights_bytes_give_a_model_load_error(tmp_path: Path) -> None:
+    """Whatever the weights file holds (with a matching hash), load fails with a
+    ModelLoadError, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from specutils_cinn.models import ModelLoadError
+
+    tiny_model().save(tmp_path)
+    meta = json.loads((tmp_path / METADATA_FILENAME).read_text())
+    dtypes = st.sampled_from(["F32", "F64", "I64", "BOOL", "U8", "Q4", 3])
+    entry = st.fixed_dictionaries({
+        "dtype": dtypes,
+        "shape": st.lists(st.integers(-2, 70), max_size=3),
+        "data_offsets": st.lists(st.integers(-1, 300), min_size=0, max_size=3),
+    })
+    names = st.sampled_from(["flow.module_list.1.perm", "conditioner.net.1.weight", "x"])
+    headers = st.builds(
+        _header, st.dictionaries(names, entry, max_size=3), st.binary(max_size=300)
+    )
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(st.binary(max_size=64), headers))
+    def check(data: bytes) -> None:
+        (tmp_path / WEIGHTS_FILENAME).write_bytes(data)
+        meta["weights_sha256"] = hashlib.sha256(data).hexdigest()
+        (tmp_path / METADATA_FILENAME).write_text(json.dumps(meta))
+        with pytest.raises(ModelLoadError):
+            CINNModel.load(tmp_path)
+
+    check()
+
+
+def test_metadata_and_weights_sizes_are_capped(
+    saved: tuple[CINNModel, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6 (local files): metadata.json is refused above MAX_METADATA_BYTES (1 MB) and
+    a weights file above MAX_WEIGHTS_BYTES, both before being read."""
+    import specutils_cinn.models as models
+
+    _, directory = saved
+    assert models.MAX_METADATA_BYTES == 1 << 20
+    meta_path = directory / METADATA_FILENAME
+    good = meta_path.read_bytes()
+    padded = json.loads(good)
+    padded["training"]["notes"] = "x" * (1 << 20)
+    meta_path.write_text(json.dumps(padded))
+    with pytest.raises(models.ModelLoadError, match=r"MAX_METADATA_BYTES.*not read") as info:
+        CINNModel.load(directory)
+    assert str(meta_path) in str(info.value)
+    with pytest.raises(models.ModelLoadError, match="MAX_METADATA_BYTES"):
+        ModelMetadata.read(meta_path)
+
+    meta_path.write_bytes(good)
+    size = (directory / WEIGHTS_FILENAME).stat().st_size
+    monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", size - 1)
+    with pytest.raises(models.ModelLoadError, match=r"MAX_WEIGHTS_BYTES.*not read") as info:
+        CINNModel.load(directory)
+    assert str(directory / WEIGHTS_FILENAME) in str(info.value)
+    monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", size)
+    assert CINNModel.load(directory).sha256 is not None
+
+
+def test_save_refuses_metadata_that_load_would_refuse(tmp_path: Path) -> None:
+    model = CINNModel(tiny_metadata(training={"notes": "x" * (1 << 20)}), tiny_network())
+    with pytest.raises(ValueError, match="MAX_METADATA_BYTES"):
+        model.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_errors_are_model_load_errors(tmp_path: Path, saved) -> None:
+    from specutils_cinn.models import ModelFileNotFoundError, ModelIntegrityError, ModelLoadError
+
+    assert issubclass(ModelIntegrityError, ModelLoadError)
+    assert issubclass(ModelLoadError, ValueError)
+    assert issubclass(ModelFileNotFoundError, ModelLoadError)
+    assert issubclass(ModelFileNotFoundError, FileNotFoundError)
+    with pytest.raises(ModelFileNotFoundError, match="no model"):
+        CINNModel.load(tmp_path / "nowhere")
+    with pytest.raises(ModelLoadError, match="empty model path"):
+        CINNModel.load("")
+    _, directory = saved
+    _rewrite_metadata(directory, lambda d: d["architecture"].update(subnet_hidden="wide"))
+    with pytest.raises(ModelLoadError, match="metadata.json"):
+        CINNModel.load(directory)
+
+
+# ---------------------------------------------------------------- model digest
+
+
+def test_digest_covers_metadata_weights_and_emulator(tmp_path: Path) -> None:
+    """Finding 3: the model's identity covers every file, so that editing the metadata (label
+    means, calibration, chi2_threshold, ranges) changes it even though the weights and their
+    SHA-256 (MODELSHA) stay the same."""
+    from specutils_cinn.models import EMULATOR_FILENAME, model_digest
+
+    model = with_emulator(tiny_model())
+    assert model.digest is None
+    model.save(tmp_path)
+    files = [tmp_path / n for n in (METADATA_FILENAME, WEIGHTS_FILENAME, EMULATOR_FILENAME)]
+    expected = model_digest(*(sha256_file(f) for f in files))
+    assert model.digest == expected
+    loaded = CINNModel.load(tmp_path)
+    assert loaded.digest == expected and loaded.registry_name is None
+    assert expected != model_digest(sha256_file(files[0]), sha256_file(files[1]))
+
+    seen = {expected}
+    for change in (
+        lambda d: d["parameters"][0].update(mean=6000.0),
+        lambda d: d["parameters"][1].update(range=[0.5, 5.0]),
+        lambda d: d["emulator"].update(chi2_threshold=40.0),
+        lambda d: d.update(snr_range=[5.0, 300.0]),
+    ):
+        original = files[0].read_bytes()
+        _rewrite_metadata(tmp_path, change)
+        edited = CINNModel.load(tmp_path)
+        assert edited.sha256 == loaded.sha256  # the weights did not change ...
+        assert edited.digest not in seen  # ... but the model's identity did
+        seen.add(edited.digest)
+        files[0].write_bytes(original)
+    assert CINNModel.load(tmp_path).digest == expected
+
+
+def test_expected_sha256_checked_on_load(tmp_path: Path) -> None:
+    """With the registry's hashes (expected_sha256), any differing file is an error that
+    names it."""
+    from specutils_cinn.models import EMULATOR_FILENAME, ModelIntegrityError
+
+    model = with_emulator(tiny_model())
+    model.save(tmp_path)
+    paths = {"metadata": tmp_path / METADATA_FILENAME, "weights": tmp_path / WEIGHTS_FILENAME,
+             "emulator": tmp_path / EMULATOR_FILENAME}
+    expected = {k: sha256_file(p) for k, p in paths.items()}
+    assert CINNModel.load(tmp_path, expected_sha256=expected).digest == model.digest
+
+    _rewrite_metadata(tmp_path, lambda d: d["parameters"][0].update(std=900.0))
+    with pytest.raises(ModelIntegrityError, match="metadata file .*metadata.json does not match"):
+        CINNModel.load(tmp_path, expected_sha256=expected)
+    model.save(tmp_path)
+    for role in ("weights", "emulator"):
+        wrong = {**expected, role: "0" * 64}
+        with pytest.raises(ModelIntegrityError, match=role):
+            CINNModel.load(tmp_path, expected_sha256=wrong)
+    with pytest.raises(ModelIntegrityError, match="no emulator"):
+        CINNModel.load(tmp_path, expected_sha256={k: expected[k] for k in ("metadata", "weights")})
+    with pytest.raises(ValueError, match="missing"):
+        CINNModel.load(tmp_path, expected_sha256={"weights": expected["weights"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -18,13 +19,14 @@ import pooch
 import pytest
 import torch
 
-from specutils_cinn import registry
+from specutils_cinn import CINNParameterEstimator, registry
 from specutils_cinn.flows import build_cinn
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.models import (
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
     CINNModel,
+    ModelIntegrityError,
     ModelMetadata,
     ParameterSpec,
     sha256_file,
@@ -333,11 +335,10 @@ def test_bundled_model_needs_no_network(
     monkeypatch.setattr(registry, "REGISTRY", _bundled_registry(published))
     bundled = _bundle(registry.DATA_DIR, published)
 
-    def no_pooch(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("pooch used for a bundled model")
+    def no_download(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("download attempted for a bundled model")
 
-    monkeypatch.setattr(pooch, "create", no_pooch)
-    monkeypatch.setattr(pooch.Pooch, "fetch", no_pooch)
+    monkeypatch.setattr(registry, "_download", no_download)
     assert registry.fetch_model("tiny") == bundled
     assert env.requests == 0
     assert not cache.exists()
@@ -345,12 +346,32 @@ def test_bundled_model_needs_no_network(
     assert torch.equal(_outputs(model.network), _outputs(published.model.network))
 
 
-def test_modified_bundled_model_falls_back_to_download(
+@pytest.mark.parametrize("filename", [METADATA_FILENAME, WEIGHTS_FILENAME])
+def test_modified_bundled_model_is_an_error(
+    env: Server, cache: Path, published: Published, monkeypatch: pytest.MonkeyPatch,
+    filename: str,
+) -> None:
+    """Finding 3: a bundled file that differs from the registry (same size or not) is an
+    error naming the file, not silently replaced by a download or loaded."""
+    monkeypatch.setattr(registry, "REGISTRY", _bundled_registry(published))
+    bundled = _bundle(registry.DATA_DIR, published)
+    data = bytearray((bundled / filename).read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size, different content
+    (bundled / filename).write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="reinstall") as info:
+        registry.fetch_model("tiny")
+    assert str(bundled / filename) in str(info.value)
+    with pytest.raises(ModelIntegrityError, match=filename):
+        CINNParameterEstimator.from_pretrained("tiny")
+    assert env.requests == 0
+
+
+def test_incomplete_bundled_model_is_downloaded(
     env: Server, cache: Path, published: Published, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry, "REGISTRY", _bundled_registry(published))
     bundled = _bundle(registry.DATA_DIR, published)
-    (bundled / WEIGHTS_FILENAME).write_bytes(b"tampered")
+    (bundled / WEIGHTS_FILENAME).unlink()
     assert registry.fetch_model("tiny") == cache / f"{FULL}.json"
     assert env.requests == 2
 
@@ -367,6 +388,118 @@ def test_unknown_name_lists_available(env: Server) -> None:
     with pytest.raises(ModelNotFoundError):
         registry.download_models([FULL, "nope"])
     assert env.requests == 0  # names are checked before any download
+
+
+def _hijack_folder(tmp_path: Path) -> tuple[RegistryEntry, Path, Path]:
+    """A folder ``4most-hr`` in ``tmp_path`` holding the bundled 4most-hr model with a
+    tampered metadata.json (Teff standardisation mean + 500 K; weights untouched)."""
+    entry = registry.REGISTRY.models[registry.resolve_name("4most-hr")]
+    genuine = registry._bundled_dir(entry)
+    assert genuine is not None
+    fake = tmp_path / "4most-hr"
+    shutil.copytree(genuine, fake)
+    d = json.loads((fake / METADATA_FILENAME).read_text())
+    d["parameters"][0]["mean"] += 500.0
+    (fake / METADATA_FILENAME).write_text(json.dumps(d))
+    return entry, genuine, fake
+
+
+def test_registered_name_never_loads_a_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 2: a folder ./4most-hr in the working directory was loaded instead of the
+    registered 4most-hr, and reported the genuine MODEL and MODELSHA. A name is a name: it
+    resolves through the registry; a local folder must be given as a path, and then reports
+    its own digest."""
+    entry, genuine, fake = _hijack_folder(tmp_path)
+    genuine_mean = json.loads((genuine / METADATA_FILENAME).read_text())["parameters"][0]["mean"]
+    monkeypatch.chdir(tmp_path)
+    est = CINNParameterEstimator.from_pretrained("4most-hr", device="cpu")
+    assert est.model.source == genuine
+    assert est.model.metadata.parameters[0].mean == genuine_mean
+    assert est.model.registry_name == entry.full_name
+    assert est.model.digest == entry.digest
+    meta = est._meta(10, 1, torch.device("cpu"))
+    assert (meta["MODEL"], meta["MODELDIG"], meta["MODELSRC"]) == (
+        entry.full_name, entry.digest, "registry")
+
+    for path in ("./4most-hr", Path("4most-hr"), str(fake), f"{fake}/metadata.json"):
+        local = CINNParameterEstimator.from_pretrained(path, device="cpu")
+        assert local.model.metadata.parameters[0].mean == genuine_mean + 500.0
+        assert local.model.registry_name is None
+        # the weights are the genuine ones (same MODELSHA), the model is not
+        assert local.model.sha256 == entry.weights.sha256
+        assert local.model.digest != entry.digest
+        meta = local._meta(10, 1, torch.device("cpu"))
+        assert meta["MODELDIG"] == local.model.digest and meta["MODELSRC"] == "local"
+
+
+def test_empty_name_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 2: "" loaded the current folder."""
+    _, _, fake = _hijack_folder(tmp_path)
+    monkeypatch.chdir(fake)  # a complete model in the working directory
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="empty model name") as info:
+            CINNParameterEstimator.from_pretrained(empty)
+        assert not isinstance(info.value, ModelNotFoundError)
+        with pytest.raises(ValueError, match="empty model name"):
+            registry.fetch_model(empty)
+    assert CINNParameterEstimator.from_pretrained(".", device="cpu").model.registry_name is None
+
+
+def test_unregistered_folder_must_be_given_as_a_path(
+    env: Server, tmp_path: Path, published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published.model.save(tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"give it as a path, e.g. './mine'"):
+        CINNParameterEstimator.from_pretrained("mine")
+    model = CINNParameterEstimator.from_pretrained("./mine", device="cpu").model
+    assert model.digest == published.model.digest and model.registry_name is None
+    assert env.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("4most-hr", None),
+        ("4most-hr-lte-v1.1.0", None),
+        ("model.json", None),
+        ("./4most-hr", Path("4most-hr")),
+        ("models/hr", Path("models/hr")),
+        ("/abs/m", Path("/abs/m")),
+        (".", Path(".")),
+        ("..", Path("..")),
+        ("~/m", Path("~/m").expanduser()),
+        (Path("4most-hr"), Path("4most-hr")),
+    ],
+)
+def test_name_or_path_rule(name: Any, expected: Path | None) -> None:
+    assert registry._model_path(name) == expected
+
+
+def test_name_or_path_rule_errors() -> None:
+    with pytest.raises(TypeError, match="name or a path"):
+        registry._model_path(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        registry._model_path("")
+
+
+def test_table_meta_records_the_model_digest() -> None:
+    """MODEL, MODELVER and MODELSHA are kept; MODELDIG (all files) and MODELSRC are new."""
+    from specutils import Spectrum
+
+    from specutils_cinn import cli
+
+    est = CINNParameterEstimator.from_pretrained(device="cpu")
+    entry = registry.REGISTRY.models[registry.resolve_name(registry.DEFAULT_MODEL)]
+    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    t = est.predict(Spectrum.read(example, format="tabular-fits"), n_samples=20, seed=1,
+                    progress=False)
+    assert t.meta["MODEL"] == entry.full_name
+    assert t.meta["MODELSHA"] == entry.weights.sha256
+    assert t.meta["MODELDIG"] == entry.digest == est.model.digest
+    assert t.meta["MODELSRC"] == "registry"
 
 
 def test_aliases_and_versions(published: Published, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -406,14 +539,23 @@ def test_list_models_empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_package_registry_is_valid() -> None:
-    reg = Registry.read(Path(registry.__file__).parent / "data" / "registry.json")
+    path = Path(registry.__file__).parent / "data" / "registry.json"
+    reg = Registry.read(path)
     assert reg == registry.REGISTRY
     assert "{version}" in reg.base_url
-    for full, entry in reg.models.items():  # bundled models must load and match the registry
-        if entry.bundled is not None:
+    doc = json.loads(path.read_text())
+    assert doc["format_version"] == registry.REGISTRY_FORMAT_VERSION == 2
+    for full, entry in reg.models.items():
+        assert doc["models"][full]["digest"] == entry.digest
+        assert all(f.size is not None and f.size > 0 for f in entry.files), full
+        if entry.bundled is not None:  # bundled models must load and match the registry
             directory = registry._bundled_dir(entry)
             assert directory is not None, full
-            assert CINNModel.load(directory).sha256 == entry.weights.sha256
+            model = CINNModel.load(directory, expected_sha256=entry.expected_sha256)
+            assert model.sha256 == entry.weights.sha256
+            assert model.digest == entry.digest
+            for path_, f in registry._bundled_files(entry):
+                assert path_.stat().st_size == f.size
 
 
 def test_registry_round_trip(published: Published) -> None:
@@ -424,7 +566,12 @@ def test_registry_round_trip(published: Published) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda d: d.update(format_version=2), "format_version"),
+        (lambda d: d.update(format_version=1), "format_version"),
+        (lambda d: d["models"][FULL]["files"]["weights"].pop("size"), "missing key 'size'"),
+        (lambda d: d["models"][FULL]["files"]["weights"].update(size=-1), "invalid size"),
+        (lambda d: d["models"][FULL]["files"]["weights"].update(size=1.5), "invalid size"),
+        (lambda d: d["models"][FULL]["files"]["weights"].update(url="x"), "url"),
+        (lambda d: d["models"][FULL].update(digest="0" * 64), "digest"),
         (lambda d: d.update(extra=1), "extra"),
         (lambda d: d["aliases"].update(tiny="missing-v1"), "aliases"),
         (lambda d: d["aliases"].update({FULL: FULL}), "alias"),
@@ -446,8 +593,14 @@ def test_malformed_registry(published: Published, change: Any, match: str) -> No
 def test_make_registry_entry(published: Published, tmp_path: Path) -> None:
     entry = published.entry
     assert entry.full_name == FULL
-    assert entry.metadata == RegistryFile(f"{FULL}.json", sha256_file(published.meta_file))
-    assert entry.weights == RegistryFile(f"{FULL}.safetensors", sha256_file(published.weights_file))
+    assert entry.metadata == RegistryFile(
+        f"{FULL}.json", sha256_file(published.meta_file), published.meta_file.stat().st_size
+    )
+    assert entry.weights == RegistryFile(
+        f"{FULL}.safetensors", sha256_file(published.weights_file),
+        published.weights_file.stat().st_size,
+    )
+    assert entry.digest == published.model.digest
     assert entry.bundled is None
     # from a model directory, bundled
     published.model.save(tmp_path / "m")

@@ -14,7 +14,7 @@ from .broadening import (
     rotational_broaden,
     to_log_lambda_grid,
 )
-from .degradation import bin_average, degrade
+from .degradation import bin_average, degrade, degrade_spectrum
 from .fourmost import (
     FOURMOST_HR,
     FOURMOST_HR_RESOLVING_POWER,
@@ -37,6 +37,7 @@ __all__ = [
     "bin_average",
     "continuum_distortion",
     "degrade",
+    "degrade_spectrum",
     "fourmost_setup",
     "from_log_lambda_grid",
     "gaussian_lsf_broaden",

@@ -1,0 +1,132 @@
+"""Honest output on real stars: the model-mismatch term, fit_mismatch and physical support."""
+
+import numpy as np
+import pytest
+import torch
+
+from specutils_cinn import CINNParameterEstimator
+from specutils_cinn.calibration import PosteriorCalibration
+from specutils_cinn.models import CINNModel
+
+
+def test_mismatch_widening_factor():
+    cal = PosteriorCalibration({"teff": 1.0}, {"teff": 0.0}, mismatch={"teff": 1000.0},
+                               mismatch_tolerance=0.01)
+    q16 = torch.tensor([[5700.0, 4.0], [5700.0, 4.0], [5700.0, 4.0]], dtype=torch.float64)
+    q84 = q16 + torch.tensor([60.0, 0.2], dtype=torch.float64)  # half widths 30 K and 0.1
+    amp = torch.tensor([0.005, 0.02, float("nan")], dtype=torch.float64)
+    k = cal.mismatch_widening(q16, q84, amp, ["teff", "logg"])
+    excess = np.sqrt(0.02**2 - 0.01**2)
+    np.testing.assert_allclose(k[:, 0].numpy(), [1.0, np.sqrt(1 + (1000 * excess / 30) ** 2), 1])
+    np.testing.assert_array_equal(k[:, 1].numpy(), [1.0, 1.0, 1.0])  # no kappa for logg
+
+
+def test_mismatch_round_trip_and_validation():
+    cal = PosteriorCalibration({"teff": 1.2}, {"teff": 5.0}, {"x": 1},
+                               mismatch={"teff": 800.0}, mismatch_tolerance=0.008)
+    back = PosteriorCalibration.from_dict(cal.to_dict())
+    assert back == cal
+    old = PosteriorCalibration.from_dict({"scale": {"teff": 1.1}, "floor": {}})
+    assert old.mismatch == {} and "mismatch" not in old.to_dict()
+    with pytest.raises(ValueError, match="mismatch"):
+        PosteriorCalibration({}, {}, mismatch={"teff": -1.0})
+    with pytest.raises(ValueError, match="mismatch_tolerance"):
+        PosteriorCalibration({}, {}, mismatch_tolerance=float("nan"))
+
+
+@pytest.fixture(scope="module")
+def sun():
+    from importlib.resources import files
+
+    from specutils import Spectrum
+
+    return Spectrum.read(files("specutils_cinn") / "data" / "sun_4most_hr_example.fits",
+                         format="tabular-fits")
+
+
+def _without_mismatch(est):
+    """The bundled model without its mismatch term and unconstrained declaration."""
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    base = md.replace(posterior_calibration=PosteriorCalibration(cal.scale, cal.floor, cal.info),
+                      unconstrained=())
+    return CINNParameterEstimator(CINNModel(base, est.model.network, emulator=est.model.emulator))
+
+
+def test_bundled_hr_model_holds_the_sun_in_its_95_percent_intervals(sun):
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    assert est.model.metadata.posterior_calibration.mismatch["fe_h"] > 0
+    q = (0.025, 0.975)
+    t = est.predict(sun, n_samples=1000, seed=4, quantiles=q)
+    plain = _without_mismatch(est).predict(sun, n_samples=1000, seed=4, quantiles=q)
+    for p, ref in (("teff", 5772.0), ("logg", 4.44), ("fe_h", 0.0)):
+        lo, hi = float(t[f"{p}_p2_5"][0].value), float(t[f"{p}_p97_5"][0].value)
+        assert lo <= ref <= hi, (p, lo, hi)
+    # without the term the laboratory-line-data offset of [Fe/H] is outside the interval
+    assert float(plain["fe_h_p97_5"][0].value) < 0.0
+
+
+def test_predict_widens_by_fit_mismatch(sun):
+    est = _without_mismatch(CINNParameterEstimator.from_pretrained("4most-hr"))
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    kappa = {"teff": 3000.0, "fe_h": 5.0}
+    mm = CINNModel(md.replace(posterior_calibration=PosteriorCalibration(
+        cal.scale, cal.floor, cal.info, kappa, 0.005)), est.model.network,
+        emulator=est.model.emulator)
+    est_mm = CINNParameterEstimator(mm)
+    q = (0.16, 0.5, 0.84)
+    a = est.predict(sun, n_samples=400, seed=3, quantiles=q)
+    b = est_mm.predict(sun, n_samples=400, seed=3, quantiles=q)
+    amp = float(a["fit_mismatch"][0])
+    assert amp > 0.005  # the real Sun is not described perfectly by the LTE seed physics
+    for p in ("teff", "fe_h", "logg"):
+        assert b[p][0] == a[p][0]  # medians do not move
+    w = lambda t, p: 0.5 * float((t[f"{p}_p84"][0] - t[f"{p}_p16"][0]).value)  # noqa: E731
+    for p in ("teff", "fe_h"):
+        expect = np.sqrt(w(a, p) ** 2 + kappa[p] ** 2 * (amp**2 - 0.005**2))
+        assert w(b, p) == pytest.approx(expect, rel=1e-4)
+    assert w(b, "logg") == pytest.approx(w(a, "logg"), rel=1e-6)
+    c = est_mm.predict(sun, n_samples=400, seed=3, quantiles=q, calibrated=False)
+    d = est.predict(sun, n_samples=400, seed=3, quantiles=q, calibrated=False)
+    assert w(c, "teff") == pytest.approx(w(d, "teff"), rel=1e-6)  # raw draws untouched
+    draws = est_mm.sample_posterior(sun, n_samples=400, seed=3)
+    t = draws["teff"][0].value
+    assert 0.5 * (np.quantile(t, 0.84) - np.quantile(t, 0.16)) == pytest.approx(w(b, "teff"),
+                                                                               rel=0.02)
+
+
+def test_vsini_draws_and_quantiles_respect_the_physical_support(sun):
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    t = est.predict(sun, n_samples=1000, seed=1, quantiles=(0.01, 0.5))
+    # the Sun rotates slowly: without the support the lowest percentile is negative
+    assert float(t["vsini_p1"][0].value) == 0.0
+    draws = est.sample_posterior(sun, n_samples=1000, seed=1)["vsini"][0].value
+    assert draws.min() == 0.0 and 0.01 <= np.mean(draws == 0.0) < 0.5
+    for p in ("teff", "fe_h"):  # unbounded parameters are left alone
+        assert np.all(np.isfinite(draws)) and float(t[p][0].value) != 0.0
+
+
+def test_unconstrained_parameters_are_masked(sun, tmp_path):
+    from astropy.table import QTable
+
+    assert CINNParameterEstimator.from_pretrained("4most-hr").model.metadata.unconstrained == (
+        "mn_fe", "ni_fe")
+    est = _without_mismatch(CINNParameterEstimator.from_pretrained("4most-hr"))
+    md = est.model.metadata
+    plain = est.predict(sun, n_samples=200, seed=2)
+    mm = CINNModel(md.replace(unconstrained=("mn_fe", "ni_fe")), est.model.network,
+                   emulator=est.model.emulator)
+    t = CINNParameterEstimator(mm).predict(sun, n_samples=200, seed=2)
+    assert t.meta["UNCONSTR"] == "mn_fe ni_fe" and "UNCONSTR" not in plain.meta
+    for col in ("mn_fe", "mn_fe_p16", "mn_fe_std", "ni_fe_p84"):
+        assert np.all(t[col].mask) and "not constrained" in t[col].description
+        assert t[col].unmasked[0] == plain[col][0]  # the numbers are kept underneath
+    assert not hasattr(t["teff"], "mask")
+    t.write(tmp_path / "t.ecsv")
+    back = QTable.read(tmp_path / "t.ecsv")
+    assert np.all(back["mn_fe"].mask) and back["teff"][0] == t["teff"][0]
+    draws = CINNParameterEstimator(mm).sample_posterior(sun, n_samples=50, seed=2)
+    assert np.all(draws["ni_fe"].mask) and not hasattr(draws["fe_h"], "mask")
+    with pytest.raises(ValueError, match="unconstrained"):
+        md.replace(unconstrained=("vmac",))
