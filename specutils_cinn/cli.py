@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -54,14 +56,74 @@ def _read_spectra(
     return spectra, names
 
 
+def _check_output(path: str | None, overwrite: bool) -> None:
+    """Reject an output path that cannot be written, before any work is done.
+
+    Raises
+    ------
+    OSError
+        If the path is a directory, exists and ``overwrite`` is false, or its directory
+        does not exist or is not writable.
+    ValueError
+        If the table format cannot be told from the extension.
+    """
+    if path is None:
+        return
+    from astropy.io import registry
+    from astropy.table import QTable
+
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"output {path!r} is a directory; name a file")
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"output file {path!r} exists; pass --overwrite to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"output directory {str(parent)!r} is not writable")
+    formats = registry.identify_format("write", QTable, str(p), None, [], {})
+    if len(formats) != 1:
+        raise ValueError(
+            f"cannot tell the table format from the extension of {path!r}; use .ecsv "
+            "(recommended), .fits, .csv, .hdf5, ..."
+        )
+
+
+def _check_snr(snr: str | None) -> float | str | None:
+    if snr is None or snr == "estimate":
+        return snr
+    try:
+        value = float(snr)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--snr must be a positive number or 'estimate', got {snr!r}")
+    return value
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Check the arguments of predict and demo before any work (no file read, no model)."""
+    from .estimator import _check_batch_size, _check_n_samples, _check_quantiles, _check_seed
+
+    _check_output(args.output, args.overwrite)
+    _check_n_samples(args.n_samples)
+    if args.seed is not None:
+        _check_seed(args.seed)
+    if getattr(args, "quantiles", None) is not None:
+        _check_quantiles(args.quantiles)
+    _check_batch_size(getattr(args, "batch_size", None))
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .estimator import CINNParameterEstimator
 
-    spectra, names = _read_spectra(args.files, args.format, args.flux_unit, args.group_arms)
+    _check_options(args)
+    snr = _check_snr(args.snr)
     est = CINNParameterEstimator.from_pretrained(
         args.model, device=args.device, progressbar=sys.stderr.isatty()
     )
-    snr = args.snr if args.snr is None or args.snr == "estimate" else float(args.snr)
+    spectra, names = _read_spectra(args.files, args.format, args.flux_unit, args.group_arms)
     table = est.predict(
         spectra,
         n_samples=args.n_samples,
@@ -109,6 +171,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .estimator import CINNParameterEstimator
 
+    _check_options(args)
     est = CINNParameterEstimator.from_pretrained(device=args.device)
     ref = resources.files("specutils_cinn") / "data" / EXAMPLE_SPECTRUM
     with resources.as_file(ref) as path:
@@ -129,7 +192,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"flags = {table['flags'][0]}"
     )
     if args.output:
-        table.write(args.output, overwrite=True)
+        table.write(args.output, overwrite=args.overwrite)
     return 0
 
 
@@ -221,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto")
     p.add_argument("--uncalibrated", action="store_true",
                    help="the network's own posteriors, without the model's posterior calibration")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("models", help="list, describe or download registered models")
@@ -235,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", default=None, help="also write the table here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a model from a TOML configuration")

@@ -14,6 +14,7 @@ from astropy import units as u
 from astropy.table import QTable
 
 from . import __version__
+from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
 from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
@@ -32,6 +33,8 @@ __all__ = ["CINNParameterEstimator"]
 _ROWS_PER_BATCH = 2**18
 #: Fraction of a parameter's training range next to each edge where PARAMETER_AT_EDGE fires.
 EDGE_FRACTION = 0.02
+#: Largest accepted ``seed`` (it is stored in ``table.meta["SEED"]``, a FITS integer).
+MAX_SEED = 2**63 - 1
 
 
 class CINNParameterEstimator:
@@ -43,6 +46,17 @@ class CINNParameterEstimator:
         A loaded model (see `from_pretrained` for the usual way to get one).
     device : {"auto", "cpu", "cuda"} or `torch.device`, optional
         Where the network runs by default; ``"auto"`` picks a GPU when there is one.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a `~specutils_cinn.models.CINNModel`.
+    ValueError
+        If the device is not available.
+    specutils_cinn.models.ModelLoadError
+        If the model's spectrum emulator file is missing, corrupt (its SHA-256 differs from
+        the metadata) or does not fit (a `ValueError`): a lazily loaded emulator is read
+        here, before any spectrum is processed.
 
     Examples
     --------
@@ -58,6 +72,9 @@ class CINNParameterEstimator:
         self.model = model
         self.device = resolve_device(device)
         self.model.network.eval()
+        if model.metadata.emulator is not None:
+            # read (and SHA-256 check) a lazily loaded emulator now, not after inference
+            _ = model.emulator
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,8 +210,14 @@ class CINNParameterEstimator:
         device : {"auto", "cpu", "cuda"} or `torch.device`, optional
             Overrides the estimator's device for this call.
         seed : int, optional
-            Seed of the latent draws. None draws a fresh seed, recorded in ``table.meta``.
-            Results are reproducible for the same seed, ``batch_size``, input and device.
+            Seed of the latent draws, an integer from 0 to 2**63 - 1. None draws a fresh
+            seed, recorded in ``table.meta``. Each spectrum's draws come from its own random
+            stream, keyed by the seed and a hash of the spectrum's data
+            (`~specutils_cinn.inputs.PreparedSpectra.content_hash`): a row does not depend on
+            the other spectra, their order or ``batch_size`` (up to floating-point rounding,
+            below 1e-4 posterior standard deviations), and can be reproduced alone. Identical
+            spectra get identical draws. Results are reproducible for the same seed, spectrum,
+            arguments and device (CPU and CUDA streams differ).
         radial_velocity : `~astropy.units.Quantity`, optional
             Scalar or one value per spectrum; overrides the spectra's own radial velocity.
         progress : bool, optional
@@ -222,6 +245,17 @@ class CINNParameterEstimator:
         `~astropy.table.QTable`
             Columns described in :ref:`output-table`.
 
+        Raises
+        ------
+        ValueError
+            If an argument is invalid (checked before any spectrum is processed), or an input
+            cannot be used as a whole (see `~specutils_cinn.inputs.prepare_spectra`: a spectral
+            axis that is no wavelength axis, a flux unit that is no flux, a spectrum without
+            uncertainty and no ``snr``). Spectra that are merely bad (no overlap, no valid
+            pixel) are not errors: they get a row of NaN and their flags.
+        TypeError
+            If an input is not a specutils spectrum, collection or list of them.
+
         Notes
         -----
         For a model with a spectrum emulator, the spectrum at the posterior median is
@@ -233,10 +267,11 @@ class CINNParameterEstimator:
         the stellar features; ``NO_FEATURES`` is set below 5. See :ref:`output-table`.
         """
         levels = _check_quantiles(quantiles)
+        dev, seed = self._check_options(n_samples, batch_size, device, seed, fit_chi2_threshold,
+                                        calibrated)
         prepared, seed = self._prepare(
             spectra, n_samples, seed, radial_velocity, medium, snr, normalize
         )
-        dev = self.device if device is None else resolve_device(device)
         n, d, nq = prepared.n_rows, len(self.parameters), len(levels)
         median = np.full((n, d), np.nan)
         quant = np.full((n, nq, d), np.nan)
@@ -305,8 +340,8 @@ class CINNParameterEstimator:
     ) -> QTable:
         """Full posterior draws, one row per spectrum.
 
-        Parameters are as for `predict`. The same seed, batch size and ``calibrated`` give the
-        same draws that `predict` summarises.
+        Parameters are as for `predict`. The same seed and ``calibrated`` give the same draws
+        that `predict` summarises, whatever the batch size.
 
         Returns
         -------
@@ -315,10 +350,11 @@ class CINNParameterEstimator:
             plus ``snr``, ``coverage``, ``fit_chi2`` (at the posterior median, as in `predict`)
             and ``flags``. Rows without usable data hold NaN.
         """
+        dev, seed = self._check_options(n_samples, batch_size, device, seed, fit_chi2_threshold,
+                                        calibrated)
         prepared, seed = self._prepare(
             spectra, n_samples, seed, radial_velocity, medium, snr, normalize
         )
-        dev = self.device if device is None else resolve_device(device)
         draws_all = np.full(
             (prepared.n_rows, n_samples, len(self.parameters)), np.nan, dtype=np.float32
         )
@@ -360,16 +396,8 @@ class CINNParameterEstimator:
         snr: float | np.ndarray | str | None,
         normalize: bool | str,
     ) -> tuple[PreparedSpectra, int]:
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, (int, np.integer))
-            or n_samples < 2
-        ):
-            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-        if seed is None:
-            seed = secrets.randbits(32)
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        _check_n_samples(n_samples)
+        seed = _check_seed(seed)
         spectra = read_paths(spectra)  # file paths: Spectrum.read
         if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
             medium = spectra_medium(spectra)
@@ -389,7 +417,28 @@ class CINNParameterEstimator:
             continuum_degree=int(norm.get("degree", 3)),
             continuum_iterations=int(norm.get("n_iter", 5)),
         )
-        return prepared, int(seed)
+        return prepared, seed
+
+    def _check_options(
+        self,
+        n_samples: Any,
+        batch_size: Any,
+        device: Any,
+        seed: Any,
+        fit_chi2_threshold: Any,
+        calibrated: Any,
+    ) -> tuple[torch.device, int]:
+        """Check the estimator's own arguments before any work; return (device, seed).
+
+        A seed of None is drawn here. The input arguments (``medium``, ``snr``, ...) are
+        checked by `~specutils_cinn.inputs.prepare_spectra` before it resamples anything.
+        """
+        _check_n_samples(n_samples)
+        _check_batch_size(batch_size)
+        self._threshold(fit_chi2_threshold)
+        self._calibration(calibrated)
+        dev = self.device if device is None else resolve_device(device)
+        return dev, _check_seed(seed)
 
     def _draw_batches(
         self,
@@ -404,22 +453,16 @@ class CINNParameterEstimator:
         """Yield (row indices, physical-unit draws [B, S, D] on ``device``) per batch."""
         from tqdm.auto import tqdm
 
-        hopeless = QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA
-        usable = ((prepared.flags & hopeless) == 0) & (prepared.coverage > 0)
-        rows_all = np.flatnonzero(usable)
+        rows_all = np.flatnonzero(_inferred(prepared))
+        _check_batch_size(batch_size)
         if batch_size is None:
             batch_size = int(np.clip(_ROWS_PER_BATCH // n_samples, 1, 4096))
-        elif (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         network = self.model.network.to(device)
         mean = torch.as_tensor(self.model.metadata.label_mean, dtype=torch.float32, device=device)
         scale = torch.as_tensor(self.model.metadata.label_std, dtype=torch.float32, device=device)
         generator = torch.Generator(device=device)
-        generator.manual_seed(seed)
+        row_seeds = _row_seeds(seed, prepared)
+        n_params = len(self.parameters)
         show = sys.stderr.isatty() if progress is None else bool(progress)
         calibration = self._calibration(calibrated)
         with (
@@ -436,7 +479,15 @@ class CINNParameterEstimator:
                     torch.from_numpy(prepared.valid[rows]).to(device, non_blocking=True),
                 )
                 features = network.condition(inputs)
-                draws = network.sample(features, n_samples, generator=generator) * scale + mean
+                # one random stream per spectrum, keyed by the seed and its content: a row's
+                # draws do not depend on the other spectra, their order or the batch size
+                z = torch.empty((len(rows), n_samples, n_params), dtype=features.dtype,
+                                device=device)
+                for i, row_seed in enumerate(row_seeds[rows].tolist()):
+                    generator.manual_seed(row_seed)
+                    z[i] = torch.randn((n_samples, n_params), generator=generator,
+                                       dtype=features.dtype, device=device)
+                draws = network.reverse_draws(z, features) * scale + mean
                 if calibration is not None:
                     draws = calibration.apply(draws, self.parameters)
                 yield rows, draws
@@ -466,16 +517,21 @@ class CINNParameterEstimator:
         return np.where(np.isfinite(k), k, ones)
 
     def _threshold(self, override: float | None) -> float | None:
+        """The POOR_FIT threshold; an invalid override raises even without an emulator."""
+        if override is not None:
+            if (
+                isinstance(override, bool)
+                or not isinstance(override, (int, float, np.number))
+                or not float(override) > 0
+                or not np.isfinite(float(override))
+            ):
+                raise ValueError(
+                    f"fit_chi2_threshold must be a positive finite number, got {override!r}"
+                )
         spec = self.model.metadata.emulator
         if spec is None:
             return None
-        if override is None:
-            return spec.chi2_threshold
-        if isinstance(override, bool) or not isinstance(override, (int, float, np.number)):
-            raise ValueError(f"fit_chi2_threshold must be a positive number, got {override!r}")
-        if not float(override) > 0:
-            raise ValueError(f"fit_chi2_threshold must be a positive number, got {override!r}")
-        return float(override)
+        return spec.chi2_threshold if override is None else float(override)
 
     def _fit_statistics(
         self, prepared: PreparedSpectra, median: np.ndarray, device: torch.device
@@ -504,9 +560,13 @@ class CINNParameterEstimator:
         margin = EDGE_FRACTION * (hi - lo)
         with np.errstate(invalid="ignore"):
             edge = ((median < lo + margin) | (median > hi - margin)).any(axis=1)
+            inside = ((median >= lo) & (median <= hi)).all(axis=1)  # False for NaN
             low_snr = prepared.snr < md.snr_range[0]
+            high_snr = prepared.snr > md.snr_range[1]
         flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
+        flags[_inferred(prepared) & ~inside] |= int(QualityFlag.OUTSIDE_TRAINING_RANGE)
         flags[low_snr] |= int(QualityFlag.LOW_SNR)
+        flags[high_snr] |= int(QualityFlag.HIGH_SNR)
         threshold = self._threshold(fit_chi2_threshold)
         if threshold is not None and fit is not None:
             with np.errstate(invalid="ignore"):
@@ -546,6 +606,54 @@ class CINNParameterEstimator:
             "PKGVER": __version__,
             **extra,
         }
+
+
+def _row_seeds(seed: int, prepared: PreparedSpectra) -> np.ndarray:
+    """Seed of each row's random stream: the user's seed mixed with the row's content hash.
+
+    The hash is `~specutils_cinn.inputs.PreparedSpectra.content_hash`, or, where that is
+    not known, a hash of the prepared arrays. Seeds are below 2**63 (torch accepts them).
+    """
+    content = prepared.content_hash
+    if content is None:
+        content = splitmix64(
+            hash_rows(prepared.flux, 1) ^ splitmix64(hash_rows(prepared.sigma, 2))
+            ^ hash_rows(prepared.valid, 3)
+        )
+    mixed = splitmix64(np.asarray(content, dtype=np.uint64) ^ splitmix64(np.uint64(seed)))
+    return (mixed >> np.uint64(1)).astype(np.int64)
+
+
+def _inferred(prepared: PreparedSpectra) -> np.ndarray:
+    """Rows that go through the network (the others hold NaN)."""
+    hopeless = QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA
+    return ((prepared.flags & hopeless) == 0) & (prepared.coverage > 0)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_n_samples(n_samples: Any) -> None:
+    if not _is_int(n_samples) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+
+
+def _check_seed(seed: Any) -> int:
+    """The seed as an int (a fresh random one for None)."""
+    if seed is None:
+        return secrets.randbits(32)
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(
+            f"seed must be an integer from 0 to 2**63 - 1 (or None for a random one), "
+            f"got {seed!r}"
+        )
+    return int(seed)
 
 
 def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:

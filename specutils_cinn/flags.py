@@ -26,17 +26,20 @@ class QualityFlag(enum.IntFlag):
         After the shift to the rest frame, no input pixel lies inside any segment of
         the model's wavelength grid.
     ``NO_VALID_DATA`` (4)
-        The input spectrum overlaps the model's grid but has no usable pixel there:
+        The input spectrum overlaps the model's grid but leaves no valid grid pixel:
         every input pixel within reach of the grid is NaN, infinite, masked, or has a
-        non-positive or non-finite uncertainty.
+        non-positive or non-finite uncertainty; or the continuum fit failed on every
+        grid segment (flux zero or negative); or the input is too short to cover a
+        grid pixel. The row holds NaN.
     ``NOISE_ESTIMATED`` (8)
         The spectrum had no uncertainty and its noise was estimated from the flux with
         the DER_SNR algorithm (``snr="estimate"``). If the estimate failed (too few
         pixels, or noise-free data) the row has no valid pixel and also gets
         ``NO_VALID_DATA``.
     ``PARAMETER_AT_EDGE`` (16)
-        Set by the estimator: a parameter's posterior median lies close to the edge of
-        the model's training range.
+        Set by the estimator: a parameter's posterior median lies within 2 % of the
+        model's training range from its edge, or beyond (then ``OUTSIDE_TRAINING_RANGE`` is
+        set too).
     ``LOW_SNR`` (32)
         Set by the estimator: the spectrum's S/N is below the range the model was
         trained on.
@@ -55,8 +58,18 @@ class QualityFlag(enum.IntFlag):
         (``feature_sigma`` below 5). The input shows no detectable stellar absorption
         features: pure noise about a flat continuum, or a star too hot, too metal-poor or
         too noisy for its lines to be seen. (An empty fibre, divided by its own
-        pseudo-continuum, is not flat; ``LOW_SNR`` and ``PARAMETER_AT_EDGE`` catch it.) The
-        posterior then reflects the training prior, not the star.
+        pseudo-continuum, is not flat; ``LOW_SNR``, ``PARAMETER_AT_EDGE`` and
+        ``OUTSIDE_TRAINING_RANGE`` catch it.) The posterior then reflects the training
+        prior, not the star.
+    ``OUTSIDE_TRAINING_RANGE`` (256)
+        Set by the estimator: a posterior median of a row that was inferred lies outside the
+        model's training range of its parameter, or is not finite (``PARAMETER_AT_EDGE`` is
+        set as well). The network extrapolates there; the value is not an estimate to trust
+        (an empty fibre, for example, gets log g far above 5).
+    ``HIGH_SNR`` (512)
+        Set by the estimator: the spectrum's S/N is above the range the model was trained on
+        (``metadata.snr_range``). The network never saw such small uncertainties; check the
+        uncertainties (too small by a constant factor?) and compare ``fit_chi2``.
     """
 
     NONE = 0
@@ -68,3 +81,5 @@ class QualityFlag(enum.IntFlag):
     LOW_SNR = 32
     POOR_FIT = 64
     NO_FEATURES = 128
+    OUTSIDE_TRAINING_RANGE = 256
+    HIGH_SNR = 512

@@ -25,6 +25,7 @@ from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertain
 from specutils import Spectrum, SpectrumCollection
 from specutils.utils.wcs_utils import air_to_vac, vac_to_air
 
+from ._hashing import hash_rows, hash_text, splitmix64
 from .flags import QualityFlag
 from .grid import WavelengthGrid
 from .noise_estimate import der_snr, masked_quantile
@@ -93,6 +94,15 @@ class PreparedSpectra:
         the second element of a `~specutils.SpectrumList`.
     grid : WavelengthGrid
         The grid the arrays are sampled on.
+    content_hash : numpy.ndarray or None, optional
+        A 64-bit hash of each input spectrum's own data, shape ``(N,)``, uint64: the flux and
+        uncertainty values of its usable pixels in order of increasing wavelength, which
+        pixels are unusable (masked, non-finite flux, uncertainty not positive and finite:
+        however they are marked), the flux unit and the uncertainty's type and unit. It
+        does not depend on the other spectra, the position of the spectrum, the unit or
+        direction of its spectral axis (float rounding in a unit conversion must not change
+        it), or the arguments of `prepare_spectra`; the estimator keys each spectrum's random
+        draws on it. None when not known.
     """
 
     flux: np.ndarray
@@ -106,6 +116,7 @@ class PreparedSpectra:
     source: np.ndarray
     source_index: tuple[tuple[int, ...], ...]
     grid: WavelengthGrid
+    content_hash: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, npix = self.flux.shape
@@ -119,6 +130,8 @@ class PreparedSpectra:
                 raise ValueError(f"{name} must have shape ({n},)")
         if len(self.source_index) != n:
             raise ValueError(f"source_index must have {n} entries")
+        if self.content_hash is not None and np.shape(self.content_hash) != (n,):
+            raise ValueError(f"content_hash must have shape ({n},)")
 
     @property
     def n_rows(self) -> int:
@@ -207,10 +220,11 @@ def prepare_spectra(
         and sets the ``NOISE_ESTIMATED`` flag.
     normalize : bool or "auto", optional
         Whether to fit and divide out a continuum (after resampling, per grid segment).
-        ``"auto"`` treats an input (a top-level item) as already normalised when its
-        flux unit is dimensionless and the median over its spectra of the 90th
-        percentile of the valid input flux lies in `AUTO_NORMALIZED_RANGE`
-        (0.8 to 1.2), and normalises otherwise.
+        ``"auto"`` treats a spectrum as already normalised when its flux unit is
+        dimensionless and the 90th percentile of its valid input pixels that reach the
+        grid (after the shift to the rest frame) lies in `AUTO_NORMALIZED_RANGE` (0.8 to
+        1.2), and normalises it otherwise. The decision is made for each spectrum on its
+        own data.
     continuum_degree : int, optional
         Degree of the Legendre polynomial continuum of each grid segment.
     min_valid_fraction : float, optional
@@ -234,10 +248,15 @@ def prepare_spectra(
     TypeError
         If an input is not a specutils spectrum, collection or list of them.
     ValueError
-        If the spectral axis cannot be converted to a wavelength or is not monotonic,
-        a spectrum has no uncertainty and ``snr`` is not given, ``snr`` is not finite
-        and positive, ``radial_velocity`` has the wrong length or unit, or another
+        If the spectral axis cannot be converted to a wavelength, is not monotonic, or
+        holds pixel numbers (0, 1, 2, ... or 1, 2, 3, ...: a spectrum without a wavelength
+        solution), a spectrum has no uncertainty and ``snr`` is not given, ``snr`` is not
+        finite and positive, ``radial_velocity`` has the wrong length or unit, or another
         argument is out of range.
+    astropy.units.UnitConversionError
+        If the flux unit is not a flux (e.g. kelvin): accepted are dimensionless flux and
+        an energy or a count, optionally per time, per area, per wavelength, frequency or
+        energy, and per pixel or solid angle. It is a `ValueError` too.
 
     Notes
     -----
@@ -261,7 +280,11 @@ def prepare_spectra(
       finer than the input the propagated noise is correlated and this overestimates
       the S/N per Angstrom by ``sqrt(input width / grid width)``.
     - ``snr="estimate"``: the DER_SNR noise of the input pixels (those overlapping the
-      grid) is taken as a constant uncertainty per input pixel.
+      grid after this spectrum's shift to the rest frame) is taken as a constant uncertainty
+      per input pixel.
+    - Every row is a function of its own spectrum and the arguments alone: nothing is
+      shared between spectra (other spectra, their order and number change a row by
+      floating-point rounding at most).
     - Invalid pixels hold `FILL_FLUX` and `FILL_SIGMA`; the network sees ``valid``.
     """
     _check_arguments(grid, medium, normalize, continuum_degree, min_valid_fraction, min_coverage)
@@ -287,24 +310,32 @@ def prepare_spectra(
                 "from the flux (DER_SNR)"
             )
     groups = [_Geometry(g, grid, medium, factor) for g in _group_blocks(blocks)]
-    do_norm = _normalise_rows(normalize, groups, blocks, n)
 
     out = _Output(n, grid)
+    if isinstance(normalize, bool | np.bool_):
+        out.normalized[:] = bool(normalize)
     for geo in groups:
         _process_group(
-            geo, factor, snr_rows, estimate, do_norm, (continuum_degree, continuum_iterations),
+            geo, factor, snr_rows, estimate, normalize, (continuum_degree, continuum_iterations),
             min_valid_fraction, out,
         )  # fmt: skip
 
     flags = np.zeros(n, dtype=np.int32)
     flags[(out.coverage < min_coverage) | (out.coverage == 0)] |= QualityFlag.LOW_COVERAGE
     flags[~out.overlap] |= QualityFlag.NO_OVERLAP
-    flags[out.overlap & ~out.any_usable] |= QualityFlag.NO_VALID_DATA
-    flags[out.estimated] |= QualityFlag.NOISE_ESTIMATED
+    # overlaps the grid, but not one valid grid pixel: unusable input pixels, a failed
+    # continuum fit (zero or negative flux), or too little input to cover a grid pixel
+    flags[out.overlap & (~out.any_usable | (out.coverage == 0))] |= QualityFlag.NO_VALID_DATA
+    if estimate:  # every spectrum without uncertainty, whether it reaches the grid or not
+        for b in blocks:
+            if b.unc_kind is None:
+                flags[b.rows] |= QualityFlag.NOISE_ESTIMATED
     source = np.empty(n, dtype=np.int64)
+    content_hash = np.zeros(n, dtype=np.uint64)
     index: list[tuple[int, ...]] = [()] * n
     for b in blocks:
         source[b.rows] = b.source
+        content_hash[b.rows] = _block_hash(b)
         for r, ix in zip(b.rows.tolist(), b.index, strict=True):
             index[r] = ix
     return PreparedSpectra(
@@ -314,11 +345,12 @@ def prepare_spectra(
         snr=out.snr,
         coverage=out.coverage,
         flags=flags,
-        normalized=do_norm,
+        normalized=out.normalized,
         radial_velocity=rv_kms * (u.km / u.s),
         source=source,
         source_index=tuple(index),
         grid=grid,
+        content_hash=content_hash,
     )
 
 
@@ -419,6 +451,7 @@ class _Block:
     source: int
     index: list[tuple[int, ...]]
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    unit_key: str = ""  # flux unit, uncertainty kind and conversion: part of the content hash
 
     @property
     def n_rows(self) -> int:
@@ -470,6 +503,7 @@ def _walk(
 
 def _spectrum_blocks(s: Spectrum, source: int, path: tuple[int, ...], label: str) -> list[_Block]:
     flux_q = s.flux
+    _check_flux_unit(flux_q.unit, label)
     axis = int(getattr(s, "spectral_axis_index", flux_q.ndim - 1)) % max(flux_q.ndim, 1)
     wave = _angstrom(s.spectral_axis, label)
     flux = np.moveaxis(np.asarray(flux_q.value), axis, -1)
@@ -496,6 +530,7 @@ def _collection_blocks(
     sc: SpectrumCollection, source: int, path: tuple[int, ...], label: str
 ) -> list[_Block]:
     flux_q = sc.flux
+    _check_flux_unit(flux_q.unit, label)
     if flux_q.ndim < 2:
         raise ValueError(f"input {label}: a SpectrumCollection needs 2-D flux, got {flux_q.shape}")
     m = flux_q.shape[-1]
@@ -567,7 +602,37 @@ def _make_block(
         z_factor=z_factor,
         source=source,
         index=index,
+        unit_key=f"{unit}|{kind}|{unc_factor!r}|{flux_scale!r}",
     )
+
+
+_SALT_FLUX, _SALT_UNC = 0x1F1, 0x2E2
+
+
+def _block_hash(b: _Block) -> np.ndarray:
+    """`PreparedSpectra.content_hash` of the rows of a block (see there).
+
+    Unusable pixels (masked, non-finite flux, an uncertainty that is not a positive finite
+    number) hash as NaN flux and NaN uncertainty whatever their values, so that a pixel
+    marked bad through its uncertainty gives the same hash, hence the same draws, as the
+    same pixel masked.
+    """
+    h = np.empty(b.n_rows, dtype=np.uint64)
+    step = max(1, CHUNK_ELEMENTS // max(len(b.wave), 1))
+    for r0 in range(0, b.n_rows, step):
+        sl = slice(r0, r0 + step)
+        f = np.asarray(b.flux[sl], dtype=np.float64)  # raw values: the unit is in unit_key
+        ok = np.isfinite(f)
+        if b.mask is not None:
+            ok &= ~b.mask[sl]
+        if b.unc is not None:
+            a = np.asarray(b.unc[sl], dtype=np.float64)
+            ok &= np.isfinite(a) & (a > 0)
+        hr = hash_rows(np.where(ok, f, np.nan), _SALT_FLUX)
+        if b.unc is not None:
+            hr = splitmix64(hr ^ hash_rows(np.where(ok, a, np.nan), _SALT_UNC))
+        h[sl] = hr
+    return splitmix64(h ^ hash_text(b.unit_key))
 
 
 def _own_doppler(axis: Any) -> float:
@@ -584,6 +649,19 @@ def _own_doppler(axis: Any) -> float:
 def _angstrom(axis: Any, label: str, monotonic: bool = True) -> np.ndarray:
     """Spectral axis values in Angstrom (any spectral unit); checked, maybe decreasing."""
     q = axis.view(u.Quantity) if isinstance(axis, u.Quantity) else u.Quantity(axis)
+    if q.unit == u.pix:
+        raise ValueError(
+            f"input {label}: spectral axis unit '{q.unit}' cannot be converted to a wavelength: "
+            f"the spectrum has no wavelength solution; {_NEED_WAVELENGTHS}"
+        )
+    first = _pixel_numbers(np.asarray(q.value))
+    if first is not None:
+        raise ValueError(
+            f"input {label}: the spectral axis holds the pixel numbers {first}, {first + 1}, "
+            f"{first + 2}, ... (in {q.unit}), not wavelengths: the spectrum has no wavelength "
+            "solution (specutils reads a FITS spectrum without CRVAL1/CDELT1/CTYPE1 keywords "
+            f"this way); {_NEED_WAVELENGTHS}"
+        )
     try:
         if q.unit is u.AA:
             wave = np.asarray(q.value, dtype=np.float64)
@@ -598,6 +676,89 @@ def _angstrom(axis: Any, label: str, monotonic: bool = True) -> np.ndarray:
     if monotonic and wave.ndim == 1:
         _monotonic(wave, label)
     return wave
+
+
+_NEED_WAVELENGTHS = (
+    "give the spectrum a spectral axis in wavelength (or frequency, wavenumber, energy) units"
+)
+
+
+def _pixel_numbers(values: np.ndarray) -> int | None:
+    """0 or 1 if every row of a spectral axis is the pixel numbers 0, 1, 2, ... or 1, 2, 3, ...
+
+    That is what a spectrum without a wavelength solution gets: no real spectrum starts at
+    0 or 1 Angstrom (or nm, Hz, ...) with a step of exactly 1.
+    """
+    rows = np.atleast_2d(values)
+    if rows.shape[-1] < 2 or rows.dtype.kind not in "iuf":
+        return None
+    first = rows[..., 0]
+    if not (np.all(first == first.flat[0]) and first.flat[0] in (0, 1)):
+        return None
+    start = int(first.flat[0])
+    if np.array_equal(rows, np.broadcast_to(np.arange(start, start + rows.shape[-1]), rows.shape)):
+        return start
+    return None
+
+
+#: Factors removed before a flux unit's dimensions are checked: counts of any kind and
+#: "per pixel / channel / bin / beam / solid angle" (solid angles decompose to rad**2).
+_COUNT_LIKE = frozenset({"ct", "electron", "adu", "ph", "DN", "chan", "pix", "bin", "vox",
+                         "beam", "rad"})
+
+
+def _flux_dimensions() -> tuple[u.UnitBase, ...]:
+    """Every (energy or count) [per time] [per area] [per wavelength, frequency or energy].
+
+    Counts per frequency without a time (dimension: time) are left out: a flux in seconds
+    is a mistake far more often than a count spectrum per Hz.
+    """
+    out = []
+    for amount in (u.J, u.one):
+        for per_time in (u.one, u.s):
+            for per_area in (u.one, u.m**2):
+                for per_spectral in (u.one, u.m, u.Hz, u.J):
+                    if amount is u.one and per_time is u.one and per_spectral is u.Hz:
+                        continue
+                    out.append(amount / (per_time * per_area * per_spectral))
+    return tuple(out)
+
+
+_FLUX_DIMENSIONS = _flux_dimensions()
+
+
+def _is_flux_unit(unit: Any) -> bool:
+    """Whether a flux unit is a flux: see `_check_flux_unit`."""
+    if not isinstance(unit, u.UnitBase) or isinstance(unit, u.FunctionUnitBase):
+        return False
+    if unit.is_equivalent(u.one):
+        return True
+    try:
+        d = unit.decompose()
+    except u.UnitsError:  # pragma: no cover
+        return False
+    rest = u.Unit(1.0)
+    for base, power in zip(d.bases, d.powers, strict=True):
+        if base.name not in _COUNT_LIKE:
+            rest = rest * base**power
+    return any(rest.is_equivalent(dim) for dim in _FLUX_DIMENSIONS)
+
+
+def _check_flux_unit(unit: Any, label: str) -> None:
+    """Reject flux units that are not fluxes (kelvin, metres, magnitudes, ...).
+
+    Accepted: dimensionless (normalised) flux, and an energy or a count (``ct``,
+    ``electron``, ``adu``, ``ph``, ``DN``), optionally per time, per area and per
+    wavelength, frequency or energy, optionally per pixel, channel, bin, beam or solid
+    angle: spectral flux densities (``erg / (s cm2 Angstrom)``, ``Jy``), surface
+    brightnesses, luminosity densities, photon and count rates, counts.
+    """
+    if not _memo(_is_flux_unit, unit):
+        raise u.UnitConversionError(
+            f"input {label}: flux unit '{unit}' is not a unit of flux; use a spectral flux "
+            "density (e.g. erg / (s cm2 Angstrom), W / (m2 nm), Jy), counts or a count rate "
+            "(ct, electron / s, adu), or dimensionless flux (normalised spectra)"
+        )
 
 
 def _monotonic(wave: np.ndarray, label: str) -> tuple[np.ndarray, bool]:
@@ -737,6 +898,14 @@ class _Segment:
     step: float
     size: int  # number of pixels of the locator: len(cols) plus the gaps among them
     gap_cols: np.ndarray | None  # where the pixels ``cols`` go among them (None: no gap)
+    pix_lo: np.ndarray  # (size,) lower and upper edges of the locator's pixels
+    pix_hi: np.ndarray
+
+    def own(self, d: np.ndarray) -> np.ndarray:
+        """(rows, size) bool: the pixels that overlap this segment for each row's own Doppler
+        factor ``d`` (the group's window is wider when the rows' velocities differ)."""
+        lo, hi = self.edges[0] * d[:, None], self.edges[-1] * d[:, None]
+        return (self.pix_hi[None, :] > lo) & (self.pix_lo[None, :] < hi)
 
 
 class _Geometry:
@@ -773,47 +942,12 @@ class _Geometry:
                 cols = slice(int(p0), int(p1))
                 if p1 - p0 != c1 - c0:
                     gap_cols = columns[cols] - c0
-            self.segments.append(_Segment(i, sl, e, cols, locator, seg.step, c1 - c0, gap_cols))
+            self.segments.append(_Segment(i, sl, e, cols, locator, seg.step, c1 - c0, gap_cols,
+                                          b[c0:c1], b[c0 + 1 : c1 + 1]))
 
     @property
     def max_width(self) -> int:
         return max([1] + [max(s.size, len(s.edges)) for s in self.segments])
-
-
-def _normalise_rows(
-    normalize: Any, groups: list[_Geometry], blocks: list[_Block], n: int
-) -> np.ndarray:
-    """Which rows get a continuum fit (see ``normalize`` in `prepare_spectra`)."""
-    if isinstance(normalize, bool | np.bool_):
-        return np.full(n, bool(normalize))
-    p90 = np.full(n, np.nan)
-    for geo in groups:
-        cols = [s.cols for s in geo.segments]
-        for b in geo.blocks:
-            if not b.dimensionless or not cols:
-                continue
-            step = max(1, CHUNK_ELEMENTS // len(b.wave))
-            for r0 in range(0, b.n_rows, step):
-                sl = slice(r0, min(b.n_rows, r0 + step))
-                f = np.concatenate([_as64(b.flux[sl, c]) * b.flux_scale for c in cols], axis=1)
-                ok = np.isfinite(f)
-                if b.mask is not None:
-                    ok &= ~np.concatenate([b.mask[sl, c] for c in cols], axis=1)
-                p90[b.rows[sl]] = masked_quantile(f, ok, 0.9)
-    source = np.empty(n, dtype=np.int64)
-    dimensionless = np.empty(n, dtype=bool)
-    for b in blocks:
-        source[b.rows] = b.source
-        dimensionless[b.rows] = b.dimensionless
-    do_norm = np.ones(n, dtype=bool)
-    lo, hi = AUTO_NORMALIZED_RANGE
-    for s in np.unique(source):
-        rows = source == s
-        level = p90[rows]
-        if np.all(dimensionless[rows]) and np.any(np.isfinite(level)):
-            med = float(np.median(level[np.isfinite(level)]))
-            do_norm[rows] = not (lo <= med <= hi)
-    return do_norm
 
 
 # ------------------------------------------------------------------------- processing
@@ -830,7 +964,7 @@ class _Output:
         self.coverage = np.zeros(n)
         self.overlap = np.zeros(n, dtype=bool)
         self.any_usable = np.zeros(n, dtype=bool)
-        self.estimated = np.zeros(n, dtype=bool)
+        self.normalized = np.ones(n, dtype=bool)
         self.npix = grid.npix
 
 
@@ -861,7 +995,7 @@ def _process_group(
     factor: np.ndarray,
     snr_rows: np.ndarray | None,
     estimate: bool,
-    do_norm: np.ndarray,
+    normalize: bool | str,
     continuum: tuple[int, int],
     min_valid_fraction: float,
     out: _Output,
@@ -882,16 +1016,23 @@ def _process_group(
             ]
         )
         inputs = [_extract(pieces, seg, geo, snr_rows) for seg in geo.segments]
+        # each row's own input pixels: decisions and estimates use no pixel beyond them
+        own = [seg.own(factor[gids]) for seg in geo.segments]
+        if normalize == "auto":
+            dimensionless = np.concatenate(
+                [np.full(sl.stop - sl.start, b.dimensionless) for b, sl in pieces]
+            )
+            out.normalized[gids] = _auto_normalise(inputs, own, dimensionless)
         est = mode == _ESTIMATED
         if np.any(est):
-            _estimate_noise(inputs, est)
-            out.estimated[gids[est]] = True
+            _estimate_noise(inputs, est, own)
         any_usable = np.zeros(len(gids), dtype=bool)
         for _, usable, _ in inputs:
             any_usable |= usable.any(axis=1)
         out.any_usable[gids] = any_usable
         _resample_chunk(
-            gids, inputs, mode, geo, factor[gids], do_norm[gids], continuum, min_valid_fraction, out
+            gids, inputs, mode, geo, factor[gids], out.normalized[gids], continuum,
+            min_valid_fraction, out,
         )
 
 
@@ -948,7 +1089,9 @@ def _extract_run(
         if first.unc_factor != 1.0:
             a = a * first.unc_factor
         if first.unc_kind == "std":
-            var = a * a
+            # a non-positive standard deviation marks a bad pixel (sigma = -1 is a common
+            # flag value): squaring would drop its sign and make it valid
+            var = np.where(a > 0, a * a, np.nan)
         elif first.unc_kind == "var":
             var = a
         else:
@@ -964,14 +1107,33 @@ def _extract_run(
     return f, ok, var
 
 
+def _auto_normalise(
+    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    own: list[np.ndarray],
+    dimensionless: np.ndarray,
+) -> np.ndarray:
+    """``normalize="auto"``: which rows get a continuum fit, each on its own pixels."""
+    f = np.concatenate([f for f, _, _ in inputs], axis=1)
+    ok = np.concatenate([o & w for (_, o, _), w in zip(inputs, own, strict=True)], axis=1)
+    with np.errstate(invalid="ignore"):
+        p90 = masked_quantile(f, ok, 0.9)
+    lo, hi = AUTO_NORMALIZED_RANGE
+    return ~(dimensionless & (p90 >= lo) & (p90 <= hi))  # NaN: normalise
+
+
 def _estimate_noise(
-    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], est: np.ndarray
+    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    est: np.ndarray,
+    own: list[np.ndarray],
 ) -> None:
-    """DER_SNR noise of rows ``est`` over the input pixels of all segments (in place)."""
+    """DER_SNR noise of rows ``est`` over their own input pixels of all segments (in place)."""
     gap_f = np.full((int(est.sum()), 2), np.nan)
     gap_ok = np.zeros(gap_f.shape, dtype=bool)
     f = np.concatenate([x for f, _, _ in inputs for x in (f[est], gap_f)], axis=1)
-    ok = np.concatenate([x for _, o, _ in inputs for x in (o[est], gap_ok)], axis=1)
+    ok = np.concatenate(
+        [x for (_, o, _), w in zip(inputs, own, strict=True) for x in ((o & w)[est], gap_ok)],
+        axis=1,
+    )
     _, noise, _ = der_snr(f, ok)
     good = np.isfinite(noise) & (noise > 0)
     noise2 = np.where(good, noise, 1.0) ** 2

@@ -515,7 +515,7 @@ def resample_block(
     if scale is not None and (locator.b.ndim != 1 or np.ndim(edges) != 1):
         raise ValueError("scale needs a shared input axis and 1-D edges")
     width = locator.width
-    cf = _exclusive_cumsum(fw * width)
+    fww = fw * width
     cw = _exclusive_cumsum(w * width)
     if scale is not None:
         row_edges = np.multiply.outer(scale, edges)
@@ -525,9 +525,9 @@ def resample_block(
         bin_width = np.diff(edges, axis=-1)
     e, k, left = locator.locate(row_edges)
     flat = k + (np.arange(r) * m)[:, None]
+    same = np.broadcast_to(k[..., 1:] == k[..., :-1], (r, flat.shape[1] - 1))
     g = np.take(fw, flat)
     g *= left
-    g += np.take(cf, flat)
     g_w = np.take(w, flat)
     g_w *= left
     g_w += np.take(cw, flat)
@@ -554,12 +554,15 @@ def resample_block(
         frac *= inside
     np.maximum(frac, 0.0, out=frac)
     flux_out = np.full(w_out.shape, np.nan)
-    np.divide(g[:, 1:] - g[:, :-1], w_out, out=flux_out, where=ok)
-    del g
+    num = _bin_sums(fww, flat, same)
+    num += g[:, 1:]
+    num -= g[:, :-1]
+    np.divide(num, w_out, out=flux_out, where=ok)
+    del g, num
     if u is None:
         return flux_out, None, frac
 
-    cv = _exclusive_cumsum(u * (width * width))
+    uww = u * (width * width)
     if locator.step is not None:  # uniform pixels
         width_k = locator.step
         right = width_k - left
@@ -569,10 +572,10 @@ def resample_block(
     ul = np.take(u, flat)
     ul *= left
     h = ul * width_k
-    h += np.take(cv, flat)
-    v = h[:, 1:] - h[:, :-1]
+    v = _bin_sums(uww, flat, same)
+    v += h[:, 1:]
+    v -= h[:, :-1]
     del h
-    same = k[..., 1:] == k[..., :-1]
     if np.any(same):
         corr = ul[:, :-1] * right[..., 1:]
         corr *= 2.0 * same
@@ -584,6 +587,20 @@ def resample_block(
     var_out = np.full(v.shape, np.nan)
     np.divide(v, w_out * w_out, out=var_out, where=ok)
     return flux_out, var_out, frac
+
+
+def _bin_sums(a: np.ndarray, flat: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """``sum(a[i, k[i, j] : k[i, j + 1]])`` for every row ``i`` and bin ``j``, shape (R, E - 1).
+
+    ``flat`` holds the pixel indices ``k`` of the E edges of each row into ``a.ravel()``
+    (non-decreasing); ``same`` is True where a bin starts and ends in the same pixel. Each
+    sum runs over the bin's own pixels only: differences of a running sum would lose the
+    precision of every later bin to one huge value earlier in the row (a bad pixel of
+    1e30), and would make a row depend on how far its input window reaches.
+    """
+    out = np.add.reduceat(a.ravel(), flat.ravel()).reshape(flat.shape)[:, :-1]
+    out[same] = 0.0  # reduceat gives a[k] for an empty range
+    return out
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:

@@ -1,10 +1,24 @@
-"""Shared fixtures: a small cINN trained on a problem whose posterior is known exactly."""
+"""Shared fixtures: a small cINN trained on a problem whose posterior is known exactly.
+
+Also the hypothesis profiles of the fuzz tests (tests/test_fuzz_inputs.py): ``default`` runs
+a few hundred examples in all, ``ci`` (``HYPOTHESIS_PROFILE=ci``, set by ``.ci/run``) at least
+1000 per test.
+"""
+
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 from linear_gaussian import LinearGaussianProblem
 
 from specutils_cinn.models import CINNModel
 from specutils_cinn.training import TrainingConfig, train_model
+
+_FUZZ = {"deadline": None, "database": None, "print_blob": True,
+         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("default", max_examples=150, **_FUZZ)
+settings.register_profile("ci", max_examples=1000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

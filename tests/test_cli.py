@@ -71,10 +71,11 @@ def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
     assert "teff" in out and "4most-hr-lte-v1.2.0" in out
     t = QTable.read(tmp_path / "demo.ecsv")
     assert len(t) == 1
-    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.1.0 (v1.2.0: same network) gives 5734-5741 K,
-    # log g 4.21-4.22, [Fe/H] -0.196..-0.194 for sampling seeds 1-3 (16-84 % about +-25 K,
-    # +-0.11, +-0.03); the windows leave room for CPU/torch differences. They catch e.g. the
-    # HARPS CCD gap (stored as zeros) reaching the network unmasked (flagged POOR_FIT).
+    # The Sun (5772 K, log g 4.44, [Fe/H] 0). The LTE model 4most-hr-lte-v1.1.0 (v1.2.0: same
+    # network) gives 5734-5741 K, log g 4.21-4.22, [Fe/H] -0.196..-0.194 for sampling seeds 1-3
+    # (16-84 % about +-25 K, +-0.11, +-0.03); the windows leave room for CPU/torch differences.
+    # They catch e.g. the HARPS CCD gap (stored as zeros) reaching the network unmasked (flagged
+    # POOR_FIT).
     assert 5600 < t["teff"][0].value < 5950
     assert 4.05 < t["logg"][0].value < 4.45
     assert -0.35 < t["fe_h"][0].value < 0.0
@@ -116,3 +117,85 @@ def test_bundled_models_load_and_match_registry():
         assert model.metadata.full_name == REGISTRY.resolve(name)
         assert model.metadata.normalization["kind"] == "pseudo-continuum"
         assert "LTE" in model.metadata.description
+
+
+# ----------------------------------------------------------- trust: checks before any work
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make reading spectra, loading a model and inference fail if the CLI gets that far."""
+    from specutils_cinn.estimator import CINNParameterEstimator
+
+    def fail(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(cli, "_read_spectra", fail)
+    monkeypatch.setattr(CINNParameterEstimator, "from_pretrained", fail)
+    monkeypatch.setattr(CINNParameterEstimator, "predict", fail)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("exists", "exists; pass --overwrite"), ("missing directory", "does not exist"),
+     ("unknown extension", "cannot tell the table format"), ("a directory", "is a directory")],
+)
+def test_predict_output_is_checked_before_any_work(linear_gaussian_model, model_dir, tmp_path,
+                                                   capsys, no_work, case, message):
+    prob, _ = linear_gaussian_model
+    paths = _write_spectra(prob, tmp_path, n=1)
+    out = {"exists": tmp_path / "res.ecsv", "missing directory": tmp_path / "no" / "res.ecsv",
+           "unknown extension": tmp_path / "res.xyz", "a directory": tmp_path}[case]
+    if case == "exists":
+        out.write_text("earlier results\n")
+    rc = cli.main(["predict", *paths, "--model", str(model_dir), "-o", str(out)])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    if case == "exists":
+        assert out.read_text() == "earlier results\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--seed", str(2**64)], "seed must be an integer from 0 to 2**63 - 1"),
+     (["--seed", "-1"], "seed must be"), (["-n", "1"], "n_samples"),
+     (["-q", "0.5", "1.5"], "quantiles"), (["--batch-size", "0"], "batch_size"),
+     (["--snr", "high"], "--snr"), (["--snr", "-5"], "--snr")],
+)
+def test_predict_arguments_are_checked_before_any_work(linear_gaussian_model, model_dir, tmp_path,
+                                                       capsys, no_work, extra, message):
+    prob, _ = linear_gaussian_model
+    paths = _write_spectra(prob, tmp_path, n=1)
+    rc = cli.main(["predict", *paths, "--model", str(model_dir), "-o", str(tmp_path / "r.ecsv"),
+                   *extra])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.ecsv").exists()
+
+
+def test_predict_rejects_a_file_without_wavelength_solution(model_dir, tmp_path, capsys):
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.ones(6000))
+    hdu.header["BUNIT"] = "erg / (s cm2 Angstrom)"
+    hdu.writeto(tmp_path / "raw.fits")
+    rc = cli.main(["predict", str(tmp_path / "raw.fits"), "--model", str(model_dir), "-o",
+                   str(tmp_path / "r.ecsv"), "--format", "wcs1d-fits", "--snr", "50"])
+    assert rc == 2
+    assert "no wavelength solution" in capsys.readouterr().err
+    assert not (tmp_path / "r.ecsv").exists()
+
+
+def test_demo_does_not_overwrite_without_overwrite(tmp_path, capsys, no_work):
+    out = tmp_path / "demo.ecsv"
+    out.write_text("keep me\n")
+    assert cli.main(["demo", "-n", "50", "-o", str(out)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+    assert cli.main(["demo", "--seed", str(2**64)]) == 2
+    assert "seed must be" in capsys.readouterr().err
+
+
+def test_demo_overwrites_when_asked(tmp_path):
+    out = tmp_path / "demo.ecsv"
+    out.write_text("old\n")
+    assert cli.main(["demo", "-n", "50", "-o", str(out), "--overwrite", "--device", "cpu"]) == 0
+    assert len(QTable.read(out)) == 1

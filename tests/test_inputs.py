@@ -575,3 +575,217 @@ def test_gap_in_the_input_axis_is_not_bridged(data):
     near = [hole[0] - 1, hole[-1] + 1]  # the last whole pixel before the gap, first after
     ratio = q.sigma[:, near] / np.median(q.sigma[:, q.valid[0]], axis=1)[:, None]
     np.testing.assert_allclose(ratio, 1.0, rtol=0.05)
+
+
+# ------------------------------------------------------------- trust: invalid uncertainties
+_UNC_CLASSES = {"std": StdDevUncertainty, "var": VarianceUncertainty, "ivar": InverseVariance}
+
+
+@pytest.mark.parametrize(
+    "marking",
+    ["std=-1", "std=0", "std=nan", "std=inf", "var=-1", "var=0", "var=nan", "var=inf",
+     "ivar=-1", "ivar=0", "ivar=nan", "ivar=inf"],
+)
+def test_non_positive_or_non_finite_uncertainty_marks_an_invalid_pixel(data, marking):
+    # pipelines mark bad pixels with sigma = -1, variance 0, inverse variance 0, ...: such a
+    # pixel must count as invalid exactly like a masked one, never with its sign dropped
+    flux, sigma = data
+    kind, value = marking.split("=")
+    bad = np.zeros(flux.shape, bool)
+    bad[:, 1000:1100] = True  # 5030-5035 A
+    bad[2, 1500:] = True  # from 5055 A: all of segment R
+    garbage = np.where(bad, 0.0, flux)  # what such pipelines store at bad pixels
+    good_unc = {"std": sigma, "var": sigma**2, "ivar": 1 / sigma**2}[kind]
+    marked = np.where(bad, float(value), good_unc)
+    cls = _UNC_CLASSES[kind]
+    s = Spectrum(flux=garbage * FLUX_UNIT, spectral_axis=WAVE * u.AA, uncertainty=cls(marked))
+    masked = Spectrum(flux=garbage * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                      uncertainty=cls(good_unc), mask=bad)
+    p, ref = prepare_spectra(s, GRID), prepare_spectra(masked, GRID)
+    assert_same(p, ref)
+    np.testing.assert_array_equal(p.content_hash, ref.content_hash)  # hence the same draws
+    lam = GRID.wavelength.value
+    assert not p.valid[:, (lam > 5030.05) & (lam < 5034.95)].any()
+    assert p.coverage[2] < 0.5 and p.flags[2] & QualityFlag.LOW_COVERAGE
+
+
+# ------------------------------------------------------- trust: hopeless and invalid inputs
+@pytest.mark.parametrize("case", ["zeros", "negative", "two pixels", "constant zero noise"])
+def test_rows_without_a_valid_grid_pixel_get_no_valid_data(data, case):
+    # inputs that overlap the grid but leave no valid grid pixel (the continuum fit fails
+    # on zero or negative flux, or the spectrum is too short to cover one grid pixel)
+    flux, sigma = data
+    if case == "two pixels":
+        s = Spectrum(flux=[2.0, 2.0] * FLUX_UNIT, spectral_axis=[5020.0, 5020.05] * u.AA,
+                     uncertainty=StdDevUncertainty([0.01, 0.01]))
+    elif case == "constant zero noise":
+        s = Spectrum(flux=np.ones(WAVE.size) * FLUX_UNIT, spectral_axis=WAVE * u.AA)
+    else:
+        level = 0.0 if case == "zeros" else -1.0
+        s = spectrum_2d(np.full(WAVE.size, level), sigma[0])
+    p = prepare_spectra([spectrum_2d(flux[0], sigma[0]), s], GRID,
+                        snr="estimate" if case == "constant zero noise" else None)
+    assert p.flags[0] == 0
+    assert p.coverage[1] == 0 and not p.valid[1].any() and np.isnan(p.snr[1])
+    assert p.flags[1] & QualityFlag.NO_VALID_DATA and p.flags[1] & QualityFlag.LOW_COVERAGE
+    assert not p.flags[1] & QualityFlag.NO_OVERLAP
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [u.K, u.m, u.s, u.kg, u.km / u.s, u.mag, u.A, u.K / u.AA, u.deg_C, u.mol],
+    ids=str,
+)
+def test_flux_in_a_unit_that_is_no_flux_is_rejected(data, unit):
+    flux, sigma = data
+    s = Spectrum(flux=flux * unit, spectral_axis=WAVE * u.AA, uncertainty=StdDevUncertainty(sigma))
+    with pytest.raises(u.UnitsError, match=f"flux unit '{unit}'") as info:
+        prepare_spectra(s, GRID)
+    assert isinstance(info.value, ValueError)  # both: the CLI and users catch ValueError
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [u.one, u.percent, u.Jy, u.mJy, u.erg / u.s / u.cm**2 / u.AA, u.W / u.m**2 / u.nm,
+     u.erg / u.s / u.cm**2 / u.Hz, u.photon / u.s / u.cm**2 / u.AA, u.ct, u.electron / u.s,
+     u.adu, u.ct / u.pix, u.erg / u.s / u.cm**2 / u.AA / u.arcsec**2, u.Jy / u.sr,
+     u.erg / u.s / u.AA, u.erg / u.s / u.cm**2, u.photon / u.s / u.cm**2 / u.keV],
+    ids=str,
+)
+def test_flux_density_count_and_dimensionless_units_are_accepted(data, unit):
+    flux, sigma = data
+    s = Spectrum(flux=flux * unit, spectral_axis=WAVE * u.AA, uncertainty=StdDevUncertainty(sigma))
+    assert prepare_spectra(s, GRID).coverage.min() == 1.0
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_pixel_numbers_as_spectral_axis_are_rejected(start):
+    # specutils reads a FITS spectrum without a wavelength solution with the pixel numbers
+    # 1..N as "Angstrom"; 6000 such pixels "overlap" the grid at 5000-5150 A
+    n = 6000
+    s = Spectrum(flux=np.ones(n) * FLUX_UNIT, spectral_axis=(np.arange(n) + start) * u.AA,
+                 uncertainty=StdDevUncertainty(np.full(n, 0.01)))
+    with pytest.raises(ValueError, match="pixel numbers.*no wavelength solution"):
+        prepare_spectra(s, GRID)
+    ok = Spectrum(flux=np.ones(n) * FLUX_UNIT, spectral_axis=(np.arange(n) + 4990.0) * u.AA,
+                  uncertainty=StdDevUncertainty(np.full(n, 0.01)))
+    assert prepare_spectra(ok, GRID).coverage[0] == 1.0  # integer Angstrom axes are fine
+
+
+def test_fits_file_without_wavelength_solution_is_rejected(tmp_path):
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.ones(6000))
+    hdu.header["BUNIT"] = "erg / (s cm2 Angstrom)"
+    hdu.writeto(tmp_path / "no_wcs.fits")
+    s = Spectrum.read(tmp_path / "no_wcs.fits", format="wcs1d-fits")
+    assert s.spectral_axis.unit == u.AA  # what specutils makes of it
+    with pytest.raises(ValueError, match="pixel numbers"):
+        prepare_spectra(s, GRID, snr=50.0)
+
+
+def test_spectral_axis_in_pixels_names_the_problem(data):
+    pixels = Spectrum(flux=data[0] * FLUX_UNIT, spectral_axis=np.arange(WAVE.size) * u.pix)
+    with pytest.raises(ValueError, match="'pix'.*no wavelength solution"):
+        prepare_spectra(pixels, GRID, snr=50.0)
+
+
+# ------------------------------------------------- trust: a row depends on its spectrum alone
+def test_normalize_auto_is_decided_per_spectrum():
+    # one normalised spectrum among dimensionless spectra that are not: the decision used to
+    # follow the median of the whole input item, so the row changed with its neighbours
+    rng = np.random.default_rng(5)
+    lines = 1 - 0.6 * np.exp(-0.5 * ((WAVE - LINE) / 0.3) ** 2)
+    flux = lines * (1 + 0.01 * rng.normal(size=(4, WAVE.size)))
+    flux[1:] *= 2.5
+    sigma = np.full(flux.shape, 0.01)
+    block = Spectrum(flux=flux * u.one, spectral_axis=WAVE * u.AA,
+                     uncertainty=StdDevUncertainty(sigma))
+    p = prepare_spectra(block, GRID)
+    np.testing.assert_array_equal(p.normalized, [False, True, True, True])
+    for i in range(4):
+        alone = prepare_spectra(Spectrum(flux=flux[i] * u.one, spectral_axis=WAVE * u.AA,
+                                         uncertainty=StdDevUncertainty(sigma[i])), GRID)
+        assert alone.normalized[0] == p.normalized[i]
+        np.testing.assert_allclose(alone.flux[0], p.flux[i], rtol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["uncertainty", "snr", "estimate"])
+def test_rows_do_not_depend_on_their_neighbours(noise):
+    # radial velocities spread over +-400 km/s: the input window of the group is wider
+    # than any one row's; nothing computed for a row may use pixels outside its own window
+    flux, sigma = make_data(n=6, seed=11)
+    rv = np.array([-400.0, -120.0, 0.0, 35.0, 210.0, 400.0]) * u.km / u.s
+    unc = StdDevUncertainty(sigma) if noise == "uncertainty" else None
+    kw = {"snr": {"uncertainty": None, "snr": 40.0, "estimate": "estimate"}[noise]}
+    block = Spectrum(flux=flux * FLUX_UNIT, spectral_axis=WAVE * u.AA, uncertainty=unc)
+    batch = prepare_spectra(block, GRID, radial_velocity=rv, **kw)
+    assert batch.coverage.min() > 0.9
+    perm = np.array([3, 5, 0, 2, 4, 1])
+    shuffled = Spectrum(flux=flux[perm] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                        uncertainty=None if unc is None else StdDevUncertainty(sigma[perm]))
+    mixed = prepare_spectra(shuffled, GRID, radial_velocity=rv[perm], **kw)
+    for i in range(6):
+        one = Spectrum(flux=flux[i] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                       uncertainty=None if unc is None else StdDevUncertainty(sigma[i]))
+        alone = prepare_spectra(one, GRID, radial_velocity=rv[i], **kw)
+        j = int(np.flatnonzero(perm == i)[0])
+        for other, row in ((batch, i), (mixed, j)):
+            np.testing.assert_array_equal(alone.valid[0], other.valid[row])
+            np.testing.assert_allclose(alone.flux[0], other.flux[row], rtol=1e-6)
+            np.testing.assert_allclose(alone.sigma[0], other.sigma[row], rtol=1e-6)
+            np.testing.assert_allclose(alone.snr[0], other.snr[row], rtol=1e-6)
+            assert alone.flags[0] == other.flags[row]
+            assert alone.content_hash[0] == other.content_hash[row]
+
+
+def test_content_hash_identifies_the_spectrum_not_its_position(data):
+    flux, sigma = data
+    ref = prepare_spectra(spectrum_2d(flux, sigma), GRID).content_hash
+    assert ref.dtype == np.uint64 and ref.shape == (4,) and len(set(ref.tolist())) == 4
+    items = spectra_1d(flux, sigma)
+    hopeless = spectrum_2d(flux[0], sigma[0], wave=WAVE + 3000.0)
+    collection = SpectrumCollection(flux=flux * FLUX_UNIT,
+                                    spectral_axis=np.tile(WAVE, (4, 1)) * u.AA,
+                                    uncertainty=StdDevUncertainty(sigma))
+    decreasing = spectrum_2d(flux[:, ::-1], sigma[:, ::-1], wave=WAVE[::-1])
+    axis_first = Spectrum(flux=flux.T * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                          spectral_axis_index=0, uncertainty=StdDevUncertainty(sigma.T))
+    no_mask = prepare_spectra(items, GRID).content_hash
+    np.testing.assert_array_equal(no_mask, ref)
+    np.testing.assert_array_equal(prepare_spectra(items[::-1], GRID).content_hash, ref[::-1])
+    np.testing.assert_array_equal(
+        prepare_spectra([hopeless, items[2], [items[0]]], GRID).content_hash[1:], ref[[2, 0]])
+    in_thz = Spectrum(flux=flux[:, ::-1] * FLUX_UNIT,
+                      spectral_axis=(WAVE[::-1] * u.AA).to(u.THz, u.spectral()),
+                      uncertainty=StdDevUncertainty(sigma[:, ::-1]))
+    for variant in (collection, decreasing, axis_first, in_thz):
+        np.testing.assert_array_equal(prepare_spectra(variant, GRID).content_hash, ref)
+    # the same values at other radial velocities or S/N arguments: the same spectrum
+    np.testing.assert_array_equal(
+        prepare_spectra(items, GRID, radial_velocity=30 * u.km / u.s).content_hash, ref)
+    # any change of the data changes that row's hash only
+    changed = [flux.copy(), sigma.copy(), np.zeros(flux.shape, bool)]
+    for k, arr in enumerate(changed):
+        arr[1, 2000] = True if arr.dtype == bool else arr[1, 2000] * 1.000001
+        s = Spectrum(flux=changed[0] * FLUX_UNIT, spectral_axis=WAVE * u.AA,
+                     uncertainty=StdDevUncertainty(changed[1]), mask=changed[2])
+        h = prepare_spectra(s, GRID).content_hash
+        assert h[1] != ref[1], k
+        np.testing.assert_array_equal(h[[0, 2, 3]], ref[[0, 2, 3]])
+        arr[1, 2000] = False if arr.dtype == bool else (flux, sigma)[k][1, 2000]
+    other_unit = Spectrum(flux=flux * u.Jy, spectral_axis=WAVE * u.AA,
+                          uncertainty=StdDevUncertainty(sigma))
+    assert not np.any(prepare_spectra(other_unit, GRID).content_hash == ref)
+
+
+def test_noise_estimated_flag_does_not_depend_on_the_neighbours():
+    # found by the fuzz suite: a spectrum just outside the grid got NOISE_ESTIMATED only
+    # when a neighbour's radial velocity made the group's window reach the grid
+    wave = np.array([5151.0, 5152.0, 5153.0, 5154.0]) * u.AA
+    s = Spectrum(flux=np.ones((2, 4)) * FLUX_UNIT, spectral_axis=wave)
+    both = prepare_spectra(s, GRID, snr="estimate", radial_velocity=[0.0, 300.0] * u.km / u.s)
+    one = Spectrum(flux=np.ones(4) * FLUX_UNIT, spectral_axis=wave)
+    alone = prepare_spectra(one, GRID, snr="estimate", radial_velocity=0.0 * u.km / u.s)
+    assert alone.flags[0] == both.flags[0] == QualityFlag.NO_OVERLAP | QualityFlag.LOW_COVERAGE \
+        | QualityFlag.NOISE_ESTIMATED

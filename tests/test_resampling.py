@@ -374,3 +374,24 @@ def test_per_row_axes_with_different_gaps_match_row_by_row():
         for x, y in zip((f[i], v[i], frac[i]), ref, strict=True):
             np.testing.assert_array_equal(x, y)
     assert (frac[1:] == 0).any(axis=1).all() and not (frac[0] == 0).any()
+
+
+@pytest.mark.parametrize("huge", [1e30, -1e30, 1e200])
+def test_a_huge_value_spoils_only_the_bins_it_reaches(huge):
+    # a bad-pixel sentinel (1e30 with a valid weight) used to wipe out every later bin of
+    # the row: bin integrals were differences of a running sum, 1e30 + 0.9 - 1e30 = 0
+    wave = np.arange(5000.0, 5100.0, 0.25)
+    rng = np.random.default_rng(3)
+    flux = 1.0 + 0.01 * rng.normal(size=(2, wave.size))
+    var = np.full(flux.shape, 1e-4)
+    edges = np.arange(5001.0, 5099.0, 1.0)
+    ref, ref_var, _ = flux_conserving_resample(wave, flux, var, None, edges)
+    bad_flux, bad_var = flux.copy(), var.copy()
+    bad_flux[0, 42], bad_var[1, 42] = huge, abs(huge)  # 5010.375-5010.625 A
+    out, out_var, _ = flux_conserving_resample(wave, bad_flux, bad_var, None, edges)
+    reached = (edges[:-1] < 5010.625) & (edges[1:] > 5010.375)
+    assert reached.sum() == 1
+    np.testing.assert_allclose(out[0, ~reached], ref[0, ~reached], rtol=1e-12)
+    np.testing.assert_allclose(out_var[1, ~reached], ref_var[1, ~reached], rtol=1e-12)
+    np.testing.assert_array_equal(out[1], ref[1])  # the other row is untouched
+    assert abs(out[0, reached][0]) > 1e20 and out_var[1, reached][0] > 1e20
