@@ -556,11 +556,15 @@ class CINNParameterEstimator:
     ) -> np.ndarray:
         md = self.model.metadata
         flags = prepared.flags.astype(np.int32).copy()
-        lo, hi = md.ranges[:, 0], md.ranges[:, 1]
+        # Parameters the model does not constrain (their posterior is the prior) say nothing
+        # about whether a spectrum sits at the edge of the training range.
+        cols = [j for j, p in enumerate(self.parameters) if p not in md.unconstrained]
+        lo, hi = md.ranges[cols, 0], md.ranges[cols, 1]
         margin = EDGE_FRACTION * (hi - lo)
+        med = median[:, cols]
         with np.errstate(invalid="ignore"):
-            edge = ((median < lo + margin) | (median > hi - margin)).any(axis=1)
-            inside = ((median >= lo) & (median <= hi)).all(axis=1)  # False for NaN
+            edge = ((med < lo + margin) | (med > hi - margin)).any(axis=1)
+            inside = ((med >= lo) & (med <= hi)).all(axis=1)  # False for NaN
             low_snr = prepared.snr < md.snr_range[0]
             high_snr = prepared.snr > md.snr_range[1]
         flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
