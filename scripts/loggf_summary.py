@@ -45,8 +45,8 @@ def main(argv=None) -> None:
     text = table(f"Observed minus synthetic Sun at R = {meta['settings']['resolving_power']:g} "
                  f"({meta['settings']['range'][0]:g}-{meta['settings']['range'][1]:g} A, masks "
                  f"as in the script): fitted on {fit}, checked on {check}",
-                 ["line data", f"RMS {fit}", f"99th percentile of abs. residual, {fit}", f"RMS {check}",
-                  f"99th percentile of abs. residual, {check}"], rows)
+                 ["line data", f"RMS {fit}", f"99th percentile of abs. residual, {fit}",
+                  f"RMS {check}", f"99th percentile of abs. residual, {check}"], rows)
     rows = []
     for lo, hi in RANGES:
         s = (w >= lo) & (w < hi)

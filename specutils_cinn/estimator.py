@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import sys
@@ -18,7 +19,7 @@ from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
 from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
-from .flags import QualityFlag
+from .flags import RESOLUTION_TOLERANCE, QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
@@ -302,7 +303,8 @@ class CINNParameterEstimator:
         lower = self._physical_minimum()
         median = np.maximum(median, lower)
         quant = np.maximum(quant, lower)
-        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
+        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold,
+                                   prepared.resolving_power)
         meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
         meta["QUANTILE"] = list(levels)
         return summary_table(
@@ -370,7 +372,8 @@ class CINNParameterEstimator:
         draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
                      ).astype(np.float32)
         draws_all = np.maximum(draws_all, self._physical_minimum().astype(np.float32))
-        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold)
+        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold,
+                                   prepared.resolving_power)
         return samples_table(
             self.parameters,
             self.model.metadata.units,
@@ -417,6 +420,9 @@ class CINNParameterEstimator:
             continuum_degree=int(norm.get("degree", 3)),
             continuum_iterations=int(norm.get("n_iter", 5)),
         )
+        rp = _row_resolving_power(spectra, prepared)
+        if rp is not None:
+            prepared = dataclasses.replace(prepared, resolving_power=rp)
         return prepared, seed
 
     def _check_options(
@@ -553,6 +559,7 @@ class CINNParameterEstimator:
         median: np.ndarray,
         fit: FitStatistics | None = None,
         fit_chi2_threshold: float | None = None,
+        input_resolving_power: np.ndarray | None = None,
     ) -> np.ndarray:
         md = self.model.metadata
         flags = prepared.flags.astype(np.int32).copy()
@@ -571,6 +578,10 @@ class CINNParameterEstimator:
         flags[_inferred(prepared) & ~inside] |= int(QualityFlag.OUTSIDE_TRAINING_RANGE)
         flags[low_snr] |= int(QualityFlag.LOW_SNR)
         flags[high_snr] |= int(QualityFlag.HIGH_SNR)
+        if input_resolving_power is not None:
+            with np.errstate(invalid="ignore"):
+                off = np.abs(input_resolving_power / _typical_resolving_power(md) - 1.0)
+            flags[off > RESOLUTION_TOLERANCE] |= int(QualityFlag.RESOLUTION_MISMATCH)
         threshold = self._threshold(fit_chi2_threshold)
         if threshold is not None and fit is not None:
             with np.errstate(invalid="ignore"):
@@ -658,6 +669,44 @@ def _check_seed(seed: Any) -> int:
             f"got {seed!r}"
         )
     return int(seed)
+
+
+def _typical_resolving_power(md: Any) -> float:
+    """The model's resolving power at the middle of each segment, median over segments."""
+    setup = InstrumentSetup(md.full_name, md.grid, md.resolving_power)
+    mid = np.array([0.5 * (s.start + s.stop) for s in md.grid.segments])
+    return float(np.median(setup.resolving_power_at(mid)))
+
+
+def _meta_resolving_power(meta: Any) -> float:
+    """A spectrum's ``meta["resolving_power"]`` as one number (median over segments); NaN if
+    absent or not a positive number."""
+    value = meta.get("resolving_power") if hasattr(meta, "get") else None
+    if isinstance(value, dict):
+        nums = [v for v in value.values() if isinstance(v, (int, float)) and not isinstance(
+            v, bool)]
+        value = float(np.median(nums)) if nums else None
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        return np.nan
+    return r if np.isfinite(r) and r > 0 else np.nan
+
+
+def _row_resolving_power(spectra: Any, prepared: PreparedSpectra) -> np.ndarray | None:
+    """``meta["resolving_power"]`` of the spectrum behind each row (NaN where absent), or None
+    when no input has one."""
+    items = list(spectra) if isinstance(spectra, (list, tuple)) else [spectra]
+    out = np.full(prepared.n_rows, np.nan)
+    for row, (src, path) in enumerate(zip(prepared.source, prepared.source_index,
+                                          strict=True)):
+        obj = items[int(src)]
+        for k in path:
+            if not isinstance(obj, (list, tuple)):
+                break
+            obj = obj[k]
+        out[row] = _meta_resolving_power(getattr(obj, "meta", None) or {})
+    return None if np.all(np.isnan(out)) else out
 
 
 def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["QualityFlag"]
+__all__ = ["RESOLUTION_TOLERANCE", "QualityFlag"]
+
+#: Largest relative difference between a spectrum's resolving power and the model's before
+#: ``RESOLUTION_MISMATCH`` is set.
+RESOLUTION_TOLERANCE = 0.2
 
 
 class QualityFlag(enum.IntFlag):
@@ -70,6 +74,13 @@ class QualityFlag(enum.IntFlag):
         Set by the estimator: the spectrum's S/N is above the range the model was trained on
         (``metadata.snr_range``). The network never saw such small uncertainties; check the
         uncertainties (too small by a constant factor?) and compare ``fit_chi2``.
+    ``RESOLUTION_MISMATCH`` (1024)
+        Set by the estimator: the spectrum's ``meta["resolving_power"]`` (a number, or one per
+        segment as `~specutils_cinn.instruments.degrade_spectrum` and the 4MOST readers
+        write it) differs from the model's resolving power by more than
+        ``RESOLUTION_TOLERANCE`` (20 %). Line depths and widths then differ from the training
+        spectra in a way the network cannot know; degrade the spectrum to the model's setup
+        first. Spectra without the entry are not checked.
     """
 
     NONE = 0
@@ -83,3 +94,4 @@ class QualityFlag(enum.IntFlag):
     NO_FEATURES = 128
     OUTSIDE_TRAINING_RANGE = 256
     HIGH_SNR = 512
+    RESOLUTION_MISMATCH = 1024

@@ -103,6 +103,10 @@ class PreparedSpectra:
         direction of its spectral axis (float rounding in a unit conversion must not change
         it), or the arguments of `prepare_spectra`; the estimator keys each spectrum's random
         draws on it. None when not known.
+    resolving_power : numpy.ndarray or None, optional
+        ``meta["resolving_power"]`` of the spectrum behind each row (a number, or the median
+        of its per-segment values), NaN where a spectrum has none; None when no input has one.
+        The estimator compares it with the model's (``RESOLUTION_MISMATCH``).
     """
 
     flux: np.ndarray
@@ -117,6 +121,7 @@ class PreparedSpectra:
     source_index: tuple[tuple[int, ...], ...]
     grid: WavelengthGrid
     content_hash: np.ndarray | None = None
+    resolving_power: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, npix = self.flux.shape

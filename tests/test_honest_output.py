@@ -130,3 +130,25 @@ def test_unconstrained_parameters_are_masked(sun, tmp_path):
     assert np.all(draws["ni_fe"].mask) and not hasattr(draws["fe_h"], "mask")
     with pytest.raises(ValueError, match="unconstrained"):
         md.replace(unconstrained=("vmac",))
+
+
+def test_resolution_mismatch_is_flagged_from_meta(sun):
+    from specutils import Spectrum
+
+    from specutils_cinn import QualityFlag
+    from specutils_cinn.flags import RESOLUTION_TOLERANCE
+
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+
+    def with_r(r):
+        meta = {} if r is None else {"resolving_power": r}
+        return Spectrum(flux=sun.flux, spectral_axis=sun.spectral_axis,
+                        uncertainty=sun.uncertainty, mask=sun.mask, meta=meta)
+
+    rows = [None, 115000.0, 20000.0, {"HG": 20000.0, "HR": 21000.0}, 6500.0,
+            20000.0 * (1 + 0.9 * RESOLUTION_TOLERANCE)]
+    t = est.predict([with_r(r) for r in rows], n_samples=100, seed=1)
+    got = [bool(f & QualityFlag.RESOLUTION_MISMATCH) for f in t["flags"]]
+    assert got == [False, True, False, False, True, False]
+    # the flag does not change the numbers: the same spectrum without meta gives the same row
+    assert t["teff"][0] == t["teff"][1]
