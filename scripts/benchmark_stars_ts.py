@@ -178,7 +178,8 @@ def main(argv=None) -> None:
             "v sin i", "RMS"]
     text = "\n".join([f".. list-table:: NARVAL benchmarks, Turbospectrum fit ({args.tag}): "
                       f"median difference {summary['median_d_fe_h']:+.3f}, median absolute "
-                      f"difference {summary['median_abs_d_fe_h']:.3f} dex", "   :header-rows: 1", "",
+                      f"difference {summary['median_abs_d_fe_h']:.3f} dex",
+                      "   :header-rows: 1", "",
                       "   * - " + "\n     - ".join(head)]
                      + ["   * - " + "\n     - ".join(r) for r in rows]) + "\n"
     print(text)
