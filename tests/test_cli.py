@@ -45,11 +45,23 @@ def test_predict_writes_table_in_file_order(linear_gaussian_model, model_dir, tm
     assert "wrote 3 rows" in capsys.readouterr().err
 
 
-def test_predict_unreadable_file_names_it(model_dir, tmp_path):
+def test_predict_unreadable_file_is_recorded(linear_gaussian_model, model_dir, tmp_path,
+                                             capsys):
+    """An unreadable file gets a row with its error; the other files their results."""
+    prob, _ = linear_gaussian_model
+    paths = _write_spectra(prob, tmp_path, n=2)
     bad = tmp_path / "junk.fits"
     bad.write_text("not a fits file")
-    with pytest.raises(SystemExit, match="junk.fits"):
-        cli.main(["predict", str(bad), "--model", str(model_dir), "-o", str(tmp_path / "o.ecsv")])
+    out = tmp_path / "o.ecsv"
+    rc = cli.main(["predict", paths[0], str(bad), paths[1], "--model", str(model_dir),
+                   "-o", str(out), "-n", "100", "--normalize", "no"])
+    assert rc == 0
+    assert "1 without a result" in capsys.readouterr().err
+    t = QTable.read(out)
+    assert list(t["filename"]) == ["star0.fits", "junk.fits", "star1.fits"]
+    assert list(t["source"]) == [paths[0], str(bad), paths[1]]
+    assert t["status"][0] == t["status"][2] == "ok" and t["status"][1].startswith("error:")
+    assert np.isnan(t["teff"][1]) and np.isfinite(t["teff"][0])
 
 
 def test_models_list_shows_bundled_models(capsys):
