@@ -11,7 +11,7 @@ its finished parts; running the same job again skips them. The job's settings ar
 refuses to reuse the folder.
 
 Every input gives one row (a 4MOST container, one per fibre), in input order: ``filename``,
-``source`` (the path as given; joined arm files separated by ``+``), ``source_index`` (the
+``source`` (the path as given; joined arm files separated by ``;``), ``source_index`` (the
 row inside the source), ``status`` (``"ok"`` or the error that stopped it), the columns of
 `~specutils_cinn.CINNParameterEstimator.predict`, and ``rv``/``rv_err``, the radial velocity
 used and its uncertainty. See :ref:`survey`.
@@ -44,9 +44,15 @@ from astropy.utils.exceptions import AstropyUserWarning
 from .flags import QualityFlag
 
 __all__ = [
+    "MANIFEST_VERSION",
     "OUTPUT_FORMATS",
+    "SEPARATOR",
+    "SurveyInput",
     "SurveySummary",
+    "cached_estimator",
     "check_output",
+    "parse_radial_velocity",
+    "parts_folder",
     "plan_inputs",
     "run_survey",
 ]
@@ -70,6 +76,9 @@ _FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz", ".fit.gz")
 #: only there are read together with ``group_arms``.
 _ARM_IN_NAME = re.compile(r"_(HB|HG|HR)(?=\d*[_.])")
 _KMS = u.km / u.s
+#: Separates the files of joined arms in the ``source`` and ``filename`` columns (4MOST
+#: object names hold ``+``).
+SEPARATOR = ";"
 
 
 # ----------------------------------------------------------------------------- output checks
@@ -155,8 +164,16 @@ def check_output(output: str | os.PathLike, *, overwrite: bool = False) -> str:
 
 # ----------------------------------------------------------------------------- inputs
 @dataclass(frozen=True)
-class _Unit:
-    """One input: its file(s) (several: HRS arms joined) and its radial velocity, if given."""
+class SurveyInput:
+    """One input of a survey run: the files read together, and its radial velocity.
+
+    Parameters
+    ----------
+    paths : tuple of str
+        The file (several: the HRS arm files of one object, joined).
+    rv : float, optional
+        Radial velocity (km/s) from an input table or a per-input list; None if not given.
+    """
 
     paths: tuple[str, ...]
     rv: float | None = None
@@ -208,8 +225,8 @@ def plan_inputs(
     group_arms: bool = False,
     path_column: str | None = None,
     rv_column: str | None = None,
-) -> list[_Unit]:
-    """The units of work of a survey run, in output order.
+) -> list[SurveyInput]:
+    """The inputs of a survey run, in output order.
 
     Parameters
     ----------
@@ -232,9 +249,9 @@ def plan_inputs(
 
     Returns
     -------
-    list
-        One unit per output row group: the paths read together and the radial velocity
-        from ``rv_column``, if any.
+    list of SurveyInput
+        One per input: the paths read together and the radial velocity from
+        ``rv_column``, if any.
 
     Raises
     ------
@@ -271,11 +288,11 @@ def plan_inputs(
     if not paths:
         raise ValueError("no input files")
     if not group_arms:
-        return [_Unit((p,), None if rv is None else rv[i]) for i, p in enumerate(paths)]
+        return [SurveyInput((p,), None if rv is None else rv[i]) for i, p in enumerate(paths)]
     members: dict[str, list[int]] = {}
     for i, p in enumerate(paths):
         members.setdefault(_group_key(p) if _ARM_IN_NAME.search(p) else f"\0{i}", []).append(i)
-    return [_Unit(tuple(paths[i] for i in idx), None if rv is None else rv[idx[0]])
+    return [SurveyInput(tuple(paths[i] for i in idx), None if rv is None else rv[idx[0]])
             for idx in members.values()]
 
 
@@ -396,10 +413,11 @@ class _Job:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _string_widths(units: Sequence[_Unit]) -> dict[str, int]:
+def _string_widths(units: Sequence[SurveyInput]) -> dict[str, int]:
     """Widths of the string columns, fixed for all parts of a FITS output."""
-    source = max(len("+".join(un.paths).encode("utf-8")) for un in units)
-    name = max(len("+".join(Path(p).name for p in un.paths).encode("utf-8")) for un in units)
+    source = max(len(SEPARATOR.join(un.paths).encode("utf-8")) for un in units)
+    name = max(len(SEPARATOR.join(Path(p).name for p in un.paths).encode("utf-8"))
+               for un in units)
     return {"filename": max(name, 1), "source": max(source, 1), "status": _STATUS_MAX}
 
 
@@ -446,7 +464,7 @@ class _Item:
     status: str = "ok"
 
 
-def _read_unit(k: int, unit: _Unit, job: _Job) -> list[_Item]:
+def _read_unit(k: int, unit: SurveyInput, job: _Job) -> list[_Item]:
     """Read one unit: one item per spectrum, one error item per unreadable file."""
     from .io import group_arms
 
@@ -472,16 +490,17 @@ def _read_unit(k: int, unit: _Unit, job: _Job) -> list[_Item]:
     try:
         joined = group_arms(spectra)
     except Exception as exc:
-        src = "+".join(unit.paths)
-        return [_Item(k, src, "+".join(Path(p).name for p in unit.paths),
+        src = SEPARATOR.join(unit.paths)
+        return [_Item(k, src, SEPARATOR.join(Path(p).name for p in unit.paths),
                       status=_status(exc))] + errors
     for s in joined:
         segs = s.meta.get("segments")
         if segs:
-            src = "+".join(dict.fromkeys(str(g["meta"].get("_survey_source")) for g in segs))
+            paths = list(dict.fromkeys(str(g["meta"].get("_survey_source")) for g in segs))
         else:
-            src = str(s.meta.get("_survey_source"))
-        name = "+".join(Path(q).name for q in src.split("+"))
+            paths = [str(s.meta.get("_survey_source"))]
+        src = SEPARATOR.join(paths)
+        name = SEPARATOR.join(Path(q).name for q in paths)
         items.append(_Item(k, src, name, _n_rows(s), s))
     return items + errors
 
@@ -500,7 +519,7 @@ def _empty_table(est: Any, job: _Job) -> QTable:
     return t
 
 
-def _assign_rv(items: list[_Item], units: Sequence[_Unit], job: _Job) -> None:
+def _assign_rv(items: list[_Item], units: Sequence[SurveyInput], job: _Job) -> None:
     for it in items:
         if it.spectrum is None:
             continue
@@ -540,7 +559,7 @@ def _predict(est: Any, spectra: list[Any], rv: np.ndarray | None, job: _Job,
     )
 
 
-def process_chunk(est: Any, units: Sequence[_Unit], job: _Job, index: int = 0) -> QTable:
+def _process_chunk(est: Any, units: Sequence[SurveyInput], job: _Job, index: int = 0) -> QTable:
     """Read, prepare and infer one chunk of inputs: one row per spectrum, errors recorded.
 
     Parameters
@@ -669,8 +688,8 @@ def _assemble(est: Any, items: list[_Item], tables: dict[int, tuple[QTable, int]
     out.add_column(source, name="source", index=1)
     out.add_column(np.asarray(index, dtype=np.int32), name="source_index", index=2)
     out.add_column(status, name="status", index=3)
-    out["filename"].description = "file name (joined arms: names separated by '+')"
-    out["source"].description = "input path as given (joined arms: paths separated by '+')"
+    out["filename"].description = "file name (joined arms: names separated by ';')"
+    out["source"].description = "input path as given (joined arms: paths separated by ';')"
     out["source_index"].description = "row of the spectrum in its source (fibre of a container)"
     out["status"].description = "'ok', or the error that kept this input from a result"
     out["rv"] = (np.concatenate(rv) if rv else np.zeros(0)) * _KMS
@@ -684,7 +703,8 @@ def _assemble(est: Any, items: list[_Item], tables: dict[int, tuple[QTable, int]
 
 
 # ----------------------------------------------------------------------------- parts folder
-def _fingerprint(units: Sequence[_Unit], job: _Job, model_id: str, fmt: str) -> dict[str, Any]:
+def _fingerprint(units: Sequence[SurveyInput], job: _Job, model_id: str,
+                 fmt: str) -> dict[str, Any]:
     h = hashlib.sha256()
     for unit in units:
         h.update("\x1f".join(unit.paths).encode("utf-8", "surrogateescape"))
@@ -931,10 +951,10 @@ def cached_estimator(model: str | os.PathLike | None, device: str = "auto") -> A
         return est
 
 
-def _dask_chunk(model: Any, device: str, units: list[_Unit], job: _Job, index: int) -> QTable:
+def _dask_chunk(model: Any, device: str, units: list[SurveyInput], job: _Job, index: int) -> QTable:
     """Run on a Dask worker: one chunk with the worker's (cached or scattered) estimator."""
     est = model if hasattr(model, "predict") else cached_estimator(model, device)
-    return process_chunk(est, units, job, index)
+    return _process_chunk(est, units, job, index)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -1086,7 +1106,7 @@ def run_survey(
     if rv_kind == "values":
         if len(rv_arg) != len(units):
             raise ValueError(f"radial_velocity has {len(rv_arg)} values for {len(units)} inputs")
-        units = [_Unit(un.paths, float(v)) for un, v in zip(units, rv_arg, strict=True)]
+        units = [SurveyInput(un.paths, float(v)) for un, v in zip(units, rv_arg, strict=True)]
     folder = parts_folder(output)
     if not resume and folder.exists():
         with _locked(folder):  # refuses while another live run writes there
@@ -1132,7 +1152,7 @@ def run_survey(
             try:
                 if client is None:
                     for k in todo:
-                        table = process_chunk(est, units[k * chunk_size:(k + 1) * chunk_size],
+                        table = _process_chunk(est, units[k * chunk_size:(k + 1) * chunk_size],
                                               job, k)
                         _write_part(table, _part_path(folder, k, suffix), fmt)
                         del table
@@ -1217,7 +1237,7 @@ def _dask_client(spec: Any) -> tuple[Any, Callable[[], None] | None]:
     return client, client.close
 
 
-def _run_dask(client: Any, handle: Any, device: str, units: list[_Unit], job: _Job,
+def _run_dask(client: Any, handle: Any, device: str, units: list[SurveyInput], job: _Job,
               todo: list[int], folder: Path, suffix: str, fmt: str,
               tick: Callable[[], None]) -> None:
     """Chunks as Dask tasks, a bounded number in flight; parts written here as they finish.

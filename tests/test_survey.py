@@ -111,7 +111,7 @@ def test_group_arms_rows_in_input_order_with_status(est, hrs_dir, tmp_path):
     assert t["status"][bad[0]].startswith("error: ")
     assert np.isnan(t["teff"][bad[0]].value) and t["flags"][bad[0]] == 5
     ok = t[t["status"] == "ok"]
-    assert all(s.count("+") == 2 for s in ok["source"])  # three arms joined
+    assert all(s.count(";") == 2 for s in ok["source"])  # three arms joined
     assert all(f.endswith("_HR1.fits") for f in ok["filename"])
     assert np.all(np.abs(ok["teff"].value - 5772) < 250) and np.all(ok["flags"] == 0)
     assert t.meta["SEED"] == 5 and t.meta["CHUNKSZ"] == 2 and t.meta["NSAMPLES"] == N_SAMPLES
@@ -194,17 +194,17 @@ def test_kill_and_resume_gives_one_row_per_input(est, hrs_dir, tmp_path):
 
 def test_crash_resume_and_other_job(est, hrs_dir, tmp_path, monkeypatch):
     out = tmp_path / "res.ecsv"
-    real = survey.process_chunk
+    real = survey._process_chunk
 
     def crash_on_third(est, units, job, index=0):
         if index == 2:
             raise RuntimeError("injected failure")
         return real(est, units, job, index)
 
-    monkeypatch.setattr(survey, "process_chunk", crash_on_third)
+    monkeypatch.setattr(survey, "_process_chunk", crash_on_third)
     with pytest.raises(RuntimeError, match="injected"):
         run_survey([hrs_dir], out, chunk_size=2, group_arms=True, **FAST)  # no seed given
-    monkeypatch.setattr(survey, "process_chunk", real)
+    monkeypatch.setattr(survey, "_process_chunk", real)
     folder = parts_folder(out)
     assert len(list(folder.glob("part-*.ecsv"))) == 2 and not out.exists()
     seed = json.loads((folder / "manifest.json").read_text())["seed"]
