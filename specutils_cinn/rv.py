@@ -149,11 +149,12 @@ def emulated_template(
     if "vsini" in names:
         top = min(top, float(model.metadata.ranges[names.index("vsini")][1]))
     out = np.full((len(values), model.metadata.grid.npix), np.nan)
-    with torch.inference_mode():
-        emulator = fe.emulator.to("cpu")
-        flux = emulator(torch.as_tensor(lab, dtype=torch.float64), clamp=True)
-        flux = fe.rotation(flux, torch.as_tensor(np.clip(vsini, 0.0, top), dtype=torch.float64))
-        out[:, fe.model_index] = flux[:, fe.emulator_index].to(torch.float64).numpy()
+    with torch.inference_mode():  # where the emulator is (the estimator's device)
+        dev = next(fe.emulator.parameters()).device
+        flux = fe.emulator(torch.as_tensor(lab, dtype=torch.float64, device=dev), clamp=True)
+        flux = fe.rotation(flux, torch.as_tensor(np.clip(vsini, 0.0, top), dtype=torch.float64,
+                                                 device=dev))
+        out[:, fe.model_index] = flux[:, fe.emulator_index].to("cpu", torch.float64).numpy()
     return out
 
 
