@@ -17,6 +17,18 @@ timing, reported separately); its peak memory is that process's maximum resident
 (``resource.getrusage``). Sizes are numbers of input FILES (three per object); the default
 1002 and 9999 files are 334 and 3333 objects.
 
+A run (HR model v1.2.0, 1000 draws, chunk size 256; AMD EPYC, 2 cores shared with other
+jobs, ``OMP_NUM_THREADS=1``, torch 2.13.0 CPU, one thread; the ``--dask local:2`` row was not
+completed)::
+
+    run          files  objects  seconds  objects/s  files/s  x baseline  peak RSS MB
+    baseline       600      200     15.3       13.1     39.2        1.00          401
+    survey        1002      334     31.3       10.7     32.0        0.82         1376
+    survey        9999     3333    332.1       10.0     30.1        0.77         1405
+
+Reading dominates both (about 65 ms per three-file object); the survey's inference also runs
+the goodness-of-fit check and the posterior calibration, which the baseline leaves out.
+
 Usage::
 
     python benchmarks/bench_survey.py [--files 1002 9999] [--n-baseline 200]
