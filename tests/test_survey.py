@@ -237,12 +237,14 @@ def test_dask_local_cluster_matches_local_run(est, hrs_dir, tmp_path):
     # threads in this process (tcp on 127.0.0.1: no look-up of a public address)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                        protocol="tcp", host="127.0.0.1", dashboard_address=None)
+    before = dict(survey._ESTIMATORS)
     with cluster, distributed.Client(cluster) as client:
         summary = run_survey([hrs_dir], out, chunk_size=2, group_arms=True, seed=9,
                              dask=client, **FAST)
-        # every worker used the process's one estimator (loaded once)
-        loaded = client.run(lambda: len(survey._ESTIMATORS))
-        assert set(loaded.values()) == {1}
+        # the workers used the process's one estimator: no model loaded again
+        ids = client.run(lambda: id(survey.cached_estimator(None, "cpu")))
+        assert set(ids.values()) == {id(est)}
+    assert survey._ESTIMATORS == before
     assert summary.rows == 6
     a, b = QTable.read(out), QTable.read(ref)
     assert list(a["source"]) == list(b["source"]) and list(a["status"]) == list(b["status"])
