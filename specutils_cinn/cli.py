@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 __all__ = ["main"]
 

@@ -88,7 +88,7 @@ def _output_format(output: Path) -> str:
         if name.endswith(suffix):
             return fmt
     raise ValueError(
-        f"output {str(output)!r}: the suffix must say the table format: "
+        f"cannot tell the table format from the suffix of {str(output)!r}: use "
         + ", ".join(sorted(OUTPUT_FORMATS)) + " (FITS, ECSV or Parquet)"
     )
 
@@ -140,6 +140,8 @@ def check_output(output: str | os.PathLike, *, overwrite: bool = False) -> str:
         exist or is not writable.
     """
     p = Path(output).expanduser()
+    if p.is_dir():
+        raise IsADirectoryError(f"output {str(p)!r} is a directory; name a file")
     fmt = _output_format(p)
     if fmt == "parquet":
         try:
@@ -149,7 +151,7 @@ def check_output(output: str | os.PathLike, *, overwrite: bool = False) -> str:
                 "a .parquet output needs pyarrow: pip install 'specutils-cinn[parquet]'"
             ) from exc
     if p.is_dir():
-        raise IsADirectoryError(f"output {str(p)!r} is a folder; name a file")
+        raise IsADirectoryError(f"output {str(p)!r} is a directory; name a file")
     if p.exists() and not overwrite:
         raise FileExistsError(
             f"output {str(p)!r} exists; pass --overwrite (overwrite=True) to replace it"
@@ -421,12 +423,6 @@ def _string_widths(units: Sequence[SurveyInput]) -> dict[str, int]:
     return {"filename": max(name, 1), "source": max(source, 1), "status": _STATUS_MAX}
 
 
-def _chunk_seed(seed: int, index: int) -> int:
-    """Seed of chunk ``index``: independent streams per chunk, below 2**63."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
-
-
 def _status(exc: BaseException) -> str:
     msg = str(exc).split(" The available formats are")[0]  # specutils' long format table
     text = " ".join(f"error: {type(exc).__name__}: {msg}".split())
@@ -587,7 +583,7 @@ def _process_chunk(est: Any, units: Sequence[SurveyInput], job: _Job, index: int
     if job.rv_kind == "estimate" and good:
         _estimate_rv(est, items, good, job, rv_err)
         good = [i for i, it in enumerate(items) if it.spectrum is not None]
-    seed = _chunk_seed(job.seed, index)
+    seed = job.seed  # each spectrum has its own stream: rows do not depend on the chunking
     tables: dict[int, tuple[QTable, int]] = {}  # item -> (table, first row)
     if good:
         # "none": each spectrum's own radial velocity (set on its spectral axis) applies
@@ -1049,9 +1045,10 @@ def run_survey(
     device : str, optional
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     seed : int, optional
-        The job's seed; chunk ``k`` draws with a seed derived from it and ``k``
-        (`numpy.random.SeedSequence`), so a resumed run gives the numbers of an uninterrupted
-        one. None draws one, recorded in the manifest (a resumed run keeps it) and in
+        The job's seed. Every spectrum draws from its own stream (seed and content, see
+        `~specutils_cinn.CINNParameterEstimator.predict`), so a row does not depend on the
+        chunk size, on resuming or on Dask: it equals ``predict`` on that spectrum with this
+        seed. None draws one, recorded in the manifest (a resumed run keeps it) and in
         ``table.meta["SEED"]``.
     radial_velocity : None, number, `~astropy.units.Quantity` or str, optional
         See `parse_radial_velocity`: a number (km/s), one value per input, ``"header:KEY"``,
@@ -1144,8 +1141,8 @@ def run_survey(
                        "column": f"column:{rv_arg}", "header": f"header:{rv_arg}",
                        "estimate": "estimate"}[rv_kind]
             job = replace(job, seed=job_seed, meta={
-                "SEED": job_seed, "SEEDMODE": "per chunk: SeedSequence([SEED, chunk])",
-                "CHUNKSZ": int(chunk_size), "NINPUTS": len(units), "RVSRC": rv_note,
+                "SEED": job_seed, "CHUNKSZ": int(chunk_size), "NINPUTS": len(units),
+                "RVSRC": rv_note,
             })
             todo = [k for k in range(n_chunks) if k not in done]
             close_bar, tick = _progress(progress, n_chunks, len(done))

@@ -140,7 +140,10 @@ def no_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(cli, "_read_spectra", fail)
+    from specutils_cinn import survey
+
+    monkeypatch.setattr(survey, "plan_inputs", fail)
+    monkeypatch.setattr(survey, "cached_estimator", fail)
     monkeypatch.setattr(CINNParameterEstimator, "from_pretrained", fail)
     monkeypatch.setattr(CINNParameterEstimator, "predict", fail)
 
@@ -191,9 +194,11 @@ def test_predict_rejects_a_file_without_wavelength_solution(model_dir, tmp_path,
     hdu.writeto(tmp_path / "raw.fits")
     rc = cli.main(["predict", str(tmp_path / "raw.fits"), "--model", str(model_dir), "-o",
                    str(tmp_path / "r.ecsv"), "--format", "wcs1d-fits", "--snr", "50"])
-    assert rc == 2
-    assert "no wavelength solution" in capsys.readouterr().err
-    assert not (tmp_path / "r.ecsv").exists()
+    # a survey run records the refusal in the file's row instead of stopping
+    assert rc == 0
+    assert "1 without a result" in capsys.readouterr().err
+    t = QTable.read(tmp_path / "r.ecsv")
+    assert len(t) == 1 and "no wavelength solution" in t["status"][0]
 
 
 def test_demo_does_not_overwrite_without_overwrite(tmp_path, capsys, no_work):

@@ -116,6 +116,12 @@ def test_group_arms_rows_in_input_order_with_status(est, hrs_dir, tmp_path):
     assert np.all(np.abs(ok["teff"].value - 5772) < 250) and np.all(ok["flags"] == 0)
     assert t.meta["SEED"] == 5 and t.meta["CHUNKSZ"] == 2 and t.meta["NSAMPLES"] == N_SAMPLES
     assert np.all(ok["rv"] == 0 * u.km / u.s) and np.all(np.isnan(ok["rv_err"]))
+    # a row is what predict gives for that object alone with the job's seed
+    from specutils_cinn.io import read_spectra
+
+    first = t["source"][0].split(";")
+    alone = est.predict(read_spectra(first), n_samples=N_SAMPLES, seed=5, progress=False)
+    np.testing.assert_allclose(alone["teff"].value, t["teff"][:1].value, rtol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".fits", ".parquet"])
