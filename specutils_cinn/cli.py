@@ -11,49 +11,9 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["main"]
 
 EXAMPLE_SPECTRUM = "sun_4most_hr_example.fits"
-
-
-def _rows_in(spectrum) -> int:
-    """Number of spectra a Spectrum holds (all flux axes but the spectral one)."""
-    shape = list(np.shape(spectrum.flux))
-    axis = getattr(spectrum, "spectral_axis_index", len(shape) - 1)
-    del shape[axis]
-    return int(np.prod(shape)) if shape else 1
-
-
-def _read_spectra(
-    paths: Sequence[str], fmt: str | None, flux_unit: str | None = None, group: bool = False
-):
-    from specutils import Spectrum, SpectrumList
-
-    from .io import group_arms, identify_format
-
-    kwargs = {} if flux_unit is None else {"flux_unit": flux_unit}
-    reader = SpectrumList if group else Spectrum  # grouping: 1-D spectra, one per fibre
-    spectra, names = [], []
-    for p in paths:
-        try:
-            f = fmt or identify_format(p)  # faster than specutils' identification
-            spec = reader.read(p, format=f, **kwargs) if f else reader.read(p, **kwargs)
-        except Exception as exc:  # readers raise many types; report which file failed
-            raise SystemExit(f"specutils-cinn: cannot read {p!r} as a spectrum: {exc}") from exc
-        if group:
-            for s in spec:
-                s.meta.setdefault("filename", Path(p).name)
-            spectra.extend(spec)
-        else:
-            spectra.append(spec)
-            names.extend([Path(p).name] * _rows_in(spec))
-    if group:
-        spectra = group_arms(spectra)
-        for s in spectra:
-            names.extend([str(s.meta.get("filename"))] * _rows_in(s))
-    return spectra, names
 
 
 def _check_output(path: str | None, overwrite: bool) -> None:
@@ -116,29 +76,48 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .estimator import CINNParameterEstimator
+    from .survey import check_output, run_survey
 
+    check_output(args.output, overwrite=args.overwrite)  # the survey's formats, first
     _check_options(args)
     snr = _check_snr(args.snr)
-    est = CINNParameterEstimator.from_pretrained(
-        args.model, device=args.device, progressbar=sys.stderr.isatty()
-    )
-    spectra, names = _read_spectra(args.files, args.format, args.flux_unit, args.group_arms)
-    table = est.predict(
-        spectra,
+    if not args.files and not args.file_list:
+        raise ValueError("name spectrum files or folders, or give --file-list")
+    inputs = args.file_list if args.file_list else args.files
+    if args.file_list and args.files:
+        raise ValueError("give either files or --file-list, not both")
+    summary = run_survey(
+        inputs,
+        args.output,
+        model=args.model,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        keep_parts=args.keep_parts,
         n_samples=args.n_samples,
         quantiles=args.quantiles,
         batch_size=args.batch_size,
+        device=args.device,
         seed=args.seed,
-        progress=None,
+        radial_velocity=args.radial_velocity,
+        velocity_range=tuple(args.rv_range),
         medium=args.medium,
         snr=snr,
         normalize={"auto": "auto", "yes": True, "no": False}[args.normalize],
         calibrated=not args.uncalibrated,
+        reader_format=args.format,
+        flux_unit=args.flux_unit,
+        group_arms=args.group_arms,
+        path_column=args.path_column,
+        dask=args.dask,
+        progress=None,
     )
-    table.add_column(names, name="filename", index=0)
-    table.write(args.output, overwrite=args.overwrite)
-    print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
+    resumed = f"; {summary.resumed} of {summary.chunks} chunks from an earlier run" \
+        if summary.resumed else ""
+    failed = f" ({summary.errors} without a result: see the status column)" \
+        if summary.errors else ""
+    print(f"wrote {summary.rows} rows to {args.output}{failed} in {summary.seconds:.1f} s"
+          f"{resumed}", file=sys.stderr)
     return 0
 
 
@@ -249,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="posterior summaries for spectra in files")
-    p.add_argument("files", nargs="+", help="spectrum files readable by specutils")
+    p.add_argument("files", nargs="*",
+                   help="spectrum files readable by specutils, or folders of FITS files")
     p.add_argument(
         "-m",
         "--model",
@@ -262,8 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="output table (.ecsv, .fits, ...; format from the extension)",
+        help="output table: .fits, .ecsv or .parquet (format from the suffix)",
     )
+    p.add_argument("--file-list", default=None,
+                   help="the inputs: a text file of paths (.txt/.lst/.list, one a line) or a "
+                   "table with a 'path' column (relative paths: relative to its folder)")
+    p.add_argument("--path-column", default=None, help="column of --file-list holding paths")
+    p.add_argument("--chunk-size", type=int, default=256,
+                   help="inputs read, inferred and written together (default 256)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the finished chunks of an earlier run instead of resuming")
+    p.add_argument("--keep-parts", action="store_true",
+                   help="keep the <output>.parts folder after the output is written")
+    p.add_argument("--radial-velocity", default=None,
+                   help="km/s: a number, header:KEYWORD, column:NAME (of --file-list) or "
+                   "'estimate' (cross-correlation with the model's emulated spectrum)")
+    p.add_argument("--rv-range", type=float, nargs=2, default=(-600.0, 600.0),
+                   metavar=("LOW", "HIGH"),
+                   help="velocities searched by --radial-velocity estimate (km/s)")
+    p.add_argument("--dask", default=None, metavar="SCHEDULER",
+                   help="run the chunks on Dask: a scheduler address (tcp://host:8786), or "
+                   "'local' / 'local:N' for N local worker processes")
     p.add_argument("--format", default=None, help="specutils reader format (default: auto)")
     p.add_argument("--flux-unit", default=None,
                    help="flux unit overriding the files' own (BUNIT/TUNIT), e.g. 'adu'")

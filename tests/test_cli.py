@@ -45,11 +45,23 @@ def test_predict_writes_table_in_file_order(linear_gaussian_model, model_dir, tm
     assert "wrote 3 rows" in capsys.readouterr().err
 
 
-def test_predict_unreadable_file_names_it(model_dir, tmp_path):
+def test_predict_unreadable_file_is_recorded(linear_gaussian_model, model_dir, tmp_path,
+                                             capsys):
+    """An unreadable file gets a row with its error; the other files their results."""
+    prob, _ = linear_gaussian_model
+    paths = _write_spectra(prob, tmp_path, n=2)
     bad = tmp_path / "junk.fits"
     bad.write_text("not a fits file")
-    with pytest.raises(SystemExit, match="junk.fits"):
-        cli.main(["predict", str(bad), "--model", str(model_dir), "-o", str(tmp_path / "o.ecsv")])
+    out = tmp_path / "o.ecsv"
+    rc = cli.main(["predict", paths[0], str(bad), paths[1], "--model", str(model_dir),
+                   "-o", str(out), "-n", "100", "--normalize", "no"])
+    assert rc == 0
+    assert "1 without a result" in capsys.readouterr().err
+    t = QTable.read(out)
+    assert list(t["filename"]) == ["star0.fits", "junk.fits", "star1.fits"]
+    assert list(t["source"]) == [paths[0], str(bad), paths[1]]
+    assert t["status"][0] == t["status"][2] == "ok" and t["status"][1].startswith("error:")
+    assert np.isnan(t["teff"][1]) and np.isfinite(t["teff"][0])
 
 
 def test_models_list_shows_bundled_models(capsys):
@@ -128,7 +140,10 @@ def no_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(cli, "_read_spectra", fail)
+    from specutils_cinn import survey
+
+    monkeypatch.setattr(survey, "plan_inputs", fail)
+    monkeypatch.setattr(survey, "cached_estimator", fail)
     monkeypatch.setattr(CINNParameterEstimator, "from_pretrained", fail)
     monkeypatch.setattr(CINNParameterEstimator, "predict", fail)
 
@@ -179,9 +194,11 @@ def test_predict_rejects_a_file_without_wavelength_solution(model_dir, tmp_path,
     hdu.writeto(tmp_path / "raw.fits")
     rc = cli.main(["predict", str(tmp_path / "raw.fits"), "--model", str(model_dir), "-o",
                    str(tmp_path / "r.ecsv"), "--format", "wcs1d-fits", "--snr", "50"])
-    assert rc == 2
-    assert "no wavelength solution" in capsys.readouterr().err
-    assert not (tmp_path / "r.ecsv").exists()
+    # a survey run records the refusal in the file's row instead of stopping
+    assert rc == 0
+    assert "1 without a result" in capsys.readouterr().err
+    t = QTable.read(tmp_path / "r.ecsv")
+    assert len(t) == 1 and "no wavelength solution" in t["status"][0]
 
 
 def test_demo_does_not_overwrite_without_overwrite(tmp_path, capsys, no_work):

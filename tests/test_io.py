@@ -324,7 +324,7 @@ def test_cli_group_arms_flux_unit_and_container(tmp_path):
     base = ["predict", *files, "-o", str(out), "-n", "32", "--seed", "1", "--device", "cpu"]
     assert cli.main([*base, "--group-arms"]) == 0
     t = QTable.read(out)
-    assert len(t) == 1 and t["filename"][0].count("+") == 2
+    assert len(t) == 1 and t["filename"][0].count(";") == 2
     assert cli.main([*base, "--overwrite"]) == 0
     assert len(QTable.read(out)) == 3
     harps_like = tmp_path / "iraf.fits"
@@ -332,6 +332,7 @@ def test_cli_group_arms_flux_unit_and_container(tmp_path):
     args = ["predict", str(harps_like), "-o", str(tmp_path / "r2.ecsv"), "-n", "32",
             "--snr", "50", "--device", "cpu"]  # fmt: skip
     assert cli.main([*args, "--flux-unit", "adu"]) == 0
+    assert list(QTable.read(tmp_path / "r2.ecsv")["status"]) == ["ok"]
 
 
 def test_l1_header_of_file_written_by_helper_is_phase3(tmp_path):
