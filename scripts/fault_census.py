@@ -123,6 +123,8 @@ class Context:
 def catalogue(c: Context) -> list[Case]:
     rng = np.random.default_rng(15)
     n = c.flux.size
+    # the example at S/N ~15 instead of ~100 (same uncertainties times 7, matching noise)
+    low_flux = c.flux + np.nan_to_num(c.sigma) * np.sqrt(48.0) * rng.standard_normal(n)
     bad = rng.random(n) < 0.2
     garbage = np.where(bad, 0.0, c.flux)
     mask_bad = bad if c.mask is None else (bad | c.mask)
@@ -271,6 +273,12 @@ def catalogue(c: Context) -> list[Case]:
             wave=(wave_aa * 1.000277) * u.AA)), "flag", F.POOR_FIT),
         Case("radial velocity of 100 km/s not corrected", lambda: c.predict(c.spectrum(
             wave=(wave_aa * (1 + 100 / 299792.458)) * u.AA)), "flag", F.POOR_FIT),
+        Case("radial velocity of 100 km/s not corrected (S/N ~15)", lambda: c.predict(
+            c.spectrum(low_flux, 7 * c.sigma, wave=(wave_aa * (1 + 100 / 299792.458)) * u.AA)),
+             "flag", F.VELOCITY_OFFSET),
+        Case("vacuum wavelengths given as air (S/N ~15)", lambda: c.predict(c.spectrum(
+            low_flux, 7 * c.sigma, wave=(wave_aa * 1.000277) * u.AA)), "flag",
+             F.VELOCITY_OFFSET),
         Case("resolving power 7000 instead of 20000 (S/N 100)", lambda: c.predict(c.spectrum(
             smoothed, mask=wide_mask)), "flag", F.POOR_FIT),
         Case("resolving power 7000 instead of 20000 (S/N 500)", lambda: c.predict(c.spectrum(

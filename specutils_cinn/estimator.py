@@ -19,7 +19,7 @@ from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
 from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
-from .flags import RESOLUTION_TOLERANCE, QualityFlag
+from .flags import RESOLUTION_TOLERANCE, VELOCITY_TOLERANCE, QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
@@ -578,6 +578,8 @@ class CINNParameterEstimator:
         flags[_inferred(prepared) & ~inside] |= int(QualityFlag.OUTSIDE_TRAINING_RANGE)
         flags[low_snr] |= int(QualityFlag.LOW_SNR)
         flags[high_snr] |= int(QualityFlag.HIGH_SNR)
+        offset = self._velocity_offset(prepared)
+        flags[offset] |= int(QualityFlag.VELOCITY_OFFSET)
         if input_resolving_power is not None:
             with np.errstate(invalid="ignore"):
                 off = np.abs(input_resolving_power / _typical_resolving_power(md) - 1.0)
@@ -588,6 +590,31 @@ class CINNParameterEstimator:
                 flags[fit.chi2 > threshold] |= int(QualityFlag.POOR_FIT)
                 flags[fit.feature_sigma < FEATURE_SIGMA_MIN] |= int(QualityFlag.NO_FEATURES)
         return flags
+
+    def _velocity_offset(self, prepared: PreparedSpectra) -> np.ndarray:
+        """Rows whose rest-frame spectrum still matches the emulated solar template best at
+        a velocity beyond ``VELOCITY_TOLERANCE`` and 3 sigma (False without an emulator)."""
+        out = np.zeros(prepared.n_rows, bool)
+        rows = np.flatnonzero(_inferred(prepared))
+        if self.model.emulator is None or rows.size == 0:
+            return out
+        from .rv import emulated_template, velocity_of_prepared
+
+        if getattr(self, "_velocity_template", None) is None:
+            self._velocity_template = emulated_template(self.model, None)
+        sub = dataclasses.replace(
+            prepared, flux=prepared.flux[rows], sigma=prepared.sigma[rows],
+            valid=prepared.valid[rows], snr=prepared.snr[rows],
+            coverage=prepared.coverage[rows], flags=prepared.flags[rows],
+            normalized=prepared.normalized[rows],
+            radial_velocity=prepared.radial_velocity[rows], source=prepared.source[rows],
+            source_index=tuple(prepared.source_index[i] for i in rows), content_hash=None,
+            resolving_power=None)
+        v = velocity_of_prepared(self.model, sub, self._velocity_template, _VELOCITY_SEARCH)
+        rv, err = v.rv.to_value(u.km / u.s), v.rv_err.to_value(u.km / u.s)
+        with np.errstate(invalid="ignore"):
+            out[rows] = (np.abs(rv) > VELOCITY_TOLERANCE) & (np.abs(rv) > 3.0 * err)
+        return out
 
     def _meta(
         self,
@@ -669,6 +696,10 @@ def _check_seed(seed: Any) -> int:
             f"got {seed!r}"
         )
     return int(seed)
+
+
+#: Velocities (km/s) the rest-frame check of VELOCITY_OFFSET searches.
+_VELOCITY_SEARCH = (-300.0, 300.0)
 
 
 def _typical_resolving_power(md: Any) -> float:

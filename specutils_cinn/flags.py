@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["RESOLUTION_TOLERANCE", "QualityFlag"]
+__all__ = ["RESOLUTION_TOLERANCE", "VELOCITY_TOLERANCE", "QualityFlag"]
+
+#: Smallest residual velocity (km/s) after the shift to the rest frame that sets
+#: ``VELOCITY_OFFSET`` (it must also exceed 3 standard deviations).
+VELOCITY_TOLERANCE = 10.0
 
 #: Largest relative difference between a spectrum's resolving power and the model's before
 #: ``RESOLUTION_MISMATCH`` is set.
@@ -81,6 +85,14 @@ class QualityFlag(enum.IntFlag):
         ``RESOLUTION_TOLERANCE`` (20 %). Line depths and widths then differ from the training
         spectra in a way the network cannot know; degrade the spectrum to the model's setup
         first. Spectra without the entry are not checked.
+    ``VELOCITY_OFFSET`` (2048)
+        Set by the estimator for models with a spectrum emulator: after the shift to the
+        rest frame, the spectrum still matches the emulated solar template best at a velocity
+        more than ``VELOCITY_TOLERANCE`` (10 km/s) and 3 standard deviations from zero
+        (`~specutils_cinn.rv.velocity_of_prepared`, searched over +-300 km/s). The radial
+        velocity given (or not given) is wrong, or the wavelengths are in the other medium
+        (vacuum read as air is +83 km/s): the parameters are not to be trusted. Estimate the
+        velocity with ``specutils-cinn predict --radial-velocity estimate``.
     """
 
     NONE = 0
@@ -95,3 +107,4 @@ class QualityFlag(enum.IntFlag):
     OUTSIDE_TRAINING_RANGE = 256
     HIGH_SNR = 512
     RESOLUTION_MISMATCH = 1024
+    VELOCITY_OFFSET = 2048

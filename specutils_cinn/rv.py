@@ -36,6 +36,7 @@ __all__ = [
     "RadialVelocities",
     "emulated_template",
     "estimate_radial_velocity",
+    "velocity_of_prepared",
 ]
 
 #: Labels of the default template (the Sun); parameters not listed are 0 (solar abundance
@@ -256,6 +257,32 @@ def estimate_radial_velocity(
         normalize=normalize, continuum_degree=int(norm.get("degree", 3)),
         continuum_iterations=int(norm.get("n_iter", 5)),
     )
+    return velocity_of_prepared(model, prepared, tmpl, (lo, hi))
+
+
+def velocity_of_prepared(model: Any, prepared: Any, template: np.ndarray,
+                         velocity_range: tuple[float, float]) -> RadialVelocities:
+    """The chi-square velocity search of `estimate_radial_velocity` on prepared spectra.
+
+    Parameters
+    ----------
+    model : CINNModel
+        The model whose grid the spectra are on.
+    prepared : `~specutils_cinn.inputs.PreparedSpectra`
+        Continuum-normalised spectra on the model's grid (in whatever frame they were
+        prepared: the result is the velocity relative to that frame).
+    template : numpy.ndarray
+        ``(1 or N, npix)`` emulated template flux (`emulated_template`).
+    velocity_range : (float, float)
+        Lowest and highest velocity searched, km/s.
+
+    Returns
+    -------
+    RadialVelocities
+    """
+    md = model.metadata
+    tmpl = template
+    lo, hi = velocity_range
     n = prepared.n_rows
     if tmpl.shape[0] not in (1, n):
         raise ValueError(f"template labels must be one set or one per spectrum ({n}), "
@@ -315,6 +342,7 @@ def estimate_radial_velocity(
     rv_err = np.where(ok, rv_err, np.nan)
     return RadialVelocities(rv * (u.km / u.s), rv_err * (u.km / u.s),
                             np.where(ok, red, np.nan), np.where(ok, signif, np.nan))
+
 
 
 def _doppler(v_kms: float) -> float:

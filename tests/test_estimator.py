@@ -359,7 +359,7 @@ def test_flag_bits_keep_their_values():
     expected = {"NONE": 0, "LOW_COVERAGE": 1, "NO_OVERLAP": 2, "NO_VALID_DATA": 4,
                 "NOISE_ESTIMATED": 8, "PARAMETER_AT_EDGE": 16, "LOW_SNR": 32, "POOR_FIT": 64,
                 "NO_FEATURES": 128, "OUTSIDE_TRAINING_RANGE": 256, "HIGH_SNR": 512,
-                "RESOLUTION_MISMATCH": 1024}
+                "RESOLUTION_MISMATCH": 1024, "VELOCITY_OFFSET": 2048}
     assert {name: int(f) for name, f in QualityFlag.__members__.items()} == expected
 
 

@@ -152,3 +152,32 @@ def test_resolution_mismatch_is_flagged_from_meta(sun):
     assert got == [False, True, False, False, True, False]
     # the flag does not change the numbers: the same spectrum without meta gives the same row
     assert t["teff"][0] == t["teff"][1]
+
+
+@pytest.mark.parametrize("snr_factor", [1.0, 7.0])  # the example's S/N (~100) and ~15
+def test_velocity_offset_is_flagged_at_every_snr(sun, snr_factor):
+    from astropy import units as u
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+
+    from specutils_cinn import QualityFlag
+
+    est = CINNParameterEstimator.from_pretrained("4most-hr")
+    rng = np.random.default_rng(5)
+    sigma = np.asarray(sun.uncertainty.array) * snr_factor
+    flux = np.asarray(sun.flux.value) + np.nan_to_num(sigma) * np.sqrt(
+        max(snr_factor**2 - 1, 0.0)) * rng.standard_normal(sigma.size)
+    wave = sun.spectral_axis.to_value(u.AA)
+
+    def spec(w):
+        return Spectrum(flux=flux * u.one, spectral_axis=w * u.AA,
+                        uncertainty=StdDevUncertainty(sigma), mask=sun.mask)
+
+    shifted = spec(wave * (1 + 100 / 299792.458))
+    vacuum_as_air = spec(wave * 1.000277)
+    t = est.predict([spec(wave), shifted, vacuum_as_air], n_samples=200, seed=1)
+    got = [bool(f & QualityFlag.VELOCITY_OFFSET) for f in t["flags"]]
+    assert got == [False, True, True]
+    # with the velocity given, the shifted spectrum is fine again
+    ok = est.predict(shifted, n_samples=200, seed=1, radial_velocity=100 * u.km / u.s)
+    assert not ok["flags"][0] & QualityFlag.VELOCITY_OFFSET
