@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_spectra import BENCHMARKS, NARVAL_R, read_narval, telluric_mask  # noqa: E402
+from reference_spectra import BENCHMARKS, NARVAL_R, read_narval, rst_table, telluric_mask  # noqa: E402
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
@@ -176,12 +176,9 @@ def main(argv=None) -> None:
                      f"{r['vmic']:.2f}", f"{r['vsini']:g}", f"{r['rms']:.4f}"])
     head = ["star", "Teff / log g", "[Fe/H] ref.", "[Fe/H] fit", "difference", "vmic",
             "v sin i", "RMS"]
-    text = "\n".join([f".. list-table:: NARVAL benchmarks, Turbospectrum fit ({args.tag}): "
-                      f"median difference {summary['median_d_fe_h']:+.3f}, median absolute "
-                      f"difference {summary['median_abs_d_fe_h']:.3f} dex",
-                      "   :header-rows: 1", "",
-                      "   * - " + "\n     - ".join(head)]
-                     + ["   * - " + "\n     - ".join(r) for r in rows]) + "\n"
+    text = rst_table(f"NARVAL benchmarks, Turbospectrum fit ({args.tag}): median difference "
+                     f"{summary['median_d_fe_h']:+.3f}, median absolute difference "
+                     f"{summary['median_abs_d_fe_h']:.3f} dex", head, rows)
     print(text)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from real_stars import noisy  # noqa: E402
-from reference_spectra import BENCHMARKS, NARVAL_R, SUN_R, read_narval, read_sun  # noqa: E402
+from reference_spectra import BENCHMARKS, NARVAL_R, SUN_R, read_narval, read_sun, rst_table  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.calibration import PosteriorCalibration  # noqa: E402
@@ -204,16 +204,16 @@ def main(argv=None) -> None:
                 rows_b.append([p, f"{np.mean(contained(qa[p], ref)):.2f}",
                                f"{np.mean(contained(qb[p], ref)):.2f}",
                                f"{np.median(np.abs(qa[p][:, 2] - ref)):.3g}", str(len(names))])
-    text = table(f"{md.full_name}: model-mismatch term fitted on the Sun ({len(sun_specs)} "
+    text = rst_table(f"{md.full_name}: model-mismatch term fitted on the Sun ({len(sun_specs)} "
                  "spectra: HARPS and UVES, S/N " + ", ".join(f"{s:g}" for s in args.snr)
                  + f"), tolerance A0 = {tolerance:.4f}",
                  ["parameter", "kappa", "Sun in 95 % before", "after", "median offset",
                   "median 68 % half width before", "after"], rows_sun)
-    text += "\n" + table("Held-out synthetic stars (seed grid): 68 % / 95 % coverage",
+    text += "\n" + rst_table("Held-out synthetic stars (seed grid): 68 % / 95 % coverage",
                          ["S/N", "parameter", "without the term", "with the term",
                           "median fit_mismatch"], rows_syn)
     if rows_b:
-        text += "\n" + table("NARVAL benchmarks at S/N 250: reference inside the 95 % interval",
+        text += "\n" + rst_table("NARVAL benchmarks at S/N 250: reference inside the 95 % interval",
                              ["parameter", "without the term", "with the term",
                               "median abs. offset", "stars"], rows_b)
     print(text)
@@ -227,13 +227,6 @@ def main(argv=None) -> None:
         with_mismatch(est, kappa, tolerance, info, args.version).save(args.write)
         CINNModel.load(args.write)  # round trip
         print(f"saved {args.write}")
-
-
-def table(title, head, rows):
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", "",
-             "   * - " + "\n     - ".join(head)]
-    lines += ["   * - " + "\n     - ".join(r) for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -9,22 +9,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from specutils_cinn.synthesis.loggf import LoggfCalibration
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_spectra import rst_table  # noqa: E402
+
+from specutils_cinn.synthesis.loggf import LoggfCalibration  # noqa: E402
 
 RANGES = ((3790, 4400), (4400, 5150), (5150, 5740), (5740, 6090), (6090, 6800), (6800, 6900))
 SYMBOLS = {6: "C", 8: "O", 11: "Na", 12: "Mg", 13: "Al", 14: "Si", 20: "Ca", 21: "Sc",
            22: "Ti", 23: "V", 24: "Cr", 25: "Mn", 26: "Fe", 27: "Co", 28: "Ni", 39: "Y"}
-
-
-def table(title, head, rows):
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", "",
-             "   * - " + "\n     - ".join(head)]
-    lines += ["   * - " + "\n     - ".join(r) for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -42,7 +39,7 @@ def main(argv=None) -> None:
     rows = [["laboratory log gf" if h["iteration"] == 0 else f"after iteration {h['iteration']}",
              f"{h[f'{fit}_rms']:.4f}", f"{h[f'{fit}_p99']:.3f}", f"{h[f'{check}_rms']:.4f}",
              f"{h[f'{check}_p99']:.3f}"] for h in hist]
-    text = table(f"Observed minus synthetic Sun at R = {meta['settings']['resolving_power']:g} "
+    text = rst_table(f"Observed minus synthetic Sun at R = {meta['settings']['resolving_power']:g} "
                  f"({meta['settings']['range'][0]:g}-{meta['settings']['range'][1]:g} A, masks "
                  f"as in the script): fitted on {fit}, checked on {check}",
                  ["line data", f"RMS {fit}", f"99th percentile of abs. residual, {fit}",
@@ -54,7 +51,7 @@ def main(argv=None) -> None:
             rows.append([f"{lo}-{hi}", str(int(s.sum())), f"{np.median(d[s]):+.3f}",
                          f"{np.percentile(d[s], 16):+.2f} / {np.percentile(d[s], 84):+.2f}",
                          f"{np.mean(np.abs(d[s]) >= cap - 1e-3):.2f}"])
-    text += "\n" + table(
+    text += "\n" + rst_table(
         f"Changes by wavelength ({meta['candidates']} candidate lines, {meta['changed']} "
         f"changed, cap {cap} dex)",
         ["range (A)", "lines changed", "median change", "16th / 84th percentile",
@@ -67,7 +64,7 @@ def main(argv=None) -> None:
         rows.append([f"{SYMBOLS.get(int(z), str(z))} {'I' * int(i)}", str(int(n)),
                      f"{np.median(d[s]):+.3f}",
                      f"{np.percentile(d[s], 16):+.2f} / {np.percentile(d[s], 84):+.2f}"])
-    text += "\n" + table("Changes by species (the twelve with most changed lines)",
+    text += "\n" + rst_table("Changes by species (the twelve with most changed lines)",
                          ["species", "lines", "median change", "16th / 84th percentile"], rows)
     print(text)
     if args.output:

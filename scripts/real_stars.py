@@ -32,7 +32,7 @@ from scipy.optimize import minimize
 from specutils import Spectrum
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_spectra import SUN, SUN_R, read_sun  # noqa: E402
+from reference_spectra import SUN, SUN_R, read_sun, rst_table  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.fit_check import fit_statistics  # noqa: E402
@@ -147,13 +147,6 @@ def run(args) -> tuple[list[list[str]], list[list[str]]]:
     return cinn_rows, fit_rows
 
 
-def table(title: str, head: list[str], rows: list[list[str]]) -> str:
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", "",
-             "   * - " + "\n     - ".join(head)]
-    lines += ["   * - " + "\n     - ".join(r) for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["4most-hr", "4most-lr"])
@@ -165,10 +158,10 @@ def main(argv=None) -> None:
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
     cinn_rows, fit_rows = run(args)
-    text = table("The Sun through the models: posterior median [16 %, 84 %] (median over "
+    text = rst_table("The Sun through the models: posterior median [16 %, 84 %] (median over "
                  f"{args.realisations} noise draws); * = 95 % interval misses the reference",
                  ["model", "spectrum", "S/N", "coverage"] + list(SHOW) + ["flags"], cinn_rows)
-    text += "\n" + table(
+    text += "\n" + rst_table(
         "Network against direct fits with the model's emulator (first noise draw)",
         ["model", "spectrum", "S/N", "cINN [Fe/H]", "emulator [Fe/H] (Teff, log g solar)",
          "vmic", "v sin i", "cINN Teff / log g / [Fe/H]", "emulator free fit"], fit_rows)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_spectra import SUN, SUN_R, read_sun, telluric_mask  # noqa: E402
+from reference_spectra import SUN, SUN_R, read_sun, rst_table, telluric_mask  # noqa: E402
 from sun_synthesis_scan import EXTRA, FE_H, scan_path  # noqa: E402
 
 from specutils_cinn.grid import WavelengthGrid  # noqa: E402
@@ -196,10 +196,8 @@ def main(argv=None) -> None:
     rows = run(args)
     head = ["set-up", "spectrum", "[Fe/H] (vmic 1.0)", "[Fe/H] (vmic free)", "vmic",
             "RMS at [Fe/H] 0", "pixels"]
-    lines = [".. list-table:: Turbospectrum fits of the Sun at 4MOST HR (Teff 5772 K, log g 4.44)",
-             "   :header-rows: 1", "", "   * - " + "\n     - ".join(head)]
-    lines += ["   * - " + "\n     - ".join(r) for r in rows]
-    text = "\n".join(lines) + "\n"
+    text = rst_table("Turbospectrum fits of the Sun at 4MOST HR (Teff 5772 K, log g 4.44)",
+                     head, rows)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

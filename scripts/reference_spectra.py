@@ -80,3 +80,11 @@ def telluric_mask(wave: np.ndarray) -> np.ndarray:
     for lo, hi in TELLURIC:
         out |= (wave >= lo) & (wave <= hi)
     return out
+
+
+def rst_table(title: str, head: list[str], rows: list[list[str]]) -> str:
+    """An RST ``list-table`` (the form every real-stars script writes for the docs)."""
+    lines = [f".. list-table:: {title}", "   :header-rows: 1", "",
+             "   * - " + "\n     - ".join(head)]
+    lines += ["   * - " + "\n     - ".join(r) for r in rows]
+    return "\n".join(lines) + "\n"
