@@ -610,7 +610,8 @@ class CINNParameterEstimator:
             radial_velocity=prepared.radial_velocity[rows], source=prepared.source[rows],
             source_index=tuple(prepared.source_index[i] for i in rows), content_hash=None,
             resolving_power=None)
-        v = velocity_of_prepared(self.model, sub, self._velocity_template, _VELOCITY_SEARCH)
+        v = velocity_of_prepared(self.model, sub, self._velocity_template, _VELOCITY_SEARCH,
+                                 oversample=1)
         rv, err = v.rv.to_value(u.km / u.s), v.rv_err.to_value(u.km / u.s)
         with np.errstate(invalid="ignore"):
             out[rows] = (np.abs(rv) > VELOCITY_TOLERANCE) & (np.abs(rv) > 3.0 * err)
