@@ -221,8 +221,10 @@ class CINNParameterEstimator:
             arguments and device (CPU and CUDA streams differ).
         radial_velocity : `~astropy.units.Quantity`, optional
             Scalar or one value per spectrum; overrides the spectra's own radial velocity.
-        progress : bool, optional
-            Show a progress bar; None shows it when standard error is a terminal.
+        progress : bool, callable or None, optional
+            Show a progress bar; None shows it when standard error is a terminal. A callable
+            is called as ``progress(done, total)`` after each batch instead (spectra inferred
+            so far, out of the spectra with usable data), e.g. to log one line per batch.
         medium : {"air", "vacuum"}, optional
             Medium of the input wavelengths. By default each spectrum's ``meta["medium"]``
             (set by the readers of `specutils_cinn.io`), else air (4MOST delivers air
@@ -469,7 +471,11 @@ class CINNParameterEstimator:
         generator = torch.Generator(device=device)
         row_seeds = _row_seeds(seed, prepared)
         n_params = len(self.parameters)
-        show = sys.stderr.isatty() if progress is None else bool(progress)
+        report = progress if callable(progress) else None
+        if report is not None:
+            show = False
+        else:
+            show = sys.stderr.isatty() if progress is None else bool(progress)
         calibration = self._calibration(calibrated)
         with (
             torch.inference_mode(),
@@ -498,6 +504,8 @@ class CINNParameterEstimator:
                     draws = calibration.apply(draws, self.parameters)
                 yield rows, draws
                 bar.update(len(rows))
+                if report is not None:
+                    report(start + len(rows), len(rows_all))
 
     def _calibration(self, calibrated: bool) -> PosteriorCalibration | None:
         if not isinstance(calibrated, (bool, np.bool_)):
