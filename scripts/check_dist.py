@@ -26,8 +26,11 @@ WHEEL_REQUIRED = (
     "specutils_cinn/plotting.py",
     "specutils_cinn/data/registry.json",
     "specutils_cinn/data/sun_4most_hr_example.fits",
-    "specutils_cinn/data/models/4most-hr-lte-v1.1.0/weights.safetensors",
-    "specutils_cinn/data/models/4most-lr-lte-v1.1.0/weights.safetensors",
+)
+#: Patterns of which the wheel must contain at least one file each: the bundled models.
+WHEEL_REQUIRED_PATTERNS = (
+    re.compile(r"^specutils_cinn/data/models/4most-hr-[^/]+/(weights\.safetensors|metadata\.json)$"),
+    re.compile(r"^specutils_cinn/data/models/4most-lr-[^/]+/(weights\.safetensors|metadata\.json)$"),
 )
 #: Top-level folders of the source tree that the wheel must not contain.
 WHEEL_FORBIDDEN_TOP = ("tests/", "docs/", "scripts/", "configs/", "benchmarks/")
@@ -61,6 +64,9 @@ def check(dist: Path) -> list[str]:
             for name in WHEEL_REQUIRED:
                 if name not in names:
                     problems.append(f"{archive.name}: missing {name}")
+            for pattern in WHEEL_REQUIRED_PATTERNS:
+                if not any(pattern.match(name) for name in names):
+                    problems.append(f"{archive.name}: no file matching {pattern.pattern}")
             for name in names:
                 if name.startswith(WHEEL_FORBIDDEN_TOP):
                     problems.append(f"{archive.name}: must not contain {name}")

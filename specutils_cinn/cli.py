@@ -224,11 +224,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "S/N 100 per Angstrom; reference Teff 5772 K, log g 4.44, [Fe/H] 0.00"
     )
     table = est.predict(spectrum, n_samples=args.n_samples, seed=args.seed, progress=False)
+    import numpy as np
+
     from .flags import QualityFlag
     from .results import column_format, unit_string, write_table
 
     for p in est.parameters:
         col = table[p]
+        if np.any(getattr(col, "mask", False)):
+            print(f"{p:>6s}   not constrained by this model")
+            continue
         fmt = column_format(col.unit) or ".4g"
         lo, hi = table[f"{p}_p16"][0].value, table[f"{p}_p84"][0].value
         print(
