@@ -365,8 +365,9 @@ def write_table(
 ) -> None:
     """Write a results table to ECSV, FITS or any other astropy table format.
 
-    For formats other than FITS this is ``table.write(path, overwrite=overwrite,
-    format=format, **kwargs)``. For FITS it does what ``table.write`` does without astropy's
+    For ECSV this is ``table.write(path, overwrite=overwrite, format=format, **kwargs)``; other
+    formats except FITS are written without the display formats (CSV and the other text
+    writers would write the rounded display digits instead of the values). For FITS it does what ``table.write`` does without astropy's
     warning per dex column ("could not be saved in native FITS format"; the units are kept in
     astropy's metadata, see :ref:`output-units`), and labels every column with its unit for
     other software.
@@ -403,6 +404,12 @@ def write_table(
     if fits_units not in ("astropy", "standard"):
         raise ValueError(f"fits_units must be 'astropy' or 'standard', got {fits_units!r}")
     if not _is_fits(path, format):
+        is_ecsv = format == "ascii.ecsv" or (format is None and str(path).endswith(".ecsv"))
+        if not is_ecsv:
+            # text writers such as CSV write the display digits: keep the full values
+            table = table.copy(copy_data=False)
+            for name in table.colnames:
+                table[name].info.format = None
         table.write(path, overwrite=overwrite, format=format, **kwargs)
         return
     from astropy.io import fits

@@ -135,6 +135,14 @@ def test_round_trip_keeps_units_formats_and_meta_without_warnings(tmp_path, suff
     assert read["logg"].info.format.strip("{:}").endswith(".3f")
 
 
+def test_csv_keeps_full_values(tmp_path):
+    t = _summary()
+    write_table(t, tmp_path / "res.csv")
+    back = QTable.read(tmp_path / "res.csv")
+    np.testing.assert_array_equal(back["teff"], t["teff"].value)
+    assert t["teff"].info.format == ".0f"  # the table itself keeps its formats
+
+
 def test_fits_labels_dex_columns_for_other_software(tmp_path):
     t = _summary()
     path = tmp_path / "res.fits"
