@@ -148,7 +148,7 @@ class QualityFlag(enum.IntFlag):
         return out
 
     @classmethod
-    def describe(cls, value: int, width: int | None = 88) -> str:
+    def describe(cls, value: int, width: int | None = 79) -> str:
         """Explain a flag value in words, one line per flag set.
 
         Parameters

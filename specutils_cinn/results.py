@@ -367,10 +367,10 @@ def write_table(
 
     For ECSV this is ``table.write(path, overwrite=overwrite, format=format, **kwargs)``; other
     formats except FITS are written without the display formats (CSV and the other text
-    writers would write the rounded display digits instead of the values). For FITS it does what ``table.write`` does without astropy's
-    warning per dex column ("could not be saved in native FITS format"; the units are kept in
-    astropy's metadata, see :ref:`output-units`), and labels every column with its unit for
-    other software.
+    writers would write the rounded display digits instead of the values). For FITS it does
+    what ``table.write`` does, without astropy's warning per dex column ("could not be saved
+    in native FITS format"; the units are kept in astropy's metadata, see
+    :ref:`output-units`), and labels every column with its unit for other software.
 
     Parameters
     ----------
