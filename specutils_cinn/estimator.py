@@ -18,7 +18,13 @@ from . import __version__
 from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
-from .fit_check import FEATURE_SIGMA_MIN, FitStatistics, fit_statistics
+from .fit_check import (
+    FEATURE_SIGMA_MIN,
+    EmulatedSpectrum,
+    FitStatistics,
+    emulated_fit,
+    fit_statistics,
+)
 from .flags import RESOLUTION_TOLERANCE, VELOCITY_TOLERANCE, QualityFlag
 from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
@@ -221,8 +227,10 @@ class CINNParameterEstimator:
             arguments and device (CPU and CUDA streams differ).
         radial_velocity : `~astropy.units.Quantity`, optional
             Scalar or one value per spectrum; overrides the spectra's own radial velocity.
-        progress : bool, optional
-            Show a progress bar; None shows it when standard error is a terminal.
+        progress : bool, callable or None, optional
+            Show a progress bar; None shows it when standard error is a terminal. A callable
+            is called as ``progress(done, total)`` after each batch instead (spectra inferred
+            so far, out of the spectra with usable data), e.g. to log one line per batch.
         medium : {"air", "vacuum"}, optional
             Medium of the input wavelengths. By default each spectrum's ``meta["medium"]``
             (set by the readers of `specutils_cinn.io`), else air (4MOST delivers air
@@ -388,6 +396,111 @@ class CINNParameterEstimator:
             unconstrained=self.model.metadata.unconstrained,
         )
 
+    def emulated_spectrum(
+        self,
+        spectrum: Any,
+        parameters: Any,
+        *,
+        radial_velocity: u.Quantity | None = None,
+        medium: str | None = None,
+        snr: float | str | None = None,
+        normalize: bool | str = "auto",
+        device: str | torch.device | None = None,
+    ) -> EmulatedSpectrum:
+        """One observed spectrum next to the model's emulated spectrum at given parameters.
+
+        This is the comparison behind ``fit_chi2`` (:ref:`fit-chi2`): the input as the network
+        saw it (on the model's grid, in the rest frame, continuum normalised) and the spectrum
+        the model's emulator gives at ``parameters``, times the continuum polynomial per
+        segment that best matches the input. `specutils_cinn.plotting.plot_spectrum_fit` plots
+        it.
+
+        Parameters
+        ----------
+        spectrum : Spectrum or file path
+            One spectrum (a `~specutils.Spectrum` holding several gives a `ValueError`: index
+            it, e.g. ``spectrum[3]``).
+        parameters : `~astropy.table.Row`, mapping or array-like
+            The parameter values, usually the spectrum's row of the `predict` table
+            (posterior medians; masked values of unconstrained parameters are used as they
+            are); or a mapping from parameter name to value (a `~astropy.units.Quantity` or a
+            number in the unit of `units`); or one number per parameter in `parameters` order.
+        radial_velocity, medium, snr, normalize
+            As in `predict`; pass the same values.
+        device : {"auto", "cpu", "cuda"} or `torch.device`, optional
+            Overrides the estimator's device.
+
+        Returns
+        -------
+        `~specutils_cinn.fit_check.EmulatedSpectrum`
+            ``wavelength``, ``flux``, ``uncertainty``, ``emulated``, ``mask`` and
+            ``error_floor``, each over the model's pixels.
+
+        Raises
+        ------
+        ValueError
+            If the model has no emulator, the input holds more than one spectrum, or a
+            parameter value is missing or not finite.
+        """
+        fe = self.model.emulator
+        if fe is None:
+            raise ValueError(
+                f"model {self.model.metadata.full_name!r} has no spectrum emulator"
+            )
+        values = self._parameter_values(parameters)
+        prepared, _ = self._prepare(spectrum, 2, 0, radial_velocity, medium, snr, normalize)
+        if prepared.n_rows != 1:
+            raise ValueError(
+                f"emulated_spectrum takes one spectrum, got {prepared.n_rows}; index the "
+                "input, e.g. spectrum[i]"
+            )
+        dev = self.device if device is None else resolve_device(device)
+        vsini_max = None
+        if "vsini" in self.parameters:
+            vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
+        emulated, used = emulated_fit(fe, self.parameters, values[None, :], prepared.flux,
+                                      prepared.sigma, prepared.valid, device=dev,
+                                      vsini_max=vsini_max)
+        valid = prepared.valid[0]
+        floor = np.full(valid.shape, np.nan)
+        floor[fe.model_index] = fe.floor
+        return EmulatedSpectrum(
+            wavelength=self.model.metadata.grid.wavelength,
+            flux=np.where(valid, prepared.flux[0], np.nan),
+            uncertainty=np.where(valid, prepared.sigma[0], np.nan),
+            emulated=emulated[0],
+            mask=~used[0],
+            error_floor=floor,
+        )
+
+    def _parameter_values(self, parameters: Any) -> np.ndarray:
+        """[D] parameter values in the model's units from a table row, mapping or sequence."""
+        names = self.parameters
+        if hasattr(parameters, "colnames") or isinstance(parameters, dict) or hasattr(
+            parameters, "keys"
+        ):
+            out = []
+            for name, unit in zip(names, self.model.metadata.units, strict=True):
+                try:
+                    v = parameters[name]
+                except KeyError as exc:
+                    raise ValueError(f"no value for parameter {name!r}") from exc
+                v = getattr(v, "unmasked", v)  # unconstrained parameters: the value underneath
+                if isinstance(v, u.Quantity):
+                    v = v.to_value(unit)
+                out.append(float(np.asarray(v)))
+            values = np.array(out)
+        else:
+            values = np.asarray(parameters, dtype=float).reshape(-1)
+            if values.size != len(names):
+                raise ValueError(
+                    f"expected {len(names)} parameter values ({names}), got {values.size}"
+                )
+        if not np.all(np.isfinite(values)):
+            bad = [n for n, v in zip(names, values, strict=True) if not np.isfinite(v)]
+            raise ValueError(f"parameter values must be finite; not finite: {bad}")
+        return values
+
     # ------------------------------------------------------------------ internals
     def _prepare(
         self,
@@ -469,7 +582,11 @@ class CINNParameterEstimator:
         generator = torch.Generator(device=device)
         row_seeds = _row_seeds(seed, prepared)
         n_params = len(self.parameters)
-        show = sys.stderr.isatty() if progress is None else bool(progress)
+        report = progress if callable(progress) else None
+        if report is not None:
+            show = False
+        else:
+            show = sys.stderr.isatty() if progress is None else bool(progress)
         calibration = self._calibration(calibrated)
         with (
             torch.inference_mode(),
@@ -498,6 +615,8 @@ class CINNParameterEstimator:
                     draws = calibration.apply(draws, self.parameters)
                 yield rows, draws
                 bar.update(len(rows))
+                if report is not None:
+                    report(start + len(rows), len(rows_all))
 
     def _calibration(self, calibrated: bool) -> PosteriorCalibration | None:
         if not isinstance(calibrated, (bool, np.bool_)):

@@ -20,8 +20,8 @@ from .grid import WavelengthGrid, pixel_map
 from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
 from .simulation import BinnedRotation
 
-__all__ = ["FEATURE_SIGMA_MIN", "FitStatistics", "ModelEmulator", "fit_statistics",
-           "trim_emulator"]
+__all__ = ["FEATURE_SIGMA_MIN", "EmulatedSpectrum", "FitStatistics", "ModelEmulator",
+           "emulated_fit", "fit_statistics", "trim_emulator"]
 
 #: ``NO_FEATURES`` is set where ``feature_sigma`` is below this: the stellar spectrum at the
 #: posterior median fits the input no better than a featureless continuum, at 5 sigma.
@@ -304,6 +304,96 @@ def fit_statistics(
     return FitStatistics(out, sig_out, mis_out)
 
 
+class EmulatedSpectrum(NamedTuple):
+    """An observed spectrum and its emulated counterpart on a model's grid (see
+    `~specutils_cinn.CINNParameterEstimator.emulated_spectrum`)."""
+
+    #: Wavelengths of the model's pixels (`~astropy.units.Quantity`), shape ``(npix,)``.
+    wavelength: Any
+    #: The observed flux as the network saw it: resampled to the model grid, shifted to the
+    #: rest frame and continuum normalised; NaN where there is no valid data.
+    flux: np.ndarray
+    #: Its uncertainty (same convention); NaN where there is no valid data.
+    uncertainty: np.ndarray
+    #: The spectrum emulated at the given parameters, times the continuum polynomial per
+    #: segment that ``fit_chi2`` uses; NaN where the emulator does not cover the model grid.
+    emulated: np.ndarray
+    #: True where a pixel does not enter ``fit_chi2``: no valid data, not covered by the
+    #: emulator, or in an excluded window (e.g. the Li lines).
+    mask: np.ndarray
+    #: The emulator's own error per pixel (continuum units); NaN where it does not cover.
+    error_floor: np.ndarray
+
+
+def emulated_fit(
+    fe: ModelEmulator,
+    parameters: Sequence[str],
+    values: np.ndarray,
+    flux: np.ndarray,
+    sigma: np.ndarray,
+    valid: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    vsini_max: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The continuum-matched emulated spectra that `fit_statistics` compares with the input.
+
+    Parameters
+    ----------
+    fe : ModelEmulator
+        The model's emulator.
+    parameters : sequence of str
+        The model's parameter names (columns of ``values``).
+    values : numpy.ndarray, shape ``(N, n_params)``
+        Parameter values, e.g. posterior medians; must be finite.
+    flux, sigma, valid : numpy.ndarray, shape ``(N, npix)``
+        The prepared spectra on the model grid.
+    device : torch.device or str
+        Where to compute.
+    vsini_max : float, optional
+        Clip v sin i to ``[0, vsini_max]``.
+
+    Returns
+    -------
+    emulated : numpy.ndarray, shape ``(N, npix)``
+        The emulated spectrum times the continuum polynomial per segment (fitted as in
+        `fit_statistics`); NaN at model pixels the emulator does not cover.
+    used : numpy.ndarray of bool, shape ``(N, npix)``
+        The pixels that enter ``fit_chi2``.
+    """
+    device = torch.device(device)
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("parameter values must be finite")
+    n, npix = flux.shape
+    emulated = np.full((n, npix), np.nan)
+    used = np.zeros((n, npix), bool)
+    labels, vsini = fe.labels(parameters, values)
+    top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
+    vsini = np.clip(vsini, 0.0, top)
+    floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
+    fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
+    with torch.inference_mode():
+        emu = fe.emulator.to(device)(
+            torch.as_tensor(labels, dtype=torch.float64, device=device), clamp=True)
+        emu = fe.rotation(emu, torch.as_tensor(vsini, dtype=torch.float64, device=device))
+        model = emu[:, torch.as_tensor(fe.emulator_index, device=device)].to(torch.float64)
+        m_idx = torch.as_tensor(fe.model_index, device=device)
+        obs = torch.from_numpy(np.ascontiguousarray(flux)).to(device)[:, m_idx].double()
+        sig = torch.from_numpy(np.ascontiguousarray(sigma)).to(device)[:, m_idx].double()
+        use = torch.from_numpy(np.ascontiguousarray(valid)).to(device)[:, m_idx] & fit_pix
+        w = use.to(torch.float64) / (sig**2 + floor2)
+        obs = torch.nan_to_num(obs)
+        w = torch.nan_to_num(w)
+        out = torch.full_like(model, float("nan"))
+        for cols, phi in _segment_bases(fe, device):
+            poly = _continuum_polynomial(w[:, cols], obs[:, cols], model[:, cols], phi)
+            out[:, cols] = model[:, cols] * poly
+    emulated[:, fe.model_index] = out.cpu().numpy()
+    used[:, fe.model_index] = use.cpu().numpy()
+    return emulated, used
+
+
 def _segment_bases(
     fe: ModelEmulator, device: torch.device
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -321,6 +411,23 @@ def _segment_bases(
         out.append((torch.as_tensor(cols, device=device),
                     torch.as_tensor(phi, dtype=torch.float64, device=device)))
     return out
+
+
+def _continuum_polynomial(
+    ws: torch.Tensor, ys: torch.Tensor, ms: torch.Tensor, phi: torch.Tensor
+) -> torch.Tensor:
+    """[B, n] polynomial (basis ``phi`` [n, K]) that best scales ``ms`` to ``ys`` with weights
+    ``ws``, by weighted least squares, clipped to within `_CONTINUUM_LIMIT` of 1."""
+    k = phi.shape[1]
+    # normal equations as matrix products (no [B, n, K] temporaries):
+    # a_kl = sum_n w m^2 phi_k phi_l, b_k = sum_n w m y phi_k
+    outer = (phi[:, :, None] * phi[:, None, :]).reshape(phi.shape[0], k * k)
+    a = ((ws * ms * ms) @ outer).reshape(-1, k, k)
+    b = (ws * ms * ys) @ phi
+    ridge = 1e-10 * a.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300) / k
+    a = a + ridge[:, None, None] * torch.eye(k, dtype=a.dtype, device=a.device)
+    coef = torch.linalg.solve(a, b)
+    return (coef @ phi.T).clamp(1.0 - _CONTINUUM_LIMIT, 1.0 + _CONTINUUM_LIMIT)
 
 
 def _continuum_matched_sums(
@@ -341,15 +448,7 @@ def _continuum_matched_sums(
     for cols, phi in bases:
         k = phi.shape[1]
         ws, ys, ms = w[:, cols], obs[:, cols], model[:, cols]
-        # normal equations as matrix products (no [B, n, K] temporaries):
-        # a_kl = sum_n w m^2 phi_k phi_l, b_k = sum_n w m y phi_k
-        outer = (phi[:, :, None] * phi[:, None, :]).reshape(phi.shape[0], k * k)
-        a = ((ws * ms * ms) @ outer).reshape(-1, k, k)
-        b = (ws * ms * ys) @ phi
-        ridge = 1e-10 * a.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300) / k
-        a = a + ridge[:, None, None] * torch.eye(k, dtype=a.dtype, device=a.device)
-        coef = torch.linalg.solve(a, b)
-        poly = (coef @ phi.T).clamp(1.0 - _CONTINUUM_LIMIT, 1.0 + _CONTINUUM_LIMIT)
+        poly = _continuum_polynomial(ws, ys, ms, phi)
         resid = ys - ms * poly
         n_used = use[:, cols].sum(dim=1).to(torch.float64)
         enough = n_used >= max(_MIN_FIT_PIXELS, 5 * k)

@@ -1,7 +1,19 @@
-"""Turning posterior summaries and draws into `~astropy.table.QTable` objects."""
+"""Turning posterior summaries and draws into `~astropy.table.QTable` objects, and writing
+and reading them.
+
+Units and display formats (see :ref:`output-units`): every parameter column is a
+`~astropy.units.Quantity` in the parameter's physical unit (``logg`` in
+``dex(cm / s2)``, i.e. log10 of g in cm s-2), with a display format so that tables print with
+sensible digits (`column_format`). `unit_string` gives a unit as astronomers write it in FITS
+(``log(cm s-2)``, ``dex``, ``km s-1``). `write_table` writes ECSV or FITS without astropy's
+warnings about dex units, `read_table` reads either back with every unit restored.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +23,25 @@ from astropy.table import QTable
 
 from .flags import QualityFlag
 
-__all__ = ["quantile_column_name", "summary_table", "samples_table", "std_unit"]
+__all__ = [
+    "column_format",
+    "quantile_column_name",
+    "read_table",
+    "samples_table",
+    "std_unit",
+    "summary_table",
+    "unit_string",
+    "write_table",
+]
+
+#: Display formats of the columns that every results table has (values are not rounded).
+COMMON_FORMATS = {
+    "snr": ".1f",
+    "coverage": ".3f",
+    "fit_chi2": ".2f",
+    "feature_sigma": ".1f",
+    "fit_mismatch": ".4f",
+}
 
 
 def quantile_column_name(parameter: str, q: float) -> str:
@@ -40,6 +70,104 @@ def std_unit(unit: u.UnitBase) -> u.UnitBase:
     """
     function_unit = getattr(unit, "function_unit", None)
     return function_unit if function_unit is not None else unit
+
+
+def column_format(unit: u.UnitBase | None) -> str | None:
+    """Display format of a parameter column in ``unit``.
+
+    The format only changes how a table prints (``print(table)``, ``table.pprint()``) and the
+    ``TDISP`` keyword of FITS files; the values keep their full precision.
+
+    Parameters
+    ----------
+    unit : `~astropy.units.UnitBase` or None
+        The column's unit.
+
+    Returns
+    -------
+    str or None
+        ``".0f"`` for temperatures (whole kelvin), ``".3f"`` for logarithmic units (dex,
+        ``dex(cm / s2)``), ``".2f"`` for velocities, ``".4g"`` for anything else with a unit,
+        None without a unit.
+
+    Examples
+    --------
+    >>> from astropy import units as u
+    >>> from specutils_cinn.results import column_format
+    >>> column_format(u.K), column_format(u.dex(u.cm / u.s**2)), column_format(u.km / u.s)
+    ('.0f', '.3f', '.2f')
+    """
+    if unit is None:
+        return None
+    if hasattr(unit, "function_unit") or unit == u.dex:
+        return ".3f"
+    if unit.is_equivalent(u.K):
+        return ".0f"
+    if unit.is_equivalent(u.km / u.s):
+        return ".2f"
+    return ".4g"
+
+
+def unit_string(unit: u.UnitBase | None) -> str | None:
+    """A unit as astronomers write it in FITS headers and text.
+
+    Parameters
+    ----------
+    unit : `~astropy.units.UnitBase` or None
+        The unit.
+
+    Returns
+    -------
+    str or None
+        The FITS standard's string where the unit has one (``K``, ``km s-1``); for
+        logarithmic units the FITS standard's function notation, ``log(cm s-2)`` for
+        ``dex(cm / s2)`` (log g), and ``dex`` for a plain ``dex`` (abundance ratios, spreads of
+        logarithmic quantities); astropy's own string for anything else. None for None.
+
+    Examples
+    --------
+    >>> from astropy import units as u
+    >>> from specutils_cinn.results import unit_string
+    >>> unit_string(u.dex(u.cm / u.s**2)), unit_string(u.dex), unit_string(u.km / u.s)
+    ('log(cm s-2)', 'dex', 'km s-1')
+    """
+    if unit is None:
+        return None
+    physical = getattr(unit, "physical_unit", None)
+    if physical is not None and getattr(unit, "function_unit", None) == u.dex:
+        if physical == u.dimensionless_unscaled:
+            return "dex"
+        try:
+            return f"log({physical.to_string(format='fits')})"
+        except ValueError:
+            return unit.to_string()
+    try:
+        return unit.to_string(format="fits")
+    except ValueError:
+        return unit.to_string()
+
+
+def _parse_unit_string(text: str) -> u.UnitBase | None:
+    """Inverse of `unit_string` for the logarithmic forms; None if ``text`` is not one."""
+    text = text.strip()
+    if text == "dex":
+        return u.dex
+    m = re.fullmatch(r"log\((.+)\)", text)
+    if m is None:
+        return None
+    try:
+        return u.dex(u.Unit(m.group(1), format="fits"))
+    except ValueError:
+        return None
+
+
+def _set_formats(table: QTable) -> None:
+    for name in table.colnames:
+        fmt = COMMON_FORMATS.get(name)
+        if fmt is None and name != "flags":
+            fmt = column_format(getattr(table[name], "unit", None))
+        if fmt is not None:
+            table[name].info.format = fmt
 
 
 def _quantity(values: np.ndarray, unit: u.UnitBase, masked: bool = False) -> u.Quantity:
@@ -83,7 +211,10 @@ def _common_columns(
         "that noise and emulator error do not explain; NaN without emulator"
     )
     table["flags"] = np.asarray(flags, dtype=np.int32)
-    table["flags"].description = "bitwise OR of QualityFlag values; 0 means no warning"
+    table["flags"].description = (
+        "bitwise OR of QualityFlag values; 0 means no warning (names: flag_names)"
+    )
+    _set_formats(table)
 
 
 def _table_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -208,4 +339,151 @@ def samples_table(
         table[name].description = f"posterior draws of {name}" + (
             " (masked: not constrained by this model)" if m else "")
     _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
+    return table
+
+
+#: astropy warns once per column whose unit the FITS standard cannot express (the dex columns),
+#: although its serialized-column metadata restores those units when the file is read back.
+_UNIT_LOST_WARNING = r"The unit '.*' could not be saved in native FITS format"
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+
+
+def _is_fits(path: str | os.PathLike[str], fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "fits"
+    return str(path).lower().endswith(_FITS_SUFFIXES)
+
+
+def write_table(
+    table: QTable,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    fits_units: str = "astropy",
+    format: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Write a results table to ECSV, FITS or any other astropy table format.
+
+    For ECSV this is ``table.write(path, overwrite=overwrite, format=format, **kwargs)``; other
+    formats except FITS are written without the display formats (CSV and the other text
+    writers would write the rounded display digits instead of the values). For FITS it does
+    what ``table.write`` does, without astropy's warning per dex column ("could not be saved
+    in native FITS format"; the units are kept in astropy's metadata, see
+    :ref:`output-units`), and labels every column with its unit for other software.
+
+    Parameters
+    ----------
+    table : `~astropy.table.QTable`
+        The table (from `~specutils_cinn.CINNParameterEstimator.predict` or
+        `~specutils_cinn.CINNParameterEstimator.sample_posterior`).
+    path : str or path-like
+        Output file; the format follows from the extension unless ``format`` is given.
+    overwrite : bool, optional
+        Replace an existing file.
+    fits_units : {"astropy", "standard"}, optional
+        FITS only. ``"astropy"`` (default): the dex columns get no ``TUNIT`` (astropy cannot
+        read a logarithmic ``TUNIT`` back) and carry their unit in the comment of ``TTYPEn``
+        (``[log(cm s-2)]``); ``QTable.read`` restores every unit from astropy's metadata.
+        ``"standard"``: the dex columns get a ``TUNIT`` in the FITS standard's notation
+        (`unit_string`: ``log(cm s-2)``, ``dex``) for TOPCAT, fitsio, IDL and other
+        software; read such a file back with `read_table` (``QTable.read`` does not
+        understand these ``TUNIT`` values).
+    format : str, optional
+        astropy table format, e.g. ``"ascii.ecsv"`` or ``"fits"``.
+    **kwargs
+        Passed to ``table.write`` (formats other than FITS).
+
+    Raises
+    ------
+    ValueError
+        If ``fits_units`` is not one of the two values.
+    OSError
+        If the file exists and ``overwrite`` is false.
+    """
+    if fits_units not in ("astropy", "standard"):
+        raise ValueError(f"fits_units must be 'astropy' or 'standard', got {fits_units!r}")
+    if not _is_fits(path, format):
+        is_ecsv = format == "ascii.ecsv" or (format is None and str(path).endswith(".ecsv"))
+        if not is_ecsv:
+            # text writers such as CSV write the display digits: keep the full values
+            table = table.copy(copy_data=False)
+            for name in table.colnames:
+                table[name].info.format = None
+        table.write(path, overwrite=overwrite, format=format, **kwargs)
+        return
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_UNIT_LOST_WARNING, category=AstropyUserWarning)
+        table.write(path, overwrite=overwrite, format="fits")
+    with fits.open(path, mode="update") as hdul:
+        header = hdul[1].header
+        for i in range(1, header["TFIELDS"] + 1):
+            name = header[f"TTYPE{i}"]
+            unit = getattr(table[name], "unit", None) if name in table.colnames else None
+            if unit is None or f"TUNIT{i}" in header:
+                continue
+            text = unit_string(unit)
+            if fits_units == "standard":
+                header.set(f"TUNIT{i}", text, "unit (FITS standard notation)", after=f"TFORM{i}")
+            else:
+                header.comments[f"TTYPE{i}"] = f"[{text}]"
+
+
+def read_table(path: str | os.PathLike[str], **kwargs: Any) -> QTable:
+    """Read a results table written by `write_table`, ``table.write`` or the command line.
+
+    ``QTable.read(path)`` does the same for ECSV files and for FITS files written with the
+    default ``fits_units="astropy"``; this function also reads FITS files whose dex columns have
+    a logarithmic ``TUNIT`` (``log(cm s-2)``, ``dex``; `write_table` with
+    ``fits_units="standard"``, or another program), which astropy cannot parse.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    **kwargs
+        Passed to ``QTable.read`` (e.g. ``format``, ``hdu``).
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        With ``logg`` in ``dex(cm / s2)``, abundance ratios in ``dex`` and every other unit as
+        written. As with ``QTable.read``, NaN in a FITS file comes back masked.
+    """
+    if not _is_fits(path, kwargs.get("format")):
+        return QTable.read(path, **kwargs)
+    from astropy.io import fits
+
+    kwargs.pop("format", None)
+    hdu_index = kwargs.pop("hdu", None)
+    with fits.open(path, memmap=False) as hdul:
+        if hdu_index is None:
+            hdu_index = next(
+                (i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))),
+                1,
+            )
+        hdu = hdul[hdu_index]
+        restore = {}
+        for col in hdu.columns:
+            parsed = _parse_unit_string(col.unit) if col.unit else None
+            if parsed is not None:
+                restore[col.name] = parsed
+                col.unit = None  # in memory only: astropy cannot parse it
+        table = QTable.read(hdu, **kwargs)
+    for name, unit in restore.items():
+        if name in table.colnames and getattr(table[name], "unit", None) is None:
+            col = table[name]
+            data = np.ma.getdata(col)
+            mask = np.ma.getmaskarray(col)
+            q = _quantity(np.asarray(data, dtype=float), unit, masked=False)
+            if mask.any():
+                from astropy.utils.masked import Masked
+
+                q = Masked(q, mask=mask)
+            q.info.description = col.info.description
+            q.info.format = col.info.format
+            table.replace_column(name, q)
     return table

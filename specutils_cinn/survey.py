@@ -30,7 +30,6 @@ import socket
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,9 +38,9 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 from astropy.table import QTable, Table
-from astropy.utils.exceptions import AstropyUserWarning
 
 from .flags import QualityFlag
+from .results import write_table
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -811,11 +810,8 @@ def _write_part(table: QTable, path: Path, fmt: str) -> None:
     stats = {"rows": len(table), "errors": int(np.sum(np.asarray(table["status"]) != "ok"))}
     _atomic_write_text(path.with_name(path.name.split(".")[0] + ".json"), json.dumps(stats))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}{path.suffix}")
-    with warnings.catch_warnings():
-        # dex units (log g, abundances) are kept for astropy readers only: expected
-        warnings.filterwarnings("ignore", message=".*could not be saved in native FITS",
-                                category=AstropyUserWarning)
-        table.write(tmp, format=fmt, overwrite=True)
+    # FITS: no warning per dex column, their units in the TTYPEn comments (results.write_table)
+    write_table(table, tmp, format=fmt, overwrite=True)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
