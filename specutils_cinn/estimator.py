@@ -369,13 +369,14 @@ class CINNParameterEstimator:
             (prepared.n_rows, n_samples, len(self.parameters)), np.nan, dtype=np.float32
         )
         median = np.full((prepared.n_rows, len(self.parameters)), np.nan)
+        q16, q84 = median.copy(), median.copy()
+        levels = torch.tensor([0.16, 0.5, 0.84], device=dev)
         for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
                                               calibrated):
             draws_all[rows] = draws.cpu().numpy()
-            median[rows] = torch.quantile(draws, 0.5, dim=1).cpu().numpy()
+            qs = torch.quantile(draws, levels.to(draws.dtype), dim=1).cpu().numpy()
+            q16[rows], median[rows], q84[rows] = qs
         fit = self._fit_statistics(prepared, median, dev)
-        with np.errstate(invalid="ignore"):
-            q16, q84 = np.nanquantile(draws_all, [0.16, 0.84], axis=1)
         k = self._mismatch_widening(self._calibration(calibrated), q16, q84, fit)
         draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
                      ).astype(np.float32)
