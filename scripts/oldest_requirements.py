@@ -1,8 +1,10 @@
 """Pins of the oldest dependency versions ``pyproject.toml`` allows, for ``tox -e *-oldestdeps``.
 
 Usage: ``python scripts/oldest_requirements.py --output requirements-min.txt [--exclude torch]``.
-Each runtime dependency with a lower bound (``>=`` or ``~=``) becomes ``name==bound``; one
-without a lower bound is left out (pip keeps what the package's own requirements give).
+Each runtime dependency with a lower bound (``>=`` or ``~=``) becomes ``name~=X.Y.0`` for a
+bound ``X.Y`` (the oldest minor release line, with its bug-fix releases, so that the
+dependencies' own floors such as gwcs' ``scipy>=1.14.1`` can still be met); one without a
+lower bound is left out.
 ``--exclude`` leaves out packages whose oldest version cannot be installed here (this
 project's machines have only torch 2.13.0 on disk).
 """
@@ -19,7 +21,7 @@ _BOUND = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*(?:[^;]*?)(?:>=|~=)\s*([0-9][
 
 
 def oldest(pyproject: Path, exclude: set[str]) -> list[str]:
-    """``name==version`` for each dependency of ``pyproject`` with a lower bound."""
+    """``name~=X.Y.0`` for each dependency of ``pyproject`` with a lower bound ``X.Y``."""
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     out = []
     for dep in deps:
@@ -29,7 +31,9 @@ def oldest(pyproject: Path, exclude: set[str]) -> list[str]:
         name = m.group(1).split("[")[0]
         if name.lower() in exclude:
             continue
-        out.append(f"{name}=={m.group(2)}")
+        parts = m.group(2).split(".")
+        release = ".".join((parts + ["0", "0"])[:3]) if len(parts) < 3 else m.group(2)
+        out.append(f"{name}~={release}")
     return out
 
 

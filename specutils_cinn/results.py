@@ -154,11 +154,21 @@ def _parse_unit_string(text: str) -> u.UnitBase | None:
         return u.dex
     m = re.fullmatch(r"log\((.+)\)", text)
     if m is None:
+        if text.startswith("dex("):  # astropy < 7 wrote its own notation into TUNIT
+            try:
+                unit = u.Unit(text)
+            except ValueError:
+                return None
+            return unit if getattr(unit, "function_unit", None) == u.dex else None
         return None
     try:
         return u.dex(u.Unit(m.group(1), format="fits"))
     except ValueError:
         return None
+
+
+def _is_logarithmic(unit: u.UnitBase | None) -> bool:
+    return unit is not None and (unit == u.dex or hasattr(unit, "function_unit"))
 
 
 def _set_formats(table: QTable) -> None:
@@ -417,18 +427,27 @@ def write_table(
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_UNIT_LOST_WARNING, category=AstropyUserWarning)
+        # astropy < 7 writes dex(...) into TUNIT and warns that it does not parse
+        warnings.filterwarnings("ignore", message=".*did not parse as fits unit",
+                                category=u.UnitsWarning)
         table.write(path, overwrite=overwrite, format="fits")
     with fits.open(path, mode="update") as hdul:
         header = hdul[1].header
         for i in range(1, header["TFIELDS"] + 1):
             name = header[f"TTYPE{i}"]
             unit = getattr(table[name], "unit", None) if name in table.colnames else None
-            if unit is None or f"TUNIT{i}" in header:
+            if not _is_logarithmic(unit):
                 continue
             text = unit_string(unit)
             if fits_units == "standard":
-                header.set(f"TUNIT{i}", text, "unit (FITS standard notation)", after=f"TFORM{i}")
+                if f"TUNIT{i}" in header:
+                    header[f"TUNIT{i}"] = (text, "unit (FITS standard notation)")
+                else:
+                    header.set(f"TUNIT{i}", text, "unit (FITS standard notation)",
+                               after=f"TFORM{i}")
             else:
+                if f"TUNIT{i}" in header:  # astropy < 7: a TUNIT it cannot read back
+                    del header[f"TUNIT{i}"]
                 header.comments[f"TTYPE{i}"] = f"[{text}]"
 
 
