@@ -79,6 +79,8 @@ class CINNParameterEstimator:
         self.model = model
         self.device = resolve_device(device)
         self.model.network.eval()
+        #: Emulated solar template of the VELOCITY_OFFSET check (built on first use).
+        self._velocity_template: np.ndarray | None = None
         if model.metadata.emulator is not None:
             # read (and SHA-256 check) a lazily loaded emulator now, not after inference
             _ = model.emulator
@@ -702,7 +704,7 @@ class CINNParameterEstimator:
         flags[offset] |= int(QualityFlag.VELOCITY_OFFSET)
         if input_resolving_power is not None:
             with np.errstate(invalid="ignore"):
-                off = np.abs(input_resolving_power / _typical_resolving_power(md) - 1.0)
+                off = np.abs(input_resolving_power / self._typical_resolving_power() - 1.0)
             flags[off > RESOLUTION_TOLERANCE] |= int(QualityFlag.RESOLUTION_MISMATCH)
         threshold = self._threshold(fit_chi2_threshold)
         if threshold is not None and fit is not None:
@@ -710,6 +712,11 @@ class CINNParameterEstimator:
                 flags[fit.chi2 > threshold] |= int(QualityFlag.POOR_FIT)
                 flags[fit.feature_sigma < FEATURE_SIGMA_MIN] |= int(QualityFlag.NO_FEATURES)
         return flags
+
+    def _typical_resolving_power(self) -> float:
+        """The model's resolving power at the middle of each segment, median over segments."""
+        mid = np.array([0.5 * (s.start + s.stop) for s in self.model.metadata.grid.segments])
+        return float(np.median(self.instrument_setup.resolving_power_at(mid)))
 
     def _velocity_offset(self, prepared: PreparedSpectra) -> np.ndarray:
         """Rows whose rest-frame spectrum still matches the emulated solar template best at
@@ -720,21 +727,14 @@ class CINNParameterEstimator:
             return out
         from .rv import emulated_template, velocity_of_prepared
 
-        if getattr(self, "_velocity_template", None) is None:
+        if self._velocity_template is None:
             self._velocity_template = emulated_template(self.model, None)
-        sub = dataclasses.replace(
-            prepared, flux=prepared.flux[rows], sigma=prepared.sigma[rows],
-            valid=prepared.valid[rows], snr=prepared.snr[rows],
-            coverage=prepared.coverage[rows], flags=prepared.flags[rows],
-            normalized=prepared.normalized[rows],
-            radial_velocity=prepared.radial_velocity[rows], source=prepared.source[rows],
-            source_index=tuple(prepared.source_index[i] for i in rows), content_hash=None,
-            resolving_power=None)
-        v = velocity_of_prepared(self.model, sub, self._velocity_template, _VELOCITY_SEARCH,
+        # one search over all rows (vectorised); only the inferred rows are flagged
+        v = velocity_of_prepared(self.model, prepared, self._velocity_template, _VELOCITY_SEARCH,
                                  oversample=1)
         rv, err = v.rv.to_value(u.km / u.s), v.rv_err.to_value(u.km / u.s)
         with np.errstate(invalid="ignore"):
-            out[rows] = (np.abs(rv) > VELOCITY_TOLERANCE) & (np.abs(rv) > 3.0 * err)
+            out[rows] = ((np.abs(rv) > VELOCITY_TOLERANCE) & (np.abs(rv) > 3.0 * err))[rows]
         return out
 
     def _meta(
@@ -821,13 +821,6 @@ def _check_seed(seed: Any) -> int:
 
 #: Velocities (km/s) the rest-frame check of VELOCITY_OFFSET searches.
 _VELOCITY_SEARCH = (-300.0, 300.0)
-
-
-def _typical_resolving_power(md: Any) -> float:
-    """The model's resolving power at the middle of each segment, median over segments."""
-    setup = InstrumentSetup(md.full_name, md.grid, md.resolving_power)
-    mid = np.array([0.5 * (s.start + s.stop) for s in md.grid.segments])
-    return float(np.median(setup.resolving_power_at(mid)))
 
 
 def _meta_resolving_power(meta: Any) -> float:
