@@ -16,6 +16,8 @@ Submodules (imported lazily on first attribute access; importing this package is
   (:class:`GridConfig`, :class:`SynthesisWindow`, :func:`run_grid`, :func:`consolidate_grid`).
 - :mod:`~specutils_cinn.synthesis.grid_file`: grid files
   (:class:`SynthesisGrid`, :func:`read_grid`, :func:`write_grid`).
+- :mod:`~specutils_cinn.synthesis.lithium`: 3D NLTE Li lines from breidablik
+  (:func:`synthesize_with_lithium`, :func:`breidablik_coverage`; optional dependency).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ _LAZY = {
     "SynthesisWindow": "runner",
     "consolidate_grid": "runner",
     "run_grid": "runner",
+    "breidablik_coverage": "lithium",
+    "synthesize_with_lithium": "lithium",
 }
 
 __all__ = sorted(_LAZY)
