@@ -379,7 +379,7 @@ class Atlas9Grid:
         Folder holding ``kurucz_data.txt.gz`` and ``kurucz_index.fits``.
     cache_dir : path-like, optional
         Where individual decks are extracted (default ``<atmos_dir>/atlas9_odfnew``).
-        Extraction happens once, on first use, for all models (about 75 MB), together with a
+        Extraction happens once, on first use, for all models (about 85 MB), together with a
         ``manifest.json`` of each deck's helium fraction and usability.
     """
 
