@@ -1,4 +1,4 @@
-"""Spectrum synthesis with Turbospectrum v20 and MARCS model atmospheres.
+"""Spectrum synthesis with Turbospectrum v20 and MARCS (ATLAS9 below [Fe/H] -2.5) models.
 
 Submodules (imported lazily on first attribute access; importing this package is cheap):
 
@@ -7,6 +7,8 @@ Submodules (imported lazily on first attribute access; importing this package is
   :class:`SynthesisNotFoundError`).
 - :mod:`~specutils_cinn.synthesis.atmospheres`: MARCS x3 grid and interpolation
   (:class:`MarcsGrid`, :func:`atmosphere_for`, :class:`Atmosphere`).
+- :mod:`~specutils_cinn.synthesis.atlas9`: Castelli-Kurucz ATLAS9 grid and interpolation for
+  [Fe/H] < -2.5 (:class:`Atlas9Grid`, :func:`atlas9_atmosphere`).
 - :mod:`~specutils_cinn.synthesis.turbospectrum`: the Turbospectrum driver
   (:func:`synthesize`, :class:`SynthesisResult`, :class:`NLTEOptions`,
   :func:`babsma_control`, :func:`bsyn_control`).
@@ -34,6 +36,8 @@ _LAZY = {
     "Atmosphere": "atmospheres",
     "MarcsGrid": "atmospheres",
     "atmosphere_for": "atmospheres",
+    "Atlas9Grid": "atlas9",
+    "atlas9_atmosphere": "atlas9",
     "NLTEOptions": "turbospectrum",
     "SynthesisResult": "turbospectrum",
     "babsma_control": "turbospectrum",

