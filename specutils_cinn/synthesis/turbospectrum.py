@@ -62,6 +62,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .atmospheres import Atmosphere, MarcsGrid, atmosphere_for
+from .hydrogen_patch import ENV_VARIABLE
+from .pruning import LinePruning, irwin_atoms, species_in
 
 if TYPE_CHECKING:
     from .atlas9 import Atlas9Grid
@@ -206,6 +208,8 @@ class SynthesisResult:
         Wall time of the whole synthesis.
     labels : dict of str to float
         The input labels.
+    pruning : dict
+        Line-pruning settings and line counts (empty when no pruning was asked for).
     """
 
     wavelength: list[np.ndarray]
@@ -218,6 +222,7 @@ class SynthesisResult:
     code_version: str
     seconds: float
     labels: dict[str, float] = field(default_factory=dict)
+    pruning: dict = field(default_factory=dict)
 
 
 def _atomic_number(symbol: str) -> int:
@@ -419,11 +424,15 @@ def bsyn_control(*, lambda_min: float, lambda_max: float, step: float,
     return "\n".join(lines) + "\n"
 
 
-def _run(exe: Path, text: str, workdir: Path, timeout: float, what: str) -> str:
+def _run(exe: Path, text: str, workdir: Path, timeout: float, what: str,
+         hydrogen_wing_fraction: float = 0.0) -> str:
+    # The wing factor is always set explicitly, so a stray environment variable cannot change
+    # a spectrum (0 = Turbospectrum's own hydrogen-line treatment).
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           ENV_VARIABLE: repr(float(hydrogen_wing_fraction))}
     try:
         proc = subprocess.run([str(exe)], input=text, text=True, capture_output=True,
-                              cwd=workdir, timeout=timeout,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              cwd=workdir, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{what} did not finish within {timeout} s (work dir {workdir})") \
             from exc
@@ -519,7 +528,9 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
                nlte: NLTEOptions | None = None, timeout: float = 900.0,
                grid: MarcsGrid | None = None, opacity: str = "shared",
                atlas9: Atlas9Grid | None = None, atmosphere: Atmosphere | None = None,
-               alpha_fe: float | None = None) -> SynthesisResult:
+               alpha_fe: float | None = None,
+               hydrogen_wing_fraction: float | None = None,
+               line_pruning: LinePruning | None = None) -> SynthesisResult:
     """Synthesise a continuum-normalised spectrum with Turbospectrum for one star.
 
     Parameters
@@ -553,6 +564,16 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
     alpha_fe : float, optional
         ``ALPHA/Fe`` for babsma and bsyn; default the atmosphere's [alpha/M]
         (``Atmosphere.alpha_m``: 0 for MARCS, 0.4 for the metal-poor ATLAS9 models).
+    hydrogen_wing_fraction : float, optional
+        Evaluate hydrogen-line wings only where the wavelength has moved by this fraction of
+        the distance to the line centre, and interpolate in between
+        (:mod:`~specutils_cinn.synthesis.hydrogen_patch`; 0.02 changes the flux by about 1e-4
+        and makes syntheses over Balmer or Paschen lines several times faster). None or 0:
+        Turbospectrum's own treatment, every point. Needs an install built with the patch.
+    line_pruning : LinePruning, optional
+        Leave out the lines too weak to matter in this star (one extra short probe run
+        measures the strengths; :mod:`~specutils_cinn.synthesis.pruning`). The hydrogen list
+        is never pruned. None: every line of every list.
 
     Returns
     -------
@@ -578,6 +599,14 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
         from .install import find_synthesis
 
         install = find_synthesis()
+    hwf = float(hydrogen_wing_fraction or 0.0)
+    if not (np.isfinite(hwf) and 0.0 <= hwf <= 0.2):
+        raise ValueError(f"hydrogen_wing_fraction must be in [0, 0.2], got "
+                         f"{hydrogen_wing_fraction!r}")
+    if hwf > 0 and not getattr(install, "patches", ()):
+        raise RuntimeError(f"the synthesis install at {install.prefix} was built without the "
+                           "hydrogen-wing patch; rebuild it with `specutils-cinn synthesis "
+                           "build --force` or use hydrogen_wing_fraction=None")
     if atmosphere is None:
         grid = grid or MarcsGrid(install.atmos_dir)
     lists = [Path(p) for p in (line_lists if line_lists is not None
@@ -604,14 +633,46 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
         alpha = atm.alpha_m if alpha_fe is None else float(alpha_fe)
         common = {"atmosphere": atm, "metallicity": fe_h, "abundances": abundances,
                   "model_name": "model.mod", "alpha_fe": alpha}
+        probe = None
+        lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
+        if line_pruning is not None:
+            hydrogen = getattr(install, "hlinedata", None)
+            probe_windows, probe_text, probes = line_pruning.probe_plan(
+                species_in(lists, hydrogen), (lo, hi))
+            (work / "probe.list").write_text(probe_text)
+            probe = (probe_windows, probes, hydrogen)
+            lo = min(lo, min(w[0] for w in probe_windows))
+            hi = max(hi, max(w[1] for w in probe_windows))
+            if opacity != "shared":
+                raise ValueError("line_pruning needs opacity='shared'")
         if opacity == "shared":
             step = min(w[2] for w in windows)
-            lo, hi = min(w[0] for w in windows), max(w[1] for w in windows)
             text = babsma_control(lambda_min=lo - 1, lambda_max=hi + 1, step=step, vmic=vmic,
                                   opacity_file="opac", **common)
             (work / "babsma.inp").write_text(text)
             (work / "babsma.log").write_text(_run(install.babsma, text, work, timeout,
                                                   "babsma"))
+        pruning_info: dict = {}
+        if probe is not None:
+            probe_windows, probes, hydrogen = probe
+            pw, pf = [], []
+            for j, (start, stop, step) in enumerate(probe_windows):
+                text = bsyn_control(lambda_min=start, lambda_max=stop, step=step,
+                                    line_lists=["probe.list"], opacity_file="opac",
+                                    result_file=f"probe{j}", **common)
+                (work / f"probe{j}.inp").write_text(text)
+                (work / f"probe{j}.log").write_text(_run(install.bsyn, text, work, timeout,
+                                                         "bsyn (probe run)"))
+                data = _read_spectrum(work / f"probe{j}")
+                pw.append(data[:, 0])
+                pf.append(data[:, 1])
+            atoms = irwin_atoms(install)
+            strength = line_pruning.strengths(probes, np.concatenate(pw), np.concatenate(pf),
+                                              dict(labels), atoms, solar)
+            lists, counts = line_pruning.write_pruned(lists, strength, windows, work,
+                                                      labels=dict(labels), atoms=atoms,
+                                                      solar=solar, hydrogen=hydrogen)
+            pruning_info = {**line_pruning.to_dict(), **counts}
         waves, fluxes, absolute = [], [], []
         for i, (start, stop, step) in enumerate(windows):
             opac = "opac"
@@ -627,7 +688,8 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
                                 line_lists=lists, opacity_file=opac, result_file=result,
                                 nlte=nlte, **common)
             (work / f"bsyn{i}.inp").write_text(text)
-            (work / f"bsyn{i}.log").write_text(_run(install.bsyn, text, work, timeout, "bsyn"))
+            (work / f"bsyn{i}.log").write_text(_run(install.bsyn, text, work, timeout, "bsyn",
+                                                    hydrogen_wing_fraction=hwf))
             data = _read_spectrum(work / result)
             wave = _window_grid(start, stop, step)
             # bsyn's own wavelengths are rounded; put the flux on the exact requested grid.
@@ -640,4 +702,5 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
     return SynthesisResult(wavelength=waves, flux=fluxes, absolute_flux=absolute,
                            atmosphere=atm, solar_scale=dict(solar), abundances=abundances,
                            line_lists=lists, code_version=install.version,
-                           seconds=time.perf_counter() - t0, labels=dict(labels))
+                           seconds=time.perf_counter() - t0, labels=dict(labels),
+                           pruning=pruning_info)
