@@ -51,7 +51,8 @@ import numpy as np
 from .design import KielRegion, LabelDesign
 from .grid_file import SynthesisGrid, holdout_mask, write_grid
 
-__all__ = ["GridConfig", "GridRunSummary", "SynthesisWindow", "consolidate_grid", "run_grid"]
+__all__ = ["GridConfig", "GridRunSummary", "SynthesisWindow", "consolidate_grid",
+           "doppler_windows", "pack_shards", "run_grid"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,32 @@ class GridConfig:
     exclude_line_lists : tuple of str
         Families of the extended lists to leave out (e.g. ``("sih",)``); see
         `~specutils_cinn.synthesis.linelists.FAMILIES`.
+    shards : `pathlib.Path`, optional
+        Folder of committed shards (`~specutils_cinn.synthesis.shards`). When given, each star
+        is stored at the 4MOST ``setups``' native sampling after the line-spread function, and
+        finished blocks of ``shard_size`` stars are written there as shards; stars already in
+        a shard are never synthesised again (a run resumes on a machine that has only the
+        repository).
+    shard_size : int
+        Stars per shard (a block of consecutive ``star_id``).
+    setups : tuple of {"hr", "lr"}
+        4MOST setups stored in the shards.
+    hydrogen_wing_fraction : float
+        See `~specutils_cinn.synthesis.turbospectrum.synthesize` (0: Turbospectrum as is).
+    min_depth : float, optional
+        Per-star line pruning below this predicted central depth
+        (`~specutils_cinn.synthesis.pruning.LinePruning`); None: no pruning.
+    lithium : {"1d-lte", "3d-nlte"}
+        ``"3d-nlte"``: Li 6104/6708/8126 from breidablik where it covers the star
+        (`~specutils_cinn.synthesis.lithium.synthesize_with_lithium`), 1D LTE elsewhere.
+    loggf_calibration : `pathlib.Path`, optional
+        A solar log gf calibration (ECSV) applied to the line lists it covers
+        (`~specutils_cinn.synthesis.loggf.calibrated_line_lists`).
+    sampling_fraction : float, optional
+        Sample each star as finely as its narrowest lines need: windows are cut into pieces
+        whose step is this fraction of the Doppler width of an iron line at 0.7 Teff with
+        the star's microturbulence (`doppler_windows`); the windows' own ``step`` is then an
+        upper limit. None: the windows' steps.
     """
 
     output: Path
@@ -118,8 +145,24 @@ class GridConfig:
     prefix: Path | None = None
     line_lists: str = "extended"
     exclude_line_lists: tuple[str, ...] = ()
+    shards: Path | None = None
+    shard_size: int = 16
+    setups: tuple[str, ...] = ("hr", "lr")
+    hydrogen_wing_fraction: float = 0.0
+    min_depth: float | None = None
+    lithium: str = "1d-lte"
+    loggf_calibration: Path | None = None
+    sampling_fraction: float | None = None
 
     def __post_init__(self) -> None:
+        if self.lithium not in ("1d-lte", "3d-nlte"):
+            raise ValueError(f"lithium must be '1d-lte' or '3d-nlte', got {self.lithium!r}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, got {self.shard_size}")
+        if any(s not in ("hr", "lr") for s in self.setups) or not self.setups:
+            raise ValueError(f"setups must be a non-empty list of 'hr'/'lr', got {self.setups}")
+        if self.sampling_fraction is not None and not 0 < self.sampling_fraction <= 2:
+            raise ValueError(f"sampling_fraction must be in (0, 2], got {self.sampling_fraction}")
         if self.n_stars < 1:
             raise ValueError(f"n_stars must be at least 1, got {self.n_stars}")
         if not self.windows:
@@ -200,17 +243,91 @@ class GridConfig:
                                                 else Path(prefix)),
             line_lists=str(s.get("line_lists", "extended")),
             exclude_line_lists=tuple(str(x) for x in s.get("exclude_line_lists", ())),
+            shards=_path(g.get("shards"), base),
+            shard_size=int(g.get("shard_size", 16)),
+            setups=tuple(str(x) for x in g.get("setups", ("hr", "lr"))),
+            hydrogen_wing_fraction=float(s.get("hydrogen_wing_fraction", 0.0)),
+            min_depth=None if s.get("min_depth") is None else float(s["min_depth"]),
+            lithium=str(s.get("lithium", "1d-lte")),
+            loggf_calibration=_path(s.get("loggf_calibration"), base),
+            sampling_fraction=(None if s.get("sampling_fraction") is None
+                               else float(s["sampling_fraction"])),
         )
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (stored as grid provenance)."""
-        return {
+        out = {
             "n_stars": self.n_stars,
             "windows": [[w.name, w.start, w.stop, w.step] for w in self.windows],
             "design": self.design.to_dict(),
             "line_lists": self.line_lists,
             "exclude_line_lists": list(self.exclude_line_lists),
         }
+        if self.shards is not None:
+            out.update({
+                "shard_size": self.shard_size, "setups": list(self.setups),
+                "hydrogen_wing_fraction": self.hydrogen_wing_fraction,
+                "min_depth": self.min_depth, "lithium": self.lithium,
+                "loggf_calibration": (None if self.loggf_calibration is None
+                                      else self.loggf_calibration.name),
+                "sampling_fraction": self.sampling_fraction,
+            })
+        return out
+
+
+def _path(value: Any, base: Path) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value))
+    return p if p.is_absolute() else base / p
+
+
+#: Speed of light (km/s) and the atomic mass unit (kg), for Doppler widths.
+_C_KMS = 299792.458
+_AMU_KG = 1.66053907e-27
+_K_B = 1.380649e-23
+
+
+def doppler_windows(labels: Mapping[str, float], start: float, stop: float, max_step: float,
+                    fraction: float, growth: float = 1.25) -> list[tuple[float, float, float]]:
+    """Cut ``[start, stop]`` into pieces sampled as finely as the star's narrowest lines need.
+
+    The step of a piece is ``fraction`` times the Doppler width at its blue end of an iron line
+    at 0.7 Teff (the upper atmosphere) with the star's microturbulence,
+    ``lambda sqrt(2 k T / m_Fe + vmic^2) / c``, at most ``max_step``; a piece ends where that
+    width has grown by ``growth``. Turbospectrum samples the spectrum rather than integrating
+    it, so a line narrower than about two steps loses its equivalent width after convolution.
+
+    Parameters
+    ----------
+    labels : mapping
+        ``teff`` (K) and ``vmic`` (km/s).
+    start, stop, max_step : float
+        The window (air Angstrom) and the largest step allowed.
+    fraction : float
+        Step in units of that Doppler width.
+    growth : float
+        Ratio of the wavelengths at the ends of a piece.
+
+    Returns
+    -------
+    list of (start, stop, step)
+        Contiguous, non-overlapping pieces covering the window (a piece starts one step after
+        the previous one's last sample).
+    """
+    v_th = np.sqrt(2.0 * _K_B * 0.7 * float(labels["teff"]) / (55.845 * _AMU_KG)) / 1e3
+    xi = float(np.hypot(v_th, float(labels["vmic"])))
+    out: list[tuple[float, float, float]] = []
+    lo = float(start)
+    while lo < stop:
+        step = min(float(max_step), fraction * lo * xi / _C_KMS)
+        step = float(np.floor(step * 1e4) / 1e4)
+        hi = min(float(stop), lo * growth)
+        n = max(int(np.ceil((hi - lo) / step)), 1)
+        hi = lo + n * step if hi < stop else float(stop)
+        out.append((lo, hi, step))
+        lo = hi + step
+    return out
 
 
 @dataclass
@@ -326,6 +443,177 @@ def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
         return star_id, False, msg
 
 
+_LISTS_CACHE: dict[tuple, list[Path]] = {}
+
+
+def _v2_line_lists(install: Any, options: Mapping[str, Any], parts: Path) -> list[Path]:
+    """The line lists of a v2 run (calibrated copies made once per process)."""
+    key = (str(install.prefix), options["line_lists"], tuple(options["exclude"]),
+           options["loggf_calibration"])
+    if key in _LISTS_CACHE:
+        return _LISTS_CACHE[key]
+    if options["line_lists"] == "ges":
+        lists = [install.ges_linelist, install.hlinedata]
+    elif options["loggf_calibration"]:
+        from .loggf import calibrated_line_lists
+
+        lists = calibrated_line_lists(install, options["loggf_calibration"],
+                                      parts / "linelists", exclude=tuple(options["exclude"]))
+    else:
+        lists = [install.ges_linelist, install.hlinedata] + [
+            p for f, p in install.extended_linelists.items() if f not in options["exclude"]]
+    _LISTS_CACHE[key] = [Path(p) for p in lists]
+    return _LISTS_CACHE[key]
+
+
+def _turbospectrum_v2(labels: Mapping[str, float], pieces: list, options: Mapping[str, Any],
+                      parts: Path) -> tuple[Any, dict, Any]:
+    """Turbospectrum with the v2 options; returns the result, the Li record and the install."""
+    from .install import find_synthesis
+    from .pruning import LinePruning
+    from .turbospectrum import synthesize
+
+    install = find_synthesis(options["prefix"])
+    kwargs = {"install": install, "line_lists": _v2_line_lists(install, options, parts),
+              "timeout": options["timeout"],
+              "hydrogen_wing_fraction": options["hydrogen_wing_fraction"] or None,
+              "line_pruning": (None if options["min_depth"] is None
+                               else LinePruning(min_depth=options["min_depth"]))}
+    if options["lithium"] == "3d-nlte":
+        from .lithium import synthesize_with_lithium
+
+        res, li_info = synthesize_with_lithium(labels, pieces, **kwargs)
+        return res, li_info, install
+    return synthesize(labels, pieces, **kwargs), {"li_physics": "1D LTE"}, install
+
+
+def _synthesize_star_v2(task: tuple) -> tuple[int, bool, str]:
+    """Worker of a sharded run: synthesise one star, keep it at the 4MOST setups' sampling."""
+    star_id, labels, windows, parts, options, fn = task
+    parts = Path(parts)
+    t0 = time.perf_counter()
+    c0 = _child_cpu()
+    try:
+        from .shards import instrument_spectra
+
+        pieces = []
+        for _, start, stop, step in windows:
+            if options["sampling_fraction"]:
+                pieces += doppler_windows(labels, start, stop, step,
+                                          options["sampling_fraction"])
+            else:
+                pieces.append((start, stop, step))
+        install = None
+        li_info: dict[str, Any] = {"li_physics": "1D LTE"}
+        if fn is not None:
+            res = fn(labels, pieces, options)
+        else:
+            res, li_info, install = _turbospectrum_v2(labels, pieces, options, parts)
+        wave = np.concatenate(res.wavelength)
+        flux = np.concatenate(res.flux)
+        if not np.all(np.isfinite(flux)):
+            raise RuntimeError("non-finite synthetic flux")
+        spectra = instrument_spectra(wave, flux, options["setups"])
+        info = {
+            "star_id": star_id,
+            "labels": dict(labels),
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": _child_cpu() - c0,
+            "atmosphere": _atmosphere_fields(getattr(res, "atmosphere", None)),
+            "lithium": li_info,
+            "li_physics": li_info.get("li_physics", "1D LTE"),
+            "pruning": getattr(res, "pruning", {}),
+            "sampling": [list(p) for p in pieces],
+            "code_version": getattr(res, "code_version", "unknown"),
+            "patches": list(getattr(install, "patches", ()) if install is not None else ()),
+            "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
+            "solar_scale": getattr(res, "solar_scale", {}),
+        }
+        arrays = {f"spec_{k}": v.astype(np.float32) for k, v in spectra.items()}
+        arrays["info"] = np.asarray(json.dumps(info, default=_json_default))
+        tmp = parts / f".tmp_{star_id:06d}_{os.getpid()}.npz"
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, _part_path(parts, star_id))
+        _fail_path(parts, star_id).unlink(missing_ok=True)
+        return star_id, True, ""
+    except Exception as exc:  # noqa: BLE001 - recorded per star, the run goes on
+        msg = f"{type(exc).__name__}: {exc}"
+        _fail_path(parts, star_id).write_text(json.dumps(
+            {"star_id": star_id, "labels": dict(labels), "error": msg,
+             "traceback": traceback.format_exc()}, default=_json_default, indent=1))
+        return star_id, False, msg
+
+
+def _physics(infos: Sequence[Mapping[str, Any]], lithium: str) -> str:
+    families = sorted({str(i.get("atmosphere", {}).get("family", "marcs")) for i in infos})
+    atm = "1D LTE ({})".format(", ".join(families) or "MARCS")
+    if lithium == "3d-nlte":
+        return f"{atm}, 3D NLTE Li (breidablik) where covered, 1D LTE Li elsewhere"
+    return atm
+
+
+def pack_shards(config: GridConfig) -> list[Path]:
+    """Write the shards whose block of stars is finished (each star done or failed).
+
+    Parameters
+    ----------
+    config : `GridConfig`
+        A sharded run (``config.shards`` set).
+
+    Returns
+    -------
+    list of `pathlib.Path`
+        The shards written by this call.
+    """
+    from .shards import shard_name, write_shard
+
+    if config.shards is None:
+        raise ValueError("pack_shards needs a configuration with [grid] shards")
+    parts = config.parts_dir
+    written = []
+    size = config.shard_size
+    for block in range((config.n_stars + size - 1) // size):
+        dest = config.shards / shard_name(block)
+        if dest.exists():
+            continue
+        ids = range(block * size, min((block + 1) * size, config.n_stars))
+        status = {i: _part_path(parts, i).exists() or
+                  (_fail_path(parts, i).exists() and "fail") for i in ids}
+        if not all(status.values()):
+            continue
+        done = [i for i in ids if _part_path(parts, i).exists()]
+        infos, spectra = [], {s: [] for s in config.setups}
+        for i in done:
+            with np.load(_part_path(parts, i), allow_pickle=False) as data:
+                infos.append(json.loads(str(data["info"])))
+                for s in config.setups:
+                    spectra[s].append(data[f"spec_{s}"])
+        failed = [{"star_id": i, "error": json.loads(_fail_path(parts, i).read_text())["error"]}
+                  for i in ids if i not in done]
+        names = list(infos[0]["labels"]) if infos else []
+        n_pix = {}
+        if not infos:
+            from .shards import _setup
+
+            n_pix = {s: _setup(s).grid.npix for s in config.setups}
+        prov = {**config.to_dict(),
+                "code": infos[0]["code_version"] if infos else "",
+                "patches": infos[0].get("patches", []) if infos else [],
+                "line_lists": infos[0]["line_lists"] if infos else [],
+                "solar_scale": infos[0]["solar_scale"] if infos else {},
+                "physics": _physics(infos, config.lithium)}
+        write_shard(dest, star_id=done,
+                    labels={k: [i["labels"][k] for i in infos] for k in names},
+                    spectra={s: (np.stack(v) if v else np.zeros((0, n_pix[s])))
+                             for s, v in spectra.items()},
+                    info=[{k: v for k, v in i.items()
+                           if k not in ("labels", "line_lists", "solar_scale")}
+                          for i in infos],
+                    provenance=prov, failed=failed)
+        written.append(dest)
+    return written
+
+
 def _child_cpu() -> float:
     """CPU seconds used so far by this process's finished children (the Turbospectrum runs)."""
     import resource
@@ -369,8 +657,9 @@ def run_grid(
         Write the HDF5 grid file from all finished parts at the end.
     synthesize_fn : callable, optional
         Replaces the Turbospectrum driver (for tests): called as
-        ``fn(labels, windows, prefix, line_lists, timeout)`` and returning an object with
-        ``wavelength`` and ``flux`` lists (one array per window). Must be picklable.
+        ``fn(labels, windows, prefix, line_lists, timeout)`` (``fn(labels, windows, options)``
+        for a sharded run) and returning an object with ``wavelength`` and ``flux`` lists (one
+        array per window). Must be picklable.
 
     Returns
     -------
@@ -386,44 +675,66 @@ def run_grid(
     names = [k for k in labels if k != "star_id"]
     windows = [(w.name, w.start, w.stop, w.step) for w in config.windows]
     summary = GridRunSummary()
+    in_shards: set[int] = set()
+    if config.shards is not None:
+        from .shards import shard_star_ids
+
+        if config.shards.is_dir():
+            done, failed = shard_star_ids(config.shards)
+            in_shards = done | failed
+        options = {"prefix": config.prefix, "line_lists": config.line_lists,
+                   "exclude": list(config.exclude_line_lists),
+                   "loggf_calibration": (None if config.loggf_calibration is None
+                                         else str(config.loggf_calibration)),
+                   "hydrogen_wing_fraction": config.hydrogen_wing_fraction,
+                   "min_depth": config.min_depth, "lithium": config.lithium,
+                   "sampling_fraction": config.sampling_fraction,
+                   "setups": list(config.setups), "timeout": config.timeout}
     todo = []
     for i, sid in enumerate(labels["star_id"]):
         sid = int(sid)
-        if _part_path(parts, sid).exists() or (
+        if sid in in_shards or _part_path(parts, sid).exists() or (
                 _fail_path(parts, sid).exists() and not retry_failed):
             summary.skipped += 1
             continue
-        todo.append((sid, {k: float(labels[k][i]) for k in names}, windows, str(parts),
-                     config.prefix,
+        star = {k: float(labels[k][i]) for k in names}
+        if config.shards is not None:
+            todo.append((sid, star, windows, str(parts), options, synthesize_fn))
+            continue
+        todo.append((sid, star, windows, str(parts), config.prefix,
                      config.line_lists if config.line_lists == "ges"
                      else ("extended", config.exclude_line_lists),
                      config.timeout, synthesize_fn))
     if limit is not None:
         todo = todo[: max(int(limit), 0)]
     nproc = max(1, int(config.processes or os.cpu_count() or 1))
+    worker = _synthesize_star if config.shards is None else _synthesize_star_v2
     bar = tqdm(total=len(todo), disable=not progress, unit="star", desc="synthesis")
+
+    def _done(sid: int, ok: bool, msg: str) -> None:
+        summary.done += ok
+        summary.failed += not ok
+        if not ok:
+            bar.write(f"star {sid} failed: {msg}")
+        bar.update()
+        if config.shards is not None:
+            for path in pack_shards(config):
+                bar.write(f"wrote {path}")
+
     try:
         if nproc == 1 or len(todo) <= 1:
-            results = (_synthesize_star(t) for t in todo)
-            for sid, ok, msg in results:
-                summary.done += ok
-                summary.failed += not ok
-                if not ok:
-                    bar.write(f"star {sid} failed: {msg}")
-                bar.update()
+            for t in todo:
+                _done(*worker(t))
         else:
             with ProcessPoolExecutor(max_workers=nproc) as pool:
-                futures = [pool.submit(_synthesize_star, t) for t in todo]
+                futures = [pool.submit(worker, t) for t in todo]
                 for fut in as_completed(futures):
-                    sid, ok, msg = fut.result()
-                    summary.done += ok
-                    summary.failed += not ok
-                    if not ok:
-                        bar.write(f"star {sid} failed: {msg}")
-                    bar.update()
+                    _done(*fut.result())
     finally:
         bar.close()
-    if consolidate:
+    if config.shards is not None:
+        pack_shards(config)
+    elif consolidate:
         summary.output = consolidate_grid(config)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -1,0 +1,121 @@
+"""Grid v2: committed shards at 4MOST sampling (shards.py) and the sharded run (runner.py)."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from specutils_cinn.instruments import fourmost_setup
+from specutils_cinn.synthesis.runner import GridConfig, doppler_windows, pack_shards, run_grid
+from specutils_cinn.synthesis.shards import (
+    instrument_spectra,
+    read_shards,
+    shard_star_ids,
+    write_shard,
+)
+
+
+@dataclass
+class _Fake:
+    wavelength: list
+    flux: list
+
+
+def fake_synthesis(labels, windows, options):
+    """A continuum with one Gaussian line per 50 A whose depth follows [Fe/H]."""
+    waves, fluxes = [], []
+    depth = 0.3 + 0.1 * labels["fe_h"]
+    for start, stop, step in windows:
+        w = np.arange(start, stop + step / 2, step)
+        centres = np.arange(3700.0, 9500.0, 50.0)
+        f = np.ones_like(w)
+        near = np.abs(w[:, None] - centres[None, :]) < 2.0
+        f -= depth * np.sum(np.exp(-0.5 * ((w[:, None] - centres) / 0.1) ** 2) * near, axis=1)
+        waves.append(w)
+        fluxes.append(f)
+    if labels["teff"] > 6900:
+        raise RuntimeError("deliberate failure")
+    return _Fake(waves, fluxes)
+
+
+def _config(tmp_path, n=5, **kw):
+    doc = {"grid": {"output": "work/g.h5", "n_stars": n, "processes": 1, "shards": "grid/x",
+                    "shard_size": 2},
+           "design": {"seed": 3},
+           "window": [{"name": "full", "start": 3690.0, "stop": 9510.0, "step": 0.2}],
+           "synthesis": {"line_lists": "ges", **kw}}
+    return GridConfig.from_dict(doc, base=tmp_path)
+
+
+def test_doppler_windows_cover_and_refine():
+    labels = {"teff": 4000.0, "vmic": 0.5}
+    pieces = doppler_windows(labels, 3690.0, 9510.0, 0.03, 0.5)
+    assert pieces[0][0] == 3690.0 and pieces[-1][1] == 9510.0
+    for (a0, b0, s0), (a1, _, _) in zip(pieces, pieces[1:], strict=False):
+        assert a1 == pytest.approx(b0 + s0)          # contiguous, no overlap
+    steps = [p[2] for p in pieces]
+    assert steps == sorted(steps)                     # redder pieces coarser
+    # half the Doppler width of iron at 0.7 Teff with vmic 0.5 at 3690 A: ~0.0064 A
+    assert 0.006 < steps[0] < 0.007
+    hot = doppler_windows({"teff": 7000.0, "vmic": 2.5}, 3690.0, 9510.0, 0.03, 0.5)
+    assert max(p[2] for p in hot) == 0.03             # capped at the window's own step
+
+
+def test_shard_round_trip(tmp_path):
+    hr, lr = fourmost_setup("hr").grid.npix, fourmost_setup("lr").grid.npix
+    rng = np.random.default_rng(1)
+    spectra = {"hr": 1 - 0.5 * rng.random((3, hr)), "lr": 1 - 0.5 * rng.random((3, lr))}
+    path = write_shard(tmp_path / "shard_00000.h5", star_id=[0, 1, 3],
+                       labels={"teff": [5000.0, 6000.0, 4500.0], "fe_h": [0.0, -1.0, -3.0]},
+                       spectra=spectra, info=[{"li_physics": "1D LTE"}] * 3,
+                       provenance={"physics": "test"}, failed=[{"star_id": 2, "error": "x"}])
+    assert path.stat().st_size < 3 * 200_000
+    grid = read_shards(tmp_path, "hr")
+    assert list(grid.segments) == ["HB", "HG", "HR"]
+    flux = np.concatenate([grid.segments[s][1] for s in grid.segments], axis=1)
+    # float16 depth: absolute error below 2.5e-4 for depths under 0.5
+    np.testing.assert_allclose(flux, spectra["hr"], atol=2.5e-4)
+    np.testing.assert_allclose(grid.segments["HB"][0], fourmost_setup("hr").grid.segments[0]
+                               .centres)
+    assert grid.meta["physics"] == "test"
+    assert shard_star_ids(tmp_path) == ({0, 1, 3}, {2})
+    with pytest.raises(ValueError, match="shape"):
+        write_shard(tmp_path / "shard_00001.h5", star_id=[0], labels={}, spectra={"hr":
+                    np.ones((1, 10))}, info=[{}], provenance={})
+
+
+def test_sharded_run_resumes_and_packs(tmp_path):
+    cfg = _config(tmp_path)
+    summary = run_grid(cfg, synthesize_fn=fake_synthesis, progress=False)
+    assert summary.done + summary.failed == 5
+    shards = sorted(cfg.shards.glob("shard_*.h5"))
+    assert [p.name for p in shards] == ["shard_00000.h5", "shard_00001.h5", "shard_00002.h5"]
+    done, failed = shard_star_ids(cfg.shards)
+    assert done | failed == set(range(5)) and not done & failed
+    # a new machine with only the shards: nothing is synthesised again
+    for part in cfg.parts_dir.glob("star_*"):
+        part.unlink()
+    again = run_grid(cfg, synthesize_fn=fake_synthesis, progress=False)
+    assert again.done == 0 and again.skipped == 5
+    grid = read_shards(cfg.shards, "lr")
+    assert sorted(grid.star_id) == sorted(done)
+    assert grid.segments["LJ"][1].shape == (len(done), fourmost_setup("lr").grid.npix)
+    # the spectra are what the instrument records of the synthesis
+    i = 0
+    labels = {k: grid.labels[k][i] for k in grid.labels}
+    fake = fake_synthesis(labels, [(3690.0, 9510.0, 0.2)], {})
+    expect = instrument_spectra(fake.wavelength[0], fake.flux[0], ["lr"])["lr"]
+    np.testing.assert_allclose(grid.segments["LJ"][1][i], expect, atol=3e-4)
+    info = json.loads(json.dumps(grid.meta))
+    assert info["shard_size"] == 2 and info["setups"] == ["hr", "lr"]
+
+
+def test_pack_needs_shards(tmp_path):
+    cfg = GridConfig.from_dict({"grid": {"output": "g.h5", "n_stars": 1},
+                                "window": [{"name": "w", "start": 1, "stop": 2, "step": 1}]},
+                               base=tmp_path)
+    with pytest.raises(ValueError, match="shards"):
+        pack_shards(cfg)
+    with pytest.raises(ValueError, match="lithium"):
+        _config(tmp_path, lithium="nlte")
