@@ -544,11 +544,11 @@ def _synthesize_star_v2(task: tuple) -> tuple[int, bool, str]:
         return star_id, False, msg
 
 
-def _physics(infos: Sequence[Mapping[str, Any]], lithium: str) -> str:
-    families = sorted({str(i.get("atmosphere", {}).get("family", "marcs")) for i in infos})
-    atm = "1D LTE ({})".format(", ".join(families) or "MARCS")
+def _shard_physics(infos: Sequence[Mapping[str, Any]], lithium: str) -> str:
+    """The physics line of a shard: atmosphere families used and the lithium treatment."""
+    atm = _physics([i.get("atmosphere", {}).get("family", "marcs") for i in infos])
     if lithium == "3d-nlte":
-        return f"{atm}, 3D NLTE Li (breidablik) where covered, 1D LTE Li elsewhere"
+        return f"{atm}; 3D NLTE Li (breidablik) where it covers the star, 1D LTE Li elsewhere"
     return atm
 
 
@@ -601,7 +601,7 @@ def pack_shards(config: GridConfig) -> list[Path]:
                 "patches": infos[0].get("patches", []) if infos else [],
                 "line_lists": infos[0]["line_lists"] if infos else [],
                 "solar_scale": infos[0]["solar_scale"] if infos else {},
-                "physics": _physics(infos, config.lithium)}
+                "physics": _shard_physics(infos, config.lithium)}
         write_shard(dest, star_id=done,
                     labels={k: [i["labels"][k] for i in infos] for k in names},
                     spectra={s: (np.stack(v) if v else np.zeros((0, n_pix[s])))
