@@ -18,8 +18,9 @@ c = GridConfig.from_toml(sys.argv[1])
 print(c.shards)
 PY
 )
-REL=$(realpath --relative-to="$(git rev-parse --show-toplevel)" "$SHARDS")
 mkdir -p "$SHARDS"
+REL=$(realpath -m --relative-to="$(git rev-parse --show-toplevel)" "$SHARDS")
+[ -n "$REL" ] || { echo "cannot locate the shard folder $SHARDS"; exit 2; }
 nice -n 5 specutils-cinn grid "$CONFIG" &
 RUN=$!
 commit_shards() {
