@@ -12,12 +12,13 @@ One extra short ``bsyn`` run on the star's own model atmosphere and abundances, 
 synthetic list of *probe lines* (almost undamped, so that only their Doppler cores count):
 
 - every molecule and isotopologue in the lists at excitation 0 and log gf = -7, -4, -1
-  (:data:`PROBE_LOGGF`), and CN at 2 eV;
+  (:data:`PROBE_LOGGF`) and, in a window of their own, +1 and +3
+  (:data:`MOLECULE_STRONG_LOGGF`), and CN at 2 eV;
 - Fe I at 0 and 4 eV and Fe II at 3 eV, near the middle of the synthesised range, and Fe I at
   0 eV near both ends.
 
 A probe whose central depth ``d`` lies on the linear part of the curve of growth
-(1e-4 <= d <= 0.1) gives its species' depth per unit gf, ``log k = log d - log gf``. The CN and
+(3e-5 <= d <= 0.1) gives its species' depth per unit gf, ``log k = log d - log gf``. The CN and
 Fe I pairs give the excitation temperatures (``theta = 5040 / T``) of molecular and atomic
 lines, the Fe I probes at the ends the wavelength dependence ``log c(lambda)`` of the
 line-to-continuum opacity ratio. The central depth of a molecular line is predicted as::
@@ -35,7 +36,7 @@ ions::
 
 Lines predicted below ``min_depth`` are left out, as are lines farther than
 :data:`WINDOW_MARGIN` from every window (Turbospectrum ignores those anyway). A species whose
-probes are all below 1e-4 gets ``log k`` from that bound (an overestimate: its lines are kept if
+probes are all below 3e-5 gets ``log k`` from that bound (an overestimate: its lines are kept if
 the bound says they might matter); a species saturated at every probe keeps all its lines.
 Hydrogen lines are never pruned. Probe lines only measure; the star's spectrum is synthesised
 without them.
@@ -62,11 +63,14 @@ __all__ = ["PROBE_LOGGF", "IndexedLineList", "LinePruning", "SpeciesStrength",
 
 #: log gf of the probe lines of each species (excitation energy 0).
 PROBE_LOGGF = (-7.0, -4.0, -1.0)
+#: Extra, stronger probe levels of molecules (in a window of their own).
+MOLECULE_STRONG_LOGGF = (1.0, 3.0)
 #: Probe spacing and the sampling step of the probe run (Angstrom).
 PROBE_SPACING = 0.5
 PROBE_STEP = 0.25
-#: Depth range in which a probe is on the linear part of the curve of growth.
-_LINEAR = (1.0e-4, 0.1)
+#: Depth range in which a probe is on the linear part of the curve of growth (bsyn writes the
+#: normalised flux to 1e-5, so 3e-5 is read to about 30 %: enough to rank lines).
+_LINEAR = (3.0e-5, 0.1)
 #: Turbospectrum only considers lines within this many Angstrom of a window (bsyn's XLMARG).
 WINDOW_MARGIN = 5.0
 _FE1, _FE2 = ("26.000", 1), ("26.000", 2)
@@ -296,13 +300,18 @@ class LinePruning:
         molecules = [(c, i, True, 0.0, g, "k") for c, i, m in species if m for g in levels]
         if cn is not None:
             molecules += [(cn[0], cn[1], True, _CHI_MOLECULE, g, "theta") for g in levels]
+        # strong molecular probes in a window of their own: they measure the species too weak
+        # for the levels above (TiO in the Sun, anything in a hot metal-poor star)
+        strong = [(c, i, True, 0.0, g, "k") for c, i, m in species if m
+                  for g in MOLECULE_STRONG_LOGGF]
         atoms = []
         if fe1 is not None:
             atoms += [(fe1[0], fe1[1], False, 0.0, g, "k") for g in levels]
             atoms += [(fe1[0], fe1[1], False, _CHI_ATOM, g, "theta") for g in levels]
         if fe2 is not None:
             atoms += [(fe2[0], fe2[1], False, _CHI_ION, g, "theta") for g in levels]
-        groups = [(molecules, PROBE_SPACING), (atoms, _ATOM_SPACING)]
+        groups = [(molecules, PROBE_SPACING), (strong, PROBE_SPACING),
+                  (atoms, _ATOM_SPACING)]
         total = sum(sp * (len(items) + 1) + _GROUP_GAP for items, sp in groups if items)
         start = round((mid - 0.5 * total) / PROBE_STEP) * PROBE_STEP
         placed = []
@@ -471,10 +480,12 @@ class LinePruning:
         paths : list of pathlib.Path
             The lists to give Turbospectrum (empty ones dropped).
         counts : dict
-            ``{"lines_in": ..., "lines_kept": ...}``.
+            ``{"lines_in": ..., "lines_kept": ..., "kept_per_list": {name: [kept, near]}}``
+            (``near``: lines within reach of the windows).
         """
         out: list[Path] = []
         n_in = n_keep = 0
+        per_list: dict[str, list[int]] = {}
         log_min = np.log10(self.min_depth)
         for i, path in enumerate(lists):
             if hydrogen is not None and Path(path).resolve() == Path(hydrogen).resolve():
@@ -487,12 +498,13 @@ class LinePruning:
                 near |= ((ll.wavelength >= start - WINDOW_MARGIN)
                          & (ll.wavelength <= stop + WINDOW_MARGIN))
             keep = near & (self._log_depth(ll, strength, labels, atoms, solar) >= log_min)
+            per_list[Path(path).name] = [int(keep.sum()), int(near.sum())]
             if not keep.any():
                 continue
             dest = workdir / f"pruned{i:02d}.list"
             n_keep += ll.write_subset(keep, dest)
             out.append(dest)
-        return out, {"lines_in": n_in, "lines_kept": n_keep}
+        return out, {"lines_in": n_in, "lines_kept": n_keep, "kept_per_list": per_list}
 
 
 def _log_k(pairs: Sequence[tuple[float, float]]) -> float:
