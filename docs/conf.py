@@ -10,7 +10,13 @@ copyright = f"{datetime.datetime.now(datetime.UTC).year}, {author}"
 release = _version("specutils-cinn")
 version = ".".join(release.split(".")[:2])
 
-extensions += ["sphinx.ext.mathjax"]  # noqa: F405
+extensions += ["sphinx.ext.mathjax", "matplotlib.sphinxext.plot_directive"]  # noqa: F405
+# the tutorial's figures are drawn from its code when the docs are built
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
+plot_rcparams = {"figure.dpi": 110}
 intersphinx_mapping.update(  # noqa: F405
     {
         "astropy": ("https://docs.astropy.org/en/stable/", None),

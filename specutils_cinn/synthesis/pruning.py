@@ -14,16 +14,18 @@ synthetic list of *probe lines* (almost undamped, so that only their Doppler cor
 - every molecule and isotopologue in the lists at excitation 0 and log gf = -7, -4, -1
   (:data:`PROBE_LOGGF`) and, in a window of their own, +1 and +3
   (:data:`MOLECULE_STRONG_LOGGF`), and CN at 2 eV;
-- Fe I at 0 and 4 eV and Fe II at 3 eV, near the middle of the synthesised range, and Fe I at
-  0 eV near both ends.
+- Fe I at 0, 4 and 8 eV and Fe II at 3 eV (log gf -10 to -1, :data:`FE_PROBE_LOGGF`), near
+  the middle of the synthesised range, and Fe I at 0 eV near both ends.
 
 A probe whose central depth ``d`` lies on the linear part of the curve of growth
 (3e-5 <= d <= 0.1) gives its species' depth per unit gf, ``log k = log d - log gf``. The CN and
-Fe I pairs give the excitation temperatures (``theta = 5040 / T``) of molecular and atomic
-lines, the Fe I probes at the ends the wavelength dependence ``log c(lambda)`` of the
-line-to-continuum opacity ratio. The central depth of a molecular line is predicted as::
+Fe I probes give the excitation temperatures (``theta = 5040 / T``) of molecular and atomic
+lines, piecewise (high-excitation lines form deeper, in hotter layers, so their slope is
+measured separately and never taken steeper); the Fe I probes at the ends give the wavelength
+dependence ``log c(lambda)`` of the line-to-continuum opacity ratio. The central depth of a
+molecular line is predicted as::
 
-    log d = log k(species) + log gf - theta_molecule * chi + log c(lambda)
+    log d = log k(species) + log gf - theta_molecule(chi) * chi + log c(lambda)
 
 Atomic species are too many to probe each (and their saturated probes have Lorentz wings that
 would darken their neighbours), so atomic lines use the line-strength index of
@@ -76,6 +78,9 @@ WINDOW_MARGIN = 5.0
 _FE1, _FE2 = ("26.000", 1), ("26.000", 2)
 _CN = "0607.012014"
 _CHI_ATOM, _CHI_ION, _CHI_MOLECULE = 4.0, 3.0, 2.0
+#: log gf of the Fe probes: Fe I lines at excitation 0 saturate even at log gf = -7 in cool
+#: metal-rich giants.
+FE_PROBE_LOGGF = (-10.0, -7.0, -4.0, -1.0)
 #: Spacing of the atomic (Fe) probes, whose saturated members have Lorentz wings.
 _ATOM_SPACING = 2.0
 #: Gap between probe groups: more than twice bsyn's margin, so no run sees another's probes.
@@ -224,7 +229,11 @@ class SpeciesStrength:
         :attr:`molecule_wavelength`, the Fe references at the middle of the range). ``inf``
         for a species saturated at every probe.
     theta_atom, theta_molecule : float
-        Excitation slopes (``5040 / T``) of atomic and molecular lines.
+        Excitation slopes (``5040 / T``) of atomic and molecular lines, measured between
+        excitation 0 and 4 eV (Fe I) or 0 and 2 eV (CN).
+    theta_atom_high, theta_molecule_high : float
+        The slopes above those (between 4 and 8 eV, 2 and 4 eV), never steeper than the low
+        ones: lines of high excitation form in deeper, hotter layers.
     wavelength_knots, log_c : numpy.ndarray
         The wavelength dependence of the line-to-continuum ratio, ``log c`` at the knots
         (0 at the middle one).
@@ -244,6 +253,17 @@ class SpeciesStrength:
     log_c: np.ndarray
     atom_offset: dict[int, float] = field(default_factory=dict)
     teff: float = 5772.0
+    theta_atom_high: float = np.nan
+    theta_molecule_high: float = np.nan
+
+    def excitation(self, chi: np.ndarray, molecule: bool) -> np.ndarray:
+        """The Boltzmann term ``theta * chi``, piecewise: the measured low slope up to the
+        middle probe's excitation, the (never steeper) high slope above it."""
+        lo, hi, knee = ((self.theta_molecule, self.theta_molecule_high, _CHI_MOLECULE)
+                        if molecule else (self.theta_atom, self.theta_atom_high, _CHI_ATOM))
+        hi = lo if not np.isfinite(hi) else hi
+        chi = np.asarray(chi, dtype=np.float64)
+        return lo * np.minimum(chi, knee) + hi * np.maximum(chi - knee, 0.0)
 
 
 @dataclass(frozen=True)
@@ -265,7 +285,8 @@ class LinePruning:
     def to_dict(self) -> dict:
         """JSON-serialisable description (recorded in grid provenance)."""
         return {"min_depth": self.min_depth, "probe_loggf": list(PROBE_LOGGF),
-                "method": "probe run (molecules; Fe I/Fe II calibrate the atomic index)"}
+                "method": "probe run v2 (molecules; Fe I/Fe II calibrate the atomic index; "
+                          "piecewise excitation)"}
 
     # -- the probe run -------------------------------------------------------------------
     def probe_plan(self, species: Sequence[tuple[str, int, bool]], span: tuple[float, float]
@@ -290,7 +311,7 @@ class LinePruning:
         """
         lo, hi = float(span[0]), float(span[1])
         mid = 0.5 * (lo + hi)
-        levels, weak = PROBE_LOGGF, [g for g in PROBE_LOGGF if g <= -4.0]
+        levels = PROBE_LOGGF
         fe1 = next((s for s in species if (s[0].strip(), s[1]) == _FE1), None)
         fe2 = next((s for s in species if (s[0].strip(), s[1]) == _FE2), None)
         cn = next((s for s in species if s[0].strip() == _CN), None)
@@ -300,16 +321,21 @@ class LinePruning:
         molecules = [(c, i, True, 0.0, g, "k") for c, i, m in species if m for g in levels]
         if cn is not None:
             molecules += [(cn[0], cn[1], True, _CHI_MOLECULE, g, "theta") for g in levels]
+            molecules += [(cn[0], cn[1], True, 2 * _CHI_MOLECULE, g, "theta_high")
+                          for g in levels]
         # strong molecular probes in a window of their own: they measure the species too weak
         # for the levels above (TiO in the Sun, anything in a hot metal-poor star)
         strong = [(c, i, True, 0.0, g, "k") for c, i, m in species if m
                   for g in MOLECULE_STRONG_LOGGF]
         atoms = []
+        fe_levels = FE_PROBE_LOGGF
         if fe1 is not None:
-            atoms += [(fe1[0], fe1[1], False, 0.0, g, "k") for g in levels]
-            atoms += [(fe1[0], fe1[1], False, _CHI_ATOM, g, "theta") for g in levels]
+            atoms += [(fe1[0], fe1[1], False, 0.0, g, "k") for g in fe_levels]
+            atoms += [(fe1[0], fe1[1], False, _CHI_ATOM, g, "theta") for g in fe_levels]
+            atoms += [(fe1[0], fe1[1], False, 2 * _CHI_ATOM, g, "theta_high")
+                      for g in fe_levels]
         if fe2 is not None:
-            atoms += [(fe2[0], fe2[1], False, _CHI_ION, g, "theta") for g in levels]
+            atoms += [(fe2[0], fe2[1], False, _CHI_ION, g, "theta") for g in fe_levels]
         groups = [(molecules, PROBE_SPACING), (strong, PROBE_SPACING),
                   (atoms, _ATOM_SPACING)]
         total = sum(sp * (len(items) + 1) + _GROUP_GAP for items, sp in groups if items)
@@ -319,7 +345,7 @@ class LinePruning:
             if items:
                 placed.append((start, items, sp))
                 start += sp * (len(items) + 1) + _GROUP_GAP
-        ends = ([(fe1[0], fe1[1], False, 0.0, g, "lambda") for g in weak]
+        ends = ([(fe1[0], fe1[1], False, 0.0, g, "lambda") for g in FE_PROBE_LOGGF[:3]]
                 if fe1 is not None else [])
         if ends and hi - lo > total + 40.0:
             width = _ATOM_SPACING * (len(ends) + 1)
@@ -378,15 +404,27 @@ class LinePruning:
             by.setdefault(group, []).append((g, depth))
             where.setdefault(group, w)
         k = {key[1]: _log_k(v) for key, v in by.items() if key[0] == "k"}
-        theta = {}
+        theta, theta_high = {}, {}
         for (role, key, chi, _), pairs in by.items():
             if role == "theta" and key != _FE2:
                 t = (k.get(key, np.nan) - _log_k(pairs)) / chi
                 theta[key] = t if np.isfinite(t) and 0.2 < t < 3.0 else np.nan
+        for (role, key, chi, _), pairs in by.items():
+            if role == "theta_high":
+                low = by.get(("theta", key, chi / 2, 0))
+                t = (_log_k(low) - _log_k(pairs)) / (chi / 2) if low else np.nan
+                theta_high[key] = t if np.isfinite(t) and 0.2 < t < 3.0 else np.nan
+        # Fallbacks lean towards keeping lines: a hot layer (small theta) for the excitation.
         th_atom = theta.get(_FE1, np.nan)
-        th_atom = th_atom if np.isfinite(th_atom) else 5040.0 / (0.85 * teff)
+        th_atom = th_atom if np.isfinite(th_atom) else 5040.0 / teff
         th_mol = theta.get((_CN, 1), np.nan)
-        th_mol = th_mol if np.isfinite(th_mol) else 5040.0 / (0.75 * teff)
+        th_mol = th_mol if np.isfinite(th_mol) else 5040.0 / teff
+        # Lines of high excitation form deeper, in hotter layers: their slope is measured
+        # between the middle and the highest probe, and never taken steeper than the low one.
+        th_atom_high = min(theta_high.get(_FE1, np.nan), th_atom, 5040.0 / teff)
+        th_atom_high = th_atom_high if np.isfinite(th_atom_high) else min(th_atom, 5040.0 / teff)
+        th_mol_high = min(theta_high.get((_CN, 1), np.nan), th_mol)
+        th_mol_high = th_mol_high if np.isfinite(th_mol_high) else min(th_mol, 5040.0 / teff)
         mid_w = where.get(("k", _FE1, 0.0, 0), 0.5 * (wl[0] + wl[-1]))
         mid_k = k.get(_FE1, np.nan)
         pts = sorted((where[g], _log_k(v) - mid_k) for g, v in by.items()
@@ -412,7 +450,8 @@ class LinePruning:
                 offset[2] = offset[1]
         return SpeciesStrength(log_k=k, theta_atom=float(th_atom), theta_molecule=float(th_mol),
                                wavelength_knots=knots, log_c=logc, atom_offset=offset,
-                               teff=teff)
+                               teff=teff, theta_atom_high=float(th_atom_high),
+                               theta_molecule_high=float(th_mol_high))
 
     def _log_depth(self, ll: IndexedLineList, strength: SpeciesStrength, labels: dict,
                    atoms: IrwinAtoms | None, solar: dict[int, float] | None) -> np.ndarray:
@@ -425,7 +464,7 @@ class LinePruning:
             k = np.array([strength.log_k.get(b.key, np.inf) for b in ll.blocks])
             sel = mol
             out[sel] = (k[ll.block_index[sel]] + ll.loggf[sel]
-                        - strength.theta_molecule * ll.chi[sel] + c[sel])
+                        - strength.excitation(ll.chi[sel], molecule=True) + c[sel])
         if (~mol).any() and atoms is not None and solar is not None and strength.atom_offset:
             sel = ~mol
             rec = np.zeros(int(sel.sum()), TS_DTYPE)
@@ -441,6 +480,8 @@ class LinePruning:
                                     temperature_factor=5040.0 / strength.theta_atom
                                     / strength.teff)
             s -= np.log10(rec["wavelength"])
+            # the index has -theta_atom * chi; replace it by the piecewise excitation term
+            s += strength.theta_atom * rec["chi"] - strength.excitation(rec["chi"], False)
             off = np.where(rec["ion"] >= 2, strength.atom_offset.get(2, np.nan),
                            strength.atom_offset.get(1, np.nan))
             pred = s + off + c[sel]

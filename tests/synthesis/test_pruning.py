@@ -5,6 +5,7 @@ import pytest
 
 from specutils_cinn.synthesis.linelists import read_turbospectrum_linelist
 from specutils_cinn.synthesis.pruning import (
+    FE_PROBE_LOGGF,
     MOLECULE_STRONG_LOGGF,
     PROBE_LOGGF,
     IndexedLineList,
@@ -79,12 +80,25 @@ def test_probe_plan(small_list):
                                                          ("0607.012014", 1, True)}
     windows, text, probes = LinePruning().probe_plan(species, (3700.0, 9500.0))
     for w, key, _chi, g, _role in probes:
-        assert g in PROBE_LOGGF or (key[0] == "0607.012014" and g in MOLECULE_STRONG_LOGGF)
+        assert (g in PROBE_LOGGF or (key[0] == "0607.012014" and g in MOLECULE_STRONG_LOGGF)
+                or (key[0] == "26.000" and g in FE_PROBE_LOGGF))
         assert any(a < w < b for a, b, _ in windows)
     edges = sorted((a, b) for a, b, _ in windows)
     assert all(b1 < a2 for (_, b1), (a2, _) in zip(edges, edges[1:], strict=False))
     roles = {p[4] for p in probes}
-    assert roles == {"k", "theta", "lambda"}
+    assert roles == {"k", "theta", "theta_high", "lambda"}
+
+
+def test_excitation_is_piecewise_and_never_steeper_above():
+    from specutils_cinn.synthesis.pruning import SpeciesStrength
+
+    s = SpeciesStrength(log_k={}, theta_atom=1.2, theta_molecule=1.4,
+                        wavelength_knots=np.array([5000.0]), log_c=np.array([0.0]),
+                        theta_atom_high=0.9, theta_molecule_high=1.1)
+    np.testing.assert_allclose(s.excitation(np.array([2.0, 4.0, 10.0]), molecule=False),
+                               [2.4, 4.8, 4.8 + 0.9 * 6])
+    np.testing.assert_allclose(s.excitation(np.array([1.0, 3.0]), molecule=True),
+                               [1.4, 2.8 + 1.1])
 
 
 def test_min_depth_checked():
