@@ -1,6 +1,10 @@
-"""Fast, stable 64-bit hashes of spectra, for per-spectrum random streams.
+"""Hashes: SHA-256 of files, and fast, stable 64-bit hashes of spectra.
 
-Not cryptographic: two different spectra sharing a hash only share their random draws. The
+`sha256_file` is the one SHA-256 of a file in the package (model, emulator and registry files,
+line lists, synthesis installs); `is_sha256` tells whether a value is such a digest.
+
+`hash_rows`, `hash_text` and `splitmix64` give the per-spectrum random streams. They are not
+cryptographic: two different spectra sharing a hash only share their random draws. The
 values are the same on every platform, Python process and numpy version (no ``hash()``,
 whose strings are salted per process).
 """
@@ -8,13 +12,55 @@ whose strings are salted per process).
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-__all__ = ["hash_rows", "hash_text", "splitmix64"]
+__all__ = ["hash_rows", "hash_text", "is_sha256", "sha256_file", "splitmix64"]
 
 _U64 = np.uint64
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Bytes read at a time by `sha256_file`.
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the SHA-256 hex digest (lower case) of a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to hash.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_sha256(value: Any) -> bool:
+    """Whether a value is a SHA-256 hex digest as this package writes them.
+
+    Parameters
+    ----------
+    value : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        True for a string of 64 lower-case hexadecimal digits.
+    """
+    return isinstance(value, str) and _SHA256_RE.match(value) is not None
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:

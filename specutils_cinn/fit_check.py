@@ -10,15 +10,30 @@ threshold, `~specutils_cinn.flags.QualityFlag.NO_FEATURES` below ``FEATURE_SIGMA
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 
+from ._fields import json_copy
+from ._files import (
+    ModelLoadError,
+    build_on_meta,
+    check_count,
+    check_tensor_specs,
+    module_specs,
+    parse_safetensors,
+    read_verified,
+    safetensors_header,
+)
 from .grid import WavelengthGrid, pixel_map
-from .models import _EMULATOR_PREFIX, _FLOOR_KEY, EmulatorSpec, _json_copy
 from .simulation import BinnedRotation
+
+if TYPE_CHECKING:
+    from .models import EmulatorSpec
 
 __all__ = ["FEATURE_SIGMA_MIN", "EmulatedSpectrum", "FitStatistics", "ModelEmulator",
            "emulated_fit", "fit_statistics", "trim_emulator"]
@@ -26,6 +41,10 @@ __all__ = ["FEATURE_SIGMA_MIN", "EmulatedSpectrum", "FitStatistics", "ModelEmula
 #: ``NO_FEATURES`` is set where ``feature_sigma`` is below this: the stellar spectrum at the
 #: posterior median fits the input no better than a featureless continuum, at 5 sigma.
 FEATURE_SIGMA_MIN = 5.0
+
+#: Prefix of the emulator's tensors in the emulator file; the error floor is ``error_floor``.
+_EMULATOR_PREFIX = "emulator."
+_FLOOR_KEY = "error_floor"
 
 #: Spectra per emulator call in the goodness-of-fit check.
 _FIT_BATCH = 256
@@ -40,7 +59,7 @@ _CONTINUUM_LIMIT = 0.5
 class ModelEmulator:
     """A model's spectrum emulator, ready for the goodness-of-fit check.
 
-    Built by `CINNModel.emulator` (from the verified emulator file) or
+    Built by `CINNModel.emulator` (from the verified emulator file, with `load`) or
     `CINNModel.attach_emulator`.
 
     Parameters
@@ -70,7 +89,7 @@ class ModelEmulator:
         model_grid: WavelengthGrid,
     ) -> None:
         arch = getattr(emulator, "architecture", None)
-        if arch is None or _json_copy(arch, "emulator") != spec.architecture:
+        if arch is None or json_copy(arch, "emulator") != spec.architecture:
             raise ValueError(
                 "the emulator's architecture differs from metadata emulator.architecture"
             )
@@ -98,6 +117,81 @@ class ModelEmulator:
         self.segment = seg_of[self.model_index]
         self.model_grid = model_grid
         self._rotation: BinnedRotation | None = None
+
+    @classmethod
+    def load(
+        cls, path: Path, spec: EmulatorSpec, model_grid: WavelengthGrid, *,
+        limit: int | None = None,
+    ) -> ModelEmulator:
+        """Read a model's emulator file, verifying it before it is parsed (no pickle).
+
+        The file holds the tensors of `state_tensors`. Its SHA-256 is checked against
+        ``spec.sha256``, and the names, shapes and dtypes in its header against
+        ``spec.architecture``, before the emulator is built.
+
+        Parameters
+        ----------
+        path : pathlib.Path
+            The emulator file (`~specutils_cinn.models.EMULATOR_FILENAME` in a model
+            directory, ``<full_name>.emulator.safetensors`` as a registry asset).
+        spec : EmulatorSpec
+            The model metadata's ``emulator`` entry.
+        model_grid : WavelengthGrid
+            The model's grid.
+        limit : int, optional
+            Largest file read (bytes); `~specutils_cinn.models.CINNModel` passes
+            ``specutils_cinn.models.MAX_WEIGHTS_BYTES``. None: 1 GiB.
+
+        Returns
+        -------
+        ModelEmulator
+
+        Raises
+        ------
+        specutils_cinn.models.ModelFileNotFoundError
+            If the file is missing.
+        specutils_cinn.models.ModelIntegrityError
+            If its SHA-256 differs from ``spec.sha256``.
+        specutils_cinn.models.ModelLoadError
+            If it is too large or its content does not fit ``spec``.
+        """
+        from .emulator import SpectrumEmulator
+
+        data = read_verified(path, spec.sha256, "emulator file", limit=limit)
+        header = safetensors_header(data, path)
+        floor_spec = header.pop(_FLOOR_KEY, None)
+        if floor_spec is None:
+            raise ModelLoadError(f"{path}: no {_FLOOR_KEY!r} tensor")
+        for key in header:
+            if not key.startswith(_EMULATOR_PREFIX):
+                raise ModelLoadError(f"{path}: unexpected tensor {key!r}")
+        npix = spec.grid.npix
+        if math.prod(floor_spec[0]) not in (1, npix):
+            raise ModelLoadError(
+                f"{path}: tensor {_FLOOR_KEY!r} has shape {floor_spec[0]}, expected 1 or {npix} "
+                "values"
+            )
+        hidden = spec.architecture.get("hidden")
+        if isinstance(hidden, list):
+            check_count(len(hidden), "emulator.architecture.hidden", header, path)
+        reference = build_on_meta(
+            lambda: SpectrumEmulator.from_architecture(spec.architecture), path
+        )
+        check_tensor_specs(
+            {_EMULATOR_PREFIX + k: v for k, v in module_specs(reference).items()}, header, path
+        )
+        del reference
+        tensors = parse_safetensors(data, path)
+        del data
+        floor = tensors.pop(_FLOOR_KEY).numpy()
+        try:
+            emu = SpectrumEmulator.from_architecture(spec.architecture)
+            emu.load_state_dict(
+                {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
+            )
+            return cls(spec, emu, floor, model_grid)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
 
     @property
     def rotation(self) -> BinnedRotation:

@@ -20,10 +20,8 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,24 @@ import torch
 from astropy import units as u
 from packaging.version import InvalidVersion, Version
 
+from . import _files
+from ._fields import as_float, as_pair, field_error, json_copy
+from ._files import (
+    ModelFileNotFoundError,
+    ModelIntegrityError,
+    ModelLoadError,
+    atomic_write,
+    build_on_meta,
+    check_count,
+    check_tensor_specs,
+    load_verified_safetensors,
+    module_specs,
+    parse_safetensors,
+    read_limited,
+    read_verified,
+    safetensors_header,
+)
+from ._hashing import is_sha256, sha256_file
 from .calibration import PosteriorCalibration
 from .grid import WavelengthGrid, pixel_map
 from .parameters import parameter_unit
@@ -76,41 +92,15 @@ EMULATOR_FILENAME: str = "emulator.safetensors"
 MAX_METADATA_BYTES: int = 1 << 20
 #: Largest weights or emulator file read (bytes); a larger file is refused with a
 #: `ModelLoadError` before it is read. The bundled models' weights are about 11 MB.
-MAX_WEIGHTS_BYTES: int = 1 << 30
-#: Largest safetensors header (the JSON table of tensors at the start of the file) parsed.
-_MAX_HEADER_BYTES = 8 << 20
+MAX_WEIGHTS_BYTES: int = _files.MAX_WEIGHTS_BYTES
 #: Largest wavelength grid (pixels) accepted in model metadata.
 _MAX_PIXELS = 10_000_000
 #: First line of the text whose SHA-256 is `model_digest`.
 _DIGEST_HEADER = "specutils-cinn model digest 1"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9])?$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
-
-
-class ModelLoadError(ValueError):
-    """A model cannot be loaded: a file is too large, malformed, or does not fit the metadata.
-
-    Raised by `CINNModel.load` (and `ModelMetadata.read`) for every problem with the files
-    of a model; the message names the file. Subclasses: `ModelIntegrityError` (a file's
-    SHA-256 differs from the recorded one) and `ModelFileNotFoundError` (a file is missing).
-    """
-
-
-class ModelIntegrityError(ModelLoadError):
-    """A model file's SHA-256 (or size) differs from the one recorded for it.
-
-    The record is the metadata's ``weights_sha256`` or ``emulator.sha256``, or for a
-    registered model the package registry. The file is corrupt or was modified; the message
-    names it with the expected and actual values.
-    """
-
-
-class ModelFileNotFoundError(ModelLoadError, FileNotFoundError):
-    """A file of a model is missing (also a `FileNotFoundError`)."""
 
 
 def _package_version() -> str:
@@ -151,26 +141,6 @@ def validate_model_name(name: str, what: str = "model name") -> str:
     return name
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Return the SHA-256 hex digest (lower case) of a file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file to hash.
-
-    Returns
-    -------
-    str
-        64 lower-case hexadecimal digits.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_digest(
     metadata_sha256: str, weights_sha256: str, emulator_sha256: str | None = None
 ) -> str:
@@ -207,66 +177,10 @@ def model_digest(
     ):
         if sha is None and role == "emulator":
             continue
-        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        if not is_sha256(sha):
             raise ValueError(f"invalid SHA-256 of the {role} file: {sha!r}")
         lines.append(f"{role} {sha}")
     return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()
-
-
-def _read_limited(path: Path, limit: int, what: str, setting: str) -> bytes:
-    """Read a whole file of at most ``limit`` bytes, refusing larger ones before reading."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limit:
-                raise ModelLoadError(
-                    f"{what} {path} is {size:,} bytes, more than the limit of {limit:,} bytes "
-                    f"(specutils_cinn.models.{setting}); it was not read"
-                )
-            data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise ModelFileNotFoundError(f"model {what} not found: {path}") from None
-    except IsADirectoryError:
-        raise ModelLoadError(f"model {what} {path} is a directory") from None
-    if len(data) > limit:  # the file grew while being read
-        raise ModelLoadError(
-            f"{what} {path} is more than the limit of {limit:,} bytes "
-            f"(specutils_cinn.models.{setting}); it was not read"
-        )
-    return data
-
-
-def _fail(field_name: str, problem: str) -> ValueError:
-    return ValueError(f"model metadata field '{field_name}': {problem}")
-
-
-def _as_float(value: Any, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise _fail(field_name, f"expected a number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise _fail(field_name, f"expected a finite number, got {value!r}")
-    return out
-
-
-def _as_pair(value: Any, field_name: str) -> tuple[float, float]:
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise _fail(field_name, f"expected [low, high], got {value!r}")
-    lo = _as_float(value[0], f"{field_name}[0]")
-    hi = _as_float(value[1], f"{field_name}[1]")
-    if not lo <= hi:
-        raise _fail(field_name, f"need low <= high, got {value!r}")
-    return lo, hi
-
-
-def _json_copy(value: Any, field_name: str) -> Any:
-    """Deep copy through JSON, so that the value is known to be JSON-serialisable."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise _fail(field_name, f"not JSON-serialisable ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -303,31 +217,35 @@ class ParameterSpec:
     def __post_init__(self) -> None:
         prefix = f"parameters[{self.name}]"
         if not isinstance(self.name, str):
-            raise _fail("parameters.name", f"expected a string, got {self.name!r}")
+            raise field_error("parameters.name", f"expected a string, got {self.name!r}")
         try:
             expected = parameter_unit(self.name)
         except KeyError as exc:
-            raise _fail(f"{prefix}.name", str(exc.args[0])) from None
+            raise field_error(f"{prefix}.name", str(exc.args[0])) from None
         unit = self.unit
         if isinstance(unit, str):
             try:
                 unit = u.Unit(unit)
             except ValueError as exc:
-                raise _fail(f"{prefix}.unit", f"cannot parse unit {self.unit!r}: {exc}") from exc
+                raise field_error(
+                    f"{prefix}.unit", f"cannot parse unit {self.unit!r}: {exc}"
+                ) from exc
         if not isinstance(unit, (u.UnitBase, u.FunctionUnitBase)):
-            raise _fail(f"{prefix}.unit", f"expected a unit or unit string, got {self.unit!r}")
+            raise field_error(
+                f"{prefix}.unit", f"expected a unit or unit string, got {self.unit!r}"
+            )
         if unit != expected:
-            raise _fail(
+            raise field_error(
                 f"{prefix}.unit",
                 f"unit {unit.to_string()!r} does not match the unit of {self.name!r}, "
                 f"{expected.to_string()!r}",
             )
         object.__setattr__(self, "unit", unit)
-        object.__setattr__(self, "range", _as_pair(self.range, f"{prefix}.range"))
-        object.__setattr__(self, "mean", _as_float(self.mean, f"{prefix}.mean"))
-        std = _as_float(self.std, f"{prefix}.std")
+        object.__setattr__(self, "range", as_pair(self.range, f"{prefix}.range"))
+        object.__setattr__(self, "mean", as_float(self.mean, f"{prefix}.mean"))
+        std = as_float(self.std, f"{prefix}.std")
         if std <= 0:
-            raise _fail(f"{prefix}.std", f"must be positive, got {std}")
+            raise field_error(f"{prefix}.std", f"must be positive, got {std}")
         object.__setattr__(self, "std", std)
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,16 +286,16 @@ class ParameterSpec:
         """
         where = f"parameters[{index}]"
         if not isinstance(d, Mapping):
-            raise _fail(where, f"expected an object, got {d!r}")
+            raise field_error(where, f"expected an object, got {d!r}")
         keys = ("name", "unit", "range", "mean", "std")
         for key in keys:
             if key not in d:
-                raise _fail(f"{where}.{key}", "missing")
+                raise field_error(f"{where}.{key}", "missing")
         unknown = sorted(set(d) - set(keys))
         if unknown:
-            raise _fail(f"{where}.{unknown[0]}", f"unknown key (allowed: {list(keys)})")
+            raise field_error(f"{where}.{unknown[0]}", f"unknown key (allowed: {list(keys)})")
         if not isinstance(d["unit"], str):
-            raise _fail(f"{where}.unit", f"expected a unit string, got {d['unit']!r}")
+            raise field_error(f"{where}.unit", f"expected a unit string, got {d['unit']!r}")
         return cls(d["name"], d["unit"], d["range"], d["mean"], d["std"])
 
 
@@ -390,9 +308,6 @@ _EMULATOR_KEYS = (
     "continuum_degree",
     "info",
 )
-#: Prefix of the emulator's tensors in the emulator file; the error floor is ``error_floor``.
-_EMULATOR_PREFIX = "emulator."
-_FLOOR_KEY = "error_floor"
 
 
 @dataclass(frozen=True)
@@ -444,50 +359,52 @@ class EmulatorSpec:
     def __post_init__(self) -> None:
         arch = self.architecture
         if not isinstance(arch, Mapping):
-            raise _fail("emulator.architecture", f"expected an object, got {arch!r}")
-        arch = _json_copy(dict(arch), "emulator.architecture")
+            raise field_error("emulator.architecture", f"expected an object, got {arch!r}")
+        arch = json_copy(dict(arch), "emulator.architecture")
         for key in ("label_names", "label_ranges", "grid"):
             if key not in arch:
-                raise _fail("emulator.architecture", f"missing key {key!r}")
+                raise field_error("emulator.architecture", f"missing key {key!r}")
         try:
             grid = WavelengthGrid.from_dict(arch["grid"])
         except ValueError as exc:
-            raise _fail("emulator.architecture.grid", str(exc)) from exc
+            raise field_error("emulator.architecture.grid", str(exc)) from exc
         if grid.npix > _MAX_PIXELS:
-            raise _fail(
+            raise field_error(
                 "emulator.architecture.grid", f"{grid.npix} pixels, more than {_MAX_PIXELS:,}"
             )
         object.__setattr__(self, "architecture", arch)
         object.__setattr__(self, "_grid", grid)
-        thr = _as_float(self.chi2_threshold, "emulator.chi2_threshold")
+        thr = as_float(self.chi2_threshold, "emulator.chi2_threshold")
         if thr <= 0:
-            raise _fail("emulator.chi2_threshold", f"must be positive, got {thr}")
+            raise field_error("emulator.chi2_threshold", f"must be positive, got {thr}")
         object.__setattr__(self, "chi2_threshold", thr)
         if not isinstance(self.label_defaults, Mapping):
-            raise _fail(
+            raise field_error(
                 "emulator.label_defaults", f"expected an object, got {self.label_defaults!r}"
             )
         defaults = {
-            str(k): _as_float(v, f"emulator.label_defaults.{k}")
+            str(k): as_float(v, f"emulator.label_defaults.{k}")
             for k, v in self.label_defaults.items()
         }
         object.__setattr__(self, "label_defaults", defaults)
         windows = []
         if isinstance(self.exclude, (str, bytes)) or not isinstance(self.exclude, Sequence):
-            raise _fail("emulator.exclude", f"expected a list of [low, high], got {self.exclude!r}")
+            raise field_error(
+                "emulator.exclude", f"expected a list of [low, high], got {self.exclude!r}"
+            )
         for i, w in enumerate(self.exclude):
-            windows.append(_as_pair(w, f"emulator.exclude[{i}]"))
+            windows.append(as_pair(w, f"emulator.exclude[{i}]"))
         object.__setattr__(self, "exclude", tuple(windows))
         deg = self.continuum_degree
         if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or not 0 <= deg <= 10:
-            raise _fail("emulator.continuum_degree", f"expected an integer 0-10, got {deg!r}")
+            raise field_error("emulator.continuum_degree", f"expected an integer 0-10, got {deg!r}")
         object.__setattr__(self, "continuum_degree", int(deg))
         sha = self.sha256
-        if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
-            raise _fail("emulator.sha256", f"expected 64 lower-case hex digits, got {sha!r}")
+        if sha is not None and not is_sha256(sha):
+            raise field_error("emulator.sha256", f"expected 64 lower-case hex digits, got {sha!r}")
         if not isinstance(self.info, Mapping):
-            raise _fail("emulator.info", f"expected an object, got {self.info!r}")
-        object.__setattr__(self, "info", _json_copy(dict(self.info), "emulator.info"))
+            raise field_error("emulator.info", f"expected an object, got {self.info!r}")
+        object.__setattr__(self, "info", json_copy(dict(self.info), "emulator.info"))
 
     @property
     def grid(self) -> WavelengthGrid:
@@ -515,14 +432,16 @@ class EmulatorSpec:
         """
         model_index, _ = pixel_map(metadata.grid, self.grid)
         if model_index.size == 0:
-            raise _fail("emulator.architecture.grid", "no pixel in common with the model's grid")
+            raise field_error(
+                "emulator.architecture.grid", "no pixel in common with the model's grid"
+            )
         predicted = set(metadata.parameter_names)
         for name in self.label_names:
             if name in predicted or name in self.label_defaults or name == "vsini":
                 continue
             if name == "a_li" and "li_fe" in self.label_defaults and "fe_h" in predicted:
                 continue
-            raise _fail(
+            raise field_error(
                 "emulator.label_defaults",
                 f"emulator label {name!r} is not predicted by the model and has no default",
             )
@@ -563,13 +482,15 @@ class EmulatorSpec:
             If a key is missing, unknown or invalid.
         """
         if not isinstance(d, Mapping):
-            raise _fail("emulator", f"expected an object, got {d!r}")
+            raise field_error("emulator", f"expected an object, got {d!r}")
         for key in ("architecture", "chi2_threshold"):
             if key not in d:
-                raise _fail(f"emulator.{key}", "missing")
+                raise field_error(f"emulator.{key}", "missing")
         unknown = sorted(set(d) - set(_EMULATOR_KEYS))
         if unknown:
-            raise _fail(f"emulator.{unknown[0]}", f"unknown key (allowed: {list(_EMULATOR_KEYS)})")
+            raise field_error(
+                f"emulator.{unknown[0]}", f"unknown key (allowed: {list(_EMULATOR_KEYS)})"
+            )
         return cls(**{k: d[k] for k in _EMULATOR_KEYS if k in d})
 
     def replace(self, **changes: Any) -> EmulatorSpec:
@@ -686,66 +607,68 @@ class ModelMetadata:
         """
         fv = self.format_version
         if isinstance(fv, bool) or not isinstance(fv, int):
-            raise _fail("format_version", f"expected an integer, got {fv!r}")
+            raise field_error("format_version", f"expected an integer, got {fv!r}")
         if fv != FORMAT_VERSION:
             hint = " (upgrade specutils-cinn)" if fv > FORMAT_VERSION else ""
-            raise _fail(
+            raise field_error(
                 "format_version",
                 f"unsupported version {fv}; this package reads {FORMAT_VERSION}{hint}",
             )
         try:
             validate_model_name(self.name)
         except ValueError as exc:
-            raise _fail("name", str(exc)) from None
+            raise field_error("name", str(exc)) from None
         if not isinstance(self.version, str):
-            raise _fail("version", f"expected a string, got {self.version!r}")
+            raise field_error("version", f"expected a string, got {self.version!r}")
         try:
             Version(self.version)
         except InvalidVersion:
-            raise _fail("version", f"not a PEP 440 version: {self.version!r}") from None
+            raise field_error("version", f"not a PEP 440 version: {self.version!r}") from None
         if not isinstance(self.description, str):
-            raise _fail("description", f"expected a string, got {self.description!r}")
+            raise field_error("description", f"expected a string, got {self.description!r}")
 
         params = self.parameters
         if isinstance(params, (str, bytes)) or not isinstance(params, Sequence) or not params:
-            raise _fail("parameters", f"expected a non-empty list, got {params!r}")
+            raise field_error("parameters", f"expected a non-empty list, got {params!r}")
         for i, p in enumerate(params):
             if not isinstance(p, ParameterSpec):
-                raise _fail(f"parameters[{i}]", f"expected a ParameterSpec, got {p!r}")
+                raise field_error(f"parameters[{i}]", f"expected a ParameterSpec, got {p!r}")
         names = [p.name for p in params]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise _fail("parameters", f"duplicate parameter names {dupes}")
+            raise field_error("parameters", f"duplicate parameter names {dupes}")
         object.__setattr__(self, "parameters", tuple(params))
 
         if not isinstance(self.grid, WavelengthGrid):
-            raise _fail("wavelength_grid", f"expected a WavelengthGrid, got {self.grid!r}")
+            raise field_error("wavelength_grid", f"expected a WavelengthGrid, got {self.grid!r}")
         if self.grid.npix > _MAX_PIXELS:
-            raise _fail("wavelength_grid", f"{self.grid.npix} pixels, more than {_MAX_PIXELS:,}")
+            raise field_error(
+                "wavelength_grid", f"{self.grid.npix} pixels, more than {_MAX_PIXELS:,}"
+            )
 
         arch = self.architecture
         if not isinstance(arch, Mapping):
-            raise _fail("architecture", f"expected an object, got {arch!r}")
-        arch = _json_copy(dict(arch), "architecture")
+            raise field_error("architecture", f"expected an object, got {arch!r}")
+        arch = json_copy(dict(arch), "architecture")
         from .flows import ARCHITECTURE_KEYS
 
         missing = [k for k in ARCHITECTURE_KEYS if k not in arch]
         unknown = sorted(k for k in arch if k not in ARCHITECTURE_KEYS)
         if missing or unknown:
-            raise _fail(
+            raise field_error(
                 "architecture",
                 f"missing keys {missing}, unknown keys {unknown}; "
                 f"expected {list(ARCHITECTURE_KEYS)}",
             )
         n_params = arch["n_params"]
         if n_params != len(params):
-            raise _fail(
+            raise field_error(
                 "architecture",
                 f"n_params = {n_params!r} but there are {len(params)} parameters",
             )
         npix = arch["npix"]
         if npix != self.grid.npix:
-            raise _fail(
+            raise field_error(
                 "architecture",
                 f"npix = {npix!r} but the wavelength grid has {self.grid.npix} pixels",
             )
@@ -755,42 +678,46 @@ class ModelMetadata:
         segments = [s.name for s in self.grid.segments]
         if isinstance(rp, Mapping):
             if sorted(rp) != sorted(segments):
-                raise _fail(
+                raise field_error(
                     "resolving_power",
                     f"keys {sorted(rp)} must be the grid segment names {segments}",
                 )
             rp = {k: _segment_resolving_power(rp[k], k) for k in segments}
         else:
-            rp = _as_float(rp, "resolving_power")
+            rp = as_float(rp, "resolving_power")
             if rp <= 0:
-                raise _fail("resolving_power", f"must be positive, got {rp}")
+                raise field_error("resolving_power", f"must be positive, got {rp}")
         object.__setattr__(self, "resolving_power", rp)
 
         norm = self.normalization
         if not isinstance(norm, Mapping) or not isinstance(norm.get("kind"), str):
-            raise _fail("normalization", f'expected an object with a string "kind", got {norm!r}')
-        object.__setattr__(self, "normalization", _json_copy(dict(norm), "normalization"))
+            raise field_error(
+                "normalization", f'expected an object with a string "kind", got {norm!r}'
+            )
+        object.__setattr__(self, "normalization", json_copy(dict(norm), "normalization"))
 
         if not isinstance(self.training, Mapping):
-            raise _fail("training", f"expected an object, got {self.training!r}")
-        object.__setattr__(self, "training", _json_copy(dict(self.training), "training"))
+            raise field_error("training", f"expected an object, got {self.training!r}")
+        object.__setattr__(self, "training", json_copy(dict(self.training), "training"))
 
-        snr = _as_pair(self.snr_range, "snr_range")
+        snr = as_pair(self.snr_range, "snr_range")
         if snr[0] < 0:
-            raise _fail("snr_range", f"must be non-negative, got {list(snr)}")
+            raise field_error("snr_range", f"must be non-negative, got {list(snr)}")
         object.__setattr__(self, "snr_range", snr)
 
         sha = self.weights_sha256
-        if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
-            raise _fail("weights_sha256", f"expected 64 lower-case hex digits or null, got {sha!r}")
+        if sha is not None and not is_sha256(sha):
+            raise field_error(
+                "weights_sha256", f"expected 64 lower-case hex digits or null, got {sha!r}"
+            )
         if not isinstance(self.package_version, str):
-            raise _fail("package_version", f"expected a string, got {self.package_version!r}")
+            raise field_error("package_version", f"expected a string, got {self.package_version!r}")
         emu = self.emulator
         if emu is not None:
             if isinstance(emu, Mapping):
                 emu = EmulatorSpec.from_dict(emu)
             if not isinstance(emu, EmulatorSpec):
-                raise _fail("emulator", f"expected an object or null, got {emu!r}")
+                raise field_error("emulator", f"expected an object or null, got {emu!r}")
             emu.check_model(self)
             object.__setattr__(self, "emulator", emu)
         cal = self.posterior_calibration
@@ -799,21 +726,25 @@ class ModelMetadata:
                 try:
                     cal = PosteriorCalibration.from_dict(cal)
                 except ValueError as exc:
-                    raise _fail("posterior_calibration", str(exc)) from None
+                    raise field_error("posterior_calibration", str(exc)) from None
             if not isinstance(cal, PosteriorCalibration):
-                raise _fail("posterior_calibration", f"expected an object or null, got {cal!r}")
+                raise field_error(
+                    "posterior_calibration", f"expected an object or null, got {cal!r}"
+                )
             unknown = sorted(set(cal.parameters) - {p.name for p in self.parameters})
             if unknown:
-                raise _fail("posterior_calibration", f"parameters {unknown} are not predicted")
-            _json_copy(cal.info, "posterior_calibration.info")
+                raise field_error(
+                    "posterior_calibration", f"parameters {unknown} are not predicted"
+                )
+            json_copy(cal.info, "posterior_calibration.info")
             object.__setattr__(self, "posterior_calibration", cal)
         unc = self.unconstrained
         if isinstance(unc, str) or not isinstance(unc, Sequence) or not all(
                 isinstance(x, str) for x in unc):
-            raise _fail("unconstrained", f"expected a list of parameter names, got {unc!r}")
+            raise field_error("unconstrained", f"expected a list of parameter names, got {unc!r}")
         unknown = sorted(set(unc) - {p.name for p in self.parameters})
         if unknown:
-            raise _fail("unconstrained", f"parameters {unknown} are not predicted")
+            raise field_error("unconstrained", f"parameters {unknown} are not predicted")
         object.__setattr__(self, "unconstrained", tuple(unc))
 
     # ------------------------------------------------------------------ derived values
@@ -964,28 +895,28 @@ class ModelMetadata:
             raise ValueError(f"model metadata must be a JSON object, got {type(d).__name__}")
         for key in _REQUIRED:
             if key not in d:
-                raise _fail(key, "missing")
+                raise field_error(key, "missing")
         unknown = sorted(set(d) - set(_REQUIRED) - set(_OPTIONAL))
         if unknown:
-            raise _fail(unknown[0], "unknown key")
+            raise field_error(unknown[0], "unknown key")
         # Check the schema version first: other fields may mean something else in it.
         fv = d["format_version"]
         if isinstance(fv, bool) or not isinstance(fv, int) or fv != FORMAT_VERSION:
-            raise _fail(
+            raise field_error(
                 "format_version",
                 f"unsupported value {fv!r}; this package reads {FORMAT_VERSION}",
             )
         params = d["parameters"]
         if not isinstance(params, list):
-            raise _fail("parameters", f"expected a list, got {params!r}")
+            raise field_error("parameters", f"expected a list, got {params!r}")
         specs = tuple(ParameterSpec.from_dict(p, i) for i, p in enumerate(params))
         grid_d = d["wavelength_grid"]
         if not isinstance(grid_d, Mapping):
-            raise _fail("wavelength_grid", f"expected an object, got {grid_d!r}")
+            raise field_error("wavelength_grid", f"expected an object, got {grid_d!r}")
         try:
             grid = WavelengthGrid.from_dict(dict(grid_d))
         except ValueError as exc:
-            raise _fail("wavelength_grid", str(exc)) from exc
+            raise field_error("wavelength_grid", str(exc)) from exc
         kwargs: dict[str, Any] = {}
         for key in _OPTIONAL:
             if key in d:
@@ -1062,7 +993,7 @@ class ModelMetadata:
             If the file is larger than `MAX_METADATA_BYTES` or not valid metadata; the
             message names the file and the field.
         """
-        data = _read_limited(Path(path), MAX_METADATA_BYTES, "metadata file", "MAX_METADATA_BYTES")
+        data = read_limited(Path(path), MAX_METADATA_BYTES, "metadata file", "MAX_METADATA_BYTES")
         return cls._parse_file(data, path)
 
     @classmethod
@@ -1086,7 +1017,7 @@ class ModelMetadata:
             ``path``.
         """
         path = Path(path)
-        _atomic_write(path, self.to_json().encode("utf-8"))
+        atomic_write(path, self.to_json().encode("utf-8"))
         return path
 
     def replace(self, **changes: Any) -> ModelMetadata:
@@ -1102,18 +1033,6 @@ class ModelMetadata:
         ModelMetadata
         """
         return dataclasses.replace(self, **changes)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_files(
@@ -1181,17 +1100,17 @@ def _segment_resolving_power(value: Any, segment: str) -> float | dict[str, Any]
     where = f"resolving_power[{segment!r}]"
     if isinstance(value, Mapping):
         if value.get("kind") != "linear":
-            raise _fail(where, f"unknown wavelength-dependent form {value!r}")
+            raise field_error(where, f"unknown wavelength-dependent form {value!r}")
         try:
             from .instruments import LinearResolvingPower
 
             LinearResolvingPower.from_dict(value)
         except (KeyError, TypeError, ValueError) as exc:
-            raise _fail(where, f"invalid linear resolving power {value!r}: {exc}") from exc
+            raise field_error(where, f"invalid linear resolving power {value!r}: {exc}") from exc
         return dict(value)
-    r = _as_float(value, where)
+    r = as_float(value, where)
     if r <= 0:
-        raise _fail(where, f"must be positive, got {r}")
+        raise field_error(where, f"must be positive, got {r}")
     return r
 
 
@@ -1240,7 +1159,7 @@ class CINNModel:
         if not isinstance(network, torch.nn.Module):
             raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
         arch = getattr(network, "architecture", None)
-        if arch is not None and _json_copy(arch, "architecture") != metadata.architecture:
+        if arch is not None and json_copy(arch, "architecture") != metadata.architecture:
             raise ValueError(
                 "the network's architecture differs from metadata.architecture: "
                 f"{arch!r} != {metadata.architecture!r}"
@@ -1315,8 +1234,11 @@ class CINNModel:
         if self._emulator is None and self._metadata.emulator is not None:
             if self._emulator_file is None:
                 raise ValueError("metadata.emulator is set but no emulator is attached or saved")
-            self._emulator = _load_emulator_file(
-                self._emulator_file, self._metadata.emulator, self._metadata.grid
+            from .fit_check import ModelEmulator
+
+            self._emulator = ModelEmulator.load(
+                self._emulator_file, self._metadata.emulator, self._metadata.grid,
+                limit=MAX_WEIGHTS_BYTES,
             )
         return self._emulator
 
@@ -1531,7 +1453,7 @@ class CINNModel:
         """
         meta_path, weights_path = model_files(path, weights)
         expected = _expected_hashes(expected_sha256)
-        meta_bytes = _read_limited(
+        meta_bytes = read_limited(
             meta_path, MAX_METADATA_BYTES, "metadata file", "MAX_METADATA_BYTES"
         )
         meta_sha = hashlib.sha256(meta_bytes).hexdigest()
@@ -1561,20 +1483,20 @@ class CINNModel:
                     + ", the metadata records "
                     + (f"one with SHA-256 {emulator_sha}" if emulator_sha else "none")
                 )
-        data = _read_verified(weights_path, weights_sha, "weights file")
+        data = read_verified(weights_path, weights_sha, "weights file", limit=MAX_WEIGHTS_BYTES)
 
         from .flows import build_cinn
 
         arch = metadata.architecture
-        header = _safetensors_header(data, weights_path)
+        header = safetensors_header(data, weights_path)
         for key in ("n_blocks", "subnet_layers"):
-            _check_count(arch[key], f"architecture.{key}", header, weights_path)
-        reference = _build_on_meta(lambda: build_cinn(arch), meta_path)
-        _check_tensor_specs(_module_specs(reference), header, weights_path)
+            check_count(arch[key], f"architecture.{key}", header, weights_path)
+        reference = build_on_meta(lambda: build_cinn(arch), meta_path)
+        check_tensor_specs(module_specs(reference), header, weights_path)
         del reference
         try:
             network = build_cinn(arch)
-            network.load_state_dict(_parse_safetensors(data, weights_path), strict=True)
+            network.load_state_dict(parse_safetensors(data, weights_path), strict=True)
         except RuntimeError as exc:
             raise ModelLoadError(f"cannot load the weights {weights_path}: {exc}") from exc
         del data
@@ -1644,12 +1566,12 @@ class CINNModel:
                 f"MAX_METADATA_BYTES = {MAX_METADATA_BYTES:,}: the model could not be loaded "
                 "(shorten metadata.training)"
             )
-        _atomic_write(weights_path, data)
+        atomic_write(weights_path, data)
         if emu_data is not None:
-            _atomic_write(_emulator_path(meta_path), emu_data)
+            atomic_write(_emulator_path(meta_path), emu_data)
             emulator.spec = metadata.emulator
             self._emulator_file = _emulator_path(meta_path)
-        _atomic_write(meta_path, meta_bytes)
+        atomic_write(meta_path, meta_bytes)
         self._metadata = metadata
         self._sha256 = digest
         self._digest = model_digest(
@@ -1665,62 +1587,6 @@ def _emulator_path(meta_path: Path) -> Path:
     if meta_path.name == METADATA_FILENAME:
         return meta_path.with_name(EMULATOR_FILENAME)
     return meta_path.with_name(f"{meta_path.stem}.emulator.safetensors")
-
-
-def load_verified_safetensors(
-    path: str | os.PathLike[str], expected_sha256: str | None, what: str = "file"
-) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, check its SHA-256 first, then parse the same bytes (no pickle).
-
-    Parameters
-    ----------
-    path : path-like
-        The file; at most `MAX_WEIGHTS_BYTES`.
-    expected_sha256 : str
-        Hex digest the file must have.
-    what : str
-        How to name the file in error messages (e.g. ``"weights file"``).
-
-    Returns
-    -------
-    dict of str to `torch.Tensor`
-
-    Raises
-    ------
-    ModelFileNotFoundError
-        If the file does not exist.
-    ModelIntegrityError
-        If the digest differs (file corrupt or modified).
-    ModelLoadError
-        If the file is too large or the bytes are not safetensors.
-    """
-    path = Path(path)
-    data = _read_verified(path, expected_sha256, what)
-    _safetensors_header(data, path)
-    return _parse_safetensors(data, path)
-
-
-def _read_verified(path: Path, expected_sha256: str | None, what: str) -> bytes:
-    """Read a file (bounded), hash it, and return the bytes if the hash is the expected one."""
-    # Read once, hash, then parse the same bytes: no window for the file to change.
-    data = _read_limited(path, MAX_WEIGHTS_BYTES, what, "MAX_WEIGHTS_BYTES")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected_sha256:
-        raise ModelIntegrityError(
-            f"SHA-256 of {what} {path} does not match its metadata: expected "
-            f"{expected_sha256}, actual {actual}; the file is corrupt or was modified"
-        )
-    return data
-
-
-def _parse_safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_safetensors
-
-    try:
-        return load_safetensors(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path} is not a valid safetensors file: {exc}") from exc
 
 
 def _expected_hashes(expected: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -1739,7 +1605,7 @@ def _expected_hashes(expected: Mapping[str, str] | None) -> dict[str, str] | Non
     for key, sha in expected.items():
         if sha is None and key == "emulator":
             continue
-        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        if not is_sha256(sha):
             raise ValueError(f"expected_sha256[{key!r}]: not 64 lower-case hex digits: {sha!r}")
         out[key] = sha
     return out
@@ -1756,155 +1622,3 @@ def _check_hash(
         )
 
 
-#: dtypes of the safetensors format: torch dtype and bytes per element.
-_ST_DTYPES: dict[str, tuple[torch.dtype, int]] = {
-    "F64": (torch.float64, 8),
-    "F32": (torch.float32, 4),
-    "F16": (torch.float16, 2),
-    "BF16": (torch.bfloat16, 2),
-    "I64": (torch.int64, 8),
-    "I32": (torch.int32, 4),
-    "I16": (torch.int16, 2),
-    "I8": (torch.int8, 1),
-    "U8": (torch.uint8, 1),
-    "BOOL": (torch.bool, 1),
-}
-
-_TensorSpecs = dict[str, tuple[tuple[int, ...], torch.dtype]]
-
-
-def _safetensors_header(data: bytes, path: Path) -> _TensorSpecs:
-    """Names, shapes and dtypes of the tensors in safetensors bytes, from the header alone.
-
-    The header is an 8-byte little-endian length followed by that many bytes of JSON; it is
-    bounded by `_MAX_HEADER_BYTES` and by the data, and every tensor's byte range must lie in
-    the data and match its shape and dtype.
-    """
-
-    def bad(problem: str) -> ModelLoadError:
-        return ModelLoadError(f"{path} is not a valid safetensors file: {problem}")
-
-    if len(data) < 8:
-        raise bad(f"{len(data)} bytes, shorter than the 8-byte header length")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8 or n > _MAX_HEADER_BYTES:
-        raise bad(
-            f"header length {n:,} exceeds the file ({len(data):,} bytes) or the limit of "
-            f"{_MAX_HEADER_BYTES:,} bytes"
-        )
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (ValueError, RecursionError) as exc:
-        raise bad(f"the header is not JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise bad("the header is not a JSON object")
-    body = len(data) - 8 - n
-    out: _TensorSpecs = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if not isinstance(info, dict):
-            raise bad(f"tensor {name!r}: expected an object, got {info!r}")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _ST_DTYPES:
-            raise bad(f"tensor {name!r}: unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(
-            type(d) is int and d >= 0 for d in shape
-        ):
-            raise bad(f"tensor {name!r}: invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(type(o) is int for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1] <= body
-        ):
-            raise bad(f"tensor {name!r}: data offsets {offsets!r} outside the {body:,}-byte data")
-        torch_dtype, itemsize = _ST_DTYPES[dtype]
-        if offsets[1] - offsets[0] != math.prod(shape) * itemsize:
-            raise bad(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
-        out[name] = (tuple(shape), torch_dtype)
-    return out
-
-
-def _module_specs(module: torch.nn.Module) -> _TensorSpecs:
-    return {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
-
-
-def _build_on_meta(builder: Any, where: Path) -> torch.nn.Module:
-    """Build a module on the meta device: shapes and dtypes without allocating any weights."""
-    try:
-        with torch.device("meta"):
-            return builder()
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelLoadError(f"{where}: {exc}") from exc
-
-
-def _check_count(value: Any, name: str, header: _TensorSpecs, where: Path) -> None:
-    """A count of layers or blocks cannot exceed the number of tensors in the file (each
-    adds at least one); checked before building, so that a huge count builds nothing."""
-    if type(value) is int and value > len(header):
-        raise ModelLoadError(
-            f"weights in {where} do not fit the architecture: {name} = {value:,}, but the file "
-            f"holds only {len(header)} tensors"
-        )
-
-
-def _load_emulator_file(path: Path, spec: EmulatorSpec, grid: WavelengthGrid) -> ModelEmulator:
-    from .emulator import SpectrumEmulator
-    from .fit_check import ModelEmulator
-
-    data = _read_verified(path, spec.sha256, "emulator file")
-    header = _safetensors_header(data, path)
-    floor_spec = header.pop(_FLOOR_KEY, None)
-    if floor_spec is None:
-        raise ModelLoadError(f"{path}: no {_FLOOR_KEY!r} tensor")
-    for key in header:
-        if not key.startswith(_EMULATOR_PREFIX):
-            raise ModelLoadError(f"{path}: unexpected tensor {key!r}")
-    npix = spec.grid.npix
-    if math.prod(floor_spec[0]) not in (1, npix):
-        raise ModelLoadError(
-            f"{path}: tensor {_FLOOR_KEY!r} has shape {floor_spec[0]}, expected 1 or {npix} values"
-        )
-    hidden = spec.architecture.get("hidden")
-    if isinstance(hidden, list):
-        _check_count(len(hidden), "emulator.architecture.hidden", header, path)
-    reference = _build_on_meta(lambda: SpectrumEmulator.from_architecture(spec.architecture), path)
-    _check_tensor_specs(
-        {_EMULATOR_PREFIX + k: v for k, v in _module_specs(reference).items()}, header, path
-    )
-    del reference
-    tensors = _parse_safetensors(data, path)
-    del data
-    floor = tensors.pop(_FLOOR_KEY).numpy()
-    try:
-        emu = SpectrumEmulator.from_architecture(spec.architecture)
-        emu.load_state_dict(
-            {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
-        )
-        return ModelEmulator(spec, emu, floor, grid)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
-
-
-def _check_tensor_specs(expected: _TensorSpecs, got: _TensorSpecs, where: Path) -> None:
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"weights in {where} do not fit the architecture: missing tensors {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected tensors {unexpected[:5]}"
-            f"{' ...' if len(unexpected) > 5 else ''}"
-        )
-    for key, (shape, dtype) in expected.items():
-        got_shape, got_dtype = got[key]
-        if got_shape != shape:
-            raise ModelLoadError(
-                f"weights in {where} do not fit the architecture: tensor {key!r} has shape "
-                f"{got_shape}, expected {shape}"
-            )
-        if got_dtype != dtype:
-            raise ModelLoadError(
-                f"weights in {where} do not fit the architecture: tensor {key!r} has dtype "
-                f"{got_dtype}, expected {dtype}"
-            )

@@ -28,7 +28,6 @@ import hashlib
 import logging
 import os
 import queue
-import re
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ import pooch
 from astropy.table import Table
 from packaging.version import Version
 
+from ._hashing import is_sha256, sha256_file
 from .models import (
     EMULATOR_FILENAME,
     METADATA_FILENAME,
@@ -50,7 +50,6 @@ from .models import (
     ModelMetadata,
     model_digest,
     model_files,
-    sha256_file,
     validate_model_name,
 )
 
@@ -113,7 +112,6 @@ DOWNLOAD_STALL_TIMEOUT: float = 60.0
 _RETRY_WAIT = 1.0
 _CHUNK = 1 << 16
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CACHE_PROJECT = "specutils-cinn"
 
 
@@ -168,7 +166,7 @@ class RegistryFile:
 
     def __post_init__(self) -> None:
         validate_model_name(self.filename, "registry file name")
-        if not isinstance(self.sha256, str) or not _SHA256_RE.match(self.sha256):
+        if not is_sha256(self.sha256):
             raise ValueError(f"invalid SHA-256 {self.sha256!r} for {self.filename!r}")
         if self.size is not None and (type(self.size) is not int or self.size < 0):
             raise ValueError(f"invalid size {self.size!r} for {self.filename!r}")

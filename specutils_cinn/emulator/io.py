@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..models import _atomic_write, load_verified_safetensors
+from .._files import atomic_write, load_verified_safetensors
 from .network import SpectrumEmulator
 
 __all__ = ["EMULATOR_FORMAT", "EMULATOR_FORMAT_VERSION", "load_emulator", "save_emulator"]
@@ -73,8 +73,8 @@ def save_emulator(
         text = json.dumps(doc, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"emulator metadata is not JSON-serialisable: {exc}") from exc
-    _atomic_write(d / _WEIGHTS, data)
-    _atomic_write(d / _META, (text + "\n").encode())
+    atomic_write(d / _WEIGHTS, data)
+    atomic_write(d / _META, (text + "\n").encode())
     emu.metadata = dict(doc["metadata"])
     return d / _META
 

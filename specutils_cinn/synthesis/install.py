@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._hashing import sha256_file as _sha256
 from .hydrogen_patch import PATCH_NAME, patch_hydropac
 
 __all__ = [
@@ -180,12 +181,6 @@ def default_prefix() -> Path:
     from ..registry import cache_dir
 
     return Path(cache_dir()) / "synthesis"
-
-
-def _sha256(path: Path) -> str:
-    from ..models import sha256_file
-
-    return sha256_file(path)
 
 
 def _is_exe(path: Path) -> bool:

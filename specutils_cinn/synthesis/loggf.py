@@ -14,13 +14,14 @@ The pieces of the calibration (driven by ``scripts/calibrate_loggf.py``) and of 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._hashing import sha256_file as _sha256
 
 __all__ = ["LoggfCalibration", "calibrated_line_lists", "fit_loggf_changes", "separated_sets"]
 
@@ -99,14 +100,6 @@ def fit_loggf_changes(residual: np.ndarray, response: Any, *, pixel_sigma: float
     b = np.concatenate([residual * sw, np.zeros(n)])
     res = lsq_linear(a, b, bounds=(lower, upper), lsmr_tol="auto", max_iter=200)
     return np.asarray(res.x)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _record_lines(path: Path) -> tuple[list[str], np.ndarray]:

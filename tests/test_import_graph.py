@@ -1,0 +1,97 @@
+"""The package's import graph (scripts/import_graph.py): no cycle, every module in a layer."""
+
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "import_graph.py"
+
+#: Cycles among synthesis modules that another branch is editing (issue 14): pruning and
+#: turbospectrum import each other, and so do atlas9 and atmospheres. Remove an entry once its
+#: cycle is broken; `test_known_cycles_are_still_there` fails until then.
+KNOWN_CYCLES = {
+    frozenset({"specutils_cinn.synthesis.atlas9", "specutils_cinn.synthesis.atmospheres"}),
+    frozenset({"specutils_cinn.synthesis.pruning", "specutils_cinn.synthesis.turbospectrum"}),
+}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    if not SCRIPT.is_file():
+        pytest.skip("scripts/import_graph.py is not in this checkout")
+    spec = importlib.util.spec_from_file_location("import_graph", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def report(graph):
+    return graph.analyze()
+
+
+def test_no_import_cycle(report):
+    cycles = [" -> ".join(c) for c in report.cycles if frozenset(c) not in KNOWN_CYCLES]
+    assert cycles == []
+
+
+def test_known_cycles_are_still_there(report):
+    assert {frozenset(c) for c in report.cycles} >= KNOWN_CYCLES
+
+
+def test_every_module_has_a_layer(report):
+    assert report.unplaced == []
+
+
+def test_the_graph_sees_function_level_and_type_only_imports(graph, tmp_path):
+    """A toy package: a cycle hidden by a function-level import is found, one that exists only
+    under TYPE_CHECKING is not; private names and modules used across packages are listed."""
+    pkg = tmp_path / "specutils_cinn"
+    files = {
+        "__init__.py": "",
+        "a.py": """
+            def f():
+                from .b import x
+                return x
+            _hidden = 1
+        """,
+        "b.py": "from .a import f\nx = 1\n",
+        "c.py": """
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from .d import Y
+        """,
+        "d.py": """
+            from . import c, sub
+            from .a import _hidden
+            from .sub._impl import helper
+            Y = sub._secret
+        """,
+        "sub/__init__.py": "_secret = 2\n",
+        "sub/_impl.py": "def helper():\n    pass\n",
+        "sub/e.py": "from ._impl import helper\n",
+    }
+    for name, text in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(textwrap.dedent(text))
+    imports = graph.collect_imports(pkg)
+    assert graph.find_cycles(graph.runtime_graph(imports)) == [
+        ["specutils_cinn.a", "specutils_cinn.b", "specutils_cinn.a"]
+    ]
+    kinds = {(i.source, i.target, i.kind) for i in imports}
+    assert ("specutils_cinn.a", "specutils_cinn.b", "function") in kinds
+    assert ("specutils_cinn.c", "specutils_cinn.d", "type-checking") in kinds
+    assert ("specutils_cinn.d", "specutils_cinn.sub", "parent") in kinds
+    private = {(i.source, i.target, i.name) for i in graph.private_uses(imports)}
+    assert private == {
+        ("specutils_cinn.d", "specutils_cinn.a", "_hidden"),
+        ("specutils_cinn.d", "specutils_cinn.sub._impl", "helper"),
+        ("specutils_cinn.d", "specutils_cinn.sub", "_secret"),
+    }
