@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specutils_cinn.constants import C_KMS
 from specutils_cinn.emulator import load_emulator
 from specutils_cinn.emulator.spectra import _rotate_binned
 from specutils_cinn.instruments import InstrumentSetup, degrade
-from specutils_cinn.instruments._utils import C_KMS
 from specutils_cinn.simulation import BinnedRotation, EmulatorSimulator
 
 SEGMENTS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from specutils_cinn.emulator import load_emulator
+from specutils_cinn.grid import crop_grid
 from specutils_cinn.instruments import InstrumentSetup, degrade
 from specutils_cinn.models import sha256_file
-from specutils_cinn.simulation import DEFAULT_PARAMETERS, _crop_grid
+from specutils_cinn.simulation import DEFAULT_PARAMETERS
 from specutils_cinn.synthesis import read_grid
 from specutils_cinn.training import TrainingSet, save_training_set
 
@@ -79,7 +80,7 @@ def main() -> None:
             what, suffix = "stars of the emulator's validation split", "select"
         vsini = np.random.default_rng(args.seed).uniform(0.0, 25.0, hold.size)
         emu = load_emulator(Path(args.emulators) / f"4most-{name}-emulator")
-        grid, _ = _crop_grid(emu.grid, CROP[name].get("segments"),
+        grid, _ = crop_grid(emu.grid, CROP[name].get("segments"),
                              CROP[name].get("wavelength_range"))
         full = InstrumentSetup.from_dict(emu.metadata["setup"])
         setup = InstrumentSetup(full.name, grid,

@@ -51,10 +51,10 @@ def subset_training_stars(star_id: np.ndarray, holdout: np.ndarray, fraction: fl
 def validation_rows(data: dict[str, Any], cfg: Any) -> np.ndarray:
     """Rows of ``data`` in the validation split that `train_and_save` (fraction 1) gives the
     emulator: the same whole stars, never held-out ones, for the same config and seed."""
-    from specutils_cinn.emulator.training import _split
+    from specutils_cinn.emulator import validation_split
 
     rows = np.flatnonzero(subset_training_stars(data["star_id"], data["holdout"], 1.0, cfg.seed))
-    return rows[_split(rows.size, data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
+    return rows[validation_split(data["star_id"][rows], cfg.validation_fraction, cfg.seed)]
 
 
 def train_and_save(data: dict[str, Any], cfg: Any, out: Path | None, *, fraction: float = 1.0,

@@ -129,15 +129,15 @@ def _check_snr(snr: str | None) -> float | str | None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Check the arguments of predict and demo before any work (no file read, no model)."""
-    from .estimator import _check_batch_size, _check_n_samples, _check_quantiles, _check_seed
+    from ._checks import check_batch_size, check_n_samples, check_quantiles, check_seed
 
     _check_output(args.output, args.overwrite)
-    _check_n_samples(args.n_samples)
+    check_n_samples(args.n_samples)
     if args.seed is not None:
-        _check_seed(args.seed)
+        check_seed(args.seed)
     if getattr(args, "quantiles", None) is not None:
-        _check_quantiles(args.quantiles)
-    _check_batch_size(getattr(args, "batch_size", None))
+        check_quantiles(args.quantiles)
+    check_batch_size(getattr(args, "batch_size", None))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -192,14 +192,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.action in (None, "list"):
         registry.list_models().pprint_all()
     elif args.action == "info":
-        from .models import CINNModel
-
         for name in args.names:
-            path = registry._model_path(name)
-            if path is not None:
-                model = CINNModel.load(path)
-            else:
-                model = registry._load_registered(name, progressbar=sys.stderr.isatty())
+            model = registry.load_model(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None

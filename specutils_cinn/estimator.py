@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +14,13 @@ from astropy import units as u
 from astropy.table import QTable
 
 from . import __version__
+from ._checks import MAX_SEED as MAX_SEED  # re-exported: the largest seed
+from ._checks import (
+    check_batch_size,
+    check_n_samples,
+    check_quantiles,
+    check_seed,
+)
 from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
@@ -40,8 +46,6 @@ __all__ = ["CINNParameterEstimator"]
 _ROWS_PER_BATCH = 2**18
 #: Fraction of a parameter's training range next to each edge where PARAMETER_AT_EDGE fires.
 EDGE_FRACTION = 0.02
-#: Largest accepted ``seed`` (it is stored in ``table.meta["SEED"]``, a FITS integer).
-MAX_SEED = 2**63 - 1
 
 
 class CINNParameterEstimator:
@@ -143,15 +147,11 @@ class CINNParameterEstimator:
         specutils_cinn.registry.ModelDownloadError
             If a registered model must be downloaded and cannot be (an `OSError`).
         """
-        from .registry import DEFAULT_MODEL, _load_registered, _model_path
+        from .registry import DEFAULT_MODEL, load_model
 
         if name is None:
             name = DEFAULT_MODEL
-        path = _model_path(name)
-        if path is not None:
-            model = CINNModel.load(path)
-        else:
-            model = _load_registered(str(name), cache_dir=cache_dir, progressbar=progressbar)
+        model = load_model(name, cache_dir=cache_dir, progressbar=progressbar)
         return cls(model, device=device)
 
     # ------------------------------------------------------------------ description
@@ -277,7 +277,7 @@ class CINNParameterEstimator:
         polynomial alone (a featureless continuum) gives ``feature_sigma``, the significance of
         the stellar features; ``NO_FEATURES`` is set below 5. See :ref:`output-table`.
         """
-        levels = _check_quantiles(quantiles)
+        levels = check_quantiles(quantiles)
         dev, seed = self._check_options(n_samples, batch_size, device, seed, fit_chi2_threshold,
                                         calibrated)
         prepared, seed = self._prepare(
@@ -515,8 +515,8 @@ class CINNParameterEstimator:
         snr: float | np.ndarray | str | None,
         normalize: bool | str,
     ) -> tuple[PreparedSpectra, int]:
-        _check_n_samples(n_samples)
-        seed = _check_seed(seed)
+        check_n_samples(n_samples)
+        seed = check_seed(seed)
         spectra = read_paths(spectra)  # file paths: Spectrum.read
         if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
             medium = spectra_medium(spectra)
@@ -555,12 +555,12 @@ class CINNParameterEstimator:
         A seed of None is drawn here. The input arguments (``medium``, ``snr``, ...) are
         checked by `~specutils_cinn.inputs.prepare_spectra` before it resamples anything.
         """
-        _check_n_samples(n_samples)
-        _check_batch_size(batch_size)
+        check_n_samples(n_samples)
+        check_batch_size(batch_size)
         self._threshold(fit_chi2_threshold)
         self._calibration(calibrated)
         dev = self.device if device is None else resolve_device(device)
-        return dev, _check_seed(seed)
+        return dev, check_seed(seed)
 
     def _draw_batches(
         self,
@@ -576,7 +576,7 @@ class CINNParameterEstimator:
         from tqdm.auto import tqdm
 
         rows_all = np.flatnonzero(_inferred(prepared))
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if batch_size is None:
             batch_size = int(np.clip(_ROWS_PER_BATCH // n_samples, 1, 4096))
         network = self.model.network.to(device)
@@ -793,32 +793,6 @@ def _inferred(prepared: PreparedSpectra) -> np.ndarray:
     return ((prepared.flags & hopeless) == 0) & (prepared.coverage > 0)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _check_n_samples(n_samples: Any) -> None:
-    if not _is_int(n_samples) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-
-
-def _check_seed(seed: Any) -> int:
-    """The seed as an int (a fresh random one for None)."""
-    if seed is None:
-        return secrets.randbits(32)
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(
-            f"seed must be an integer from 0 to 2**63 - 1 (or None for a random one), "
-            f"got {seed!r}"
-        )
-    return int(seed)
-
-
 #: Velocities (km/s) the rest-frame check of VELOCITY_OFFSET searches.
 _VELOCITY_SEARCH = (-300.0, 300.0)
 
@@ -852,13 +826,3 @@ def _row_resolving_power(spectra: Any, prepared: PreparedSpectra) -> np.ndarray 
             obj = obj[k]
         out[row] = _meta_resolving_power(getattr(obj, "meta", None) or {})
     return None if np.all(np.isnan(out)) else out
-
-
-def _check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
-    try:
-        levels = tuple(float(q) for q in np.atleast_1d(np.asarray(quantiles, dtype=float)))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"quantiles must be numbers in (0, 1), got {quantiles!r}") from exc
-    if not levels or not all(0.0 < q < 1.0 for q in levels):
-        raise ValueError(f"quantiles must be numbers in (0, 1), got {quantiles!r}")
-    return levels

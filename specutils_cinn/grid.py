@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from astropy import units as u
 
-__all__ = ["GridSegment", "WavelengthGrid", "pixel_map"]
+__all__ = ["GridSegment", "WavelengthGrid", "crop_grid", "pixel_map"]
 
 Medium = Literal["air", "vacuum"]
 
@@ -170,3 +171,52 @@ def pixel_map(model_grid: WavelengthGrid, other: WavelengthGrid) -> tuple[np.nda
     m, o = np.concatenate(mi), np.concatenate(oi)
     order = np.argsort(m, kind="stable")
     return m[order].astype(np.int64), o[order].astype(np.int64)
+
+
+def crop_grid(
+    grid: WavelengthGrid, segments: Sequence[str] | None, wavelength_range: Sequence[float] | None
+) -> tuple[WavelengthGrid, np.ndarray]:
+    """A sub-grid of ``grid``: some of its segments, and the pixel centres inside a range.
+
+    Parameters
+    ----------
+    grid : WavelengthGrid
+        The grid to crop.
+    segments : sequence of str or None
+        Names of the segments to keep (None: all).
+    wavelength_range : (float, float) or None
+        Pixel centres kept, in Angstrom, inclusive (None: all). A segment left with fewer than
+        two pixels is dropped.
+
+    Returns
+    -------
+    grid : WavelengthGrid
+        The cropped grid (same medium and steps).
+    pixels : numpy.ndarray
+        Indices into ``grid`` of its pixels, in order.
+
+    Raises
+    ------
+    ValueError
+        If a segment name is unknown or no pixel is left.
+    """
+    names = [s.name for s in grid.segments]
+    if segments is not None:
+        unknown = sorted(set(segments) - set(names))
+        if unknown:
+            raise ValueError(f"unknown segment(s) {unknown}; the emulator grid has {names}")
+    lo, hi = (-math.inf, math.inf) if wavelength_range is None else map(float, wavelength_range)
+    segs, keep = [], []
+    for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
+        if segments is not None and seg.name not in segments:
+            continue
+        c = seg.centres
+        inside = np.flatnonzero((c >= lo) & (c <= hi))
+        if inside.size < 2:
+            continue
+        segs.append(GridSegment(seg.name, round(float(c[inside[0]]), 9),
+                                round(float(c[inside[-1]]), 9), seg.step))
+        keep.append(sl.start + inside)
+    if not segs:
+        raise ValueError("the model grid selection leaves no pixels")
+    return WavelengthGrid(tuple(segs), grid.medium), np.concatenate(keep)

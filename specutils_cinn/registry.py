@@ -79,6 +79,7 @@ __all__ = [
     "download_models",
     "fetch_model",
     "list_models",
+    "load_model",
     "make_registry_entry",
     "registry_sha256",
     "resolve_name",
@@ -678,6 +679,60 @@ def _load_registered(
         )
     model._registry_name = full
     return model
+
+
+def load_model(
+    name: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progressbar: bool = False,
+    device: str | torch.device = "cpu",
+) -> CINNModel:
+    """Load a model given by its registered name or by a path.
+
+    A path is an `os.PathLike` (such as `pathlib.Path`), or a string that contains a path
+    separator (``./model``, ``models/hr``), is ``"."`` or ``".."``, or starts with ``~``; it is
+    loaded with `~specutils_cinn.models.CINNModel.load`. Any other string is a registry name
+    or alias, even if a file of that name exists: the model is fetched (`fetch_model`: bundled,
+    cached or downloaded) and every file is checked against the registry.
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        A registered name or alias (see `list_models`), or the path of a model directory or
+        metadata file.
+    cache_dir : str or os.PathLike, optional
+        Cache directory for downloads (default: `cache_dir`).
+    progressbar : bool, optional
+        Show a progress bar while downloading.
+    device : str or torch.device, optional
+        Device to put the network on.
+
+    Returns
+    -------
+    `~specutils_cinn.models.CINNModel`
+        For a registered model, with ``registry_name`` set.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is an empty string.
+    TypeError
+        If ``name`` is neither a string nor a path.
+    ModelNotFoundError
+        If a name is not registered (a `ValueError`).
+    specutils_cinn.models.ModelLoadError
+        If the model's files are missing, too large, malformed, do not fit each other, or
+        differ from the registry or the metadata (all `ValueError`).
+    ModelDownloadError
+        If a registered model must be downloaded and cannot be (an `OSError`).
+    """
+    path = _model_path(name)
+    if path is not None:
+        from .models import CINNModel
+
+        return CINNModel.load(path, device=device)
+    return _load_registered(str(name), cache_dir=cache_dir, progressbar=progressbar, device=device)
 
 
 def _base_url(entry: RegistryEntry) -> str:

@@ -50,9 +50,9 @@ import torch
 from scipy import fft as sp_fft
 from scipy import special
 
+from .constants import C_KMS
 from .emulator import SOLAR_A_LI, SpectrumEmulator
-from .grid import GridSegment, WavelengthGrid
-from .instruments._utils import C_KMS
+from .grid import GridSegment, WavelengthGrid, crop_grid
 from .parameters import parameter_unit
 from .synthesis.design import KielRegion
 
@@ -490,32 +490,6 @@ class BinnedRotation:
 # --------------------------------------------------------------------------------------------
 # the simulator
 # --------------------------------------------------------------------------------------------
-def _crop_grid(
-    grid: WavelengthGrid, segments: Sequence[str] | None, wavelength_range: Sequence[float] | None
-) -> tuple[WavelengthGrid, np.ndarray]:
-    """Sub-grid of ``grid`` (segments by name, pixel centres inside a range) and its pixels."""
-    names = [s.name for s in grid.segments]
-    if segments is not None:
-        unknown = sorted(set(segments) - set(names))
-        if unknown:
-            raise ValueError(f"unknown segment(s) {unknown}; the emulator grid has {names}")
-    lo, hi = (-math.inf, math.inf) if wavelength_range is None else map(float, wavelength_range)
-    segs, keep = [], []
-    for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
-        if segments is not None and seg.name not in segments:
-            continue
-        c = seg.centres
-        inside = np.flatnonzero((c >= lo) & (c <= hi))
-        if inside.size < 2:
-            continue
-        segs.append(GridSegment(seg.name, round(float(c[inside[0]]), 9),
-                                round(float(c[inside[-1]]), 9), seg.step))
-        keep.append(sl.start + inside)
-    if not segs:
-        raise ValueError("the model grid selection leaves no pixels")
-    return WavelengthGrid(tuple(segs), grid.medium), np.concatenate(keep)
-
-
 class EmulatorSimulator:
     r"""Noise-free training spectra from a spectrum emulator, rotated and shifted, in torch.
 
@@ -616,7 +590,7 @@ class EmulatorSimulator:
             emulator.grid, limb_darkening=limb_darkening, oversample=oversample,
             max_vsini=max(self.prior.vsini_range[1], 1.0),
             max_shift=max(5.0 * self.rv_sigma, 1.0))
-        self.grid, self._keep = _crop_grid(emulator.grid, segments, wavelength_range)
+        self.grid, self._keep = crop_grid(emulator.grid, segments, wavelength_range)
         #: Standard deviation of the noise standing for the emulator's error, per model pixel.
         self.emulator_sigma = np.sqrt(noise2[self._keep]).astype(np.float32)
         self._sigma_cache: dict[torch.device, torch.Tensor] = {}

@@ -1084,9 +1084,10 @@ def run_survey(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or \
             chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    from .estimator import CINNParameterEstimator, _check_quantiles
+    from ._checks import check_quantiles
+    from .estimator import CINNParameterEstimator
 
-    levels = _check_quantiles(quantiles)
+    levels = check_quantiles(quantiles)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
                              or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")

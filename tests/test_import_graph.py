@@ -1,4 +1,5 @@
-"""The package's import graph (scripts/import_graph.py): no cycle, every module in a layer."""
+"""The package's import graph (scripts/import_graph.py): no cycle, no private name shared
+across packages, every module in a layer."""
 
 import importlib.util
 import sys
@@ -44,6 +45,12 @@ def test_no_import_cycle(report):
 
 def test_known_cycles_are_still_there(report):
     assert {frozenset(c) for c in report.cycles} >= KNOWN_CYCLES
+
+
+def test_no_private_name_across_packages(graph, report):
+    """``from X import _name`` only within a subpackage; private modules only inside the
+    package that holds them (the scripts' uses are reported by the script, not checked)."""
+    assert [graph.describe(i) for i in report.private] == []
 
 
 def test_every_module_has_a_layer(report):

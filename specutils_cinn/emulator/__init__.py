@@ -12,7 +12,7 @@ from .accuracy import pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import SpectrumEmulator
 from .spectra import SOLAR_A_LI, a_li_from_li_fe, emulate_spectra
-from .training import EmulatorConfig, train_emulator
+from .training import EmulatorConfig, train_emulator, validation_split
 
 #: Default emulator input labels (A(Li) absolute).
 EMULATOR_LABELS: tuple[str, ...] = (
@@ -33,4 +33,5 @@ __all__ = [
     "save_emulator",
     "residual_statistics",
     "train_emulator",
+    "validation_split",
 ]

@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from astropy import units as u
 from scipy.interpolate import CubicSpline
 
+from .._checks import per_spectrum
+from ..constants import C_KMS
 from ..instruments import from_log_lambda_grid, rotational_broaden
-from ..instruments._utils import C_KMS, KM_S, per_spectrum
 from .network import SpectrumEmulator
 
 __all__ = ["SOLAR_A_LI", "a_li_from_li_fe", "emulate_spectra"]
@@ -94,7 +96,7 @@ def emulate_spectra(
     f = flux.detach().cpu().numpy() if is_tensor else flux
     single = f.ndim == 1
     f = f.reshape(1, -1) if single else f
-    vs = per_spectrum(vsini, f.shape[0], "vsini", unit=KM_S)
+    vs = per_spectrum(vsini, f.shape[0], "vsini", unit=u.km / u.s)
     rows = np.flatnonzero(vs > 0)
     out = f.copy()
     if rows.size:

@@ -15,7 +15,7 @@ from ..devices import resolve_device
 from ..grid import WavelengthGrid
 from .network import SpectrumEmulator
 
-__all__ = ["EmulatorConfig", "train_emulator"]
+__all__ = ["EmulatorConfig", "train_emulator", "validation_split"]
 
 
 @dataclass
@@ -111,8 +111,28 @@ class EmulatorConfig:
         return d
 
 
-def _split(n: int, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean validation mask choosing whole groups (stars)."""
+def validation_split(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Choose validation spectra by whole groups (stars), as `train_emulator` does.
+
+    Parameters
+    ----------
+    groups : numpy.ndarray
+        Group (star) of each spectrum, shape ``(n,)``.
+    fraction : float
+        Fraction of the groups held out (rounded, at least one).
+    seed : int
+        Seed of the random choice of groups.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, shape ``(n,)``: True for the validation spectra.
+
+    Raises
+    ------
+    ValueError
+        If fewer than two groups would remain to split.
+    """
     uniq = np.unique(groups)
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(fraction * uniq.size)))
@@ -246,7 +266,7 @@ def train_emulator(
     lab, fl, groups = lab[keep], fl[keep], groups[keep]
     if not isinstance(validation, np.ndarray):
         frac = cfg.validation_fraction if validation is None else float(validation)
-        val_mask = _split(lab.shape[0], groups, frac, cfg.seed)
+        val_mask = validation_split(groups, frac, cfg.seed)
     if val_mask.all() or not val_mask.any():
         raise ValueError("the validation split must leave rows on both sides")
     tr = ~val_mask

@@ -10,8 +10,6 @@ import scipy.sparse as sp
 import torch
 from astropy import units as u
 
-#: Speed of light in km/s.
-C_KMS = 299792.458
 KM_S = u.km / u.s
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
@@ -91,35 +89,6 @@ def restore(t: torch.Tensor, was_numpy: bool, was_1d: bool) -> Any:
     if was_numpy:
         return t.detach().cpu().numpy()
     return t
-
-
-def per_spectrum(
-    values: Any, n: int, name: str, *, allow_zero: bool = True, unit: u.UnitBase | None = None
-) -> np.ndarray:
-    """Broadcast a scalar or length-``n`` array of finite non-negative values to float64 ``[n]``.
-
-    A Quantity is converted to ``unit`` (dimensionless if ``unit`` is None).
-    """
-    if isinstance(values, u.Quantity):
-        target = u.dimensionless_unscaled if unit is None else unit
-        try:
-            values = values.to_value(target)
-        except u.UnitConversionError as exc:
-            raise ValueError(f"{name} must be in units of {target}, got {values.unit}") from exc
-    elif isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number or an array of numbers") from exc
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or (not allow_zero and np.any(arr == 0)):
-        need = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be finite and {need}")
-    return arr
 
 
 def interp_matrix(x_new: np.ndarray, x: np.ndarray, *, extrapolate: bool = False) -> sp.csr_matrix:

@@ -45,14 +45,14 @@ import torch.nn.functional as F
 from scipy import fft as sp_fft
 from scipy import special
 
+from .._checks import per_spectrum
+from ..constants import C_KMS
 from ._utils import (
-    C_KMS,
     KM_S,
     as_flux,
     as_wave,
     bin_average_rows,
     interp_rows,
-    per_spectrum,
     restore,
 )
 

@@ -8,14 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._checks import per_spectrum
+from ..constants import C_KMS
 from ._utils import (
-    C_KMS,
     KM_S,
     as_flux,
     as_wave,
     bin_average_rows,
     interp_rows,
-    per_spectrum,
     restore,
 )
 from .broadening import (

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import per_spectrum
 from ..grid import WavelengthGrid
-from ._utils import as_flux, as_wave, make_generator, per_spectrum, restore
+from ._utils import as_flux, as_wave, make_generator, restore
 
 __all__ = ["add_noise", "continuum_distortion", "random_masks", "snr_per_pixel"]
 
