@@ -27,6 +27,7 @@ from specutils_cinn.constants import C_KMS
 from specutils_cinn.emulator import load_emulator
 from specutils_cinn.emulator.spectra import _rotate_binned
 from specutils_cinn.instruments import InstrumentSetup, degrade
+from specutils_cinn.parameters import a_li_from_li_fe
 from specutils_cinn.simulation import BinnedRotation, EmulatorSimulator
 
 SEGMENTS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}
@@ -85,7 +86,7 @@ def throughput(name: str, emu, batch: int, repeats: int) -> None:
     t1 = time.perf_counter()
     for _ in range(repeats):
         lab = sim.prior.sample(batch, gen)
-        lab["a_li"] = lab["li_fe"] + 1.05 + lab["fe_h"]
+        lab["a_li"] = a_li_from_li_fe(lab["li_fe"], lab["fe_h"])
         with torch.no_grad():
             emu(torch.stack([lab[n] for n in emu.label_names], 1), clamp=True)
     de = (time.perf_counter() - t1) / repeats

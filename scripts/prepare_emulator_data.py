@@ -37,9 +37,10 @@ import numpy as np
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
 from specutils_cinn.models import sha256_file
+from specutils_cinn.parameters import EMULATOR_LABELS
 
-#: Emulator input labels, in order (A(Li) absolute; li_fe = a_li - 1.05 - fe_h is derived).
-LABELS = ("teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "a_li")
+#: Emulator input labels, in order (A(Li) absolute; li_fe = a_li - SOLAR_A_LI - fe_h is derived).
+LABELS = EMULATOR_LABELS
 #: Synthesis segments feeding each setup and the default pixel step of the emulator grid; a grid
 #: with none of them but a ``full`` segment (configs/grid-4most-lte-v1.toml) uses that one.
 SYNTH_SEGMENTS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}

@@ -30,6 +30,7 @@ from ._files import (
     safetensors_header,
 )
 from .grid import WavelengthGrid, pixel_map
+from .parameters import emulator_label_values
 from .simulation import BinnedRotation
 
 if TYPE_CHECKING:
@@ -221,16 +222,12 @@ class ModelEmulator:
         """
         names = list(parameter_names)
         values = np.asarray(values, dtype=np.float64)
+        columns = {name: values[:, names.index(name)] for name in names}
         out = np.empty((values.shape[0], len(self.spec.label_names)))
-        for j, name in enumerate(self.spec.label_names):
-            if name in names:
-                out[:, j] = values[:, names.index(name)]
-            elif name in self.spec.label_defaults:
-                out[:, j] = self.spec.label_defaults[name]
-            else:  # a_li from [Li/Fe] (checked by EmulatorSpec.check_model)
-                out[:, j] = (
-                    self.spec.label_defaults["li_fe"] + 1.05 + values[:, names.index("fe_h")]
-                )
+        # a_li from the default [Li/Fe] (checked by EmulatorSpec.check_model)
+        for j, value in enumerate(emulator_label_values(
+                self.spec.label_names, columns, self.spec.label_defaults)):
+            out[:, j] = value
         vsini = values[:, names.index("vsini")] if "vsini" in names else np.zeros(len(values))
         return out, vsini
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from astropy import constants as const
 from astropy import units as u
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 from specutils import Spectrum, SpectrumCollection
 from specutils.utils.wcs_utils import air_to_vac, vac_to_air
 
 from ._hashing import hash_rows, hash_text, splitmix64
+from .constants import C_KMS
 from .flags import QualityFlag
 from .grid import WavelengthGrid
 from .noise_estimate import der_snr, masked_quantile
@@ -48,7 +48,6 @@ FILL_SIGMA = 1.0e3
 #: ``normalize="auto"`` treats dimensionless flux as normalised when the median over
 #: the spectra of an input of their 90th flux percentiles lies in this range.
 AUTO_NORMALIZED_RANGE = (0.8, 1.2)
-_C_KMS = const.c.to_value(u.km / u.s)
 _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).tiny)
 _ABSOLUTE, _RELATIVE, _ESTIMATED = 0, 1, 2
@@ -175,7 +174,7 @@ def doppler_factor(radial_velocity: u.Quantity) -> np.ndarray:
             f"radial_velocity must be a Quantity with velocity units (e.g. 12.3 * u.km / u.s), "
             f"got {radial_velocity!r}"
         ) from exc
-    beta = np.asarray(v, dtype=np.float64) / _C_KMS
+    beta = np.asarray(v, dtype=np.float64) / C_KMS
     if not np.all(np.isfinite(beta)) or np.any(np.abs(beta) >= 1):
         raise ValueError("radial velocities must be finite and slower than light")
     return np.sqrt((1.0 + beta) / (1.0 - beta))
@@ -433,7 +432,7 @@ def _doppler(radial_velocity: Any, blocks: list[_Block], n: int) -> tuple[np.nda
             )
         factor = np.broadcast_to(d, (n,)).astype(np.float64)
     d2 = factor * factor
-    return factor, _C_KMS * (d2 - 1.0) / (d2 + 1.0)
+    return factor, C_KMS * (d2 - 1.0) / (d2 + 1.0)
 
 
 # ------------------------------------------------------------------------ input blocks

@@ -328,7 +328,8 @@ class EmulatorSpec:
         Default threshold of the reduced chi-square above which ``POOR_FIT`` is set.
     label_defaults : dict of str to float, optional
         Values of emulator labels that the model does not predict, e.g. ``{"mn_fe": 0.0}``.
-        An emulator label ``a_li`` may instead take ``{"li_fe": x}``: A(Li) = x + 1.05 + [Fe/H].
+        An emulator label ``a_li`` may instead take ``{"li_fe": x}``: A(Li) = x + 1.05 + [Fe/H]
+        (`~specutils_cinn.parameters.a_li_from_li_fe`).
         A ``vsini`` the model does not predict is 0.
     exclude : sequence of (float, float), optional
         Wavelength windows (Angstrom, the grid's medium) left out of the chi-square, e.g.

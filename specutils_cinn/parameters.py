@@ -1,10 +1,48 @@
-"""Names and units of the stellar parameters that models can predict."""
+"""Names, units and conventions of the stellar parameters: the one home of the label
+conventions.
+
+The parameters a model predicts (`DEFAULT_PARAMETERS` for the emulator-trained models) and the
+labels a spectrum emulator takes (`EMULATOR_LABELS`) differ in one respect: models predict
+[Li/Fe] (``li_fe``), emulators take the absolute A(Li) (``a_li``), related through the solar
+scale of the synthesis grids, ``a_li = li_fe + SOLAR_A_LI + fe_h`` (`a_li_from_li_fe`,
+`li_fe_from_a_li`). `emulator_label_values` turns a model's parameters into an emulator's
+labels.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 from astropy import units as u
 
-__all__ = ["PARAMETER_UNITS", "PARAMETER_DESCRIPTIONS", "PHYSICAL_MINIMUM", "parameter_unit"]
+__all__ = [
+    "DEFAULT_PARAMETERS",
+    "EMULATOR_LABELS",
+    "PARAMETER_DESCRIPTIONS",
+    "PARAMETER_UNITS",
+    "PHYSICAL_MINIMUM",
+    "SOLAR_A_LI",
+    "a_li_from_li_fe",
+    "emulator_label_values",
+    "li_fe_from_a_li",
+    "parameter_unit",
+]
+
+#: Solar lithium abundance A(Li) of the synthesis grids' solar scale, Turbospectrum's default
+#: (Grevesse, Asplund & Sauval 2007): ``li_fe = a_li - SOLAR_A_LI - fe_h``.
+SOLAR_A_LI: float = 1.05
+
+#: Parameters of the emulator-trained models, in network order.
+DEFAULT_PARAMETERS: tuple[str, ...] = (
+    "teff", "logg", "fe_h", "vmic", "vsini", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "li_fe",
+)
+
+#: Default emulator input labels (A(Li) absolute).
+EMULATOR_LABELS: tuple[str, ...] = (
+    "teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "a_li",
+)
 
 #: Unit of each known parameter. Abundance ratios ``<x>_fe`` are in dex.
 PARAMETER_UNITS: dict[str, u.UnitBase] = {
@@ -51,3 +89,97 @@ def parameter_unit(name: str) -> u.UnitBase:
     if name.endswith("_fe") and name[:-3].isalpha():
         return u.dex
     raise KeyError(f"unknown parameter {name!r}; known: {sorted(PARAMETER_UNITS)} or '<x>_fe'")
+
+
+def _values(x: Any) -> Any:
+    """Torch tensors as they are, anything else as a numpy array (or numpy scalar)."""
+    return x if hasattr(x, "__torch_function__") else np.asarray(x)
+
+
+def a_li_from_li_fe(li_fe: Any, fe_h: Any) -> Any:
+    """Absolute A(Li) from [Li/Fe] and [Fe/H]: ``li_fe + SOLAR_A_LI + fe_h``.
+
+    The inverse of `li_fe_from_a_li`.
+
+    Parameters
+    ----------
+    li_fe, fe_h : float, array-like or `torch.Tensor`
+        [Li/Fe] and [Fe/H] in dex.
+
+    Returns
+    -------
+    numpy.ndarray, numpy scalar or `torch.Tensor`
+        A(Li) in dex; a tensor for tensor input, numpy otherwise.
+
+    Examples
+    --------
+    >>> from specutils_cinn.parameters import a_li_from_li_fe
+    >>> float(a_li_from_li_fe(0.5, -1.0))
+    0.55
+    """
+    return _values(li_fe) + SOLAR_A_LI + _values(fe_h)
+
+
+def li_fe_from_a_li(a_li: Any, fe_h: Any) -> Any:
+    """[Li/Fe] from absolute A(Li) and [Fe/H]: ``a_li - SOLAR_A_LI - fe_h``.
+
+    The inverse of `a_li_from_li_fe`.
+
+    Parameters
+    ----------
+    a_li, fe_h : float, array-like or `torch.Tensor`
+        A(Li) and [Fe/H] in dex.
+
+    Returns
+    -------
+    numpy.ndarray, numpy scalar or `torch.Tensor`
+        [Li/Fe] in dex; a tensor for tensor input, numpy otherwise.
+    """
+    return _values(a_li) - SOLAR_A_LI - _values(fe_h)
+
+
+def emulator_label_values(
+    label_names: Sequence[str],
+    values: Mapping[str, Any],
+    defaults: Mapping[str, float] | None = None,
+) -> list[Any]:
+    """The value of each emulator label, from a model's parameters or their defaults.
+
+    A label takes its value from ``values``, else from ``defaults``. An ``a_li`` found in
+    neither is derived with `a_li_from_li_fe` from [Fe/H] in ``values`` and [Li/Fe]: the
+    default ``li_fe`` if ``defaults`` gives one (as a model's
+    `~specutils_cinn.models.EmulatorSpec` may), else ``li_fe`` in ``values``.
+
+    Parameters
+    ----------
+    label_names : sequence of str
+        The emulator's labels, in order (e.g. `EMULATOR_LABELS`).
+    values : mapping of str to float, array or `torch.Tensor`
+        Values of the model's parameters (e.g. one column per parameter).
+    defaults : mapping of str to float, optional
+        Values of labels the model does not predict.
+
+    Returns
+    -------
+    list
+        One value per label, in the order of ``label_names``: the objects of ``values`` and
+        ``defaults`` themselves, and for a derived ``a_li`` the result of `a_li_from_li_fe`.
+
+    Raises
+    ------
+    KeyError
+        If a label has neither a value nor a default and cannot be derived.
+    """
+    defaults = {} if defaults is None else defaults
+    out = []
+    for name in label_names:
+        if name in values:
+            out.append(values[name])
+        elif name in defaults:
+            out.append(defaults[name])
+        elif name == "a_li" and "fe_h" in values and ("li_fe" in defaults or "li_fe" in values):
+            li_fe = defaults["li_fe"] if "li_fe" in defaults else values["li_fe"]
+            out.append(a_li_from_li_fe(li_fe, values["fe_h"]))
+        else:
+            raise KeyError(f"no value for the emulator label {name!r}")
+    return out

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from astropy import constants as const
 from astropy import units as u
 
+from .constants import C_KMS
 from .inputs import prepare_spectra
 
 __all__ = [
@@ -50,7 +50,6 @@ DEFAULT_TEMPLATE_LABELS: dict[str, float] = {
 }
 #: Velocities searched by default, km/s (Galactic stars, halo included).
 DEFAULT_VELOCITY_RANGE = (-600.0, 600.0)
-_C_KMS = const.c.to_value(u.km / u.s)
 #: ln(lambda) pixels per model pixel (at the red end of the finest segment).
 _OVERSAMPLE = 2
 #: Fewest valid pixels (per spectrum) for an estimate.
@@ -162,7 +161,7 @@ def emulated_template(
 def _velocity(shift: np.ndarray, step: float) -> np.ndarray:
     """Relativistic velocity (km/s) of a shift of ``shift`` pixels of ``step`` in ln(lambda)."""
     f2 = np.exp(2.0 * shift * step)  # (1 + z)**2
-    return _C_KMS * (f2 - 1.0) / (f2 + 1.0)
+    return C_KMS * (f2 - 1.0) / (f2 + 1.0)
 
 
 def _correlate(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray:
@@ -240,7 +239,7 @@ def estimate_radial_velocity(
     model = _model_of(estimator)
     md = model.metadata
     lo, hi = u.Quantity(velocity_range, u.km / u.s).to_value(u.km / u.s)
-    if not (np.isfinite(lo) and np.isfinite(hi) and -_C_KMS < lo < hi < _C_KMS):
+    if not (np.isfinite(lo) and np.isfinite(hi) and -C_KMS < lo < hi < C_KMS):
         raise ValueError(f"velocity_range must be increasing and slower than light, got "
                          f"{velocity_range!r}")
     if template is None or isinstance(template, Mapping):
@@ -351,5 +350,5 @@ def velocity_of_prepared(model: Any, prepared: Any, template: np.ndarray,
 
 
 def _doppler(v_kms: float) -> float:
-    beta = v_kms / _C_KMS
+    beta = v_kms / C_KMS
     return float(np.sqrt((1.0 + beta) / (1.0 - beta)))

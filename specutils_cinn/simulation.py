@@ -51,9 +51,15 @@ from scipy import fft as sp_fft
 from scipy import special
 
 from .constants import C_KMS
-from .emulator import SOLAR_A_LI, SpectrumEmulator
+from .emulator import SpectrumEmulator
 from .grid import GridSegment, WavelengthGrid, crop_grid
-from .parameters import parameter_unit
+from .parameters import (
+    DEFAULT_PARAMETERS,
+    SOLAR_A_LI,
+    emulator_label_values,
+    li_fe_from_a_li,
+    parameter_unit,
+)
 from .synthesis.design import KielRegion
 
 __all__ = [
@@ -63,11 +69,6 @@ __all__ = [
     "LabelPrior",
     "SpectrumSimulator",
 ]
-
-#: Parameters of the emulator-trained models, in network order.
-DEFAULT_PARAMETERS: tuple[str, ...] = (
-    "teff", "logg", "fe_h", "vmic", "vsini", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "li_fe",
-)
 
 _LANCZOS_A = 6
 _TABLE_STEP = 1.0 / 64.0
@@ -131,7 +132,8 @@ class LabelPrior:
     ``logg_range`` (rejection sampling, so uniform in area, unlike the Sobol designs of
     `~specutils_cinn.synthesis.design.LabelDesign`, which are uniform in :math:`\log g` at each
     :math:`T_\mathrm{eff}`); every label in ``ranges`` is uniform and independent; ``li_fe``
-    is derived from A(Li) as ``a_li - 1.05 - fe_h``; :math:`v\sin i` is uniform in
+    is derived from A(Li) as ``a_li - 1.05 - fe_h``
+    (`~specutils_cinn.parameters.li_fe_from_a_li`); :math:`v\sin i` is uniform in
     ``vsini_range``.
 
     Parameters
@@ -221,7 +223,7 @@ class LabelPrior:
         out["vsini"] = tuple(map(float, self.vsini_range))
         if "a_li" in self.ranges:
             (a_lo, a_hi), (f_lo, f_hi) = self.ranges["a_li"], self.ranges["fe_h"]
-            out["li_fe"] = (a_lo - SOLAR_A_LI - f_hi, a_hi - SOLAR_A_LI - f_lo)
+            out["li_fe"] = (float(li_fe_from_a_li(a_lo, f_hi)), float(li_fe_from_a_li(a_hi, f_lo)))
         return out
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -262,7 +264,7 @@ class LabelPrior:
         a, b = self.vsini_range
         out["vsini"] = a + (b - a) * torch.rand(n, **kw)
         if "a_li" in self.ranges:
-            out["li_fe"] = out["a_li"] - SOLAR_A_LI - out["fe_h"]
+            out["li_fe"] = li_fe_from_a_li(out["a_li"], out["fe_h"])
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,7 +277,7 @@ class LabelPrior:
             "logg_range": None if self.logg_range is None else list(self.logg_range),
             "ranges": {k: list(v) for k, v in self.ranges.items()},
             "vsini": {"distribution": "uniform", "range": list(self.vsini_range)},
-            "derived": {"li_fe": "a_li - 1.05 - fe_h"} if "a_li" in self.ranges else {},
+            "derived": {"li_fe": f"a_li - {SOLAR_A_LI} - fe_h"} if "a_li" in self.ranges else {},
         }
 
 
@@ -746,13 +748,11 @@ class EmulatorSimulator:
         """
         dev = labels["vsini"].device
         emu = self._emulator_on(dev)
-        lab = dict(labels)
-        if "a_li" in emu.label_names and "a_li" not in lab:
-            lab["a_li"] = lab["li_fe"] + SOLAR_A_LI + lab["fe_h"]
-        x = torch.stack([lab[n].to(dev, torch.float64) for n in emu.label_names], dim=1)
+        values = emulator_label_values(emu.label_names, labels)
+        x = torch.stack([v.to(dev, torch.float64) for v in values], dim=1)
         with torch.no_grad():
             flux = emu(x, clamp=True)
-            flux = self.rotation(flux, lab["vsini"], rv)
+            flux = self.rotation(flux, labels["vsini"], rv)
         if dev not in self._keep_cache:
             self._keep_cache[dev] = torch.as_tensor(self._keep, device=dev)
         return flux.index_select(1, self._keep_cache[dev])

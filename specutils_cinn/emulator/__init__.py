@@ -8,16 +8,12 @@ unlimited noise-free training spectra for the cINN. Rotation is applied afterwar
 
 from __future__ import annotations
 
+from ..parameters import EMULATOR_LABELS, SOLAR_A_LI, a_li_from_li_fe
 from .accuracy import pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import SpectrumEmulator
-from .spectra import SOLAR_A_LI, a_li_from_li_fe, emulate_spectra
+from .spectra import emulate_spectra
 from .training import EmulatorConfig, train_emulator, validation_split
-
-#: Default emulator input labels (A(Li) absolute).
-EMULATOR_LABELS: tuple[str, ...] = (
-    "teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "a_li",
-)
 
 __all__ = [
     "EMULATOR_FORMAT",

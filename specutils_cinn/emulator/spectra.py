@@ -12,28 +12,10 @@ from scipy.interpolate import CubicSpline
 from .._checks import per_spectrum
 from ..constants import C_KMS
 from ..instruments import from_log_lambda_grid, rotational_broaden
+from ..parameters import SOLAR_A_LI, a_li_from_li_fe
 from .network import SpectrumEmulator
 
-__all__ = ["SOLAR_A_LI", "a_li_from_li_fe", "emulate_spectra"]
-
-#: Solar lithium abundance A(Li) of the synthesis grids' solar scale (Grevesse et al. 2007).
-SOLAR_A_LI = 1.05
-
-
-def a_li_from_li_fe(li_fe: Any, fe_h: Any) -> Any:
-    """Absolute A(Li) from [Li/Fe] and [Fe/H]: ``li_fe + 1.05 + fe_h`` (inverse of
-    ``li_fe = a_li - 1.05 - fe_h``).
-
-    Parameters
-    ----------
-    li_fe, fe_h : float or array-like
-        [Li/Fe] and [Fe/H] in dex.
-
-    Returns
-    -------
-    float or numpy.ndarray
-    """
-    return np.asarray(li_fe) + SOLAR_A_LI + np.asarray(fe_h)
+__all__ = ["SOLAR_A_LI", "a_li_from_li_fe", "emulate_spectra"]  # the first two re-exported
 
 
 def emulate_spectra(

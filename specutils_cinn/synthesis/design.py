@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DEFAULT_RANGES", "KielRegion", "LabelDesign", "SOLAR_A_LI"]
+from ..parameters import SOLAR_A_LI, li_fe_from_a_li
 
-#: Solar lithium abundance on Turbospectrum's default scale (Grevesse, Asplund & Sauval 2007);
-#: ``li_fe = a_li - SOLAR_A_LI - fe_h``.
-SOLAR_A_LI = 1.05
+__all__ = ["DEFAULT_RANGES", "KielRegion", "LabelDesign", "SOLAR_A_LI"]
 
 #: Default uniform ranges of the labels other than Teff and log g.
 DEFAULT_RANGES: Mapping[str, tuple[float, float]] = {
@@ -171,7 +169,7 @@ class LabelDesign:
                     a, b = self.ranges[name]
                     out[name] = np.clip(out[name] + trend, a, b)
         if "a_li" in out:
-            out["li_fe"] = out["a_li"] - SOLAR_A_LI - out["fe_h"]
+            out["li_fe"] = li_fe_from_a_li(out["a_li"], out["fe_h"])
         return out
 
     def to_dict(self) -> dict:
