@@ -52,7 +52,7 @@ def test_doppler_windows_cover_and_refine():
     labels = {"teff": 4000.0, "vmic": 0.5}
     pieces = doppler_windows(labels, 3690.0, 9510.0, 0.03, 0.5)
     assert pieces[0][0] == 3690.0 and pieces[-1][1] == 9510.0
-    for (a0, b0, s0), (a1, _, _) in zip(pieces, pieces[1:], strict=False):
+    for (_a0, b0, s0), (a1, _, _) in zip(pieces, pieces[1:], strict=False):
         assert a1 == pytest.approx(b0 + s0)          # contiguous, no overlap
     steps = [p[2] for p in pieces]
     assert steps == sorted(steps)                     # redder pieces coarser
