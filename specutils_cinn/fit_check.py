@@ -30,8 +30,8 @@ from ._files import (
     safetensors_header,
 )
 from .grid import WavelengthGrid, pixel_map
+from .instruments.rotation import BinnedRotation
 from .parameters import emulator_label_values
-from .simulation import BinnedRotation
 
 if TYPE_CHECKING:
     from .models import EmulatorSpec

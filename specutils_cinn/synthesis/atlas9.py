@@ -99,7 +99,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atmospheres import _TOL, Atmosphere, axis_pairs
+from .model_atmosphere import NODE_TOLERANCE as _TOL
+from .model_atmosphere import Atmosphere, axis_pairs
 
 __all__ = [
     "ATLAS9_ALPHA_M",

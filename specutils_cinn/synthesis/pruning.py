@@ -372,8 +372,8 @@ class LinePruning:
         return windows, "\n".join(text) + "\n", probes
 
     def strengths(self, probes: Sequence[tuple], wavelength: np.ndarray, flux: np.ndarray,
-                  labels: dict, atoms: IrwinAtoms | None, solar: dict[int, float] | None
-                  ) -> SpeciesStrength:
+                  labels: dict, atoms: IrwinAtoms | None,
+                  abundances: dict[int, float] | None) -> SpeciesStrength:
         """Turn a probe run's spectrum into :class:`SpeciesStrength`.
 
         Parameters
@@ -386,8 +386,9 @@ class LinePruning:
             The star's labels (``teff``, ``logg``, ``fe_h``, abundances).
         atoms : IrwinAtoms or None
             Partition functions for the atomic index (None: atoms are not pruned).
-        solar : dict of int to float or None
-            Solar log eps by atomic number.
+        abundances : dict of int to float or None
+            log eps of every element in the star, by atomic number
+            (`~specutils_cinn.synthesis.turbospectrum.element_abundances`).
 
         Returns
         -------
@@ -434,8 +435,8 @@ class LinePruning:
         knots = np.array([p[0] for p in pts])
         logc = np.array([p[1] for p in pts])
         offset: dict[int, float] = {}
-        if atoms is not None and solar is not None:
-            abund = _abundances(labels, solar)
+        if atoms is not None and abundances is not None:
+            abund = abundances
             ref = np.zeros(2, TS_DTYPE)
             ref["element"], ref["ion"], ref["wavelength"] = 26, (1, 2), mid_w
             ref["chi"] = (0.0, _CHI_ION)
@@ -454,7 +455,8 @@ class LinePruning:
                                theta_molecule_high=float(th_mol_high))
 
     def _log_depth(self, ll: IndexedLineList, strength: SpeciesStrength, labels: dict,
-                   atoms: IrwinAtoms | None, solar: dict[int, float] | None) -> np.ndarray:
+                   atoms: IrwinAtoms | None, abundances: dict[int, float] | None
+                   ) -> np.ndarray:
         """Predicted log10 central depth of every line of one list."""
         out = np.full(len(ll), np.inf)
         c = np.interp(ll.wavelength, strength.wavelength_knots, strength.log_c)
@@ -465,7 +467,8 @@ class LinePruning:
             sel = mol
             out[sel] = (k[ll.block_index[sel]] + ll.loggf[sel]
                         - strength.excitation(ll.chi[sel], molecule=True) + c[sel])
-        if (~mol).any() and atoms is not None and solar is not None and strength.atom_offset:
+        if (~mol).any() and atoms is not None and abundances is not None \
+                and strength.atom_offset:
             sel = ~mol
             rec = np.zeros(int(sel.sum()), TS_DTYPE)
             elem = np.array([int(float(b.species.strip().split(".")[0])) for b in ll.blocks])
@@ -476,7 +479,7 @@ class LinePruning:
             rec["loggf"] = ll.loggf[sel]
             s = line_strength_index(rec, teff=strength.teff, logg=float(labels["logg"]),
                                     m_h=float(labels["fe_h"]),
-                                    abundances=_abundances(labels, solar), atoms=atoms,
+                                    abundances=abundances, atoms=atoms,
                                     temperature_factor=5040.0 / strength.theta_atom
                                     / strength.teff)
             s -= np.log10(rec["wavelength"])
@@ -491,7 +494,7 @@ class LinePruning:
     def write_pruned(self, lists: Sequence[str | os.PathLike[str]], strength: SpeciesStrength,
                      windows: Sequence[tuple[float, float, float]], workdir: Path, *,
                      labels: dict, atoms: IrwinAtoms | None = None,
-                     solar: dict[int, float] | None = None,
+                     abundances: dict[int, float] | None = None,
                      hydrogen: str | os.PathLike[str] | None = None
                      ) -> tuple[list[Path], dict[str, int]]:
         """Write this star's pruned copies of ``lists`` into ``workdir``.
@@ -511,8 +514,8 @@ class LinePruning:
         atoms : IrwinAtoms, optional
             Partition functions for the atomic index (None: atomic lines are only cut to the
             windows).
-        solar : dict of int to float, optional
-            Solar log eps by atomic number.
+        abundances : dict of int to float, optional
+            log eps of every element in the star, by atomic number.
         hydrogen : path-like, optional
             The hydrogen line list: passed through unchanged.
 
@@ -538,7 +541,7 @@ class LinePruning:
             for start, stop, _ in windows:
                 near |= ((ll.wavelength >= start - WINDOW_MARGIN)
                          & (ll.wavelength <= stop + WINDOW_MARGIN))
-            keep = near & (self._log_depth(ll, strength, labels, atoms, solar) >= log_min)
+            keep = near & (self._log_depth(ll, strength, labels, atoms, abundances) >= log_min)
             per_list[Path(path).name] = [int(keep.sum()), int(near.sum())]
             if not keep.any():
                 continue
@@ -561,19 +564,6 @@ def _log_k(pairs: Sequence[tuple[float, float]]) -> float:
     # strong probes saturated, weak ones below the floor: the floor bound of the strongest
     # unsaturated one, an overestimate
     return float(np.log10(_LINEAR[0]) - max(g for g, d in pairs if d <= _LINEAR[1]))
-
-
-def _abundances(labels: dict, solar: dict[int, float]) -> dict[int, float]:
-    """log eps of every element in the star: solar + [Fe/H], with the labels' own [X/Fe]."""
-    from .turbospectrum import ELEMENTS, abundances_from_labels
-
-    fe_h = float(labels["fe_h"])
-    out = {z: v + fe_h for z, v in solar.items() if z > 2}
-    out.update({1: solar.get(1, 12.0), 2: solar.get(2, 10.93)})
-    z_of = {sym: z for z, sym in enumerate(ELEMENTS) if sym}
-    for sym, value in abundances_from_labels(labels, solar).items():
-        out[z_of[sym]] = value
-    return out
 
 
 _ATOMS: dict[str, IrwinAtoms] = {}

@@ -77,6 +77,7 @@ __all__ = [
     "abundances_from_labels",
     "babsma_control",
     "bsyn_control",
+    "element_abundances",
     "parse_solar_scale",
     "solar_scale",
     "synthesize",
@@ -297,6 +298,32 @@ def abundances_from_labels(labels: Mapping[str, float],
     if "a_li" in labels and labels["a_li"] is not None and np.isfinite(labels["a_li"]):
         out[3] = float(labels["a_li"])
     return {ELEMENTS[z]: round(v, 4) for z, v in sorted(out.items())}
+
+
+def element_abundances(labels: Mapping[str, float],
+                       solar: Mapping[int, float]) -> dict[int, float]:
+    """log eps of every element in a star, by atomic number.
+
+    Solar scaled by [Fe/H] for every element heavier than helium, with the labels' own
+    abundances (:func:`abundances_from_labels`) where given; H and He solar.
+
+    Parameters
+    ----------
+    labels : mapping
+        Must hold ``fe_h``; ``<el>_fe`` and ``a_li`` as in :func:`abundances_from_labels`.
+    solar : mapping of int to float
+        Solar log eps by atomic number.
+
+    Returns
+    -------
+    dict of int to float
+    """
+    fe_h = float(labels["fe_h"])
+    out = {int(z): float(v) + fe_h for z, v in solar.items() if int(z) > 2}
+    out.update({1: float(solar.get(1, 12.0)), 2: float(solar.get(2, 10.93))})
+    for sym, value in abundances_from_labels(labels, solar).items():
+        out[_atomic_number(sym)] = float(value)
+    return out
 
 
 def _q(value) -> str:
@@ -667,11 +694,12 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
                 pw.append(data[:, 0])
                 pf.append(data[:, 1])
             atoms = irwin_atoms(install)
+            every = element_abundances(labels, solar)
             strength = line_pruning.strengths(probes, np.concatenate(pw), np.concatenate(pf),
-                                              dict(labels), atoms, solar)
+                                              dict(labels), atoms, every)
             lists, counts = line_pruning.write_pruned(lists, strength, windows, work,
                                                       labels=dict(labels), atoms=atoms,
-                                                      solar=solar, hydrogen=hydrogen)
+                                                      abundances=every, hydrogen=hydrogen)
             pruning_info = {**line_pruning.to_dict(), **counts}
         waves, fluxes, absolute = [], [], []
         for i, (start, stop, step) in enumerate(windows):

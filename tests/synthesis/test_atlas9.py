@@ -201,7 +201,7 @@ def fake_ts(tmp_path, monkeypatch):
     """synthesize() without the binaries: record the control texts, write a flat spectrum."""
     calls = []
 
-    def run(exe, text, workdir, timeout, what):
+    def run(exe, text, workdir, timeout, what, hydrogen_wing_fraction=0.0):
         calls.append((what, text))
         if what == "bsyn":
             lines = text.splitlines()

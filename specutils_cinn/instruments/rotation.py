@@ -1,0 +1,252 @@
+r"""Rotation and radial velocity of spectra binned on a `~specutils_cinn.grid.WavelengthGrid`.
+
+**Rotation of binned spectra.** The emulator's pixel values are exact point samples of the
+smooth function :math:`g = \Pi * L * S` (pixel box, line-spread function, synthetic spectrum),
+and rotation commutes with both convolutions, so rotating :math:`g` and sampling it at the pixel
+centres gives the same spectrum as rotating :math:`S` before the line-spread function and the
+binning. Per grid segment, `BinnedRotation` interpolates the pixels onto a grid uniform in
+:math:`\ln\lambda` with ``oversample`` points per pixel (at the segment's red end) with a
+normalised Lanczos kernel (``a = 6``, 12 taps; beyond the segment the end value is repeated),
+multiplies its Fourier transform by the analytic Fourier transform of Gray's rotation profile
+with linear limb darkening :math:`\epsilon`,
+
+.. math::
+
+    \hat G(x) = \frac{1-\epsilon}{1-\epsilon/3}\,\frac{2 J_1(x)}{x}
+        + \frac{2\epsilon/3}{1-\epsilon/3}\,\frac{3(\sin x - x\cos x)}{x^3},
+    \qquad x = 2\pi\, s\, v\sin i
+
+(:math:`s` the frequency in cycles per km/s; tabulated once and interpolated linearly), and
+samples the result at the pixel centres, Doppler-shifted by the radial velocity, with Keys'
+cubic kernel. Rows with :math:`v\sin i = 0` and no shift are returned unchanged, bit for bit.
+Against `~specutils_cinn.instruments.degrade` with ``vsini`` applied to the same Turbospectrum
+spectra (``benchmarks/bench_simulation.py``), the 99th percentile of the absolute difference is
+below 4e-4 of the continuum on the 4MOST HR emulator grid (0.1 A, R = 20 000) for
+:math:`v\sin i` = 5-50 km/s, and below 1e-3 on the LR grid (0.5 A, R = 4000-7500) for 10-50 km/s
+(1.5e-3 at 5 km/s, where the LR pixels undersample the line-spread function; the scipy-spline
+reference `~specutils_cinn.emulator.emulate_spectra` does no better). Pixels within
+:math:`\lambda v\sin i/c` of a segment end see the repeated end value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import fft as sp_fft
+from scipy import special
+
+from ..constants import C_KMS
+from ..grid import GridSegment, WavelengthGrid
+
+__all__ = ["BinnedRotation"]
+
+_LANCZOS_A = 6
+_TABLE_STEP = 1.0 / 64.0
+
+
+def _lanczos(t: np.ndarray, a: int) -> np.ndarray:
+    return np.where(np.abs(t) < a, np.sinc(t) * np.sinc(t / a), 0.0)
+
+
+def _keys_weights(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Weights of Keys' cubic kernel (a = -1/2) for the samples at ``-1, 0, 1, 2`` of ``t``."""
+    t2 = t * t
+    return (
+        ((-0.5 * t + 1.0) * t - 0.5) * t,
+        (1.5 * t - 2.5) * t2 + 1.0,
+        ((-1.5 * t + 2.0) * t + 0.5) * t,
+        (0.5 * t - 0.5) * t2,
+    )
+
+
+def _rotation_transfer(x: np.ndarray, epsilon: float) -> np.ndarray:
+    """Fourier transform of Gray's rotation profile at ``x = 2 pi s vsini`` (float64)."""
+    xs = np.where(x < 0.1, 1.0, x)
+    disc = np.where(x < 0.1, 1.0 - x**2 / 8.0 + x**4 / 192.0, 2.0 * special.j1(xs) / xs)
+    par = np.where(x < 0.1, 1.0 - x**2 / 10.0 + x**4 / 280.0,
+                   3.0 * (np.sin(xs) - xs * np.cos(xs)) / xs**3)
+    return ((1.0 - epsilon) * disc + (2.0 * epsilon / 3.0) * par) / (1.0 - epsilon / 3.0)
+
+
+class _Segment:
+    """Precomputed resampling of one grid segment (numpy float64, moved to torch lazily)."""
+
+    def __init__(self, seg: GridSegment, oversample: float, pad_kms: float) -> None:
+        c = seg.centres
+        self.npix = c.size
+        self.du = seg.step / c[-1] / oversample  # ln(lambda) step of the fine grid
+        self.dv = self.du * C_KMS
+        self.pad = int(math.ceil(pad_kms / self.dv)) + 16
+        m = int(math.ceil(math.log(c[-1] / c[0]) / self.du)) + 1
+        self.nfft = sp_fft.next_fast_len(m + 2 * self.pad, real=True)
+        u0 = math.log(c[0]) - self.pad * self.du
+        x = (np.exp(u0 + self.du * np.arange(self.nfft)) - seg.start) / seg.step
+        base = np.floor(x).astype(np.int64) - (_LANCZOS_A - 1)
+        taps = np.arange(2 * _LANCZOS_A)
+        w = _lanczos(x[:, None] - (base[:, None] + taps), _LANCZOS_A)
+        w /= w.sum(axis=1, keepdims=True)
+        self.up_index = np.clip(base[:, None] + taps, 0, self.npix - 1).T.copy()  # [T, nfft]
+        self.up_weight = w.T.copy()
+        self.position = (np.log(c) - u0) / self.du  # pixel centres in fine-grid units
+        self.freq = np.fft.rfftfreq(self.nfft, d=self.dv)  # cycles per km/s
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    def tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        key = (device, dtype)
+        if key not in self._cache:
+            self._cache[key] = (
+                torch.as_tensor(self.up_index, device=device),
+                torch.as_tensor(self.up_weight, dtype=dtype, device=device),
+                torch.as_tensor(self.position, dtype=torch.float64, device=device),
+                torch.as_tensor(self.freq, dtype=torch.float64, device=device),
+            )
+        return self._cache[key]
+
+
+class BinnedRotation:
+    r"""Rotational broadening and Doppler shift of binned spectra on a `WavelengthGrid`, in torch.
+
+    See the module docstring for the method and its accuracy.
+
+    Parameters
+    ----------
+    grid : `~specutils_cinn.grid.WavelengthGrid`
+        Pixel grid of the spectra; each segment is treated separately.
+    limb_darkening : float
+        Linear limb-darkening coefficient :math:`\epsilon` of the rotation profile.
+    oversample : float
+        Points of the intermediate log-lambda grid per pixel (at each segment's red end).
+    max_vsini : float
+        Largest :math:`v\sin i` accepted, in km/s (sets the padding of the segments).
+    max_shift : float
+        Largest radial velocity in km/s for which the shifted spectrum is still defined by the
+        padding; larger shifts see the repeated end value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from specutils_cinn.grid import GridSegment, WavelengthGrid
+    >>> grid = WavelengthGrid((GridSegment("A", 6000.0, 6050.0, 0.1),))
+    >>> rot = BinnedRotation(grid)
+    >>> flux = torch.ones(2, grid.npix)
+    >>> rot(flux, torch.tensor([0.0, 20.0])).shape
+    torch.Size([2, 501])
+    """
+
+    def __init__(
+        self,
+        grid: WavelengthGrid,
+        *,
+        limb_darkening: float = 0.6,
+        oversample: float = 2.0,
+        max_vsini: float = 100.0,
+        max_shift: float = 50.0,
+    ) -> None:
+        eps = float(limb_darkening)
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"limb_darkening must be in [0, 1], got {limb_darkening!r}")
+        if not oversample >= 1.0:
+            raise ValueError(f"oversample must be >= 1, got {oversample!r}")
+        if not (max_vsini > 0 and max_shift >= 0):
+            raise ValueError("max_vsini must be positive and max_shift non-negative")
+        self.grid = grid
+        self.limb_darkening = eps
+        self.oversample = float(oversample)
+        self.max_vsini = float(max_vsini)
+        self.max_shift = float(max_shift)
+        self._segments = [_Segment(s, oversample, max_vsini + max_shift) for s in grid.segments]
+        x_max = math.pi * self.max_vsini / min(s.dv for s in self._segments) + 1.0
+        x = np.arange(int(math.ceil(x_max / _TABLE_STEP)) + 2) * _TABLE_STEP
+        self._table = _rotation_transfer(x, eps)
+        self._table_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (for provenance)."""
+        return {
+            "method": "torch: Lanczos-6 interpolation onto a log-lambda grid, FFT convolution with "
+                      "the analytic transform of Gray's rotation profile, Keys-cubic sampling at "
+                      "the Doppler-shifted pixel centres (specutils_cinn.simulation)",
+            "limb_darkening": self.limb_darkening,
+            "oversample": self.oversample,
+        }
+
+    def _transfer(self, seg: _Segment, vsini: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Rotation transfer function ``[B, nfft // 2 + 1]`` (linear interpolation in a table)."""
+        dev = vsini.device
+        if (dev, dtype) not in self._table_cache:
+            t = torch.as_tensor(self._table, dtype=dtype, device=dev)
+            self._table_cache[(dev, dtype)] = (t, torch.diff(t, append=t[-1:]))
+        table, slope = self._table_cache[(dev, dtype)]
+        freq = seg.tensors(dev, dtype)[3]
+        scale = ((2.0 * math.pi / _TABLE_STEP) * vsini).to(torch.float32)
+        pos = scale[:, None] * freq.to(torch.float32)[None, :]
+        i = pos.long()
+        w = (pos - i).to(dtype)
+        i = i.flatten()
+        return (table.index_select(0, i).view_as(w)).addcmul_(slope.index_select(0, i).view_as(w),
+                                                               w)
+
+    def __call__(
+        self, flux: torch.Tensor, vsini: torch.Tensor, rv: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rotate and shift each spectrum.
+
+        Parameters
+        ----------
+        flux : `torch.Tensor`, shape ``[B, npix]``
+            Binned, continuum-normalised spectra on `grid` (float32 or float64).
+        vsini : `torch.Tensor`, shape ``[B]``
+            Projected rotational velocities in km/s, in ``[0, max_vsini]``.
+        rv : `torch.Tensor`, shape ``[B]``, optional
+            Radial velocities in km/s (positive: redshift).
+
+        Returns
+        -------
+        `torch.Tensor`
+            Same shape, dtype and device as ``flux``; rows with ``vsini == 0`` and no shift are
+            the input rows unchanged.
+        """
+        if flux.ndim != 2 or flux.shape[1] != self.grid.npix:
+            raise ValueError(f"flux must have shape [B, {self.grid.npix}], got {tuple(flux.shape)}")
+        vsini = vsini.to(device=flux.device, dtype=torch.float64).reshape(-1)
+        if vsini.numel() != flux.shape[0]:
+            raise ValueError("vsini needs one value per spectrum")
+        if not bool(((vsini >= 0) & (vsini <= self.max_vsini)).all()):
+            raise ValueError(f"vsini must be finite and in [0, {self.max_vsini}] km/s")
+        if rv is None:
+            rv = torch.zeros_like(vsini)
+        rv = rv.to(device=flux.device, dtype=torch.float64).reshape(-1)
+        rows = torch.nonzero((vsini > 0) | (rv != 0)).flatten()
+        if rows.numel() == 0:
+            return flux.clone()
+        if rows.numel() == flux.shape[0]:
+            f, vs, shift = flux, vsini, torch.log1p(rv / C_KMS)
+        else:
+            f, vs = flux.index_select(0, rows), vsini.index_select(0, rows)
+            shift = torch.log1p(rv.index_select(0, rows) / C_KMS)
+        dtype, dev = flux.dtype, flux.device
+        res = torch.empty_like(f)
+        for seg, sl in zip(self._segments, self.grid.segment_slices, strict=True):
+            idx, wts, position, _ = seg.tensors(dev, dtype)
+            ft = f[:, sl].T.contiguous()  # [npix, B]: index_select copies whole rows
+            fine = ft.index_select(0, idx[0]) * wts[0][:, None]
+            for t in range(1, idx.shape[0]):
+                fine.addcmul_(ft.index_select(0, idx[t]), wts[t][:, None])
+            spec = torch.fft.rfft(fine.T, dim=1)
+            conv = torch.fft.irfft(spec * self._transfer(seg, vs, dtype), n=seg.nfft, dim=1)
+            pos = position[None, :] - (shift / seg.du)[:, None]  # [B, npix] fine-grid units
+            base = torch.floor(pos)
+            weights = _keys_weights((pos - base).to(dtype))
+            base = base.long() - 1
+            acc = torch.gather(conv, 1, base.clamp(0, seg.nfft - 1)).mul_(weights[0])
+            for t in range(1, 4):
+                acc.addcmul_(torch.gather(conv, 1, (base + t).clamp_(0, seg.nfft - 1)), weights[t])
+            res[:, sl] = acc
+        if rows.numel() == flux.shape[0]:
+            return res
+        out = flux.clone()
+        out.index_copy_(0, rows, res)
+        return out
