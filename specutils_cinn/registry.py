@@ -76,6 +76,7 @@ __all__ = [
     "RegistryEntry",
     "RegistryFile",
     "cache_dir",
+    "download_file",
     "download_models",
     "fetch_model",
     "list_models",
@@ -363,6 +364,9 @@ class Registry:
     base_url : str, optional
         Default base URL of the model files (``{version}``, ``{name}``,
         ``{full_name}`` are substituted per model).
+    grids : dict, optional
+        Synthesis grids published as data products, by full name (parsed and checked by
+        `specutils_cinn.synthesis.shards.GridProduct` when used).
 
     Raises
     ------
@@ -373,6 +377,7 @@ class Registry:
     models: dict[str, RegistryEntry] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     base_url: str = DEFAULT_BASE_URL
+    grids: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key, entry in self.models.items():
@@ -407,7 +412,7 @@ class Registry:
         """
         if not isinstance(d, Mapping):
             raise _bad("top level", f"expected an object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"format_version", "base_url", "models", "aliases"})
+        unknown = sorted(set(d) - {"format_version", "base_url", "models", "aliases", "grids"})
         if unknown:
             raise _bad(unknown[0], "unknown key")
         if d.get("format_version") != REGISTRY_FORMAT_VERSION:
@@ -424,8 +429,11 @@ class Registry:
             isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
         ):
             raise _bad("aliases", f"expected an object of strings, got {aliases!r}")
+        grids = d.get("grids", {})
+        if not isinstance(grids, Mapping):
+            raise _bad("grids", f"expected an object, got {grids!r}")
         entries = {k: RegistryEntry.from_dict(v, k) for k, v in models.items()}
-        return cls(entries, dict(aliases), d.get("base_url", DEFAULT_BASE_URL))
+        return cls(entries, dict(aliases), d.get("base_url", DEFAULT_BASE_URL), dict(grids))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Registry:
@@ -465,6 +473,7 @@ class Registry:
             "base_url": self.base_url,
             "models": {k: e.to_dict() for k, e in self.models.items()},
             "aliases": dict(self.aliases),
+            **({"grids": dict(self.grids)} if self.grids else {}),
         }
 
     @property
@@ -971,8 +980,30 @@ def _download_attempt(url: str, f: RegistryFile, target: Path, progressbar: bool
         tmp.unlink(missing_ok=True)
 
 
-def _download(url: str, f: RegistryFile, target: Path, progressbar: bool) -> None:
-    """Download with `DOWNLOAD_RETRIES` retries; raise the last error."""
+def download_file(url: str, f: RegistryFile, target: Path, progressbar: bool = False) -> None:
+    """Download one registered file, verified, with `DOWNLOAD_RETRIES` retries.
+
+    The download is streamed into a temporary file next to ``target``, aborted as soon as more
+    bytes than ``f.size`` arrive, when no byte arrives for `DOWNLOAD_STALL_TIMEOUT` seconds or
+    when it takes longer than `DOWNLOAD_TIMEOUT`, and moved to ``target`` only once its size
+    and SHA-256 match.
+
+    Parameters
+    ----------
+    url : str
+        ``http://`` or ``https://`` URL of the file.
+    f : RegistryFile
+        The registered name, SHA-256 and size.
+    target : pathlib.Path
+        Where the verified file goes.
+    progressbar : bool
+        Show a progress bar.
+
+    Raises
+    ------
+    ModelDownloadError
+        If the download fails after the retries, or its content does not match.
+    """
     attempts = 1 + max(0, int(DOWNLOAD_RETRIES))
     for attempt in range(attempts):
         try:
@@ -1051,7 +1082,7 @@ def fetch_model(
         target = cache / f.filename
         url = base_url + f.filename
         try:
-            _download(url, f, target, progressbar)
+            download_file(url, f, target, progressbar)
         except ModelIntegrityError as exc:
             raise ModelIntegrityError(
                 f"the file {f.filename} of model {full!r} downloaded from {url} does not match "

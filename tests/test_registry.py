@@ -338,7 +338,7 @@ def test_bundled_model_needs_no_network(
     def no_download(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("download attempted for a bundled model")
 
-    monkeypatch.setattr(registry, "_download", no_download)
+    monkeypatch.setattr(registry, "download_file", no_download)
     assert registry.fetch_model("tiny") == bundled
     assert env.requests == 0
     assert not cache.exists()

@@ -32,6 +32,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ import numpy as np
 
 from .grid_file import SynthesisGrid, holdout_mask
 
-__all__ = ["SHARD_FORMAT", "SHARD_FORMAT_VERSION", "instrument_spectra", "read_shards",
-           "shard_name", "shard_star_ids", "write_shard"]
+__all__ = ["SHARD_FORMAT", "SHARD_FORMAT_VERSION", "GridProduct", "fetch_grid", "grid_product",
+           "instrument_spectra", "read_shards", "shard_name", "shard_star_ids", "write_shard"]
 
 SHARD_FORMAT = "specutils-cinn-grid-shard"
 SHARD_FORMAT_VERSION = 1
@@ -264,3 +265,152 @@ def read_shards(folder: str | os.PathLike[str], setup: str) -> SynthesisGrid:
         cpu_seconds=np.asarray([i.get("cpu_seconds", np.nan) for i in infos], dtype=np.float64),
         meta=provenance,
     )
+
+
+@dataclass(frozen=True)
+class GridProduct:
+    """A synthesis grid published as a data product: its shards, with SHA-256 and size.
+
+    Registered under ``"grids"`` in the package's ``registry.json`` (the same registry and the
+    same verified downloads as the models, `~specutils_cinn.registry`).
+
+    Parameters
+    ----------
+    name, version : str
+        E.g. ``"4most-lte-v2"`` and ``"2.0.0"``; the full name is ``"<name>-v<version>"``.
+    description : str
+        What the grid holds (physics, label ranges, number of stars).
+    base_url : str
+        Where the shard files are published; ``{version}``, ``{name}`` and ``{full_name}`` are
+        substituted.
+    files : tuple of `~specutils_cinn.registry.RegistryFile`
+        The shards.
+    """
+
+    name: str
+    version: str
+    description: str
+    base_url: str
+    files: tuple
+
+    @property
+    def full_name(self) -> str:
+        """``"<name>-v<version>"``."""
+        return f"{self.name}-v{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as stored under ``"grids"`` in ``registry.json``."""
+        return {"name": self.name, "version": self.version, "description": self.description,
+                "base_url": self.base_url, "files": [f.to_dict() for f in self.files]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], key: str | None = None) -> GridProduct:
+        """Parse a ``registry.json`` grid entry (see `to_dict`).
+
+        Raises
+        ------
+        ValueError
+            If a field is missing or malformed, or ``key`` is not the full name.
+        """
+        from ..registry import RegistryFile
+
+        try:
+            files = tuple(RegistryFile(str(f["filename"]), str(f["sha256"]), f.get("size"))
+                          for f in d["files"])
+            out = cls(str(d["name"]), str(d["version"]), str(d.get("description", "")),
+                      str(d["base_url"]), files)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"registry grid entry {key!r} is malformed: {exc!r}") from None
+        if key is not None and key != out.full_name:
+            raise ValueError(f"registry grid entry {key!r} must be named {out.full_name!r}")
+        if any(f.size is None for f in out.files):
+            raise ValueError(f"registry grid entry {key!r}: every file needs a size")
+        if any(not _NAME.match(f.filename) for f in out.files):
+            raise ValueError(f"registry grid entry {key!r}: files must be shard_NNNNN.h5")
+        return out
+
+
+def grid_product(folder: str | os.PathLike[str], *, name: str, version: str,
+                 description: str, base_url: str) -> GridProduct:
+    """Describe a folder of shards as a `GridProduct` (hash and size of every shard).
+
+    Parameters
+    ----------
+    folder : path-like
+        E.g. ``grid/4most-lte-v2``.
+    name, version, description, base_url : str
+        See `GridProduct`.
+
+    Returns
+    -------
+    GridProduct
+    """
+    from .._hashing import sha256_file
+    from ..registry import RegistryFile
+
+    files = tuple(RegistryFile(p.name, sha256_file(p), p.stat().st_size)
+                  for p in _shard_files(Path(folder)))
+    if not files:
+        raise FileNotFoundError(f"no shard_*.h5 files in {folder}")
+    return GridProduct(name, version, description, base_url, files)
+
+
+def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
+               progressbar: bool = False, registry: Any = None) -> Path:
+    """Download a registered grid (its shards, each verified) and return its folder.
+
+    Shards already in the cache with the registered SHA-256 are not downloaded again. Read the
+    result with `read_shards`.
+
+    Parameters
+    ----------
+    name : str
+        The grid's full name (``"<name>-v<version>"``) or its name (the highest version).
+    cache_dir : path-like, optional
+        Default `~specutils_cinn.registry.cache_dir`; the shards go to
+        ``<cache>/grids/<full name>/``.
+    progressbar : bool
+        Show download progress.
+    registry : `~specutils_cinn.registry.Registry`, optional
+        Default: the package's registry.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    KeyError
+        If no grid of that name is registered.
+    specutils_cinn.registry.ModelDownloadError
+        If a download fails.
+    specutils_cinn.models.ModelIntegrityError
+        If a downloaded file's size or SHA-256 does not match the registry.
+    """
+    from packaging.version import Version
+
+    from .. import registry as reg
+    from .._hashing import sha256_file
+
+    table = (registry if registry is not None else reg.REGISTRY).grids
+    entries = {k: GridProduct.from_dict(v, k) for k, v in table.items()}
+    if name in entries:
+        product = entries[name]
+    else:
+        candidates = [e for e in entries.values() if e.name == name]
+        if not candidates:
+            raise KeyError(f"no grid {name!r} in the registry (registered: "
+                           f"{sorted(entries) or 'none'})")
+        product = max(candidates, key=lambda e: Version(e.version))
+    root = Path(cache_dir) if cache_dir is not None else reg.cache_dir()
+    folder = root / "grids" / product.full_name
+    folder.mkdir(parents=True, exist_ok=True)
+    base = product.base_url.format(version=product.version, name=product.name,
+                                   full_name=product.full_name)
+    for f in product.files:
+        target = folder / f.filename
+        if target.is_file() and target.stat().st_size == f.size and \
+                sha256_file(target) == f.sha256:
+            continue
+        reg.download_file(base.rstrip("/") + "/" + f.filename, f, target, progressbar)
+    return folder

@@ -119,3 +119,77 @@ def test_pack_needs_shards(tmp_path):
         pack_shards(cfg)
     with pytest.raises(ValueError, match="lithium"):
         _config(tmp_path, lithium="nlte")
+
+
+def _two_shards(folder):
+    hr, lr = fourmost_setup("hr").grid.npix, fourmost_setup("lr").grid.npix
+    for k in range(2):
+        write_shard(folder / f"shard_{k:05d}.h5", star_id=[2 * k, 2 * k + 1],
+                    labels={"teff": [5000.0, 6000.0]},
+                    spectra={"hr": np.full((2, hr), 0.9), "lr": np.full((2, lr), 0.8)},
+                    info=[{}, {}], provenance={"physics": "test"})
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The shards of a grid on a loopback HTTP server; yields (folder, url, request counts)."""
+    import functools
+    import http.server
+    import threading
+    from collections import Counter
+
+    root = tmp_path / "www"
+    folder = root / "v1.0.0"
+    folder.mkdir(parents=True)
+    _two_shards(folder)
+    counts = Counter()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            counts[self.path] += 1
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{httpd.server_address[1]}/v{{version}}/", counts
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_grid_product_fetch_verifies_and_caches(served, tmp_path):
+    from specutils_cinn.models import ModelIntegrityError
+    from specutils_cinn.registry import ModelDownloadError, Registry
+    from specutils_cinn.synthesis.shards import GridProduct, fetch_grid, grid_product
+
+    folder, url, counts = served
+    product = grid_product(folder, name="test-grid", version="1.0.0",
+                           description="two shards", base_url=url)
+    assert [f.filename for f in product.files] == ["shard_00000.h5", "shard_00001.h5"]
+    reg = Registry(grids={product.full_name: product.to_dict()})
+    assert Registry.from_dict(reg.to_dict()).grids == reg.grids       # round trip
+    assert GridProduct.from_dict(product.to_dict(), product.full_name) == product
+    got = fetch_grid("test-grid", cache_dir=tmp_path / "cache", registry=reg)
+    for f in product.files:
+        assert (got / f.filename).read_bytes() == (folder / f.filename).read_bytes()
+    assert sorted(read_shards(got, "hr").star_id) == [0, 1, 2, 3]
+    fetch_grid("test-grid-v1.0.0", cache_dir=tmp_path / "cache", registry=reg)
+    assert sum(counts.values()) == 2                  # verified cache: no second download
+    # a published file that does not match its registered hash is refused
+    (got / "shard_00001.h5").unlink()
+    (folder / "shard_00001.h5").write_bytes(b"not the grid")
+    with pytest.raises((ModelDownloadError, ModelIntegrityError)):
+        fetch_grid("test-grid", cache_dir=tmp_path / "cache", registry=reg)
+    assert not (got / "shard_00001.h5").exists()
+    with pytest.raises(KeyError, match="no grid"):
+        fetch_grid("other", cache_dir=tmp_path / "cache", registry=reg)
+    bad = dict(product.to_dict(), files=[{"filename": "x.h5", "sha256": "0" * 64, "size": 1}])
+    with pytest.raises(ValueError, match="shard_NNNNN"):
+        GridProduct.from_dict(bad, product.full_name)
