@@ -709,6 +709,8 @@ def run_grid(
         todo = todo[: max(int(limit), 0)]
     nproc = max(1, int(config.processes or os.cpu_count() or 1))
     worker = _synthesize_star if config.shards is None else _synthesize_star_v2
+    if config.shards is not None:
+        pack_shards(config)   # blocks finished by an earlier, interrupted run
     bar = tqdm(total=len(todo), disable=not progress, unit="star", desc="synthesis")
 
     def _done(sid: int, ok: bool, msg: str) -> None:
