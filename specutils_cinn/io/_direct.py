@@ -382,7 +382,7 @@ def spectrum_of(*, flux: Any, spectral_axis: Any, radial_velocity: Any = None,
         return Spectrum(flux=flux, spectral_axis=spectral_axis, wcs=wcs, **kwargs)
     spec = Spectrum(flux=flux, spectral_axis=spectral_axis, **kwargs)
     with _WCS_LOCK:
-        if len(_WCS) > 64:
+        if len(_WCS) > 16:
             _WCS.clear()
         entries = _WCS.setdefault(key, [])
         if len(entries) < 4:
