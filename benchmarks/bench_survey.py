@@ -5,7 +5,7 @@ All runs start from the same synthetic 4MOST L1 HRS files (three arm files per o
 spectrum per object, written by ``scripts/make_4most_files.py``) and end with a table on disk:
 
 - **survey**: ``specutils_cinn.survey.run_survey`` (what ``specutils-cinn predict`` runs):
-  chunks of ``--chunk-size`` objects read (plain L1 files directly, `specutils_cinn.io._direct`;
+  chunks of ``--chunk-size`` objects read (plain L1 files directly, ``io.read_arms_direct``;
   the next chunk in a background thread while one is inferred), joined, prepared together,
   inferred in batches (conditioning once per spectrum, shared by its draws), parts written
   and assembled.

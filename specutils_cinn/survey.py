@@ -460,16 +460,16 @@ class _Item:
     status: str = "ok"
 
 
-#: Read plain 4MOST L1 / ESO Phase 3 files directly (`specutils_cinn.io._direct`): the same
-#: spectra as ``Spectrum.read``, several times faster. False reads every file with
+#: Read plain 4MOST L1 / ESO Phase 3 files directly (`~specutils_cinn.io.read_arms_direct`):
+#: the same spectra as ``Spectrum.read``, several times faster. False reads every file with
 #: ``Spectrum.read`` (and joins arms with ``group_arms``), as before (tests, benchmarks).
 _DIRECT_READ = True
 _DIRECT_FORMATS = (None, "4MOST-L1", "ESO-SDP")
 
 
 def _read_unit_direct(k: int, unit: SurveyInput, job: _Job) -> list[_Item] | None:
-    """`_read_unit` for files that `specutils_cinn.io._direct` reads; None for the others."""
-    from .io._direct import read_arms_direct
+    """`_read_unit` for files that `~specutils_cinn.io.read_arms_direct` reads; None else."""
+    from .io import read_arms_direct
 
     if job.reader_format not in _DIRECT_FORMATS:
         return None

@@ -310,25 +310,40 @@ def read_arms_direct(
     flux_unit: Any = None,
     sources: Sequence[str] | None = None,
 ) -> list[Spectrum] | None:
-    """The spectra of one object's files, as reading each and `group_arms` give them.
+    """Read one object's files as ``Spectrum.read`` and `group_arms` do, faster; or decline.
+
+    For plain 4MOST L1 and ESO Phase 3 one-row spectrum files (uncompressed; a primary header
+    without data and one binary table with one row of numeric array columns, unscaled), this
+    gives the spectrum that reading each file with ``Spectrum.read`` (the ``4MOST-L1`` or
+    ``ESO-SDP`` loader) and joining them with `group_arms` gives, value for value, without
+    ``astropy.io.fits.open``, a table reader or a spectrum per arm: header values are parsed by
+    astropy, each distinct card image once per process, and the spectra of a survey share the
+    WCS of their spectral axis. Survey runs read their files with it
+    (`specutils_cinn.survey.run_survey`).
 
     Parameters
     ----------
     paths : sequence of path-like
-        The files (e.g. the three HRS arm files of an object).
-    format, flux_unit
-        As for `read_phase3_direct`.
+        The files: one, or the HRS arm files of one object (``HB``, ``HG``, ``HR``).
+    format : {"4MOST-L1", "ESO-SDP"} or None, optional
+        The loader to read them as; None identifies each file as `identify_format` does.
+    flux_unit : str or `~astropy.units.Unit`, optional
+        As the loaders' ``flux_unit``.
     sources : sequence of str, optional
-        Stored as ``meta["_survey_source"]`` of each file's spectrum (before joining), as the
-        survey does.
+        One label per file, stored in the ``meta`` of its spectrum (before joining, so in
+        ``meta["segments"]`` of a joined one) as ``"_survey_source"``: the survey records
+        from it which files a row comes from.
 
     Returns
     -------
     list of `~specutils.Spectrum` or None
-        One spectrum: the file's (one path), or the files' arms joined with `join_arms`
-        (several 4MOST arm files of ``ARMS_HRS`` with one ``group_id``, each arm once). None
-        when a file is declined by `read_phase3_direct` or the files are not such a group:
-        read them with ``Spectrum.read`` and `group_arms`.
+        One spectrum: the file's, or the files' arms joined (`join_arms`). ``meta`` holds
+        the loaders' keys; ``meta["header"]`` and ``meta["data_header"]`` are read-only
+        header views (``get``, ``[]``, ``in`` as on an `~astropy.io.fits.Header`, which their
+        ``header()`` method builds). None when a file is not such a plain file (compressed,
+        scaled columns, more HDUs without ``format``, another layout, unreadable) or the
+        files are not the arms of one observation (each arm once): read those with
+        ``Spectrum.read`` and `group_arms`, which also give their errors.
     """
     arms = []
     for k, p in enumerate(paths):

@@ -229,7 +229,7 @@ def phase3_arrays(
     (called after the headers have been checked); ``hdu_name`` names the table in messages
     (default its ``EXTNAME``); the other parameters as `read_phase3`.
     Shared by `read_phase3` (astropy's table reader) and the survey's direct reader
-    (`specutils_cinn.io._direct`), so that both give the same arrays and ``meta``.
+    (`specutils_cinn.io.read_arms_direct`), so that both give the same arrays and ``meta``.
     """
     medium = normalise_medium(medium)
     if header.get("NAXIS2") != 1:
