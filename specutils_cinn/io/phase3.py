@@ -163,7 +163,14 @@ def read_phase3_arrays(
     err_column: str | None = None,
     qual_column: str | None = None,
 ) -> Phase3Arrays:
-    """`read_phase3` without the final `~specutils.Spectrum` (same parameters)."""
+    """`read_phase3` without the final `~specutils.Spectrum` (same parameters).
+
+    Returns
+    -------
+    Phase3Arrays
+        The spectrum's arrays, units and ``meta``; ``.spectrum()`` is what `read_phase3`
+        returns.
+    """
     name = source_name(source)
     medium = normalise_medium(medium)
     with open_fits(source) as hdul:
@@ -230,6 +237,17 @@ def phase3_arrays(
     (default its ``EXTNAME``); the other parameters as `read_phase3`.
     Shared by `read_phase3` (astropy's table reader) and the survey's direct reader
     (`specutils_cinn.io.read_arms_direct`), so that both give the same arrays and ``meta``.
+
+    Returns
+    -------
+    Phase3Arrays
+        The flux and wavelength (Quantities), uncertainty, mask and ``meta`` of the spectrum.
+
+    Raises
+    ------
+    ValueError
+        If the table has not one row, lacks a wavelength or flux column or the wavelength
+        unit, or its columns differ in length.
     """
     medium = normalise_medium(medium)
     if header.get("NAXIS2") != 1:
@@ -303,7 +321,13 @@ def fourmost_arm(name: str | None, spectrum: Any = None) -> str | None:
 
 
 def fourmost_l1_meta(arrays: Phase3Arrays) -> Phase3Arrays:
-    """Add the 4MOST keys ``arm`` and ``group_id`` to the ``meta`` of a Phase 3 spectrum."""
+    """Add the 4MOST keys ``arm`` and ``group_id`` to the ``meta`` of a Phase 3 spectrum.
+
+    Returns
+    -------
+    Phase3Arrays
+        ``arrays`` itself, its ``meta`` updated.
+    """
     name = arrays.meta["filename"]
     arrays.meta["arm"] = fourmost_arm(name, arrays)
     arrays.meta["group_id"] = fourmost_group_id(arrays.meta, name)
