@@ -1,38 +1,39 @@
 """End-to-end survey throughput: 4MOST FITS files on disk to the written table, against a
 realistic per-spectrum baseline, in one run.
 
-Both sides start from the same synthetic 4MOST L1 HRS files (three arm files per object,
-written by ``scripts/make_4most_files.py``) and end with a table on disk:
+All runs start from the same synthetic 4MOST L1 HRS files (three arm files per object, one
+spectrum per object, written by ``scripts/make_4most_files.py``) and end with a table on disk:
 
 - **survey**: ``specutils_cinn.survey.run_survey`` (what ``specutils-cinn predict`` runs):
-  chunks of ``--chunk-size`` objects read, joined, prepared together, inferred in batches
-  (conditioning once per spectrum, shared by its draws), parts written and assembled.
+  chunks of ``--chunk-size`` objects read (plain L1 files directly, ``io.read_arms_direct``;
+  the next chunk in a background thread while one is inferred), joined, prepared together,
+  inferred in batches (conditioning once per spectrum, shared by its draws), parts written
+  and assembled.
+- **survey, Spectrum.read**: the same with every file read by ``Spectrum.read`` (format
+  identified per file) and the arms joined by ``group_arms``, one chunk after the other (the
+  reading of the previous release), at the sizes of ``--old-files`` (default the smallest).
 - **baseline**: the loop of published cINN codes: for each object, read its three files
-  (``read_spectra``), resample and normalise that one spectrum (``prepare_spectra``),
-  condition the network once, draw ``n_samples``, take quantiles and standard deviations,
-  collect the row; write the table at the end. Timed on ``--n-baseline`` objects.
+  (``read_spectra``: ``Spectrum.read`` per file), resample and normalise that one spectrum
+  (``prepare_spectra``), condition the network once, draw ``n_samples``, take quantiles and
+  standard deviations, collect the row; write the table at the end. Timed on
+  ``--n-baseline`` objects.
 
 Each measurement runs in a fresh Python process (model load and imports excluded from the
 timing, reported separately); its peak memory is that process's maximum resident set size
 (``resource.getrusage``). Sizes are numbers of input FILES (three per object); the default
-1002 and 9999 files are 334 and 3333 objects.
-
-A run (HR model v1.2.0, 1000 draws, chunk size 256; AMD EPYC, 2 cores shared with other
-jobs, ``OMP_NUM_THREADS=1``, torch 2.13.0 CPU, one thread; the ``--dask local:2`` row was not
-completed)::
-
-    run          files  objects  seconds  objects/s  files/s  x baseline  peak RSS MB
-    baseline       600      200     15.3       13.1     39.2        1.00          401
-    survey        1002      334     31.3       10.7     32.0        0.82         1376
-    survey        9999     3333    332.1       10.0     30.1        0.77         1405
-
-Reading dominates both (about 65 ms per three-file object); the survey's inference also runs
-the goodness-of-fit check and the posterior calibration, which the baseline leaves out.
+1002 and 9999 files are 334 and 3333 objects (spectra). ``--stages`` adds, for the smallest
+size and both readers, a breakdown of the survey's time per spectrum by stage (read, join,
+prepare, inference, goodness of fit, flags, assembly, writing), with reading in the calling
+thread so that the stages add up. The load average of the machine is printed before and
+after: on a shared machine compare rows of one run, not runs.
 
 Usage::
 
-    python benchmarks/bench_survey.py [--files 1002 9999] [--n-baseline 200]
-        [--n-samples 1000] [--chunk-size 256] [--workdir /tmp/bench-survey] [--json out.json]
+    OMP_NUM_THREADS=1 python benchmarks/bench_survey.py [--files 1002 9999] [--n-baseline 200]
+        [--old-files 1002] [--stages] [--n-samples 1000] [--chunk-size 256]
+        [--workdir /tmp/bench-survey] [--json out.json]
+
+See docs/survey.rst (Throughput) for a run.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD_SURVEY = """
 import json, resource, sys, time
 t0 = time.perf_counter()
+from specutils_cinn import survey
 from specutils_cinn.survey import cached_estimator, run_survey
+survey._DIRECT_READ, survey._READ_AHEAD = {direct!r}, {ahead!r}
 est = cached_estimator(None, "cpu")
 t1 = time.perf_counter()
 s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_samples={ns},
@@ -60,6 +63,52 @@ s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_sample
 t2 = time.perf_counter()
 print(json.dumps({{"setup_s": t1 - t0, "run_s": t2 - t1, "rows": s.rows, "errors": s.errors,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+#: The survey's stages, timed by wrapping the functions that do them (reading in the calling
+#: thread: the stages then add up to the run).
+CHILD_STAGES = """
+import collections, functools, json, time
+from specutils_cinn import survey
+from specutils_cinn.estimator import CINNParameterEstimator as E
+import specutils_cinn.io as sio
+import specutils_cinn.io._direct as direct
+from specutils_cinn.survey import cached_estimator, run_survey
+survey._DIRECT_READ, survey._READ_AHEAD = {direct!r}, 0
+T = collections.defaultdict(float)
+def wrap(owner, name, label):
+    f = getattr(owner, name)
+    @functools.wraps(f)
+    def g(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            T[label] += time.perf_counter() - t
+    setattr(owner, name, g)
+wrap(survey, "_read_one", "read: Spectrum.read (identify, open, parse)")
+wrap(sio, "group_arms", "read: group_arms (join the arms)")
+wrap(direct, "read_phase3_direct", "read: direct (headers, arrays, meta)")
+wrap(direct, "spectrum_of", "read: Spectrum of the joined arms")
+wrap(survey, "_read_chunk", "read: total")
+wrap(E, "_prepare", "prepare (resample, normalise)")
+wrap(E, "_fit_statistics", "goodness of fit (emulator)")
+wrap(E, "_output_flags", "flags (incl. velocity check)")
+wrap(survey, "_predict", "predict: total")
+wrap(survey, "_assemble", "assemble chunk table")
+wrap(survey, "_write_part", "write parts")
+wrap(survey, "_assemble_output", "assemble output")
+est = cached_estimator(None, "cpu")
+t0 = time.perf_counter()
+s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_samples={ns},
+               seed=1, device="cpu", overwrite=True, progress=False)
+total = time.perf_counter() - t0
+T["inference (draws, quantiles: predict minus the above)"] = (
+    T["predict: total"] - T["prepare (resample, normalise)"]
+    - T["goodness of fit (emulator)"] - T["flags (incl. velocity check)"])
+T["run_survey: total"] = total
+print(json.dumps({{"rows": s.rows, "ms_per_spectrum": {{k: 1000 * v / s.rows
+                                                      for k, v in T.items()}}}}))
 """
 
 CHILD_BASELINE = """
@@ -99,6 +148,25 @@ print(json.dumps({{"setup_s": t1 - t0, "run_s": t2 - t1, "rows": len(rows), "err
 """
 
 
+#: The rows of the ``--stages`` table, in order (sub-stages indented under their total).
+STAGE_ORDER = [
+    "read: total",
+    "read: Spectrum.read (identify, open, parse)",
+    "read: group_arms (join the arms)",
+    "read: direct (headers, arrays, meta)",
+    "read: Spectrum of the joined arms",
+    "predict: total",
+    "prepare (resample, normalise)",
+    "inference (draws, quantiles: predict minus the above)",
+    "goodness of fit (emulator)",
+    "flags (incl. velocity check)",
+    "assemble chunk table",
+    "write parts",
+    "assemble output",
+    "run_survey: total",
+]
+
+
 def hardware() -> dict:
     """The machine this ran on."""
     import torch
@@ -126,7 +194,16 @@ def hardware() -> dict:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "load_average": _load(),
     }
+
+
+def _load() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other jobs on the machine), if known."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def make_files(workdir: Path, n_objects: int) -> Path:
@@ -161,7 +238,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, nargs="+", default=[1002, 9999],
                     help="input sizes in files (three per object)")
+    ap.add_argument("--old-files", type=int, nargs="*", default=None,
+                    help="sizes also run with Spectrum.read reading (default: the smallest)")
     ap.add_argument("--n-baseline", type=int, default=200, help="objects for the baseline")
+    ap.add_argument("--stages", action="store_true",
+                    help="time per spectrum by stage, smallest size, both readers")
     ap.add_argument("--n-samples", type=int, default=1000)
     ap.add_argument("--chunk-size", type=int, default=256)
     ap.add_argument("--dask", default=None,
@@ -169,46 +250,74 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-survey"))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    old_sizes = [min(args.files)] if args.old_files is None else args.old_files
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     hw = hardware()
+    print("# command: " + " ".join([os.path.basename(sys.executable)] + sys.argv), flush=True)
     print("# hardware: " + json.dumps(hw), flush=True)
-    n_max = max(args.files) // 3
+    n_max = max(args.files + old_sizes) // 3
     folder = make_files(args.workdir, max(n_max, args.n_baseline))
     out_dir = args.workdir / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    def listing(n_files: int) -> str:
+        objects = n_files // 3
+        path = out_dir / f"files-{objects}.txt"
+        path.write_text("\n".join(p for g in groups_of(folder, objects) for p in g) + "\n")
+        return str(path)
+
     results = []
     base = child(CHILD_BASELINE.format(groups=groups_of(folder, args.n_baseline),
                                        ns=args.n_samples, out=str(out_dir / "base.ecsv")), env)
-    base.update(kind="baseline", objects=args.n_baseline, files=3 * args.n_baseline)
+    base.update(kind="baseline (loop)", objects=args.n_baseline, files=3 * args.n_baseline)
     results.append(base)
     print(f"# baseline: {json.dumps(base)}", flush=True)
-    runs = [(n, None) for n in args.files] + ([(max(args.files), args.dask)] if args.dask
-                                             else [])
-    for n_files, dask in runs:
-        objects = n_files // 3
-        listing = out_dir / f"files-{objects}.txt"
-        listing.write_text("\n".join(p for g in groups_of(folder, objects) for p in g) + "\n")
-        r = child(CHILD_SURVEY.format(files=str(listing), out=str(out_dir / "survey.fits"),
-                                      chunk=args.chunk_size, ns=args.n_samples, dask=dask), env)
-        r.update(kind="survey" + (f" dask {dask}" if dask else ""), objects=objects,
-                 files=3 * objects)
+    runs = [(n, True, None) for n in args.files] + [(n, False, None) for n in old_sizes]
+    if args.dask:
+        runs.append((max(args.files), True, args.dask))
+    for n_files, direct, dask in runs:
+        r = child(CHILD_SURVEY.format(files=listing(n_files), out=str(out_dir / "survey.fits"),
+                                      chunk=args.chunk_size, ns=args.n_samples, dask=dask,
+                                      direct=direct, ahead=1 if direct else 0), env)
+        kind = "survey" if direct else "survey, Spectrum.read"
+        r.update(kind=kind + (f", dask {dask}" if dask else ""), objects=n_files // 3,
+                 files=3 * (n_files // 3))
         results.append(r)
-        print(f"# survey: {json.dumps(r)}", flush=True)
+        print(f"# {r['kind']}: {json.dumps(r)}", flush=True)
+    stages = {}
+    if args.stages:
+        n_files = min(args.files)
+        for direct in (False, True):
+            got = child(CHILD_STAGES.format(files=listing(n_files), chunk=args.chunk_size,
+                                            out=str(out_dir / "stages.fits"),
+                                            ns=args.n_samples, direct=direct), env)
+            stages["direct" if direct else "Spectrum.read"] = got["ms_per_spectrum"]
+            print(f"# stages ({'direct' if direct else 'Spectrum.read'}): {json.dumps(got)}",
+                  flush=True)
+    hw["load_average_after"] = _load()
     b_rate = base["rows"] / base["run_s"]
     print(f"\nHR model, {args.n_samples} draws, chunk size {args.chunk_size}; "
           f"{hw['cpu']}, {hw['cores_usable']} usable cores, torch {hw['torch']} "
-          f"({hw['torch_threads']} threads)")
-    print(f"{'run':<22} {'files':>6} {'objects':>7} {'seconds':>8} {'objects/s':>10} "
+          f"({hw['torch_threads']} threads); load average {hw['load_average']} before, "
+          f"{hw['load_average_after']} after")
+    print(f"{'run':<24} {'files':>6} {'spectra':>7} {'seconds':>8} {'spectra/s':>10} "
           f"{'files/s':>8} {'x baseline':>10} {'peak RSS MB':>12}")
     for r in results:
         rate = r["rows"] / r["run_s"]
-        print(f"{r['kind']:<22} {r['files']:>6} {r['objects']:>7} {r['run_s']:>8.1f} "
+        print(f"{r['kind']:<24} {r['files']:>6} {r['objects']:>7} {r['run_s']:>8.1f} "
               f"{rate:>10.1f} {3 * rate:>8.1f} {rate / b_rate:>10.2f} {r['maxrss_mb']:>12.0f}")
+    if stages:
+        print(f"\nms per spectrum by stage ({min(args.files)} files, reading in the calling "
+              "thread)")
+        print(f"{'stage':<56} " + " ".join(f"{k:>14}" for k in stages))
+        for key in STAGE_ORDER:
+            print(f"{key:<56} " + " ".join(
+                f"{v[key]:>14.2f}" if key in v else f"{'-':>14}" for v in stages.values()))
     if args.json:
         args.json.write_text(json.dumps({"hardware": hw, "n_samples": args.n_samples,
-                                         "chunk_size": args.chunk_size,
-                                         "results": results}, indent=1))
+                                         "chunk_size": args.chunk_size, "results": results,
+                                         "stages_ms_per_spectrum": stages}, indent=1))
     return 0
 
 

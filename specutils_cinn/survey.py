@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -459,11 +460,56 @@ class _Item:
     status: str = "ok"
 
 
+#: Read plain 4MOST L1 / ESO Phase 3 files directly (`~specutils_cinn.io.read_arms_direct`):
+#: the same spectra as ``Spectrum.read``, several times faster. False reads every file with
+#: ``Spectrum.read`` (and joins arms with ``group_arms``), as before (tests, benchmarks).
+_DIRECT_READ = True
+_DIRECT_FORMATS = (None, "4MOST-L1", "ESO-SDP")
+
+
+def _read_unit_direct(k: int, unit: SurveyInput, job: _Job) -> list[_Item] | None:
+    """`_read_unit` for files that `~specutils_cinn.io.read_arms_direct` reads; None else."""
+    from .io import read_arms_direct
+
+    if job.reader_format not in _DIRECT_FORMATS:
+        return None
+    try:
+        if not job.group_arms:
+            path = unit.paths[0]
+            got = read_arms_direct([path], format=job.reader_format, flux_unit=job.flux_unit)
+            if got is None:
+                return None
+            return [_Item(k, path, Path(path).name, _n_rows(got[0]), got[0])]
+        joined = read_arms_direct(unit.paths, format=job.reader_format,
+                                  flux_unit=job.flux_unit, sources=unit.paths)  # fmt: skip
+        return None if joined is None else _joined_items(k, joined)
+    except Exception:  # read again the usual way, which records the error
+        return None
+
+
+def _joined_items(k: int, joined: Iterable[Any]) -> list[_Item]:
+    """Items of the spectra of a unit after `group_arms` (sources from their segments)."""
+    items = []
+    for s in joined:
+        segs = s.meta.get("segments")
+        if segs:
+            paths = list(dict.fromkeys(str(g["meta"].get("_survey_source")) for g in segs))
+        else:
+            paths = [str(s.meta.get("_survey_source"))]
+        src = SEPARATOR.join(paths)
+        name = SEPARATOR.join(Path(q).name for q in paths)
+        items.append(_Item(k, src, name, _n_rows(s), s))
+    return items
+
+
 def _read_unit(k: int, unit: SurveyInput, job: _Job) -> list[_Item]:
     """Read one unit: one item per spectrum, one error item per unreadable file."""
     from .io import group_arms
 
-    items: list[_Item] = []
+    if _DIRECT_READ:
+        direct = _read_unit_direct(k, unit, job)
+        if direct is not None:
+            return direct
     if not job.group_arms:
         path = unit.paths[0]
         try:
@@ -488,16 +534,7 @@ def _read_unit(k: int, unit: SurveyInput, job: _Job) -> list[_Item]:
         src = SEPARATOR.join(unit.paths)
         return [_Item(k, src, SEPARATOR.join(Path(p).name for p in unit.paths),
                       status=_status(exc))] + errors
-    for s in joined:
-        segs = s.meta.get("segments")
-        if segs:
-            paths = list(dict.fromkeys(str(g["meta"].get("_survey_source")) for g in segs))
-        else:
-            paths = [str(s.meta.get("_survey_source"))]
-        src = SEPARATOR.join(paths)
-        name = SEPARATOR.join(Path(q).name for q in paths)
-        items.append(_Item(k, src, name, _n_rows(s), s))
-    return items + errors
+    return _joined_items(k, joined) + errors
 
 
 def _empty_table(est: Any, job: _Job) -> QTable:
@@ -566,16 +603,20 @@ def _process_chunk(est: Any, units: Sequence[SurveyInput], job: _Job, index: int
     job : object
         The job's settings (internal).
     index : int, optional
-        The chunk's number (its random stream).
+        The chunk's number.
 
     Returns
     -------
     `~astropy.table.QTable`
         The chunk's rows in input order (see the module description for the columns).
+
+    Notes
+    -----
+    ``units`` from `_ReadAhead` carry their items, read in a background thread
+    (``read_ahead``); other sequences are read here (`_read_chunk`).
     """
-    items: list[_Item] = []
-    for k, unit in enumerate(units):
-        items.extend(_read_unit(k, unit, job))
+    ahead = getattr(units, "read_ahead", None)  # read by `_ReadAhead` while the last was inferred
+    items = ahead.result() if ahead is not None else _read_chunk(units, job)
     _assign_rv(items, units, job)
     rv_err: dict[int, np.ndarray] = {}
     good = [i for i, it in enumerate(items) if it.spectrum is not None]
@@ -603,6 +644,73 @@ def _process_chunk(est: Any, units: Sequence[SurveyInput], job: _Job, index: int
                 except Exception as exc:
                     it.status = _status(exc)
     return _assemble(est, items, tables, rv_err, job)
+
+
+def _read_chunk(units: Sequence[SurveyInput], job: _Job) -> list[_Item]:
+    """The items of a chunk's units, in order (reading only: no model, no inference)."""
+    items: list[_Item] = []
+    for k, unit in enumerate(units):
+        items.extend(_read_unit(k, unit, job))
+    return items
+
+
+class _Chunk(list):
+    """A chunk's units, with ``read_ahead``: the future of their items (`_read_chunk`)."""
+
+    read_ahead: Future | None = None
+
+
+#: Chunks read ahead in a background thread while a chunk is inferred (0: none). Reading is
+#: file access, astropy header parsing and numpy; inference is torch, which releases the GIL:
+#: the two overlap. Reading ahead holds one more chunk's spectra in memory.
+_READ_AHEAD = 1
+
+
+class _ReadAhead:
+    """Reads the next chunks of a local run in a background thread, in order.
+
+    ``chunk(k)`` returns chunk ``k``'s units (a `_Chunk`) with the future of its items, and
+    starts reading the chunks after it (``_READ_AHEAD`` of them). Only reading happens in the
+    thread: the model, the random streams and the parts stay in the calling thread, so the
+    rows, their order and the parts written are those of reading in turn.
+    """
+
+    def __init__(self, units: Sequence[SurveyInput], job: _Job, todo: Sequence[int],
+                 size: int) -> None:  # fmt: skip
+        self.units, self.job, self.size = units, job, size
+        self.todo = list(todo)
+        self.position = {k: i for i, k in enumerate(self.todo)}
+        self.futures: dict[int, Future] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="survey-read") \
+            if _READ_AHEAD > 0 and len(self.todo) > 1 else None
+
+    def _units(self, k: int) -> _Chunk:
+        return _Chunk(self.units[k * self.size:(k + 1) * self.size])
+
+    def chunk(self, k: int) -> _Chunk:
+        units = self._units(k)
+        if self.pool is None:
+            return units
+        pos = self.position[k]
+        for j in self.todo[pos: pos + 1 + _READ_AHEAD]:
+            if j not in self.futures:
+                self.futures[j] = self.pool.submit(_read_chunk, self._units(j), self.job)
+        units.read_ahead = self.futures.pop(k)
+        return units
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for f in self.futures.values():
+                f.cancel()
+            self.futures.clear()
+            # a read under way finishes in the background; nothing it does is kept
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _estimate_rv(est: Any, items: list[_Item], good: list[int], job: _Job,
@@ -1145,12 +1253,12 @@ def run_survey(
             close_bar, tick = _progress(progress, n_chunks, len(done))
             try:
                 if client is None:
-                    for k in todo:
-                        table = _process_chunk(est, units[k * chunk_size:(k + 1) * chunk_size],
-                                              job, k)
-                        _write_part(table, _part_path(folder, k, suffix), fmt)
-                        del table
-                        tick()
+                    with _ReadAhead(units, job, todo, chunk_size) as ahead:
+                        for k in todo:
+                            table = _process_chunk(est, ahead.chunk(k), job, k)
+                            _write_part(table, _part_path(folder, k, suffix), fmt)
+                            del table
+                            tick()
                 else:
                     _run_dask(client, handle, device, units, job, todo, folder, suffix, fmt,
                               tick)

@@ -12,6 +12,8 @@ from specutils import Spectrum, SpectrumList
 
 from ._common import ARMS_HRS
 
+_NO_VELOCITY = 0 * u.km / u.s
+
 __all__ = ["group_arms", "join_arms"]
 
 
@@ -105,6 +107,16 @@ def join_arms(spectra: Sequence[Spectrum]) -> Spectrum:
         If an arm is not 1-D, arms overlap in wavelength, their units are not convertible,
         only some have an uncertainty, or they disagree on the medium or radial velocity.
     """
+    return Spectrum(**_join_parts(spectra))
+
+
+def _join_parts(spectra: Sequence[Any]) -> dict[str, Any]:
+    """The arguments of the `~specutils.Spectrum` that `join_arms` returns.
+
+    ``spectra`` may be anything with the attributes of a 1-D spectrum that `join_arms` uses
+    (``flux``, ``spectral_axis``, ``uncertainty``, ``mask``, ``meta``), e.g. the arrays of
+    `specutils_cinn.io.phase3.phase3_arrays`.
+    """
     arms = list(spectra)
     if not arms:
         raise ValueError("no spectra to join")
@@ -121,7 +133,7 @@ def join_arms(spectra: Sequence[Spectrum]) -> Spectrum:
             raise ValueError("join_arms needs increasing spectral axes")
         waves.append(w)
         try:
-            fluxes.append(s.flux.to_value(funit, u.spectral_density(s.spectral_axis)))
+            fluxes.append(_flux_value(s, funit))
         except u.UnitsError as exc:
             raise ValueError(f"cannot join flux in {s.flux.unit} with flux in {funit}") from exc
     for a, b, sa, sb in zip(waves[:-1], waves[1:], arms[:-1], arms[1:], strict=True):
@@ -134,7 +146,7 @@ def join_arms(spectra: Sequence[Spectrum]) -> Spectrum:
         values = {s.meta.get(name) for s in arms}
         if len(values) > 1:
             raise ValueError(f"arms disagree on meta[{name!r}]: {sorted(map(str, values))}")
-    rv = {float(u.Quantity(getattr(s.spectral_axis, "radial_velocity", 0 * u.km / u.s))
+    rv = {float(u.Quantity(getattr(s.spectral_axis, "radial_velocity", _NO_VELOCITY))
                 .to_value(u.km / u.s)) for s in arms}  # fmt: skip
     if len(rv) > 1:
         raise ValueError("arms have different radial velocities")
@@ -164,14 +176,23 @@ def join_arms(spectra: Sequence[Spectrum]) -> Spectrum:
         segments=segments,
     )
     rv_value = rv.pop()
-    return Spectrum(
-        flux=np.concatenate(fluxes) * funit,
-        spectral_axis=np.concatenate(waves) * wunit,
-        uncertainty=uncertainty,
-        mask=np.concatenate(masks),
-        meta=meta,
-        radial_velocity=rv_value * u.km / u.s if rv_value else None,
-    )
+    return {
+        "flux": np.concatenate(fluxes) * funit,
+        "spectral_axis": np.concatenate(waves) * wunit,
+        "uncertainty": uncertainty,
+        "mask": np.concatenate(masks),
+        "meta": meta,
+        "radial_velocity": rv_value * u.km / u.s if rv_value else None,
+    }
+
+
+def _flux_value(s: Spectrum, funit: u.UnitBase) -> np.ndarray:
+    """The flux in ``funit``; the spectral-density equivalency (slow to build) only when the
+    units are not convertible without it (a convertible unit never uses it: same values)."""
+    try:
+        return s.flux.to_value(funit)
+    except u.UnitsError:
+        return s.flux.to_value(funit, u.spectral_density(s.spectral_axis))
 
 
 def _join_uncertainty(arms: list[Spectrum], funit: u.UnitBase) -> Any:

@@ -60,7 +60,11 @@ FORMAT_L1 = "4MOST-L1"
 def _is_phase3_spectrum(hdul: fits.HDUList) -> bool:
     if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
         return False
-    h0, h1 = hdul[0].header, hdul[1].header
+    return _is_phase3_headers(hdul[0].header, hdul[1].header)
+
+
+def _is_phase3_headers(h0: fits.Header, h1: fits.Header) -> bool:
+    """`_is_phase3_spectrum` from the primary header and the binary table's header."""
     prodcatg = str(h0.get("PRODCATG", "")).strip().upper()
     if not (prodcatg.startswith("SCIENCE.SPECTRUM") or h1.get("EXTNAME") == "PHASE3SPECTRUM"):
         return False
@@ -74,7 +78,10 @@ def _is_phase3_spectrum(hdul: fits.HDUList) -> bool:
 
 
 def _is_fourmost(hdul: fits.HDUList) -> bool:
-    h0 = hdul[0].header
+    return _is_fourmost_header(hdul[0].header)
+
+
+def _is_fourmost_header(h0: fits.Header) -> bool:
     return (
         str(h0.get("INSTRUME", "")).strip().upper() == "QMOST"
         or "4MOST" in str(h0.get("TELESCOP", "")).upper()
@@ -96,26 +103,26 @@ def identify_fourmost_l1(origin: str, *args: Any, **kwargs: Any) -> bool:
 # ----------------------------------------------------------------------------- read
 
 
-def _find_column(hdu: fits.BinTableHDU, role: str, name: str | None) -> str | None:
-    names = hdu.columns.names
+def _find_column(names: list[str], header: fits.Header, role: str, name: str | None,
+                 where: str) -> str | None:  # fmt: skip
     upper = {n.upper(): n for n in names}
     if name is not None:
         if name.upper() not in upper:
-            raise ValueError(f"no column {name!r} in {hdu.name}; columns: {', '.join(names)}")
+            raise ValueError(f"no column {name!r} in {where}; columns: {', '.join(names)}")
         return upper[name.upper()]
     for cand in COLUMN_NAMES[role]:
         if cand in upper:
             return upper[cand]
     for i, n in enumerate(names, start=1):
-        utype = str(hdu.header.get(f"TUTYP{i}", "")).lower()
+        utype = str(header.get(f"TUTYP{i}", "")).lower()
         if utype.endswith(_UTYPES[role]):
             return n
     return None
 
 
-def _column_keyword(hdu: fits.BinTableHDU, column: str, key: str) -> Any:
-    i = hdu.columns.names.index(column) + 1
-    return hdu.header.get(f"{key}{i}")
+def _column_keyword(names: list[str], header: fits.Header, column: str, key: str) -> Any:
+    i = names.index(column) + 1
+    return header.get(f"{key}{i}")
 
 
 def read_phase3(
@@ -136,52 +143,152 @@ def read_phase3(
     See `eso_sdp_loader` for the parameters; ``default_medium`` is the medium assumed when
     neither ``medium`` nor the file says.
     """
+    return read_phase3_arrays(
+        source, label=label, hdu=hdu, flux_unit=flux_unit, medium=medium,
+        default_medium=default_medium, wave_column=wave_column, flux_column=flux_column,
+        err_column=err_column, qual_column=qual_column,
+    ).spectrum()  # fmt: skip
+
+
+def read_phase3_arrays(
+    source: Any,
+    *,
+    label: str,
+    hdu: int | str = 1,
+    flux_unit: Any = None,
+    medium: str | None = None,
+    default_medium: str | None = None,
+    wave_column: str | None = None,
+    flux_column: str | None = None,
+    err_column: str | None = None,
+    qual_column: str | None = None,
+) -> Phase3Arrays:
+    """`read_phase3` without the final `~specutils.Spectrum` (same parameters).
+
+    Returns
+    -------
+    Phase3Arrays
+        The spectrum's arrays, units and ``meta``; ``.spectrum()`` is what `read_phase3`
+        returns.
+    """
     name = source_name(source)
     medium = normalise_medium(medium)
     with open_fits(source) as hdul:
         primary, table = hdul[0].header, hdul[hdu]
         if not isinstance(table, fits.BinTableHDU):
             raise ValueError(f"HDU {hdu!r} of {name} is not a binary table")
-        if table.header.get("NAXIS2") != 1:
-            raise ValueError(
-                f"{name}: a Phase 3 spectrum table has one row, HDU {hdu!r} has "
-                f"{table.header.get('NAXIS2')}"
-            )
-        cols = {
-            "wave": _find_column(table, "wave", wave_column),
-            "flux": _find_column(table, "flux", flux_column),
-            "err": _find_column(table, "err", err_column),
-            "qual": _find_column(table, "qual", qual_column),
-        }
-        for role in ("wave", "flux"):
-            if cols[role] is None:
-                raise ValueError(f"{name}: no {role} column found in HDU {hdu!r}")
-        row = table.data[0]
-        wave = np.array(row[cols["wave"]], dtype=np.float64).ravel()
-        flux = np.array(row[cols["flux"]]).ravel()
-        err = None if cols["err"] is None else np.array(row[cols["err"]]).ravel()
-        qual = None if cols["qual"] is None else np.array(row[cols["qual"]]).ravel()
-        wunit = parse_unit(_column_keyword(table, cols["wave"], "TUNIT"), what="wavelength")
-        funit = parse_unit(
-            _column_keyword(table, cols["flux"], "TUNIT"), flux_unit, source=name
-        ) or u.dimensionless_unscaled
-        eunit = funit
-        if err is not None and flux_unit is None:
-            eunit = parse_unit(_column_keyword(table, cols["err"], "TUNIT"), source=name) or funit
-        file_medium = medium_from_ucd(_column_keyword(table, cols["wave"], "TUCD"))
-        if file_medium is None:
-            file_medium = medium_from_header(primary) or medium_from_header(table.header)
-        headers = (primary, table.header)
-        meta = {
-            "header": primary,
-            "data_header": table.header,
-            "format": label,
-            "filename": name,
-            "medium": medium or file_medium or default_medium,
-            "specsys": as_text(header_value(headers, "SPECSYS")),
-            "resolving_power": as_float(header_value(headers, "SPEC_RES")),
-            "object": as_text(header_value(headers, "CNAME", "OBJECT")),
-        }
+        arrays = phase3_arrays(
+            primary, table.header, table.columns.names, lambda: table.data[0], name=name,
+            label=label, hdu=hdu, flux_unit=flux_unit, medium=medium,
+            default_medium=default_medium, wave_column=wave_column, flux_column=flux_column,
+            err_column=err_column, qual_column=qual_column, hdu_name=table.name,
+        )  # fmt: skip
+    return arrays
+
+
+class Phase3Arrays:
+    """The arrays, units and ``meta`` of a Phase 3 spectrum, before a `~specutils.Spectrum`.
+
+    What `read_phase3` builds its spectrum from; ``flux``, ``spectral_axis``,
+    ``uncertainty``, ``mask`` and ``meta`` are those of that spectrum, so that
+    `~specutils_cinn.io.join_arms` takes these in its place (survey runs join the arms of
+    an object without a spectrum per arm).
+    """
+
+    __slots__ = ("flux", "mask", "meta", "spectral_axis", "uncertainty")
+
+    def __init__(self, flux: u.Quantity, spectral_axis: u.Quantity,
+                 uncertainty: StdDevUncertainty | None, mask: np.ndarray,
+                 meta: dict[str, Any]) -> None:  # fmt: skip
+        self.flux = flux
+        self.spectral_axis = spectral_axis
+        self.uncertainty = uncertainty
+        self.mask = mask
+        self.meta = meta
+
+    def spectrum(self) -> Spectrum:
+        """The `~specutils.Spectrum` that the readers return."""
+        return Spectrum(flux=self.flux, spectral_axis=self.spectral_axis,
+                        uncertainty=self.uncertainty, mask=self.mask, meta=self.meta)
+
+
+def phase3_arrays(
+    primary: fits.Header,
+    header: fits.Header,
+    names: list[str],
+    row: Any,
+    *,
+    name: str | None,
+    label: str,
+    hdu: int | str = 1,
+    flux_unit: Any = None,
+    medium: str | None = None,
+    default_medium: str | None = None,
+    wave_column: str | None = None,
+    flux_column: str | None = None,
+    err_column: str | None = None,
+    qual_column: str | None = None,
+    hdu_name: str | None = None,
+) -> Phase3Arrays:
+    """The spectrum of a Phase 3 one-row table from its headers and its row.
+
+    ``names`` are the table's column names (``TTYPEn``) and ``row()`` returns its row
+    (called after the headers have been checked); ``hdu_name`` names the table in messages
+    (default its ``EXTNAME``); the other parameters as `read_phase3`.
+    Shared by `read_phase3` (astropy's table reader) and the survey's direct reader
+    (`specutils_cinn.io.read_arms_direct`), so that both give the same arrays and ``meta``.
+
+    Returns
+    -------
+    Phase3Arrays
+        The flux and wavelength (Quantities), uncertainty, mask and ``meta`` of the spectrum.
+
+    Raises
+    ------
+    ValueError
+        If the table has not one row, lacks a wavelength or flux column or the wavelength
+        unit, or its columns differ in length.
+    """
+    medium = normalise_medium(medium)
+    if header.get("NAXIS2") != 1:
+        raise ValueError(
+            f"{name}: a Phase 3 spectrum table has one row, HDU {hdu!r} has "
+            f"{header.get('NAXIS2')}"
+        )
+    where = str(header.get("EXTNAME", "")) if hdu_name is None else hdu_name
+    cols = {role: _find_column(names, header, role, col, where) for role, col in (
+        ("wave", wave_column), ("flux", flux_column), ("err", err_column),
+        ("qual", qual_column))}  # fmt: skip
+    for role in ("wave", "flux"):
+        if cols[role] is None:
+            raise ValueError(f"{name}: no {role} column found in HDU {hdu!r}")
+    data = row()
+    wave = np.array(data[cols["wave"]], dtype=np.float64).ravel()
+    flux = np.array(data[cols["flux"]]).ravel()
+    err = None if cols["err"] is None else np.array(data[cols["err"]]).ravel()
+    qual = None if cols["qual"] is None else np.array(data[cols["qual"]]).ravel()
+    wunit = parse_unit(_column_keyword(names, header, cols["wave"], "TUNIT"), what="wavelength")
+    funit = parse_unit(
+        _column_keyword(names, header, cols["flux"], "TUNIT"), flux_unit, source=name
+    ) or u.dimensionless_unscaled
+    eunit = funit
+    if err is not None and flux_unit is None:
+        eunit = parse_unit(_column_keyword(names, header, cols["err"], "TUNIT"),
+                           source=name) or funit  # fmt: skip
+    file_medium = medium_from_ucd(_column_keyword(names, header, cols["wave"], "TUCD"))
+    if file_medium is None:
+        file_medium = medium_from_header(primary) or medium_from_header(header)
+    headers = (primary, header)
+    meta = {
+        "header": primary,
+        "data_header": header,
+        "format": label,
+        "filename": name,
+        "medium": medium or file_medium or default_medium,
+        "specsys": as_text(header_value(headers, "SPECSYS")),
+        "resolving_power": as_float(header_value(headers, "SPEC_RES")),
+        "object": as_text(header_value(headers, "CNAME", "OBJECT")),
+    }
     if wunit is None:
         raise ValueError(f"{name}: the wavelength column {cols['wave']!r} has no unit (TUNIT)")
     n = min(len(wave), len(flux))
@@ -199,16 +306,10 @@ def read_phase3(
         uncertainty = StdDevUncertainty(err[good_axis], unit=funit)
     if not np.all(good_axis):
         wave, flux, mask = wave[good_axis], flux[good_axis], mask[good_axis]
-    return Spectrum(
-        flux=flux * funit,
-        spectral_axis=wave * wunit,
-        uncertainty=uncertainty,
-        mask=mask,
-        meta=meta,
-    )
+    return Phase3Arrays(flux * funit, wave * wunit, uncertainty, mask, meta)
 
 
-def fourmost_arm(name: str | None, spectrum: Spectrum | None = None) -> str | None:
+def fourmost_arm(name: str | None, spectrum: Any = None) -> str | None:
     """4MOST arm from a file name (``..._HG1.fits``) or, failing that, the wavelength range."""
     if name:
         m = _L1_NAME.search(name)
@@ -217,6 +318,20 @@ def fourmost_arm(name: str | None, spectrum: Spectrum | None = None) -> str | No
     if spectrum is None:
         return None
     return arm_from_range(spectrum.spectral_axis.to_value(u.AA, equivalencies=u.spectral()))
+
+
+def fourmost_l1_meta(arrays: Phase3Arrays) -> Phase3Arrays:
+    """Add the 4MOST keys ``arm`` and ``group_id`` to the ``meta`` of a Phase 3 spectrum.
+
+    Returns
+    -------
+    Phase3Arrays
+        ``arrays`` itself, its ``meta`` updated.
+    """
+    name = arrays.meta["filename"]
+    arrays.meta["arm"] = fourmost_arm(name, arrays)
+    arrays.meta["group_id"] = fourmost_group_id(arrays.meta, name)
+    return arrays
 
 
 def fourmost_group_id(meta: dict[str, Any], name: str | None) -> str:
@@ -317,13 +432,9 @@ def fourmost_l1_loader(
         arm suffix); `~specutils_cinn.io.group_arms` joins such arms into one spectrum.
         L1 spectra are heliocentric (``meta["specsys"]``), not in the stellar rest frame.
     """
-    spec = read_phase3(
+    return fourmost_l1_meta(read_phase3_arrays(
         file_obj, label=FORMAT_L1, hdu=hdu, flux_unit=flux_unit, medium=medium,
         default_medium="air", wave_column=wave_column, flux_column=flux_column,
         err_column=err_column, qual_column=qual_column,
-    )  # fmt: skip
-    name = spec.meta["filename"]
-    spec.meta["arm"] = fourmost_arm(name, spec)
-    spec.meta["group_id"] = fourmost_group_id(spec.meta, name)
-    return spec
+    )).spectrum()  # fmt: skip
 
