@@ -14,10 +14,17 @@ Each 4MOST segment is cut to what the synthesis covers, inset by five LSF sigmas
 that the LSF never reaches beyond the synthetic spectrum; pixel centres stay on the 4MOST
 grid's phase.
 
+A v2 grid (committed shards, `specutils_cinn.synthesis.shards`) is already at every 4MOST
+setup's native sampling after the LSF: ``--shards grid/4most-lte-v2`` takes its spectra as they
+are (no second convolution); the default step is then the native one (HR 0.05 A, LR 0.25 A),
+and a coarser ``--step`` averages whole native pixels.
+
 Usage::
 
     python scripts/prepare_emulator_data.py --grid work/seed_grid.h5 --setup hr \
         --out work/emu_hr.npz
+    python scripts/prepare_emulator_data.py --shards grid/4most-lte-v2 --setup hr \
+        --out work/emu_hr_v2.npz
     python scripts/prepare_emulator_data.py --grid ../shared/data/ts_lte_seed/ts_lte_seed.npz \
         --setup lr --out work/emu_lr.npz
 """
@@ -117,7 +124,9 @@ def restrict_setup(setup: InstrumentSetup, coverage: list[tuple[float, float]],
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", required=True, help="synthesis grid (.h5 or seed .npz)")
+    src_arg = ap.add_mutually_exclusive_group(required=True)
+    src_arg.add_argument("--grid", help="synthesis grid (.h5 or seed .npz)")
+    src_arg.add_argument("--shards", help="folder of v2 grid shards (already at 4MOST sampling)")
     ap.add_argument("--setup", choices=("hr", "lr"), required=True)
     ap.add_argument("--step", type=float, default=None, help="pixel step in A (default hr 0.1, "
                     "lr 0.5)")
@@ -131,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
+    if args.shards:
+        _from_shards(args, t0)
+        return
     src = Path(args.grid)
     labels, star_id, holdout, segs, meta = load_synthesis(src)
     missing = [k for k in LABELS if k not in labels]
@@ -174,6 +186,51 @@ def main(argv: list[str] | None = None) -> None:
              provenance=np.array(json.dumps(provenance, default=str)))
     segtxt = ", ".join(f"{s.name} {s.start:g}-{s.stop:g}/{s.step:g} A" for s in setup.grid.segments)
     print(f"{out}: {n_star} stars ({holdout.sum()} held out), {setup.grid.npix} px [{segtxt}], "
+          f"{time.perf_counter() - t0:.0f} s")
+
+
+def _from_shards(args: argparse.Namespace, t0: float) -> None:
+    """The --shards path: spectra already on the native 4MOST grid after the LSF."""
+    from specutils_cinn.synthesis.shards import read_shards
+
+    g = read_shards(args.shards, args.setup)
+    missing = [k for k in LABELS if k not in g.labels]
+    if missing:
+        raise SystemExit(f"{args.shards}: missing labels {missing}")
+    native = fourmost_setup(args.setup)
+    factor = 1
+    if args.step is not None:
+        factor = int(round(args.step / native.grid.segments[0].step))
+        if factor < 1 or abs(factor * native.grid.segments[0].step - args.step) > 1e-9:
+            raise SystemExit(f"--step must be a whole multiple of the native "
+                             f"{native.grid.segments[0].step} A for shards")
+    segs, fluxes = [], []
+    for s in native.grid.segments:
+        wave, flux = g.segments[s.name]
+        n = (wave.size // factor) * factor
+        wave = wave[:n].reshape(-1, factor).mean(1)
+        flux = flux[:, :n].reshape(len(g), -1, factor).mean(2)
+        step = s.step * factor
+        segs.append(GridSegment(s.name, round(float(wave[0]), 9), round(float(wave[-1]), 9),
+                                step))
+        fluxes.append(flux.astype(np.float32))
+    setup = InstrumentSetup(native.name, WavelengthGrid(tuple(segs), native.grid.medium),
+                            dict(native.resolving_power))
+    flux = np.concatenate(fluxes, axis=1)
+    if flux.shape[1] != setup.grid.npix or not np.all(np.isfinite(flux)):
+        raise SystemExit("shard spectra do not match the setup or are not finite")
+    provenance = {"shards": str(Path(args.shards).resolve()), "grid_meta": g.meta,
+                  "instrument": "as stored in the shards (LSF + binning at the native "
+                                f"sampling), averaged over {factor} native pixel(s)",
+                  "script": "scripts/prepare_emulator_data.py --shards",
+                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, labels=np.column_stack([g.labels[k] for k in LABELS]),
+             label_names=np.array(LABELS), flux=flux, star_id=g.star_id, holdout=g.holdout,
+             setup=np.array(json.dumps(setup.to_dict())),
+             provenance=np.array(json.dumps(provenance, default=str)))
+    print(f"{out}: {len(g)} stars ({int(g.holdout.sum())} held out), {setup.grid.npix} px, "
           f"{time.perf_counter() - t0:.0f} s")
 
 
