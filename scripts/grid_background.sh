@@ -18,6 +18,8 @@ c = GridConfig.from_toml(sys.argv[1])
 print(c.shards)
 PY
 )
+# the Turbospectrum install (a no-op when it is there and up to date; gfortran needed)
+specutils-cinn synthesis build || { echo "synthesis build failed"; exit 2; }
 mkdir -p "$SHARDS"
 REL=$(realpath -m --relative-to="$(git rev-parse --show-toplevel)" "$SHARDS")
 [ -n "$REL" ] || { echo "cannot locate the shard folder $SHARDS"; exit 2; }
