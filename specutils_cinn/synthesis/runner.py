@@ -404,6 +404,27 @@ def _atmosphere_fields(atm: Any) -> dict[str, Any]:
     return out
 
 
+def _write_part(parts: Path, star_id: int, arrays: dict[str, Any],
+                info: Mapping[str, Any]) -> tuple[int, bool, str]:
+    """Write a finished star's part file atomically and clear an earlier failure record."""
+    arrays = {**arrays, "info": np.asarray(json.dumps(info, default=_json_default))}
+    tmp = parts / f".tmp_{star_id:06d}_{os.getpid()}.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, _part_path(parts, star_id))
+    _fail_path(parts, star_id).unlink(missing_ok=True)
+    return star_id, True, ""
+
+
+def _record_failure(parts: Path, star_id: int, labels: Mapping[str, float],
+                    exc: BaseException) -> tuple[int, bool, str]:
+    """Write a failed star's record (error and traceback); the run goes on."""
+    msg = f"{type(exc).__name__}: {exc}"
+    _fail_path(parts, star_id).write_text(json.dumps(
+        {"star_id": star_id, "labels": dict(labels), "error": msg,
+         "traceback": traceback.format_exc()}, default=_json_default, indent=1))
+    return star_id, False, msg
+
+
 def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
     """Worker: synthesise one star and write its part file. Returns (star_id, ok, message)."""
     star_id, labels, windows, parts, prefix, line_lists, timeout, fn = task
@@ -429,18 +450,9 @@ def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
             "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
             "solar_scale": getattr(res, "solar_scale", {}),
         }
-        arrays["info"] = np.asarray(json.dumps(info, default=_json_default))
-        tmp = parts / f".tmp_{star_id:06d}_{os.getpid()}.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, _part_path(parts, star_id))
-        _fail_path(parts, star_id).unlink(missing_ok=True)
-        return star_id, True, ""
+        return _write_part(parts, star_id, arrays, info)
     except Exception as exc:  # noqa: BLE001 - recorded per star, the run goes on
-        msg = f"{type(exc).__name__}: {exc}"
-        _fail_path(parts, star_id).write_text(json.dumps(
-            {"star_id": star_id, "labels": dict(labels), "error": msg,
-             "traceback": traceback.format_exc()}, default=_json_default, indent=1))
-        return star_id, False, msg
+        return _record_failure(parts, star_id, labels, exc)
 
 
 _LISTS_CACHE: dict[tuple, list[Path]] = {}
@@ -530,18 +542,9 @@ def _synthesize_star_v2(task: tuple) -> tuple[int, bool, str]:
             "solar_scale": getattr(res, "solar_scale", {}),
         }
         arrays = {f"spec_{k}": v.astype(np.float32) for k, v in spectra.items()}
-        arrays["info"] = np.asarray(json.dumps(info, default=_json_default))
-        tmp = parts / f".tmp_{star_id:06d}_{os.getpid()}.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, _part_path(parts, star_id))
-        _fail_path(parts, star_id).unlink(missing_ok=True)
-        return star_id, True, ""
+        return _write_part(parts, star_id, arrays, info)
     except Exception as exc:  # noqa: BLE001 - recorded per star, the run goes on
-        msg = f"{type(exc).__name__}: {exc}"
-        _fail_path(parts, star_id).write_text(json.dumps(
-            {"star_id": star_id, "labels": dict(labels), "error": msg,
-             "traceback": traceback.format_exc()}, default=_json_default, indent=1))
-        return star_id, False, msg
+        return _record_failure(parts, star_id, labels, exc)
 
 
 def _shard_physics(infos: Sequence[Mapping[str, Any]], lithium: str) -> str:
