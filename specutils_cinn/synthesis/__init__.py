@@ -18,6 +18,10 @@ Submodules (imported lazily on first attribute access; importing this package is
   (:class:`GridConfig`, :class:`SynthesisWindow`, :func:`run_grid`, :func:`consolidate_grid`).
 - :mod:`~specutils_cinn.synthesis.grid_file`: grid files
   (:class:`SynthesisGrid`, :func:`read_grid`, :func:`write_grid`).
+- :mod:`~specutils_cinn.synthesis.shards`: the v2 grid's committed shards at 4MOST sampling
+  (:func:`read_shards`, :func:`write_shard`, :class:`GridProduct`, :func:`fetch_grid`).
+- :mod:`~specutils_cinn.synthesis.pruning`: per-star line pruning (:class:`LinePruning`);
+  :mod:`~specutils_cinn.synthesis.hydrogen_patch`: the hydrogen-wing speed patch.
 - :mod:`~specutils_cinn.synthesis.lithium`: 3D NLTE Li lines from breidablik
   (:func:`synthesize_with_lithium`, :func:`breidablik_coverage`; optional dependency).
 """
@@ -48,6 +52,11 @@ _LAZY = {
     "SynthesisGrid": "grid_file",
     "read_grid": "grid_file",
     "write_grid": "grid_file",
+    "LinePruning": "pruning",
+    "GridProduct": "shards",
+    "fetch_grid": "shards",
+    "read_shards": "shards",
+    "write_shard": "shards",
     "GridConfig": "runner",
     "SynthesisWindow": "runner",
     "consolidate_grid": "runner",

@@ -237,17 +237,17 @@ class Atlas9Model:
 
     @property
     def teff(self) -> float:
-        """Teff from the ``TEFF ... GRAVITY`` line (K)."""
+        """Teff from the deck's ``TEFF``/``GRAVITY`` line (K)."""
         return float(self.header[0].split()[1].rstrip("."))
 
     @property
     def logg(self) -> float:
-        """log g from the ``TEFF ... GRAVITY`` line."""
+        """log g from the deck's ``TEFF``/``GRAVITY`` line."""
         return float(self.header[0].split()[3])
 
     @property
     def helium(self) -> float | None:
-        """Helium number fraction N(He)/N from ``ABUNDANCE CHANGE 1 .. 2 ..`` (None if absent)."""
+        """Helium number fraction N(He)/N from the ``ABUNDANCE CHANGE`` line (None if absent)."""
         for ln in self.header:
             m = _HELIUM.search(ln)
             if m:
