@@ -28,22 +28,13 @@ Conventions
 - LTE unless :class:`NLTEOptions` is given. NLTE needs model atoms and departure
   coefficients that are not available here, so only the control text is tested.
 
-Speed (measured 2026-11 on the shared 2-core dev machine, one process, Turbospectrum v20.1,
-Gaia-ESO list + H lines; CPU seconds per star, wall times were 1.5-4x larger under load;
-``python benchmarks/bench_synthesis.py --lists ges``):
-
-=====================================  ===========  ===========
-case                                   5772/4.44/0  4500/2.0/-0.5
-=====================================  ===========  ===========
-HR 3 windows at 0.02 A                 26.7 s       30.5 s
-HR 3 windows at 0.03 A                 20.0 s       23.0 s
-LR 3700-9500 A at 0.1 A                20.3 s       23.8 s
-=====================================  ===========  ===========
-
-babsma costs well under a second (continuous opacities on a coarse grid); bsyn dominates.
-One babsma over the span of all windows plus one bsyn per window (``opacity="shared"``) was
-marginally cheaper than babsma+bsyn per window (27.8 and 31.0 s), so it is the default;
-``"per_window"`` is kept for windows far apart in wavelength.
+Speed: CPU seconds per star, and what the hydrogen-wing patch (``hydrogen_wing_fraction``)
+and per-star line pruning (``line_pruning``) save against Turbospectrum as it is, are measured
+by ``python benchmarks/bench_synthesis.py`` (table in the docs' synthesis page). babsma costs
+well under a second; bsyn dominates: the radiative transfer at every wavelength point (two to
+three times dearer in spherical geometry), hydrogen-line wings and the number of lines read.
+One babsma over the span of all windows plus one bsyn per window (``opacity="shared"``) is the
+default; ``"per_window"`` is kept for windows far apart in wavelength.
 """
 
 from __future__ import annotations
