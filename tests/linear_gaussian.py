@@ -3,18 +3,30 @@
 Parameters x ~ N(0, I) (D = 2, named teff/logg only to satisfy the parameter registry; their
 values are unitless here); "spectra" y = 1 + A x + noise with constant noise sigma per pixel.
 The posterior is Gaussian with covariance (I + A^T A / sigma^2)^-1.
+
+`train_test_model` is the recipe of the small cINN the tests use: ``scripts/make_test_model.py``
+runs it once and commits the result to ``tests/data/linear-gaussian-model/`` (loaded by the
+``linear_gaussian_model`` fixture of tests/conftest.py); a ``slow`` test in
+tests/test_training.py runs it end to end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from specutils_cinn.flows.conditioning import encode_inputs
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.training import TrainingSet
+from specutils_cinn.models import CINNModel
+from specutils_cinn.training import TrainingConfig, TrainingSet, train_model
+
+#: Name and version of the committed test model.
+MODEL_NAME, MODEL_VERSION = "linear-gaussian-test", "0.0.1"
+#: Where the committed test model lives (metadata.json, weights.safetensors, sha256.json).
+MODEL_DIR = Path(__file__).resolve().parent / "data" / "linear-gaussian-model"
 
 
 @dataclass
@@ -70,3 +82,24 @@ class LinearGaussianProblem:
     def encode(self, y: np.ndarray) -> torch.Tensor:
         return encode_inputs(torch.as_tensor(y, dtype=torch.float32),
                              torch.full(y.shape, self.sigma), torch.ones(y.shape, dtype=bool))
+
+
+def training_config(prob: LinearGaussianProblem) -> TrainingConfig:
+    """The training configuration of the test model (seeded: deterministic on one thread)."""
+    return TrainingConfig(steps=2500, batch_size=256, learning_rate=2e-3, warmup_steps=100,
+                          eval_every=500, snr_range=(prob.snr, prob.snr), masked_fraction=0.0,
+                          max_gaps=0, photon_noise=False, seed=0, device="cpu",
+                          weight_decay=0.0)
+
+
+def train_test_model(prob: LinearGaussianProblem | None = None) -> CINNModel:
+    """Train the test model: about 25 s on one CPU core (2500 steps of batch 256).
+
+    The weights depend only on the seeds, the torch version and the number of threads
+    (``scripts/make_test_model.py`` trains on one).
+    """
+    prob = LinearGaussianProblem() if prob is None else prob
+    model, _ = train_model(prob.training_set(), prob.architecture, training_config(prob),
+                           name=MODEL_NAME, version=MODEL_VERSION, log=None,
+                           normalization={"kind": "continuum"})
+    return model

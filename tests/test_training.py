@@ -1,14 +1,22 @@
 """Training: augmentation, configuration, and a cINN that recovers an exact posterior."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
-from linear_gaussian import LinearGaussianProblem
+from linear_gaussian import (
+    MODEL_DIR,
+    MODEL_NAME,
+    MODEL_VERSION,
+    LinearGaussianProblem,
+    train_test_model,
+    training_config,
+)
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import CINNModel
+from specutils_cinn.models import CINNModel, ModelIntegrityError
 from specutils_cinn.training import (
     TrainingConfig,
     TrainingSet,
@@ -106,9 +114,8 @@ def test_validation_split_keeps_groups_together():
     assert n_val == 30
 
 
-def test_linear_gaussian_posterior_is_recovered(linear_gaussian_model):
-    """A small cINN trained by train_model matches the exact Gaussian posterior."""
-    prob, model = linear_gaussian_model
+def _assert_exact_posterior_recovered(prob, model):
+    """The cINN's draws match the exact Gaussian posterior of the linear-Gaussian problem."""
     y, x_true = prob.observations(n=200, seed=11)
     mean, cov = prob.exact_posterior(y)
     net = model.network
@@ -132,6 +139,52 @@ def test_linear_gaussian_posterior_is_recovered(linear_gaussian_model):
     lo, hi = np.quantile(draws, [0.16, 0.84], axis=1)
     inside = np.mean((x_true > lo) & (x_true < hi))
     assert 0.58 < inside < 0.78
+
+
+def test_linear_gaussian_posterior_is_recovered(linear_gaussian_model):
+    """The committed test model (trained by train_model) matches the exact Gaussian posterior."""
+    prob, model = linear_gaussian_model
+    _assert_exact_posterior_recovered(prob, model)
+
+
+def test_committed_test_model_is_intact_and_follows_the_recipe():
+    """tests/data/linear-gaussian-model: the files scripts/make_test_model.py wrote, unchanged,
+    loaded by the safe loader, and trained with the recipe of tests/linear_gaussian.py (if
+    this fails after changing the recipe: run ``python scripts/make_test_model.py``)."""
+    hashes = json.loads((MODEL_DIR / "sha256.json").read_text())
+    files = sorted(p.name for p in MODEL_DIR.iterdir())
+    assert files == ["metadata.json", "sha256.json", "weights.safetensors"]
+    assert sum((MODEL_DIR / f).stat().st_size for f in files) < 300_000  # small test data
+    assert (MODEL_DIR / "metadata.json").read_bytes().startswith(b"{")  # JSON, no pickle
+    model = CINNModel.load(MODEL_DIR, expected_sha256={"metadata": hashes["metadata"],
+                                                       "weights": hashes["weights"]})
+    assert model.digest == hashes["digest"] and model.sha256 == hashes["weights"]
+    md = model.metadata
+    prob = LinearGaussianProblem()
+    assert (md.name, md.version) == (MODEL_NAME, MODEL_VERSION)
+    assert [p.name for p in md.parameters] == list(prob.parameters)
+    assert md.architecture == {**prob.architecture, "n_params": 2, "npix": prob.npix}
+    assert md.grid == prob.grid
+    assert md.normalization == {"kind": "continuum"}
+    assert md.training["config"] == json.loads(json.dumps(asdict(training_config(prob))))
+    assert md.training["data"] == prob.training_set(n=1).provenance
+    assert md.training["n_train"] + md.training["n_validation"] == 8000
+    # a changed weights file is refused before anything is parsed
+    with pytest.raises(ModelIntegrityError, match="weights"):
+        CINNModel.load(MODEL_DIR, expected_sha256={"metadata": hashes["metadata"],
+                                                   "weights": "0" * 64})
+
+
+@pytest.mark.slow
+def test_training_recovers_the_exact_posterior_end_to_end(tmp_path):
+    """train_model on the test recipe, save, load: the exact posterior (about 25 s)."""
+    prob = LinearGaussianProblem()
+    model = train_test_model(prob)
+    model.save(tmp_path)
+    loaded = CINNModel.load(tmp_path)
+    assert loaded.metadata.training["config"] == json.loads(json.dumps(asdict(
+        training_config(prob))))
+    _assert_exact_posterior_recovered(prob, loaded)
 
 
 def test_train_from_config(tmp_path):
