@@ -48,6 +48,7 @@ def test_help_runs_without_torch():
     assert out.strip() == "False False"
 
 
+@pytest.mark.slow  # two fresh interpreters importing astropy, specutils and torch (about 5 s)
 def test_import_specutils_cinn_still_registers_the_readers():
     # the readers are registered when specutils is imported, before or after specutils_cinn
     for first, second in (("specutils_cinn", "specutils"), ("specutils", "specutils_cinn")):

@@ -50,6 +50,10 @@ def draw(n: int, seed: int) -> np.ndarray:
     return RANGES[:, 0] + (RANGES[:, 1] - RANGES[:, 0]) * rng.uniform(size=(n, 3))
 
 
+#: The tests of the emulator trained here (1500 steps, about 2 s): in the full run only.
+_TRAINS = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained():
     torch.set_num_threads(1)
@@ -66,6 +70,7 @@ def trained():
     return emu, hist
 
 
+@_TRAINS
 def test_fits_analytic_problem(trained):
     emu, hist = trained
     test = np.clip(draw(200, 2), emu.label_ranges[:, 0], emu.label_ranges[:, 1])
@@ -83,6 +88,7 @@ def test_fits_analytic_problem(trained):
     assert hist["best_step"]
 
 
+@_TRAINS
 def test_holdout_rows_never_used(trained):
     emu, _ = trained
     assert emu.label_ranges[0, 1] < 7000.0 + 1e-9
@@ -90,6 +96,7 @@ def test_holdout_rows_never_used(trained):
         emu(np.array([[7500.0, 3.0, 0.0]]))
 
 
+@_TRAINS
 def test_range_checking_and_clamp(trained):
     emu, _ = trained
     lo, hi = emu.label_ranges[:, 0], emu.label_ranges[:, 1]
@@ -109,6 +116,7 @@ def test_range_checking_and_clamp(trained):
     assert one.shape == (GRID.npix,) and one.dtype == np.float32
 
 
+@_TRAINS
 def test_numpy_and_tensor_batches_agree(trained):
     emu, _ = trained
     lab = draw(10, 3)
@@ -120,6 +128,7 @@ def test_numpy_and_tensor_batches_agree(trained):
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
+@_TRAINS
 def test_save_load_round_trip(trained, tmp_path, storage):
     emu, hist = trained
     if storage == "float16":
@@ -139,6 +148,7 @@ def test_save_load_round_trip(trained, tmp_path, storage):
         assert torch.equal(back.state_dict()[k], v)
 
 
+@_TRAINS
 def test_tampered_weights_rejected(trained, tmp_path):
     emu, _ = trained
     save_emulator(tmp_path, emu)
@@ -150,6 +160,7 @@ def test_tampered_weights_rejected(trained, tmp_path):
         load_emulator(tmp_path)
 
 
+@_TRAINS
 def test_bad_metadata_rejected(trained, tmp_path):
     emu, _ = trained
     save_emulator(tmp_path, emu)
@@ -165,6 +176,7 @@ def test_bad_metadata_rejected(trained, tmp_path):
         load_emulator(tmp_path / "missing")
 
 
+@_TRAINS
 def test_devices(trained, tmp_path):
     emu, _ = trained
     save_emulator(tmp_path, emu)
@@ -180,6 +192,7 @@ def test_devices(trained, tmp_path):
     torch.testing.assert_close(out.cpu().detach(), cpu, rtol=0, atol=1e-5)
 
 
+@_TRAINS
 def test_emulate_spectra_rotation(trained):
     emu, _ = trained
     lab = np.array([[5000.0, 4.0, 0.0], [5000.0, 4.0, 0.0]])

@@ -273,6 +273,7 @@ def test_healthy_server_baseline(env: FaultServer, cache: Path, published: Publi
     assert env.requests == {META: 1, WEIGHTS: 1}
 
 
+@pytest.mark.slow  # waits out a download time limit (about 1 s)
 def test_slow_drip_is_cut_off_by_the_time_limit(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,6 +292,7 @@ def test_slow_drip_is_cut_off_by_the_time_limit(
     assert _cache_files(cache) == []
 
 
+@pytest.mark.slow  # waits out a download time limit (about 1 s)
 def test_dripping_headers_are_cut_off_too(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,6 +307,7 @@ def test_dripping_headers_are_cut_off_too(
     assert _cache_files(cache) == []
 
 
+@pytest.mark.slow  # waits out a download time limit (about 1 s)
 def test_stalled_download_times_out_and_is_retried(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,6 +200,7 @@ def _arch():
             "permutation_seed": 0}
 
 
+@pytest.mark.slow  # trains a cINN on the simulator (about 15 s)
 def test_training_on_the_simulator_beats_the_prior():
     # The cINN leaves its initial plateau after some hundred steps; how fast depends on float
     # summation order, hence one thread (1000 steps: about 40 s on one core)

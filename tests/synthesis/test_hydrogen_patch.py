@@ -51,6 +51,7 @@ def test_install_is_patched(synthesis_install):
     assert hp.patch_hydropac(src.parent)  # idempotent
 
 
+@pytest.mark.slow  # several Turbospectrum runs
 def test_fraction_zero_is_turbospectrum_itself(synthesis_install):
     lists = [synthesis_install.hlinedata]
     a = synthesize(LABELS, WINDOW, install=synthesis_install, line_lists=lists)

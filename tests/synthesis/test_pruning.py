@@ -106,6 +106,7 @@ def test_min_depth_checked():
         LinePruning(min_depth=0.0)
 
 
+@pytest.mark.slow  # several Turbospectrum runs
 def test_pruned_synthesis_matches(synthesis_install):
     """A short window of a cool giant: pruning drops most lines and changes little."""
     inst = synthesis_install
