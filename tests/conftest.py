@@ -1,13 +1,13 @@
 """Shared fixtures: a small cINN trained on a problem whose posterior is known exactly.
 
 Also the hypothesis profiles of the fuzz tests (tests/test_fuzz_inputs.py): ``default`` runs
-50 examples per test (the quick local run), ``ci`` (``HYPOTHESIS_PROFILE=ci``, set by
+25 examples per test (the quick local run), ``ci`` (``HYPOTHESIS_PROFILE=ci``, set by
 ``.ci/run``) 1000 per test.
 
 The default ``pytest`` run is the fast set: pyproject.toml deselects the tests marked ``slow``
-(they train networks, run Turbospectrum several times or kill a subprocess) and ``synthesis``
-(they need the Turbospectrum install; tests/synthesis/conftest.py marks them). ``pytest -m ""``
-runs everything, as CI does.
+(seconds each: they train networks, run Turbospectrum several times, start interpreters or
+repeat survey runs) and ``synthesis`` (they need the Turbospectrum install;
+tests/synthesis/conftest.py marks them). ``pytest -m ""`` runs everything, as CI does.
 """
 
 import json
@@ -21,7 +21,7 @@ from specutils_cinn.models import CINNModel
 
 _FUZZ = {"deadline": None, "database": None, "print_blob": True,
          "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
-settings.register_profile("default", max_examples=50, **_FUZZ)
+settings.register_profile("default", max_examples=25, **_FUZZ)
 settings.register_profile("ci", max_examples=1000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -15,7 +15,7 @@ Invariants:
 * each row is the same (up to floating-point rounding) when its spectrum is given alone, at
   any ``batch_size``: results do not depend on the batch's composition or order.
 
-The number of examples is set by the hypothesis profile (tests/conftest.py): 50 per test by
+The number of examples is set by the hypothesis profile (tests/conftest.py): 25 per test by
 default (the quick local run), 1000 per test with ``HYPOTHESIS_PROFILE=ci``.
 """
 

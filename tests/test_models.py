@@ -704,7 +704,7 @@ def test_any_weights_bytes_give_a_model_load_error(tmp_path: Path) -> None:
         _header, st.dictionaries(names, entry, max_size=3), st.binary(max_size=300)
     )
 
-    # as many examples as the hypothesis profile says (tests/conftest.py: 50, 1000 in CI)
+    # as many examples as the hypothesis profile says (tests/conftest.py: 25, 1000 in CI)
     @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.one_of(st.binary(max_size=64), headers))
     def check(data: bytes) -> None:

@@ -277,7 +277,6 @@ def test_parse_radial_velocity_rejects(value):
         parse_radial_velocity(value)
 
 
-@pytest.mark.slow  # two survey runs of the Sun with RV estimation (tests/test_rv.py is quick)
 def test_predict_with_estimated_rv_matches_unshifted(est, sun_files, tmp_path):
     common = {"reader_format": "tabular-fits", "seed": 4, **FAST}
     out = tmp_path / "rv.ecsv"

@@ -86,14 +86,14 @@ def _same(a: Table, b: Table) -> None:
     assert dict(a.meta) == dict(b.meta)
 
 
-_SLOW = pytest.mark.slow  # two survey runs over 34 files each (2-3 s)
-
-
+# Two survey runs over 34 files each (2-3 s): in the full run only. The fast set reads through
+# the direct reader in tests/test_survey.py and compares spectra in the next test.
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [
-    pytest.param({"group_arms": True}, marks=_SLOW),
-    pytest.param({"group_arms": False}, marks=_SLOW),
-    {"group_arms": True, "radial_velocity": "header:VRAD"},  # the fast set keeps this one
-    pytest.param({"group_arms": False, "reader_format": "4MOST-L1"}, marks=_SLOW),
+    {"group_arms": True},
+    {"group_arms": False},
+    {"group_arms": True, "radial_velocity": "header:VRAD"},
+    {"group_arms": False, "reader_format": "4MOST-L1"},
 ])  # fmt: skip
 def test_direct_reading_gives_the_same_table(est, mixed_dir, tmp_path, monkeypatch, options):
     calls = {"n": 0}
