@@ -14,9 +14,14 @@ raw and after the 4MOST HR and LR line-spread functions and pixel grids
 (``specutils_cinn.instruments.degrade``). The issue's bound is max |dF| <= 0.002 after the LSF.
 Needs a synthesis install (``specutils-cinn synthesis build``).
 
+``--breakdown`` instead splits the cost of one star (Turbospectrum as is): a single weak line
+(the transfer at every wavelength point), hydrogen lines alone, hydrogen with the wings on
+anchors, the Gaia-ESO list with hydrogen, and the extended lists.
+
 Usage::
 
     python benchmarks/bench_synthesis.py                      # all stars, JSON lines + table
+    python benchmarks/bench_synthesis.py --breakdown --stars sun
     python benchmarks/bench_synthesis.py --stars sun --step 0.03
     python benchmarks/bench_synthesis.py --json work/bench_synthesis.json
 """
@@ -73,7 +78,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     ap.add_argument("--rst", type=Path, help="also write the table as reStructuredText "
                     "(docs/synthesis/bench_synthesis.rst)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="split the cost of each star into its parts instead")
     args = ap.parse_args()
+    if args.breakdown:
+        _breakdown(args)
+        return
     inst = find_synthesis()
     grid = MarcsGrid(inst.atmos_dir)
     lists = [inst.ges_linelist, inst.hlinedata] + [
@@ -119,6 +129,33 @@ def main() -> None:
     if args.rst:
         args.rst.parent.mkdir(parents=True, exist_ok=True)
         args.rst.write_text(_rst(rows, hardware, inst.version))
+
+
+def _breakdown(args: argparse.Namespace) -> None:
+    import tempfile
+
+    inst = find_synthesis()
+    grid = MarcsGrid(inst.atmos_dir)
+    extended = [p for f, p in inst.extended_linelists.items() if f not in args.exclude]
+    window = [(RANGE[0], RANGE[1], args.step)]
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"{inst.version}; {RANGE[0]:.0f}-{RANGE[1]:.0f} A at {args.step} A; CPU s")
+    with tempfile.TemporaryDirectory() as tmp:
+        one = Path(tmp) / "one_weak_line.list"
+        one.write_text("'0108.001016         '    1         1\n'OH one weak line'\n"
+                       "  3600.111   0.901  -5.584    0.000    1.0  1.715E+08 'X' 'X'\n")
+        cases = [("one weak line", [one], None),
+                 ("hydrogen only", [inst.hlinedata], None),
+                 ("hydrogen only, wings on anchors", [inst.hlinedata], 0.02),
+                 ("Gaia-ESO + hydrogen", [inst.ges_linelist, inst.hlinedata], None),
+                 ("extended lists", [inst.ges_linelist, inst.hlinedata, *extended], None)]
+        for star in args.stars:
+            for name, lists, hwf in cases:
+                c0 = _cpu()
+                synthesize(STARS[star], window, install=inst, grid=grid, line_lists=lists,
+                           hydrogen_wing_fraction=hwf)
+                print(json.dumps({"star": star, "case": name, "cpu_s": round(_cpu() - c0, 1)}),
+                      flush=True)
 
 
 def _rst(rows: list[dict], hardware: str, version: str) -> str:

@@ -5,7 +5,7 @@ Turbospectrum v20.1 (``src/source/hydropac.f``) evaluates every hydrogen line's 
 continuum at all depths. Balmer and Paschen wings reach tens to hundreds of Angstrom, so at the
 0.03 A sampling a grid needs, half the CPU time of a 3690-9510 A synthesis of a solar-type star
 goes into ``hbop`` (measured: 43 s with ``Hlinedata`` alone against about 14 s with a single
-weak line; ``python benchmarks/bench_synthesis.py``).
+weak line; ``python benchmarks/bench_synthesis.py --breakdown``).
 
 The patch keeps every point within ``f * |lambda - lambda_line|`` of the previous evaluated
 point unevaluated and fills it by linear interpolation between the evaluated neighbours, at
