@@ -178,15 +178,22 @@ def main(argv: list[str] | None = None) -> None:
         "script": "scripts/prepare_emulator_data.py",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    out = Path(args.out)
+    out = _write(args.out, labels, flux, star_id, holdout, setup, provenance)
+    segtxt = ", ".join(f"{s.name} {s.start:g}-{s.stop:g}/{s.step:g} A" for s in setup.grid.segments)
+    print(f"{out}: {n_star} stars ({holdout.sum()} held out), {setup.grid.npix} px [{segtxt}], "
+          f"{time.perf_counter() - t0:.0f} s")
+
+
+def _write(path: str, labels: dict, flux: np.ndarray, star_id: np.ndarray,
+           holdout: np.ndarray, setup: InstrumentSetup, provenance: dict) -> Path:
+    """Write the emulator data npz (the layout in the module docstring)."""
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, labels=np.column_stack([labels[k] for k in LABELS]),
              label_names=np.array(LABELS), flux=flux, star_id=star_id, holdout=holdout,
              setup=np.array(json.dumps(setup.to_dict())),
              provenance=np.array(json.dumps(provenance, default=str)))
-    segtxt = ", ".join(f"{s.name} {s.start:g}-{s.stop:g}/{s.step:g} A" for s in setup.grid.segments)
-    print(f"{out}: {n_star} stars ({holdout.sum()} held out), {setup.grid.npix} px [{segtxt}], "
-          f"{time.perf_counter() - t0:.0f} s")
+    return out
 
 
 def _from_shards(args: argparse.Namespace, t0: float) -> None:
@@ -224,12 +231,7 @@ def _from_shards(args: argparse.Namespace, t0: float) -> None:
                                 f"sampling), averaged over {factor} native pixel(s)",
                   "script": "scripts/prepare_emulator_data.py --shards",
                   "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, labels=np.column_stack([g.labels[k] for k in LABELS]),
-             label_names=np.array(LABELS), flux=flux, star_id=g.star_id, holdout=g.holdout,
-             setup=np.array(json.dumps(setup.to_dict())),
-             provenance=np.array(json.dumps(provenance, default=str)))
+    out = _write(args.out, g.labels, flux, g.star_id, g.holdout, setup, provenance)
     print(f"{out}: {len(g)} stars ({int(g.holdout.sum())} held out), {setup.grid.npix} px, "
           f"{time.perf_counter() - t0:.0f} s")
 

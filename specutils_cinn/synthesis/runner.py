@@ -314,6 +314,11 @@ def doppler_windows(labels: Mapping[str, float], start: float, stop: float, max_
     list of (start, stop, step)
         Contiguous, non-overlapping pieces covering the window (a piece starts one step after
         the previous one's last sample).
+
+    Raises
+    ------
+    ValueError
+        If a step would be finer than 0.001 A.
     """
     v_th = np.sqrt(2.0 * _K_B * 0.7 * float(labels["teff"]) / (55.845 * _AMU_KG)) / 1e3
     xi = float(np.hypot(v_th, float(labels["vmic"])))
@@ -322,6 +327,9 @@ def doppler_windows(labels: Mapping[str, float], start: float, stop: float, max_
     while lo < stop:
         step = min(float(max_step), fraction * lo * xi / _C_KMS)
         step = float(np.floor(step * 1e4) / 1e4)
+        if step < 1e-3:
+            raise ValueError(f"a step of {step:g} A at {lo:.0f} A is too fine for Turbospectrum "
+                             f"(fraction {fraction}, max_step {max_step}); need >= 0.001 A")
         hi = min(float(stop), lo * growth)
         n = max(int(np.ceil((hi - lo) / step)), 1)
         hi = lo + n * step if hi < stop else float(stop)

@@ -60,6 +60,8 @@ def test_doppler_windows_cover_and_refine():
     assert 0.006 < steps[0] < 0.007
     hot = doppler_windows({"teff": 7000.0, "vmic": 2.5}, 3690.0, 9510.0, 0.03, 0.5)
     assert max(p[2] for p in hot) == 0.03             # capped at the window's own step
+    with pytest.raises(ValueError, match="too fine"):
+        doppler_windows(labels, 3690.0, 9510.0, 0.03, 0.01)
 
 
 def test_shard_round_trip(tmp_path):
