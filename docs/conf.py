@@ -1,6 +1,8 @@
 # Sphinx configuration for specutils-cinn (sphinx-astropy v3 defaults).
 import datetime
+import sys
 from importlib.metadata import version as _version
+from pathlib import Path
 
 from sphinx_astropy.conf.v3 import *  # noqa: F403
 
@@ -17,14 +19,17 @@ plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 110)]
 plot_rcparams = {"figure.dpi": 110}
-intersphinx_mapping.update(  # noqa: F405
-    {
-        "astropy": ("https://docs.astropy.org/en/stable/", None),
-        "specutils": ("https://specutils.readthedocs.io/en/stable/", None),
-        "torch": ("https://docs.pytorch.org/docs/stable/", None),
-        "pooch": ("https://www.fatiando.org/pooch/latest/", None),
-    }
-)
+# Intersphinx: each project's own inventory on the web first, then the local copy written by
+# scripts/intersphinx_inventories.py (docs/_intersphinx/), so that an offline build (CI, a
+# cluster without internet) still links to Python, numpy, astropy, specutils, torch, ... and
+# passes -W. sphinx-astropy's defaults are replaced: scipy and astropy.org are not cited here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from intersphinx_inventories import PROJECTS  # noqa: E402
+
+intersphinx_mapping = {
+    name: (url, (None, f"_intersphinx/{name}.inv")) for name, (url, _) in PROJECTS.items()
+}
+intersphinx_timeout = 10
 exclude_patterns += ["_build", "**.ipynb_checkpoints"]  # noqa: F405
 html_title = f"{project} v{release}"
 html_theme_options = {
