@@ -224,7 +224,7 @@ class ModelEmulator:
         values = np.asarray(values, dtype=np.float64)
         columns = {name: values[:, names.index(name)] for name in names}
         out = np.empty((values.shape[0], len(self.spec.label_names)))
-        # a_li from the default [Li/Fe] (checked by EmulatorSpec.check_model)
+        # a_li from the predicted [Li/Fe], else the default one (EmulatorSpec.check_model)
         for j, value in enumerate(emulator_label_values(
                 self.spec.label_names, columns, self.spec.label_defaults)):
             out[:, j] = value

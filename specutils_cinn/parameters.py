@@ -147,8 +147,9 @@ def emulator_label_values(
 
     A label takes its value from ``values``, else from ``defaults``. An ``a_li`` found in
     neither is derived with `a_li_from_li_fe` from [Fe/H] in ``values`` and [Li/Fe]: the
-    default ``li_fe`` if ``defaults`` gives one (as a model's
-    `~specutils_cinn.models.EmulatorSpec` may), else ``li_fe`` in ``values``.
+    model's own ``li_fe`` when ``values`` has it, else the default ``li_fe`` of ``defaults``
+    (as a model's `~specutils_cinn.models.EmulatorSpec` may give for a model that does not
+    predict it).
 
     Parameters
     ----------
@@ -177,8 +178,8 @@ def emulator_label_values(
             out.append(values[name])
         elif name in defaults:
             out.append(defaults[name])
-        elif name == "a_li" and "fe_h" in values and ("li_fe" in defaults or "li_fe" in values):
-            li_fe = defaults["li_fe"] if "li_fe" in defaults else values["li_fe"]
+        elif name == "a_li" and "fe_h" in values and ("li_fe" in values or "li_fe" in defaults):
+            li_fe = values["li_fe"] if "li_fe" in values else defaults["li_fe"]
             out.append(a_li_from_li_fe(li_fe, values["fe_h"]))
         else:
             raise KeyError(f"no value for the emulator label {name!r}")

@@ -63,3 +63,18 @@ def test_emulated_spectrum_refuses_bad_input(sun_and_estimator):
                    spectral_axis=sun.spectral_axis)
     with pytest.raises(ValueError, match="one spectrum, got 2"):
         est.emulated_spectrum(two, table[0], snr=100.0)
+
+
+def test_fit_check_uses_the_predicted_lithium(sun_and_estimator):
+    # the bundled models predict [Li/Fe] and also carry a default li_fe for their emulator:
+    # the emulated spectrum must use the prediction, not the default
+    est, _, _ = sun_and_estimator
+    emulator = est.model.emulator
+    names = est.model.metadata.parameter_names
+    assert "li_fe" in names and "li_fe" in emulator.spec.label_defaults
+    values = np.zeros((2, len(names)))
+    values[:, names.index("fe_h")] = [-1.0, 0.2]
+    values[:, names.index("li_fe")] = [1.5, -0.3]
+    labels, _ = emulator.labels(names, values)
+    a_li = labels[:, list(emulator.spec.label_names).index("a_li")]
+    np.testing.assert_allclose(a_li, [1.5 + 1.05 - 1.0, -0.3 + 1.05 + 0.2])

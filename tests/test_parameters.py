@@ -47,13 +47,16 @@ def test_lithium_conversions_are_inverse():
 def test_emulator_label_values():
     values = {"teff": np.array([5000.0]), "fe_h": np.array([-1.0]), "li_fe": np.array([0.4])}
     labels = ("teff", "mg_fe", "a_li")
-    # a value wins over a default; A(Li) from the default [Li/Fe] when there is one
+    # a value wins over a default, also the [Li/Fe] that A(Li) is derived from
     got = emulator_label_values(labels, values, {"teff": 1.0, "mg_fe": 0.2, "li_fe": 0.0})
     assert got[0] is values["teff"] and got[1] == 0.2
-    np.testing.assert_array_equal(got[2], 0.0 + SOLAR_A_LI + values["fe_h"])
-    # else from the model's [Li/Fe]
+    np.testing.assert_array_equal(got[2], values["li_fe"] + SOLAR_A_LI + values["fe_h"])
     got = emulator_label_values(labels, values, {"mg_fe": 0.2})
     np.testing.assert_array_equal(got[2], values["li_fe"] + SOLAR_A_LI + values["fe_h"])
+    # the default [Li/Fe] for a model that does not predict it
+    no_li = {"teff": values["teff"], "fe_h": values["fe_h"]}
+    got = emulator_label_values(labels, no_li, {"mg_fe": 0.2, "li_fe": -0.5})
+    np.testing.assert_array_equal(got[2], -0.5 + SOLAR_A_LI + values["fe_h"])
     assert emulator_label_values(("a_li",), {"a_li": 2.0, "fe_h": 0.0}) == [2.0]
     with pytest.raises(KeyError, match="mg_fe"):
         emulator_label_values(labels, values)
