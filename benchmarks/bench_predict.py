@@ -38,7 +38,7 @@ from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.devices import resolve_device
 from specutils_cinn.flows.conditioning import encode_inputs
 from specutils_cinn.inputs import prepare_spectra
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 
 
 def make_spectra(est: CINNParameterEstimator, n: int, seed: int = 0) -> Spectrum:

@@ -23,8 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from specutils_cinn.models import EMULATOR_FILENAME, CINNModel
-from specutils_cinn.registry import DATA_DIR, make_registry_entry
+from specutils_cinn.model import DATA_DIR, EMULATOR_FILENAME, CINNModel, make_registry_entry
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from specutils_cinn.emulator import load_emulator, pixel_error
 from specutils_cinn.fit_check import trim_emulator
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.instruments import snr_per_pixel
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 from specutils_cinn.simulation import BinnedRotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -43,7 +43,7 @@ from reference_spectra import BENCHMARKS, NARVAL_R, SUN_R, read_narval, read_sun
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.calibration import PosteriorCalibration  # noqa: E402
 from specutils_cinn.instruments import degrade, degrade_spectrum  # noqa: E402
-from specutils_cinn.models import CINNModel  # noqa: E402
+from specutils_cinn.model import CINNModel  # noqa: E402
 from specutils_cinn.results import quantile_column_name  # noqa: E402
 
 Z95 = 1.959964

@@ -51,7 +51,7 @@ from specutils_cinn.calibration import (
     cross_fit_fold,
     fit_posterior_calibration,
 )
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 from specutils_cinn.validation import posterior_rank_fraction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -46,7 +46,7 @@ from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator, cli
 from specutils_cinn.flags import QualityFlag
-from specutils_cinn.models import EMULATOR_FILENAME, CINNModel
+from specutils_cinn.model import EMULATOR_FILENAME, CINNModel
 
 
 class _Flags:

@@ -47,14 +47,14 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 #: ones. An entry names a module or a package (all its modules); the longest match wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", (
-        PACKAGE, "_version", "_hashing", "_files", "_checks", "constants", "parameters",
-        "devices", "grid", "flags",
+        PACKAGE, "_version", "_hashing", "_files", "_forwarding", "_checks", "constants",
+        "parameters", "devices", "grid", "flags",
     )),
     ("components", (
         "calibration", "flows", "instruments", "resampling", "normalisation",
         "noise_estimate", "io", "inputs", "results", "emulator",
     )),
-    ("model", ("fit_check", "models", "registry")),
+    ("model", ("fit_check", "model", "models", "registry")),
     ("training", ("synthesis", "simulation", "training", "validation")),
     ("inference", ("rv", "estimator", "survey", "plotting")),
     ("interface", ("cli",)),

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from linear_gaussian import MODEL_DIR, train_test_model  # noqa: E402
 
-from specutils_cinn.models import CINNModel, sha256_file  # noqa: E402
+from specutils_cinn.model import CINNModel, sha256_file  # noqa: E402
 
 HASHES = "sha256.json"
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
-from specutils_cinn.models import sha256_file
+from specutils_cinn.model import sha256_file
 from specutils_cinn.parameters import EMULATOR_LABELS
 
 #: Emulator input labels, in order (A(Li) absolute; li_fe = a_li - SOLAR_A_LI - fe_h is derived).

@@ -29,7 +29,7 @@ import numpy as np
 from specutils_cinn.emulator import load_emulator
 from specutils_cinn.grid import crop_grid
 from specutils_cinn.instruments import InstrumentSetup, degrade
-from specutils_cinn.models import sha256_file
+from specutils_cinn.model import sha256_file
 from specutils_cinn.simulation import DEFAULT_PARAMETERS
 from specutils_cinn.synthesis import read_grid
 from specutils_cinn.training import TrainingSet, save_training_set

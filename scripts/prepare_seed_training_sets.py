@@ -20,7 +20,7 @@ import numpy as np
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
-from specutils_cinn.models import sha256_file
+from specutils_cinn.model import sha256_file
 from specutils_cinn.normalisation import normalize_continuum
 from specutils_cinn.training import TrainingSet, save_training_set
 

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from specutils_cinn.registry import DATA_DIR, Registry
+from specutils_cinn.model import DATA_DIR, Registry
 from specutils_cinn.synthesis.shards import grid_product
 
 DEFAULT_URL = ("https://github.com/specutils-cinn/specutils-cinn-grids/releases/download/"

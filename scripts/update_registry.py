@@ -2,7 +2,7 @@
 
 Registry format 2 records, for each model file, its size in bytes next to its SHA-256 (a
 download is aborted as soon as more bytes arrive), and for each model its digest
-(`specutils_cinn.models.model_digest` of the files' SHA-256). This script fills both in for
+(`specutils_cinn.model.model_digest` of the files' SHA-256). This script fills both in for
 every entry, finding each file by its SHA-256 (never by name) among
 
 * the bundled models in ``specutils_cinn/data/models/``,
@@ -96,7 +96,7 @@ def main() -> int:
     old = args.registry.read_text()
     args.registry.write_text(json.dumps(doc, indent=2) + "\n")
     try:
-        from specutils_cinn.registry import Registry
+        from specutils_cinn.model import Registry
 
         reg = Registry.read(args.registry)  # validates; computes each model's digest
     except ValueError as exc:

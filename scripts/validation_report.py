@@ -67,7 +67,7 @@ from specutils_cinn.instruments import (
     gaussian_lsf_broaden,
     snr_per_pixel,
 )
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 from specutils_cinn.validation import (
     coverage_curve,
     interval_coverage,

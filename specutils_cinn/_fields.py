@@ -1,6 +1,6 @@
 """Checks of the fields of JSON metadata: numbers, pairs and JSON-safe copies.
 
-Shared by the model metadata (`specutils_cinn.models`) and the model's emulator
+Shared by the model metadata (`specutils_cinn.model`) and the model's emulator
 (`specutils_cinn.fit_check`). Every invalid field raises the `ValueError` of `field_error`,
 whose message names the field.
 """

@@ -1,11 +1,11 @@
 """File safety: bounded reads, atomic writes and verified safetensors files.
 
-The ground floor of the model and emulator file formats (`specutils_cinn.models`,
+The ground floor of the model and emulator file formats (`specutils_cinn.model`,
 `specutils_cinn.fit_check`, `specutils_cinn.emulator`). A file is read once and only up to a
 size limit; its SHA-256 is checked before its bytes are parsed; a safetensors header is checked
 against the tensors expected before anything is built; nothing is unpickled; files are
 replaced atomically. Every failure raises a `ModelLoadError` (a `ValueError`) or one of its
-subclasses, which `specutils_cinn.models` re-exports.
+subclasses, which `specutils_cinn.model` re-exports.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ __all__ = [
 
 #: Largest weights or emulator file read (bytes); a larger file is refused with a
 #: `ModelLoadError` before it is read. The bundled models' weights are about 11 MB.
-#: `specutils_cinn.models.MAX_WEIGHTS_BYTES` is the setting of the model files.
+#: `specutils_cinn.model.MAX_WEIGHTS_BYTES` is the setting of the model files.
 MAX_WEIGHTS_BYTES: int = 1 << 30
+#: Where the limit of weights and emulator files is set, for messages.
+_WEIGHTS_SETTING = "specutils_cinn.model.cinn_model.MAX_WEIGHTS_BYTES"
 #: Largest safetensors header (the JSON table of tensors at the start of the file) parsed.
 _MAX_HEADER_BYTES = 8 << 20
 
@@ -80,7 +82,8 @@ def read_limited(path: Path, limit: int, what: str, setting: str) -> bytes:
     what : str
         How to name the file in error messages (e.g. ``"metadata file"``).
     setting : str
-        Name of the setting in `specutils_cinn.models` that holds ``limit``, for the message.
+        Dotted name of the setting that holds ``limit``, for the message (e.g.
+        ``"specutils_cinn.model.metadata.MAX_METADATA_BYTES"``).
 
     Returns
     -------
@@ -99,7 +102,7 @@ def read_limited(path: Path, limit: int, what: str, setting: str) -> bytes:
             if size > limit:
                 raise ModelLoadError(
                     f"{what} {path} is {size:,} bytes, more than the limit of {limit:,} bytes "
-                    f"(specutils_cinn.models.{setting}); it was not read"
+                    f"({setting}); it was not read"
                 )
             data = fh.read(limit + 1)
     except FileNotFoundError:
@@ -109,7 +112,7 @@ def read_limited(path: Path, limit: int, what: str, setting: str) -> bytes:
     if len(data) > limit:  # the file grew while being read
         raise ModelLoadError(
             f"{what} {path} is more than the limit of {limit:,} bytes "
-            f"(specutils_cinn.models.{setting}); it was not read"
+            f"({setting}); it was not read"
         )
     return data
 
@@ -207,7 +210,7 @@ def read_verified(
     """
     # Read once, hash, then parse the same bytes: no window for the file to change.
     limit = MAX_WEIGHTS_BYTES if limit is None else limit
-    data = read_limited(path, limit, what, "MAX_WEIGHTS_BYTES")
+    data = read_limited(path, limit, what, _WEIGHTS_SETTING)
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise ModelIntegrityError(

@@ -187,17 +187,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from . import registry
+    from .model import download_models, list_models, load_model
 
     if args.action in (None, "list"):
-        registry.list_models().pprint_all()
+        list_models().pprint_all()
     elif args.action == "info":
         for name in args.names:
-            model = registry.load_model(name, progressbar=sys.stderr.isatty())
+            model = load_model(name, progressbar=sys.stderr.isatty())
             print(model.summary())
     elif args.action == "download":
         names = args.names or None
-        for path in registry.download_models(names, progressbar=sys.stderr.isatty()):
+        for path in download_models(names, progressbar=sys.stderr.isatty()):
             print(path)
     return 0
 

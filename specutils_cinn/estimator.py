@@ -36,7 +36,7 @@ from .flows.conditioning import encode_inputs
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
 from .io import read_paths, spectra_medium
-from .models import CINNModel
+from .model import CINNModel
 from .parameters import PHYSICAL_MINIMUM
 from .results import samples_table, summary_table
 
@@ -53,7 +53,7 @@ class CINNParameterEstimator:
 
     Parameters
     ----------
-    model : `~specutils_cinn.models.CINNModel`
+    model : `~specutils_cinn.model.CINNModel`
         A loaded model (see `from_pretrained` for the usual way to get one).
     device : {"auto", "cpu", "cuda"} or `torch.device`, optional
         Where the network runs by default; ``"auto"`` picks a GPU when there is one.
@@ -61,10 +61,10 @@ class CINNParameterEstimator:
     Raises
     ------
     TypeError
-        If ``model`` is not a `~specutils_cinn.models.CINNModel`.
+        If ``model`` is not a `~specutils_cinn.model.CINNModel`.
     ValueError
         If the device is not available.
-    specutils_cinn.models.ModelLoadError
+    specutils_cinn.model.ModelLoadError
         If the model's spectrum emulator file is missing, corrupt (its SHA-256 differs from
         the metadata) or does not fit (a `ValueError`): a lazily loaded emulator is read
         here, before any spectrum is processed.
@@ -111,9 +111,9 @@ class CINNParameterEstimator:
 
         A registered model is checked against the registry on every load: the SHA-256 of its
         metadata, weights and emulator must match the registered ones (a mismatch raises
-        `~specutils_cinn.models.ModelIntegrityError` naming the file). A model loaded from a
+        `~specutils_cinn.model.ModelIntegrityError` naming the file). A model loaded from a
         path has nothing to be compared with; its files are checked against each other and its
-        `~specutils_cinn.models.CINNModel.digest` (``MODELDIG`` in ``table.meta``) tells which
+        `~specutils_cinn.model.CINNModel.digest` (``MODELDIG`` in ``table.meta``) tells which
         model it is.
 
         Parameters
@@ -138,16 +138,16 @@ class CINNParameterEstimator:
         ------
         ValueError
             If ``name`` is an empty string.
-        specutils_cinn.registry.ModelNotFoundError
+        specutils_cinn.model.ModelNotFoundError
             If a name is not registered (a `ValueError`).
-        specutils_cinn.models.ModelLoadError
+        specutils_cinn.model.ModelLoadError
             If the model's files are missing, too large, malformed, do not fit each other, or
-            (`~specutils_cinn.models.ModelIntegrityError`) differ from the registry or the
+            (`~specutils_cinn.model.ModelIntegrityError`) differ from the registry or the
             metadata (all `ValueError`).
-        specutils_cinn.registry.ModelDownloadError
+        specutils_cinn.model.ModelDownloadError
             If a registered model must be downloaded and cannot be (an `OSError`).
         """
-        from .registry import DEFAULT_MODEL, load_model
+        from .model import DEFAULT_MODEL, load_model
 
         if name is None:
             name = DEFAULT_MODEL

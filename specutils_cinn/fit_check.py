@@ -34,7 +34,7 @@ from .instruments.rotation import BinnedRotation
 from .parameters import emulator_label_values
 
 if TYPE_CHECKING:
-    from .models import EmulatorSpec
+    from .model import EmulatorSpec
 
 __all__ = ["FEATURE_SIGMA_MIN", "EmulatedSpectrum", "FitStatistics", "ModelEmulator",
            "emulated_fit", "fit_statistics", "trim_emulator"]
@@ -133,15 +133,15 @@ class ModelEmulator:
         Parameters
         ----------
         path : pathlib.Path
-            The emulator file (`~specutils_cinn.models.EMULATOR_FILENAME` in a model
+            The emulator file (`~specutils_cinn.model.EMULATOR_FILENAME` in a model
             directory, ``<full_name>.emulator.safetensors`` as a registry asset).
         spec : EmulatorSpec
             The model metadata's ``emulator`` entry.
         model_grid : WavelengthGrid
             The model's grid.
         limit : int, optional
-            Largest file read (bytes); `~specutils_cinn.models.CINNModel` passes
-            ``specutils_cinn.models.MAX_WEIGHTS_BYTES``. None: 1 GiB.
+            Largest file read (bytes); `~specutils_cinn.model.CINNModel` passes
+            ``specutils_cinn.model.MAX_WEIGHTS_BYTES``. None: 1 GiB.
 
         Returns
         -------
@@ -149,11 +149,11 @@ class ModelEmulator:
 
         Raises
         ------
-        specutils_cinn.models.ModelFileNotFoundError
+        specutils_cinn.model.ModelFileNotFoundError
             If the file is missing.
-        specutils_cinn.models.ModelIntegrityError
+        specutils_cinn.model.ModelIntegrityError
             If its SHA-256 differs from ``spec.sha256``.
-        specutils_cinn.models.ModelLoadError
+        specutils_cinn.model.ModelLoadError
             If it is too large or its content does not fit ``spec``.
         """
         from .emulator import SpectrumEmulator

@@ -148,7 +148,7 @@ def emulator_label_values(
     A label takes its value from ``values``, else from ``defaults``. An ``a_li`` found in
     neither is derived with `a_li_from_li_fe` from [Fe/H] in ``values`` and [Li/Fe]: the
     model's own ``li_fe`` when ``values`` has it, else the default ``li_fe`` of ``defaults``
-    (as a model's `~specutils_cinn.models.EmulatorSpec` may give for a model that does not
+    (as a model's `~specutils_cinn.model.EmulatorSpec` may give for a model that does not
     predict it).
 
     Parameters

@@ -102,7 +102,7 @@ def emulated_template(
 
     Parameters
     ----------
-    estimator : `~specutils_cinn.CINNParameterEstimator` or `~specutils_cinn.models.CINNModel`
+    estimator : `~specutils_cinn.CINNParameterEstimator` or `~specutils_cinn.model.CINNModel`
         A model with a spectrum emulator.
     labels : mapping, array of shape ``(n_params,)`` or ``(N, n_params)``, optional
         Parameter values in the model's parameter order (or a mapping from parameter name to

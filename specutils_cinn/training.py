@@ -34,7 +34,7 @@ from .devices import resolve_device
 from .flows import build_cinn
 from .flows.conditioning import encode_inputs
 from .grid import WavelengthGrid
-from .models import CINNModel, ModelMetadata
+from .model import CINNModel, ModelMetadata
 from .normalisation import normalize_continuum
 from .parameters import parameter_unit
 
@@ -543,7 +543,7 @@ def train_model(
 
     Returns
     -------
-    model : `~specutils_cinn.models.CINNModel`
+    model : `~specutils_cinn.model.CINNModel`
         The model with the weights of the best validation (or selection) loss.
     history : dict
         Steps, training, validation (and held-out) losses, timing and hardware.

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from linear_gaussian import MODEL_DIR, LinearGaussianProblem
 
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 
 _FUZZ = {"deadline": None, "database": None, "print_blob": True,
          "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}

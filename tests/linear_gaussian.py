@@ -20,7 +20,7 @@ import torch
 
 from specutils_cinn.flows.conditioning import encode_inputs
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 from specutils_cinn.training import TrainingConfig, TrainingSet, train_model
 
 #: Name and version of the committed test model.

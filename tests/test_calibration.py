@@ -16,7 +16,7 @@ from specutils_cinn.calibration import (
     cross_fit_fold,
     fit_posterior_calibration,
 )
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 
 
 def _gaussian_draws(centre, width, n_draws=4000, seed=0):

@@ -8,7 +8,7 @@ from astropy.table import QTable
 from specutils import Spectrum
 
 from specutils_cinn import cli
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_train_command_errors_cleanly(tmp_path, capsys):
 
 
 def test_bundled_models_load_and_match_registry():
-    from specutils_cinn.registry import REGISTRY, fetch_model
+    from specutils_cinn.model import REGISTRY, fetch_model
 
     for name in ("4most-hr", "4most-lr"):
         model = CINNModel.load(fetch_model(name))

@@ -251,7 +251,7 @@ def lg_fit(lg, tmp_path_factory):
                                       continuum_degree=0)
     path = tmp_path_factory.mktemp("lg-with-emulator")
     model.save(path)
-    from specutils_cinn.models import CINNModel
+    from specutils_cinn.model import CINNModel
 
     return prob, CINNParameterEstimator(CINNModel.load(path), device="cpu"), y
 
@@ -464,7 +464,7 @@ def test_input_arguments_are_checked_before_any_work(lg, monkeypatch, kwargs, ma
 def test_corrupt_emulator_file_is_rejected_when_the_estimator_is_built(lg_fit, tmp_path):
     import shutil
 
-    from specutils_cinn.models import EMULATOR_FILENAME, CINNModel
+    from specutils_cinn.model import EMULATOR_FILENAME, CINNModel
 
     prob, est, y = lg_fit
     shutil.copytree(est.model.source, tmp_path / "model")

@@ -38,7 +38,7 @@ from specutils_cinn.flags import QualityFlag
 from specutils_cinn.flows import build_cinn
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.inputs import FILL_FLUX, FILL_SIGMA, prepare_spectra
-from specutils_cinn.models import CINNModel, ModelMetadata, ParameterSpec
+from specutils_cinn.model import CINNModel, ModelMetadata, ParameterSpec
 
 F = QualityFlag
 GRID = WavelengthGrid(

@@ -6,7 +6,7 @@ import torch
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.calibration import PosteriorCalibration
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 
 
 def test_mismatch_widening_factor():

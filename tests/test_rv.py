@@ -55,7 +55,7 @@ def test_template_labels(est):
 def test_no_emulator_no_estimate(est):
     import dataclasses
 
-    from specutils_cinn.models import CINNModel
+    from specutils_cinn.model import CINNModel
 
     md = dataclasses.replace(est.model.metadata, emulator=None)
     bare = CINNParameterEstimator(CINNModel(md, est.model.network), device="cpu")

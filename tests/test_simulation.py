@@ -10,7 +10,7 @@ import torch
 from specutils_cinn.emulator import SpectrumEmulator, save_emulator
 from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade
-from specutils_cinn.models import CINNModel
+from specutils_cinn.model import CINNModel
 from specutils_cinn.simulation import BinnedRotation, EmulatorSimulator, LabelPrior
 from specutils_cinn.synthesis.design import KielRegion
 from specutils_cinn.training import TrainingConfig, TrainingSet, train_from_config, train_model

@@ -16,7 +16,7 @@ from linear_gaussian import (
 )
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import CINNModel, ModelIntegrityError
+from specutils_cinn.model import CINNModel, ModelIntegrityError
 from specutils_cinn.training import (
     TrainingConfig,
     TrainingSet,

@@ -27,7 +27,7 @@ Layout of an install prefix::
     <prefix>/linelists/          Turbospectrum-format line lists written by prepare_line_lists
 
 The default prefix is ``$SPECUTILS_CINN_SYNTHESIS`` if set, else
-``specutils_cinn.registry.cache_dir() / "synthesis"``. Build from the command line with
+``specutils_cinn.model.cache_dir() / "synthesis"``. Build from the command line with
 ``specutils-cinn synthesis build`` (needs gfortran, e.g. ``apt-get install gfortran``).
 """
 
@@ -169,7 +169,7 @@ def default_prefix() -> Path:
     """Return the default install prefix.
 
     ``$SPECUTILS_CINN_SYNTHESIS`` if set and non-empty, else
-    ``specutils_cinn.registry.cache_dir() / "synthesis"``. Nothing is created.
+    ``specutils_cinn.model.cache_dir() / "synthesis"``. Nothing is created.
 
     Returns
     -------
@@ -178,7 +178,7 @@ def default_prefix() -> Path:
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return Path(env).expanduser().resolve()
-    from ..registry import cache_dir
+    from ..model import cache_dir
 
     return Path(cache_dir()) / "synthesis"
 

@@ -272,7 +272,7 @@ class GridProduct:
     """A synthesis grid published as a data product: its shards, with SHA-256 and size.
 
     Registered under ``"grids"`` in the package's ``registry.json`` (the same registry and the
-    same verified downloads as the models, `~specutils_cinn.registry`).
+    same verified downloads as the models, `~specutils_cinn.model`).
 
     Parameters
     ----------
@@ -283,7 +283,7 @@ class GridProduct:
     base_url : str
         Where the shard files are published; ``{version}``, ``{name}`` and ``{full_name}`` are
         substituted.
-    files : tuple of `~specutils_cinn.registry.RegistryFile`
+    files : tuple of `~specutils_cinn.model.RegistryFile`
         The shards.
     """
 
@@ -312,7 +312,7 @@ class GridProduct:
         ValueError
             If a field is missing or malformed, or ``key`` is not the full name.
         """
-        from ..registry import RegistryFile
+        from ..model import RegistryFile
 
         try:
             files = tuple(RegistryFile(str(f["filename"]), str(f["sha256"]), f.get("size"))
@@ -346,7 +346,7 @@ def grid_product(folder: str | os.PathLike[str], *, name: str, version: str,
     GridProduct
     """
     from .._hashing import sha256_file
-    from ..registry import RegistryFile
+    from ..model import RegistryFile
 
     files = tuple(RegistryFile(p.name, sha256_file(p), p.stat().st_size)
                   for p in _shard_files(Path(folder)))
@@ -367,11 +367,11 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
     name : str
         The grid's full name (``"<name>-v<version>"``) or its name (the highest version).
     cache_dir : path-like, optional
-        Default `~specutils_cinn.registry.cache_dir`; the shards go to
+        Default `~specutils_cinn.model.cache_dir`; the shards go to
         ``<cache>/grids/<full name>/``.
     progressbar : bool
         Show download progress.
-    registry : `~specutils_cinn.registry.Registry`, optional
+    registry : `~specutils_cinn.model.Registry`, optional
         Default: the package's registry.
 
     Returns
@@ -382,17 +382,17 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
     ------
     KeyError
         If no grid of that name is registered.
-    specutils_cinn.registry.ModelDownloadError
+    specutils_cinn.model.ModelDownloadError
         If a download fails.
-    specutils_cinn.models.ModelIntegrityError
+    specutils_cinn.model.ModelIntegrityError
         If a downloaded file's size or SHA-256 does not match the registry.
     """
     from packaging.version import Version
 
-    from .. import registry as reg
     from .._hashing import sha256_file
+    from ..model import REGISTRY, cache_dir, download_file
 
-    table = (registry if registry is not None else reg.REGISTRY).grids
+    table = (registry if registry is not None else REGISTRY).grids
     entries = {k: GridProduct.from_dict(v, k) for k, v in table.items()}
     if name in entries:
         product = entries[name]
@@ -402,7 +402,7 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
             raise KeyError(f"no grid {name!r} in the registry (registered: "
                            f"{sorted(entries) or 'none'})")
         product = max(candidates, key=lambda e: Version(e.version))
-    root = Path(cache_dir) if cache_dir is not None else reg.cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else cache_dir()
     folder = root / "grids" / product.full_name
     folder.mkdir(parents=True, exist_ok=True)
     base = product.base_url.format(version=product.version, name=product.name,
@@ -412,5 +412,5 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
         if target.is_file() and target.stat().st_size == f.size and \
                 sha256_file(target) == f.sha256:
             continue
-        reg.download_file(base.rstrip("/") + "/" + f.filename, f, target, progressbar)
+        download_file(base.rstrip("/") + "/" + f.filename, f, target, progressbar)
     return folder

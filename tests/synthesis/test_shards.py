@@ -167,8 +167,7 @@ def served(tmp_path):
 
 
 def test_grid_product_fetch_verifies_and_caches(served, tmp_path):
-    from specutils_cinn.models import ModelIntegrityError
-    from specutils_cinn.registry import ModelDownloadError, Registry
+    from specutils_cinn.model import ModelDownloadError, ModelIntegrityError, Registry
     from specutils_cinn.synthesis.shards import GridProduct, fetch_grid, grid_product
 
     folder, url, counts = served

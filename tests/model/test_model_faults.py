@@ -24,24 +24,25 @@ import numpy as np
 import pytest
 import torch
 
-from specutils_cinn import CINNParameterEstimator, cli, registry
+from specutils_cinn import CINNParameterEstimator, cli
 from specutils_cinn.flows import build_cinn
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import (
+from specutils_cinn.model import (
     METADATA_FILENAME,
     CINNModel,
+    ModelCacheError,
+    ModelDownloadError,
     ModelIntegrityError,
     ModelLoadError,
     ModelMetadata,
     ParameterSpec,
-    sha256_file,
-)
-from specutils_cinn.registry import (
-    ModelCacheError,
-    ModelDownloadError,
     Registry,
     RegistryEntry,
+    download,
+    registry,
+    sha256_file,
 )
+from specutils_cinn.model import cache as cache_module
 
 FULL = "tiny-fault-v0.1.0"
 NPIX = 32
@@ -242,12 +243,12 @@ def env(
     reg = Registry({FULL: published.entry}, {"tiny": FULL}, base_url="http://invalid.invalid/")
     monkeypatch.setattr(registry, "REGISTRY", reg)
     monkeypatch.setattr(registry, "DATA_DIR", tmp_path / "pkgdata")
-    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT", 30.0)
-    monkeypatch.setattr(registry, "DOWNLOAD_STALL_TIMEOUT", 5.0)
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 0)
-    monkeypatch.setattr(registry, "_RETRY_WAIT", 0.01)
-    monkeypatch.setenv(registry.URL_ENV, server.url())
-    monkeypatch.setenv(registry.CACHE_ENV, str(cache))
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 30.0)
+    monkeypatch.setattr(download, "DOWNLOAD_STALL_TIMEOUT", 5.0)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)
+    monkeypatch.setattr(download, "_RETRY_WAIT", 0.01)
+    monkeypatch.setenv(download.URL_ENV, server.url())
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(cache))
     return server
 
 
@@ -279,13 +280,13 @@ def test_slow_drip_is_cut_off_by_the_time_limit(
 ) -> None:
     """Finding 6: 1 byte every 50 ms never trips a stall timeout; the overall limit ends it
     (and a download that ran out of time is not retried)."""
-    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT", 1.0)
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 1)
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 1)
     env.modes[META] = "drip"
 
     def fetch() -> None:
         with pytest.raises(ModelDownloadError, match=r"took longer than 1 s.*DOWNLOAD_TIMEOUT"):
-            registry.fetch_model(FULL)
+            download.fetch_model(FULL)
 
     assert _timed(fetch) < 2.5
     assert env.requests[META] == 1
@@ -296,12 +297,12 @@ def test_slow_drip_is_cut_off_by_the_time_limit(
 def test_dripping_headers_are_cut_off_too(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 1.0)
     env.modes[META] = "header-drip"
 
     def fetch() -> None:
         with pytest.raises(ModelDownloadError, match="took longer than 1 s"):
-            registry.fetch_model(FULL)
+            download.fetch_model(FULL)
 
     assert _timed(fetch) < 2.5
     assert _cache_files(cache) == []
@@ -311,13 +312,13 @@ def test_dripping_headers_are_cut_off_too(
 def test_stalled_download_times_out_and_is_retried(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry, "DOWNLOAD_STALL_TIMEOUT", 0.4)
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 1)
+    monkeypatch.setattr(download, "DOWNLOAD_STALL_TIMEOUT", 0.4)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 1)
     env.modes[WEIGHTS] = "stall"
 
     def fetch() -> None:
         with pytest.raises(ModelDownloadError, match=r"no data for 0.4 s") as info:
-            registry.fetch_model(FULL)
+            download.fetch_model(FULL)
         assert "specutils-cinn models download" in str(info.value)
 
     assert _timed(fetch) < 3.0
@@ -335,7 +336,7 @@ def test_oversize_stream_is_aborted_early(
     size = published.entry.weights.size
     assert size is not None
     with pytest.raises(ModelIntegrityError, match="does not match the registry") as info:
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
     assert f"{size:,}" in str(info.value)
     assert not isinstance(info.value, OSError)
     # what the server managed to write before the client hung up: socket buffers, not 300 MB
@@ -346,20 +347,20 @@ def test_oversize_stream_is_aborted_early(
 def test_truncated_download_is_discarded_and_retried(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 2)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 2)
     env.modes[WEIGHTS] = "truncate"
     with pytest.raises(ModelDownloadError, match=f"{FULL}.safetensors"):
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
     assert env.requests[WEIGHTS] == 3
     assert _cache_files(cache) == [f"{FULL}.json"]
     env.modes.clear()  # the server recovers: the next call completes the cache
-    assert registry.fetch_model(FULL) == cache / f"{FULL}.json"
+    assert download.fetch_model(FULL) == cache / f"{FULL}.json"
 
 
 def test_wrong_hash_is_discarded(env: FaultServer, cache: Path) -> None:
     env.modes[WEIGHTS] = "flip"
     with pytest.raises(ModelIntegrityError, match=r"SHA-256 is [0-9a-f]{64}, the registry"):
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
     assert _cache_files(cache) == [f"{FULL}.json"]
 
 
@@ -375,7 +376,7 @@ def test_tampered_metadata_is_rejected(env: FaultServer, cache: Path) -> None:
 def test_tampered_cache_is_repaired(
     env: FaultServer, cache: Path, published: Published
 ) -> None:
-    registry.fetch_model(FULL)
+    download.fetch_model(FULL)
     meta = cache / f"{FULL}.json"
     d = json.loads(meta.read_text())
     d["posterior_calibration"] = {"scale": {"teff": 3.0}, "floor": {}}
@@ -390,7 +391,7 @@ def test_file_changed_between_fetch_and_load_is_an_error(
     env: FaultServer, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The registry's hashes are checked again on the bytes that are loaded."""
-    real_fetch = registry.fetch_model
+    real_fetch = download.fetch_model
 
     def fetch_then_tamper(*args: Any, **kwargs: Any) -> Path:
         path = real_fetch(*args, **kwargs)
@@ -400,7 +401,7 @@ def test_file_changed_between_fetch_and_load_is_an_error(
         path.write_text(json.dumps(d))
         return path
 
-    monkeypatch.setattr(registry, "fetch_model", fetch_then_tamper)
+    monkeypatch.setattr(download, "fetch_model", fetch_then_tamper)
     with pytest.raises(ModelIntegrityError, match=f"metadata file .*{FULL}.json does not match"):
         CINNParameterEstimator.from_pretrained("tiny")
 
@@ -446,31 +447,31 @@ def test_bad_cache_variable_names_it(
     created, gives an error naming the variable (was a bare NotADirectoryError)."""
     (tmp_path / "afile").write_text("x")
     bad = tmp_path / "afile" if kind == "file" else tmp_path / "afile" / "sub"
-    monkeypatch.setenv(registry.CACHE_ENV, str(bad))
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(bad))
     with pytest.raises(ModelCacheError, match=r"\$SPECUTILS_CINN_CACHE") as info:
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
     assert str(bad) in str(info.value)
     assert env.requests.total() == 0
     if kind == "file":
         with pytest.raises(ModelCacheError, match="SPECUTILS_CINN_CACHE.*not a directory"):
-            registry.cache_dir()
+            cache_module.cache_dir()
         with pytest.raises(ModelCacheError, match="SPECUTILS_CINN_CACHE"):
-            registry.list_models()
+            cache_module.list_models()
     with pytest.raises(ModelCacheError, match=r"from cache_dir\)"):
-        registry.fetch_model(FULL, cache_dir=bad)
+        download.fetch_model(FULL, cache_dir=bad)
 
 
 def test_complete_read_only_cache_is_used(
     env: FaultServer, cache: Path, published: Published, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pre-filled cache is not written to (it may be read-only on a compute node)."""
-    registry.fetch_model(FULL)
+    download.fetch_model(FULL)
 
     def no_writes(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the complete cache was written to")
 
-    monkeypatch.setattr(registry, "_prepare_cache", no_writes)
-    assert registry.fetch_model(FULL) == cache / f"{FULL}.json"
+    monkeypatch.setattr(cache_module, "_prepare_cache", no_writes)
+    assert download.fetch_model(FULL) == cache / f"{FULL}.json"
     assert env.requests.total() == 2
 
 
@@ -540,7 +541,7 @@ def test_cli_bad_cache_exits_cleanly(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "afile").write_text("x")
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "afile"))
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(tmp_path / "afile"))
     assert cli.main(["models", "download", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "SPECUTILS_CINN_CACHE" in err and "Traceback" not in err
@@ -549,7 +550,7 @@ def test_cli_bad_cache_exits_cleanly(
 def test_cli_download_error_exits_cleanly(
     env: FaultServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT", 0.5)
     env.modes[META] = "drip"
     assert cli.main(["models", "download", "tiny"]) == 2
     err = capsys.readouterr().err

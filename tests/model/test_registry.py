@@ -1,4 +1,5 @@
-"""Tests of specutils_cinn.registry against a real HTTP server on the loopback interface."""
+"""Tests of the registry, cache, downloads and loading of specutils_cinn.model against a real HTTP
+server on the loopback interface."""
 
 from __future__ import annotations
 
@@ -19,25 +20,27 @@ import pooch
 import pytest
 import torch
 
-from specutils_cinn import CINNParameterEstimator, registry
+from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.flows import build_cinn
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import (
+from specutils_cinn.model import (
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
     CINNModel,
+    ModelDownloadError,
     ModelIntegrityError,
     ModelMetadata,
-    ParameterSpec,
-    sha256_file,
-)
-from specutils_cinn.registry import (
-    ModelDownloadError,
     ModelNotFoundError,
+    ParameterSpec,
     Registry,
     RegistryEntry,
     RegistryFile,
+    download,
+    loading,
+    registry,
+    sha256_file,
 )
+from specutils_cinn.model import cache as cache_module
 
 FULL = "tiny-test-v0.1.0"
 NPIX = 32
@@ -190,8 +193,8 @@ def env(
     data_dir = tmp_path / "pkgdata"
     (data_dir / "models").mkdir(parents=True)
     monkeypatch.setattr(registry, "DATA_DIR", data_dir)
-    monkeypatch.setenv(registry.URL_ENV, server.url())
-    monkeypatch.setenv(registry.CACHE_ENV, str(cache))
+    monkeypatch.setenv(download.URL_ENV, server.url())
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(cache))
     return server
 
 
@@ -214,7 +217,7 @@ def _outputs(net: torch.nn.Module) -> torch.Tensor:
 
 
 def test_download_and_load(env: Server, cache: Path, published: Published) -> None:
-    path = registry.fetch_model(FULL)
+    path = download.fetch_model(FULL)
     assert path == cache / f"{FULL}.json"
     assert sorted(p.name for p in cache.iterdir()) == [f"{FULL}.json", f"{FULL}.safetensors"]
     assert env.counter == {
@@ -227,12 +230,12 @@ def test_download_and_load(env: Server, cache: Path, published: Published) -> No
 
 
 def test_second_fetch_uses_cache(env: Server, cache: Path) -> None:
-    first = registry.fetch_model(FULL)
+    first = download.fetch_model(FULL)
     assert env.requests == 2
     for name in (FULL, "tiny", "tiny-test"):
-        assert registry.fetch_model(name) == first
+        assert download.fetch_model(name) == first
     assert env.requests == 2
-    assert registry.download_models(["tiny"]) == [first]
+    assert download.download_models(["tiny"]) == [first]
     assert env.requests == 2
 
 
@@ -242,20 +245,20 @@ def test_hash_mismatch_leaves_nothing(env: Server, cache: Path) -> None:
     data[-1] ^= 0x01
     served.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="does not match the registry") as info:
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
     assert not isinstance(info.value, OSError)
     assert FULL in str(info.value)
     # the good metadata file may stay; nothing else, in particular no temporary file
     assert sorted(p.name for p in cache.iterdir()) == [f"{FULL}.json"]
     # pooch retried the download DOWNLOAD_RETRIES times
-    assert env.counter[f"/releases/v0.1.0/{FULL}.safetensors"] == 1 + registry.DOWNLOAD_RETRIES
+    assert env.counter[f"/releases/v0.1.0/{FULL}.safetensors"] == 1 + download.DOWNLOAD_RETRIES
 
 
 def test_corrupted_cache_is_redownloaded(env: Server, cache: Path, published: Published) -> None:
-    registry.fetch_model(FULL)
+    download.fetch_model(FULL)
     cached = cache / f"{FULL}.safetensors"
     cached.write_bytes(b"garbage")
-    path = registry.fetch_model(FULL)
+    path = download.fetch_model(FULL)
     assert sha256_file(cached) == published.entry.weights.sha256
     assert env.counter[f"/releases/v0.1.0/{FULL}.safetensors"] == 2
     assert env.counter[f"/releases/v0.1.0/{FULL}.json"] == 1
@@ -265,10 +268,10 @@ def test_corrupted_cache_is_redownloaded(env: Server, cache: Path, published: Pu
 def test_offline_empty_cache(
     env: Server, cache: Path, dead_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(registry.URL_ENV, dead_url)
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 0)  # a retry waits 1 s
+    monkeypatch.setenv(download.URL_ENV, dead_url)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)  # a retry waits 1 s
     with pytest.raises(ModelDownloadError) as info:
-        registry.fetch_model("tiny")
+        download.fetch_model("tiny")
     assert isinstance(info.value, OSError)
     message = str(info.value)
     assert str(cache) in message
@@ -281,44 +284,44 @@ def test_offline_empty_cache(
 def test_offline_corrupted_cache(
     env: Server, cache: Path, dead_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry.fetch_model(FULL)
+    download.fetch_model(FULL)
     (cache / f"{FULL}.json").write_text("{}")
-    monkeypatch.setenv(registry.URL_ENV, dead_url)
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 0)
+    monkeypatch.setenv(download.URL_ENV, dead_url)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)
     with pytest.raises(ModelDownloadError, match=f"{FULL}.json"):
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
 
 
 def test_http_error_is_download_error(
     env: Server, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry, "DOWNLOAD_RETRIES", 0)
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)
     (env.root / "releases" / "v0.1.0" / f"{FULL}.json").unlink()
     with pytest.raises(ModelDownloadError, match="404"):
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
 
 
 def test_explicit_cache_dir_overrides_env(env: Server, tmp_path: Path, cache: Path) -> None:
     other = tmp_path / "other"
-    path = registry.fetch_model(FULL, cache_dir=other, progressbar=True)
+    path = download.fetch_model(FULL, cache_dir=other, progressbar=True)
     assert path == other / f"{FULL}.json"
     assert not cache.exists()
 
 
 def test_cache_dir_reads_env_at_call_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "a"))
-    assert registry.cache_dir() == tmp_path / "a"
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "b"))
-    assert registry.cache_dir() == tmp_path / "b"
-    monkeypatch.delenv(registry.CACHE_ENV)
-    assert registry.cache_dir() == Path(os.path.abspath(pooch.os_cache("specutils-cinn")))
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(tmp_path / "a"))
+    assert cache_module.cache_dir() == tmp_path / "a"
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(tmp_path / "b"))
+    assert cache_module.cache_dir() == tmp_path / "b"
+    monkeypatch.delenv(cache_module.CACHE_ENV)
+    assert cache_module.cache_dir() == Path(os.path.abspath(pooch.os_cache("specutils-cinn")))
     assert not (tmp_path / "a").exists()
 
 
 def test_bad_url_template(env: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(registry.URL_ENV, "http://127.0.0.1:1/{release}/")
+    monkeypatch.setenv(download.URL_ENV, "http://127.0.0.1:1/{release}/")
     with pytest.raises(ValueError, match="SPECUTILS_CINN_MODELS_URL"):
-        registry.fetch_model(FULL)
+        download.fetch_model(FULL)
 
 
 # ---------------------------------------------------------------- bundled models
@@ -338,8 +341,8 @@ def test_bundled_model_needs_no_network(
     def no_download(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("download attempted for a bundled model")
 
-    monkeypatch.setattr(registry, "download_file", no_download)
-    assert registry.fetch_model("tiny") == bundled
+    monkeypatch.setattr(download, "download_file", no_download)
+    assert download.fetch_model("tiny") == bundled
     assert env.requests == 0
     assert not cache.exists()
     model = CINNModel.load(bundled)
@@ -359,7 +362,7 @@ def test_modified_bundled_model_is_an_error(
     data[len(data) // 2] ^= 0x01  # same size, different content
     (bundled / filename).write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError, match="reinstall") as info:
-        registry.fetch_model("tiny")
+        download.fetch_model("tiny")
     assert str(bundled / filename) in str(info.value)
     with pytest.raises(ModelIntegrityError, match=filename):
         CINNParameterEstimator.from_pretrained("tiny")
@@ -372,7 +375,7 @@ def test_incomplete_bundled_model_is_downloaded(
     monkeypatch.setattr(registry, "REGISTRY", _bundled_registry(published))
     bundled = _bundle(registry.DATA_DIR, published)
     (bundled / WEIGHTS_FILENAME).unlink()
-    assert registry.fetch_model("tiny") == cache / f"{FULL}.json"
+    assert download.fetch_model("tiny") == cache / f"{FULL}.json"
     assert env.requests == 2
 
 
@@ -381,12 +384,12 @@ def test_incomplete_bundled_model_is_downloaded(
 
 def test_unknown_name_lists_available(env: Server) -> None:
     with pytest.raises(ModelNotFoundError, match=f"'nope'.*{FULL}.*tiny -> {FULL}") as info:
-        registry.fetch_model("nope")
+        download.fetch_model("nope")
     assert isinstance(info.value, ValueError)
     with pytest.raises(ModelNotFoundError, match="unknown model"):
         registry.resolve_name("../../etc/passwd")
     with pytest.raises(ModelNotFoundError):
-        registry.download_models([FULL, "nope"])
+        download.download_models([FULL, "nope"])
     assert env.requests == 0  # names are checked before any download
 
 
@@ -394,7 +397,7 @@ def _hijack_folder(tmp_path: Path) -> tuple[RegistryEntry, Path, Path]:
     """A folder ``4most-hr`` in ``tmp_path`` holding the bundled 4most-hr model with a
     tampered metadata.json (Teff standardisation mean + 500 K; weights untouched)."""
     entry = registry.REGISTRY.models[registry.resolve_name("4most-hr")]
-    genuine = registry._bundled_dir(entry)
+    genuine = cache_module._bundled_dir(entry)
     assert genuine is not None
     fake = tmp_path / "4most-hr"
     shutil.copytree(genuine, fake)
@@ -443,7 +446,7 @@ def test_empty_name_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             CINNParameterEstimator.from_pretrained(empty)
         assert not isinstance(info.value, ModelNotFoundError)
         with pytest.raises(ValueError, match="empty model name"):
-            registry.fetch_model(empty)
+            download.fetch_model(empty)
     assert CINNParameterEstimator.from_pretrained(".", device="cpu").model.registry_name is None
 
 
@@ -475,14 +478,14 @@ def test_unregistered_folder_must_be_given_as_a_path(
     ],
 )
 def test_name_or_path_rule(name: Any, expected: Path | None) -> None:
-    assert registry._model_path(name) == expected
+    assert loading._model_path(name) == expected
 
 
 def test_name_or_path_rule_errors() -> None:
     with pytest.raises(TypeError, match="name or a path"):
-        registry._model_path(3)  # type: ignore[arg-type]
+        loading._model_path(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="empty"):
-        registry._model_path("")
+        loading._model_path("")
 
 
 def test_table_meta_records_the_model_digest() -> None:
@@ -518,20 +521,20 @@ def test_aliases_and_versions(published: Published, monkeypatch: pytest.MonkeyPa
 
 
 def test_list_models(env: Server, cache: Path, published: Published) -> None:
-    table = registry.list_models()
+    table = cache_module.list_models()
     assert table.colnames == ["name", "version", "aliases", "description", "bundled", "cached"]
     assert list(table["name"]) == [FULL]
     assert table["aliases"][0] == "tiny"
     assert table["description"][0] == "tiny"
     assert not table["bundled"][0] and not table["cached"][0]
-    registry.fetch_model(FULL)
-    assert registry.list_models()["cached"][0]
+    download.fetch_model(FULL)
+    assert cache_module.list_models()["cached"][0]
     assert env.requests == 2  # listing never downloads
 
 
 def test_list_models_empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(registry, "REGISTRY", Registry())
-    table = registry.list_models(cache_dir=tmp_path)
+    table = cache_module.list_models(cache_dir=tmp_path)
     assert len(table) == 0 and "cached" in table.colnames
 
 
@@ -539,7 +542,7 @@ def test_list_models_empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_package_registry_is_valid() -> None:
-    path = Path(registry.__file__).parent / "data" / "registry.json"
+    path = Path(registry.__file__).parents[1] / "data" / "registry.json"
     reg = Registry.read(path)
     assert reg == registry.REGISTRY
     assert "{version}" in reg.base_url
@@ -549,12 +552,12 @@ def test_package_registry_is_valid() -> None:
         assert doc["models"][full]["digest"] == entry.digest
         assert all(f.size is not None and f.size > 0 for f in entry.files), full
         if entry.bundled is not None:  # bundled models must load and match the registry
-            directory = registry._bundled_dir(entry)
+            directory = cache_module._bundled_dir(entry)
             assert directory is not None, full
             model = CINNModel.load(directory, expected_sha256=entry.expected_sha256)
             assert model.sha256 == entry.weights.sha256
             assert model.digest == entry.digest
-            for path_, f in registry._bundled_files(entry):
+            for path_, f in cache_module._bundled_files(entry):
                 assert path_.stat().st_size == f.size
 
 

@@ -1,4 +1,4 @@
-"""Tests of specutils_cinn.models: metadata schema, save/load, hash verification."""
+"""Tests of specutils_cinn.model.cinn_model: save/load, hash verification, bounded loading."""
 
 from __future__ import annotations
 
@@ -14,74 +14,24 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from astropy import units as u
+from tiny_models import (
+    NPIX,
+    tiny_architecture,
+    tiny_emulator,
+    tiny_metadata,
+    tiny_model,
+    tiny_network,
+    with_emulator,
+)
 
-from specutils_cinn.flows import build_cinn
-from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.models import (
+from specutils_cinn.model import (
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
     CINNModel,
     ModelMetadata,
-    ParameterSpec,
     model_files,
     sha256_file,
-    validate_model_name,
 )
-
-NPIX = 32
-
-
-def tiny_architecture(**changes: Any) -> dict[str, Any]:
-    arch = {
-        "n_params": 2,
-        "npix": NPIX,
-        "conditioner": {"kind": "mlp", "channels": [4], "features": 8, "pool": 1, "hidden": 16},
-        "n_blocks": 2,
-        "subnet_hidden": 16,
-        "subnet_layers": 1,
-        "clamp": 2.0,
-        "permutation_seed": 3,
-    }
-    arch.update(changes)
-    return arch
-
-
-def tiny_grid() -> WavelengthGrid:
-    return WavelengthGrid((GridSegment("A", 5000.0, 5000.0 + NPIX - 1, 1.0),), "air")
-
-
-def tiny_metadata(**changes: Any) -> ModelMetadata:
-    kwargs: dict[str, Any] = {
-        "name": "tiny-test",
-        "version": "0.1.0",
-        "description": "a tiny test model",
-        "parameters": (
-            ParameterSpec("teff", "K", (4000.0, 7000.0), 5500.0, 800.0),
-            ParameterSpec("logg", "dex(cm / s2)", (0.0, 5.0), 3.0, 1.2),
-        ),
-        "architecture": tiny_architecture(),
-        "grid": tiny_grid(),
-        "resolving_power": 20000.0,
-        "normalization": {"kind": "continuum", "degree": 3},
-        "snr_range": (10.0, 300.0),
-        "training": {"seed": 1, "n_train": 10},
-    }
-    kwargs.update(changes)
-    return ModelMetadata(**kwargs)
-
-
-def tiny_network(seed: int = 0, **arch_changes: Any) -> torch.nn.Module:
-    net = build_cinn(tiny_architecture(**arch_changes))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # random weights, so that the last layers are not all zero
-        for p in net.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-    return net.eval()
-
-
-def tiny_model(seed: int = 0) -> CINNModel:
-    return CINNModel(tiny_metadata(), tiny_network(seed))
 
 
 def inputs(batch: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,178 +55,6 @@ def saved(tmp_path: Path) -> tuple[CINNModel, Path]:
     model = tiny_model()
     model.save(tmp_path / "model")
     return model, tmp_path / "model"
-
-
-# ---------------------------------------------------------------- metadata
-
-
-def test_metadata_properties() -> None:
-    meta = tiny_metadata()
-    assert meta.full_name == "tiny-test-v0.1.0"
-    assert meta.parameter_names == ["teff", "logg"]
-    assert meta.units == [u.K, u.dex(u.cm / u.s**2)]
-    np.testing.assert_array_equal(meta.ranges, [[4000.0, 7000.0], [0.0, 5.0]])
-    assert meta.ranges.shape == (2, 2)
-    np.testing.assert_array_equal(meta.label_mean, [5500.0, 3.0])
-    np.testing.assert_array_equal(meta.label_std, [800.0, 1.2])
-    assert meta.grid == tiny_grid()
-    assert meta.grid.npix == NPIX
-    assert meta.weights_sha256 is None
-    assert meta.format_version == 1
-    import specutils_cinn
-
-    assert meta.package_version == specutils_cinn.__version__
-
-
-def test_metadata_dict_and_json_round_trip() -> None:
-    meta = tiny_metadata(resolving_power={"A": 18000.0})
-    d = meta.to_dict()
-    assert list(d) == [
-        "format_version", "name", "version", "description", "parameters", "architecture",
-        "wavelength_grid", "resolving_power", "normalization", "training", "snr_range",
-        "weights_sha256", "package_version",
-    ]  # fmt: skip
-    assert d["parameters"][1]["unit"] == "dex(cm / s2)"
-    assert d["parameters"][0] == {
-        "name": "teff", "unit": "K", "range": [4000.0, 7000.0], "mean": 5500.0, "std": 800.0,
-    }  # fmt: skip
-    assert d["wavelength_grid"] == tiny_grid().to_dict()
-    assert ModelMetadata.from_dict(d) == meta
-    text = meta.to_json()
-    assert json.loads(text) == d
-    assert ModelMetadata.from_json(text) == meta
-    assert ModelMetadata.from_json(text.encode()) == meta
-    # to_dict returns a copy
-    d["architecture"]["n_blocks"] = 99
-    assert meta.architecture["n_blocks"] == 2
-
-
-def test_equivalent_unit_strings_are_normalised() -> None:
-    d = tiny_metadata().to_dict()
-    d["parameters"][1]["unit"] = "dex(cm s-2)"
-    d["parameters"][0]["range"] = [4000, 7000]  # ints are fine
-    meta = ModelMetadata.from_dict(d)
-    assert meta.parameters[1].unit == u.dex(u.cm / u.s**2)
-    assert meta.to_dict()["parameters"][1]["unit"] == "dex(cm / s2)"
-    assert meta.parameters[0].range == (4000.0, 7000.0)
-
-
-def test_abundance_parameters_accepted() -> None:
-    params = (
-        ParameterSpec("fe_h", "dex", (-2.0, 0.5), -0.5, 0.5),
-        ParameterSpec("mg_fe", u.dex, (-0.4, 0.8), 0.1, 0.2),
-        ParameterSpec("vmic", "km / s", (0.5, 3.0), 1.5, 0.5),
-    )
-    meta = tiny_metadata(parameters=params, architecture=tiny_architecture(n_params=3))
-    assert meta.units == [u.dex, u.dex, u.km / u.s]
-
-
-def _mutate(path: str, value: Any) -> dict[str, Any]:
-    d = tiny_metadata().to_dict()
-    d["weights_sha256"] = "0" * 64
-    target = d
-    keys = path.split(".")
-    for k in keys[:-1]:
-        target = target[int(k)] if isinstance(target, list) else target[k]
-    last = keys[-1]
-    if value is _DELETE:
-        del target[last]
-    elif isinstance(target, list):
-        target[int(last)] = value
-    else:
-        target[last] = value
-    return d
-
-
-_DELETE = object()
-
-
-@pytest.mark.parametrize(
-    ("path", "value", "field"),
-    [
-        ("architecture", _DELETE, "architecture"),
-        ("name", _DELETE, "name"),
-        ("format_version", 2, "format_version"),
-        ("format_version", "1", "format_version"),
-        ("name", "../evil", "name"),
-        ("version", "not a version", "version"),
-        ("parameters.0.unit", "m / s", "unit"),
-        ("parameters.0.unit", "not-a-unit", "unit"),
-        ("parameters.1.unit", "dex", "unit"),
-        ("parameters.0.name", "colour", "name"),
-        ("parameters.0.std", 0.0, "std"),
-        ("parameters.0.mean", "x", "mean"),
-        ("parameters.0.range", [7000.0, 4000.0], "range"),
-        ("parameters.0.range", [1.0], "range"),
-        ("parameters.0.extra", 1, "extra"),
-        ("parameters.1.name", "teff", "parameters"),
-        ("parameters", [], "parameters"),
-        ("architecture.n_params", 3, "architecture"),
-        ("architecture.npix", NPIX + 1, "architecture"),
-        ("architecture.n_layers", 1, "architecture"),
-        ("architecture.n_blocks", _DELETE, "architecture"),
-        ("wavelength_grid.segments.0.step", _DELETE, "wavelength_grid"),
-        ("wavelength_grid.segments.0.step", 2.0, "architecture"),  # npix 16 != 32
-        ("resolving_power", -1.0, "resolving_power"),
-        ("resolving_power", {"B": 1000.0}, "resolving_power"),
-        ("resolving_power", True, "resolving_power"),
-        ("normalization", {"degree": 3}, "normalization"),
-        ("snr_range", [-1.0, 10.0], "snr_range"),
-        ("snr_range", [10.0, 5.0], "snr_range"),
-        ("weights_sha256", "abc", "weights_sha256"),
-        ("weights_sha256", "A" * 64, "weights_sha256"),
-        ("training", [1, 2], "training"),
-        ("description", 3, "description"),
-        ("surprise", 1, "surprise"),
-    ],
-)
-def test_malformed_metadata_names_the_field(path: str, value: Any, field: str) -> None:
-    d = _mutate(path, value)
-    with pytest.raises(ValueError, match=f"field '[^']*{field}"):
-        ModelMetadata.from_dict(d)
-
-
-def test_metadata_valid_baseline_of_mutation_helper() -> None:
-    # the unmutated dictionary used above is valid: the failures come from the mutations
-    d = _mutate("description", "still valid")
-    assert ModelMetadata.from_dict(d).description == "still valid"
-
-
-def test_metadata_not_json() -> None:
-    with pytest.raises(ValueError, match="not valid JSON"):
-        ModelMetadata.from_json("{not json")
-    with pytest.raises(ValueError, match="JSON object"):
-        ModelMetadata.from_json("[1, 2]")
-
-
-def test_metadata_construction_is_validated() -> None:
-    with pytest.raises(ValueError, match="field 'architecture'"):
-        tiny_metadata(architecture=tiny_architecture(npix=NPIX * 2))
-    meta = tiny_metadata()
-    with pytest.raises(ValueError, match="field 'snr_range'"):
-        meta.replace(snr_range=(5.0, 1.0))
-
-
-def test_standardize_round_trip_numpy_and_torch() -> None:
-    meta = tiny_metadata()
-    x = np.array([[5500.0, 3.0], [6300.0, 4.2]])
-    s = meta.standardize(x)
-    np.testing.assert_allclose(s, [[0.0, 0.0], [1.0, 1.0]])
-    np.testing.assert_allclose(meta.destandardize(s), x)
-    t = torch.tensor([[[6300.0, 1.8]]], dtype=torch.float32)
-    st = meta.standardize(t)
-    assert st.dtype == torch.float32 and st.shape == (1, 1, 2)
-    assert torch.allclose(st, torch.tensor([[[1.0, -1.0]]]))
-    assert torch.allclose(meta.destandardize(st), t)
-    with pytest.raises(ValueError, match="last axis"):
-        meta.standardize(np.zeros((4, 3)))
-
-
-def test_validate_model_name() -> None:
-    assert validate_model_name("4most-hr-lte-seed-v0.1.0") == "4most-hr-lte-seed-v0.1.0"
-    for bad in ("../x", "a/b", "", ".hidden", "a..b", "a b", None):
-        with pytest.raises(ValueError, match="invalid model name"):
-            validate_model_name(bad)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- save / load
@@ -474,23 +252,6 @@ def test_save_updates_hash_and_keeps_metadata(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- optional spectrum emulator
 
 
-def tiny_emulator(extra_pixels: int = 2) -> Any:
-    """Emulator of teff, logg, fe_h on the tiny grid plus pixels the model does not have."""
-    from specutils_cinn.emulator import SpectrumEmulator
-
-    grid = WavelengthGrid((GridSegment("E", 5000.0 - extra_pixels, 5000.0 + NPIX - 1, 1.0),))
-    torch.manual_seed(0)
-    return SpectrumEmulator(["teff", "logg", "fe_h"], [[4000, 7000], [0, 5], [-2, 0.5]], grid,
-                            n_components=3, hidden=[8])
-
-
-def with_emulator(model: CINNModel) -> CINNModel:
-    emu = tiny_emulator()
-    floor = np.linspace(0.001, 0.01, emu.grid.npix)
-    return model.attach_emulator(emu, floor, chi2_threshold=4.0, label_defaults={"fe_h": -0.5},
-                                 exclude=[(5003.0, 5004.0)], info={"note": "test"})
-
-
 def test_model_without_emulator_metadata_has_no_emulator_key(saved) -> None:
     model, directory = saved
     assert "emulator" not in json.loads((directory / METADATA_FILENAME).read_text())
@@ -498,7 +259,7 @@ def test_model_without_emulator_metadata_has_no_emulator_key(saved) -> None:
 
 
 def test_emulator_attach_save_load_lazy_and_verified(tmp_path: Path) -> None:
-    from specutils_cinn.models import EMULATOR_FILENAME
+    from specutils_cinn.model import EMULATOR_FILENAME
 
     model = with_emulator(tiny_model())
     fe = model.emulator
@@ -540,28 +301,6 @@ def test_emulator_attach_save_load_lazy_and_verified(tmp_path: Path) -> None:
     (tmp_path / EMULATOR_FILENAME).unlink()
     with pytest.raises(FileNotFoundError, match="emulator"):
         CINNModel.load(tmp_path)
-
-
-def test_emulator_metadata_is_validated() -> None:
-    model = with_emulator(tiny_model())
-    spec = model.metadata.emulator.to_dict()
-    md = model.metadata.to_dict()
-    for key, value, match in (
-        ("chi2_threshold", -1.0, "chi2_threshold"),
-        ("label_defaults", {}, "fe_h"),
-        ("exclude", [[2.0, 1.0]], "exclude"),
-        ("continuum_degree", 99, "continuum_degree"),
-        ("sha256", "nothex", "sha256"),
-        ("bogus", 1, "bogus"),
-    ):
-        bad = copy.deepcopy(md)
-        bad["emulator"] = {**spec, key: value}
-        with pytest.raises(ValueError, match=match):
-            ModelMetadata.from_dict(bad)
-    far = copy.deepcopy(md)
-    far["emulator"]["architecture"]["grid"]["segments"][0].update(start=6000.0, stop=6010.0)
-    with pytest.raises(ValueError, match="no pixel in common"):
-        ModelMetadata.from_dict(far)
 
 
 # ---------------------------------------------------------------- bounded, checked loading
@@ -615,7 +354,7 @@ def test_architecture_checked_against_header_before_building(
     """Finding 5: metadata asking for a huge network whose weights do not fit is refused from
     the safetensors header, without allocating the network (12000 hidden units allocated
     4.7 GB before torch failed)."""
-    from specutils_cinn.models import ModelLoadError
+    from specutils_cinn.model import ModelLoadError
 
     _, directory = saved
     _rewrite_metadata(directory, lambda d: d["architecture"].update({key: value}))
@@ -633,7 +372,7 @@ def test_architecture_checked_against_header_before_building(
 def test_tensor_shapes_checked_before_parsing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from specutils_cinn.models import ModelLoadError
+    from specutils_cinn.model import ModelLoadError
 
     model = tiny_model()
     model.save(tmp_path)
@@ -674,7 +413,7 @@ def _header(tensors: dict[str, Any], body: bytes = b"") -> bytes:
 def test_malformed_safetensors_header(
     saved: tuple[CINNModel, Path], real_builds: list[str], data: bytes, match: str
 ) -> None:
-    from specutils_cinn.models import ModelLoadError
+    from specutils_cinn.model import ModelLoadError
 
     _, directory = saved
     _write_weights(directory, data)
@@ -689,7 +428,7 @@ def test_any_weights_bytes_give_a_model_load_error(tmp_path: Path) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from specutils_cinn.models import ModelLoadError
+    from specutils_cinn.model import ModelLoadError
 
     tiny_model().save(tmp_path)
     meta = json.loads((tmp_path / METADATA_FILENAME).read_text())
@@ -722,28 +461,28 @@ def test_metadata_and_weights_sizes_are_capped(
 ) -> None:
     """Finding 6 (local files): metadata.json is refused above MAX_METADATA_BYTES (1 MB) and
     a weights file above MAX_WEIGHTS_BYTES, both before being read."""
-    import specutils_cinn.models as models
+    from specutils_cinn.model import ModelLoadError, cinn_model, metadata
 
     _, directory = saved
-    assert models.MAX_METADATA_BYTES == 1 << 20
+    assert metadata.MAX_METADATA_BYTES == 1 << 20
     meta_path = directory / METADATA_FILENAME
     good = meta_path.read_bytes()
     padded = json.loads(good)
     padded["training"]["notes"] = "x" * (1 << 20)
     meta_path.write_text(json.dumps(padded))
-    with pytest.raises(models.ModelLoadError, match=r"MAX_METADATA_BYTES.*not read") as info:
+    with pytest.raises(ModelLoadError, match=r"MAX_METADATA_BYTES.*not read") as info:
         CINNModel.load(directory)
     assert str(meta_path) in str(info.value)
-    with pytest.raises(models.ModelLoadError, match="MAX_METADATA_BYTES"):
+    with pytest.raises(ModelLoadError, match="MAX_METADATA_BYTES"):
         ModelMetadata.read(meta_path)
 
     meta_path.write_bytes(good)
     size = (directory / WEIGHTS_FILENAME).stat().st_size
-    monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", size - 1)
-    with pytest.raises(models.ModelLoadError, match=r"MAX_WEIGHTS_BYTES.*not read") as info:
+    monkeypatch.setattr(cinn_model, "MAX_WEIGHTS_BYTES", size - 1)
+    with pytest.raises(ModelLoadError, match=r"MAX_WEIGHTS_BYTES.*not read") as info:
         CINNModel.load(directory)
     assert str(directory / WEIGHTS_FILENAME) in str(info.value)
-    monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", size)
+    monkeypatch.setattr(cinn_model, "MAX_WEIGHTS_BYTES", size)
     assert CINNModel.load(directory).sha256 is not None
 
 
@@ -755,7 +494,7 @@ def test_save_refuses_metadata_that_load_would_refuse(tmp_path: Path) -> None:
 
 
 def test_load_errors_are_model_load_errors(tmp_path: Path, saved) -> None:
-    from specutils_cinn.models import ModelFileNotFoundError, ModelIntegrityError, ModelLoadError
+    from specutils_cinn.model import ModelFileNotFoundError, ModelIntegrityError, ModelLoadError
 
     assert issubclass(ModelIntegrityError, ModelLoadError)
     assert issubclass(ModelLoadError, ValueError)
@@ -778,7 +517,7 @@ def test_digest_covers_metadata_weights_and_emulator(tmp_path: Path) -> None:
     """Finding 3: the model's identity covers every file, so that editing the metadata (label
     means, calibration, chi2_threshold, ranges) changes it even though the weights and their
     SHA-256 (MODELSHA) stay the same."""
-    from specutils_cinn.models import EMULATOR_FILENAME, model_digest
+    from specutils_cinn.model import EMULATOR_FILENAME, model_digest
 
     model = with_emulator(tiny_model())
     assert model.digest is None
@@ -810,7 +549,7 @@ def test_digest_covers_metadata_weights_and_emulator(tmp_path: Path) -> None:
 def test_expected_sha256_checked_on_load(tmp_path: Path) -> None:
     """With the registry's hashes (expected_sha256), any differing file is an error that
     names it."""
-    from specutils_cinn.models import EMULATOR_FILENAME, ModelIntegrityError
+    from specutils_cinn.model import EMULATOR_FILENAME, ModelIntegrityError
 
     model = with_emulator(tiny_model())
     model.save(tmp_path)
