@@ -390,7 +390,8 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
     from packaging.version import Version
 
     from .._hashing import sha256_file
-    from ..model import REGISTRY, cache_dir, download_file
+    from ..model import REGISTRY, download_file
+    from ..model import cache_dir as default_cache_dir
 
     table = (registry if registry is not None else REGISTRY).grids
     entries = {k: GridProduct.from_dict(v, k) for k, v in table.items()}
@@ -402,7 +403,7 @@ def fetch_grid(name: str, *, cache_dir: str | os.PathLike[str] | None = None,
             raise KeyError(f"no grid {name!r} in the registry (registered: "
                            f"{sorted(entries) or 'none'})")
         product = max(candidates, key=lambda e: Version(e.version))
-    root = Path(cache_dir) if cache_dir is not None else cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / "grids" / product.full_name
     folder.mkdir(parents=True, exist_ok=True)
     base = product.base_url.format(version=product.version, name=product.name,
