@@ -287,7 +287,8 @@ class EmulatorSpec:
         for name in self.label_names:
             if name in predicted or name in self.label_defaults or name == "vsini":
                 continue
-            if name == "a_li" and "li_fe" in self.label_defaults and "fe_h" in predicted:
+            if name == "a_li" and "fe_h" in predicted and (
+                    "li_fe" in predicted or "li_fe" in self.label_defaults):
                 continue
             raise field_error(
                 "emulator.label_defaults",

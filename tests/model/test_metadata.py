@@ -12,7 +12,7 @@ import torch
 from astropy import units as u
 from tiny_models import NPIX, tiny_architecture, tiny_grid, tiny_metadata, tiny_model, with_emulator
 
-from specutils_cinn.model import ModelMetadata, ParameterSpec, validate_model_name
+from specutils_cinn.model import CINNModel, ModelMetadata, ParameterSpec, validate_model_name
 
 
 def test_metadata_properties() -> None:
@@ -204,3 +204,28 @@ def test_emulator_metadata_is_validated() -> None:
     far["emulator"]["architecture"]["grid"]["segments"][0].update(start=6000.0, stop=6010.0)
     with pytest.raises(ValueError, match="no pixel in common"):
         ModelMetadata.from_dict(far)
+
+
+def test_emulator_lithium_from_the_predicted_li_fe() -> None:
+    # an emulator of absolute A(Li) fits a model that predicts [Li/Fe] and [Fe/H] without a
+    # default; a model that predicts neither [Li/Fe] nor has a default for it is refused
+    from specutils_cinn.emulator import SpectrumEmulator
+    from specutils_cinn.flows import build_cinn
+
+    base = tiny_metadata().parameters
+    fe_h = ParameterSpec("fe_h", "dex", (-2.0, 0.5), -0.5, 0.6)
+    li_fe = ParameterSpec("li_fe", "dex", (-1.0, 3.0), 0.5, 0.8)
+    torch.manual_seed(0)
+    emu = SpectrumEmulator(["teff", "logg", "fe_h", "a_li"],
+                           [[4000, 7000], [0, 5], [-2, 0.5], [-1, 4]], tiny_grid(),
+                           n_components=3, hidden=[8])
+    floor = np.full(emu.grid.npix, 0.01)
+    for params, ok in (((*base, fe_h, li_fe), True), ((*base, fe_h), False)):
+        arch = tiny_architecture(n_params=len(params))
+        model = CINNModel(tiny_metadata(parameters=params, architecture=arch), build_cinn(arch))
+        if ok:
+            attached = model.attach_emulator(emu, floor, chi2_threshold=4.0)
+            assert "li_fe" not in attached.metadata.emulator.label_defaults
+        else:
+            with pytest.raises(ValueError, match="a_li"):
+                model.attach_emulator(emu, floor, chi2_threshold=4.0)
