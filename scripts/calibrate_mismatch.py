@@ -6,7 +6,8 @@ term) gives a median m, a 68 % half width w and the spectrum's ``fit_mismatch`` 
 residual RMS against the emulated spectrum that noise and emulator error do not explain).
 For each parameter with a solar reference value r (Teff 5772 K, log g 4.44, [Fe/H] 0 and every
 [X/Fe] 0), the smallest kappa that puts r inside the 95 % interval of every solar spectrum,
-``|m - r| <= 1.96 sqrt(w**2 + (kappa A)**2)``, is kept (times ``--margin``).
+``|m - r| <= 1.96 sqrt(w**2 + (kappa A)**2)``, is kept (times ``--margin``;
+`specutils_cinn.calibration.mismatch.fit_mismatch_kappa`).
 Other parameters (vmic, v sin i) get none, and the docs say so.
 
 Checks, printed as RST tables:
@@ -41,14 +42,17 @@ from real_stars import noisy  # noqa: E402
 from reference_spectra import BENCHMARKS, NARVAL_R, SUN_R, read_narval, read_sun, rst_table  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
-from specutils_cinn.calibration import PosteriorCalibration  # noqa: E402
+from specutils_cinn.calibration.mismatch import (  # noqa: E402
+    SUN_REFERENCE,
+    fit_mismatch_kappa,
+    mismatch_tolerance,
+    with_mismatch,
+    without_mismatch,
+)
 from specutils_cinn.instruments import degrade, degrade_spectrum  # noqa: E402
 from specutils_cinn.model import CINNModel  # noqa: E402
 from specutils_cinn.results import quantile_column_name  # noqa: E402
 
-Z95 = 1.959964
-SUN_REF = {"teff": 5772.0, "logg": 4.44, "fe_h": 0.0, "mg_fe": 0.0, "ca_fe": 0.0,
-           "ti_fe": 0.0, "mn_fe": 0.0, "ni_fe": 0.0, "li_fe": 0.0}
 Q = (0.025, 0.16, 0.5, 0.84, 0.975)
 
 
@@ -57,33 +61,6 @@ def summaries(est, spectra, seed, calibrated=True):
     out = {p: np.stack([np.asarray(t[quantile_column_name(p, q)].value) for q in Q], axis=1)
            for p in est.parameters}
     return out, np.asarray(t["fit_mismatch"]), np.asarray(t["flags"])
-
-
-def without_mismatch(est):
-    """The model without a mismatch term or masked parameters: the "before" of every table
-    (so the script gives the same numbers on v1.1.0 and on v1.2.0, which share the network)."""
-    md = est.model.metadata
-    cal = md.posterior_calibration
-    info = {k: v for k, v in cal.info.items() if k != "mismatch"}
-    base = md.replace(posterior_calibration=PosteriorCalibration(cal.scale, cal.floor, info),
-                      unconstrained=())
-    return CINNParameterEstimator(CINNModel(base, est.model.network, emulator=est.model.emulator))
-
-
-def with_mismatch(est, kappa, tolerance, info, version=None):
-    """A model like the estimator's whose posterior calibration has the mismatch term."""
-    md = est.model.metadata
-    cal = md.posterior_calibration
-    new = PosteriorCalibration(cal.scale, cal.floor, {**cal.info, "mismatch": info}, kappa,
-                               tolerance)
-    changes = {"posterior_calibration": new}
-    # Parameters the posterior calibration left alone because the spectra do not constrain
-    # them (scripts/calibrate_posteriors.py) are declared so, and masked by the estimator.
-    not_cal = cal.info.get("not_calibrated", {}).get("parameters", [])
-    changes["unconstrained"] = tuple(p for p in est.parameters if p in not_cal)
-    if version is not None:
-        changes["version"] = version
-    return CINNModel(md.replace(**changes), est.model.network, emulator=est.model.emulator)
 
 
 def contained(q, ref):
@@ -106,9 +83,10 @@ def main(argv=None) -> None:
     ap.add_argument("--write", default=None, help="save the model with the term here")
     ap.add_argument("--version", default=None, help="version of the saved model")
     args = ap.parse_args(argv)
-    est = without_mismatch(CINNParameterEstimator.from_pretrained(args.model))
+    est = CINNParameterEstimator(
+        without_mismatch(CINNParameterEstimator.from_pretrained(args.model).model))
     md = est.model.metadata
-    params = [p for p in est.parameters if p in SUN_REF]
+    params = [p for p in est.parameters if p in SUN_REFERENCE]
     rng = np.random.default_rng(args.seed)
     # --- held-out synthetic stars
     from specutils_cinn.synthesis.grid_file import read_grid
@@ -136,7 +114,7 @@ def main(argv=None) -> None:
         syn_specs[snr] = [noisy(flux[i], md.grid, snr, rng) for i in range(stars.size)]
         syn_base[snr] = summaries(est, syn_specs[snr], args.seed)
     amp_all = np.concatenate([syn_base[s][1] for s in syn_base])
-    tolerance = float(np.round(np.nanquantile(amp_all, args.tolerance_quantile), 4))
+    tolerance = mismatch_tolerance(amp_all, args.tolerance_quantile)
     # --- the Sun
     sun_specs, sun_names = [], []
     for name, spec in read_sun(args.sun_dir).items():
@@ -147,26 +125,21 @@ def main(argv=None) -> None:
                 sun_specs.append(noisy(deg, md.grid, snr, rng))
                 sun_names.append(f"{name} S/N {snr:g}")
     q, a, _ = summaries(est, sun_specs, args.seed)
-    kappa = {}
-    for p in params:
-        d = np.abs(q[p][:, 2] - SUN_REF[p])
-        w = 0.5 * (q[p][:, 3] - q[p][:, 1])
-        excess = np.sqrt(np.clip(a**2 - tolerance**2, 0, None))
-        need = np.sqrt(np.clip((d / Z95) ** 2 - w**2, 0, None)) / np.maximum(excess, 1e-6)
-        kappa[p] = float(np.round(args.margin * np.nanmax(need), 4))
+    kappa = fit_mismatch_kappa({p: q[p] for p in params}, a, tolerance, SUN_REFERENCE,
+                               args.margin)
     info = {"script": "scripts/calibrate_mismatch.py", "fitted_on": sorted(set(sun_names)),
             "realisations": args.realisations, "margin": args.margin,
             "rule": "smallest kappa putting the solar value inside every 95 % interval",
             "tolerance_rule": f"quantile {args.tolerance_quantile} of fit_mismatch of the "
                               "held-out seed-grid stars at S/N 50 and 250"}
-    est_mm = CINNParameterEstimator(with_mismatch(est, kappa, tolerance, info))
+    est_mm = CINNParameterEstimator(with_mismatch(est.model, kappa, tolerance, info))
     q2, _, _ = summaries(est_mm, sun_specs, args.seed)
     rows_sun = []
     for p in params:
         rows_sun.append([p, f"{kappa[p]:.4g}",
-                         f"{np.mean(contained(q[p], SUN_REF[p])):.2f}",
-                         f"{np.mean(contained(q2[p], SUN_REF[p])):.2f}",
-                         f"{np.median(q[p][:, 2] - SUN_REF[p]):+.3f}",
+                         f"{np.mean(contained(q[p], SUN_REFERENCE[p])):.2f}",
+                         f"{np.mean(contained(q2[p], SUN_REFERENCE[p])):.2f}",
+                         f"{np.median(q[p][:, 2] - SUN_REFERENCE[p]):+.3f}",
                          f"{np.median(0.5 * (q[p][:, 3] - q[p][:, 1])):.3f}",
                          f"{np.median(0.5 * (q2[p][:, 3] - q2[p][:, 1])):.3f}"])
     rows_syn = []
@@ -224,7 +197,7 @@ def main(argv=None) -> None:
         Path(args.json).write_text(json.dumps({"model": md.full_name, "mismatch": kappa,
                                                "tolerance": tolerance}, indent=1))
     if args.write:
-        with_mismatch(est, kappa, tolerance, info, args.version).save(args.write)
+        with_mismatch(est.model, kappa, tolerance, info, args.version).save(args.write)
         CINNModel.load(args.write)  # round trip
         print(f"saved {args.write}")
 

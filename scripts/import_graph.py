@@ -54,9 +54,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "calibration", "flows", "instruments", "resampling", "normalisation",
         "noise_estimate", "io", "inputs", "results", "emulator",
     )),
-    ("model", ("fit_check", "model", "models", "registry")),
-    ("training", ("synthesis", "simulation", "training", "validation")),
-    ("inference", ("rv", "estimator", "survey", "plotting")),
+    ("model", ("fit_check", "model", "models", "registry", "calibration.mismatch")),
+    ("training", ("synthesis", "simulation", "training", "validation", "emulator.prepare")),
+    ("inference", (
+        "rv", "estimator", "survey", "plotting", "validation.heldout", "calibration.fit_flag",
+        "calibration.heldout",
+    )),
     ("interface", ("cli",)),
 )
 

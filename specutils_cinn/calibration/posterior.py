@@ -17,7 +17,8 @@ the posterior (skewness, correlations between parameters) is kept.
 
 `fit_posterior_calibration` chooses :math:`s` and :math:`f` per parameter on a grid so that
 the central-interval coverage of spectra with known labels matches the nominal levels at every
-S/N; ``scripts/calibrate_posteriors.py`` runs it on held-out Turbospectrum stars.
+S/N; `specutils_cinn.calibration.heldout.calibrate_posteriors` (``specutils-cinn calibrate
+posterior``) runs it on held-out Turbospectrum stars.
 
 Model mismatch. Synthetic held-out stars share the training physics; real stars do not. An
 optional third term per parameter, :math:`\\kappa`, widens each spectrum by how badly the
@@ -27,7 +28,8 @@ that noise and emulator error do not explain, in continuum units; see
 synthetic stars stay below), the half width becomes
 :math:`\\sqrt{(s w)^2 + f^2 + \\kappa^2 \\max(A^2 - A_0^2, 0)}`. Spectra the physics
 describes keep their calibrated widths.
-``scripts/calibrate_mismatch.py`` fits :math:`\\kappa` on observed solar spectra.
+`specutils_cinn.calibration.mismatch.fit_mismatch_kappa` fits :math:`\\kappa` on observed solar
+spectra (``scripts/calibrate_mismatch.py``).
 """
 
 from __future__ import annotations

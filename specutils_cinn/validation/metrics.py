@@ -33,7 +33,7 @@ from astropy import units as u
 from astropy.table import QTable, Table
 from scipy import stats
 
-from .results import quantile_column_name, std_unit
+from ..results import quantile_column_name, std_unit
 
 __all__ = [
     "RankStatistics",

@@ -1,0 +1,19 @@
+"""The POOR_FIT calibration's summaries of fit_chi2 (the driver itself runs on real grids)."""
+
+import numpy as np
+
+from specutils_cinn.calibration.fit_flag import CANDIDATES, describe_chi2, flagged_fractions
+
+
+def test_flagged_fractions_ignore_nan():
+    chi2 = np.array([1.0, 2.2, 3.5, np.nan, 12.0])
+    fr = flagged_fractions(chi2, (2.0, 3.0, 10.0))
+    assert fr == {"2": 0.75, "3": 0.5, "10": 0.25}
+    assert np.isnan(flagged_fractions(np.array([np.nan]), (2.0,))["2"])
+    assert list(flagged_fractions(chi2, CANDIDATES)) == [f"{c:g}" for c in CANDIDATES]
+
+
+def test_describe_chi2():
+    d = describe_chi2(np.array([np.nan, 1.0, 3.0, 2.0]))
+    assert d["n"] == 3 and d["min"] == 1.0 and d["median"] == 2.0 and d["max"] == 3.0
+    assert describe_chi2(np.array([np.nan])) == {"n": 0}
