@@ -1,7 +1,7 @@
 """Accuracy of spectrum emulators on held-out Turbospectrum stars, and its change with grid size.
 
 For each config (``configs/emulator-4most-*.toml``: its ``data`` file from
-``scripts/prepare_emulator_data.py`` and its ``[emulator]`` options), trains emulators on
+``specutils-cinn emulator prepare`` and its ``[emulator]`` options), trains emulators on
 25 %, 50 % and 100 % of the training stars (never the ``holdout`` stars) and measures the median
 and 99th percentile of ``|emulated - Turbospectrum|`` (continuum units) over all pixels of all
 held-out stars, per grid and per segment. Writes an RST table (stdout and ``--output``), plus
@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_emulator import load_data, read_config, subset_training_stars  # noqa: E402
+from specutils_cinn.emulator.pipeline import (
+    load_training_data,
+    read_emulator_config,
+    subset_training_stars,
+)
 
 TARGET_MEDIAN, TARGET_P99 = 0.002, 0.01
 
@@ -107,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     results = []
     for cpath in args.configs:
-        conf = read_config(cpath)
-        data = load_data(conf["data"])
+        conf = read_emulator_config(cpath)
+        data = load_training_data(conf["data"])
         opts = dict(conf.get("emulator", {}), threads=args.threads)
         if args.steps:
             opts["steps"] = args.steps

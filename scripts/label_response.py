@@ -39,7 +39,7 @@ def slopes_and_t(labels: np.ndarray, flux: np.ndarray) -> tuple[np.ndarray, np.n
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True,
-                    help="emulator training data (scripts/prepare_emulator_data.py)")
+                    help="emulator training data (specutils-cinn emulator prepare)")
     ap.add_argument("--emulator", required=True, help="emulator directory")
     ap.add_argument("--labels", nargs="+", default=["mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe"])
     ap.add_argument("--threshold", type=float, default=10.0)

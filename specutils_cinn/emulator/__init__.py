@@ -4,6 +4,11 @@ Trained on Turbospectrum synthesis grids degraded to an instrument grid (after t
 instrumental line-spread function, before rotation and noise), an emulator generates
 unlimited noise-free training spectra for the cINN. Rotation is applied afterwards by
 `emulate_spectra` with `specutils_cinn.instruments.rotational_broaden`.
+
+The release stages (``specutils-cinn emulator ...``): `specutils_cinn.emulator.prepare` makes
+the training data and the held-out test sets from a synthesis grid, `train_from_config` trains
+an emulator from ``configs/emulator-4most-*.toml`` and `measure_pixel_error` writes its error
+per pixel (`specutils_cinn.emulator.pipeline`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,14 @@ from ..parameters import EMULATOR_LABELS, SOLAR_A_LI, a_li_from_li_fe
 from .accuracy import pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import SpectrumEmulator
+from .pipeline import (
+    load_training_data,
+    measure_pixel_error,
+    read_emulator_config,
+    train_and_save,
+    train_from_config,
+    validation_rows,
+)
 from .spectra import emulate_spectra
 from .training import EmulatorConfig, train_emulator, validation_split
 
@@ -25,9 +38,15 @@ __all__ = [
     "a_li_from_li_fe",
     "emulate_spectra",
     "load_emulator",
+    "load_training_data",
+    "measure_pixel_error",
     "pixel_error",
-    "save_emulator",
+    "read_emulator_config",
     "residual_statistics",
+    "save_emulator",
+    "train_and_save",
     "train_emulator",
+    "train_from_config",
+    "validation_rows",
     "validation_split",
 ]

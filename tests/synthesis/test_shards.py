@@ -197,18 +197,13 @@ def test_grid_product_fetch_verifies_and_caches(served, tmp_path):
 
 
 def test_prepare_emulator_data_from_shards(tmp_path):
-    """scripts/prepare_emulator_data.py --shards: the v2 grid's spectra as emulator data."""
-    import importlib.util
-    from pathlib import Path
+    """``specutils-cinn emulator prepare --shards``: the v2 grid's spectra as emulator data."""
+    from specutils_cinn.emulator.prepare import prepare_training_data
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "prepare_emulator_data.py"
-    spec = importlib.util.spec_from_file_location("prepare_emulator_data", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     cfg = _config(tmp_path, n=4)
     run_grid(cfg, synthesize_fn=fake_synthesis, progress=False)
     out = tmp_path / "emu.npz"
-    mod.main(["--shards", str(cfg.shards), "--setup", "lr", "--step", "0.5", "--out", str(out)])
+    prepare_training_data(out, "lr", shards=cfg.shards, step=0.5)
     data = np.load(out)
     grid = read_shards(cfg.shards, "lr")
     assert data["flux"].shape == (len(grid), fourmost_setup("lr").grid.npix // 2)
@@ -216,6 +211,5 @@ def test_prepare_emulator_data_from_shards(tmp_path):
     np.testing.assert_allclose(data["flux"][:, 0], grid.segments["LJ"][1][:, :2].mean(1),
                                rtol=1e-6)
     assert list(data["label_names"])[:3] == ["teff", "logg", "fe_h"]
-    with pytest.raises(SystemExit, match="whole multiple"):
-        mod.main(["--shards", str(cfg.shards), "--setup", "lr", "--step", "0.3",
-                  "--out", str(out)])
+    with pytest.raises(ValueError, match="whole multiple"):
+        prepare_training_data(out, "lr", shards=cfg.shards, step=0.3)
