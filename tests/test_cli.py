@@ -99,7 +99,7 @@ def test_demo_runs_offline_on_bundled_model(capsys, tmp_path):
 def test_predict_uncalibrated_gives_the_network_draws(tmp_path):
     from pathlib import Path
 
-    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    example = Path(cli.__file__).parents[1] / "data" / cli.EXAMPLE_SPECTRUM
     out = {}
     for extra in ([], ["--uncalibrated"]):
         path = tmp_path / f"sun{len(extra)}.ecsv"
@@ -216,3 +216,40 @@ def test_demo_overwrites_when_asked(tmp_path):
     out.write_text("old\n")
     assert cli.main(["demo", "-n", "50", "-o", str(out), "--overwrite", "--device", "cpu"]) == 0
     assert len(QTable.read(out)) == 1
+
+
+def test_calibrate_options_and_defaults():
+    parser = cli.build_parser()
+    args = parser.parse_args(["calibrate", "posterior", "model", "--version", "1.0.1",
+                              "-o", "out", "--json", "report.json"])
+    assert (args.seed, args.n_samples, args.vsini_per_star, args.realizations) == (11, 500, 4, 2)
+    args = parser.parse_args(["calibrate", "fit-flag", "model", "emulator", "--version", "1.0.1",
+                              "-o", "out", "--json", "report.json", "--max-fraction", "0.05"])
+    assert (args.seed, args.n_samples, args.vsini_per_star) == (1, 256, 2)
+    assert args.max_fraction == 0.05 and args.example is None
+    with pytest.raises(SystemExit) as info:  # the version of the model written is required
+        parser.parse_args(["calibrate", "posterior", "model", "-o", "out", "--json", "r.json"])
+    assert info.value.code == 2
+
+
+def test_calibrate_refuses_to_write_into_a_model(tmp_path, model_dir, capsys):
+    # checked before any work: an existing model directory is never overwritten
+    rc = cli.main(["calibrate", "posterior", str(model_dir), "--version", "9.0.0",
+                   "-o", str(model_dir), "--json", str(tmp_path / "r.json")])
+    assert rc == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_emulator_options_and_defaults():
+    parser = cli.build_parser()
+    args = parser.parse_args(["emulator", "holdout"])
+    assert (args.stars, args.seed, args.setups, args.out_dir) == (
+        "holdout", 2027, ["hr", "lr"], "work")
+    args = parser.parse_args(["emulator", "prepare", "--shards", "grid/x", "--setup", "hr",
+                              "-o", "x.npz"])
+    assert args.grid is None and args.step is None and args.threads == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["emulator", "prepare", "--grid", "g.h5", "--shards", "s",
+                           "--setup", "hr", "-o", "x.npz"])
+    assert cli.main(["emulator", "error", "c.toml", "-o", "x.npz", "--threads", "0"]) == 2

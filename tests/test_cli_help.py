@@ -14,6 +14,8 @@ from specutils_cinn import cli
 COMMANDS = [
     ["predict"], ["models"], ["models", "list"], ["models", "info"], ["models", "download"],
     ["demo"], ["train"], ["grid"], ["synthesis"], ["synthesis", "build"], ["synthesis", "info"],
+    ["emulator"], ["emulator", "prepare"], ["emulator", "train"], ["emulator", "error"],
+    ["emulator", "holdout"], ["calibrate"], ["calibrate", "fit-flag"], ["calibrate", "posterior"],
 ]
 
 
@@ -37,7 +39,8 @@ def test_help_runs_without_torch():
     out = _run_python(
         "import sys, contextlib, io\n"
         "from specutils_cinn import cli\n"
-        "for argv in (['--help'], ['predict', '--help'], ['models', 'info', '--help']):\n"
+        "for argv in (['--help'], ['predict', '--help'], ['models', 'info', '--help'],\n"
+        "             ['emulator', 'train', '--help'], ['calibrate', 'fit-flag', '--help']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"
         "            cli.main(argv)\n"
@@ -139,7 +142,7 @@ def test_models_without_action_lists(capsys):
 
 
 def test_predict_logs_one_progress_line_per_chunk(tmp_path, capsys):
-    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    example = Path(cli.__file__).parents[1] / "data" / cli.EXAMPLE_SPECTRUM
     files = []
     for i in range(3):
         files.append(tmp_path / f"sun{i}.fits")
@@ -157,7 +160,7 @@ def test_predict_logs_one_progress_line_per_chunk(tmp_path, capsys):
 
 
 def test_predict_no_progress(tmp_path, capsys):
-    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    example = Path(cli.__file__).parents[1] / "data" / cli.EXAMPLE_SPECTRUM
     assert cli.main(["predict", str(example), "-o", str(tmp_path / "s.ecsv"), "-n", "20",
                      "--device", "cpu", "--format", "tabular-fits", "--no-progress"]) == 0
     err = capsys.readouterr().err

@@ -113,7 +113,7 @@ def test_table_meta_records_the_model_digest() -> None:
 
     est = CINNParameterEstimator.from_pretrained(device="cpu")
     entry = registry.REGISTRY.models[registry.resolve_name(registry.DEFAULT_MODEL)]
-    example = Path(cli.__file__).parent / "data" / cli.EXAMPLE_SPECTRUM
+    example = Path(cli.__file__).parents[1] / "data" / cli.EXAMPLE_SPECTRUM
     t = est.predict(Spectrum.read(example, format="tabular-fits"), n_samples=20, seed=1,
                     progress=False)
     assert t.meta["MODEL"] == entry.full_name
