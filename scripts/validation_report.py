@@ -33,6 +33,11 @@ Usage::
         --figures docs/validation/4most-hr --threads 1
 
 ``--quick`` runs a few stars at one S/N with fewer draws (a smoke test; write it elsewhere).
+
+The numbers come from the package (`specutils_cinn.validation.report` and
+`specutils_cinn.validation.heldout`); this script holds the page: its figures and, one function
+per section (`header_section`, `accuracy_section`, ... `sun_section`), its RST text, which is
+why it is longer than a module of the package would be.
 """
 
 from __future__ import annotations

@@ -410,7 +410,7 @@ class EmulatorSimulator:
             ``emulator`` (emulator directory, relative to ``base``; required), and optionally
             ``parameters``, ``vsini_range``, ``rv_sigma``, ``emulator_noise``,
             ``emulator_error`` (an ``.npz`` file with array ``sigma`` on the emulator grid, as
-            written by ``scripts/emulator_error.py``), ``limb_darkening``, ``oversample``,
+            written by ``specutils-cinn emulator error``), ``limb_darkening``, ``oversample``,
             ``segments``, ``wavelength_range``, ``ranges`` (narrower uniform label ranges),
             ``kiel_region`` (``teff_range``, ``lower``, ``upper`` of a
             `~specutils_cinn.synthesis.design.KielRegion`) and ``provenance`` (free-form,

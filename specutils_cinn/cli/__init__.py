@@ -1,8 +1,8 @@
 """The ``specutils-cinn`` command line.
 
 Commands: ``predict``, ``models``, ``demo``, ``train``, ``grid``, ``synthesis``, and the
-release pipeline ``emulator`` (``prepare``, ``holdout``, ``train``, ``error``) and
-``calibrate`` (``fit-flag``, ``posterior``, ``mismatch``). One module per command group
+release pipeline ``emulator`` (``prepare``, ``train``, ``error``, ``holdout``) and
+``calibrate`` (``fit-flag``, ``posterior``). One module per command group
 (`specutils_cinn.cli.predict`, ``models``, ``train``, ``synthesis``, ``emulator``,
 ``calibrate``) adds its subcommands with a ``register`` function.
 
