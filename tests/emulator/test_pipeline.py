@@ -80,6 +80,7 @@ def test_validation_rows_are_whole_training_stars(config):
     assert keep.sum() == 27 and not (keep & data["holdout"]).any()
 
 
+@pytest.mark.slow  # trains an emulator (about 4 s, most of it importing torch.optim)
 def test_train_and_error_from_the_cli(config, tmp_path, capsys):
     assert cli.main(["emulator", "train", str(config), "--steps", "60"]) == 0
     out = tmp_path / "emulators" / "tiny"
