@@ -7,10 +7,18 @@ Units and display formats (see :ref:`output-units`): every parameter column is a
 sensible digits (`column_format`). `unit_string` gives a unit as astronomers write it in FITS
 (``log(cm s-2)``, ``dex``, ``km s-1``). `write_table` writes ECSV or FITS without astropy's
 warnings about dex units, `read_table` reads either back with every unit restored.
+
+`summary_table` and `samples_table` build the tables from two records: the posterior
+(`PosteriorSummary`, or the draws) and the per-spectrum diagnostics (`SpectrumDiagnostics`:
+S/N, coverage, goodness of fit and flags).
+
+The module is somewhat above 600 lines because it still accepts the 0.1 call forms of
+`summary_table` and `samples_table` (positional arrays); they go away in the next release.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
@@ -21,9 +29,12 @@ import numpy as np
 from astropy import units as u
 from astropy.table import QTable
 
+from ._checks import check_quantiles
 from .flags import QualityFlag
 
 __all__ = [
+    "PosteriorSummary",
+    "SpectrumDiagnostics",
     "column_format",
     "quantile_column_name",
     "read_table",
@@ -189,38 +200,127 @@ def _quantity(values: np.ndarray, unit: u.UnitBase, masked: bool = False) -> u.Q
     return q
 
 
-def _common_columns(
-    table: QTable,
-    snr: np.ndarray,
-    coverage: np.ndarray,
-    flags: np.ndarray,
-    fit_chi2: np.ndarray | None,
-    feature_sigma: np.ndarray | None,
-    fit_mismatch: np.ndarray | None = None,
-) -> None:
-    table["snr"] = np.asarray(snr, dtype=float)
+@dataclasses.dataclass(frozen=True, eq=False)
+class SpectrumDiagnostics:
+    """The per-spectrum columns of every results table, next to the parameters.
+
+    Each field holds one value per spectrum (N of them). The arrays are stored converted:
+    float64 for the measurements, int32 for ``flags``; an optional field left None is NaN.
+
+    Parameters
+    ----------
+    snr : array-like, shape (N,)
+        Median S/N per Angstrom over the valid model pixels.
+    coverage : array-like, shape (N,)
+        Fraction of the model's pixels covered by valid data.
+    flags : array-like of int, shape (N,)
+        Bitwise OR of `~specutils_cinn.flags.QualityFlag` values.
+    fit_chi2 : array-like, shape (N,), optional
+        Reduced chi-square of the spectrum emulated at the posterior median; NaN (the
+        default) where unknown.
+    feature_sigma : array-like, shape (N,), optional
+        Significance of the stellar features; NaN (the default) where unknown.
+    fit_mismatch : array-like, shape (N,), optional
+        Residual RMS that noise and emulator error do not explain; NaN (the default) where
+        unknown.
+
+    Raises
+    ------
+    ValueError
+        If ``snr``, ``coverage`` or ``flags`` is None, or a field is not one-dimensional or
+        its length differs from that of ``snr``.
+    """
+
+    snr: np.ndarray
+    coverage: np.ndarray
+    flags: np.ndarray
+    fit_chi2: np.ndarray | None = None
+    feature_sigma: np.ndarray | None = None
+    fit_mismatch: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = None
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                if f.name in ("snr", "coverage", "flags"):
+                    raise ValueError(f"{f.name} is required (one value per spectrum)")
+                value = np.full(n, np.nan)
+            arr = np.asarray(value, dtype=np.int32 if f.name == "flags" else float)
+            if arr.ndim != 1 or (n is not None and len(arr) != n):
+                want = "one-dimensional" if n is None else f"of length {n} (as snr)"
+                raise ValueError(f"{f.name} must be {want}, got shape {arr.shape}")
+            n = len(arr)
+            object.__setattr__(self, f.name, arr)  # frozen: the converted arrays, once
+
+    def __len__(self) -> int:
+        return len(self.snr)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PosteriorSummary:
+    """Posterior medians, quantiles and standard deviations of N spectra and D parameters.
+
+    Parameters
+    ----------
+    median : ndarray, shape (N, D)
+        Posterior medians.
+    quantiles : ndarray, shape (N, Q, D)
+        Posterior quantiles at ``quantile_levels``.
+    quantile_levels : sequence of float
+        The Q quantile levels, each in (0, 1); stored as a tuple of floats.
+    std : ndarray, shape (N, D)
+        Posterior standard deviations.
+
+    Raises
+    ------
+    ValueError
+        If a level is not in (0, 1) or the shapes do not fit each other.
+    """
+
+    median: np.ndarray
+    quantiles: np.ndarray
+    quantile_levels: Sequence[float]
+    std: np.ndarray
+
+    def __post_init__(self) -> None:
+        levels = check_quantiles(self.quantile_levels)
+        median, quantiles, std = (np.asarray(a) for a in (self.median, self.quantiles, self.std))
+        if median.ndim != 2:
+            raise ValueError(f"median must have shape (N, D), got {median.shape}")
+        n, d = median.shape
+        if quantiles.shape != (n, len(levels), d):
+            raise ValueError(f"quantiles must have shape (N, Q, D) = {(n, len(levels), d)}, "
+                             f"got {quantiles.shape}")
+        if std.shape != (n, d):
+            raise ValueError(f"std must have shape (N, D) = {(n, d)}, got {std.shape}")
+        for name, arr in (("median", median), ("quantiles", quantiles), ("std", std)):
+            object.__setattr__(self, name, arr)  # frozen: the converted arrays, once
+        object.__setattr__(self, "quantile_levels", levels)
+
+
+def _common_columns(table: QTable, diagnostics: SpectrumDiagnostics) -> None:
+    d = diagnostics
+    table["snr"] = d.snr
     table["snr"].description = "median S/N per Angstrom over valid model pixels"
-    table["coverage"] = np.asarray(coverage, dtype=float)
+    table["coverage"] = d.coverage
     table["coverage"].description = "fraction of model pixels covered by valid data"
-    chi2 = np.full(len(table["snr"]), np.nan) if fit_chi2 is None else fit_chi2
-    table["fit_chi2"] = np.asarray(chi2, dtype=float)
+    table["fit_chi2"] = d.fit_chi2
     table["fit_chi2"].description = (
         "reduced chi-square of the spectrum emulated at the posterior median (with the "
         "emulator error floor); NaN without emulator"
     )
-    sig = np.full(len(table["snr"]), np.nan) if feature_sigma is None else feature_sigma
-    table["feature_sigma"] = np.asarray(sig, dtype=float)
+    table["feature_sigma"] = d.feature_sigma
     table["feature_sigma"].description = (
         "significance (standard deviations) of the emulated stellar features against a "
         "featureless continuum; NaN without emulator"
     )
-    mis = np.full(len(table["snr"]), np.nan) if fit_mismatch is None else fit_mismatch
-    table["fit_mismatch"] = np.asarray(mis, dtype=float)
+    table["fit_mismatch"] = d.fit_mismatch
     table["fit_mismatch"].description = (
         "residual RMS (continuum units) against the spectrum emulated at the posterior median "
         "that noise and emulator error do not explain; NaN without emulator"
     )
-    table["flags"] = np.asarray(flags, dtype=np.int32)
+    table["flags"] = d.flags
     table["flags"].description = (
         "bitwise OR of QualityFlag values; 0 means no warning (names: flag_names)"
     )
@@ -238,18 +338,12 @@ def _table_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 def summary_table(
     parameters: Sequence[str],
     units: Sequence[u.UnitBase],
-    median: np.ndarray,
-    quantiles: np.ndarray,
-    quantile_levels: Sequence[float],
-    std: np.ndarray,
-    snr: np.ndarray,
-    coverage: np.ndarray,
-    flags: np.ndarray,
+    posterior: PosteriorSummary,
+    diagnostics: SpectrumDiagnostics,
+    *args: Any,
     meta: Mapping[str, Any] | None = None,
-    fit_chi2: np.ndarray | None = None,
-    feature_sigma: np.ndarray | None = None,
-    fit_mismatch: np.ndarray | None = None,
     unconstrained: Sequence[str] = (),
+    **kwargs: Any,
 ) -> QTable:
     """Build the one-row-per-spectrum table of posterior summaries.
 
@@ -259,24 +353,17 @@ def summary_table(
         Parameter names, in the model's order.
     units : sequence of `~astropy.units.UnitBase`
         Unit of each parameter.
-    median : ndarray, shape (N, D)
-        Posterior medians.
-    quantiles : ndarray, shape (N, Q, D)
-        Posterior quantiles at ``quantile_levels``.
-    quantile_levels : sequence of float
-        The Q quantile levels.
-    std : ndarray, shape (N, D)
-        Posterior standard deviations.
-    snr, coverage, flags : ndarray, shape (N,)
-        Per-spectrum S/N per Angstrom, valid-pixel fraction and quality bit flags.
+    posterior : `PosteriorSummary`
+        Medians, quantiles and standard deviations of the N spectra.
+    diagnostics : `SpectrumDiagnostics`
+        S/N, coverage, goodness of fit and flags of the N spectra.
+    *args, **kwargs
+        Only for the call form of version 0.1 (``summary_table(parameters, units, median,
+        quantiles, quantile_levels, std, snr, coverage, flags, meta=None, fit_chi2=None,
+        feature_sigma=None, fit_mismatch=None, unconstrained=())``), which is still accepted
+        and goes away in the next release.
     meta : mapping, optional
         Stored in ``table.meta``, together with the flag bit definitions.
-    fit_chi2 : ndarray, shape (N,), optional
-        Goodness-of-fit reduced chi-square per spectrum; NaN (the default) where unknown.
-    feature_sigma : ndarray, shape (N,), optional
-        Significance of the stellar features per spectrum; NaN (the default) where unknown.
-    fit_mismatch : ndarray, shape (N,), optional
-        Unexplained residual RMS per spectrum; NaN (the default) where unknown.
     unconstrained : sequence of str, optional
         Parameters the model does not constrain: their columns are masked (the values are
         kept underneath, ``table[col].unmasked``).
@@ -287,20 +374,43 @@ def summary_table(
         For each parameter ``p``: ``p`` (median), ``p_p<100 q>`` for each quantile level and
         ``p_std``; then ``snr``, ``coverage``, ``fit_chi2``, ``feature_sigma``,
         ``fit_mismatch`` and ``flags``.
+
+    Raises
+    ------
+    TypeError
+        If the arguments fit neither call form.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy import units as u
+    >>> from specutils_cinn.results import PosteriorSummary, SpectrumDiagnostics, summary_table
+    >>> median = np.array([[5772.0], [4800.0]])
+    >>> posterior = PosteriorSummary(median, np.stack([median - 50, median + 50], axis=1),
+    ...                              (0.16, 0.84), np.full((2, 1), 50.0))
+    >>> diagnostics = SpectrumDiagnostics(snr=[100.0, 20.0], coverage=[1.0, 0.9], flags=[0, 0])
+    >>> summary_table(["teff"], [u.K], posterior, diagnostics).colnames[:4]
+    ['teff', 'teff_p16', 'teff_p84', 'teff_std']
     """
+    if not isinstance(posterior, PosteriorSummary):
+        posterior, diagnostics, meta, unconstrained = _summary_v01(
+            posterior, diagnostics, *args, **_given(meta, unconstrained), **kwargs
+        )
+    else:
+        _no_extra("summary_table", args, kwargs)
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
         m = name in unconstrained
         note = " (masked: not constrained by this model)" if m else ""
-        table[name] = _quantity(median[:, j], unit, m)
+        table[name] = _quantity(posterior.median[:, j], unit, m)
         table[name].description = f"posterior median of {name}{note}"
-        for k, q in enumerate(quantile_levels):
+        for k, q in enumerate(posterior.quantile_levels):
             col = quantile_column_name(name, q)
-            table[col] = _quantity(quantiles[:, k, j], unit, m)
+            table[col] = _quantity(posterior.quantiles[:, k, j], unit, m)
             table[col].description = f"posterior {q:g} quantile of {name}{note}"
-        table[f"{name}_std"] = _quantity(std[:, j], std_unit(unit), m)
+        table[f"{name}_std"] = _quantity(posterior.std[:, j], std_unit(unit), m)
         table[f"{name}_std"].description = f"posterior standard deviation of {name}{note}"
-    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
+    _common_columns(table, diagnostics)
     return table
 
 
@@ -308,14 +418,11 @@ def samples_table(
     parameters: Sequence[str],
     units: Sequence[u.UnitBase],
     draws: np.ndarray,
-    snr: np.ndarray,
-    coverage: np.ndarray,
-    flags: np.ndarray,
+    diagnostics: SpectrumDiagnostics,
+    *args: Any,
     meta: Mapping[str, Any] | None = None,
-    fit_chi2: np.ndarray | None = None,
-    feature_sigma: np.ndarray | None = None,
-    fit_mismatch: np.ndarray | None = None,
     unconstrained: Sequence[str] = (),
+    **kwargs: Any,
 ) -> QTable:
     """Build a table of posterior draws, one row per spectrum.
 
@@ -327,12 +434,14 @@ def samples_table(
         Unit of each parameter.
     draws : ndarray, shape (N, S, D)
         S posterior draws for each of N spectra.
-    snr, coverage, flags : ndarray, shape (N,)
+    diagnostics : `SpectrumDiagnostics`
         As in `summary_table`.
+    *args, **kwargs
+        Only for the call form of version 0.1 (``samples_table(parameters, units, draws, snr,
+        coverage, flags, meta=None, fit_chi2=None, feature_sigma=None, fit_mismatch=None,
+        unconstrained=())``), which is still accepted and goes away in the next release.
     meta : mapping, optional
         Stored in ``table.meta``.
-    fit_chi2, feature_sigma, fit_mismatch : ndarray, shape (N,), optional
-        As in `summary_table`.
     unconstrained : sequence of str, optional
         As in `summary_table`.
 
@@ -341,15 +450,66 @@ def samples_table(
     `~astropy.table.QTable`
         Column ``p`` holds an (N, S) Quantity of draws for each parameter, then ``snr``,
         ``coverage``, ``fit_chi2``, ``feature_sigma``, ``fit_mismatch`` and ``flags``.
+
+    Raises
+    ------
+    TypeError
+        If the arguments fit neither call form.
     """
+    if not isinstance(diagnostics, SpectrumDiagnostics):
+        diagnostics, meta, unconstrained = _samples_v01(
+            diagnostics, *args, **_given(meta, unconstrained), **kwargs
+        )
+    else:
+        _no_extra("samples_table", args, kwargs)
     table = QTable(meta=_table_meta(meta))
     for j, (name, unit) in enumerate(zip(parameters, units, strict=True)):
         m = name in unconstrained
         table[name] = _quantity(draws[:, :, j], unit, m)
         table[name].description = f"posterior draws of {name}" + (
             " (masked: not constrained by this model)" if m else "")
-    _common_columns(table, snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch)
+    _common_columns(table, diagnostics)
     return table
+
+
+# The call forms of version 0.1 (positional arrays), accepted until the next release.
+def _given(meta: Any, unconstrained: Any) -> dict[str, Any]:
+    """The keyword-only arguments that were given, to pass on to a 0.1 call form."""
+    out: dict[str, Any] = {} if meta is None else {"meta": meta}
+    if len(unconstrained):
+        out["unconstrained"] = unconstrained
+    return out
+
+
+def _no_extra(function: str, args: tuple, kwargs: dict) -> None:
+    if args or kwargs:
+        extra = [f"{len(args)} positional"] if args else []
+        raise TypeError(
+            f"{function}() got unexpected arguments: {', '.join(extra + sorted(kwargs))} "
+            "(pass meta and unconstrained by keyword)"
+        )
+
+
+def _summary_v01(
+    median: np.ndarray, quantiles: np.ndarray, quantile_levels: Sequence[float],
+    std: np.ndarray, snr: np.ndarray, coverage: np.ndarray, flags: np.ndarray,
+    meta: Mapping[str, Any] | None = None, fit_chi2: np.ndarray | None = None,
+    feature_sigma: np.ndarray | None = None, fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
+) -> tuple[PosteriorSummary, SpectrumDiagnostics, Mapping[str, Any] | None, Sequence[str]]:
+    return (PosteriorSummary(median, quantiles, quantile_levels, std),
+            SpectrumDiagnostics(snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch),
+            meta, unconstrained)
+
+
+def _samples_v01(
+    snr: np.ndarray, coverage: np.ndarray, flags: np.ndarray,
+    meta: Mapping[str, Any] | None = None, fit_chi2: np.ndarray | None = None,
+    feature_sigma: np.ndarray | None = None, fit_mismatch: np.ndarray | None = None,
+    unconstrained: Sequence[str] = (),
+) -> tuple[SpectrumDiagnostics, Mapping[str, Any] | None, Sequence[str]]:
+    return (SpectrumDiagnostics(snr, coverage, flags, fit_chi2, feature_sigma, fit_mismatch),
+            meta, unconstrained)
 
 
 #: astropy warns once per column whose unit the FITS standard cannot express (the dex columns),
