@@ -57,8 +57,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("fit_check", "model", "models", "registry", "calibration.mismatch")),
     ("training", ("synthesis", "simulation", "training", "validation", "emulator.prepare")),
     ("inference", (
-        "rv", "estimator", "survey", "plotting", "validation.heldout", "calibration.fit_flag",
-        "calibration.heldout",
+        "rv", "options", "sampling", "quality", "estimator", "survey", "plotting",
+        "validation.heldout", "calibration.fit_flag", "calibration.heldout",
     )),
     ("interface", ("cli",)),
 )
