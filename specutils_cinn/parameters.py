@@ -28,6 +28,7 @@ __all__ = [
     "emulator_label_values",
     "li_fe_from_a_li",
     "parameter_unit",
+    "parameter_values",
 ]
 
 #: Solar lithium abundance A(Li) of the synthesis grids' solar scale, Turbospectrum's default
@@ -184,3 +185,55 @@ def emulator_label_values(
         else:
             raise KeyError(f"no value for the emulator label {name!r}")
     return out
+
+
+def parameter_values(
+    values: Any, names: Sequence[str], units: Sequence[u.UnitBase]
+) -> np.ndarray:
+    """One number per parameter, in the given units, from a table row, mapping or sequence.
+
+    Parameters
+    ----------
+    values : `~astropy.table.Row`, mapping or array-like
+        A row of a results table (posterior medians; the masked values of unconstrained
+        parameters are used as they are), a mapping from parameter name to value (a
+        `~astropy.units.Quantity`, or a number in the parameter's unit), or one number per
+        parameter in the order of ``names``.
+    names : sequence of str
+        The parameters, in order.
+    units : sequence of `~astropy.units.UnitBase`
+        The unit of each parameter; quantities are converted to it.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(len(names),)``.
+
+    Raises
+    ------
+    ValueError
+        If a parameter has no value, a sequence has the wrong length, or a value is not
+        finite.
+    """
+    if hasattr(values, "colnames") or isinstance(values, dict) or hasattr(values, "keys"):
+        out = []
+        for name, unit in zip(names, units, strict=True):
+            try:
+                v = values[name]
+            except KeyError as exc:
+                raise ValueError(f"no value for parameter {name!r}") from exc
+            v = getattr(v, "unmasked", v)  # unconstrained parameters: the value underneath
+            if isinstance(v, u.Quantity):
+                v = v.to_value(unit)
+            out.append(float(np.asarray(v)))
+        arr = np.array(out)
+    else:
+        arr = np.asarray(values, dtype=float).reshape(-1)
+        if arr.size != len(names):
+            raise ValueError(
+                f"expected {len(names)} parameter values ({list(names)}), got {arr.size}"
+            )
+    if not np.all(np.isfinite(arr)):
+        bad = [n for n, v in zip(names, arr, strict=True) if not np.isfinite(v)]
+        raise ValueError(f"parameter values must be finite; not finite: {bad}")
+    return arr

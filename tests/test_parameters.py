@@ -65,3 +65,25 @@ def test_emulator_label_values():
 def test_speed_of_light():
     assert type(C_KMS) is float
     assert C_KMS == const.c.to_value(u.km / u.s) == 299792.458
+
+
+def test_parameter_values_from_rows_mappings_and_sequences():
+    from astropy.table import QTable
+    from astropy.utils.masked import Masked
+
+    from specutils_cinn.parameters import parameter_values
+
+    names, units = ["teff", "logg", "mg_fe"], [u.K, u.dex(u.cm / u.s**2), u.dex]
+    table = QTable({"teff": [5772.0] * u.K, "logg": u.Dex([4.44], u.dex(u.cm / u.s**2)),
+                    "mg_fe": Masked([0.1] * u.dex, mask=[True])})
+    expected = np.array([5772.0, 4.44, 0.1])
+    assert np.allclose(parameter_values(table[0], names, units), expected)  # masked: underneath
+    mapping = {"teff": 5.772 * u.kK, "logg": 4.44, "mg_fe": 0.1}
+    assert np.allclose(parameter_values(mapping, names, units), expected)
+    assert np.array_equal(parameter_values([5772, 4.44, 0.1], names, units), expected)
+    with pytest.raises(ValueError, match="no value for parameter 'mg_fe'"):
+        parameter_values({"teff": 5772.0, "logg": 4.4}, names, units)
+    with pytest.raises(ValueError, match="expected 3 parameter values"):
+        parameter_values([5772.0, 4.4], names, units)
+    with pytest.raises(ValueError, match=r"not finite: \['logg'\]"):
+        parameter_values([5772.0, np.nan, 0.0], names, units)
