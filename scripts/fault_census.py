@@ -47,6 +47,7 @@ from specutils import Spectrum
 from specutils_cinn import CINNParameterEstimator, cli
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.model import EMULATOR_FILENAME, CINNModel
+from specutils_cinn.options import PredictionOptions
 
 
 class _Flags:
@@ -117,7 +118,7 @@ class Context:
         return self.est.predict(spectra, **kw)
 
     def prepare(self, spectra) -> Any:
-        return self.est._prepare(spectra, 2, 0, None, "air", None, "auto")[0]
+        return self.est._prepare(spectra, PredictionOptions(medium="air"))
 
 
 def catalogue(c: Context) -> list[Case]:

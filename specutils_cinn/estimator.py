@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,37 +14,21 @@ from astropy.table import QTable
 
 from . import __version__
 from ._checks import MAX_SEED as MAX_SEED  # re-exported: the largest seed
-from ._checks import (
-    check_batch_size,
-    check_n_samples,
-    check_quantiles,
-    check_seed,
-)
-from ._hashing import hash_rows, splitmix64
 from .calibration import PosteriorCalibration
 from .devices import resolve_device
-from .fit_check import (
-    FEATURE_SIGMA_MIN,
-    EmulatedSpectrum,
-    FitStatistics,
-    emulated_fit,
-    fit_statistics,
-)
-from .flags import RESOLUTION_TOLERANCE, VELOCITY_TOLERANCE, QualityFlag
-from .flows.conditioning import encode_inputs
+from .fit_check import EmulatedSpectrum, FitStatistics, emulated_fit, fit_statistics
 from .inputs import PreparedSpectra, prepare_spectra
 from .instruments import InstrumentSetup
 from .io import read_paths, spectra_medium
 from .model import CINNModel
-from .parameters import PHYSICAL_MINIMUM
-from .results import samples_table, summary_table
+from .options import PredictionOptions
+from .parameters import PHYSICAL_MINIMUM, parameter_values
+from .quality import EDGE_FRACTION as EDGE_FRACTION  # re-exported for one release
+from .quality import output_flags, poor_fit_threshold, row_resolving_power, velocity_offset
+from .results import PosteriorSummary, SpectrumDiagnostics, samples_table, summary_table
+from .sampling import draw_batches, inferred_rows
 
 __all__ = ["CINNParameterEstimator"]
-
-#: Upper bound on spectra x draws handled at once when ``batch_size`` is None.
-_ROWS_PER_BATCH = 2**18
-#: Fraction of a parameter's training range next to each edge where PARAMETER_AT_EDGE fires.
-EDGE_FRACTION = 0.02
 
 
 class CINNParameterEstimator:
@@ -259,10 +242,11 @@ class CINNParameterEstimator:
         Raises
         ------
         ValueError
-            If an argument is invalid (checked before any spectrum is processed), or an input
-            cannot be used as a whole (see `~specutils_cinn.inputs.prepare_spectra`: a spectral
-            axis that is no wavelength axis, a flux unit that is no flux, a spectrum without
-            uncertainty and no ``snr``). Spectra that are merely bad (no overlap, no valid
+            If an argument is invalid (checked by `~specutils_cinn.options.PredictionOptions`
+            before any file is read or spectrum processed), or an input cannot be used as a
+            whole (see `~specutils_cinn.inputs.prepare_spectra`: a spectral axis that is no
+            wavelength axis, a flux unit that is no flux, a spectrum without uncertainty and
+            no ``snr``). Spectra that are merely bad (no overlap, no valid
             pixel) are not errors: they get a row of NaN and their flags.
         TypeError
             If an input is not a specutils spectrum, collection or list of them.
@@ -277,12 +261,15 @@ class CINNParameterEstimator:
         polynomial alone (a featureless continuum) gives ``feature_sigma``, the significance of
         the stellar features; ``NO_FEATURES`` is set below 5. See :ref:`output-table`.
         """
-        levels = check_quantiles(quantiles)
-        dev, seed = self._check_options(n_samples, batch_size, device, seed, fit_chi2_threshold,
-                                        calibrated)
-        prepared, seed = self._prepare(
-            spectra, n_samples, seed, radial_velocity, medium, snr, normalize
-        )
+        opts = PredictionOptions(
+            n_samples=n_samples, quantiles=quantiles, batch_size=batch_size, device=device,
+            seed=seed, radial_velocity=radial_velocity, progress=progress, medium=medium,
+            snr=snr, normalize=normalize, fit_chi2_threshold=fit_chi2_threshold,
+            calibrated=calibrated,
+        ).with_seed()
+        dev = opts.on_device(self.device)
+        prepared = self._prepare(spectra, opts)
+        levels = opts.quantiles
         n, d, nq = prepared.n_rows, len(self.parameters), len(levels)
         median = np.full((n, d), np.nan)
         quant = np.full((n, nq, d), np.nan)
@@ -291,9 +278,8 @@ class CINNParameterEstimator:
         q_all = torch.tensor([0.5, *levels, 0.16, 0.84], dtype=torch.float32, device=dev)
         # The calibration is an affine stretch per spectrum and parameter, so it is applied to
         # the quantiles and standard deviations of the raw draws (same numbers, no extra pass).
-        calibration = self._calibration(calibrated)
-        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
-                                              calibrated=False):
+        calibration = self._calibration(opts.calibrated)
+        for rows, draws in self._draw_batches(prepared, opts, dev, None):
             qs = torch.quantile(draws, q_all, dim=1)  # [1 + Q + 2, B, D], on the device
             sd = draws.std(dim=1)
             if calibration is not None:
@@ -313,24 +299,15 @@ class CINNParameterEstimator:
         lower = self._physical_minimum()
         median = np.maximum(median, lower)
         quant = np.maximum(quant, lower)
-        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold,
-                                   prepared.resolving_power)
-        meta = self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated)
+        meta = self._meta(opts.n_samples, opts.seed, dev, opts.fit_chi2_threshold,
+                          opts.calibrated)
         meta["QUANTILE"] = list(levels)
         return summary_table(
             self.parameters,
             self.model.metadata.units,
-            median,
-            quant,
-            levels,
-            std,
-            prepared.snr,
-            prepared.coverage,
-            flags,
-            meta,
-            fit_chi2=fit.chi2,
-            feature_sigma=fit.feature_sigma,
-            fit_mismatch=fit.mismatch,
+            PosteriorSummary(median, quant, levels, std),
+            self._diagnostics(prepared, median, fit, opts),
+            meta=meta,
             unconstrained=self.model.metadata.unconstrained,
         )
 
@@ -362,40 +339,36 @@ class CINNParameterEstimator:
             plus ``snr``, ``coverage``, ``fit_chi2`` (at the posterior median, as in `predict`)
             and ``flags``. Rows without usable data hold NaN.
         """
-        dev, seed = self._check_options(n_samples, batch_size, device, seed, fit_chi2_threshold,
-                                        calibrated)
-        prepared, seed = self._prepare(
-            spectra, n_samples, seed, radial_velocity, medium, snr, normalize
-        )
+        opts = PredictionOptions(
+            n_samples=n_samples, batch_size=batch_size, device=device, seed=seed,
+            radial_velocity=radial_velocity, progress=progress, medium=medium, snr=snr,
+            normalize=normalize, fit_chi2_threshold=fit_chi2_threshold, calibrated=calibrated,
+        ).with_seed()
+        dev = opts.on_device(self.device)
+        prepared = self._prepare(spectra, opts)
+        n_samples = opts.n_samples
+        calibration = self._calibration(opts.calibrated)
         draws_all = np.full(
             (prepared.n_rows, n_samples, len(self.parameters)), np.nan, dtype=np.float32
         )
         median = np.full((prepared.n_rows, len(self.parameters)), np.nan)
         q16, q84 = median.copy(), median.copy()
         levels = torch.tensor([0.16, 0.5, 0.84], device=dev)
-        for rows, draws in self._draw_batches(prepared, n_samples, batch_size, dev, seed, progress,
-                                              calibrated):
+        for rows, draws in self._draw_batches(prepared, opts, dev, calibration):
             draws_all[rows] = draws.cpu().numpy()
             qs = torch.quantile(draws, levels.to(draws.dtype), dim=1).cpu().numpy()
             q16[rows], median[rows], q84[rows] = qs
         fit = self._fit_statistics(prepared, median, dev)
-        k = self._mismatch_widening(self._calibration(calibrated), q16, q84, fit)
+        k = self._mismatch_widening(calibration, q16, q84, fit)
         draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
                      ).astype(np.float32)
         draws_all = np.maximum(draws_all, self._physical_minimum().astype(np.float32))
-        flags = self._output_flags(prepared, median, fit, fit_chi2_threshold,
-                                   prepared.resolving_power)
         return samples_table(
             self.parameters,
             self.model.metadata.units,
             draws_all,
-            prepared.snr,
-            prepared.coverage,
-            flags,
-            self._meta(n_samples, seed, dev, fit_chi2_threshold, calibrated),
-            fit_chi2=fit.chi2,
-            feature_sigma=fit.feature_sigma,
-            fit_mismatch=fit.mismatch,
+            self._diagnostics(prepared, median, fit, opts),
+            meta=self._meta(n_samples, opts.seed, dev, opts.fit_chi2_threshold, opts.calibrated),
             unconstrained=self.model.metadata.unconstrained,
         )
 
@@ -442,28 +415,28 @@ class CINNParameterEstimator:
         Raises
         ------
         ValueError
-            If the model has no emulator, the input holds more than one spectrum, or a
-            parameter value is missing or not finite.
+            If an argument is invalid (checked first, as in `predict`), the model has no
+            emulator, the input holds more than one spectrum, or a parameter value is missing
+            or not finite.
         """
+        opts = PredictionOptions(radial_velocity=radial_velocity, medium=medium, snr=snr,
+                                 normalize=normalize, device=device)
         fe = self.model.emulator
         if fe is None:
             raise ValueError(
                 f"model {self.model.metadata.full_name!r} has no spectrum emulator"
             )
-        values = self._parameter_values(parameters)
-        prepared, _ = self._prepare(spectrum, 2, 0, radial_velocity, medium, snr, normalize)
+        values = parameter_values(parameters, self.parameters, self.model.metadata.units)
+        prepared = self._prepare(spectrum, opts)
         if prepared.n_rows != 1:
             raise ValueError(
                 f"emulated_spectrum takes one spectrum, got {prepared.n_rows}; index the "
                 "input, e.g. spectrum[i]"
             )
-        dev = self.device if device is None else resolve_device(device)
-        vsini_max = None
-        if "vsini" in self.parameters:
-            vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
         emulated, used = emulated_fit(fe, self.parameters, values[None, :], prepared.flux,
-                                      prepared.sigma, prepared.valid, device=dev,
-                                      vsini_max=vsini_max)
+                                      prepared.sigma, prepared.valid,
+                                      device=opts.on_device(self.device),
+                                      vsini_max=self._vsini_max())
         valid = prepared.valid[0]
         floor = np.full(valid.shape, np.nan)
         floor[fe.model_index] = fe.floor
@@ -476,47 +449,11 @@ class CINNParameterEstimator:
             error_floor=floor,
         )
 
-    def _parameter_values(self, parameters: Any) -> np.ndarray:
-        """[D] parameter values in the model's units from a table row, mapping or sequence."""
-        names = self.parameters
-        if hasattr(parameters, "colnames") or isinstance(parameters, dict) or hasattr(
-            parameters, "keys"
-        ):
-            out = []
-            for name, unit in zip(names, self.model.metadata.units, strict=True):
-                try:
-                    v = parameters[name]
-                except KeyError as exc:
-                    raise ValueError(f"no value for parameter {name!r}") from exc
-                v = getattr(v, "unmasked", v)  # unconstrained parameters: the value underneath
-                if isinstance(v, u.Quantity):
-                    v = v.to_value(unit)
-                out.append(float(np.asarray(v)))
-            values = np.array(out)
-        else:
-            values = np.asarray(parameters, dtype=float).reshape(-1)
-            if values.size != len(names):
-                raise ValueError(
-                    f"expected {len(names)} parameter values ({names}), got {values.size}"
-                )
-        if not np.all(np.isfinite(values)):
-            bad = [n for n, v in zip(names, values, strict=True) if not np.isfinite(v)]
-            raise ValueError(f"parameter values must be finite; not finite: {bad}")
-        return values
-
     # ------------------------------------------------------------------ internals
-    def _prepare(
-        self,
-        spectra: Any,
-        n_samples: int,
-        seed: int | None,
-        radial_velocity: u.Quantity | None,
-        medium: str | None,
-        snr: float | np.ndarray | str | None,
-        normalize: bool | str,
-    ) -> tuple[PreparedSpectra, int]:
-        check_n_samples(n_samples)
-        seed = check_seed(seed)
+    def _prepare(self, spectra: Any, options: PredictionOptions) -> PreparedSpectra:
+        """Read file paths and bring the spectra to the model's grid, in its convention."""
+        radial_velocity, medium, snr = options.radial_velocity, options.medium, options.snr
+        normalize = options.normalize
         spectra = read_paths(spectra)  # file paths: Spectrum.read
         if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
             medium = spectra_medium(spectra)
@@ -536,94 +473,23 @@ class CINNParameterEstimator:
             continuum_degree=int(norm.get("degree", 3)),
             continuum_iterations=int(norm.get("n_iter", 5)),
         )
-        rp = _row_resolving_power(spectra, prepared)
+        rp = row_resolving_power(spectra, prepared)
         if rp is not None:
             prepared = dataclasses.replace(prepared, resolving_power=rp)
-        return prepared, seed
-
-    def _check_options(
-        self,
-        n_samples: Any,
-        batch_size: Any,
-        device: Any,
-        seed: Any,
-        fit_chi2_threshold: Any,
-        calibrated: Any,
-    ) -> tuple[torch.device, int]:
-        """Check the estimator's own arguments before any work; return (device, seed).
-
-        A seed of None is drawn here. The input arguments (``medium``, ``snr``, ...) are
-        checked by `~specutils_cinn.inputs.prepare_spectra` before it resamples anything.
-        """
-        check_n_samples(n_samples)
-        check_batch_size(batch_size)
-        self._threshold(fit_chi2_threshold)
-        self._calibration(calibrated)
-        dev = self.device if device is None else resolve_device(device)
-        return dev, check_seed(seed)
+        return prepared
 
     def _draw_batches(
         self,
         prepared: PreparedSpectra,
-        n_samples: int,
-        batch_size: int | None,
+        options: PredictionOptions,
         device: torch.device,
-        seed: int,
-        progress: bool | None,
-        calibrated: bool = True,
-    ):
+        calibration: PosteriorCalibration | None = None,
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Yield (row indices, physical-unit draws [B, S, D] on ``device``) per batch."""
-        from tqdm.auto import tqdm
-
-        rows_all = np.flatnonzero(_inferred(prepared))
-        check_batch_size(batch_size)
-        if batch_size is None:
-            batch_size = int(np.clip(_ROWS_PER_BATCH // n_samples, 1, 4096))
-        network = self.model.network.to(device)
-        mean = torch.as_tensor(self.model.metadata.label_mean, dtype=torch.float32, device=device)
-        scale = torch.as_tensor(self.model.metadata.label_std, dtype=torch.float32, device=device)
-        generator = torch.Generator(device=device)
-        row_seeds = _row_seeds(seed, prepared)
-        n_params = len(self.parameters)
-        report = progress if callable(progress) else None
-        if report is not None:
-            show = False
-        else:
-            show = sys.stderr.isatty() if progress is None else bool(progress)
-        calibration = self._calibration(calibrated)
-        with (
-            torch.inference_mode(),
-            tqdm(
-                total=len(rows_all), disable=not show, unit="spectra", desc="cINN posterior"
-            ) as bar,
-        ):
-            for start in range(0, len(rows_all), batch_size):
-                rows = rows_all[start : start + batch_size]
-                inputs = encode_inputs(
-                    torch.from_numpy(prepared.flux[rows]).to(device, non_blocking=True),
-                    torch.from_numpy(prepared.sigma[rows]).to(device, non_blocking=True),
-                    torch.from_numpy(prepared.valid[rows]).to(device, non_blocking=True),
-                )
-                features = network.condition(inputs)
-                # one random stream per spectrum, keyed by the seed and its content: a row's
-                # draws do not depend on the other spectra, their order or the batch size
-                z = torch.empty((len(rows), n_samples, n_params), dtype=features.dtype,
-                                device=device)
-                for i, row_seed in enumerate(row_seeds[rows].tolist()):
-                    generator.manual_seed(row_seed)
-                    z[i] = torch.randn((n_samples, n_params), generator=generator,
-                                       dtype=features.dtype, device=device)
-                draws = network.reverse_draws(z, features) * scale + mean
-                if calibration is not None:
-                    draws = calibration.apply(draws, self.parameters)
-                yield rows, draws
-                bar.update(len(rows))
-                if report is not None:
-                    report(start + len(rows), len(rows_all))
+        return draw_batches(self.model, prepared, options, device, calibration)
 
     def _calibration(self, calibrated: bool) -> PosteriorCalibration | None:
-        if not isinstance(calibrated, (bool, np.bool_)):
-            raise ValueError(f"calibrated must be True or False, got {calibrated!r}")
+        """The model's posterior calibration if ``calibrated`` (and it has one), else None."""
         return self.model.metadata.posterior_calibration if calibrated else None
 
     def _physical_minimum(self) -> np.ndarray:
@@ -644,23 +510,6 @@ class CINNParameterEstimator:
         ).numpy()
         return np.where(np.isfinite(k), k, ones)
 
-    def _threshold(self, override: float | None) -> float | None:
-        """The POOR_FIT threshold; an invalid override raises even without an emulator."""
-        if override is not None:
-            if (
-                isinstance(override, bool)
-                or not isinstance(override, (int, float, np.number))
-                or not float(override) > 0
-                or not np.isfinite(float(override))
-            ):
-                raise ValueError(
-                    f"fit_chi2_threshold must be a positive finite number, got {override!r}"
-                )
-        spec = self.model.metadata.emulator
-        if spec is None:
-            return None
-        return spec.chi2_threshold if override is None else float(override)
-
     def _fit_statistics(
         self, prepared: PreparedSpectra, median: np.ndarray, device: torch.device
     ) -> FitStatistics:
@@ -669,11 +518,31 @@ class CINNParameterEstimator:
         if fe is None:
             nan = np.full(prepared.n_rows, np.nan)
             return FitStatistics(nan, nan.copy(), nan.copy())
-        vsini_max = None
-        if "vsini" in self.parameters:  # like the labels, clipped to the training range
-            vsini_max = self.model.metadata.ranges[self.parameters.index("vsini")][1]
         return fit_statistics(fe, self.parameters, median, prepared.flux, prepared.sigma,
-                              prepared.valid, device=device, vsini_max=vsini_max)
+                              prepared.valid, device=device, vsini_max=self._vsini_max())
+
+    def _vsini_max(self) -> float | None:
+        """Top of vsini's training range (the emulator clips to it); None without vsini."""
+        if "vsini" not in self.parameters:
+            return None
+        return self.model.metadata.ranges[self.parameters.index("vsini")][1]
+
+    def _diagnostics(
+        self,
+        prepared: PreparedSpectra,
+        median: np.ndarray,
+        fit: FitStatistics,
+        options: PredictionOptions,
+    ) -> SpectrumDiagnostics:
+        """The per-spectrum columns of the results: S/N, coverage, fit and flags."""
+        return SpectrumDiagnostics(
+            snr=prepared.snr,
+            coverage=prepared.coverage,
+            flags=self._output_flags(prepared, median, fit, options.fit_chi2_threshold),
+            fit_chi2=fit.chi2,
+            feature_sigma=fit.feature_sigma,
+            fit_mismatch=fit.mismatch,
+        )
 
     def _output_flags(
         self,
@@ -681,61 +550,21 @@ class CINNParameterEstimator:
         median: np.ndarray,
         fit: FitStatistics | None = None,
         fit_chi2_threshold: float | None = None,
-        input_resolving_power: np.ndarray | None = None,
     ) -> np.ndarray:
+        """[N] flags of the output rows (`specutils_cinn.quality.output_flags`)."""
         md = self.model.metadata
-        flags = prepared.flags.astype(np.int32).copy()
-        # Parameters the model does not constrain (their posterior is the prior) say nothing
-        # about whether a spectrum sits at the edge of the training range.
-        cols = [j for j, p in enumerate(self.parameters) if p not in md.unconstrained]
-        lo, hi = md.ranges[cols, 0], md.ranges[cols, 1]
-        margin = EDGE_FRACTION * (hi - lo)
-        med = median[:, cols]
-        with np.errstate(invalid="ignore"):
-            edge = ((med < lo + margin) | (med > hi - margin)).any(axis=1)
-            inside = ((med >= lo) & (med <= hi)).all(axis=1)  # False for NaN
-            low_snr = prepared.snr < md.snr_range[0]
-            high_snr = prepared.snr > md.snr_range[1]
-        flags[edge] |= int(QualityFlag.PARAMETER_AT_EDGE)
-        flags[_inferred(prepared) & ~inside] |= int(QualityFlag.OUTSIDE_TRAINING_RANGE)
-        flags[low_snr] |= int(QualityFlag.LOW_SNR)
-        flags[high_snr] |= int(QualityFlag.HIGH_SNR)
-        offset = self._velocity_offset(prepared)
-        flags[offset] |= int(QualityFlag.VELOCITY_OFFSET)
-        if input_resolving_power is not None:
-            with np.errstate(invalid="ignore"):
-                off = np.abs(input_resolving_power / self._typical_resolving_power() - 1.0)
-            flags[off > RESOLUTION_TOLERANCE] |= int(QualityFlag.RESOLUTION_MISMATCH)
-        threshold = self._threshold(fit_chi2_threshold)
-        if threshold is not None and fit is not None:
-            with np.errstate(invalid="ignore"):
-                flags[fit.chi2 > threshold] |= int(QualityFlag.POOR_FIT)
-                flags[fit.feature_sigma < FEATURE_SIGMA_MIN] |= int(QualityFlag.NO_FEATURES)
-        return flags
-
-    def _typical_resolving_power(self) -> float:
-        """The model's resolving power at the middle of each segment, median over segments."""
-        mid = np.array([0.5 * (s.start + s.stop) for s in self.model.metadata.grid.segments])
-        return float(np.median(self.instrument_setup.resolving_power_at(mid)))
+        return output_flags(md, prepared, median, fit=fit,
+                            threshold=poor_fit_threshold(md, fit_chi2_threshold),
+                            offset=self._velocity_offset(prepared))
 
     def _velocity_offset(self, prepared: PreparedSpectra) -> np.ndarray:
-        """Rows whose rest-frame spectrum still matches the emulated solar template best at
-        a velocity beyond ``VELOCITY_TOLERANCE`` and 3 sigma (False without an emulator)."""
-        out = np.zeros(prepared.n_rows, bool)
-        rows = np.flatnonzero(_inferred(prepared))
-        if self.model.emulator is None or rows.size == 0:
-            return out
-        from .rv import emulated_template, velocity_of_prepared
+        """[N] rows flagged VELOCITY_OFFSET; the emulated template is built on first use."""
+        if (self._velocity_template is None and self.model.emulator is not None
+                and inferred_rows(prepared).any()):
+            from .rv import emulated_template
 
-        if self._velocity_template is None:
             self._velocity_template = emulated_template(self.model, None)
-        # one search over all rows (vectorised); only the inferred rows are flagged
-        v = velocity_of_prepared(self.model, prepared, self._velocity_template, _VELOCITY_SEARCH,
-                                 oversample=1)
-        rv, err = v.rv.to_value(u.km / u.s), v.rv_err.to_value(u.km / u.s)
-        with np.errstate(invalid="ignore"):
-            out[rows] = ((np.abs(rv) > VELOCITY_TOLERANCE) & (np.abs(rv) > 3.0 * err))[rows]
-        return out
+        return velocity_offset(self.model, prepared, self._velocity_template)
 
     def _meta(
         self,
@@ -745,8 +574,9 @@ class CINNParameterEstimator:
         fit_chi2_threshold: float | None = None,
         calibrated: bool = True,
     ) -> dict[str, Any]:
+        """The ``table.meta`` of a results table (see :ref:`output-table`)."""
         md = self.model.metadata
-        threshold = self._threshold(fit_chi2_threshold)
+        threshold = poor_fit_threshold(md, fit_chi2_threshold)
         extra = {} if threshold is None else {"FITTHR": threshold}
         extra["POSTCAL"] = self._calibration(calibrated) is not None
         if md.unconstrained:
@@ -769,60 +599,3 @@ class CINNParameterEstimator:
             "PKGVER": __version__,
             **extra,
         }
-
-
-def _row_seeds(seed: int, prepared: PreparedSpectra) -> np.ndarray:
-    """Seed of each row's random stream: the user's seed mixed with the row's content hash.
-
-    The hash is `~specutils_cinn.inputs.PreparedSpectra.content_hash`, or, where that is
-    not known, a hash of the prepared arrays. Seeds are below 2**63 (torch accepts them).
-    """
-    content = prepared.content_hash
-    if content is None:
-        content = splitmix64(
-            hash_rows(prepared.flux, 1) ^ splitmix64(hash_rows(prepared.sigma, 2))
-            ^ hash_rows(prepared.valid, 3)
-        )
-    mixed = splitmix64(np.asarray(content, dtype=np.uint64) ^ splitmix64(np.uint64(seed)))
-    return (mixed >> np.uint64(1)).astype(np.int64)
-
-
-def _inferred(prepared: PreparedSpectra) -> np.ndarray:
-    """Rows that go through the network (the others hold NaN)."""
-    hopeless = QualityFlag.NO_OVERLAP | QualityFlag.NO_VALID_DATA
-    return ((prepared.flags & hopeless) == 0) & (prepared.coverage > 0)
-
-
-#: Velocities (km/s) the rest-frame check of VELOCITY_OFFSET searches.
-_VELOCITY_SEARCH = (-300.0, 300.0)
-
-
-def _meta_resolving_power(meta: Any) -> float:
-    """A spectrum's ``meta["resolving_power"]`` as one number (median over segments); NaN if
-    absent or not a positive number."""
-    value = meta.get("resolving_power") if hasattr(meta, "get") else None
-    if isinstance(value, dict):
-        nums = [v for v in value.values() if isinstance(v, (int, float)) and not isinstance(
-            v, bool)]
-        value = float(np.median(nums)) if nums else None
-    try:
-        r = float(value)
-    except (TypeError, ValueError):
-        return np.nan
-    return r if np.isfinite(r) and r > 0 else np.nan
-
-
-def _row_resolving_power(spectra: Any, prepared: PreparedSpectra) -> np.ndarray | None:
-    """``meta["resolving_power"]`` of the spectrum behind each row (NaN where absent), or None
-    when no input has one."""
-    items = list(spectra) if isinstance(spectra, (list, tuple)) else [spectra]
-    out = np.full(prepared.n_rows, np.nan)
-    for row, (src, path) in enumerate(zip(prepared.source, prepared.source_index,
-                                          strict=True)):
-        obj = items[int(src)]
-        for k in path:
-            if not isinstance(obj, (list, tuple)):
-                break
-            obj = obj[k]
-        out[row] = _meta_resolving_power(getattr(obj, "meta", None) or {})
-    return None if np.all(np.isnan(out)) else out

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from astropy import units as u
+from astropy.nddata import StdDevUncertainty
+from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.options import PredictionOptions
@@ -110,3 +112,56 @@ def test_on_device_and_input_options():
     rv = 3.0 * u.km / u.s
     assert PredictionOptions(radial_velocity=rv, snr=9.0).input_options() == {
         "radial_velocity": rv, "medium": None, "snr": 9.0, "normalize": "auto"}
+
+
+# ------------------------------------------------- the estimator checks before any work
+@pytest.fixture(scope="module")
+def est_and_spectrum(linear_gaussian_model):
+    prob, model = linear_gaussian_model
+    est = CINNParameterEstimator(model, device="cpu")
+    y, _ = prob.observations(n=2, seed=5)
+    spectrum = Spectrum(flux=y * u.one, spectral_axis=prob.grid.wavelength,
+                        uncertainty=StdDevUncertainty(np.full(y.shape, prob.sigma)))
+    return est, spectrum
+
+
+def _refuse_work(monkeypatch):
+    import specutils_cinn.estimator as estimator_module
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the options were checked")
+
+    for name in ("read_paths", "prepare_spectra", "draw_batches"):
+        monkeypatch.setattr(estimator_module, name, no_work)
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "name"),
+    [("predict", kw, m) for kw, m in BAD_OPTIONS]
+    + [("sample_posterior", kw, m) for kw, m in BAD_OPTIONS if "quantiles" not in kw],
+)
+def test_inference_methods_check_every_option_before_reading(est_and_spectrum, monkeypatch,
+                                                             method, kwargs, name):
+    est, _ = est_and_spectrum
+    _refuse_work(monkeypatch)
+    # a file that does not exist: the options are refused before it is looked for
+    with pytest.raises(ValueError, match=name):
+        getattr(est, method)("/nonexistent/spectrum.fits", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [(kw, m) for kw, m in BAD_OPTIONS
+     if set(kw) <= {"radial_velocity", "medium", "snr", "normalize", "device"}],
+)
+def test_emulated_spectrum_checks_its_options_first(est_and_spectrum, monkeypatch, kwargs, name):
+    est, spectrum = est_and_spectrum
+    _refuse_work(monkeypatch)
+    with pytest.raises(ValueError, match=name):
+        est.emulated_spectrum(spectrum, np.zeros(len(est.parameters)), **kwargs)
+
+
+def test_emulated_spectrum_with_good_options_reaches_its_own_checks(est_and_spectrum):
+    est, spectrum = est_and_spectrum  # the test model has no emulator
+    with pytest.raises(ValueError, match="no spectrum emulator"):
+        est.emulated_spectrum(spectrum, np.zeros(len(est.parameters)), medium="air")
