@@ -149,22 +149,6 @@ class PredictionOptions:
         """
         return default if self.device is None else self.device
 
-    def input_options(self) -> dict[str, Any]:
-        """The options about the inputs, as keyword arguments of
-        `~specutils_cinn.inputs.prepare_spectra`.
-
-        Returns
-        -------
-        dict
-            ``radial_velocity``, ``medium`` (possibly None), ``snr`` and ``normalize``.
-        """
-        return {
-            "radial_velocity": self.radial_velocity,
-            "medium": self.medium,
-            "snr": self.snr,
-            "normalize": self.normalize,
-        }
-
 
 def _is_auto(value: Any) -> bool:
     return isinstance(value, str) and value == "auto"

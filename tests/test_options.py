@@ -106,12 +106,9 @@ def test_with_seed_draws_once_and_keeps_a_given_seed():
     assert drawn.with_seed() is drawn
 
 
-def test_on_device_and_input_options():
+def test_on_device():
     assert PredictionOptions().on_device(torch.device("cpu")) == torch.device("cpu")
     assert PredictionOptions(device="cpu").on_device(torch.device("meta")).type == "cpu"
-    rv = 3.0 * u.km / u.s
-    assert PredictionOptions(radial_velocity=rv, snr=9.0).input_options() == {
-        "radial_velocity": rv, "medium": None, "snr": 9.0, "normalize": "auto"}
 
 
 # ------------------------------------------------- the estimator checks before any work
