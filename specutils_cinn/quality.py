@@ -22,7 +22,7 @@ from .sampling import inferred_rows
 
 if TYPE_CHECKING:
     from .inputs import PreparedSpectra
-    from .models import CINNModel, ModelMetadata
+    from .model import CINNModel, ModelMetadata
 
 __all__ = [
     "EDGE_FRACTION",
@@ -102,7 +102,7 @@ def typical_resolving_power(metadata: ModelMetadata) -> float:
 
     Parameters
     ----------
-    metadata : `~specutils_cinn.models.ModelMetadata`
+    metadata : `~specutils_cinn.model.ModelMetadata`
         The model's metadata.
 
     Returns
@@ -119,7 +119,7 @@ def poor_fit_threshold(metadata: ModelMetadata, override: float | None = None) -
 
     Parameters
     ----------
-    metadata : `~specutils_cinn.models.ModelMetadata`
+    metadata : `~specutils_cinn.model.ModelMetadata`
         The model's metadata.
     override : float, optional
         A positive finite threshold (``fit_chi2_threshold``, as checked by
@@ -147,7 +147,7 @@ def velocity_offset(
 
     Parameters
     ----------
-    model : `~specutils_cinn.models.CINNModel`
+    model : `~specutils_cinn.model.CINNModel`
         The model (its grid, normalization and spectrum emulator).
     prepared : `~specutils_cinn.inputs.PreparedSpectra`
         The prepared spectra (in the rest frame).
@@ -190,7 +190,7 @@ def output_flags(
 
     Parameters
     ----------
-    metadata : `~specutils_cinn.models.ModelMetadata`
+    metadata : `~specutils_cinn.model.ModelMetadata`
         The model's metadata (training ranges, S/N range, resolving power, unconstrained
         parameters).
     prepared : `~specutils_cinn.inputs.PreparedSpectra`

@@ -22,7 +22,7 @@ from .flows.conditioning import encode_inputs
 if TYPE_CHECKING:
     from .calibration import PosteriorCalibration
     from .inputs import PreparedSpectra
-    from .models import CINNModel
+    from .model import CINNModel
     from .options import PredictionOptions
 
 __all__ = ["ROWS_PER_BATCH", "default_batch_size", "draw_batches", "inferred_rows", "row_seeds"]
@@ -103,7 +103,7 @@ def draw_batches(
 
     Parameters
     ----------
-    model : `~specutils_cinn.models.CINNModel`
+    model : `~specutils_cinn.model.CINNModel`
         The model; its network is moved to ``device``.
     prepared : `~specutils_cinn.inputs.PreparedSpectra`
         The spectra on the model's grid.
