@@ -17,3 +17,23 @@ def test_describe_chi2():
     d = describe_chi2(np.array([np.nan, 1.0, 3.0, 2.0]))
     assert d["n"] == 3 and d["min"] == 1.0 and d["median"] == 2.0 and d["max"] == 3.0
     assert describe_chi2(np.array([np.nan])) == {"n": 0}
+
+
+def test_chi2_at_the_posterior_median_is_the_fit_chi2_of_predict():
+    """The calibration recomputes fit_chi2 through the estimator's own preparation."""
+    from importlib import resources
+
+    from specutils import Spectrum
+
+    from specutils_cinn import CINNParameterEstimator
+    from specutils_cinn.calibration import fit_flag
+
+    est = CINNParameterEstimator.from_pretrained(device="cpu")
+    path = resources.files("specutils_cinn") / "data" / "sun_4most_hr_example.fits"
+    with resources.as_file(path) as p:
+        sun = Spectrum.read(p, format="tabular-fits")
+    table = est.predict(sun, n_samples=100, seed=1, progress=False)
+    median = np.column_stack([np.asarray(getattr(table[p], "unmasked", table[p]).value)
+                              for p in est.parameters])
+    chi2 = fit_flag._chi2_at(est, sun, median)
+    np.testing.assert_allclose(chi2, np.asarray(table["fit_chi2"]), rtol=1e-6)
