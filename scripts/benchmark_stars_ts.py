@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import BENCHMARKS, NARVAL_R, read_narval, rst_table, telluric_mask  # noqa: E402
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid  # noqa: E402
+from specutils_cinn.inputs.normalization import normalize_continuum  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
-from specutils_cinn.normalisation import normalize_continuum  # noqa: E402
 from specutils_cinn.synthesis import find_synthesis, synthesize  # noqa: E402
 from specutils_cinn.synthesis.loggf import calibrated_line_lists  # noqa: E402
 

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
+from specutils_cinn.inputs import Normalization
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
 from specutils_cinn.model import sha256_file
-from specutils_cinn.normalisation import normalize_continuum
 from specutils_cinn.training import TrainingSet, save_training_set
 
 LABELS = ["teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "li_fe"]
 
 #: Pseudo-continuum normalisation applied to the training spectra; the models declare it in their
 #: metadata and the estimator applies the same normaliser to every input spectrum.
-NORMALIZATION = {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}
+NORMALIZATION = Normalization("pseudo-continuum", degree=3, n_iter=5)
 
 #: HR model grid: the 4MOST HR arms at 0.1 A, inset by 0.5 A from the seed grid's ends so that
 #: the LSF never reaches beyond the synthetic spectra.
@@ -87,7 +87,8 @@ def main() -> None:
                  "limb darkening 0.6",
         "instrument": "Gaussian LSF at the 4MOST resolving power, flux-conserving pixel binning",
         "normalization": "noise-free spectra divided by the pseudo-continuum of "
-                         f"specutils_cinn.normalisation.normalize_continuum {NORMALIZATION}",
+                         f"specutils_cinn.inputs.normalization.normalize_continuum "
+                         f"{NORMALIZATION.to_dict()}",
         "script": "scripts/prepare_seed_training_sets.py",
         "seed": args.seed,
         "group": "star",
@@ -139,16 +140,14 @@ def _degrade_chunks(wave: np.ndarray, flux: np.ndarray, setup: InstrumentSetup,
             rows = slice(i, min(i + chunk, n_star))
             res = degrade(wave, flux[rows], setup, vsini=vsini[rows, j])
             out[np.arange(rows.start, rows.stop) * k + j] = res
-    normalised = np.empty_like(out)
+    normalized = np.empty_like(out)
     for i in range(0, out.shape[0], 256):
         f = out[i:i + 256]
-        fn, _, ok = normalize_continuum(f, None, np.ones(f.shape, bool), setup.grid,
-                                        degree=NORMALIZATION["degree"],
-                                        n_iter=NORMALIZATION["n_iter"])
+        fn, _, ok = NORMALIZATION.apply(f, None, np.ones(f.shape, bool), setup.grid)
         if not ok.all():
             raise RuntimeError("continuum fit failed on a noise-free training spectrum")
-        normalised[i:i + 256] = fn
-    return normalised
+        normalized[i:i + 256] = fn
+    return normalized
 
 
 if __name__ == "__main__":

@@ -67,9 +67,8 @@ class EmulatorFit:
         self.est = est
         self.fe = est.model.emulator
         self.names = est.parameters
-        self.prep = prepare_spectra(spectrum, md.grid, normalize=True,
-                                    continuum_degree=int(md.normalization.get("degree", 3)),
-                                    continuum_iterations=int(md.normalization.get("n_iter", 5)))
+        self.prep = prepare_spectra(spectrum, md.grid,
+                                    **md.normalization.prepare_arguments(normalize=True))
         self.defaults = {n: 0.0 for n in self.names}
         self.defaults.update({"vmic": 1.0, "vsini": 2.0, "li_fe": 0.0})
 

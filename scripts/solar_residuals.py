@@ -30,8 +30,8 @@ from types import SimpleNamespace
 import numpy as np
 from astropy.io import fits
 
+from specutils_cinn.inputs.normalization import normalize_continuum
 from specutils_cinn.instruments import degrade, fourmost_setup
-from specutils_cinn.normalisation import normalize_continuum
 from specutils_cinn.synthesis import find_synthesis, synthesize
 
 SUN = {"teff": 5772.0, "logg": 4.44, "fe_h": 0.0, "vmic": 1.0, "mg_fe": 0.0, "ca_fe": 0.0,

@@ -458,20 +458,16 @@ class CINNParameterEstimator:
         if medium is None:  # from meta["medium"], which the readers of specutils_cinn.io set
             medium = spectra_medium(spectra)
         md = self.model.metadata
-        norm = md.normalization
-        if norm.get("kind") == "pseudo-continuum" and normalize == "auto":
-            # The model saw spectra divided by this very normaliser: apply it to every input,
-            # normalised or not, so that all reach the network in the training convention.
-            normalize = True
+        # a pseudo-continuum model saw spectra divided by this very normalizer: "auto" applies
+        # it to every input, normalized or not, so that all reach the network in the training
+        # convention
         prepared = prepare_spectra(
             spectra,
             md.grid,
             radial_velocity=radial_velocity,
             medium=medium,
             snr=snr,
-            normalize=normalize,
-            continuum_degree=int(norm.get("degree", 3)),
-            continuum_iterations=int(norm.get("n_iter", 5)),
+            **md.normalization.prepare_arguments(normalize),
         )
         rp = row_resolving_power(spectra, prepared)
         if rp is not None:

@@ -249,12 +249,9 @@ def estimate_radial_velocity(
     spectra = read_paths(spectra)
     if medium is None:
         medium = spectra_medium(spectra)
-    norm = md.normalization
-    normalize: bool | str = True if norm.get("kind") == "pseudo-continuum" else "auto"
     prepared = prepare_spectra(
         spectra, md.grid, radial_velocity=0.0 * u.km / u.s, medium=medium, snr=snr,
-        normalize=normalize, continuum_degree=int(norm.get("degree", 3)),
-        continuum_iterations=int(norm.get("n_iter", 5)),
+        **md.normalization.prepare_arguments("auto"),
     )
     return velocity_of_prepared(model, prepared, tmpl, (lo, hi))
 

@@ -21,7 +21,7 @@ import json
 import math
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from .devices import resolve_device
 from .flows import build_cinn
 from .flows.conditioning import encode_inputs
 from .grid import WavelengthGrid
+from .inputs.normalization import Normalization
 from .model import CINNModel, ModelMetadata
-from .normalisation import normalize_continuum
 from .parameters import parameter_unit
 
 __all__ = [
@@ -314,13 +314,13 @@ def renormalize_batch(
     sigma: torch.Tensor,
     valid: torch.Tensor,
     grid: WavelengthGrid,
-    normalization: dict[str, Any],
+    normalization: Normalization | Mapping[str, Any],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Apply the model's input normalisation to augmented (noisy) training spectra.
+    """Apply the model's input normalization to augmented (noisy) training spectra.
 
-    For ``normalization["kind"] == "pseudo-continuum"`` the noisy spectra are divided by the
-    same clipped polynomial continuum (`specutils_cinn.normalisation.normalize_continuum`)
-    that the estimator fits to observed spectra, so training and inference see the same
+    For the kind ``"pseudo-continuum"`` the noisy spectra are divided by the same clipped
+    polynomial continuum (`specutils_cinn.inputs.Normalization.apply`) that the estimator
+    fits to observed spectra, so training and inference see the same
     convention, noise included (a clipped fit to a noisy spectrum sits slightly higher than
     one to the noise-free spectrum). Other kinds are returned unchanged.
 
@@ -332,24 +332,28 @@ def renormalize_batch(
         Usable pixels.
     grid : `~specutils_cinn.grid.WavelengthGrid`
         The model grid (one continuum per segment).
-    normalization : dict
-        The model's normalisation convention (``kind``, ``degree``, ``n_iter``).
+    normalization : `~specutils_cinn.inputs.Normalization` or dict
+        The model's normalization convention (``kind``, ``degree``, ``n_iter``).
 
     Returns
     -------
     flux, sigma, valid : Tensor
         Normalised flux and uncertainty (NaN where the fit failed) and the updated mask.
     """
-    if normalization.get("kind") != "pseudo-continuum":
+    norm = _as_normalization(normalization)
+    if not norm.fits_continuum:
         return flux, sigma, valid
-    f, s, v = normalize_continuum(
-        flux.cpu().numpy(), sigma.cpu().numpy(), valid.cpu().numpy(), grid,
-        degree=int(normalization.get("degree", 3)), n_iter=int(normalization.get("n_iter", 5)),
-    )
+    f, s, v = norm.apply(flux.cpu().numpy(), sigma.cpu().numpy(), valid.cpu().numpy(), grid)
     dev = flux.device
     return (torch.as_tensor(f, dtype=flux.dtype, device=dev),
             torch.as_tensor(s, dtype=sigma.dtype, device=dev),
             torch.as_tensor(v, device=dev))
+
+
+def _as_normalization(normalization: Normalization | Mapping[str, Any]) -> Normalization:
+    if isinstance(normalization, Normalization):
+        return normalization
+    return Normalization.from_dict(normalization)
 
 
 def _lr_factor(step: int, config: TrainingConfig) -> float:
@@ -495,7 +499,7 @@ def train_model(
     name: str,
     version: str,
     description: str = "",
-    normalization: dict[str, Any] | None = None,
+    normalization: Normalization | Mapping[str, Any] | None = None,
     parameter_ranges: dict[str, Sequence[float]] | None = None,
     holdout: TrainingSet | None = None,
     selection: TrainingSet | None = None,
@@ -522,8 +526,8 @@ def train_model(
         Model name and version recorded in the metadata.
     description : str, optional
         One-line description for ``specutils-cinn models``.
-    normalization : dict, optional
-        The input normalisation convention; default ``{"kind": "continuum"}``.
+    normalization : `~specutils_cinn.inputs.Normalization` or dict, optional
+        The input normalization convention; default ``{"kind": "continuum"}``.
     parameter_ranges : dict, optional
         Training-range limits per parameter (default: the label minimum and maximum, or the
         simulator's prior ranges).
@@ -561,7 +565,7 @@ def train_model(
     arch = dict(architecture, n_params=len(src.parameters), npix=src.grid.npix)
     network = build_cinn(arch).to(device)
     ranges = {**src.ranges, **(parameter_ranges or {})}
-    norm = normalization or {"kind": "continuum"}
+    norm = _as_normalization(normalization or {"kind": "continuum"})
 
     def make_metadata(hist: dict[str, Any]) -> ModelMetadata:
         training = {"data": src.provenance, **src.info}

@@ -448,14 +448,14 @@ def test_estimator_arguments_are_checked_before_any_work(lg_fit, monkeypatch, me
      ({"radial_velocity": [1.0, 2.0, 3.0] * u.km / u.s}, "radial_velocity")],
 )
 def test_input_arguments_are_checked_before_any_work(lg, monkeypatch, kwargs, match):
-    import specutils_cinn.inputs as inputs_module
+    import specutils_cinn.inputs.prepare as prepare_module
 
     prob, est, y, _ = lg
 
     def no_work(*args, **kw):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(inputs_module, "_process_group", no_work)
+    monkeypatch.setattr(prepare_module, "_process_group", no_work)
     monkeypatch.setattr(CINNParameterEstimator, "_draw_batches", no_work)
     with pytest.raises(ValueError, match=match):
         _predict(est, _spectrum(prob, y[:2]), **kwargs)

@@ -165,7 +165,7 @@ def test_committed_test_model_is_intact_and_follows_the_recipe():
     assert [p.name for p in md.parameters] == list(prob.parameters)
     assert md.architecture == {**prob.architecture, "n_params": 2, "npix": prob.npix}
     assert md.grid == prob.grid
-    assert md.normalization == {"kind": "continuum"}
+    assert md.normalization.to_dict() == {"kind": "continuum"}
     assert md.training["config"] == json.loads(json.dumps(asdict(training_config(prob))))
     assert md.training["data"] == prob.training_set(n=1).provenance
     assert md.training["n_train"] + md.training["n_validation"] == 8000

@@ -45,7 +45,7 @@ def summary_text(model: CINNModel) -> str:
     lines += [
         f"  wavelength grid ({grid.medium}, {grid.npix} px): {segs}",
         f"  resolving power: {json.dumps(md.resolving_power)}",
-        f"  normalization: {json.dumps(md.normalization)}",
+        f"  normalization: {json.dumps(md.normalization.to_dict())}",
         f"  S/N per Angstrom in training: {md.snr_range[0]:g} .. {md.snr_range[1]:g}",
     ]
     cal = md.posterior_calibration

@@ -28,6 +28,7 @@ from .._files import ModelLoadError, atomic_write, read_limited
 from .._hashing import is_sha256
 from ..calibration import PosteriorCalibration
 from ..grid import WavelengthGrid
+from ..inputs.normalization import Normalization
 from .identity import validate_model_name
 from .specs import MAX_PIXELS, EmulatorSpec, ParameterSpec
 
@@ -92,9 +93,10 @@ class ModelMetadata:
         The input wavelength grid (``"wavelength_grid"`` in JSON).
     resolving_power : float or dict
         Resolving power of the training spectra, one value or one per grid segment name.
-    normalization : dict
-        How the input flux must be normalised; needs a string ``"kind"``,
-        e.g. ``{"kind": "continuum"}``.
+    normalization : `~specutils_cinn.inputs.Normalization` or dict
+        How the input flux must be normalized (a dict is read with
+        `~specutils_cinn.inputs.Normalization.from_dict`: a string ``"kind"``, optionally
+        ``"degree"`` and ``"n_iter"``, e.g. ``{"kind": "continuum"}``).
     snr_range : tuple of float
         ``(low, high)`` S/N per Angstrom seen in training.
     description : str, optional
@@ -131,7 +133,7 @@ class ModelMetadata:
     architecture: dict[str, Any]
     grid: WavelengthGrid
     resolving_power: float | dict[str, float]
-    normalization: dict[str, Any]
+    normalization: Normalization
     snr_range: tuple[float, float]
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
@@ -239,11 +241,9 @@ class ModelMetadata:
         object.__setattr__(self, "resolving_power", rp)
 
         norm = self.normalization
-        if not isinstance(norm, Mapping) or not isinstance(norm.get("kind"), str):
-            raise field_error(
-                "normalization", f'expected an object with a string "kind", got {norm!r}'
-            )
-        object.__setattr__(self, "normalization", json_copy(dict(norm), "normalization"))
+        if not isinstance(norm, Normalization):
+            norm = Normalization.from_dict(norm)  # the error names the field
+        object.__setattr__(self, "normalization", norm)
 
         if not isinstance(self.training, Mapping):
             raise field_error("training", f"expected an object, got {self.training!r}")
@@ -408,7 +408,7 @@ class ModelMetadata:
             "architecture": copy.deepcopy(self.architecture),
             "wavelength_grid": self.grid.to_dict(),
             "resolving_power": dict(rp) if isinstance(rp, dict) else rp,
-            "normalization": copy.deepcopy(self.normalization),
+            "normalization": self.normalization.to_dict(),
             "training": copy.deepcopy(self.training),
             "snr_range": [self.snr_range[0], self.snr_range[1]],
             "weights_sha256": self.weights_sha256,

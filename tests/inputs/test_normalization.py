@@ -7,7 +7,12 @@ import pytest
 from numpy.polynomial import legendre
 
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.normalisation import fit_continuum, fit_segment_continuum, normalize_continuum
+from specutils_cinn.inputs.normalization import (
+    Normalization,
+    fit_continuum,
+    fit_segment_continuum,
+    normalize_continuum,
+)
 
 GRID = WavelengthGrid(
     (
@@ -120,3 +125,62 @@ def test_argument_errors():
         fit_continuum(flux, valid, GRID, n_iter=1.5)
     with pytest.raises(TypeError, match="WavelengthGrid"):
         fit_continuum(flux, valid, "grid")
+
+
+# ----------------------------------------------------------------------------- Normalization
+@pytest.mark.parametrize(
+    "d",
+    [{"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}, {"kind": "continuum"},
+     {"n_iter": 2, "kind": "continuum", "degree": 1}, {"kind": "continuum", "degree": 3}],
+)
+def test_normalization_round_trip_keeps_the_keys_and_their_order(d):
+    n = Normalization.from_dict(d)
+    assert n.to_dict() == d and list(n.to_dict()) == list(d)
+    assert (n.degree, n.n_iter) == (d.get("degree", 3), d.get("n_iter", 5))
+    # the dict-style reads of code written when the metadata held a dict
+    assert n["kind"] == d["kind"] and n.get("degree", 3) == d.get("degree", 3)
+    with pytest.raises(KeyError):
+        Normalization.from_dict({"kind": "continuum"})["degree"]
+
+
+def test_normalization_defaults_and_equality():
+    n = Normalization("pseudo-continuum")
+    assert (n.degree, n.n_iter) == (3, 5) and n.fits_continuum
+    assert n.to_dict() == {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}
+    # the same convention, whether or not the defaults are written out
+    assert Normalization.from_dict({"kind": "pseudo-continuum"}) == n
+    assert Normalization("pseudo-continuum", degree=2) != n
+    assert not Normalization("continuum").fits_continuum
+
+
+@pytest.mark.parametrize(
+    ("d", "field"),
+    [({"degree": 3}, "kind"), ({"kind": ""}, "kind"), ({"kind": 3}, "kind"),
+     ({"kind": "continuum", "degree": -1}, "degree"),
+     ({"kind": "continuum", "degree": 2.0}, "degree"),
+     ({"kind": "continuum", "n_iter": True}, "n_iter"),
+     ({"kind": "continuum", "order": 3}, "order"), ([1, 2], None)],
+)
+def test_normalization_validation_names_the_field(d, field):
+    name = "normalization" if field is None else f"normalization.{field}"
+    with pytest.raises(ValueError, match=f"field '{name}'"):
+        Normalization.from_dict(d)
+
+
+def test_normalization_apply_and_prepare_arguments():
+    rng = np.random.default_rng(3)
+    flux = 1.0 + 0.1 * rng.standard_normal((4, GRID.npix))
+    sigma = np.full(flux.shape, 0.05)
+    valid = np.ones(flux.shape, dtype=bool)
+    pseudo = Normalization("pseudo-continuum", degree=2, n_iter=1)
+    got = pseudo.apply(flux, sigma, valid, GRID)
+    want = normalize_continuum(flux, sigma, valid, GRID, degree=2, n_iter=1)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = Normalization("continuum", degree=2, n_iter=1)
+    assert all(a is b for a, b in zip(other.apply(flux, sigma, valid, GRID),
+                                      (flux, sigma, valid), strict=True))
+    assert pseudo.prepare_arguments() == {"normalize": True, "continuum_degree": 2,
+                                          "continuum_iterations": 1}
+    assert pseudo.prepare_arguments(False)["normalize"] is False
+    assert other.prepare_arguments()["normalize"] == "auto"

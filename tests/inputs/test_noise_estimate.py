@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specutils_cinn.noise_estimate import der_snr, masked_quantile
+from specutils_cinn.inputs.noise_estimate import der_snr, masked_quantile
 
 
 @pytest.mark.parametrize("m", [1, 2, 7, 64, 301])

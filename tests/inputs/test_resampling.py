@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specutils_cinn.resampling import (
+from specutils_cinn.inputs.resampling import (
     EdgeLocator,
     find_gaps,
     flux_conserving_resample,
@@ -205,7 +205,7 @@ def test_input_errors():
 
 @pytest.mark.parametrize("uniform", [True, False])
 def test_resample_block_scale_matches_explicit_edges(uniform):
-    from specutils_cinn.resampling import resample_block
+    from specutils_cinn.inputs.resampling import resample_block
 
     rng = np.random.default_rng(8)
     m = 300

@@ -463,13 +463,13 @@ def test_groups_of_different_axes_are_interleaved_correctly(data):
 
 
 def test_chunking_does_not_change_results(monkeypatch):
-    import specutils_cinn.inputs as inputs_module
+    import specutils_cinn.inputs.chunks as chunks_module
 
     flux, sigma = make_data(n=30, seed=8)
     rv = np.linspace(-50, 50, 30) * u.km / u.s
     items = spectra_1d(flux[:10], sigma[:10]) + [spectrum_2d(flux[10:], sigma[10:])]
     whole = prepare_spectra(items, GRID, radial_velocity=rv)
-    monkeypatch.setattr(inputs_module, "CHUNK_ELEMENTS", 4000)  # chunks of 3 rows
+    monkeypatch.setattr(chunks_module, "CHUNK_ELEMENTS", 4000)  # chunks of 3 rows
     chunked = prepare_spectra(items, GRID, radial_velocity=rv)
     assert_same(chunked, whole, rtol=1e-6)
     for i in (0, 9, 10, 29):
@@ -509,10 +509,10 @@ def test_collection_with_different_axes(data):
 
 
 @pytest.mark.parametrize("n_iter", [0, 5])
-def test_normalisation_matches_the_public_normaliser(data, n_iter):
+def test_normalization_matches_the_public_normalizer(data, n_iter):
     # what training scripts do (normalize_continuum on spectra on the grid) and what
     # prepare_spectra does at inference must agree
-    from specutils_cinn.normalisation import normalize_continuum
+    from specutils_cinn.inputs.normalization import normalize_continuum
 
     s = spectrum_2d(*data)
     raw = prepare_spectra(s, GRID, normalize=False)
