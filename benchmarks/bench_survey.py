@@ -53,9 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD_SURVEY = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from specutils_cinn import survey
-from specutils_cinn.survey import cached_estimator, run_survey
-survey._DIRECT_READ, survey._READ_AHEAD = {direct!r}, {ahead!r}
+from specutils_cinn.survey import cached_estimator, reading, run_survey
+reading._DIRECT_READ, reading._READ_AHEAD = {direct!r}, {ahead!r}
 est = cached_estimator(None, "cpu")
 t1 = time.perf_counter()
 s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_samples={ns},
@@ -65,16 +64,16 @@ print(json.dumps({{"setup_s": t1 - t0, "run_s": t2 - t1, "rows": s.rows, "errors
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
-#: The survey's stages, timed by wrapping the functions that do them (reading in the calling
-#: thread: the stages then add up to the run).
+#: The survey's stages, timed by wrapping the functions that do them where they are called
+#: (reading in the calling thread: the stages then add up to the run).
 CHILD_STAGES = """
 import collections, functools, json, time
-from specutils_cinn import survey
+from specutils_cinn.survey import chunk, reading, run as survey_run
 from specutils_cinn.estimator import CINNParameterEstimator as E
 import specutils_cinn.io as sio
 import specutils_cinn.io._direct as direct
 from specutils_cinn.survey import cached_estimator, run_survey
-survey._DIRECT_READ, survey._READ_AHEAD = {direct!r}, 0
+reading._DIRECT_READ, reading._READ_AHEAD = {direct!r}, 0
 T = collections.defaultdict(float)
 def wrap(owner, name, label):
     f = getattr(owner, name)
@@ -86,18 +85,18 @@ def wrap(owner, name, label):
         finally:
             T[label] += time.perf_counter() - t
     setattr(owner, name, g)
-wrap(survey, "_read_one", "read: Spectrum.read (identify, open, parse)")
+wrap(reading, "_read_one", "read: Spectrum.read (identify, open, parse)")
 wrap(sio, "group_arms", "read: group_arms (join the arms)")
 wrap(direct, "read_phase3_direct", "read: direct (headers, arrays, meta)")
 wrap(direct, "spectrum_of", "read: Spectrum of the joined arms")
-wrap(survey, "_read_chunk", "read: total")
+wrap(chunk, "_read_chunk", "read: total")
 wrap(E, "_prepare", "prepare (resample, normalise)")
 wrap(E, "_fit_statistics", "goodness of fit (emulator)")
 wrap(E, "_output_flags", "flags (incl. velocity check)")
-wrap(survey, "_predict", "predict: total")
-wrap(survey, "_assemble", "assemble chunk table")
-wrap(survey, "_write_part", "write parts")
-wrap(survey, "_assemble_output", "assemble output")
+wrap(chunk, "_predict", "predict: total")
+wrap(chunk, "_assemble", "assemble chunk table")
+wrap(survey_run, "_write_part", "write parts")
+wrap(survey_run, "_assemble_output", "assemble output")
 est = cached_estimator(None, "cpu")
 t0 = time.perf_counter()
 s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_samples={ns},

@@ -1,6 +1,6 @@
 """Shared fixtures: a small cINN trained on a problem whose posterior is known exactly.
 
-Also the hypothesis profiles of the fuzz tests (tests/test_fuzz_inputs.py): ``default`` runs
+Also the hypothesis profiles of the fuzz tests (tests/inputs/test_fuzz_inputs.py): ``default`` runs
 25 examples per test (the quick local run), ``ci`` (``HYPOTHESIS_PROFILE=ci``, set by
 ``.ci/run``) 1000 per test.
 

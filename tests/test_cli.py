@@ -140,10 +140,10 @@ def no_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    from specutils_cinn import survey
+    import specutils_cinn.survey.run as survey_run
 
-    monkeypatch.setattr(survey, "plan_inputs", fail)
-    monkeypatch.setattr(survey, "cached_estimator", fail)
+    monkeypatch.setattr(survey_run, "plan_inputs", fail)
+    monkeypatch.setattr(survey_run, "cached_estimator", fail)
     monkeypatch.setattr(CINNParameterEstimator, "from_pretrained", fail)
     monkeypatch.setattr(CINNParameterEstimator, "predict", fail)
 

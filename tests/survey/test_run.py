@@ -1,4 +1,5 @@
-"""Survey runs (specutils_cinn.survey): streaming in chunks, status column, resume, Dask, RV."""
+"""Survey runs (specutils_cinn.survey.run_survey): streaming in chunks, status column, resume,
+Dask, radial velocities."""
 
 import json
 import os
@@ -16,10 +17,12 @@ from astropy.table import QTable, Table
 from fourmost_files import write_hrs_arms
 from specutils import Spectrum
 
+import specutils_cinn.survey.chunk as survey_chunk
+import specutils_cinn.survey.run as survey_run
 from specutils_cinn import cli, survey
 from specutils_cinn.inputs import doppler_factor
 from specutils_cinn.io.lookalike import cname
-from specutils_cinn.survey import parse_radial_velocity, parts_folder, plan_inputs, run_survey
+from specutils_cinn.survey import parts_folder, plan_inputs, run_survey
 
 N_SAMPLES = 64
 #: What every survey test runs with (small and quick).
@@ -84,8 +87,8 @@ def test_output_checked_before_any_work(tmp_path, monkeypatch, hrs_dir, name, ex
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(survey, "cached_estimator", no_model)
-    monkeypatch.setattr(survey, "plan_inputs", no_model)
+    monkeypatch.setattr(survey_run, "cached_estimator", no_model)
+    monkeypatch.setattr(survey_run, "plan_inputs", no_model)
     with pytest.raises(exc, match=match):
         run_survey([hrs_dir], tmp_path / name, **FAST)
     assert not parts_folder(tmp_path / name).exists()
@@ -202,17 +205,17 @@ def test_kill_and_resume_gives_one_row_per_input(est, hrs_dir, tmp_path):
 
 def test_crash_resume_and_other_job(est, hrs_dir, tmp_path, monkeypatch):
     out = tmp_path / "res.ecsv"
-    real = survey._process_chunk
+    real = survey_run._process_chunk
 
     def crash_on_third(est, units, job, index=0):
         if index == 2:
             raise RuntimeError("injected failure")
         return real(est, units, job, index)
 
-    monkeypatch.setattr(survey, "_process_chunk", crash_on_third)
+    monkeypatch.setattr(survey_run, "_process_chunk", crash_on_third)
     with pytest.raises(RuntimeError, match="injected"):
         run_survey([hrs_dir], out, chunk_size=2, group_arms=True, **FAST)  # no seed given
-    monkeypatch.setattr(survey, "_process_chunk", real)
+    monkeypatch.setattr(survey_run, "_process_chunk", real)
     folder = parts_folder(out)
     assert len(list(folder.glob("part-*.ecsv"))) == 2 and not out.exists()
     seed = json.loads((folder / "manifest.json").read_text())["seed"]
@@ -246,14 +249,14 @@ def test_dask_local_cluster_matches_local_run(est, hrs_dir, tmp_path):
     # threads in this process (tcp on 127.0.0.1: no look-up of a public address)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                        protocol="tcp", host="127.0.0.1", dashboard_address=None)
-    before = dict(survey._ESTIMATORS)
+    before = dict(survey_chunk._ESTIMATORS)
     with cluster, distributed.Client(cluster) as client:
         summary = run_survey([hrs_dir], out, chunk_size=2, group_arms=True, seed=9,
                              dask=client, **FAST)
         # the workers used the process's one estimator: no model loaded again
         ids = client.run(lambda: id(survey.cached_estimator(None, "cpu")))
         assert set(ids.values()) == {id(est)}
-    assert survey._ESTIMATORS == before
+    assert survey_chunk._ESTIMATORS == before
     assert summary.rows == 6
     a, b = QTable.read(out), QTable.read(ref)
     assert list(a["source"]) == list(b["source"]) and list(a["status"]) == list(b["status"])
@@ -261,22 +264,6 @@ def test_dask_local_cluster_matches_local_run(est, hrs_dir, tmp_path):
 
 
 # ----------------------------------------------------------------------------- radial velocity
-@pytest.mark.parametrize("value, expected", [
-    (None, ("none", None)), (12.5, ("value", 12.5)), ("-3.5", ("value", -3.5)),
-    ("2 m/s", ("value", 0.002)), ("header:VRAD", ("header", "VRAD")),
-    ("column:rv", ("column", "rv")), ("estimate", ("estimate", None)),
-    (3 * u.km / u.s, ("value", 3.0)),
-])
-def test_parse_radial_velocity(value, expected):
-    assert parse_radial_velocity(value) == expected
-
-
-@pytest.mark.parametrize("value", ["fast", "header:", "3 kg", True])
-def test_parse_radial_velocity_rejects(value):
-    with pytest.raises(ValueError, match="radial velocity"):
-        parse_radial_velocity(value)
-
-
 def test_predict_with_estimated_rv_matches_unshifted(est, sun_files, tmp_path):
     common = {"reader_format": "tabular-fits", "seed": 4, **FAST}
     out = tmp_path / "rv.ecsv"

@@ -13,6 +13,7 @@ from astropy.table import Table
 from fourmost_files import example_arrays, l1_keys, write_container, write_hrs_arms, write_lj
 from specutils import Spectrum
 
+import specutils_cinn.survey.reading as survey_reading
 from specutils_cinn import survey
 from specutils_cinn.io import _direct, group_arms, read_spectra
 from specutils_cinn.io.lookalike import cname, write_phase3_spectrum
@@ -87,7 +88,7 @@ def _same(a: Table, b: Table) -> None:
 
 
 # Two survey runs over 34 files each (2-3 s): in the full run only. The fast set reads through
-# the direct reader in tests/test_survey.py and compares spectra in the next test.
+# the direct reader in tests/survey/test_run.py and compares spectra in the next test.
 @pytest.mark.slow
 @pytest.mark.parametrize("options", [
     {"group_arms": True},
@@ -97,20 +98,20 @@ def _same(a: Table, b: Table) -> None:
 ])  # fmt: skip
 def test_direct_reading_gives_the_same_table(est, mixed_dir, tmp_path, monkeypatch, options):
     calls = {"n": 0}
-    real = survey._read_one
+    real = survey_reading._read_one
 
     def counted(*args, **kwargs):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(survey, "_read_one", counted)
-    monkeypatch.setattr(survey, "_DIRECT_READ", False)
-    monkeypatch.setattr(survey, "_READ_AHEAD", 0)
+    monkeypatch.setattr(survey_reading, "_read_one", counted)
+    monkeypatch.setattr(survey_reading, "_DIRECT_READ", False)
+    monkeypatch.setattr(survey_reading, "_READ_AHEAD", 0)
     old = tmp_path / "old.ecsv"
     run_survey([mixed_dir], old, chunk_size=5, **FAST, **options)
     n_old = calls["n"]
-    monkeypatch.setattr(survey, "_DIRECT_READ", True)
-    monkeypatch.setattr(survey, "_READ_AHEAD", 1)
+    monkeypatch.setattr(survey_reading, "_DIRECT_READ", True)
+    monkeypatch.setattr(survey_reading, "_READ_AHEAD", 1)
     new = tmp_path / "new.ecsv"
     run_survey([mixed_dir], new, chunk_size=5, **FAST, **options)
     a, b = Table.read(old), Table.read(new)
