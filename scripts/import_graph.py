@@ -51,8 +51,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "parameters", "devices", "grid", "flags",
     )),
     ("components", (
-        "calibration", "flows", "instruments", "resampling", "normalisation",
-        "noise_estimate", "io", "inputs", "results", "emulator",
+        "calibration", "flows", "instruments", "io", "inputs", "results", "emulator",
+        # the old paths of inputs.resampling, inputs.normalization and inputs.noise_estimate:
+        # re-export modules for one release
+        "resampling", "normalisation", "noise_estimate",
     )),
     ("model", ("fit_check", "model", "models", "registry", "calibration.mismatch")),
     ("training", ("synthesis", "simulation", "training", "validation", "emulator.prepare")),
