@@ -127,7 +127,7 @@ def test_bundled_models_load_and_match_registry():
     for name in ("4most-hr", "4most-lr"):
         model = CINNModel.load(fetch_model(name))
         assert model.metadata.full_name == REGISTRY.resolve(name)
-        assert model.metadata.normalization["kind"] == "pseudo-continuum"
+        assert model.metadata.normalization.kind == "pseudo-continuum"
         assert "LTE" in model.metadata.description
 
 
