@@ -47,7 +47,6 @@ from specutils import Spectrum
 from specutils_cinn import CINNParameterEstimator, cli
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.model import EMULATOR_FILENAME, CINNModel
-from specutils_cinn.options import PredictionOptions
 
 
 class _Flags:
@@ -118,7 +117,7 @@ class Context:
         return self.est.predict(spectra, **kw)
 
     def prepare(self, spectra) -> Any:
-        return self.est._prepare(spectra, PredictionOptions(medium="air"))
+        return self.est.prepare(spectra, medium="air")
 
 
 def catalogue(c: Context) -> list[Case]:

@@ -1,4 +1,10 @@
-"""The public face of the package: spectra in, posterior summaries out."""
+"""The public face of the package: spectra in, posterior summaries out.
+
+This module is longer than the package's usual ~600 lines because it is the user-facing class:
+every public method carries its full user documentation; the work is done elsewhere
+(`~specutils_cinn.inputs`, `~specutils_cinn.sampling`, `~specutils_cinn.quality`,
+`~specutils_cinn.results`, `~specutils_cinn.fit_check`).
+"""
 
 from __future__ import annotations
 
@@ -448,6 +454,83 @@ class CINNParameterEstimator:
             mask=~used[0],
             error_floor=floor,
         )
+
+    def prepare(
+        self,
+        spectra: Any,
+        *,
+        radial_velocity: u.Quantity | None = None,
+        medium: str | None = None,
+        snr: float | str | None = None,
+        normalize: bool | str = "auto",
+    ) -> PreparedSpectra:
+        """The spectra as the network sees them: on the model's grid, in the rest frame, in the
+        model's normalization, with uncertainties, valid-pixel masks and S/N.
+
+        This is the first step of `predict`, for inspecting inputs or computing statistics
+        on them (e.g. `fit_statistics` at known labels, as the ``POOR_FIT`` calibration does).
+
+        Parameters
+        ----------
+        spectra : Spectrum, SpectrumCollection, SpectrumList, file path or sequence of these
+            As in `predict`.
+        radial_velocity, medium, snr, normalize
+            As in `predict`.
+
+        Returns
+        -------
+        `~specutils_cinn.inputs.PreparedSpectra`
+            One row per input spectrum, in input order.
+
+        Raises
+        ------
+        ValueError
+            If an option is invalid or a spectrum cannot be brought to the model's grid.
+        """
+        opts = PredictionOptions(radial_velocity=radial_velocity, medium=medium, snr=snr,
+                                 normalize=normalize)
+        return self._prepare(spectra, opts)
+
+    def fit_statistics(
+        self,
+        prepared: PreparedSpectra,
+        values: np.ndarray,
+        *,
+        device: str | torch.device | None = None,
+    ) -> FitStatistics:
+        """Goodness of fit of prepared spectra against the emulated spectrum at given values.
+
+        ``predict`` computes it at the posterior medians (``fit_chi2``, ``feature_sigma``);
+        here the parameter values are chosen by the caller, e.g. the true labels of held-out
+        synthetic spectra.
+
+        Parameters
+        ----------
+        prepared : `~specutils_cinn.inputs.PreparedSpectra`
+            From `prepare`.
+        values : numpy.ndarray, shape ``(N, len(parameters))``
+            One value per row of ``prepared`` and per parameter, in `parameters` order and
+            `units`.
+        device : {"auto", "cpu", "cuda"}, `torch.device` or None, optional
+            Where the emulator runs; None: the estimator's device.
+
+        Returns
+        -------
+        `~specutils_cinn.fit_check.FitStatistics`
+            All NaN when the model has no emulator.
+
+        Raises
+        ------
+        ValueError
+            If ``values`` does not have one row per spectrum and one column per parameter.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (prepared.n_rows, len(self.parameters)):
+            raise ValueError(f"values must have shape ({prepared.n_rows}, "
+                             f"{len(self.parameters)}), one row per spectrum and one column "
+                             f"per parameter; got {values.shape}")
+        dev = self.device if device is None else resolve_device(device)
+        return self._fit_statistics(prepared, values, dev)
 
     # ------------------------------------------------------------------ internals
     def _prepare(self, spectra: Any, options: PredictionOptions) -> PreparedSpectra:

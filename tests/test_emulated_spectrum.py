@@ -78,3 +78,19 @@ def test_fit_check_uses_the_predicted_lithium(sun_and_estimator):
     labels, _ = emulator.labels(names, values)
     a_li = labels[:, list(emulator.spec.label_names).index("a_li")]
     np.testing.assert_allclose(a_li, [1.5 + 1.05 - 1.0, -0.3 + 1.05 + 0.2])
+
+
+def test_public_prepare_and_fit_statistics_reproduce_predict(sun_and_estimator):
+    est, sun, table = sun_and_estimator
+    prepared = est.prepare(sun)
+    assert prepared.n_rows == 1
+    assert prepared.flux.shape == (1, est.model.metadata.grid.npix)
+    medians = np.array([[table[p][0].value if hasattr(table[p][0], "value") else table[p][0]
+                         for p in est.parameters]])
+    fit = est.fit_statistics(prepared, medians)
+    np.testing.assert_allclose(fit.chi2, table["fit_chi2"], rtol=1e-6)
+    np.testing.assert_allclose(fit.feature_sigma, table["feature_sigma"], rtol=1e-6)
+    with pytest.raises(ValueError, match="one row per spectrum"):
+        est.fit_statistics(prepared, medians[:, :-1])
+    with pytest.raises(ValueError, match="medium"):
+        est.prepare(sun, medium="water")

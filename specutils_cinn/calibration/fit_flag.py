@@ -38,7 +38,6 @@ from ..fit_check import trim_emulator
 from ..flags import QualityFlag
 from ..instruments import snr_per_pixel
 from ..model import CINNModel
-from ..options import PredictionOptions
 from ..simulation import BinnedRotation
 from ..validation.heldout import heldout_from_grid, noisy_spectrum, sun_noisy, sun_spectra
 from .posterior import cross_fit_fold
@@ -112,8 +111,8 @@ def describe_chi2(chi2: np.ndarray) -> dict[str, float]:
 
 def _chi2_at(est: CINNParameterEstimator, spec: Any, labels: np.ndarray) -> np.ndarray:
     """``fit_chi2`` of each spectrum at given labels (as ``predict`` computes it)."""
-    prepared = est._prepare(spec, PredictionOptions(medium="air"))
-    return est._fit_statistics(prepared, labels, torch.device("cpu")).chi2
+    prepared = est.prepare(spec, medium="air")
+    return est.fit_statistics(prepared, labels, device="cpu").chi2
 
 
 def calibrate_fit_flag(
