@@ -30,7 +30,10 @@ intersphinx_mapping = {
     name: (url, (None, f"_intersphinx/{name}.inv")) for name, (url, _) in PROJECTS.items()
 }
 intersphinx_timeout = 10
-exclude_patterns += ["_build", "**.ipynb_checkpoints"]  # noqa: F405
+exclude_patterns += ["_build", "**.ipynb_checkpoints", "_generated"]  # noqa: F405
+# Every measured number the prose quotes is a substitution (|hr_teff_250|) defined from its
+# generated source by scripts/docs_numbers.py (tests/test_docs_numbers.py checks it is current).
+rst_prolog = (Path(__file__).resolve().parent / "_generated" / "numbers.rst").read_text()
 html_title = f"{project} v{release}"
 html_theme_options = {
     "github_url": "https://github.com/specutils-cinn/specutils-cinn",
