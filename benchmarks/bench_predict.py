@@ -15,18 +15,26 @@ For a model that ships a spectrum emulator, ``predict`` also runs the goodness-o
 cost is measured against the same model with the emulator removed, in the same run. For a model
 with a posterior calibration, its cost is measured against ``predict(..., calibrated=False)``.
 
+``--rst PATH`` also writes the rows of every model as a reStructuredText table, headed by a
+comment with the command, the date, the hardware and the load average (the table of
+``docs/models.rst``, *Throughput*, is ``docs/models/bench_predict.rst``).
+
 Usage::
 
-    python benchmarks/bench_predict.py [--model 4most-hr] [--device cpu|cuda|auto]
-        [--n-spectra 256] [--n-naive 8]
+    python benchmarks/bench_predict.py [--model 4most-hr [4most-lr ...]] [--device cpu|cuda|auto]
+        [--n-spectra 256] [--n-naive 8] [--rst docs/models/bench_predict.rst]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
+import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,45 +99,96 @@ def _time(fn, repeat: int = 1) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--n-spectra", type=int, default=256)
-    ap.add_argument("--n-naive", type=int, default=8)
-    ap.add_argument("--samples", type=int, nargs="+", default=[100, 1000])
-    args = ap.parse_args()
-    device = resolve_device(args.device)
-    est = CINNParameterEstimator.from_pretrained(args.model, device=device)
+def _load() -> str:
+    """1, 5 and 15 minute load averages (other jobs on the machine), if known."""
+    try:
+        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def bench_model(name: str | None, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Time one model at every ``--samples``; print and return one row per draw count."""
+    est = CINNParameterEstimator.from_pretrained(name, device=device)
     spectra = make_spectra(est, args.n_spectra)
-    hw = (torch.cuda.get_device_name(device) if device.type == "cuda"
-          else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"model {est.model.metadata.full_name}, {est.model.metadata.grid.npix} px, "
-          f"{est.model.metadata.n_params} parameters")
-    print(f"device {device.type} ({hw}); torch {torch.__version__}")
-    bare = without_fit_check(est) if est.model.metadata.emulator is not None else None
+    md = est.model.metadata
+    print(f"model {md.full_name}, {md.grid.npix} px, {md.n_params} parameters")
+    bare = without_fit_check(est) if md.emulator is not None else None
     print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}"
           f" {'no fit check spectra/s':>23} {'fit check cost':>15} {'calibration cost':>17}")
+    rows = []
     for s in args.samples:
         est.predict(spectra[:8], n_samples=s, seed=0, progress=False)  # warm-up
         t_fast = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False), 2)
         t_naive = _time(lambda s=s: naive_predict(est, spectra, args.n_naive, s, device))
-        fast = args.n_spectra / t_fast
-        naive = args.n_naive / t_naive
-        line = f"{s:>9d} {fast:>18.1f} {naive:>16.2f} {fast / naive:>8.1f}x"
+        row = {"model": name or md.name, "version": md.version, "draws": s,
+               "predict": args.n_spectra / t_fast, "naive": args.n_naive / t_naive,
+               "bare": None, "calibration": None}
+        line = (f"{s:>9d} {row['predict']:>18.1f} {row['naive']:>16.2f} "
+                f"{row['predict'] / row['naive']:>8.1f}x")
         if bare is not None:
             bare.predict(spectra[:8], n_samples=s, seed=0, progress=False)
             t_bare = _time(
                 lambda s=s: bare.predict(spectra, n_samples=s, seed=0, progress=False), 2)
-            line += f" {args.n_spectra / t_bare:>23.1f} {100 * (t_fast / t_bare - 1):>14.0f}%"
+            row["bare"] = args.n_spectra / t_bare
+            row["fit_check"] = 100 * (t_fast / t_bare - 1)
+            line += f" {row['bare']:>23.1f} {row['fit_check']:>14.0f}%"
         else:
             line += f" {'-':>23} {'-':>15}"
-        if est.model.metadata.posterior_calibration is not None:
+        if md.posterior_calibration is not None:
             t_raw = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False,
                                                    calibrated=False), 2)
-            line += f" {100 * (t_fast / t_raw - 1):>16.0f}%"
+            row["calibration"] = 100 * (t_fast / t_raw - 1)
+            line += f" {row['calibration']:>16.0f}%"
         print(line)
+        rows.append(row)
+    return rows
 
+
+def rst_table(rows: list[dict], header: str) -> str:
+    """The rows as a reStructuredText simple table (spectra per second), after ``header``."""
+    head = ["model", "draws", "``predict``", "naive loop", "without fit check",
+            "fit-check cost", "calibration cost"]
+    body = [[r["model"], str(r["draws"]), f"{r['predict']:.1f}",
+             f"{r['naive']:.2f} ({r['predict'] / r['naive']:.1f}x)",
+             "-" if r["bare"] is None else f"{r['bare']:.1f}",
+             "-" if r["bare"] is None else f"{r['fit_check']:.0f} %",
+             "-" if r["calibration"] is None else f"{r['calibration']:.0f} %"] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    rule = "  ".join("=" * w for w in widths)
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([header, "", rule, fmt(head), rule, *map(fmt, body), rule, ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", nargs="+", default=[None],
+                    help="model names (default: the default model)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--n-spectra", type=int, default=256)
+    ap.add_argument("--n-naive", type=int, default=8)
+    ap.add_argument("--samples", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--rst", type=Path, default=None,
+                    help="also write the table as reStructuredText to this file")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    hw = (torch.cuda.get_device_name(device) if device.type == "cuda"
+          else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"{torch.get_num_threads()} torch threads")
+    print(f"device {device.type} ({hw}); torch {torch.__version__}")
+    load_before = _load()
+    rows = [r for name in args.model for r in bench_model(name, args, device)]
+    if args.rst:
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        versions = ", ".join(sorted({f"{r['model']} v{r['version']}" for r in rows}))
+        header = (f".. generated by python benchmarks/bench_predict.py "
+                  f"{' '.join(sys.argv[1:])}; do not edit.\n"
+                  f".. {date}; {versions}; {args.n_spectra} spectra ({args.n_naive} for the "
+                  f"naive loop); device {device.type} ({hw}); torch {torch.__version__}; "
+                  f"load average (1, 5, 15 min) {load_before} before, {_load()} after")
+        args.rst.parent.mkdir(parents=True, exist_ok=True)
+        args.rst.write_text(rst_table(rows, header))
+        print(f"wrote {args.rst}")
 
 if __name__ == "__main__":
     main()
