@@ -219,6 +219,10 @@ def validation_numbers() -> list[Number]:
         n = _n_stars(page)
         out.append(Number(f"{model}_heldout_stars", str(n),
                           f"{src}, 'held-out stars / spectra'"))
+        full = re.match(r"``([^`]+)``", info(page, "model")).group(1)
+        out.append(Number(f"{model}_validated_model", f"``{full}``", f"{src}, 'model'"))
+        out.append(Number(f"{model}_validated_version", "v" + full.rsplit("-v", 1)[1],
+                          f"{src}, 'model'"))
     n = _n_stars(PAGES["hr"])
     # binomial standard error of a coverage fraction over n independent stars
     for level, p in (("68", 0.68), ("95", 0.95)):
