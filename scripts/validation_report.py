@@ -123,7 +123,8 @@ def heading(text: str, char: str, over: bool = False) -> str:
 def noisy_spectrum(
     flux: np.ndarray, wave: u.Quantity, pixel_width: np.ndarray, snr: float, seed: int
 ) -> Spectrum:
-    """Photon-like noise at ``snr`` per Angstrom (continuum 1) as a StdDev-uncertainty Spectrum."""
+    """The training noise model (``instruments.draw_noise`` through ``add_noise``) at ``snr`` per
+    Angstrom (continuum 1), as a StdDev-uncertainty Spectrum."""
     gen = torch.Generator().manual_seed(int(seed))
     noisy, sigma = add_noise(torch.as_tensor(flux, dtype=torch.float64), snr, pixel_width, gen,
                              photon_noise=True)
@@ -443,8 +444,9 @@ def header_section(page: Page, runtime: float) -> str:
         ["S/N range seen in training", f"{md.snr_range[0]:g}-{md.snr_range[1]:g} per A"],
         ["held-out set", page.held.description],
         ["held-out stars / spectra", f"{page.n_star} / {page.n_spec}"],
-        ["noise", "photon-like Gaussian noise at each S/N per Angstrom "
-                  "(``instruments.add_noise``), StdDev uncertainties, one realisation"],
+        ["noise", "the training noise model (``instruments.draw_noise``): photon-like Gaussian "
+                  "noise at each S/N per Angstrom, uncertainty from the noisy flux (floor "
+                  "0.01), StdDev uncertainties, one realisation"],
         ["posterior draws", f"{args.n_samples} per spectrum, seed {args.seed}"],
         ["posterior calibration", calibration_note(md.posterior_calibration, page.cross)],
         ["date", date],
