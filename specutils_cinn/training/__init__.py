@@ -22,11 +22,17 @@ from __future__ import annotations
 from .augmentation import augment_batch, renormalize_batch
 from .config import SIMULATOR_KEYS, TrainingConfig, TrainingFile, read_training_file
 from .data import TrainingSet, load_training_set, save_training_set
-from .loop import SELECTION_REALISATIONS, train_from_config, train_model
+from .loop import (
+    SELECTION_REALISATIONS,
+    SELECTION_REALIZATIONS,
+    train_from_config,
+    train_model,
+)
 from .simulation import EmulatorSimulator, LabelPrior, SpectrumSimulator
 
 __all__ = [
     "SELECTION_REALISATIONS",
+    "SELECTION_REALIZATIONS",
     "SIMULATOR_KEYS",
     "EmulatorSimulator",
     "LabelPrior",

@@ -41,10 +41,12 @@ from .config import TrainingConfig, read_training_file
 from .data import TrainingSet, load_training_set
 from .simulation import EmulatorSimulator
 
-__all__ = ["SELECTION_REALISATIONS", "train_from_config", "train_model"]
+__all__ = ["SELECTION_REALISATIONS", "SELECTION_REALIZATIONS", "train_from_config", "train_model"]
 
 #: Fixed noisy realizations per spectrum of a ``selection`` set (see `train_model`).
-SELECTION_REALISATIONS = 8
+SELECTION_REALIZATIONS = 8
+#: The former, British spelling of `SELECTION_REALIZATIONS`; goes away in the next release.
+SELECTION_REALISATIONS = SELECTION_REALIZATIONS
 
 #: Noise-free flux and standardized labels of a fixed evaluation set, encoded in chunks.
 _EvalSets = list[tuple[torch.Tensor, torch.Tensor]]
@@ -238,7 +240,7 @@ def _model_metadata(
     if selection is not None:
         training["selection"] = {"data": selection.provenance,
                                  "n": int(selection.flux.shape[0]),
-                                 "realisations": SELECTION_REALISATIONS}
+                                 "realisations": SELECTION_REALIZATIONS}
     training.update({
         "config": asdict(config),
         "history": dict(history),
@@ -284,7 +286,7 @@ def _lr_factor(step: int, config: TrainingConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _optimisation_step(network: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
                        src: _Source, observe: _Observation, config: TrainingConfig,
                        generator: torch.Generator) -> float:
     """One step on a fresh batch (labels jittered by ``config.label_noise``); its loss."""
@@ -349,7 +351,7 @@ def train_model(
         recorded in the history as ``holdout_loss`` (not used to pick the weights).
     selection : TrainingSet, optional
         Noise-free spectra on the model grid that pick the weights instead of the validation
-        set: the weights kept are those of the lowest loss on `SELECTION_REALISATIONS` fixed
+        set: the weights kept are those of the lowest loss on `SELECTION_REALIZATIONS` fixed
         noisy realizations of each spectrum (``selection_loss`` in the history). Meant for
         training on emulated spectra: synthetic spectra the emulator was not fitted to stop the
         network where it starts learning the emulator's own errors. Must not overlap the
@@ -393,8 +395,8 @@ def train_model(
         sets["holdout"] = observe.fixed(*_holdout_tensors(holdout, src, device), config.seed + 4)
     if selection is not None:
         sel_flux, sel_z = _holdout_tensors(selection, src, device)
-        sets["selection"] = observe.fixed(sel_flux.repeat(SELECTION_REALISATIONS, 1),
-                                          sel_z.repeat(SELECTION_REALISATIONS, 1),
+        sets["selection"] = observe.fixed(sel_flux.repeat(SELECTION_REALIZATIONS, 1),
+                                          sel_z.repeat(SELECTION_REALIZATIONS, 1),
                                           config.seed + 5)
     pick = "selection" if "selection" in sets else "val"
 
@@ -407,7 +409,7 @@ def train_model(
     best = (math.inf, copy.deepcopy(network.state_dict()), 0)
     running, t0 = 0.0, time.perf_counter()
     for step in range(config.steps):
-        running += _optimisation_step(network, opt, sched, src, observe, config, gen)
+        running += _optimization_step(network, opt, sched, src, observe, config, gen)
         if (step + 1) % config.eval_every != 0 and step + 1 != config.steps:
             continue
         network.eval()

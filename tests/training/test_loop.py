@@ -139,3 +139,9 @@ def _toml(arch):
     lines.append("[architecture.conditioner]")
     lines += [f"{k} = {json.dumps(v)}" for k, v in cond.items()]
     return "\n".join(lines)
+
+
+def test_the_british_spelling_stays_for_one_release():
+    from specutils_cinn import training
+
+    assert training.SELECTION_REALISATIONS == training.SELECTION_REALIZATIONS == 8
