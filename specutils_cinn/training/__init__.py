@@ -2,16 +2,16 @@
 
 The modules follow the pipeline:
 
-- `~specutils_cinn.training.config`: `TrainingConfig` and the TOML file of a training run
+- ``training.config``: `TrainingConfig` and the TOML file of a training run
   (`read_training_file`);
-- `~specutils_cinn.training.data`: `TrainingSet`, noise-free spectra with their labels, and
+- ``training.data``: `TrainingSet`, noise-free spectra with their labels, and
   its ``.npz`` files;
-- `~specutils_cinn.training.simulation`: `EmulatorSimulator`, fresh noise-free spectra from a
+- ``training.simulation``: `EmulatorSimulator`, fresh noise-free spectra from a
   spectrum emulator every step, its `LabelPrior` and the `SpectrumSimulator` protocol;
-- `~specutils_cinn.training.augmentation`: fresh noise (the package's one noise model,
+- ``training.augmentation``: fresh noise (the package's one noise model,
   `specutils_cinn.instruments.draw_noise`), masks, gaps and continuum errors every step
   (`augment_batch`), and the model's input normalization (`renormalize_batch`);
-- `~specutils_cinn.training.loop`: `train_model` and `train_from_config`.
+- ``training.loop``: `train_model` and `train_from_config`.
 
 Every public name is importable from ``specutils_cinn.training``, as before this package was
 split into modules.
