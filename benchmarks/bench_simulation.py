@@ -1,4 +1,4 @@
-"""Accuracy and speed of the emulator simulator (`specutils_cinn.simulation`).
+"""Accuracy and speed of the emulator simulator (`specutils_cinn.training.simulation`).
 
 1. Rotation accuracy: Turbospectrum seed-grid spectra degraded to an emulator grid without
    rotation, rotated with `BinnedRotation`, against the same spectra degraded *with* rotation by
@@ -27,8 +27,9 @@ from specutils_cinn.constants import C_KMS
 from specutils_cinn.emulator import load_emulator
 from specutils_cinn.emulator.spectra import _rotate_binned
 from specutils_cinn.instruments import InstrumentSetup, degrade
+from specutils_cinn.instruments.rotation import BinnedRotation
 from specutils_cinn.parameters import a_li_from_li_fe
-from specutils_cinn.simulation import BinnedRotation, EmulatorSimulator
+from specutils_cinn.training import EmulatorSimulator
 
 SEGMENTS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}
 

@@ -57,6 +57,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "resampling", "normalisation", "noise_estimate",
     )),
     ("model", ("fit_check", "model", "models", "registry", "calibration.mismatch")),
+    # training: the package (config, data, augmentation, loop, simulation); "simulation" is the
+    # old module that re-exports its names for one release
     ("training", ("synthesis", "simulation", "training", "validation", "emulator.prepare")),
     ("inference", (
         "rv", "options", "sampling", "quality", "estimator", "survey", "plotting",

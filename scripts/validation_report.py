@@ -64,7 +64,7 @@ from specutils_cinn import CINNParameterEstimator, __version__
 from specutils_cinn.calibration import PosteriorCalibration
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.grid import GridSegment
-from specutils_cinn.instruments import add_noise, snr_per_pixel
+from specutils_cinn.instruments import snr_per_pixel
 from specutils_cinn.validation import (
     coverage_curve,
     interval_coverage,
@@ -79,6 +79,7 @@ from specutils_cinn.validation.heldout import (
     heldout_from_grid,
     heldout_from_training_set,
     model_setup,
+    noisy_spectrum,
     raw_coverage,
     run_estimator,
     run_heldout,
@@ -117,18 +118,6 @@ def heading(text: str, char: str, over: bool = False) -> str:
     """An RST section title."""
     bar = char * max(len(text), 3)
     return (f"{bar}\n{text}\n{bar}\n" if over else f"{text}\n{bar}\n") + "\n"
-
-
-# ============================================================================ running
-def noisy_spectrum(
-    flux: np.ndarray, wave: u.Quantity, pixel_width: np.ndarray, snr: float, seed: int
-) -> Spectrum:
-    """Photon-like noise at ``snr`` per Angstrom (continuum 1) as a StdDev-uncertainty Spectrum."""
-    gen = torch.Generator().manual_seed(int(seed))
-    noisy, sigma = add_noise(torch.as_tensor(flux, dtype=torch.float64), snr, pixel_width, gen,
-                             photon_noise=True)
-    return Spectrum(flux=noisy.numpy() * u.one, spectral_axis=wave,
-                    uncertainty=StdDevUncertainty(sigma.numpy()))
 
 
 # ============================================================================ figures
@@ -443,8 +432,9 @@ def header_section(page: Page, runtime: float) -> str:
         ["S/N range seen in training", f"{md.snr_range[0]:g}-{md.snr_range[1]:g} per A"],
         ["held-out set", page.held.description],
         ["held-out stars / spectra", f"{page.n_star} / {page.n_spec}"],
-        ["noise", "photon-like Gaussian noise at each S/N per Angstrom "
-                  "(``instruments.add_noise``), StdDev uncertainties, one realisation"],
+        ["noise", "the training noise model (``instruments.draw_noise``): photon-like Gaussian "
+                  "noise at each S/N per Angstrom, uncertainty from the noisy flux (floor "
+                  "0.01), StdDev uncertainties, one realisation"],
         ["posterior draws", f"{args.n_samples} per spectrum, seed {args.seed}"],
         ["posterior calibration", calibration_note(md.posterior_calibration, page.cross)],
         ["date", date],

@@ -37,8 +37,8 @@ from ..estimator import CINNParameterEstimator
 from ..fit_check import trim_emulator
 from ..flags import QualityFlag
 from ..instruments import snr_per_pixel
+from ..instruments.rotation import BinnedRotation
 from ..model import CINNModel
-from ..simulation import BinnedRotation
 from ..validation.heldout import heldout_from_grid, noisy_spectrum, sun_noisy, sun_spectra
 from .posterior import cross_fit_fold
 

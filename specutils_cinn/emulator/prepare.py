@@ -400,7 +400,7 @@ def prepare_holdout_sets(
     list of pathlib.Path
         The training sets written.
     """
-    from ..simulation import DEFAULT_PARAMETERS
+    from ..parameters import DEFAULT_PARAMETERS
     from ..synthesis.grid_file import read_grid
     from ..training import TrainingSet, save_training_set
 

@@ -1,8 +1,12 @@
-"""Instrument models: the 4MOST setups, line broadening, noise and other observational effects.
+"""Instrument models: the 4MOST setups, line broadening, rotation and the noise model.
 
-Used to turn high-resolution synthetic spectra into training spectra that look like 4MOST
-observations: `degrade` (rotation, macroturbulence, line-spread function, pixel binning),
-then `add_noise`, `random_masks` and `continuum_distortion`.
+`degrade` (rotation, macroturbulence, line-spread function, pixel binning) turns
+high-resolution synthetic spectra into spectra on a 4MOST setup's pixels (the emulator's
+training data and the validation pages' held-out stars);
+``instruments.rotation.BinnedRotation`` rotates and shifts spectra that are already binned,
+in torch, for the training simulator and the fit check. `draw_noise` is the one noise model:
+training (`specutils_cinn.training.augment_batch`) and the validation pages (through
+`add_noise`) both use it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .fourmost import (
     LinearResolvingPower,
     fourmost_setup,
 )
-from .noise import add_noise, continuum_distortion, random_masks, snr_per_pixel
+from .noise import NOISE_FLOOR, add_noise, draw_noise, snr_per_pixel
 
 __all__ = [
     "FOURMOST_HR",
@@ -33,16 +37,16 @@ __all__ = [
     "FOURMOST_LR_RESOLVING_POWER",
     "InstrumentSetup",
     "LinearResolvingPower",
+    "NOISE_FLOOR",
     "add_noise",
     "bin_average",
-    "continuum_distortion",
     "degrade",
     "degrade_spectrum",
+    "draw_noise",
     "fourmost_setup",
     "from_log_lambda_grid",
     "gaussian_lsf_broaden",
     "macroturbulence_broaden",
-    "random_masks",
     "rotational_broaden",
     "snr_per_pixel",
     "to_log_lambda_grid",

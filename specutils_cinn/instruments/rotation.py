@@ -168,7 +168,7 @@ class BinnedRotation:
         return {
             "method": "torch: Lanczos-6 interpolation onto a log-lambda grid, FFT convolution with "
                       "the analytic transform of Gray's rotation profile, Keys-cubic sampling at "
-                      "the Doppler-shifted pixel centres (specutils_cinn.simulation)",
+                      "the Doppler-shifted pixel centres (specutils_cinn.instruments.rotation)",
             "limb_darkening": self.limb_darkening,
             "oversample": self.oversample,
         }

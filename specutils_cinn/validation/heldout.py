@@ -300,7 +300,11 @@ class Run:
 def noisy_spectrum(
     flux: np.ndarray, wave: u.Quantity, pixel_width: np.ndarray, snr: float, seed: int
 ) -> Spectrum:
-    """Photon-like noise at ``snr`` per Angstrom (continuum 1) as a StdDev-uncertainty Spectrum.
+    """The training noise model at ``snr`` per Angstrom (continuum 1) as a StdDev Spectrum.
+
+    The noise is `specutils_cinn.instruments.draw_noise` (through
+    `~specutils_cinn.instruments.add_noise` with ``photon_noise=True``), the rule the networks
+    were trained with: photon-like noise, uncertainty computed from the noisy flux.
 
     Parameters
     ----------

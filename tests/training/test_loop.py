@@ -1,4 +1,4 @@
-"""Training: augmentation, configuration, and a cINN that recovers an exact posterior."""
+"""The training loop: the validation split, a cINN that recovers an exact posterior, TOML runs."""
 
 import json
 from dataclasses import asdict
@@ -15,90 +15,13 @@ from linear_gaussian import (
     training_config,
 )
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import CINNModel, ModelIntegrityError
 from specutils_cinn.training import (
     TrainingConfig,
-    TrainingSet,
-    augment_batch,
-    load_training_set,
     save_training_set,
     train_from_config,
     train_model,
 )
-
-
-def test_config_rejects_unknown_and_bad_values():
-    with pytest.raises(ValueError, match="unknown training option"):
-        TrainingConfig.from_dict({"stepz": 3})
-    with pytest.raises(ValueError, match="snr_range"):
-        TrainingConfig(snr_range=(50.0, 10.0))
-    with pytest.raises(ValueError, match="validation_fraction"):
-        TrainingConfig(validation_fraction=1.5)
-
-
-def _grid(npix=2000, step=0.25):
-    return WavelengthGrid((GridSegment("A", 5000.0, 5000.0 + (npix - 1) * step, step),))
-
-
-@pytest.mark.parametrize("photon_noise", [False, True])
-def test_augment_noise_matches_snr_per_angstrom(photon_noise):
-    grid = _grid()
-    flux = torch.ones(400, grid.npix)
-    cfg = TrainingConfig(snr_range=(50.0, 50.0), masked_fraction=0.0, max_gaps=0,
-                         photon_noise=photon_noise)
-    gen = torch.Generator().manual_seed(0)
-    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
-    seg = torch.zeros(grid.npix, dtype=torch.long)
-    noisy, sigma, valid = augment_batch(flux, pw, seg, cfg, gen)
-    # S/N 50 per Angstrom at 0.25 A pixels is S/N 25 per pixel.
-    assert valid.all()
-    assert float((noisy - 1).std()) == pytest.approx(1 / 25, rel=0.02)
-    assert float(sigma.median()) == pytest.approx(1 / 25, rel=0.02)
-
-
-def test_augment_sigma_does_not_leak_noise_free_flux():
-    # With photon noise the reported sigma comes from the noisy flux: two spectra with the
-    # same noisy flux but different noise-free flux cannot be told apart from sigma.
-    grid = _grid(npix=50)
-    flux = torch.full((2000, grid.npix), 0.5)
-    cfg = TrainingConfig(snr_range=(100.0, 100.0), masked_fraction=0.0, max_gaps=0)
-    gen = torch.Generator().manual_seed(1)
-    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
-    noisy, sigma, _ = augment_batch(flux, pw, torch.zeros(grid.npix, dtype=torch.long), cfg, gen)
-    snr_pix = 100.0 * 0.5
-    assert torch.allclose(sigma, torch.sqrt(noisy) / snr_pix)
-
-
-def test_augment_masks_and_gaps():
-    grid = _grid()
-    cfg = TrainingConfig(masked_fraction=0.1, max_gaps=2, max_gap_fraction=0.05)
-    gen = torch.Generator().manual_seed(2)
-    pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
-    _, _, valid = augment_batch(torch.ones(500, grid.npix), pw,
-                                torch.zeros(grid.npix, dtype=torch.long), cfg, gen)
-    lost = 1 - valid.float().mean(dim=1)
-    assert 0 < float(lost.mean()) < 0.1 + 2 * 0.05
-    assert float(lost.max()) <= 0.1 * 1.2 + 2 * 0.05 + 0.01
-    assert float(lost.min()) < 0.02  # some spectra are nearly untouched
-
-
-def test_training_set_round_trip_and_validation(tmp_path):
-    grid = _grid(npix=10)
-    ts = TrainingSet(np.ones((4, 10), np.float32), np.zeros((4, 2)), ["teff", "logg"], grid,
-                     20000.0, {"source": "test"}, groups=np.array([0, 0, 1, 1]))
-    save_training_set(tmp_path / "ts.npz", ts)
-    back = load_training_set(tmp_path / "ts.npz", ["logg"])
-    assert back.parameters == ["logg"] and back.labels.shape == (4, 1)
-    assert back.grid == grid and back.provenance == {"source": "test"}
-    np.testing.assert_array_equal(back.groups, [0, 0, 1, 1])
-    with pytest.raises(ValueError, match="no labels"):
-        load_training_set(tmp_path / "ts.npz", ["vsini"])
-    with pytest.raises(ValueError, match="shape"):
-        TrainingSet(np.ones((4, 9), np.float32), np.zeros((4, 2)), ["teff", "logg"], grid, 1.0)
-    with pytest.raises(ValueError, match="finite"):
-        TrainingSet(np.full((4, 10), np.nan, np.float32), np.zeros((4, 2)), ["teff", "logg"],
-                    grid, 1.0)
 
 
 def test_validation_split_keeps_groups_together():
@@ -218,18 +141,7 @@ def _toml(arch):
     return "\n".join(lines)
 
 
-def test_renormalize_batch_applies_the_model_convention():
-    from specutils_cinn.training import renormalize_batch
+def test_the_british_spelling_stays_for_one_release():
+    from specutils_cinn import training
 
-    grid = _grid(npix=400)
-    x = torch.linspace(-1, 1, grid.npix)
-    flux = (2.0 + 0.5 * x)[None, :].repeat(8, 1)  # a sloped, unnormalised continuum
-    sigma = torch.full_like(flux, 0.01)
-    valid = torch.ones_like(flux, dtype=torch.bool)
-    same = renormalize_batch(flux, sigma, valid, grid, {"kind": "continuum"})
-    assert same[0] is flux
-    f, s, v = renormalize_batch(flux, sigma, valid, grid,
-                                {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5})
-    assert v.all()
-    torch.testing.assert_close(f, torch.ones_like(f), atol=1e-6, rtol=0)
-    torch.testing.assert_close(s, sigma / flux, atol=1e-7, rtol=1e-5)
+    assert training.SELECTION_REALISATIONS == training.SELECTION_REALIZATIONS == 8

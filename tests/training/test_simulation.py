@@ -1,4 +1,4 @@
-"""The emulator simulator: torch rotation and Doppler shift, the label prior, training on it."""
+"""The emulator simulator: the label prior, simulated spectra, training on them."""
 
 import json
 import math
@@ -9,98 +9,19 @@ import torch
 
 from specutils_cinn.emulator import SpectrumEmulator, save_emulator
 from specutils_cinn.grid import GridSegment, WavelengthGrid
-from specutils_cinn.instruments import InstrumentSetup, degrade
 from specutils_cinn.model import CINNModel
-from specutils_cinn.simulation import BinnedRotation, EmulatorSimulator, LabelPrior
 from specutils_cinn.synthesis.design import KielRegion
-from specutils_cinn.training import TrainingConfig, TrainingSet, train_from_config, train_model
+from specutils_cinn.training import (
+    EmulatorSimulator,
+    LabelPrior,
+    TrainingConfig,
+    TrainingSet,
+    save_training_set,
+    train_from_config,
+    train_model,
+)
 
-C_KMS = 299792.458
 R = 20000.0
-LINES = (5005.0, 5012.3, 5020.1, 5031.7, 5040.4)
-
-
-def _grid():
-    return WavelengthGrid((GridSegment("A", 5000.0, 5049.9, 0.1),))
-
-
-def _highres(depths, width=0.03):
-    """Gaussian absorption lines at 0.005 A sampling (4990-5060 A)."""
-    wave = np.arange(4990.0, 5060.0, 0.005)
-    tau = sum(d * np.exp(-0.5 * ((wave - c) / width) ** 2)
-              for d, c in zip(depths, LINES, strict=False))
-    return wave, np.exp(-tau)
-
-
-def _binned(vsini):
-    wave, flux = _highres([0.9, 0.4, 1.5, 0.7, 0.2])
-    setup = InstrumentSetup("test", _grid(), R)
-    return degrade(wave, flux[None, :].repeat(len(vsini), 0), setup, vsini=np.asarray(vsini))
-
-
-def test_rotation_matches_degrade_and_keeps_vsini0_exact():
-    v = np.array([0.0, 5.0, 10.0, 25.0, 50.0])
-    base = torch.from_numpy(_binned(np.zeros(v.size)).astype(np.float32))
-    ref = _binned(v)
-    rot = BinnedRotation(_grid())
-    out = rot(base, torch.as_tensor(v)).numpy()
-    inner = slice(20, -20)  # away from the segment ends (> lambda vsini / c)
-    err = np.abs(out - ref)[:, inner]
-    assert np.percentile(err, 99) < 1e-3 and err.max() < 3e-3
-    assert np.array_equal(out[0], base[0].numpy())  # vsini = 0: bit for bit
-    # the rotated lines are clearly broader than the input: the test can fail
-    assert np.abs(out[4] - base[4].numpy())[inner].max() > 0.05
-
-
-def test_rotation_conserves_equivalent_width_and_adds_analytic_variance():
-    eps = 0.6
-    wave, flux = _highres([0.8], width=0.05)
-    setup = InstrumentSetup("test", _grid(), R)
-    base = torch.from_numpy(degrade(wave, flux, setup)[None, :])
-    rot = BinnedRotation(_grid(), limb_darkening=eps)
-    lam = _grid().wavelength.value
-    near = np.abs(lam - LINES[0]) < 3.0
-
-    def moments(f):
-        d = (1.0 - f)[near]
-        ew = d.sum() * 0.1
-        c = (d * lam[near]).sum() / d.sum()
-        return ew, c, (d * (lam[near] - c) ** 2).sum() / d.sum()
-
-    ew0, c0, var0 = moments(base[0].numpy())
-    x2 = ((1 - eps) / 4 + 2 * eps / 15) / (1 - eps / 3)  # <x^2> of Gray's profile
-    for v in (10.0, 30.0):
-        out = rot(base, torch.tensor([v]))[0].numpy()
-        ew, c, var = moments(out)
-        assert ew == pytest.approx(ew0, rel=1e-3)
-        assert c == pytest.approx(c0, abs=1e-4)
-        expected = x2 * (LINES[0] * v / C_KMS) ** 2
-        assert var - var0 == pytest.approx(expected, rel=0.03)
-
-
-def test_radial_velocity_moves_a_line():
-    wave, flux = _highres([0.8], width=0.05)
-    base = torch.from_numpy(degrade(wave, flux, InstrumentSetup("t", _grid(), R))[None, :])
-    lam = _grid().wavelength.value
-    rot = BinnedRotation(_grid(), max_shift=50.0)
-
-    def centroid(f):
-        d = (1.0 - f) * (np.abs(lam - LINES[0]) < 3.0)
-        return (d * lam).sum() / d.sum()
-
-    c0 = centroid(base[0].numpy())
-    for rv in (-20.0, 3.0, 30.0):
-        out = rot(base.repeat(2, 1), torch.tensor([0.0, 15.0]), torch.tensor([rv, rv])).numpy()
-        for row in out:
-            assert centroid(row) - c0 == pytest.approx(LINES[0] * rv / C_KMS, abs=2e-3)
-
-
-def test_rotation_rejects_bad_input():
-    rot = BinnedRotation(_grid(), max_vsini=30.0)
-    with pytest.raises(ValueError, match="vsini"):
-        rot(torch.ones(1, _grid().npix), torch.tensor([40.0]))
-    with pytest.raises(ValueError, match="shape"):
-        rot(torch.ones(1, 10), torch.tensor([1.0]))
 
 
 def test_prior_draws_respect_region_and_ranges():
@@ -217,7 +138,7 @@ def test_training_on_the_simulator_beats_the_prior():
         model, hist = train_model(sim, arch, config, name="sim-test", version="0.0.1", log=None)
     finally:
         torch.set_num_threads(threads)
-    # A prior-only density of standardised uniform labels scores 0.32 per parameter at best
+    # A prior-only density of standardized uniform labels scores 0.32 per parameter at best
     # (the nll omits 0.5 log(2 pi) per dimension); the trained model must do far better.
     baseline = len(PARAMS) * (math.log(math.sqrt(12.0)) - 0.5 * math.log(2 * math.pi))
     assert hist["val_loss"][-1] < baseline - 0.6
@@ -237,8 +158,6 @@ def test_train_from_config_with_a_simulator(tmp_path):
                                           "resolving_power": {"A": R, "B": R}})
     sim = EmulatorSimulator(emu, PARAMS, _prior(emu), rv_sigma=0.0)
     flux, labels = sim.sample(12, torch.Generator().manual_seed(9))
-    from specutils_cinn.training import save_training_set
-
     save_training_set(tmp_path / "hold.npz", TrainingSet(
         flux.numpy(), labels.numpy(), PARAMS, sim.grid, {"A": R, "B": R}, {"source": "test"}))
     arch = _arch()
@@ -332,3 +251,18 @@ def test_pixel_error_is_the_smoothed_rms_with_a_floor():
     np.testing.assert_allclose(out[10:], 1e-3)  # segment B untouched, at the floor
     with pytest.raises(ValueError, match="odd"):
         pixel_error(res, grid, smooth=4)
+
+
+def test_the_old_module_re_exports_the_moved_names():
+    """specutils_cinn.simulation re-exports for one release (CHANGES.rst)."""
+    from specutils_cinn import parameters, simulation, training
+    from specutils_cinn.instruments import rotation
+
+    assert simulation.EmulatorSimulator is training.EmulatorSimulator
+    assert simulation.LabelPrior is training.LabelPrior
+    assert simulation.SpectrumSimulator is training.SpectrumSimulator
+    assert simulation.BinnedRotation is rotation.BinnedRotation
+    assert simulation.DEFAULT_PARAMETERS is parameters.DEFAULT_PARAMETERS
+    assert sorted(simulation.__all__) == sorted(
+        ["DEFAULT_PARAMETERS", "BinnedRotation", "EmulatorSimulator", "LabelPrior",
+         "SpectrumSimulator"])

@@ -1,0 +1,131 @@
+"""Noise-free training spectra to observed-like ones: fresh noise, masks, gaps and continuum errors.
+
+Every optimisation step draws, for each spectrum of the batch, a S/N (log-uniform over
+``snr_range``, per Angstrom), Gaussian noise with the package's one noise model
+(`specutils_cinn.instruments.draw_noise`, the same the validation pages use), randomly masked
+pixels and gaps, and optionally a smooth multiplicative continuum error (`augment_batch`);
+`renormalize_batch` then applies the model's input normalization, as the estimator does to
+observed spectra.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..grid import WavelengthGrid
+from ..inputs.normalization import Normalization
+from ..instruments import draw_noise
+from .config import TrainingConfig
+
+__all__ = ["augment_batch", "renormalize_batch"]
+
+
+def augment_batch(
+    flux: torch.Tensor,
+    pixel_width: torch.Tensor,
+    segment_index: torch.Tensor,
+    config: TrainingConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Turn noise-free spectra into observed-like ones.
+
+    In this order, from ``generator``: a S/N per Angstrom per spectrum (log-uniform over
+    ``config.snr_range``); with ``config.continuum_error``, a linear multiplicative error per
+    segment; the noise and the reported uncertainty (`specutils_cinn.instruments.draw_noise`,
+    photon-like or constant by ``config.photon_noise``); isolated masked pixels (a fraction up
+    to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps.
+
+    Parameters
+    ----------
+    flux : Tensor, shape (B, npix)
+        Noise-free normalized flux.
+    pixel_width : Tensor, shape (npix,)
+        Pixel widths in Angstrom.
+    segment_index : Tensor, shape (npix,)
+        Segment number of each pixel (continuum errors are drawn per segment).
+    config : TrainingConfig
+        Augmentation settings.
+    generator : `torch.Generator`
+        Source of randomness (on the device of ``flux``).
+
+    Returns
+    -------
+    flux, sigma : Tensor, shape (B, npix)
+        Noisy flux and its 1-sigma uncertainty.
+    valid : Tensor of bool, shape (B, npix)
+        False for masked pixels and gaps.
+    """
+    b, npix = flux.shape
+    dev = flux.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device=dev)
+
+    lo, hi = config.snr_range
+    snr_aa = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * uniform(b, 1))
+    snr_pix = snr_aa * torch.sqrt(pixel_width)[None, :]
+    obs = flux
+    if config.continuum_error > 0:
+        n_seg = int(segment_index.max()) + 1
+        x = torch.linspace(-1.0, 1.0, npix, device=dev)
+        coef = config.continuum_error * torch.randn(b, n_seg, 2, generator=generator, device=dev)
+        tilt = 1.0 + coef[:, segment_index, 0] + coef[:, segment_index, 1] * x[None, :]
+        obs = obs * tilt
+    noisy, sigma = draw_noise(obs, snr_pix, generator, photon_noise=config.photon_noise)
+    valid = uniform(b, npix) >= config.masked_fraction * uniform(b, 1)
+    if config.max_gaps > 0 and config.max_gap_fraction > 0:
+        max_len = max(1, int(config.max_gap_fraction * npix))
+        n_gaps = torch.randint(0, config.max_gaps + 1, (b,), generator=generator, device=dev)
+        pix = torch.arange(npix, device=dev)
+        for g in range(config.max_gaps):
+            start = (uniform(b) * npix).long()
+            length = (uniform(b) * max_len).long() + 1
+            in_gap = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
+            valid &= ~(in_gap & (g < n_gaps)[:, None])
+    return noisy, sigma, valid
+
+
+def renormalize_batch(
+    flux: torch.Tensor,
+    sigma: torch.Tensor,
+    valid: torch.Tensor,
+    grid: WavelengthGrid,
+    normalization: Normalization | Mapping[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply the model's input normalization to augmented (noisy) training spectra.
+
+    For the kind ``"pseudo-continuum"`` the noisy spectra are divided by the same clipped
+    polynomial continuum (`specutils_cinn.inputs.Normalization.apply`) that the estimator
+    fits to observed spectra, so training and inference see the same convention, noise
+    included (a clipped fit to a noisy spectrum sits slightly higher than one to the noise-free
+    spectrum). Other kinds are returned unchanged.
+
+    Parameters
+    ----------
+    flux, sigma : Tensor, shape (B, npix)
+        Noisy flux and its uncertainty.
+    valid : Tensor of bool, shape (B, npix)
+        Usable pixels.
+    grid : `~specutils_cinn.grid.WavelengthGrid`
+        The model grid (one continuum per segment).
+    normalization : `~specutils_cinn.inputs.Normalization` or dict
+        The model's normalization convention (``kind``, ``degree``, ``n_iter``).
+
+    Returns
+    -------
+    flux, sigma, valid : Tensor
+        Normalized flux and uncertainty (NaN where the fit failed) and the updated mask.
+    """
+    norm = (normalization if isinstance(normalization, Normalization)
+            else Normalization.from_dict(normalization))
+    if not norm.fits_continuum:
+        return flux, sigma, valid
+    f, s, v = norm.apply(flux.cpu().numpy(), sigma.cpu().numpy(), valid.cpu().numpy(), grid)
+    dev = flux.device
+    return (torch.as_tensor(f, dtype=flux.dtype, device=dev),
+            torch.as_tensor(s, dtype=sigma.dtype, device=dev),
+            torch.as_tensor(v, device=dev))

@@ -1,0 +1,223 @@
+"""Training settings and the TOML file that describes a training run.
+
+`TrainingConfig` holds the optimisation and augmentation settings (the ``[training]`` table).
+`read_training_file` reads and checks a whole configuration file, the one schema that
+`specutils_cinn.training.train_from_config` and ``specutils-cinn train`` accept:
+
+``[model]``
+    ``name``, ``version``, ``description``, ``output`` (model directory, relative to the file)
+    and an optional ``[model.normalization]`` table.
+``[data]`` *or* ``[simulator]``
+    A training set (``path`` of a ``.npz``, relative to the file; ``parameters``; optional
+    ``[data.ranges]``) or fresh emulated spectra every step (`SIMULATOR_KEYS`, read by
+    `specutils_cinn.training.EmulatorSimulator.from_config`; ``holdout`` and ``selection``
+    name training-set files on the model grid).
+``[architecture]``
+    The network (see `specutils_cinn.flows.build_cinn`).
+``[training]``
+    `TrainingConfig` fields.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SIMULATOR_KEYS", "TrainingConfig", "TrainingFile", "read_training_file"]
+
+#: Keys of the ``[simulator]`` table of a training configuration.
+SIMULATOR_KEYS = ("emulator", "parameters", "vsini_range", "rv_sigma", "emulator_noise",
+                  "emulator_error", "limb_darkening", "oversample", "segments",
+                  "wavelength_range", "ranges", "kiel_region", "holdout", "selection",
+                  "provenance")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and augmentation settings.
+
+    Attributes
+    ----------
+    steps : int
+        Optimisation steps (batches).
+    batch_size : int
+        Spectra per step.
+    learning_rate : float
+        Peak Adam learning rate; decays with a cosine schedule after a linear warm-up.
+    weight_decay : float
+        AdamW weight decay.
+    warmup_steps : int
+        Linear learning-rate warm-up steps.
+    grad_clip : float
+        Gradient-norm clipping threshold.
+    validation_fraction : float
+        Fraction of the training set held out to pick the best weights and report metrics.
+    validation_size : int
+        Number of simulated validation spectra (drawn once, seeded) when training on a
+        simulator; unused with a training set.
+    eval_every : int
+        Steps between validation evaluations.
+    seed : int
+        Seed of the split, the initial weights and every augmentation draw.
+    snr_range : tuple of float
+        S/N per Angstrom drawn log-uniformly per spectrum and step.
+    masked_fraction : float
+        Upper limit of the fraction of isolated pixels masked per spectrum (uniform from 0).
+    max_gaps : int
+        Upper limit of contiguous gaps per spectrum (uniform integer from 0).
+    max_gap_fraction : float
+        Longest gap as a fraction of the number of pixels.
+    continuum_error : float
+        Amplitude (1 sigma) of a random linear multiplicative continuum error per segment.
+    label_noise : float
+        Standard deviation of Gaussian jitter added to the standardized labels every step; a
+        little (e.g. 0.03) regularizes the density of small training sets, at the cost of
+        slightly wider posteriors.
+    photon_noise : bool
+        If True the noise scales as the square root of the flux (photon noise; the reported
+        uncertainty is computed from the *noisy* flux, as a pipeline would, so it carries no
+        information about the noise-free spectrum); if False it is constant per spectrum.
+        Both follow `specutils_cinn.instruments.draw_noise`.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    threads : int or None
+        CPU threads for torch (None keeps torch's default).
+    """
+
+    steps: int = 5000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 200
+    grad_clip: float = 10.0
+    validation_fraction: float = 0.1
+    validation_size: int = 1024
+    eval_every: int = 250
+    seed: int = 0
+    snr_range: tuple[float, float] = (10.0, 500.0)
+    masked_fraction: float = 0.02
+    max_gaps: int = 2
+    max_gap_fraction: float = 0.02
+    continuum_error: float = 0.0
+    label_noise: float = 0.0
+    photon_noise: bool = True
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
+        if len(self.snr_range) != 2 or not 0 < self.snr_range[0] <= self.snr_range[1]:
+            raise ValueError(f"snr_range must be (lo, hi) with 0 < lo <= hi, got {self.snr_range}")
+        if min(self.steps, self.batch_size, self.eval_every, self.validation_size) < 1:
+            raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must be in (0, 1)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        """Build from a dict, rejecting unknown keys.
+
+        Parameters
+        ----------
+        d : dict
+            Field names and values (the ``[training]`` table).
+
+        Returns
+        -------
+        TrainingConfig
+
+        Raises
+        ------
+        ValueError
+            On an unknown key or a bad value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(
+                f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainingFile:
+    """A checked training configuration file (see the module docstring for its tables).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    model : dict
+        The ``[model]`` table.
+    data : dict or None
+        The ``[data]`` table (None when the file has ``[simulator]``).
+    simulator : dict or None
+        The ``[simulator]`` table (None when the file has ``[data]``).
+    architecture : dict
+        The ``[architecture]`` table.
+    training : TrainingConfig
+        The ``[training]`` table.
+    """
+
+    path: Path
+    model: dict[str, Any]
+    data: dict[str, Any] | None
+    simulator: dict[str, Any] | None
+    architecture: dict[str, Any]
+    training: TrainingConfig
+
+    @property
+    def base(self) -> Path:
+        """Directory that relative paths in the file start from."""
+        return self.path.parent
+
+
+def read_training_file(path: str | Path) -> TrainingFile:
+    """Read and check a training configuration file.
+
+    Parameters
+    ----------
+    path : path-like
+        The TOML file.
+
+    Returns
+    -------
+    TrainingFile
+
+    Raises
+    ------
+    ValueError
+        If the file is not TOML, lacks a table, has both ``[data]`` and ``[simulator]``, or
+        has an unknown ``[training]`` or ``[simulator]`` key.
+    """
+    path = Path(path)
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    if "model" not in cfg:
+        raise ValueError(f"{path}: missing [model] table")
+    if "data" not in cfg and "simulator" not in cfg:
+        raise ValueError(f"{path}: missing [data] table (or [simulator])")
+    if "data" in cfg and "simulator" in cfg:
+        raise ValueError(f"{path}: give either [data] or [simulator], not both")
+    for section in ("architecture", "training"):
+        if section not in cfg:
+            raise ValueError(f"{path}: missing [{section}] table")
+    simulator = cfg.get("simulator")
+    if simulator is not None:
+        unknown = sorted(set(simulator) - set(SIMULATOR_KEYS))
+        if unknown:
+            raise ValueError(f"unknown [simulator] option(s) {unknown}; known: "
+                             f"{sorted(SIMULATOR_KEYS)}")
+    return TrainingFile(
+        path=path,
+        model=cfg["model"],
+        data=cfg.get("data"),
+        simulator=simulator,
+        architecture=cfg["architecture"],
+        training=TrainingConfig.from_dict(cfg["training"]),
+    )
