@@ -37,7 +37,7 @@ SEGMENTS = {"hr": ("hr_blue", "hr_green", "hr_red"), "lr": ("lr",)}
 def _keep(grid, vsini: float) -> np.ndarray:
     keep = np.zeros(grid.npix, bool)
     for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
-        c = seg.centres
+        c = seg.centers
         margin = c[-1] * vsini / C_KMS + 1.0
         keep[sl] = (c > c[0] + margin) & (c < c[-1] - margin)
     return keep
@@ -65,7 +65,7 @@ def accuracy(setup_name: str, emu, seed_grid: Path, n_star: int, vsinis) -> None
         vs = torch.full((n_star,), float(v))
         ours = rot(torch.from_numpy(base), vs).numpy()
         spline = np.concatenate([
-            _rotate_binned(seg.centres, base[:, sl], np.full(n_star, float(v)), seg.step, 0.6, 8.0)
+            _rotate_binned(seg.centers, base[:, sl], np.full(n_star, float(v)), seg.step, 0.6, 8.0)
             for seg, sl in zip(grid.segments, grid.segment_slices, strict=True)], axis=1)
         k = _keep(grid, v)
         a, b = np.abs(ours - ref)[:, k], np.abs(spline - ref)[:, k]

@@ -31,11 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import BENCHMARKS, NARVAL_R, read_narval, rst_table, telluric_mask  # noqa: E402
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid  # noqa: E402
 from specutils_cinn.inputs.normalization import normalize_continuum  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
 from specutils_cinn.synthesis import find_synthesis, synthesize  # noqa: E402
 from specutils_cinn.synthesis.loggf import calibrated_line_lists  # noqa: E402
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid  # noqa: E402
 
 WINDOWS = ((5640.0, 5880.0), (6475.0, 6745.0))
 FIT_SEGMENTS = (("G", 5650.0, 5870.0), ("R", 6485.0, 6735.0))

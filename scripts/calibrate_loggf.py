@@ -50,7 +50,6 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import SUN, SUN_R, read_sun, telluric_mask  # noqa: E402
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
 from specutils_cinn.synthesis import find_synthesis, synthesize  # noqa: E402
 from specutils_cinn.synthesis.line_strength import IrwinAtoms, line_strength_index  # noqa: E402
@@ -60,6 +59,7 @@ from specutils_cinn.synthesis.linelists import (  # noqa: E402
 )
 from specutils_cinn.synthesis.loggf import LoggfCalibration, fit_loggf_changes, separated_sets  # noqa: E402
 from specutils_cinn.synthesis.turbospectrum import solar_scale  # noqa: E402
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid  # noqa: E402
 
 #: Masked in the fit (air A): Ca II H and K, Balmer line cores, the Li lines.
 MASKED = ((3928.0, 3940.0), (3962.0, 3975.0), (4097.0, 4107.0), (4336.0, 4345.0),

@@ -100,8 +100,8 @@ def main(argv=None) -> None:
     for seg, sl in zip(md.grid.segments, md.grid.segment_slices, strict=True):
         w, f = next((w, f) for w, f in grid.segments.values()
                     if w[0] <= seg.start - 5 and w[-1] >= seg.stop + 5)
-        from specutils_cinn.grid import WavelengthGrid
         from specutils_cinn.instruments import InstrumentSetup
+        from specutils_cinn.wavelength_grid import WavelengthGrid
 
         one = InstrumentSetup("x", WavelengthGrid((seg,), md.grid.medium),
                               {seg.name: setup.resolving_power[seg.name]})

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.inputs import Normalization
 from specutils_cinn.instruments import InstrumentSetup, degrade, fourmost_setup
 from specutils_cinn.model import sha256_file
 from specutils_cinn.training import TrainingSet, save_training_set
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 LABELS = ["teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "li_fe"]
 

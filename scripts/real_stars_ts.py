@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import SUN, SUN_R, read_sun, rst_table, telluric_mask  # noqa: E402
 from sun_synthesis_scan import EXTRA, FE_H, scan_path  # noqa: E402
 
-from specutils_cinn.grid import WavelengthGrid  # noqa: E402
 from specutils_cinn.inputs.normalization import normalize_continuum  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum, fourmost_setup  # noqa: E402
+from specutils_cinn.wavelength_grid import WavelengthGrid  # noqa: E402
 
 #: Li lines left out of every fit (as the models' fit check does).
 EXCLUDE = ((6102.1, 6105.1), (6706.3, 6709.3))

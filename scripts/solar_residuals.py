@@ -59,8 +59,8 @@ def _on_setup(wave, flux, setup, r_in, segment):
     lo, hi = seg.start - 1.0, seg.stop + 1.0
     if wave[0] > lo or wave[-1] < hi:
         return out
-    from specutils_cinn.grid import WavelengthGrid
     from specutils_cinn.instruments import InstrumentSetup
+    from specutils_cinn.wavelength_grid import WavelengthGrid
 
     one = InstrumentSetup(setup.name, WavelengthGrid((seg,), setup.grid.medium),
                           {segment: setup.resolving_power[segment]})
@@ -122,7 +122,7 @@ def main() -> None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cached, **{f"w{i}": w for i, w in enumerate(res.wavelength)},
                      **{f"f{i}": f for i, f in enumerate(res.flux)})
-    from specutils_cinn.grid import WavelengthGrid
+    from specutils_cinn.wavelength_grid import WavelengthGrid
 
     rows = []
     for i, seg_name in enumerate(WINDOWS):

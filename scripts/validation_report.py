@@ -63,7 +63,6 @@ from specutils import Spectrum
 from specutils_cinn import CINNParameterEstimator, __version__
 from specutils_cinn.calibration import PosteriorCalibration
 from specutils_cinn.flags import QualityFlag
-from specutils_cinn.grid import GridSegment
 from specutils_cinn.instruments import snr_per_pixel
 from specutils_cinn.validation import (
     coverage_curve,
@@ -97,6 +96,7 @@ from specutils_cinn.validation.report import (
 )
 from specutils_cinn.validation.report import format_value as fmt
 from specutils_cinn.validation.report import parameter_label as label
+from specutils_cinn.wavelength_grid import GridSegment
 
 
 # ============================================================================ pure helpers
@@ -888,7 +888,7 @@ def cov_fmt(v: float) -> str:
 def setup_r(est: CINNParameterEstimator, seg: GridSegment) -> np.ndarray:
     """The model's resolving power at the pixels of a segment."""
     r = model_setup(est).resolving_power[seg.name]
-    return np.asarray(r(seg.centres) if callable(r) else np.full(seg.npix, r), dtype=float)
+    return np.asarray(r(seg.centers) if callable(r) else np.full(seg.npix, r), dtype=float)
 
 
 def describe_r(est: CINNParameterEstimator) -> str:

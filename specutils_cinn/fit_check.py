@@ -29,9 +29,9 @@ from ._files import (
     read_verified,
     safetensors_header,
 )
-from .grid import WavelengthGrid, pixel_map
 from .instruments.rotation import BinnedRotation
 from .parameters import emulator_label_values
+from .wavelength_grid import WavelengthGrid, pixel_map
 
 if TYPE_CHECKING:
     from .model import EmulatorSpec
@@ -264,7 +264,7 @@ def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torc
         If the grids share no pixel.
     """
     from .emulator import SpectrumEmulator
-    from .grid import GridSegment
+    from .wavelength_grid import GridSegment
 
     _, idx = pixel_map(model_grid, emulator.grid)
     if idx.size == 0:
@@ -276,8 +276,8 @@ def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torc
             continue
         if np.any(np.diff(local) != 1):
             raise ValueError(f"shared pixels of emulator segment {seg.name!r} are not contiguous")
-        segs.append(GridSegment(seg.name, float(seg.centres[local[0]]),
-                                float(seg.centres[local[-1]]), seg.step))
+        segs.append(GridSegment(seg.name, float(seg.centers[local[0]]),
+                                float(seg.centers[local[-1]]), seg.step))
     arch = emulator.architecture
     grid = WavelengthGrid(tuple(segs), emulator.grid.medium)
     out = SpectrumEmulator(

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from specutils_cinn.flows.conditioning import encode_inputs
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import CINNModel
 from specutils_cinn.training import TrainingConfig, TrainingSet, train_model
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 #: Name and version of the committed test model.
 MODEL_NAME, MODEL_VERSION = "linear-gaussian-test", "0.0.1"

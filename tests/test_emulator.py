@@ -17,7 +17,7 @@ from specutils_cinn.emulator import (
     save_emulator,
     train_emulator,
 )
-from specutils_cinn.grid import GridSegment, WavelengthGrid
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 NAMES = ["teff", "logg", "fe_h"]
 RANGES = np.array([[4000.0, 7000.0], [1.0, 5.0], [-2.0, 0.5]])
@@ -219,7 +219,7 @@ def test_rotation_of_binned_pixels_matches_fine_rotation():
     from specutils_cinn.instruments import rotational_broaden
 
     fine = np.linspace(5000.0, 5030.0, 6001)
-    coarse = GRID.segments[0].centres
+    coarse = GRID.segments[0].centers
 
     def flux_on(w):
         out = np.ones((1, w.size))

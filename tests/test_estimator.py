@@ -326,8 +326,8 @@ def test_feature_sigma_is_the_significance_of_the_stellar_features(lg_fit):
 
 def test_fit_check_rotation_matches_the_emulator_spline_rotation(lg_fit):
     from specutils_cinn.emulator import SpectrumEmulator, emulate_spectra
-    from specutils_cinn.grid import GridSegment, WavelengthGrid
     from specutils_cinn.instruments.rotation import BinnedRotation
+    from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
     fe = lg_fit[1].model.emulator  # the fit check rotates with BinnedRotation on its grid
     assert isinstance(fe.rotation, BinnedRotation) and fe.rotation.grid is fe.spec.grid

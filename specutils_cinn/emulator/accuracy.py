@@ -70,7 +70,7 @@ def pixel_error(
     residuals : numpy.ndarray, shape ``[n, npix]``
         Emulated minus reference spectra (e.g. ``residual_statistics(...)["residuals"]``) on
         ``grid``; NaN entries are ignored.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Their grid; the smoothing stays inside each segment.
     smooth : int
         The squared residuals are averaged over this many neighbouring pixels (odd).

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grid import WavelengthGrid
 from ..parameters import parameter_unit
+from ..wavelength_grid import WavelengthGrid
 
 __all__ = ["SpectrumEmulator"]
 
@@ -41,7 +41,7 @@ class SpectrumEmulator(nn.Module):
         Input labels in order, names known to `specutils_cinn.parameters.parameter_unit`.
     label_ranges : array-like, shape ``[n_labels, 2]``
         Training range ``(low, high)`` of each label; inputs outside are rejected (or clamped).
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Output pixel grid.
     kind : {"pca", "direct"}
         How the network ends (see above).
@@ -62,7 +62,7 @@ class SpectrumEmulator(nn.Module):
     Examples
     --------
     >>> import numpy as np
-    >>> from specutils_cinn.grid import GridSegment, WavelengthGrid
+    >>> from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
     >>> grid = WavelengthGrid((GridSegment("A", 5000.0, 5010.0, 0.5),))
     >>> emu = SpectrumEmulator(["teff", "logg"], [[4000, 7000], [1, 5]], grid, n_components=4)
     >>> emu(np.array([[5000.0, 4.0]])).shape

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from .._hashing import sha256_file
-from ..grid import GridSegment, WavelengthGrid, crop_grid
 from ..instruments import InstrumentSetup, degrade, fourmost_setup
 from ..parameters import EMULATOR_LABELS
+from ..wavelength_grid import GridSegment, WavelengthGrid, crop_grid
 from .io import load_emulator
 from .pipeline import load_training_data, read_emulator_config, validation_rows
 from .training import EmulatorConfig

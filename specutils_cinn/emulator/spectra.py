@@ -34,7 +34,7 @@ def emulate_spectra(
     afterwards. Per grid segment, the binned spectrum is interpolated with a cubic spline onto a
     log-lambda grid ``oversample`` times finer than the pixels (the binned values are exact
     point samples of the box-smoothed spectrum), broadened there with
-    `specutils_cinn.instruments.rotational_broaden`, and sampled back at the pixel centres.
+    `specutils_cinn.instruments.rotational_broaden`, and sampled back at the pixel centers.
     Against rotating the synthetic spectrum before the LSF and binning
     (`~specutils_cinn.instruments.degrade` with ``vsini``), this differs by less than
     0.001 of the continuum at the 99th percentile on the 4MOST HR (0.1 A) and LR (0.5 A) seed
@@ -83,18 +83,18 @@ def emulate_spectra(
     out = f.copy()
     if rows.size:
         for seg, sl in zip(emu.grid.segments, emu.grid.segment_slices, strict=True):
-            out[rows, sl] = _rotate_binned(seg.centres, f[rows, sl], vs[rows], seg.step,
+            out[rows, sl] = _rotate_binned(seg.centers, f[rows, sl], vs[rows], seg.step,
                                            limb_darkening, oversample)
     out = out[0] if single else out
     return torch.from_numpy(out).to(flux.device) if is_tensor else out
 
 
-def _rotate_binned(centres: np.ndarray, flux: np.ndarray, vsini: np.ndarray, step: float,
+def _rotate_binned(centers: np.ndarray, flux: np.ndarray, vsini: np.ndarray, step: float,
                    limb_darkening: float, oversample: float) -> np.ndarray:
-    """Spline-upsample binned spectra to a fine log grid, rotate, sample at the centres."""
-    dv = C_KMS * step / centres[-1] / oversample
-    n = int(np.ceil(np.log(centres[-1] / centres[0]) * C_KMS / dv)) + 1
-    fine = centres[0] * np.exp(np.arange(n) * dv / C_KMS)
-    up = CubicSpline(centres, flux.astype(np.float64), axis=1)(fine)
+    """Spline-upsample binned spectra to a fine log grid, rotate, sample at the centers."""
+    dv = C_KMS * step / centers[-1] / oversample
+    n = int(np.ceil(np.log(centers[-1] / centers[0]) * C_KMS / dv)) + 1
+    fine = centers[0] * np.exp(np.arange(n) * dv / C_KMS)
+    up = CubicSpline(centers, flux.astype(np.float64), axis=1)(fine)
     rot = rotational_broaden(fine, up, vsini, limb_darkening, velocity_step=dv)
-    return from_log_lambda_grid(fine, rot, centres).astype(np.float32)
+    return from_log_lambda_grid(fine, rot, centers).astype(np.float32)

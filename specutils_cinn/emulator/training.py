@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..grid import WavelengthGrid
+from ..wavelength_grid import WavelengthGrid
 from .network import SpectrumEmulator
 
 __all__ = ["EmulatorConfig", "train_emulator", "validation_split"]
@@ -216,7 +216,7 @@ def train_emulator(
         Continuum-normalised spectra on ``grid`` (after the instrumental LSF).
     label_names : sequence of str
         Names of the label columns.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Pixel grid of ``flux``.
     config : EmulatorConfig, optional
         Settings (default `EmulatorConfig()`).

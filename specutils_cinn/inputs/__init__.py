@@ -3,7 +3,8 @@
 `prepare_spectra` takes any mix of `~specutils.Spectrum` (1-D or N-D),
 `~specutils.SpectrumCollection`, `~specutils.SpectrumList` and lists or tuples of
 them, and returns a `PreparedSpectra`: continuum-normalized flux, uncertainties and a
-validity mask, one row per spectrum, on the model's `~specutils_cinn.grid.WavelengthGrid`.
+validity mask, one row per spectrum, on the model's
+`~specutils_cinn.wavelength_grid.WavelengthGrid`.
 `Normalization` is a model's continuum-normalization convention, which `prepare_spectra`
 applies to observed spectra and training applies to simulated ones.
 

@@ -22,7 +22,7 @@ import numpy as np
 from astropy import units as u
 from specutils.utils.wcs_utils import air_to_vac, vac_to_air
 
-from ..grid import WavelengthGrid
+from ..wavelength_grid import WavelengthGrid
 from .collect import _Block
 from .noise_estimate import der_snr, masked_quantile
 from .normalization import fit_segment_continuum

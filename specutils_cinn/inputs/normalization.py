@@ -22,7 +22,7 @@ import numpy as np
 from numpy.polynomial import legendre
 
 from .._fields import field_error
-from ..grid import WavelengthGrid
+from ..wavelength_grid import WavelengthGrid
 
 __all__ = ["Normalization", "fit_continuum", "fit_segment_continuum", "normalize_continuum"]
 

@@ -3,7 +3,8 @@
 `prepare_spectra` takes any mix of `~specutils.Spectrum` (1-D or N-D),
 `~specutils.SpectrumCollection`, `~specutils.SpectrumList` and lists or tuples of
 them, and returns a `PreparedSpectra`: continuum-normalised flux, uncertainties and a
-validity mask, one row per spectrum, on the model's `~specutils_cinn.grid.WavelengthGrid`.
+validity mask, one row per spectrum, on the model's
+`~specutils_cinn.wavelength_grid.WavelengthGrid`.
 
 Everything is vectorised over spectra: arrays are pulled out of each specutils object
 once ((``collect``)), spectra that share a wavelength axis are resampled
@@ -22,7 +23,7 @@ from astropy import units as u
 
 from ..constants import C_KMS
 from ..flags import QualityFlag
-from ..grid import WavelengthGrid
+from ..wavelength_grid import WavelengthGrid
 from .chunks import _Geometry, _Output, _process_group
 from .collect import _Block, _block_hash, _collect, _group_blocks
 from .units import doppler_factor

@@ -211,7 +211,7 @@ def degrade(
         if resample == "bin":
             out[:, sl] = bin_average_rows(ww, conv, edges)
         else:
-            out[:, sl] = interp_rows(seg.centres, ww, conv)
+            out[:, sl] = interp_rows(seg.centers, ww, conv)
     return restore(out, was_numpy, was_1d)
 
 
@@ -312,7 +312,7 @@ def degrade_spectrum(
     if bad.any():  # fill for the convolution; every output pixel a filled one reaches is NaN
         f = f.copy()
         f[bad] = np.interp(w[bad], w[~bad], f[~bad])
-    from ..grid import GridSegment, WavelengthGrid
+    from ..wavelength_grid import GridSegment, WavelengthGrid
 
     out = np.full(setup.grid.npix, np.nan)
     both = np.stack([f, bad.astype(np.float64)])

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..grid import GridSegment, WavelengthGrid
+from ..wavelength_grid import GridSegment, WavelengthGrid
 
 __all__ = [
     "FOURMOST_HR",
@@ -139,7 +139,7 @@ class InstrumentSetup:
     ----------
     name : str
         Name of the setup, e.g. ``"4MOST-HR"``.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Pixel grid of the delivered (or model) spectra.
     resolving_power : float, callable or mapping
         Resolving power :math:`R = \lambda/\mathrm{FWHM}` of the line-spread function: one value
@@ -190,7 +190,8 @@ class InstrumentSetup:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description (grid as `~specutils_cinn.grid.WavelengthGrid.to_dict`).
+        """JSON-serializable description (grid as
+        `~specutils_cinn.wavelength_grid.WavelengthGrid.to_dict`).
 
         Raises
         ------

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .._checks import per_spectrum
-from ..grid import WavelengthGrid
+from ..wavelength_grid import WavelengthGrid
 from ._utils import as_flux, make_generator, restore
 
 __all__ = ["NOISE_FLOOR", "add_noise", "draw_noise", "snr_per_pixel"]
@@ -152,8 +152,8 @@ def add_noise(
         Noise-free spectra (float32 or float64).
     snr_per_angstrom : float or array-like, shape ``[n_spectra]``
         S/N per Angstrom of each spectrum at the continuum level (finite, positive).
-    pixel_width : float, array-like of shape ``[npix]``, or `~specutils_cinn.grid.WavelengthGrid`
-        Pixel widths in Angstrom (a grid gives its ``pixel_width``).
+    pixel_width : float, array-like or `~specutils_cinn.wavelength_grid.WavelengthGrid`
+        Pixel widths in Angstrom, shape ``[npix]`` (a grid gives its ``pixel_width``).
     generator : `torch.Generator` or int, optional
         Random generator (on the flux's device) or a seed. Default: torch's global generator.
     photon_noise : bool

@@ -1,4 +1,4 @@
-r"""Rotation and radial velocity of spectra binned on a `~specutils_cinn.grid.WavelengthGrid`.
+r"""Rotation and radial velocity of spectra binned on a wavelength grid.
 
 **Rotation of binned spectra.** The emulator's pixel values are exact point samples of the
 smooth function :math:`g = \Pi * L * S` (pixel box, line-spread function, synthetic spectrum),
@@ -39,7 +39,7 @@ from scipy import fft as sp_fft
 from scipy import special
 
 from ..constants import C_KMS
-from ..grid import GridSegment, WavelengthGrid
+from ..wavelength_grid import GridSegment, WavelengthGrid
 
 __all__ = ["BinnedRotation"]
 
@@ -75,7 +75,7 @@ class _Segment:
     """Precomputed resampling of one grid segment (numpy float64, moved to torch lazily)."""
 
     def __init__(self, seg: GridSegment, oversample: float, pad_kms: float) -> None:
-        c = seg.centres
+        c = seg.centers
         self.npix = c.size
         self.du = seg.step / c[-1] / oversample  # ln(lambda) step of the fine grid
         self.dv = self.du * C_KMS
@@ -113,7 +113,7 @@ class BinnedRotation:
 
     Parameters
     ----------
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Pixel grid of the spectra; each segment is treated separately.
     limb_darkening : float
         Linear limb-darkening coefficient :math:`\epsilon` of the rotation profile.
@@ -128,7 +128,7 @@ class BinnedRotation:
     Examples
     --------
     >>> import torch
-    >>> from specutils_cinn.grid import GridSegment, WavelengthGrid
+    >>> from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
     >>> grid = WavelengthGrid((GridSegment("A", 6000.0, 6050.0, 0.1),))
     >>> rot = BinnedRotation(grid)
     >>> flux = torch.ones(2, grid.npix)

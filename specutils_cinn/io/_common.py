@@ -22,7 +22,7 @@ __all__ = [
     "META_KEYS",
     "medium_from_header",
     "medium_from_ucd",
-    "normalise_medium",
+    "normalize_medium",
     "parse_unit",
 ]
 
@@ -165,7 +165,7 @@ def _parse_strict(s: str) -> u.UnitBase | None:
     return None
 
 
-def normalise_medium(value: Any) -> str | None:
+def normalize_medium(value: Any) -> str | None:
     """``"air"`` or ``"vacuum"`` from a user's or header's spelling (None stays None).
 
     Raises
@@ -198,7 +198,7 @@ def medium_from_header(header: fits.Header, axis: int = 1) -> str | None:
     value = header.get("AIRORVAC")
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
-            return normalise_medium(value)
+            return normalize_medium(value)
     ctype = str(header.get(f"CTYPE{axis}", "")).strip().upper()[:4]
     return {"AWAV": "air", "WAVE": "vacuum"}.get(ctype)
 

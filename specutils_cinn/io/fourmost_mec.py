@@ -29,7 +29,7 @@ from ._common import (
     as_text,
     header_value,
     identify_args,
-    normalise_medium,
+    normalize_medium,
     open_fits,
     parse_unit,
     source_name,
@@ -70,7 +70,7 @@ class _Container:
         rows: Any,
     ) -> None:
         self.name = source_name(source)
-        medium = normalise_medium(medium)
+        medium = normalize_medium(medium)
         with open_fits(source) as hdul:
             self.primary = hdul[0].header
             spec, fib = hdul["SPECTAB"], hdul["FIBMETATAB"]

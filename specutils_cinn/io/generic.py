@@ -27,7 +27,7 @@ from ._common import (
     header_value,
     identify_args,
     medium_from_header,
-    normalise_medium,
+    normalize_medium,
     open_fits,
     parse_unit,
     source_name,
@@ -70,7 +70,7 @@ def _common_meta(meta: dict[str, Any], label: str, name: str | None, headers: tu
     meta.update(
         format=label,
         filename=name,
-        medium=normalise_medium(medium) or next(
+        medium=normalize_medium(medium) or next(
             (m for m in (medium_from_header(h) for h in headers if h is not None) if m), None
         ),
         specsys=as_text(header_value(headers, "SPECSYS")),

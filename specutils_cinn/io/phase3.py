@@ -27,7 +27,7 @@ from ._common import (
     identify_args,
     medium_from_header,
     medium_from_ucd,
-    normalise_medium,
+    normalize_medium,
     open_fits,
     parse_unit,
     source_name,
@@ -172,7 +172,7 @@ def read_phase3_arrays(
         returns.
     """
     name = source_name(source)
-    medium = normalise_medium(medium)
+    medium = normalize_medium(medium)
     with open_fits(source) as hdul:
         primary, table = hdul[0].header, hdul[hdu]
         if not isinstance(table, fits.BinTableHDU):
@@ -249,7 +249,7 @@ def phase3_arrays(
         If the table has not one row, lacks a wavelength or flux column or the wavelength
         unit, or its columns differ in length.
     """
-    medium = normalise_medium(medium)
+    medium = normalize_medium(medium)
     if header.get("NAXIS2") != 1:
         raise ValueError(
             f"{name}: a Phase 3 spectrum table has one row, HDU {hdu!r} has "

@@ -10,7 +10,7 @@ from typing import Any
 from astropy.io import fits
 from specutils import Spectrum, SpectrumCollection, SpectrumList
 
-from ._common import normalise_medium
+from ._common import normalize_medium
 from .fourmost_mec import FORMAT_MEC
 from .grouping import group_arms
 from .phase3 import FORMAT_L1, FORMAT_SDP, _is_fourmost, _is_phase3_spectrum
@@ -140,7 +140,7 @@ def read_paths(spectra: Any, **kwargs: Any) -> Any:
 def _media(item: Any, found: set[str | None]) -> None:
     if isinstance(item, Spectrum | SpectrumCollection):
         meta = item.meta or {}
-        found.add(normalise_medium(meta.get("medium")) if hasattr(meta, "get") else None)
+        found.add(normalize_medium(meta.get("medium")) if hasattr(meta, "get") else None)
     elif isinstance(item, list | tuple):
         for sub in item:
             _media(sub, found)

@@ -18,8 +18,8 @@ from astropy import units as u
 
 from .._fields import as_float, as_pair, field_error, json_copy
 from .._hashing import is_sha256
-from ..grid import WavelengthGrid, pixel_map
 from ..parameters import parameter_unit
+from ..wavelength_grid import WavelengthGrid, pixel_map
 
 if TYPE_CHECKING:
     from .metadata import ModelMetadata

@@ -82,6 +82,10 @@ Outside the grid
 [M/H] below -4.0 (or above the family's top) is an error: nothing is extrapolated in [M/H].
 Teff and log g outside the grid are extrapolated linearly from the edge nodes and flagged
 (``extrapolated``), as for MARCS.
+
+This module is longer than the package's usual ~600 lines because the grid's quirks and the
+interpolation across the metallicity gap are documented next to the code that handles them;
+over a third of it is that documentation.
 """
 
 from __future__ import annotations

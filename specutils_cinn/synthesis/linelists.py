@@ -42,6 +42,11 @@ Radiative damping (``gamma_rad``) and ``g_up``
     MOOG lists carry neither. ``gamma_rad`` = Barklem's value when available, else the classical
     value 2.223e15 / lambda^2 (lambda in A), as MOOG uses; ``g_up`` = 1 (bsyn uses it only when
     ``gamma_rad`` is 0, which we never write).
+
+This module is longer than the package's usual ~600 lines because it is one concept (line-list
+formats: reading MOOG, writing Turbospectrum, preparing the linemake lists) whose conventions,
+checked against the Turbospectrum source, are documented here next to the code that applies
+them; about a third of it is that documentation.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ A run is described by a TOML file::
     prefix = ""                        # Turbospectrum install; default: find_synthesis()
     line_lists = "extended"            # "extended" (default) or "ges" (Gaia-ESO + H only)
     exclude_line_lists = ["sih"]       # families of the extended lists to leave out
+
+This module is longer than the package's usual ~600 lines because the run's TOML schema, the
+worker processes, resumption and the shard bookkeeping are one resumable job and share its
+configuration; about a quarter of it is documentation.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def write_shard(path: str | os.PathLike[str], *, star_id: Sequence[int],
                              f"got {flux.shape}")
         if not np.all(np.isfinite(flux)):
             raise ValueError(f"spectra[{name!r}] has non-finite values")
-        setups_meta[name] = [[s.name, float(s.centres[0]), float(s.centres[1] - s.centres[0]),
+        setups_meta[name] = [[s.name, float(s.centers[0]), float(s.centers[1] - s.centers[0]),
                               int(s.npix)] for s in setup.grid.segments]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,10 @@ well under a second; bsyn dominates: the radiative transfer at every wavelength 
 three times dearer in spherical geometry), hydrogen-line wings and the number of lines read.
 One babsma over the span of all windows plus one bsyn per window (``opacity="shared"``) is the
 default; ``"per_window"`` is kept for windows far apart in wavelength.
+
+This module is longer than the package's usual ~600 lines because it is the one driver of the
+Turbospectrum binaries, and the conventions above (checked against the Fortran source) are
+documented next to the code that writes them; over a third of it is that documentation.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..grid import WavelengthGrid
 from ..inputs.normalization import Normalization
 from ..instruments import draw_noise
+from ..wavelength_grid import WavelengthGrid
 from .config import TrainingConfig
 
 __all__ = ["augment_batch", "renormalize_batch"]
@@ -110,7 +110,7 @@ def renormalize_batch(
         Noisy flux and its uncertainty.
     valid : Tensor of bool, shape (B, npix)
         Usable pixels.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         The model grid (one continuum per segment).
     normalization : `~specutils_cinn.inputs.Normalization` or dict
         The model's normalization convention (``kind``, ``degree``, ``n_iter``).

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..grid import WavelengthGrid
 from ..parameters import parameter_unit
+from ..wavelength_grid import WavelengthGrid
 
 __all__ = ["TrainingSet", "load_training_set", "save_training_set"]
 
@@ -28,7 +28,7 @@ class TrainingSet:
         Labels in the units of `specutils_cinn.parameters.parameter_unit`.
     parameters : list of str
         Label names, in column order.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         The wavelength grid of ``flux``.
     resolving_power : float or dict
         Resolving power of ``flux`` (per segment name when a dict).

@@ -32,10 +32,10 @@ from .. import __version__
 from ..devices import resolve_device
 from ..flows import build_cinn
 from ..flows.conditioning import encode_inputs
-from ..grid import WavelengthGrid
 from ..inputs.normalization import Normalization
 from ..model import CINNModel, ModelMetadata
 from ..parameters import parameter_unit
+from ..wavelength_grid import WavelengthGrid
 from .augmentation import augment_batch, renormalize_batch
 from .config import TrainingConfig, read_training_file
 from .data import TrainingSet, load_training_set

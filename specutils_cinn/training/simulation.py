@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from ..emulator import SpectrumEmulator, load_emulator
-from ..grid import WavelengthGrid, crop_grid
 from ..instruments.rotation import BinnedRotation
 from ..parameters import (
     DEFAULT_PARAMETERS,
@@ -33,6 +32,7 @@ from ..parameters import (
     parameter_unit,
 )
 from ..synthesis.design import KielRegion
+from ..wavelength_grid import WavelengthGrid, crop_grid
 from .config import SIMULATOR_KEYS
 
 __all__ = ["EmulatorSimulator", "LabelPrior", "SpectrumSimulator"]
@@ -51,7 +51,7 @@ class SpectrumSimulator(Protocol):
     ----------
     parameters : list of str
         Label names in network order.
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Pixel grid of the simulated flux (the model grid).
     resolving_power : float or dict
         Resolving power of the simulated spectra (per segment name when a dict).
@@ -310,7 +310,7 @@ class EmulatorSimulator:
 
     Attributes
     ----------
-    grid : `~specutils_cinn.grid.WavelengthGrid`
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         The model grid.
     resolving_power : float or dict
         From the emulator's metadata (per kept segment).

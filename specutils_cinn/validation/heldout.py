@@ -25,9 +25,9 @@ from specutils import Spectrum
 
 from ..calibration import PosteriorCalibration, central_coverage, cross_fit_fold
 from ..estimator import CINNParameterEstimator
-from ..grid import GridSegment, WavelengthGrid
 from ..instruments import InstrumentSetup, add_noise, degrade, gaussian_lsf_broaden, snr_per_pixel
 from ..model import CINNModel
+from ..wavelength_grid import GridSegment, WavelengthGrid
 from .metrics import posterior_rank_fraction
 from .report import QUANTILES, quadrature_resolving_power
 
@@ -108,7 +108,7 @@ def segment_setup(setup: InstrumentSetup, seg: GridSegment, r: Any = None) -> In
     ----------
     setup : `~specutils_cinn.instruments.InstrumentSetup`
         The full setup.
-    seg : `~specutils_cinn.grid.GridSegment`
+    seg : `~specutils_cinn.wavelength_grid.GridSegment`
         The segment kept.
     r : float or callable, optional
         Its resolving power (default: the setup's).

@@ -15,8 +15,8 @@ from specutils_cinn.emulator import (
     validation_rows,
 )
 from specutils_cinn.emulator.pipeline import subset_training_stars
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 GRID = WavelengthGrid((GridSegment("A", 5000.0, 5010.0, 0.1),))
 NAMES = ["teff", "logg", "fe_h"]

@@ -36,9 +36,9 @@ from specutils import Spectrum, SpectrumCollection, SpectrumList
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.flows import build_cinn
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.inputs import FILL_FLUX, FILL_SIGMA, prepare_spectra
 from specutils_cinn.model import CINNModel, ModelMetadata, ParameterSpec
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 F = QualityFlag
 GRID = WavelengthGrid(

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from numpy.polynomial import legendre
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.inputs.normalization import (
     Normalization,
     fit_continuum,
     fit_segment_continuum,
     normalize_continuum,
 )
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 GRID = WavelengthGrid(
     (

@@ -11,8 +11,8 @@ from specutils import Spectrum, Spectrum1D, SpectrumCollection, SpectrumList
 from specutils.utils.wcs_utils import air_to_vac
 
 from specutils_cinn.flags import QualityFlag
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.inputs import FILL_FLUX, FILL_SIGMA, PreparedSpectra, prepare_spectra
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 GRID = WavelengthGrid(
     (GridSegment("B", 5000.0, 5050.0, 0.1), GridSegment("R", 5100.0, 5150.0, 0.1)), "air"

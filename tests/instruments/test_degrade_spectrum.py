@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from specutils import Spectrum
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum, fourmost_setup
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 
 def _line_spectrum(lo=5100.0, hi=6850.0, step=0.01, centres=(5500.0, 6500.0)):

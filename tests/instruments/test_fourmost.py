@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import (
     FOURMOST_HR,
     FOURMOST_HR_RESOLVING_POWER,
@@ -23,6 +22,7 @@ from specutils_cinn.instruments import (
     gaussian_lsf_broaden,
     rotational_broaden,
 )
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
 
@@ -90,7 +90,7 @@ def test_fourmost_setup_with_a_step_that_does_not_divide_the_range():
     for seg, native in zip(setup.grid.segments, FOURMOST_HR.segments, strict=True):
         assert seg.start == native.start
         assert native.stop - 0.3 < seg.stop <= native.stop
-        np.testing.assert_allclose(np.diff(seg.centres), 0.3)
+        np.testing.assert_allclose(np.diff(seg.centers), 0.3)
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, float("nan"), "fine", 1000.0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import NOISE_FLOOR, add_noise, draw_noise, snr_per_pixel
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 
 def test_snr_per_pixel_conversion():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.instruments import InstrumentSetup, degrade
 from specutils_cinn.instruments.rotation import BinnedRotation
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 C_KMS = 299792.458
 R = 20000.0

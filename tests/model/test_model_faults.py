@@ -26,7 +26,6 @@ import torch
 
 from specutils_cinn import CINNParameterEstimator, cli
 from specutils_cinn.flows import build_cinn
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import (
     METADATA_FILENAME,
     CINNModel,
@@ -43,6 +42,7 @@ from specutils_cinn.model import (
     sha256_file,
 )
 from specutils_cinn.model import cache as cache_module
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 FULL = "tiny-fault-v0.1.0"
 NPIX = 32

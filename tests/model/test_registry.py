@@ -22,7 +22,6 @@ import torch
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.flows import build_cinn
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import (
     METADATA_FILENAME,
     WEIGHTS_FILENAME,
@@ -40,6 +39,7 @@ from specutils_cinn.model import (
     sha256_file,
 )
 from specutils_cinn.model import cache as cache_module
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 FULL = "tiny-test-v0.1.0"
 NPIX = 32

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from specutils_cinn.flows import build_cinn
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import CINNModel, ModelMetadata, ParameterSpec
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 NPIX = 32
 

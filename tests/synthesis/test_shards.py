@@ -79,7 +79,7 @@ def test_shard_round_trip(tmp_path):
     # float16 depth: absolute error below 2.5e-4 for depths under 0.5
     np.testing.assert_allclose(flux, spectra["hr"], atol=2.5e-4)
     np.testing.assert_allclose(grid.segments["HB"][0], fourmost_setup("hr").grid.segments[0]
-                               .centres)
+                               .centers)
     assert grid.meta["physics"] == "test"
     assert shard_star_ids(tmp_path) == ({0, 1, 3}, {2})
     with pytest.raises(ValueError, match="shape"):

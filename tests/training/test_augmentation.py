@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.training import TrainingConfig, augment_batch, renormalize_batch
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 
 def _grid(npix=2000, step=0.25):

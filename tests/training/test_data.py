@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.training import TrainingSet, load_training_set, save_training_set
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 
 def _grid(npix=10, step=0.25):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from specutils_cinn.emulator import SpectrumEmulator, save_emulator
-from specutils_cinn.grid import GridSegment, WavelengthGrid
 from specutils_cinn.model import CINNModel
 from specutils_cinn.synthesis.design import KielRegion
 from specutils_cinn.training import (
@@ -20,6 +19,7 @@ from specutils_cinn.training import (
     train_from_config,
     train_model,
 )
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 R = 20000.0
 
@@ -240,7 +240,7 @@ def test_emulator_error_sets_the_noise_per_pixel(tmp_path):
 
 def test_pixel_error_is_the_smoothed_rms_with_a_floor():
     from specutils_cinn.emulator import pixel_error
-    from specutils_cinn.grid import GridSegment, WavelengthGrid
+    from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
     grid = WavelengthGrid((GridSegment("A", 5000.0, 5000.9, 0.1),
                            GridSegment("B", 6000.0, 6000.9, 0.1)))
