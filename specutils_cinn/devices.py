@@ -1,10 +1,17 @@
-"""Choosing the torch device that inference and training run on."""
+"""Choosing the torch device that inference and training run on, and leaving torch's
+process-wide settings as they were."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "restore_torch_threads"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -39,3 +46,44 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device type {dev.type!r} is not supported; use 'auto', 'cpu' or 'cuda'")
     return dev
+
+
+def restore_torch_threads(function: _F) -> _F:
+    """Decorate a function that may call `torch.set_num_threads` so that the caller's number
+    of threads is restored when it returns or raises.
+
+    Training functions take a ``threads`` option; a library function must not leave the
+    process running on that number afterwards.
+
+    Parameters
+    ----------
+    function : callable
+
+    Returns
+    -------
+    callable
+        The same function, restoring ``torch.get_num_threads()`` on exit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from specutils_cinn.devices import restore_torch_threads
+    >>> @restore_torch_threads
+    ... def work():
+    ...     torch.set_num_threads(1)
+    >>> before = torch.get_num_threads()
+    >>> work()
+    >>> torch.get_num_threads() == before
+    True
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        threads = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return wrapper  # type: ignore[return-value]

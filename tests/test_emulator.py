@@ -56,13 +56,12 @@ _TRAINS = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
     labels = draw(600, 1)
     # the six extreme-Teff rows are "held out": they must not widen the label ranges
     labels[:6, 0] = 7500.0
     holdout = np.zeros(600, bool)
     holdout[:6] = True
-    cfg = EmulatorConfig(n_components=24, hidden=(64, 64), steps=1500, batch_size=128,
+    cfg = EmulatorConfig(n_components=24, hidden=(64, 64), steps=1500, batch_size=128, threads=1,
                          learning_rate=5e-3, warmup_steps=50, eval_every=250, patience=100,
                          seed=0)
     emu, hist = train_emulator(labels, analytic_flux(labels), NAMES, GRID, cfg,
@@ -236,11 +235,12 @@ def test_rotation_of_binned_pixels_matches_fine_rotation():
 
 
 def test_direct_kind_and_config_validation():
-    torch.set_num_threads(1)
     labels = draw(80, 5)
     cfg = EmulatorConfig(kind="direct", n_components=16, hidden=(32,), steps=60, eval_every=20,
-                         storage_dtype="float16")
+                         storage_dtype="float16", threads=1)
+    threads = torch.get_num_threads()
     emu, hist = train_emulator(labels, analytic_flux(labels), NAMES, GRID, cfg, log=None)
+    assert torch.get_num_threads() == threads  # the caller's setting is restored
     assert emu.basis.dtype == torch.float16 and emu.architecture["kind"] == "direct"
     assert hist["val_mse"][-1] < hist["val_mse"][0] * 1.5
     with pytest.raises(ValueError, match="unknown emulator option"):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..devices import resolve_device
+from ..devices import resolve_device, restore_torch_threads
 from ..wavelength_grid import WavelengthGrid
 from .network import SpectrumEmulator
 
@@ -193,6 +193,7 @@ def _loop(emu: SpectrumEmulator, params: list[torch.nn.Parameter], x: torch.Tens
         emu.load_state_dict(best_state)
 
 
+@restore_torch_threads
 def train_emulator(
     labels: np.ndarray,
     flux: np.ndarray,

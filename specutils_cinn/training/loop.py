@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..devices import resolve_device
+from ..devices import resolve_device, restore_torch_threads
 from ..flows import build_cinn
 from ..flows.conditioning import encode_inputs
 from ..inputs.normalization import Normalization
@@ -305,6 +305,7 @@ def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler
     return float(loss.detach())
 
 
+@restore_torch_threads
 def train_model(
     training_set: TrainingSet | Any,
     architecture: dict[str, Any],

@@ -118,9 +118,11 @@ def test_train_from_config(tmp_path):
         '[data]\npath = "data.npz"\n'
         f"[architecture]\n{_toml(prob.architecture)}\n"
         "[training]\nsteps = 3\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
-        'photon_noise = false\ndevice = "cpu"\n'
+        'photon_noise = false\ndevice = "cpu"\nthreads = 1\n'
     )
+    threads = torch.get_num_threads()
     out = train_from_config(tmp_path / "cfg.toml", log=None)
+    assert torch.get_num_threads() == threads  # train_model restores the caller's setting
     model = CINNModel.load(out)
     assert model.metadata.full_name == "lg-test-v0.0.1"
     assert model.metadata.training["config"]["steps"] == 3
