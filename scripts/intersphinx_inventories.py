@@ -243,8 +243,7 @@ def numpy_inventory() -> Inventory:
         elif name in ("ndarray", "dtype"):
             _add_object(inv, public, obj, gen.format(name),
                         member_page=lambda cls, m: f"reference/generated/{cls}.{m}.html")
-        elif isinstance(obj, np.ufunc) or inspect.isfunction(obj) or inspect.isbuiltin(obj) \
-                or (callable(obj) and not inspect.isclass(obj)):
+        elif callable(obj) and not inspect.isclass(obj):  # functions, ufuncs, builtins
             inv.add(public, "py:function", f"{gen.format(name)}#{public}")
     page = "reference/random/generator.html"
     _add_object(inv, "numpy.random.Generator", numpy.random.Generator, page)
