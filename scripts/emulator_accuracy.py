@@ -14,7 +14,8 @@ Usage::
         --output work/emulator_accuracy.rst
 
 ``--use-saved`` evaluates the emulator saved at the config's ``out`` for the 100 % row instead
-of training it again.
+of training it again. ``--fe-h-bins -4 -2 -1 0 0.6`` adds a second table for the largest
+fraction: the same statistics per segment and per [Fe/H] bin (the grid issue asks for both).
 """
 
 from __future__ import annotations
@@ -81,6 +82,25 @@ def _worst(data: dict, res: np.ndarray, ho: np.ndarray, grid, n: int = 5) -> lis
     return lines
 
 
+def fe_h_table(tag: str, data: dict, res: np.ndarray, ho: np.ndarray, grid,
+               edges: list[float]) -> list[list[str]]:
+    """Rows (grid, [Fe/H] bin, stars, segment, median, p99) of held-out residuals per bin."""
+    fe_h = data["labels"][ho][:, list(data["label_names"]).index("fe_h")]
+    segs = [("all", slice(None))] + [(seg.name, sl) for seg, sl in
+                                     zip(grid.segments, grid.segment_slices, strict=True)]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (fe_h >= lo) & (fe_h < hi)
+        for name, sl in segs:
+            if not sel.any():
+                rows.append([tag, f"{lo:+.1f} .. {hi:+.1f}", "0", name, "-", "-"])
+                continue
+            a = np.abs(res[sel][:, sl])
+            rows.append([tag, f"{lo:+.1f} .. {hi:+.1f}", str(int(sel.sum())), name,
+                         f"{np.median(a):.2e}", f"{np.percentile(a, 99):.2e}"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--use-saved", action="store_true",
                     help="evaluate the saved emulator (config 'out') for fraction 1.0")
+    ap.add_argument("--fe-h-bins", nargs="+", type=float,
+                    help="edges of [Fe/H] bins for a per-bin table (largest fraction)")
     ap.add_argument("--output", help="also write the RST here")
     ap.add_argument("--json", help="write all numbers as JSON here")
     args = ap.parse_args(argv)
@@ -109,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
              "File MB"]]
     notes: list[str] = []
     results = []
+    bins = [["Grid", "[Fe/H]", "Held-out stars", "Segment", "Median abs", "99th pct abs"]]
     for cpath in args.configs:
         conf = read_emulator_config(cpath)
         data = load_training_data(conf["data"])
@@ -150,11 +173,17 @@ def main(argv: list[str] | None = None) -> None:
                 notes.append(f"{tag} ({st['n_stars']} held-out stars, {st['n_outside']} "
                              "slightly outside the training label ranges, clamped):")
                 notes += [f"  - {line}" for line in _worst(data, st["residuals"], ho, setup.grid)]
+                if args.fe_h_bins:
+                    bins += fe_h_table(tag, data, st["residuals"], ho, setup.grid,
+                                       sorted(args.fe_h_bins))
     text = (
         "Emulator accuracy on held-out Turbospectrum stars (``star_id % 10 == 9``), in units of "
         f"the continuum, over all pixels (targets: median <= {TARGET_MEDIAN}, "
         f"99th percentile <= {TARGET_P99}).\n\n" + _table(rows) + "\n"
     )
+    if len(bins) > 1:
+        text += ("\nThe same per [Fe/H] bin, for the emulator trained on all training stars:"
+                 "\n\n" + _table(bins) + "\n")
     print(text)
     print("Where the residuals are largest:\n\n" + "\n".join(notes))
     if args.output:
