@@ -55,7 +55,7 @@ largest difference 5.7e-4), against 2.5e-3 to 2.7e-2 between the radial-tangenti
 Gaussian profile of the same :math:`\zeta`. On the LR grid it is at most 1.4e-4 with the seed
 spectra interpolated onto 0.02 A (``--upsample 0.02``; with the 0.1 A seed spectra as they are,
 1e-3 with rotation and 1.3e-3 to 4.4e-3 without, the reference's limit described above).
-Macroturbulence adds about 10 % to the time of rotation alone. Pixels within
+Macroturbulence adds at most about 10 % to the time of rotation alone. Pixels within
 :math:`\lambda (v\sin i + 4\zeta)/c` of a segment end see the repeated end value.
 """
 
