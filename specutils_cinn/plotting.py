@@ -35,6 +35,7 @@ _LABELS = {
     "vmic": r"$v_\mathrm{mic}$",
     "vsini": r"$v \sin i$",
     "vmac": r"$v_\mathrm{mac}$",
+    "vmacro": r"$\zeta_\mathrm{RT}$",
     "a_li": "A(Li)",
 }
 

@@ -28,8 +28,8 @@ from typing import Any
 __all__ = ["SIMULATOR_KEYS", "TrainingConfig", "TrainingFile", "read_training_file"]
 
 #: Keys of the ``[simulator]`` table of a training configuration.
-SIMULATOR_KEYS = ("emulator", "parameters", "vsini_range", "rv_sigma", "emulator_noise",
-                  "emulator_error", "limb_darkening", "oversample", "segments",
+SIMULATOR_KEYS = ("emulator", "parameters", "vsini_range", "vmacro_range", "rv_sigma",
+                  "emulator_noise", "emulator_error", "limb_darkening", "oversample", "segments",
                   "wavelength_range", "ranges", "kiel_region", "holdout", "selection",
                   "provenance")
 

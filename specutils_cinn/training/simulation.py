@@ -2,9 +2,10 @@ r"""An unlimited stream of noise-free training spectra from a spectrum emulator.
 
 `EmulatorSimulator` draws stellar labels from a prior (`LabelPrior`), evaluates a
 `~specutils_cinn.emulator.SpectrumEmulator` (continuum-normalized flux after the instrumental
-line-spread function, binned on the instrument's pixels), applies rotation and a small residual
-radial velocity (`~specutils_cinn.instruments.rotation.BinnedRotation`), and returns the flux
-with the labels in the model's parameter order. Everything runs batched in torch on the device
+line-spread function, binned on the instrument's pixels), applies rotation, optionally
+radial-tangential macroturbulence, and a small residual radial velocity
+(`~specutils_cinn.instruments.rotation.BinnedRotation`), and returns the flux with the labels in
+the model's parameter order. Everything runs batched in torch on the device
 of the caller's generator, fast enough to make fresh spectra for every training step
 (`specutils_cinn.training.train_model` accepts a simulator in place of a training set;
 `SpectrumSimulator` is what it needs). Noise, masks, gaps and continuum errors are added
@@ -112,7 +113,8 @@ class LabelPrior:
     :math:`T_\mathrm{eff}`); every label in ``ranges`` is uniform and independent; ``li_fe``
     is derived from A(Li) as ``a_li - 1.05 - fe_h``
     (`~specutils_cinn.parameters.li_fe_from_a_li`); :math:`v\sin i` is uniform in
-    ``vsini_range``.
+    ``vsini_range``; the radial-tangential macroturbulence :math:`\zeta` (``vmacro``) is uniform
+    in ``vmacro_range`` when that is given, and not drawn otherwise.
 
     Parameters
     ----------
@@ -126,19 +128,37 @@ class LabelPrior:
         Range of the uniform :math:`v\sin i` distribution in km/s. The default 0-25 km/s is the
         range of the seed training sets: most FGK stars rotate slowly, and a wider range costs
         precision on the slow rotators.
+    vmacro_range : (float, float), optional
+        Range of the uniform macroturbulence distribution in km/s (non-negative), e.g.
+        ``(2.0, 7.0)`` for FGK dwarfs and giants (the Sun: about 3.5-4 km/s). Default: no
+        macroturbulence; ``vmacro`` is then not a label of the prior.
     """
 
     region: KielRegion = field(default_factory=KielRegion)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     logg_range: tuple[float, float] | None = None
     vsini_range: tuple[float, float] = (0.0, 25.0)
+    vmacro_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        for name, (lo, hi) in {**self.ranges, "vsini": self.vsini_range}.items():
+        vm = self.vmacro_range
+        if vm is not None:
+            try:
+                vm = tuple(float(v) for v in vm)
+            except (TypeError, ValueError):
+                vm = ()
+            if len(vm) != 2 or not (math.isfinite(vm[0]) and math.isfinite(vm[1])) or vm[0] < 0:
+                raise ValueError(f"vmacro_range must be two finite non-negative numbers (km/s), "
+                                 f"got {self.vmacro_range!r}")
+            object.__setattr__(self, "vmacro_range", vm)
+        extra = {} if vm is None else {"vmacro": vm}
+        for name, (lo, hi) in {**self.ranges, "vsini": self.vsini_range, **extra}.items():
             if not hi >= lo:
                 raise ValueError(f"prior range of {name!r} must be increasing, got {(lo, hi)}")
         if self.vsini_range[0] < 0:
             raise ValueError(f"vsini_range must be non-negative, got {self.vsini_range}")
+        if "vmacro" in self.ranges:
+            raise ValueError("vmacro takes vmacro_range, not ranges")
         if "teff" in self.ranges or "logg" in self.ranges:
             raise ValueError("teff and logg come from the Kiel region, not from ranges")
         if self.logg_range is not None:
@@ -155,6 +175,7 @@ class LabelPrior:
         region: KielRegion | None = None,
         vsini_range: tuple[float, float] = (0.0, 25.0),
         ranges: Mapping[str, tuple[float, float]] | None = None,
+        vmacro_range: tuple[float, float] | None = None,
     ) -> LabelPrior:
         """The prior over an emulator's training ranges, inside a Kiel region.
 
@@ -168,6 +189,8 @@ class LabelPrior:
             Uniform :math:`v\\sin i` range in km/s.
         ranges : mapping, optional
             Narrower ranges for some labels (default: the emulator's training ranges).
+        vmacro_range : (float, float), optional
+            Uniform macroturbulence range in km/s (default: none).
 
         Returns
         -------
@@ -182,12 +205,13 @@ class LabelPrior:
         other.update({k: (float(v[0]), float(v[1])) for k, v in (ranges or {}).items()})
         logg = emu.get("logg")
         return cls(region, other, None if logg is None else (float(logg[0]), float(logg[1])),
-                   (float(vsini_range[0]), float(vsini_range[1])))
+                   (float(vsini_range[0]), float(vsini_range[1])), vmacro_range)
 
     @property
     def label_names(self) -> list[str]:
-        """Names of the drawn labels (``li_fe`` added when ``a_li`` is drawn)."""
+        """Names of the drawn labels (``vmacro`` with `vmacro_range`, ``li_fe`` with ``a_li``)."""
         names = ["teff", "logg", *self.ranges, "vsini"]
+        names += [] if self.vmacro_range is None else ["vmacro"]
         return names + (["li_fe"] if "a_li" in self.ranges else [])
 
     def parameter_ranges(self) -> dict[str, tuple[float, float]]:
@@ -199,6 +223,8 @@ class LabelPrior:
         out = {"teff": tuple(map(float, self.region.teff_range)), "logg": (g_lo, g_hi)}
         out.update({k: (float(a), float(b)) for k, (a, b) in self.ranges.items()})
         out["vsini"] = tuple(map(float, self.vsini_range))
+        if self.vmacro_range is not None:
+            out["vmacro"] = tuple(map(float, self.vmacro_range))
         if "a_li" in self.ranges:
             (a_lo, a_hi), (f_lo, f_hi) = self.ranges["a_li"], self.ranges["fe_h"]
             out["li_fe"] = (float(li_fe_from_a_li(a_lo, f_hi)), float(li_fe_from_a_li(a_hi, f_lo)))
@@ -241,13 +267,16 @@ class LabelPrior:
             out[name] = a + (b - a) * torch.rand(n, **kw)
         a, b = self.vsini_range
         out["vsini"] = a + (b - a) * torch.rand(n, **kw)
+        if self.vmacro_range is not None:
+            a, b = self.vmacro_range
+            out["vmacro"] = a + (b - a) * torch.rand(n, **kw)
         if "a_li" in self.ranges:
             out["li_fe"] = li_fe_from_a_li(out["a_li"], out["fe_h"])
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable description (for the model's provenance)."""
-        return {
+        out = {
             "teff_logg": "uniform in area over the Kiel region (rejection sampling)",
             "teff_range": list(self.region.teff_range),
             "logg_lower": [list(k) for k in self.region.lower],
@@ -257,6 +286,10 @@ class LabelPrior:
             "vsini": {"distribution": "uniform", "range": list(self.vsini_range)},
             "derived": {"li_fe": f"a_li - {SOLAR_A_LI} - fe_h"} if "a_li" in self.ranges else {},
         }
+        if self.vmacro_range is not None:
+            out["vmacro"] = {"distribution": "uniform", "range": list(self.vmacro_range),
+                             "profile": "radial-tangential"}
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,11 +299,18 @@ class EmulatorSimulator:
     r"""Noise-free training spectra from a spectrum emulator, rotated and shifted, in torch.
 
     Per call of `sample`: labels from ``prior``; flux from the emulator (A(Li) from
-    ``li_fe`` and [Fe/H]); rotation with the label :math:`v\sin i` and a Gaussian residual radial
-    velocity of standard deviation ``rv_sigma``
-    (`~specutils_cinn.instruments.rotation.BinnedRotation`); the pixels of the model
+    ``li_fe`` and [Fe/H]); rotation with the label :math:`v\sin i`, radial-tangential
+    macroturbulence :math:`\zeta` when the prior draws ``vmacro``, and a Gaussian residual radial
+    velocity of standard deviation ``rv_sigma``, all in one pass of
+    `~specutils_cinn.instruments.rotation.BinnedRotation`; the pixels of the model
     grid. Implements the simulator protocol of `specutils_cinn.training.train_model`
     (`SpectrumSimulator`).
+
+    Macroturbulence (``LabelPrior(vmacro_range=...)``) is a *label* when ``"vmacro"`` is one of
+    ``parameters``: the network learns to predict it. Otherwise it is a *nuisance* parameter:
+    every spectrum still gets its own random :math:`\zeta`, but the label is not returned, so the
+    network learns the other labels marginalized over the macroturbulence distribution (and
+    :math:`v\sin i` no longer has to absorb the macroturbulence of real stars).
 
     Parameters
     ----------
@@ -362,7 +402,8 @@ class EmulatorSimulator:
         self.rotation = BinnedRotation(
             emulator.grid, limb_darkening=limb_darkening, oversample=oversample,
             max_vsini=max(self.prior.vsini_range[1], 1.0),
-            max_shift=max(5.0 * self.rv_sigma, 1.0))
+            max_shift=max(5.0 * self.rv_sigma, 1.0),
+            max_vmacro=0.0 if self.prior.vmacro_range is None else self.prior.vmacro_range[1])
         self.grid, self._keep = crop_grid(emulator.grid, segments, wavelength_range)
         #: Standard deviation of the noise standing for the emulator's error, per model pixel.
         self.emulator_sigma = np.sqrt(noise2[self._keep]).astype(np.float32)
@@ -388,6 +429,10 @@ class EmulatorSimulator:
             },
             "prior": self.prior.to_dict(),
             "rotation": self.rotation.to_dict(),
+            "macroturbulence": None if self.prior.vmacro_range is None else {
+                "profile": "radial-tangential (Gray 2005; zeta_R = zeta_T, equal area fractions)",
+                "distribution": "uniform", "range": list(self.prior.vmacro_range), "role":
+                "label" if "vmacro" in self.parameters else "nuisance (marginalized)"},
             "radial_velocity": {"distribution": "normal", "sigma_kms": self.rv_sigma},
             "emulator_noise": self.emulator_noise,
             "emulator_error": None if emulator_error is None else {
@@ -413,7 +458,8 @@ class EmulatorSimulator:
         ----------
         table : mapping
             ``emulator`` (emulator directory, relative to ``base``; required), and optionally
-            ``parameters``, ``vsini_range``, ``rv_sigma``, ``emulator_noise``,
+            ``parameters``, ``vsini_range``, ``vmacro_range`` (uniform radial-tangential
+            macroturbulence in km/s; default none), ``rv_sigma``, ``emulator_noise``,
             ``emulator_error`` (an ``.npz`` file with array ``sigma`` on the emulator grid, as
             written by ``specutils-cinn emulator error``), ``limb_darkening``, ``oversample``,
             ``segments``, ``wavelength_range``, ``ranges`` (narrower uniform label ranges),
@@ -455,7 +501,8 @@ class EmulatorSimulator:
                 error = f["sigma"]
         prior = LabelPrior.from_emulator(
             emu, region, tuple(table.get("vsini_range", (0.0, 25.0))),
-            {k: tuple(v) for k, v in table.get("ranges", {}).items()})
+            {k: tuple(v) for k, v in table.get("ranges", {}).items()},
+            None if table.get("vmacro_range") is None else tuple(table["vmacro_range"]))
         return cls(
             emu, table.get("parameters", DEFAULT_PARAMETERS), prior,
             rv_sigma=float(table.get("rv_sigma", 2.0)),
@@ -504,7 +551,8 @@ class EmulatorSimulator:
         ----------
         labels : mapping of str to `torch.Tensor`
             ``[n]`` tensors of every emulator label (``a_li`` may be replaced by ``li_fe``)
-            and ``vsini`` (km/s); the device of ``vsini`` is used.
+            and ``vsini`` (km/s); the device of ``vsini`` is used. An optional ``vmacro``
+            (km/s, at most the top of the prior's ``vmacro_range``) adds macroturbulence.
         rv : `torch.Tensor`, shape ``[n]``, optional
             Radial velocities in km/s.
 
@@ -519,7 +567,7 @@ class EmulatorSimulator:
         x = torch.stack([v.to(dev, torch.float64) for v in values], dim=1)
         with torch.no_grad():
             flux = emu(x, clamp=True)
-            flux = self.rotation(flux, labels["vsini"], rv)
+            flux = self.rotation(flux, labels["vsini"], rv, labels.get("vmacro"))
         if dev not in self._keep_cache:
             self._keep_cache[dev] = torch.as_tensor(self._keep, device=dev)
         return flux.index_select(1, self._keep_cache[dev])

@@ -42,6 +42,7 @@ PARAMETER_LABELS = {
     "fe_h": ("[Fe/H]", "dex"),
     "vmic": ("vmic", "km/s"),
     "vsini": ("v sin i", "km/s"),
+    "vmacro": ("vmacro", "km/s"),
     "a_li": ("A(Li)", "dex"),
 }
 #: Target precision (S/N 250) quoted in GitHub issue 4 from Ksoll et al. 2026.
@@ -100,7 +101,7 @@ def format_value(p: str, value: float | None, kind: str = "value") -> str:
         return f"{value:.2f}"
     if p == "teff":
         return f"{value:+.0f}" if kind == "signed" else f"{value:.0f}"
-    if p in ("vmic", "vsini"):
+    if p in ("vmic", "vsini", "vmacro"):
         return f"{value:+.2f}" if kind == "signed" else f"{value:.2f}"
     return f"{value:+.3f}" if kind == "signed" else f"{value:.3f}"
 

@@ -94,3 +94,112 @@ def test_rotation_rejects_bad_input():
         rot(torch.ones(1, _grid().npix), torch.tensor([40.0]))
     with pytest.raises(ValueError, match="shape"):
         rot(torch.ones(1, 10), torch.tensor([1.0]))
+
+
+# --------------------------------------------------------------------------------------------
+# macroturbulence
+# --------------------------------------------------------------------------------------------
+def _binned_broadened(vsini, vmacro, kind="radial-tangential"):
+    wave, flux = _highres([0.9, 0.4, 1.5, 0.7, 0.2])
+    setup = InstrumentSetup("test", _grid(), R)
+    return degrade(wave, flux[None, :].repeat(len(vsini), 0), setup, vsini=np.asarray(vsini),
+                   vmacro=np.asarray(vmacro), macroturbulence=kind)
+
+
+def test_macroturbulence_matches_degrade_and_a_wrong_profile_fails():
+    vs = np.array([0.0, 0.0, 0.0, 0.0, 10.0, 10.0, 25.0])
+    vm = np.array([2.0, 4.0, 6.0, 8.0, 3.0, 8.0, 5.0])
+    base = torch.from_numpy(_binned(np.zeros(vs.size)).astype(np.float32))
+    rot = BinnedRotation(_grid(), max_vmacro=10.0)
+    out = rot(base, torch.as_tensor(vs), vmacro=torch.as_tensor(vm)).numpy()
+    inner = slice(20, -20)
+
+    def worst(ref):
+        err = np.abs(out - ref)[:, inner]
+        return np.percentile(err, 99), err.max()
+
+    p99, top = worst(_binned_broadened(vs, vm))
+    assert p99 < 5e-4 and top < 1e-3
+    # the tolerance tells the profile and the scale of zeta apart: a Gaussian profile of the
+    # same zeta, or a radial-tangential one of 1.2 zeta, is far outside it
+    assert worst(_binned_broadened(vs, vm, kind="gaussian"))[1] > 5e-3
+    assert worst(_binned_broadened(vs, 1.2 * vm))[1] > 3e-3
+    # and macroturbulence does change the spectra by much more than the tolerance
+    assert np.abs(out - base.numpy())[:4, inner].max(axis=1).min() > 2e-3
+
+
+def test_macroturbulence_transfer_is_the_transform_of_the_reference_profile():
+    from specutils_cinn.instruments import macroturbulence_broaden
+    from specutils_cinn.instruments.rotation import _macroturbulence_transfer
+
+    dv, zeta = 0.05, 3.0  # km/s: a fine log-lambda grid, so the pixel integration is negligible
+    wave = 5000.0 * np.exp(np.arange(4001) * dv / C_KMS)
+    spike = np.zeros(wave.size)
+    spike[2000] = 1.0
+    kernel = macroturbulence_broaden(wave, spike, zeta, velocity_step=dv)
+    freq = np.fft.rfftfreq(wave.size, d=dv)
+    ft = np.abs(np.fft.rfft(kernel))
+    x = 2.0 * np.pi * freq * zeta
+    use = x < 40.0
+    assert np.allclose(ft[use], _macroturbulence_transfer(x[use]), atol=2e-4)
+    # the Gaussian profile of the same zeta has a clearly different transform
+    gauss = np.abs(np.fft.rfft(macroturbulence_broaden(wave, spike, zeta, kind="gaussian",
+                                                       velocity_step=dv)))
+    assert np.abs(gauss[use] - _macroturbulence_transfer(x[use])).max() > 0.1
+
+
+def test_no_macroturbulence_changes_nothing():
+    base = torch.from_numpy(_binned(np.zeros(4)).astype(np.float32))
+    vs, rv = torch.tensor([0.0, 5.0, 20.0, 0.0]), torch.tensor([0.0, 1.0, -3.0, 2.0])
+    plain = BinnedRotation(_grid())(base, vs, rv)
+    # vmacro None or all zero: the same numbers as rotation alone, bit for bit
+    assert torch.equal(BinnedRotation(_grid())(base, vs, rv, vmacro=torch.zeros(4)), plain)
+    with_macro = BinnedRotation(_grid(), max_vmacro=8.0)
+    assert torch.equal(with_macro(base, vs, rv), with_macro(base, vs, rv, torch.zeros(4)))
+    # a row with vsini = 0, vmacro = 0 and no shift is returned as it is
+    out = with_macro(base, vs, rv, torch.tensor([0.0, 3.0, 3.0, 3.0]))
+    assert torch.equal(out[0], base[0]) and not torch.equal(out[1], plain[1])
+
+
+def test_macroturbulence_conserves_equivalent_width_and_adds_its_variance():
+    wave, flux = _highres([0.8], width=0.05)
+    base = torch.from_numpy(degrade(wave, flux, InstrumentSetup("t", _grid(), R))[None, :])
+    lam = _grid().wavelength.value
+    near = np.abs(lam - LINES[0]) < 3.0
+
+    def moments(f):
+        d = (1.0 - f)[near]
+        c = (d * lam[near]).sum() / d.sum()
+        return d.sum() * 0.1, (d * (lam[near] - c) ** 2).sum() / d.sum()
+
+    ew0, var0 = moments(base[0].numpy())
+    rot = BinnedRotation(_grid(), max_vmacro=20.0)
+    for zeta in (6.0, 15.0):
+        ew, var = moments(rot(base, torch.zeros(1), vmacro=torch.tensor([zeta]))[0].numpy())
+        assert ew == pytest.approx(ew0, rel=1e-3)
+        # the radial-tangential profile has variance zeta^2 / 4 (a Gaussian one: zeta^2 / 2)
+        assert var - var0 == pytest.approx((LINES[0] * zeta / C_KMS) ** 2 / 4.0, rel=0.03)
+
+
+def test_macroturbulence_rejects_bad_input():
+    flux = torch.ones(2, _grid().npix)
+    with pytest.raises(ValueError, match=r"vmacro must be finite and in \[0, 0.0\]"):
+        BinnedRotation(_grid())(flux, torch.zeros(2), vmacro=torch.tensor([0.0, 3.0]))
+    rot = BinnedRotation(_grid(), max_vmacro=10.0)
+    for bad in ([-1.0, 0.0], [11.0, 0.0], [float("nan"), 0.0]):
+        with pytest.raises(ValueError, match="vmacro must be finite"):
+            rot(flux, torch.zeros(2), vmacro=torch.tensor(bad))
+    with pytest.raises(ValueError, match="vmacro needs one value per spectrum"):
+        rot(flux, torch.zeros(2), vmacro=torch.tensor([1.0]))
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_vmacro"):
+            BinnedRotation(_grid(), max_vmacro=bad)
+
+
+def test_max_vmacro_is_recorded_and_pads_the_segments():
+    plain, macro = BinnedRotation(_grid()), BinnedRotation(_grid(), max_vmacro=10.0)
+    assert "macroturbulence" not in plain.to_dict()
+    assert macro.to_dict()["max_vmacro"] == 10.0
+    assert "radial-tangential" in macro.to_dict()["macroturbulence"]
+    assert macro._segments[0].pad - plain._segments[0].pad == pytest.approx(
+        40.0 / plain._segments[0].dv, abs=1.0)

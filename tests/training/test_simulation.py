@@ -238,6 +238,101 @@ def test_emulator_error_sets_the_noise_per_pixel(tmp_path):
     np.testing.assert_allclose(sim.emulator_sigma, error[sim._keep], atol=1e-7)
 
 
+# --------------------------------------------------------------------------------------------
+# macroturbulence
+# --------------------------------------------------------------------------------------------
+def test_prior_draws_vmacro_only_when_asked():
+    emu = tiny_emulator()
+    plain = _prior(emu)
+    assert "vmacro" not in plain.label_names and "vmacro" not in plain.parameter_ranges()
+    assert "vmacro" not in plain.to_dict() and plain.vmacro_range is None
+    region = plain.region
+    prior = LabelPrior.from_emulator(emu, region, (0.0, 25.0), vmacro_range=[2, 7])
+    assert prior.vmacro_range == (2.0, 7.0)
+    assert prior.label_names == [*plain.label_names, "vmacro"]
+    assert prior.parameter_ranges()["vmacro"] == (2.0, 7.0)
+    assert prior.to_dict()["vmacro"] == {"distribution": "uniform", "range": [2.0, 7.0],
+                                         "profile": "radial-tangential"}
+    vm = prior.sample(4000, torch.Generator().manual_seed(0))["vmacro"].numpy()
+    assert vm.min() >= 2.0 and vm.max() <= 7.0
+    assert vm.mean() == pytest.approx(4.5, abs=0.1) and vm.std() == pytest.approx(
+        5.0 / math.sqrt(12.0), rel=0.05)
+    # the other labels are drawn as without macroturbulence
+    a, b = (x.sample(50, torch.Generator().manual_seed(1)) for x in (plain, prior))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for bad, match in (((-1.0, 3.0), "non-negative"), ((5.0, 2.0), "increasing"),
+                       ((1.0, float("nan")), "finite"), ((1.0,), "two"), ("ab", "two")):
+        with pytest.raises(ValueError, match=match):
+            LabelPrior(region, dict(plain.ranges), vmacro_range=bad)
+    with pytest.raises(ValueError, match="vmacro_range, not ranges"):
+        LabelPrior(region, {**plain.ranges, "vmacro": (0.0, 5.0)})
+
+
+def _macro_prior(emu):
+    return LabelPrior.from_emulator(emu, _prior(emu).region, (0.0, 25.0), vmacro_range=(2.0, 7.0))
+
+
+def test_simulator_without_vmacro_range_is_unchanged():
+    """No vmacro_range: the spectra of rotation and shift alone, as before macroturbulence."""
+    from specutils_cinn.instruments.rotation import BinnedRotation
+
+    emu = tiny_emulator()
+    sim = EmulatorSimulator(emu, PARAMS, _prior(emu))
+    assert sim.rotation.max_vmacro == 0.0 and sim.provenance["macroturbulence"] is None
+    flux, labels = sim.sample(16, torch.Generator().manual_seed(5))
+    # the same draws through the rotation exactly as it was set up before
+    gen = torch.Generator().manual_seed(5)
+    lab = sim.prior.sample(16, gen)
+    rv = 2.0 * torch.randn(16, generator=gen, dtype=torch.float64)
+    before = BinnedRotation(emu.grid, limb_darkening=0.6, oversample=2.0, max_vsini=25.0,
+                            max_shift=10.0)
+    with torch.no_grad():
+        expected = before(emu(torch.stack([lab[n] for n in EMU_LABELS], 1), clamp=True),
+                          lab["vsini"], rv)
+    assert torch.equal(flux, expected)
+    assert torch.equal(labels, torch.stack([lab[p] for p in PARAMS], 1))
+
+
+def test_simulator_applies_vmacro_as_a_label_or_a_nuisance():
+    emu = tiny_emulator()
+    prior = _macro_prior(emu)
+    nuisance = EmulatorSimulator(emu, PARAMS, prior, rv_sigma=0.0)
+    label = EmulatorSimulator(emu, [*PARAMS, "vmacro"], prior, rv_sigma=0.0)
+    f_n, l_n = nuisance.sample(8, torch.Generator().manual_seed(6))
+    f_l, l_l = label.sample(8, torch.Generator().manual_seed(6))
+    assert torch.equal(f_n, f_l) and torch.equal(l_l[:, :-1], l_n)
+    assert label.parameter_ranges["vmacro"] == (2.0, 7.0) and "vmacro" not in nuisance.parameters
+    assert label.rotation.max_vmacro == 7.0
+    assert nuisance.provenance["macroturbulence"]["role"].startswith("nuisance")
+    assert label.provenance["macroturbulence"] == {
+        "profile": "radial-tangential (Gray 2005; zeta_R = zeta_T, equal area fractions)",
+        "distribution": "uniform", "range": [2.0, 7.0], "role": "label"}
+    # the flux is the emulator's broadened by the drawn vsini and vmacro
+    lab = prior.sample(8, torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        raw = emu(torch.stack([lab[n] for n in EMU_LABELS], 1), clamp=True)
+    assert torch.equal(f_l, label.rotation(raw, lab["vsini"], None, lab["vmacro"]))
+    assert not torch.equal(f_l, label.rotation(raw, lab["vsini"]))
+    assert torch.equal(l_l[:, -1], lab["vmacro"])
+
+
+def test_vmacro_range_from_config(tmp_path):
+    emu = tiny_emulator()
+    save_emulator(tmp_path / "emu", emu, {"resolving_power": {"A": R, "B": R}})
+    region = {"teff_range": [4500.0, 6500.0], "lower": [[4500.0, 2.0], [6500.0, 3.0]],
+              "upper": [[4500.0, 4.5], [6500.0, 4.5]]}
+    table = {"emulator": "emu", "parameters": [*PARAMS, "vmacro"], "kiel_region": region,
+             "vmacro_range": [1, 6]}
+    sim = EmulatorSimulator.from_config(table, base=tmp_path)
+    assert sim.prior.vmacro_range == (1.0, 6.0) and sim.rotation.max_vmacro == 6.0
+    assert sim.provenance["prior"]["vmacro"]["range"] == [1.0, 6.0]
+    assert "vmacro_range" in EmulatorSimulator.CONFIG_KEYS
+    with pytest.raises(ValueError, match="does not draw"):
+        EmulatorSimulator.from_config({**table, "vmacro_range": None}, base=tmp_path)
+    with pytest.raises(ValueError, match="vmacro_range must be"):
+        EmulatorSimulator.from_config({**table, "vmacro_range": [-1, 6]}, base=tmp_path)
+
+
 def test_pixel_error_is_the_smoothed_rms_with_a_floor():
     from specutils_cinn.emulator import pixel_error
     from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
