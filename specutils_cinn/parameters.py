@@ -52,7 +52,6 @@ PARAMETER_UNITS: dict[str, u.UnitBase] = {
     "fe_h": u.dex,
     "vmic": u.km / u.s,
     "vsini": u.km / u.s,
-    "vmac": u.km / u.s,
     "vmacro": u.km / u.s,
     "a_li": u.dex,
 }
@@ -64,7 +63,6 @@ PARAMETER_DESCRIPTIONS: dict[str, str] = {
     "fe_h": "iron abundance [Fe/H]",
     "vmic": "microturbulence",
     "vsini": "projected rotational velocity",
-    "vmac": "macroturbulence",
     "vmacro": "radial-tangential macroturbulence zeta (as in instruments.degrade)",
     "a_li": "absolute lithium abundance A(Li)",
 }
@@ -74,7 +72,7 @@ PARAMETER_DESCRIPTIONS: dict[str, str] = {
 #: Posterior draws below it are set to it (`~specutils_cinn.CINNParameterEstimator` does this
 #: after the posterior calibration), so quantiles never fall below it: a star rotating too
 #: slowly to measure gets v sin i draws piled up at 0, not negative ones.
-PHYSICAL_MINIMUM: dict[str, float] = {"vsini": 0.0, "vmic": 0.0, "vmac": 0.0, "vmacro": 0.0}
+PHYSICAL_MINIMUM: dict[str, float] = {"vsini": 0.0, "vmic": 0.0, "vmacro": 0.0}
 
 
 def parameter_unit(name: str) -> u.UnitBase:

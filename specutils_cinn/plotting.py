@@ -34,7 +34,6 @@ _LABELS = {
     "fe_h": "[Fe/H]",
     "vmic": r"$v_\mathrm{mic}$",
     "vsini": r"$v \sin i$",
-    "vmac": r"$v_\mathrm{mac}$",
     "vmacro": r"$\zeta_\mathrm{RT}$",
     "a_li": "A(Li)",
 }

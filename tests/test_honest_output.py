@@ -129,7 +129,7 @@ def test_unconstrained_parameters_are_masked(sun, tmp_path):
     draws = CINNParameterEstimator(mm).sample_posterior(sun, n_samples=50, seed=2)
     assert np.all(draws["ni_fe"].mask) and not hasattr(draws["fe_h"], "mask")
     with pytest.raises(ValueError, match="unconstrained"):
-        md.replace(unconstrained=("vmac",))
+        md.replace(unconstrained=("vmacro",))
 
 
 def test_resolution_mismatch_is_flagged_from_meta(sun):
