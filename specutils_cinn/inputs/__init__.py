@@ -6,7 +6,8 @@ them, and returns a `PreparedSpectra`: continuum-normalized flux, uncertainties 
 validity mask, one row per spectrum, on the model's
 `~specutils_cinn.wavelength_grid.WavelengthGrid`.
 `Normalization` is a model's continuum-normalization convention, which `prepare_spectra`
-applies to observed spectra and training applies to simulated ones.
+applies to observed spectra and training applies to simulated ones. `PixelMask` is a model's
+mask of poorly modelled pixels, which both apply with `mask_pixels`.
 
 The subpackage holds one module per step:
 
@@ -16,11 +17,13 @@ The subpackage holds one module per step:
 - ``prepare``: `prepare_spectra` and `PreparedSpectra`;
 - `~specutils_cinn.inputs.resampling`: the vectorized flux-conserving resampler;
 - `~specutils_cinn.inputs.normalization`: the batched continuum fit and `Normalization`;
-- `~specutils_cinn.inputs.noise_estimate`: DER_SNR and masked row quantiles.
+- `~specutils_cinn.inputs.noise_estimate`: DER_SNR and masked row quantiles;
+- `~specutils_cinn.inputs.pixel_mask`: `PixelMask` and `mask_pixels`.
 """
 
 from .chunks import AUTO_NORMALIZED_RANGE, FILL_FLUX, FILL_SIGMA
 from .normalization import Normalization
+from .pixel_mask import PixelMask, mask_pixels
 from .prepare import PreparedSpectra, prepare_spectra
 from .units import doppler_factor
 
@@ -29,7 +32,9 @@ __all__ = [
     "FILL_FLUX",
     "FILL_SIGMA",
     "Normalization",
+    "PixelMask",
     "PreparedSpectra",
     "doppler_factor",
+    "mask_pixels",
     "prepare_spectra",
 ]
