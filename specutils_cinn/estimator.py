@@ -550,6 +550,7 @@ class CINNParameterEstimator:
             radial_velocity=radial_velocity,
             medium=medium,
             snr=snr,
+            pixel_mask=md.pixel_mask,
             **md.normalization.prepare_arguments(normalize),
         )
         rp = row_resolving_power(spectra, prepared)

@@ -251,7 +251,7 @@ def estimate_radial_velocity(
         medium = spectra_medium(spectra)
     prepared = prepare_spectra(
         spectra, md.grid, radial_velocity=0.0 * u.km / u.s, medium=medium, snr=snr,
-        **md.normalization.prepare_arguments("auto"),
+        pixel_mask=md.pixel_mask, **md.normalization.prepare_arguments("auto"),
     )
     return velocity_of_prepared(model, prepared, tmpl, (lo, hi))
 

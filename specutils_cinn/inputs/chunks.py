@@ -26,6 +26,7 @@ from ..wavelength_grid import WavelengthGrid
 from .collect import _Block
 from .noise_estimate import der_snr, masked_quantile
 from .normalization import fit_segment_continuum
+from .pixel_mask import mask_pixels
 from .resampling import CHUNK_ELEMENTS, EdgeLocator, gap_edges, insert_gaps, resample_block
 
 __all__ = ["AUTO_NORMALIZED_RANGE", "FILL_FLUX", "FILL_SIGMA"]
@@ -108,9 +109,10 @@ class _Geometry:
 
 
 class _Output:
-    """The result arrays, filled group by group."""
+    """The result arrays, filled group by group; ``masked`` (or None) are the model's masked
+    pixels, invalid in every row and not counted in the coverage."""
 
-    def __init__(self, n: int, grid: WavelengthGrid) -> None:
+    def __init__(self, n: int, grid: WavelengthGrid, masked: np.ndarray | None = None) -> None:
         self.flux = np.full((n, grid.npix), FILL_FLUX, dtype=np.float32)
         self.sigma = np.full((n, grid.npix), FILL_SIGMA, dtype=np.float32)
         self.valid = np.zeros((n, grid.npix), dtype=bool)
@@ -119,7 +121,8 @@ class _Output:
         self.overlap = np.zeros(n, dtype=bool)
         self.any_usable = np.zeros(n, dtype=bool)
         self.normalized = np.ones(n, dtype=bool)
-        self.npix = grid.npix
+        self.masked = masked
+        self.n_unmasked = grid.npix if masked is None else int(np.count_nonzero(~masked))
 
 
 def _chunks(blocks: list[_Block], n_rows: int) -> Iterator[list[tuple[_Block, slice]]]:
@@ -328,6 +331,8 @@ def _resample_chunk(
             scale=None if shared else d,
         )
         valid = frac >= min_valid_fraction  # implies a finite fo and vo
+        # the model's masked pixels: as if the input had no data there (before the continuum)
+        valid = mask_pixels(valid, None if out.masked is None else out.masked[seg.out])
         if any_norm:
             if all_norm:
                 cont = fit_segment_continuum(fo, valid, degree, n_iter)[0]
@@ -356,7 +361,7 @@ def _resample_chunk(
         out.valid[rows, seg.out] = valid
         per_aa = ratio[:, dest]
         np.multiply(per_aa, 1.0 / np.sqrt(seg.step), out=per_aa, where=valid)  # S/N per Angstrom
-    out.coverage[gids] = np.count_nonzero(valid_all, axis=1) / out.npix
+    out.coverage[gids] = np.count_nonzero(valid_all, axis=1) / max(out.n_unmasked, 1)
     out.snr[gids] = masked_quantile(ratio, valid_all, 0.5)
 
 

@@ -26,6 +26,7 @@ from ..flags import QualityFlag
 from ..wavelength_grid import WavelengthGrid
 from .chunks import _Geometry, _Output, _process_group
 from .collect import _Block, _block_hash, _collect, _group_blocks
+from .pixel_mask import PixelMask
 from .units import doppler_factor
 
 __all__ = ["PreparedSpectra", "prepare_spectra"]
@@ -48,12 +49,13 @@ class PreparedSpectra:
         Flux uncertainty (standard deviation) in the same normalised units, same shape,
         float32, finite and positive; `FILL_SIGMA` at invalid pixels.
     valid : numpy.ndarray
-        Boolean, same shape: pixels with data.
+        Boolean, same shape: pixels with data (never a pixel of ``pixel_mask``).
     snr : numpy.ndarray
         Median S/N per Angstrom over the valid pixels, shape ``(N,)``, float64; NaN for
         rows without a valid pixel.
     coverage : numpy.ndarray
-        Fraction of the grid's pixels that are valid, shape ``(N,)``, float64.
+        Fraction of the grid's pixels outside ``pixel_mask`` that are valid, shape ``(N,)``,
+        float64.
     flags : numpy.ndarray
         `~specutils_cinn.flags.QualityFlag` bits, shape ``(N,)``, int32.
     normalized : numpy.ndarray
@@ -84,6 +86,9 @@ class PreparedSpectra:
         ``meta["resolving_power"]`` of the spectrum behind each row (a number, or the median
         of its per-segment values), NaN where a spectrum has none; None when no input has one.
         The estimator compares it with the model's (``RESOLUTION_MISMATCH``).
+    pixel_mask : numpy.ndarray or None, optional
+        Boolean, shape ``(grid.npix,)``: the model's masked pixels (True), invalid in every row
+        and left out of ``coverage``; None when no mask was applied.
     """
 
     flux: np.ndarray
@@ -99,6 +104,7 @@ class PreparedSpectra:
     grid: WavelengthGrid
     content_hash: np.ndarray | None = None
     resolving_power: np.ndarray | None = None
+    pixel_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, npix = self.flux.shape
@@ -114,6 +120,8 @@ class PreparedSpectra:
             raise ValueError(f"source_index must have {n} entries")
         if self.content_hash is not None and np.shape(self.content_hash) != (n,):
             raise ValueError(f"content_hash must have shape ({n},)")
+        if self.pixel_mask is not None and np.shape(self.pixel_mask) != (npix,):
+            raise ValueError(f"pixel_mask must have shape ({npix},)")
 
     @property
     def n_rows(self) -> int:
@@ -138,6 +146,7 @@ def prepare_spectra(
     min_valid_fraction: float = 0.5,
     min_coverage: float = 0.5,
     continuum_iterations: int = 5,
+    pixel_mask: PixelMask | np.ndarray | None = None,
 ) -> PreparedSpectra:
     """Resample, shift and normalise spectra onto a model's wavelength grid.
 
@@ -187,6 +196,13 @@ def prepare_spectra(
         match the normalisation of the model's training spectra
         (`~specutils_cinn.inputs.normalization.normalize_continuum` with ``degree`` and
         ``n_iter``).
+    pixel_mask : PixelMask or numpy.ndarray, optional
+        The model's poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`, or a boolean
+        array of ``grid.npix`` values, True = masked). They are invalid in every row, exactly
+        as if the input had no data there: left out of the continuum fit, the ``snr`` median
+        and everything downstream. They are also left out of ``coverage``: the fraction of
+        the grid's *unmasked* pixels that are valid, so a model's mask never counts against
+        a spectrum (``LOW_COVERAGE``).
 
     Returns
     -------
@@ -236,8 +252,12 @@ def prepare_spectra(
       shared between spectra (other spectra, their order and number change a row by
       floating-point rounding at most).
     - Invalid pixels hold `FILL_FLUX` and `FILL_SIGMA`; the network sees ``valid``.
+    - ``pixel_mask`` acts on the grid's pixels, after resampling; the DER_SNR noise estimate of
+      ``snr="estimate"`` is of the input's pixels and does not see it (a poorly modelled
+      line is no noisier than another).
     """
     _check_arguments(grid, medium, normalize, continuum_degree, min_valid_fraction, min_coverage)
+    masked = _masked_pixels(pixel_mask, grid)
     if (
         isinstance(continuum_iterations, bool)
         or not isinstance(continuum_iterations, int | np.integer)
@@ -261,7 +281,7 @@ def prepare_spectra(
             )
     groups = [_Geometry(g, grid, medium, factor) for g in _group_blocks(blocks)]
 
-    out = _Output(n, grid)
+    out = _Output(n, grid, masked)
     if isinstance(normalize, bool | np.bool_):
         out.normalized[:] = bool(normalize)
     for geo in groups:
@@ -301,6 +321,7 @@ def prepare_spectra(
         source_index=tuple(index),
         grid=grid,
         content_hash=content_hash,
+        pixel_mask=masked,
     )
 
 
@@ -327,6 +348,19 @@ def _check_arguments(
         raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction!r}")
     if not (_is_real(min_coverage) and 0 <= min_coverage <= 1):
         raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage!r}")
+
+
+def _masked_pixels(pixel_mask: Any, grid: WavelengthGrid) -> np.ndarray | None:
+    """The masked pixels of ``grid`` (None: no mask), checked."""
+    if pixel_mask is None:
+        return None
+    if isinstance(pixel_mask, PixelMask):
+        return pixel_mask.on_grid(grid)
+    masked = np.asarray(pixel_mask)
+    if masked.dtype != bool or masked.shape != (grid.npix,):
+        raise ValueError(f"pixel_mask must be a PixelMask or a boolean array of {grid.npix} "
+                         f"values (one per grid pixel), got {masked.dtype} {masked.shape}")
+    return masked
 
 
 def _is_real(x: Any) -> bool:

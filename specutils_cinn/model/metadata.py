@@ -2,7 +2,7 @@
 
 Everything needed to rebuild and use a trained model apart from its weights: parameters,
 architecture, wavelength grid, resolving power, normalization, S/N range, provenance, and the
-optional emulator and posterior calibration. Validated on construction; every invalid field
+optional emulator, posterior calibration and mask of poorly modelled pixels. Validated on construction; every invalid field
 raises a `ValueError` naming it (a `~specutils_cinn.model.ModelLoadError` when read from a
 file).
 
@@ -32,6 +32,7 @@ from .._files import ModelLoadError, atomic_write, read_limited
 from .._hashing import is_sha256
 from ..calibration import PosteriorCalibration
 from ..inputs.normalization import Normalization
+from ..inputs.pixel_mask import PixelMask
 from ..wavelength_grid import WavelengthGrid
 from .identity import validate_model_name
 from .specs import MAX_PIXELS, EmulatorSpec, ParameterSpec
@@ -71,6 +72,7 @@ _OPTIONAL = (
     "emulator",
     "posterior_calibration",
     "unconstrained",
+    "pixel_mask",
 )
 
 
@@ -124,6 +126,12 @@ class ModelMetadata:
         Parameters the model predicts but its spectra do not constrain (their posterior is
         the training prior on held-out synthetic stars). The estimator masks their columns
         and names them in ``table.meta["UNCONSTR"]``. Empty by default.
+    pixel_mask : `~specutils_cinn.inputs.PixelMask` or dict or None, optional
+        Wavelength intervals of pixels the model's training physics reproduces poorly: the
+        estimator treats them as pixels without data and does not count them in a spectrum's
+        coverage, and training masked them in every spectrum (`masked_pixels`). Part of
+        ``metadata.json``, so covered by its SHA-256 and the model digest. None (the default)
+        masks nothing; the key is then absent from the JSON.
 
     Raises
     ------
@@ -147,6 +155,7 @@ class ModelMetadata:
     emulator: EmulatorSpec | None = None
     posterior_calibration: PosteriorCalibration | None = None
     unconstrained: tuple[str, ...] = ()
+    pixel_mask: PixelMask | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -299,6 +308,18 @@ class ModelMetadata:
         if unknown:
             raise field_error("unconstrained", f"parameters {unknown} are not predicted")
         object.__setattr__(self, "unconstrained", tuple(unc))
+        mask = self.pixel_mask
+        if mask is not None:
+            if isinstance(mask, Mapping):
+                try:
+                    mask = PixelMask.from_dict(mask)
+                except ValueError as exc:
+                    raise field_error("pixel_mask", str(exc)) from None
+            if not isinstance(mask, PixelMask):
+                raise field_error("pixel_mask", f"expected an object or null, got {mask!r}")
+            if mask.on_grid(self.grid).all():
+                raise field_error("pixel_mask", "masks every pixel of the wavelength grid")
+            object.__setattr__(self, "pixel_mask", mask)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -325,6 +346,11 @@ class ModelMetadata:
     def ranges(self) -> np.ndarray:
         """Training label ranges as a float64 array of shape ``[n_params, 2]``."""
         return np.array([p.range for p in self.parameters], dtype=np.float64)
+
+    @property
+    def masked_pixels(self) -> np.ndarray | None:
+        """The pixels of `pixel_mask` on the model grid (boolean, ``[npix]``; None: no mask)."""
+        return None if self.pixel_mask is None else self.pixel_mask.on_grid(self.grid)
 
     @property
     def label_mean(self) -> np.ndarray:
@@ -424,6 +450,8 @@ class ModelMetadata:
             out["posterior_calibration"] = self.posterior_calibration.to_dict()
         if self.unconstrained:
             out["unconstrained"] = list(self.unconstrained)
+        if self.pixel_mask is not None:
+            out["pixel_mask"] = self.pixel_mask.to_dict()
         return out
 
     @classmethod
