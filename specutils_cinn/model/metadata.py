@@ -2,9 +2,9 @@
 
 Everything needed to rebuild and use a trained model apart from its weights: parameters,
 architecture, wavelength grid, resolving power, normalization, S/N range, provenance, and the
-optional emulator, posterior calibration and mask of poorly modelled pixels. Validated on construction; every invalid field
-raises a `ValueError` naming it (a `~specutils_cinn.model.ModelLoadError` when read from a
-file).
+optional emulator, posterior calibration and mask of poorly modelled pixels. Validated on
+construction; every invalid field raises a `ValueError` naming it (a
+`~specutils_cinn.model.ModelLoadError` when read from a file).
 
 This module is slightly longer than the package's usual ~600 lines: `ModelMetadata` is one
 schema, validated field by field with an error that names the field; a third of it is

@@ -3,9 +3,10 @@
 Every optimisation step draws, for each spectrum of the batch, a S/N (log-uniform over
 ``snr_range``, per Angstrom), Gaussian noise with the package's one noise model
 (`specutils_cinn.instruments.draw_noise`, the same the validation pages use), randomly masked
-pixels and gaps, and optionally a smooth multiplicative continuum error (`augment_batch`);
-`renormalize_batch` then applies the model's input normalization, as the estimator does to
-observed spectra.
+pixels and gaps, and optionally a smooth multiplicative continuum error (`augment_batch`),
+and masks the model's poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`) with the
+function the estimator uses (`~specutils_cinn.inputs.mask_pixels`); `renormalize_batch` then
+applies the model's input normalization, as the estimator does to observed spectra.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from ..inputs.normalization import Normalization
+from ..inputs.pixel_mask import mask_pixels
 from ..instruments import draw_noise
 from ..wavelength_grid import WavelengthGrid
 from .config import TrainingConfig
@@ -30,6 +32,7 @@ def augment_batch(
     segment_index: torch.Tensor,
     config: TrainingConfig,
     generator: torch.Generator,
+    masked: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Turn noise-free spectra into observed-like ones.
 
@@ -37,7 +40,10 @@ def augment_batch(
     ``config.snr_range``); with ``config.continuum_error``, a linear multiplicative error per
     segment; the noise and the reported uncertainty (`specutils_cinn.instruments.draw_noise`,
     photon-like or constant by ``config.photon_noise``); isolated masked pixels (a fraction up
-    to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps.
+    to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps. Last, the
+    model's masked pixels ``masked`` are made invalid in every spectrum
+    (`~specutils_cinn.inputs.mask_pixels`, as the estimator does); they draw no random numbers,
+    so a mask does not change the other draws.
 
     Parameters
     ----------
@@ -51,13 +57,16 @@ def augment_batch(
         Augmentation settings.
     generator : `torch.Generator`
         Source of randomness (on the device of ``flux``).
+    masked : Tensor of bool, shape (npix,), optional
+        The model's masked pixels (`~specutils_cinn.inputs.PixelMask.on_grid`), on the device
+        of ``flux``; None masks nothing.
 
     Returns
     -------
     flux, sigma : Tensor, shape (B, npix)
         Noisy flux and its 1-sigma uncertainty.
     valid : Tensor of bool, shape (B, npix)
-        False for masked pixels and gaps.
+        False for masked pixels, gaps and the pixels of ``masked``.
     """
     b, npix = flux.shape
     dev = flux.device
@@ -86,7 +95,7 @@ def augment_batch(
             length = (uniform(b) * max_len).long() + 1
             in_gap = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
             valid &= ~(in_gap & (g < n_gaps)[:, None])
-    return noisy, sigma, valid
+    return noisy, sigma, mask_pixels(valid, masked)
 
 
 def renormalize_batch(

@@ -5,8 +5,10 @@
 `specutils_cinn.training.train_from_config` and ``specutils-cinn train`` accept:
 
 ``[model]``
-    ``name``, ``version``, ``description``, ``output`` (model directory, relative to the file)
-    and an optional ``[model.normalization]`` table.
+    ``name``, ``version``, ``description``, ``output`` (model directory, relative to the file),
+    an optional ``[model.normalization]`` table and an optional ``pixel_mask``: an ECSV file of
+    poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`, relative to the file), masked
+    in every training spectrum and stored in the model.
 ``[data]`` *or* ``[simulator]``
     A training set (``path`` of a ``.npz``, relative to the file; ``parameters``; optional
     ``[data.ranges]``) or fresh emulated spectra every step (`SIMULATOR_KEYS`, read by
@@ -190,8 +192,9 @@ def read_training_file(path: str | Path) -> TrainingFile:
     Raises
     ------
     ValueError
-        If the file is not TOML, lacks a table, has both ``[data]`` and ``[simulator]``, or
-        has an unknown ``[training]`` or ``[simulator]`` key.
+        If the file is not TOML, lacks a table, has both ``[data]`` and ``[simulator]``, has
+        an unknown ``[training]`` or ``[simulator]`` key, or a ``[model] pixel_mask`` that is
+        not a string.
     """
     path = Path(path)
     try:
@@ -207,6 +210,9 @@ def read_training_file(path: str | Path) -> TrainingFile:
     for section in ("architecture", "training"):
         if section not in cfg:
             raise ValueError(f"{path}: missing [{section}] table")
+    mask = cfg["model"].get("pixel_mask")
+    if mask is not None and not isinstance(mask, str):
+        raise ValueError(f"{path}: [model] pixel_mask must be a file name, got {mask!r}")
     simulator = cfg.get("simulator")
     if simulator is not None:
         unknown = sorted(set(simulator) - set(SIMULATOR_KEYS))

@@ -4,7 +4,8 @@
 draws fresh noise-free spectra every step (e.g. `specutils_cinn.training.EmulatorSimulator`;
 validation then uses a fixed, seeded simulated set, and a held-out set of real synthetic
 spectra can be monitored alongside). Every step the batch is made observed-like by
-`specutils_cinn.training.augment_batch` (fresh S/N, noise, masks, gaps, continuum errors) and
+`specutils_cinn.training.augment_batch` (fresh S/N, noise, masks, gaps, continuum errors, the
+model's mask of poorly modelled pixels) and
 `specutils_cinn.training.renormalize_batch`, so one model serves spectra of any quality in
 the training range. `train_from_config` runs a training described by a TOML file
 (`specutils_cinn.training.read_training_file`).
@@ -33,6 +34,7 @@ from ..devices import resolve_device, restore_torch_threads
 from ..flows import build_cinn
 from ..flows.conditioning import encode_inputs
 from ..inputs.normalization import Normalization
+from ..inputs.pixel_mask import PixelMask
 from ..model import CINNModel, ModelMetadata
 from ..parameters import parameter_unit
 from ..wavelength_grid import WavelengthGrid
@@ -192,9 +194,12 @@ class _Observation:
     """Noise-free flux to network inputs: `augment_batch`, `renormalize_batch`, encoding."""
 
     def __init__(self, grid: WavelengthGrid, config: TrainingConfig,
-                 normalization: Normalization, device: torch.device, chunk: int | None) -> None:
+                 normalization: Normalization, device: torch.device, chunk: int | None,
+                 pixel_mask: PixelMask | None = None) -> None:
         self.grid, self.config, self.normalization = grid, config, normalization
         self.device, self.chunk = device, chunk
+        self.masked = (None if pixel_mask is None
+                       else torch.as_tensor(pixel_mask.on_grid(grid), device=device))
         self.pixel_width = torch.as_tensor(grid.pixel_width, dtype=torch.float32, device=device)
         self.segment_index = torch.cat(
             [
@@ -205,7 +210,8 @@ class _Observation:
 
     def __call__(self, flux: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Encoded network inputs of one fresh noisy realization of ``flux``."""
-        noisy = augment_batch(flux, self.pixel_width, self.segment_index, self.config, generator)
+        noisy = augment_batch(flux, self.pixel_width, self.segment_index, self.config, generator,
+                              self.masked)
         return encode_inputs(*renormalize_batch(*noisy, self.grid, self.normalization))
 
     def fixed(self, flux: torch.Tensor, z: torch.Tensor, seed: int) -> _EvalSets:
@@ -231,7 +237,7 @@ def _model_metadata(
     src: _Source, network: Any, config: TrainingConfig, history: dict[str, Any], *,
     name: str, version: str, description: str, normalization: Normalization,
     ranges: dict[str, Sequence[float]], holdout: TrainingSet | None,
-    selection: TrainingSet | None,
+    selection: TrainingSet | None, pixel_mask: PixelMask | None = None,
 ) -> ModelMetadata:
     """The model's metadata after ``history`` (checked by `ModelMetadata.from_dict`)."""
     training = {"data": src.provenance, **src.info}
@@ -272,6 +278,7 @@ def _model_metadata(
             "training": training,
             "weights_sha256": None,
             "package_version": __version__,
+            **({} if pixel_mask is None else {"pixel_mask": pixel_mask.to_dict()}),
         }
     )
 
@@ -318,6 +325,7 @@ def train_model(
     parameter_ranges: dict[str, Sequence[float]] | None = None,
     holdout: TrainingSet | None = None,
     selection: TrainingSet | None = None,
+    pixel_mask: PixelMask | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[CINNModel, dict[str, Any]]:
     """Train a cINN on a training set or a simulator and return the model and its history.
@@ -357,6 +365,10 @@ def train_model(
         training on emulated spectra: synthetic spectra the emulator was not fitted to stop the
         network where it starts learning the emulator's own errors. Must not overlap the
         stars used to validate the model.
+    pixel_mask : `~specutils_cinn.inputs.PixelMask`, optional
+        Poorly modelled pixels: invalid in every training, validation, held-out and selection
+        spectrum (`augment_batch`), as the estimator treats them, and stored in the model's
+        metadata (``pixel_mask``), which makes the estimator apply it.
     log : callable, optional
         Receives progress lines; None is silent.
 
@@ -382,7 +394,7 @@ def train_model(
             else Normalization.from_dict(normalization or {"kind": "continuum"}))
     meta = dict(name=name, version=version, description=description, normalization=norm,
                 ranges={**src.ranges, **(parameter_ranges or {})}, holdout=holdout,
-                selection=selection)
+                selection=selection, pixel_mask=pixel_mask)
     _model_metadata(src, network, config, {}, **meta)  # fail now, not after hours of training
 
     gen = torch.Generator(device=device)
@@ -390,7 +402,8 @@ def train_model(
     # Fixed noisy realizations of the validation (and held-out) spectra, to compare steps
     # fairly; simulated sets are encoded and evaluated in chunks to bound the memory.
     observe = _Observation(src.grid, config, norm, device,
-                           4 * config.batch_size if isinstance(src, _SimulatorSource) else None)
+                           4 * config.batch_size if isinstance(src, _SimulatorSource) else None,
+                           pixel_mask)
     sets = {"val": observe.fixed(*src.validation(), config.seed + 1)}
     if holdout is not None:
         sets["holdout"] = observe.fixed(*_holdout_tensors(holdout, src, device), config.seed + 4)
@@ -452,7 +465,9 @@ def train_from_config(
     ``[data]`` (a training-set ``.npz``) or ``[simulator]`` (fresh spectra from an emulator
     every step, `specutils_cinn.training.EmulatorSimulator.from_config`; its optional
     ``holdout`` and ``selection`` are training-set ``.npz`` files on the model grid, see
-    `train_model`), ``[architecture]`` and ``[training]``.
+    `train_model`), ``[architecture]`` and ``[training]``. ``[model] pixel_mask`` names a
+    mask of poorly modelled pixels (an ECSV file of `~specutils_cinn.inputs.PixelMask`,
+    relative to the configuration file), applied in training and stored in the model.
 
     Parameters
     ----------
@@ -482,6 +497,8 @@ def train_from_config(
             holdout = load_training_set(base / table["holdout"], source.parameters)
         if "selection" in table:
             selection = load_training_set(base / table["selection"], source.parameters)
+    mask_path = cfg.model.get("pixel_mask")
+    pixel_mask = None if mask_path is None else PixelMask.read(base / mask_path)
     model, _history = train_model(
         source,
         cfg.architecture,
@@ -493,6 +510,7 @@ def train_from_config(
         parameter_ranges=ranges,
         holdout=holdout,
         selection=selection,
+        pixel_mask=pixel_mask,
         log=log,
     )
     out = Path(output) if output is not None else base / cfg.model["output"]

@@ -1,4 +1,4 @@
-"""PixelMask: validation, round trips (dict, ECSV), pixels on a grid, and the bundled solar masks."""
+"""PixelMask: validation, round trips (dict, ECSV), pixels on a grid, the bundled solar masks."""
 
 from __future__ import annotations
 
