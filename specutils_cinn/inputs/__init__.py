@@ -18,7 +18,7 @@ The subpackage holds one module per step:
 - `~specutils_cinn.inputs.resampling`: the vectorized flux-conserving resampler;
 - `~specutils_cinn.inputs.normalization`: the batched continuum fit and `Normalization`;
 - `~specutils_cinn.inputs.noise_estimate`: DER_SNR and masked row quantiles;
-- `~specutils_cinn.inputs.pixel_mask`: `PixelMask` and `mask_pixels`.
+- ``pixel_mask``: `PixelMask` and `mask_pixels`.
 """
 
 from .chunks import AUTO_NORMALIZED_RANGE, FILL_FLUX, FILL_SIGMA
