@@ -53,6 +53,11 @@ def summary_text(model: CINNModel) -> str:
         parts = [f"{p} x{cal.scale.get(p, 1.0):g} (+) {cal.floor.get(p, 0.0):g}"
                  for p in md.parameter_names if p in cal.parameters]
         lines.append("  posterior calibration (scale (+) floor): " + ", ".join(parts))
+    if md.pixel_mask is not None:
+        masked = md.masked_pixels
+        lines.append(f"  pixel mask: {md.pixel_mask.n_intervals} intervals, "
+                     f"{int(masked.sum())} of {grid.npix} px masked "
+                     f"({md.pixel_mask.provenance.get('description', 'no description')})")
     tr = md.training or {}
     data = tr.get("data", {})
     if isinstance(data, dict) and data.get("source"):

@@ -84,3 +84,10 @@ def test_the_mask_is_part_of_the_checked_metadata(tmp_path):
     with pytest.raises(ModelIntegrityError, match="metadata"):
         CINNModel.load(b, expected_sha256=sha)
     assert CINNModel.load(b).digest != masked.digest
+
+
+def test_the_summary_names_the_mask():
+    model = tiny_model()
+    assert "pixel mask" not in model.summary()
+    masked = CINNModel(model.metadata.replace(pixel_mask=MASK), model.network)
+    assert "pixel mask: 2 intervals, 4 of 32 px masked" in masked.summary()
