@@ -35,7 +35,8 @@ class QualityFlag(enum.IntFlag):
         No problem found.
     ``LOW_COVERAGE`` (1)
         Fewer than ``min_coverage`` of the model's grid pixels are valid after
-        resampling (wavelength coverage, masks and NaNs all count). Also set together
+        resampling (wavelength coverage, masks and NaNs all count; the pixels of the model's
+        own pixel mask are left out of the count and of the total). Also set together
         with ``NO_OVERLAP`` and ``NO_VALID_DATA``, which imply a coverage of zero.
     ``NO_OVERLAP`` (2)
         After the shift to the rest frame, no input pixel lies inside any segment of

@@ -212,7 +212,8 @@ class SpectrumDiagnostics:
     snr : array-like, shape (N,)
         Median S/N per Angstrom over the valid model pixels.
     coverage : array-like, shape (N,)
-        Fraction of the model's pixels covered by valid data.
+        Fraction of the model's pixels (outside its pixel mask, if it has one) covered by valid
+        data.
     flags : array-like of int, shape (N,)
         Bitwise OR of `~specutils_cinn.flags.QualityFlag` values.
     fit_chi2 : array-like, shape (N,), optional
@@ -304,7 +305,7 @@ def _common_columns(table: QTable, diagnostics: SpectrumDiagnostics) -> None:
     table["snr"] = d.snr
     table["snr"].description = "median S/N per Angstrom over valid model pixels"
     table["coverage"] = d.coverage
-    table["coverage"].description = "fraction of model pixels covered by valid data"
+    table["coverage"].description = "fraction of unmasked model pixels covered by valid data"
     table["fit_chi2"] = d.fit_chi2
     table["fit_chi2"].description = (
         "reduced chi-square of the spectrum emulated at the posterior median (with the "
