@@ -52,7 +52,6 @@ from specutils_cinn import __version__  # noqa: E402
 from specutils_cinn.inputs import Normalization, PixelMask  # noqa: E402
 from specutils_cinn.instruments import degrade, degrade_spectrum, fourmost_setup  # noqa: E402
 from specutils_cinn.synthesis import GridConfig  # noqa: E402
-from specutils_cinn.synthesis.runner import doppler_windows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The Sun of the synthesis (A(Li) as in scripts/sun_synthesis_scan.py).
@@ -84,8 +83,7 @@ def synthesis_options(config: GridConfig) -> dict:
 
 def solar_synthesis(config: GridConfig, cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """The Turbospectrum Sun with the grid's options: (wavelength, flux, record), cached."""
-    from specutils_cinn.synthesis import LinePruning, find_synthesis, synthesize
-    from specutils_cinn.synthesis.loggf import calibrated_line_lists
+    from specutils_cinn.synthesis import synthesize_star
 
     options = synthesis_options(config)
     key = hashlib.sha256(json.dumps([SUN_LABELS, options], sort_keys=True).encode()).hexdigest()
@@ -94,44 +92,10 @@ def solar_synthesis(config: GridConfig, cache: Path) -> tuple[np.ndarray, np.nda
         with np.load(path, allow_pickle=False) as d:
             return d["wave"], d["flux"], json.loads(str(d["record"]))
     cache.mkdir(parents=True, exist_ok=True)
-    pieces = []
-    for w in config.windows:
-        if config.sampling_fraction:
-            pieces += doppler_windows(SUN_LABELS, w.start, w.stop, w.step,
-                                      config.sampling_fraction)
-        else:
-            pieces.append((w.start, w.stop, w.step))
-    install = find_synthesis(config.prefix)
-    if config.line_lists == "ges":
-        lists = [install.ges_linelist, install.hlinedata]
-    elif config.loggf_calibration is not None:
-        lists = calibrated_line_lists(install, config.loggf_calibration, cache / "linelists",
-                                      exclude=tuple(config.exclude_line_lists))
-    else:
-        lists = [install.ges_linelist, install.hlinedata] + [
-            p for f, p in install.extended_linelists.items()
-            if f not in config.exclude_line_lists]
-    kwargs = {"install": install, "line_lists": lists, "timeout": config.timeout,
-              "hydrogen_wing_fraction": config.hydrogen_wing_fraction or None,
-              "line_pruning": (None if config.min_depth is None
-                               else LinePruning(min_depth=config.min_depth))}
-    lithium = "1D LTE"
-    try:
-        if config.lithium != "3d-nlte":
-            raise ImportError
-        import breidablik  # noqa: F401
-
-        from specutils_cinn.synthesis import synthesize_with_lithium
-
-        res, li = synthesize_with_lithium(SUN_LABELS, pieces, **kwargs)
-        lithium = li.get("li_physics", "3D NLTE")
-    except ImportError:  # breidablik not installed: Li 6708 of the Sun is weak either way
-        res = synthesize(SUN_LABELS, pieces, **kwargs)
-    wave = np.concatenate(res.wavelength)
-    flux = np.concatenate(res.flux)
-    record = {"labels": SUN_LABELS, "options": options, "lithium": lithium,
-              "code_version": getattr(res, "code_version", "unknown"),
-              "seconds": float(res.seconds)}
+    # exactly a grid star's synthesis (specutils_cinn.synthesis.synthesize_star)
+    wave, flux, info = synthesize_star(config, SUN_LABELS, cache)
+    record = {"labels": SUN_LABELS, "options": options, "lithium": info["li_physics"],
+              "code_version": info["code_version"], "seconds": float(info["seconds"])}
     np.savez(path, wave=wave, flux=flux.astype(np.float64), record=json.dumps(record))
     return wave, flux, record
 

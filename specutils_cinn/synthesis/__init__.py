@@ -15,7 +15,8 @@ Submodules (imported lazily on first attribute access; importing this package is
 - :mod:`~specutils_cinn.synthesis.design`: label designs
   (:class:`LabelDesign`, :class:`KielRegion`).
 - :mod:`~specutils_cinn.synthesis.runner`: resumable parallel grid runs
-  (:class:`GridConfig`, :class:`SynthesisWindow`, :func:`run_grid`, :func:`consolidate_grid`).
+  (:class:`GridConfig`, :class:`SynthesisWindow`, :func:`run_grid`, :func:`consolidate_grid`,
+  :func:`synthesize_star`).
 - :mod:`~specutils_cinn.synthesis.grid_file`: grid files
   (:class:`SynthesisGrid`, :func:`read_grid`, :func:`write_grid`).
 - :mod:`~specutils_cinn.synthesis.shards`: the v2 grid's committed shards at 4MOST sampling
@@ -61,6 +62,7 @@ _LAZY = {
     "SynthesisWindow": "runner",
     "consolidate_grid": "runner",
     "run_grid": "runner",
+    "synthesize_star": "runner",
     "breidablik_coverage": "lithium",
     "synthesize_with_lithium": "lithium",
 }

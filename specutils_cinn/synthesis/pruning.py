@@ -73,7 +73,9 @@ PROBE_STEP = 0.25
 #: Depth range in which a probe is on the linear part of the curve of growth (bsyn writes the
 #: normalised flux to 1e-5, so 3e-5 is read to about 30 %: enough to rank lines).
 _LINEAR = (3.0e-5, 0.1)
-#: Turbospectrum only considers lines within this many Angstrom of a window (bsyn's XLMARG).
+#: Lines farther than this (Angstrom) from every window are left out of the pruned lists.
+#: bsyn itself ignores lines more than ``xlmarg`` = 2 A outside its window (``input.f``; 5 A
+#: with velocity fields), so 5 A keeps every line it reads.
 WINDOW_MARGIN = 5.0
 _FE1, _FE2 = ("26.000", 1), ("26.000", 2)
 _CN = "0607.012014"

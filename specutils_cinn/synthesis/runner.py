@@ -56,7 +56,7 @@ from .design import KielRegion, LabelDesign
 from .grid_file import SynthesisGrid, holdout_mask, write_grid
 
 __all__ = ["GridConfig", "GridRunSummary", "SynthesisWindow", "consolidate_grid",
-           "doppler_windows", "pack_shards", "run_grid"]
+           "doppler_windows", "pack_shards", "run_grid", "synthesize_star"]
 
 
 @dataclass(frozen=True)
@@ -511,48 +511,112 @@ def _turbospectrum_v2(labels: Mapping[str, float], pieces: list, options: Mappin
     return synthesize(labels, pieces, **kwargs), {"li_physics": "1D LTE"}, install
 
 
+def _star_pieces(labels: Mapping[str, float], windows: Sequence[tuple],
+                 fraction: float | None) -> list[tuple[float, float, float]]:
+    """The ``(start, stop, step)`` pieces one star is synthesised in."""
+    pieces: list[tuple[float, float, float]] = []
+    for _, start, stop, step in windows:
+        if fraction:
+            pieces += doppler_windows(labels, start, stop, step, fraction)
+        else:
+            pieces.append((start, stop, step))
+    return pieces
+
+
+def _raw_star(star_id: int, labels: Mapping[str, float], windows: Sequence[tuple],
+              options: Mapping[str, Any], workdir: Path, fn: Callable | None = None
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One star with a sharded run's physics: wavelength, normalised flux and its record."""
+    t0 = time.perf_counter()
+    c0 = _child_cpu()
+    pieces = _star_pieces(labels, windows, options["sampling_fraction"])
+    install = None
+    li_info: dict[str, Any] = {"li_physics": "1D LTE"}
+    if fn is not None:
+        res = fn(labels, pieces, options)
+    else:
+        res, li_info, install = _turbospectrum_v2(labels, pieces, options, workdir)
+    wave = np.concatenate(res.wavelength)
+    flux = np.concatenate(res.flux)
+    if not np.all(np.isfinite(flux)):
+        raise RuntimeError("non-finite synthetic flux")
+    info = {
+        "star_id": star_id,
+        "labels": dict(labels),
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _child_cpu() - c0,
+        "atmosphere": _atmosphere_fields(getattr(res, "atmosphere", None)),
+        "lithium": li_info,
+        "li_physics": li_info.get("li_physics", "1D LTE"),
+        "pruning": getattr(res, "pruning", {}),
+        "sampling": [list(p) for p in pieces],
+        "code_version": getattr(res, "code_version", "unknown"),
+        "patches": list(getattr(install, "patches", ()) if install is not None else ()),
+        "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
+        "solar_scale": getattr(res, "solar_scale", {}),
+    }
+    return wave, flux, info
+
+
+def _run_options(config: GridConfig) -> dict[str, Any]:
+    """What a worker of a sharded run needs of the configuration (picklable)."""
+    return {"prefix": config.prefix, "line_lists": config.line_lists,
+            "exclude": list(config.exclude_line_lists),
+            "loggf_calibration": (None if config.loggf_calibration is None
+                                  else str(config.loggf_calibration)),
+            "hydrogen_wing_fraction": config.hydrogen_wing_fraction,
+            "min_depth": config.min_depth, "lithium": config.lithium,
+            "sampling_fraction": config.sampling_fraction,
+            "setups": list(config.setups), "timeout": config.timeout}
+
+
+def synthesize_star(config: GridConfig, labels: Mapping[str, float],
+                    workdir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Synthesise one star with exactly the physics and sampling of a sharded grid run.
+
+    The run stores `~specutils_cinn.synthesis.shards.instrument_spectra` of this spectrum;
+    use it for stars outside the design (e.g. the Sun, to compare the grid's physics with an
+    observation).
+
+    Parameters
+    ----------
+    config : `GridConfig`
+        A sharded configuration (``config.shards`` set): windows, per-star sampling, line
+        lists and their log gf calibration, pruning, hydrogen and lithium options.
+    labels : mapping of str to float
+        The star's labels, as `~specutils_cinn.synthesis.design.LabelDesign` draws them
+        (``teff``, ``logg``, ``fe_h``, ``vmic``, abundance ratios, ``a_li``).
+    workdir : path-like
+        Folder for the calibrated line lists (made once per process).
+
+    Returns
+    -------
+    wavelength, flux : numpy.ndarray
+        Air Angstrom and continuum-normalised flux, before any broadening or instrument.
+    info : dict
+        The star's record as a shard keeps it (``cpu_seconds``, ``sampling``, atmosphere,
+        lithium physics, pruning, code version and patches, line lists).
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a sharded configuration.
+    """
+    if config.shards is None:
+        raise ValueError("synthesize_star needs a sharded configuration ([grid] shards)")
+    windows = [(w.name, w.start, w.stop, w.step) for w in config.windows]
+    return _raw_star(-1, labels, windows, _run_options(config), Path(workdir))
+
+
 def _synthesize_star_v2(task: tuple) -> tuple[int, bool, str]:
     """Worker of a sharded run: synthesise one star, keep it at the 4MOST setups' sampling."""
     star_id, labels, windows, parts, options, fn = task
     parts = Path(parts)
-    t0 = time.perf_counter()
-    c0 = _child_cpu()
     try:
         from .shards import instrument_spectra
 
-        pieces = []
-        for _, start, stop, step in windows:
-            if options["sampling_fraction"]:
-                pieces += doppler_windows(labels, start, stop, step,
-                                          options["sampling_fraction"])
-            else:
-                pieces.append((start, stop, step))
-        install = None
-        li_info: dict[str, Any] = {"li_physics": "1D LTE"}
-        if fn is not None:
-            res = fn(labels, pieces, options)
-        else:
-            res, li_info, install = _turbospectrum_v2(labels, pieces, options, parts)
-        wave = np.concatenate(res.wavelength)
-        flux = np.concatenate(res.flux)
-        if not np.all(np.isfinite(flux)):
-            raise RuntimeError("non-finite synthetic flux")
+        wave, flux, info = _raw_star(star_id, labels, windows, options, parts, fn)
         spectra = instrument_spectra(wave, flux, options["setups"])
-        info = {
-            "star_id": star_id,
-            "labels": dict(labels),
-            "seconds": time.perf_counter() - t0,
-            "cpu_seconds": _child_cpu() - c0,
-            "atmosphere": _atmosphere_fields(getattr(res, "atmosphere", None)),
-            "lithium": li_info,
-            "li_physics": li_info.get("li_physics", "1D LTE"),
-            "pruning": getattr(res, "pruning", {}),
-            "sampling": [list(p) for p in pieces],
-            "code_version": getattr(res, "code_version", "unknown"),
-            "patches": list(getattr(install, "patches", ()) if install is not None else ()),
-            "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
-            "solar_scale": getattr(res, "solar_scale", {}),
-        }
         arrays = {f"spec_{k}": v.astype(np.float32) for k, v in spectra.items()}
         return _write_part(parts, star_id, arrays, info)
     except Exception as exc:  # noqa: BLE001 - recorded per star, the run goes on
@@ -697,14 +761,7 @@ def run_grid(
         if config.shards.is_dir():
             done, failed = shard_star_ids(config.shards)
             in_shards = done | failed
-        options = {"prefix": config.prefix, "line_lists": config.line_lists,
-                   "exclude": list(config.exclude_line_lists),
-                   "loggf_calibration": (None if config.loggf_calibration is None
-                                         else str(config.loggf_calibration)),
-                   "hydrogen_wing_fraction": config.hydrogen_wing_fraction,
-                   "min_depth": config.min_depth, "lithium": config.lithium,
-                   "sampling_fraction": config.sampling_fraction,
-                   "setups": list(config.setups), "timeout": config.timeout}
+        options = _run_options(config)
     todo = []
     for i, sid in enumerate(labels["star_id"]):
         sid = int(sid)

@@ -64,6 +64,24 @@ def test_doppler_windows_cover_and_refine():
         doppler_windows(labels, 3690.0, 9510.0, 0.03, 0.01)
 
 
+#: Strong metal lines whose wings reach tens of Angstrom (air): Ca II H and K, Al I, Fe I,
+#: Ca I 4227, Mg b, Na D, the Ca II triplet, Mg I 8807.
+STRONG_LINES = (3933.66, 3944.01, 3961.52, 3968.47, 4045.81, 4226.73, 5167.32, 5172.68,
+                5183.60, 5889.95, 5895.92, 8498.02, 8542.09, 8662.14, 8806.76)
+
+
+@pytest.mark.parametrize("teff", [4000.0, 5000.0, 6000.0, 7000.0])
+@pytest.mark.parametrize("vmic", [0.5, 1.5, 2.5])
+def test_doppler_piece_ends_avoid_strong_lines(teff, vmic):
+    """bsyn ignores lines more than 2 A outside a window (xlmarg in Turbospectrum's input.f),
+    so a piece that ends near a strong line loses that line's wing. The pieces of the v2 grid
+    end at the same places for every star (3690 A x 1.25^k), away from strong lines."""
+    pieces = doppler_windows({"teff": teff, "vmic": vmic}, 3690.0, 9510.0, 0.03, 0.5)
+    ends = [p[1] for p in pieces[:-1]]
+    np.testing.assert_allclose(ends, 3690.0 * 1.25 ** np.arange(1, len(ends) + 1), atol=0.5)
+    assert min(abs(e - line) for e in ends for line in STRONG_LINES) > 15.0
+
+
 def test_shard_round_trip(tmp_path):
     hr, lr = fourmost_setup("hr").grid.npix, fourmost_setup("lr").grid.npix
     rng = np.random.default_rng(1)
@@ -111,6 +129,29 @@ def test_sharded_run_resumes_and_packs(tmp_path):
     np.testing.assert_allclose(grid.segments["LJ"][1][i], expect, atol=3e-4)
     info = json.loads(json.dumps(grid.meta))
     assert info["shard_size"] == 2 and info["setups"] == ["hr", "lr"]
+
+
+def test_synthesize_star_is_what_a_run_stores(tmp_path, monkeypatch):
+    """synthesize_star gives the spectrum a sharded run keeps (before the instrument)."""
+    from specutils_cinn.synthesis import runner, synthesize_star
+
+    monkeypatch.setattr(runner, "_turbospectrum_v2",
+                        lambda labels, pieces, options, parts: (
+                            fake_synthesis(labels, pieces, options), {"li_physics": "x"}, None))
+    cfg = _config(tmp_path, n=2)
+    run_grid(cfg, synthesize_fn=None, progress=False)
+    grid = read_shards(cfg.shards, "lr")
+    labels = {k: grid.labels[k][0] for k in grid.labels}
+    wave, flux, info = synthesize_star(cfg, labels, tmp_path / "w")
+    assert np.all(np.diff(wave) > 0) and info["li_physics"] == "x"
+    assert info["sampling"] == [[3690.0, 9510.0, 0.2]]
+    np.testing.assert_allclose(instrument_spectra(wave, flux, ["lr"])["lr"],
+                               grid.segments["LJ"][1][0], atol=3e-4)
+    plain = GridConfig.from_dict({"grid": {"output": "g.h5", "n_stars": 1},
+                                  "window": [{"name": "w", "start": 1, "stop": 2, "step": 1}]},
+                                 base=tmp_path)
+    with pytest.raises(ValueError, match="sharded"):
+        synthesize_star(plain, labels, tmp_path)
 
 
 def test_pack_needs_shards(tmp_path):
