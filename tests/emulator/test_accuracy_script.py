@@ -38,3 +38,20 @@ def test_fe_h_table_bins_and_segments(script):
     assert by[("-2.0 .. -1.0", "A")][4] == "-"            # an empty bin is shown, not dropped
     assert float(by[("-1.0 .. +0.5", "B")][5]) == pytest.approx(0.1)
     assert float(by[("-1.0 .. +0.5", "A")][4]) == pytest.approx(0.02)
+
+
+def test_basis_floor_zero_in_span_positive_outside():
+    spec = importlib.util.spec_from_file_location(
+        "emulator_basis_floor", SCRIPT.with_name("emulator_basis_floor.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    train = 1 - 0.3 * rng.random((6, 50))
+    combo = rng.random((2, 6))
+    combo /= combo.sum(axis=1, keepdims=True)          # affine combinations: in mean + span
+    flux = np.vstack([train, combo @ train])
+    ho = np.r_[np.zeros(6, bool), np.ones(2, bool)]
+    assert module.basis_floor(flux, ho, 6).max() < 1e-10
+    assert module.basis_floor(flux, ho, 1).max() > 1e-3
+    with pytest.raises(ValueError, match="training stars"):
+        module.basis_floor(flux, ho, 7)
