@@ -15,6 +15,10 @@ For a model that ships a spectrum emulator, ``predict`` also runs the goodness-o
 cost is measured against the same model with the emulator removed, in the same run. For a model
 with a posterior calibration, its cost is measured against ``predict(..., calibrated=False)``.
 
+``--compile`` also times the same model with ``compile_sampling()`` (the flow's reverse pass
+compiled with ``torch.compile``), in the same run; the compilation itself (the first call) is
+reported separately.
+
 ``--rst PATH`` also writes the rows of every model as a reStructuredText table, headed by a
 comment with the command, the date, the hardware and the load average (the table of
 ``docs/models.rst``, *Throughput*, is ``docs/models/bench_predict.rst``).
@@ -114,6 +118,13 @@ def bench_model(name: str | None, args: argparse.Namespace, device: torch.device
     md = est.model.metadata
     print(f"model {md.full_name}, {md.grid.npix} px, {md.n_params} parameters")
     bare = without_fit_check(est) if md.emulator is not None else None
+    compiled, compile_s = None, None
+    if args.compile:
+        compiled = CINNParameterEstimator.from_pretrained(name, device=device).compile_sampling()
+        t0 = time.perf_counter()
+        compiled.predict(spectra[:8], n_samples=max(args.samples), seed=0, progress=False)
+        compile_s = time.perf_counter() - t0
+        print(f"compiled sampling: first call (compilation) {compile_s:.1f} s")
     print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}"
           f" {'no fit check spectra/s':>23} {'fit check cost':>15} {'calibration cost':>17}")
     rows = []
@@ -135,6 +146,13 @@ def bench_model(name: str | None, args: argparse.Namespace, device: torch.device
             line += f" {row['bare']:>23.1f} {row['fit_check']:>14.0f}%"
         else:
             line += f" {'-':>23} {'-':>15}"
+        if compiled is not None:
+            compiled.predict(spectra[:8], n_samples=s, seed=0, progress=False)
+            t_comp = _time(
+                lambda s=s: compiled.predict(spectra, n_samples=s, seed=0, progress=False), 2)
+            row["compiled"] = args.n_spectra / t_comp
+            row["compile_s"] = compile_s
+            line += f"  compiled {row['compiled']:.1f}/s ({t_fast / t_comp:.2f}x)"
         if md.posterior_calibration is not None:
             t_raw = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False,
                                                    calibrated=False), 2)
@@ -155,6 +173,11 @@ def rst_table(rows: list[dict], header: str, caption: str = "") -> str:
              "-" if r["bare"] is None else f"{r['bare']:.1f}",
              "-" if r["bare"] is None else f"{r['fit_check']:.0f} %",
              "-" if r["calibration"] is None else f"{r['calibration']:.0f} %"] for r in rows]
+    if any("compiled" in r for r in rows):
+        head.append("compiled sampling")
+        for r, b in zip(rows, body, strict=True):
+            b.append(f"{r['compiled']:.1f} ({r['compiled'] / r['predict']:.2f}x; compiled in "
+                     f"{r['compile_s']:.0f} s)" if "compiled" in r else "-")
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     rule = "  ".join("=" * w for w in widths)
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
@@ -170,6 +193,8 @@ def main() -> None:
     ap.add_argument("--n-spectra", type=int, default=256)
     ap.add_argument("--n-naive", type=int, default=8)
     ap.add_argument("--samples", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the model with compile_sampling() (torch.compile)")
     ap.add_argument("--rst", type=Path, default=None,
                     help="also write the table as reStructuredText to this file")
     args = ap.parse_args()

@@ -78,6 +78,36 @@ class CINNParameterEstimator:
             # read (and SHA-256 check) a lazily loaded emulator now, not after inference
             _ = model.emulator
 
+    def compile_sampling(self, enable: bool = True) -> CINNParameterEstimator:
+        """Draw posteriors with a compiled network (`torch.compile`), for long runs.
+
+        The reverse pass of the flow, where inference spends most of its time at many draws
+        per spectrum, is compiled on the first call of `predict` or `sample_posterior` after
+        this one: that call takes tens of seconds longer (a C++ compiler is needed on CPU,
+        Triton on CUDA), later calls are faster (``benchmarks/bench_predict.py --compile``
+        measures it next to the uncompiled estimator). Draws agree with uncompiled ones to
+        float32 rounding. Worth it for thousands of spectra, not for a few. If compilation
+        fails, a `RuntimeWarning` says so and the uncompiled network is used.
+
+        Parameters
+        ----------
+        enable : bool
+            False goes back to the uncompiled network.
+
+        Returns
+        -------
+        CINNParameterEstimator
+            ``self``, so that ``CINNParameterEstimator.from_pretrained().compile_sampling()``
+            works.
+        """
+        self.model.network.compile_sampling(enable)
+        return self
+
+    @property
+    def sampling_compiled(self) -> bool:
+        """Whether posterior draws use a compiled network (`compile_sampling`)."""
+        return bool(getattr(self.model.network, "sampling_compiled", False))
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(

@@ -553,3 +553,30 @@ def test_bad_pixels_marked_by_their_uncertainty_give_the_masked_result(lg):
     for col in a.colnames:
         np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]), err_msg=col)
     np.testing.assert_allclose(a["coverage"], 1 - bad.mean(axis=1))
+
+
+def test_compile_sampling_gives_the_same_table(linear_gaussian_model, monkeypatch):
+    """compile_sampling only changes how the draws are computed (here a stand-in compiler
+    that records its use), not the table; a copy of the network for another process (pickle)
+    is uncompiled."""
+    import pickle
+
+    import specutils_cinn.flows.cinn as cinn_module
+
+    prob, model = linear_gaussian_model
+    y, _ = prob.observations(n=4, seed=5)
+    plain = _predict(CINNParameterEstimator(model, device="cpu"), _spectrum(prob, y))
+    calls = []
+
+    def stand_in(fn, **kwargs):
+        assert kwargs == {"dynamic": True}
+        return lambda *args: calls.append(1) or fn(*args)
+
+    monkeypatch.setattr(cinn_module.torch, "compile", stand_in)
+    est = CINNParameterEstimator(pickle.loads(pickle.dumps(model)), device="cpu")
+    assert est.compile_sampling() is est and est.sampling_compiled
+    compiled = _predict(est, _spectrum(prob, y))
+    assert calls
+    for name in plain.colnames:
+        np.testing.assert_array_equal(np.asarray(compiled[name]), np.asarray(plain[name]))
+    assert not est.compile_sampling(False).sampling_compiled

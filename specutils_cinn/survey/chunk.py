@@ -265,7 +265,8 @@ _ESTIMATORS: dict[tuple[str, str], Any] = {}
 _ESTIMATORS_LOCK = threading.Lock()
 
 
-def cached_estimator(model: str | os.PathLike | None, device: str = "auto") -> Any:
+def cached_estimator(model: str | os.PathLike | None, device: str = "auto",
+                     compile_sampling: bool = False) -> Any:
     """The estimator for a model, loaded once per process (for Dask workers).
 
     Parameters
@@ -274,6 +275,8 @@ def cached_estimator(model: str | os.PathLike | None, device: str = "auto") -> A
         As for `~specutils_cinn.CINNParameterEstimator.from_pretrained`.
     device : str, optional
         Its device.
+    compile_sampling : bool, optional
+        Compile its sampling (`~specutils_cinn.CINNParameterEstimator.compile_sampling`).
 
     Returns
     -------
@@ -282,10 +285,12 @@ def cached_estimator(model: str | os.PathLike | None, device: str = "auto") -> A
     """
     from ..estimator import CINNParameterEstimator
 
-    key = (os.fspath(model) if model is not None else "", str(device))
+    key = (os.fspath(model) if model is not None else "", str(device), bool(compile_sampling))
     with _ESTIMATORS_LOCK:
         est = _ESTIMATORS.get(key)
         if est is None:
             est = CINNParameterEstimator.from_pretrained(model, device=device)
+            if compile_sampling:
+                est.compile_sampling()
             _ESTIMATORS[key] = est
         return est

@@ -19,9 +19,15 @@ from .plan import SurveyInput, _Job
 
 __all__: list[str] = []
 
-def _dask_chunk(model: Any, device: str, units: list[SurveyInput], job: _Job, index: int) -> QTable:
+def _dask_chunk(model: Any, device: str, units: list[SurveyInput], job: _Job, index: int,
+                compile_sampling: bool = False) -> QTable:
     """Run on a Dask worker: one chunk with the worker's (cached or scattered) estimator."""
-    est = model if hasattr(model, "predict") else cached_estimator(model, device)
+    if hasattr(model, "predict"):
+        est = model
+        if compile_sampling and not est.sampling_compiled:
+            est.compile_sampling()
+    else:
+        est = cached_estimator(model, device, compile_sampling)
     return _process_chunk(est, units, job, index)
 
 
@@ -53,7 +59,7 @@ def _dask_client(spec: Any) -> tuple[Any, Callable[[], None] | None]:
 
 def _run_dask(client: Any, handle: Any, device: str, units: list[SurveyInput], job: _Job,
               todo: list[int], folder: Path, suffix: str, fmt: str,
-              tick: Callable[[], None]) -> None:
+              tick: Callable[[], None], compile_sampling: bool = False) -> None:
     """Chunks as Dask tasks, a bounded number in flight; parts written here as they finish.
 
     ``handle`` is a loaded estimator (scattered: one copy per worker) or the model name or
@@ -70,7 +76,7 @@ def _run_dask(client: Any, handle: Any, device: str, units: list[SurveyInput], j
 
     def submit(k: int) -> Any:
         fut = client.submit(_dask_chunk, handle, device, units[k * size:(k + 1) * size], job,
-                            k, pure=False)
+                            k, compile_sampling, pure=False)
         index[fut.key] = k
         return fut
 

@@ -103,6 +103,7 @@ def run_survey(
     path_column: str | None = None,
     dask: Any = None,
     progress: bool | Callable[[int, int], None] | None = None,
+    compile_sampling: bool = False,
 ) -> SurveySummary:
     """Posterior summaries for many spectrum files, streamed in chunks, resumable.
 
@@ -161,6 +162,10 @@ def run_survey(
     progress : bool or callable, optional
         Show a progress bar (None: when standard error is a terminal), or call
         ``progress(done_chunks, n_chunks)`` after every chunk.
+    compile_sampling : bool, optional
+        Compile the network's sampling once per process
+        (`~specutils_cinn.CINNParameterEstimator.compile_sampling`; a given estimator is
+        compiled in place): tens of seconds at the start, faster chunks after.
 
     Returns
     -------
@@ -203,8 +208,10 @@ def run_survey(
     try:
         if isinstance(model, CINNParameterEstimator):
             est, handle = model, model
+            if compile_sampling and not est.sampling_compiled:
+                est.compile_sampling()
         else:  # loaded once per process (Dask workers in this process share it)
-            est = cached_estimator(model, device)
+            est = cached_estimator(model, device, compile_sampling)
             handle = None if model is None else os.fspath(model)
         if rv_kind == "estimate" and est.model.emulator is None:
             raise ValueError(f"model {est.model.metadata.full_name!r} has no spectrum emulator: "
@@ -246,7 +253,7 @@ def run_survey(
                             tick()
                 else:
                     _run_dask(client, handle, device, units, job, todo, folder, suffix, fmt,
-                              tick)
+                              tick, compile_sampling)
             finally:
                 close_bar()
             parts = [_part_path(folder, k, suffix) for k in range(n_chunks)]

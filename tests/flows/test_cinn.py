@@ -284,3 +284,54 @@ def test_build_cinn_rejects_non_mapping_and_bad_conditioner():
         build_cinn([("n_params", 3)])
     with pytest.raises(TypeError, match="SpectrumConditioner"):
         ConditionalINN(3, nn.Linear(2, 2), 2, 8, 1)
+
+
+def _draws(model: ConditionalINN, feats: torch.Tensor) -> torch.Tensor:
+    z = torch.randn(feats.shape[0], 50, model.n_params, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        return model.reverse_draws(z, feats, chunk_size=20)
+
+
+def test_compile_sampling_falls_back_with_a_warning(monkeypatch):
+    """A compiler failure costs a warning, never a result: the uncompiled pass takes over."""
+    model = make_model().eval()
+    feats = model.condition(inputs_for(3))
+    eager = _draws(model, feats)
+
+    def broken(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(cinn_module.torch, "compile", broken)
+    assert model.compile_sampling() is model and model.sampling_compiled
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        out = _draws(model, feats)
+    torch.testing.assert_close(out, eager, rtol=0, atol=0)
+    assert not model.sampling_compiled
+    model.compile_sampling()
+    assert not model.compile_sampling(False).sampling_compiled
+
+
+def test_compiled_sampling_does_not_pickle(monkeypatch):
+    import pickle
+
+    monkeypatch.setattr(cinn_module.torch, "compile", lambda fn, **kw: (lambda *a: fn(*a)))
+    model = make_model().compile_sampling()
+    copy_ = pickle.loads(pickle.dumps(model))
+    assert model.sampling_compiled and not copy_.sampling_compiled
+    feats = model.condition(inputs_for(2))
+    torch.testing.assert_close(_draws(copy_, feats), _draws(model, feats))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, inside the compiler
+def test_compiled_sampling_matches_eager():
+    """The real torch.compile (tens of seconds): same draws to float32 rounding, any shape."""
+    model = make_model().eval()
+    feats = model.condition(inputs_for(5))
+    eager = _draws(model, feats)
+    model.compile_sampling()
+    torch.testing.assert_close(_draws(model, feats), eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(_draws(model, feats[:2]), eager[:2], rtol=1e-4, atol=1e-5)
+    assert model.sampling_compiled

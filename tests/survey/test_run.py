@@ -263,6 +263,29 @@ def test_dask_local_cluster_matches_local_run(est, hrs_dir, tmp_path):
     np.testing.assert_array_equal(a["teff"].value, b["teff"].value)
 
 
+def test_compile_sampling_option(est, hrs_dir, tmp_path, monkeypatch):
+    """compile_sampling (CLI --compile) loads a compiled estimator once per process and gives
+    the same rows (a stand-in compiler here; the real one is tested in tests/flows)."""
+    import specutils_cinn.flows.cinn as cinn_module
+
+    calls = []
+    monkeypatch.setattr(cinn_module.torch, "compile",
+                        lambda fn, **kw: (lambda *a: calls.append(1) or fn(*a)))
+    monkeypatch.setattr(survey_chunk, "_ESTIMATORS", dict(survey_chunk._ESTIMATORS))
+    ref = tmp_path / "ref.ecsv"
+    run_survey([hrs_dir], ref, chunk_size=2, group_arms=True, seed=9, **FAST)
+    out = tmp_path / "compiled.ecsv"
+    assert cli.main(["predict", str(hrs_dir), "-o", str(out), "--group-arms", "--seed", "9",
+                     "--chunk-size", "2", "--compile", "--no-progress", "--device", "cpu",
+                     "-n", str(FAST["n_samples"])]) == 0
+    compiled = survey.cached_estimator(None, "cpu", compile_sampling=True)
+    assert calls and compiled.sampling_compiled and compiled is not est
+    assert not est.sampling_compiled
+    a, b = QTable.read(out), QTable.read(ref)
+    assert list(a["status"]) == list(b["status"])
+    np.testing.assert_array_equal(a["teff"].value, b["teff"].value)
+
+
 # ----------------------------------------------------------------------------- radial velocity
 def test_predict_with_estimated_rv_matches_unshifted(est, sun_files, tmp_path):
     common = {"reader_format": "tabular-fits", "seed": 4, **FAST}
