@@ -37,6 +37,7 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def bench_model(name: str | None, args: argparse.Namespace, device: torch.device
     bare = without_fit_check(est) if md.emulator is not None else None
     compiled, compile_s = None, None
     if args.compile:
+        # a fresh compiler cache: the first call then costs what it costs on a new machine
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_predict_")
+        torch._dynamo.reset()
         compiled = CINNParameterEstimator.from_pretrained(name, device=device).compile_sampling()
         t0 = time.perf_counter()
         compiled.predict(spectra[:8], n_samples=max(args.samples), seed=0, progress=False)

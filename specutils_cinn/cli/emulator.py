@@ -96,9 +96,10 @@ def _cmd_holdout(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     from ..emulator.prepare import prepare_holdout_sets
 
-    prepare_holdout_sets(args.grid, emulators=args.emulators, out_dir=args.out_dir,
-                         stars=args.stars, configs=args.configs, seed=args.seed,
-                         setups=args.setups, log=print)
+    prepare_holdout_sets(args.shards or args.grid, emulators=args.emulators,
+                         out_dir=args.out_dir, stars=args.stars, configs=args.configs,
+                         seed=args.seed, setups=args.setups, log=print,
+                         tag=args.tag or "", vmacro_range=args.vmacro_range)
     return 0
 
 
@@ -203,5 +204,14 @@ def register(sub) -> None:
     q.add_argument("--setups", nargs="+", choices=("hr", "lr"), default=["hr", "lr"],
                    help="the setups to make")
     q.add_argument("--seed", type=int, default=2027, help="seed of the v sin i draws")
+    q.add_argument("--shards", default=None,
+                   help="a v2 grid (folder of shards) instead of --grid; needs --tag (default: none)")
+    q.add_argument("--tag", default=None,
+                   help="with --shards: version tag of the emulator, config and output names "
+                        "(e.g. v2: 4most-hr-emulator-v2, emulator-4most-hr-v2.toml, "
+                        "emu_v2_hr_holdout.npz; default: none)")
+    q.add_argument("--vmacro-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="with --shards: radial-tangential macroturbulence drawn uniformly "
+                        "(km/s), as the v2 training configurations do (default: none)")
     _add_threads(q)
     q.set_defaults(func=_cmd_holdout)

@@ -363,6 +363,8 @@ def prepare_holdout_sets(
     seed: int = 2027,
     setups: Sequence[str] = ("hr", "lr"),
     log: Callable[[str], Any] = print,
+    tag: str = "",
+    vmacro_range: Sequence[float] | None = None,
 ) -> list[Path]:
     """Held-out Turbospectrum spectra on the grids of the emulator-trained cINN models.
 
@@ -394,11 +396,26 @@ def prepare_holdout_sets(
         The setups to make.
     log : callable, optional
         Called with one line per file written.
+    tag : str, optional
+        With a v2 grid: the version tag of the names, e.g. ``"v2"`` for the emulators
+        ``4most-{hr,lr}-emulator-v2``, the configurations ``emulator-4most-{hr,lr}-v2.toml``
+        and the sets written ``emu_v2_{hr,lr}_{holdout,select}.npz``.
+    vmacro_range : (float, float), optional
+        With a v2 grid: also broaden each star by radial-tangential macroturbulence drawn
+        uniformly from this range (km/s), as the v2 training configurations do.
 
     Returns
     -------
     list of pathlib.Path
         The training sets written.
+
+    Notes
+    -----
+    ``grid`` may be a folder of v2 shards (`specutils_cinn.synthesis.shards`). Their spectra
+    are already binned at the setups' native sampling, so rotation (and macroturbulence) are
+    applied to the binned spectra with
+    `~specutils_cinn.instruments.rotation.BinnedRotation`, the method of the training
+    simulator, and the model grid is the emulator's whole grid (no crop).
     """
     from ..parameters import DEFAULT_PARAMETERS
     from ..synthesis.grid_file import read_grid
@@ -406,6 +423,12 @@ def prepare_holdout_sets(
 
     if stars not in ("holdout", "emulator-validation"):
         raise ValueError(f"stars must be 'holdout' or 'emulator-validation', got {stars!r}")
+    if Path(grid).is_dir():
+        return _shard_holdout_sets(Path(grid), emulators=Path(emulators), out_dir=Path(out_dir),
+                                   stars=stars, configs=Path(configs), seed=seed, setups=setups,
+                                   tag=tag, vmacro_range=vmacro_range, log=log)
+    if tag or vmacro_range is not None:
+        raise ValueError("tag and vmacro_range are for a v2 grid (a folder of shards)")
     g = read_grid(grid)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
@@ -441,4 +464,65 @@ def prepare_holdout_sets(
         save_training_set(out, ts)
         log(f"{out}: {flux.shape[0]} spectra x {flux.shape[1]} px")
         written.append(out)
+    return written
+
+
+def _shard_holdout_sets(shards: Path, *, emulators: Path, out_dir: Path, stars: str,
+                        configs: Path, seed: int, setups: Sequence[str], tag: str,
+                        vmacro_range: Sequence[float] | None,
+                        log: Callable[[str], Any]) -> list[Path]:
+    """`prepare_holdout_sets` for a folder of v2 shards (see its Notes)."""
+    import torch
+
+    from ..instruments.rotation import BinnedRotation
+    from ..parameters import DEFAULT_PARAMETERS
+    from ..synthesis.shards import read_shards
+    from ..training import TrainingSet, save_training_set
+
+    if not tag:
+        raise ValueError("a v2 grid needs a tag (e.g. 'v2') for the emulator and file names")
+    lo, hi = (0.0, 0.0) if vmacro_range is None else map(float, vmacro_range)
+    if not (0.0 <= lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"vmacro_range must be two increasing non-negative numbers, got "
+                         f"{vmacro_range!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in setups:
+        g = read_shards(shards, name)
+        if stars == "holdout":
+            hold = np.flatnonzero(g.holdout)
+            what, suffix = "held-out stars (star_id % 10 == 9)", "holdout"
+        else:
+            hold = emulator_validation_rows(g, configs / f"emulator-4most-{name}-{tag}.toml")
+            what, suffix = "stars of the emulator's validation split", "select"
+        emu = load_emulator(emulators / f"4most-{name}-emulator-{tag}")
+        flux = np.concatenate([g.segments[s.name][1][hold] for s in emu.grid.segments], axis=1)
+        if flux.shape[1] != emu.grid.npix:
+            raise ValueError(f"the shards' {name} spectra have {flux.shape[1]} pixels, the "
+                             f"emulator's grid {emu.grid.npix}")
+        rng = np.random.default_rng(seed)
+        vsini = rng.uniform(0.0, 25.0, hold.size)
+        vmacro = rng.uniform(lo, hi, hold.size)
+        rot = BinnedRotation(emu.grid, max_vsini=25.0, max_vmacro=max(hi, 1.0))
+        with torch.no_grad():
+            out = rot(torch.from_numpy(flux.astype(np.float64)), torch.from_numpy(vsini),
+                      vmacro=torch.from_numpy(vmacro) if hi > 0 else None).numpy()
+        labels = np.column_stack([vsini if p == "vsini" else g.labels[p][hold]
+                                  for p in DEFAULT_PARAMETERS])
+        rp = emu.metadata["resolving_power"]
+        ts = TrainingSet(out.astype(np.float32), labels, list(DEFAULT_PARAMETERS), emu.grid,
+                         {s.name: rp[s.name] for s in emu.grid.segments}, {
+                             "source": f"{shards}: {what}", "n_stars": int(hold.size),
+                             "shards": sorted(p.name for p in shards.glob("shard_*.h5")),
+                             "vsini": "uniform 0-25 km/s, one per star",
+                             "vmacro": (None if hi <= 0 else
+                                        f"radial-tangential, uniform {lo:g}-{hi:g} km/s"),
+                             "instrument": "shards at native sampling after the LSF; rotation "
+                                           "by specutils_cinn.instruments.rotation."
+                                           "BinnedRotation",
+                             "script": "specutils-cinn emulator holdout"})
+        path = out_dir / f"emu_{tag}_{name}_{suffix}.npz"
+        save_training_set(path, ts)
+        log(f"{path}: {out.shape[0]} spectra x {out.shape[1]} px")
+        written.append(path)
     return written
