@@ -509,9 +509,11 @@ def _shard_holdout_sets(shards: Path, *, emulators: Path, out_dir: Path, stars: 
                       vmacro=torch.from_numpy(vmacro) if hi > 0 else None).numpy()
         labels = np.column_stack([vsini if p == "vsini" else g.labels[p][hold]
                                   for p in DEFAULT_PARAMETERS])
+        # the model grid exactly as the training simulator builds it from the emulator's
+        model_grid, keep = crop_grid(emu.grid, None, None)
         rp = emu.metadata["resolving_power"]
-        ts = TrainingSet(out.astype(np.float32), labels, list(DEFAULT_PARAMETERS), emu.grid,
-                         {s.name: rp[s.name] for s in emu.grid.segments}, {
+        ts = TrainingSet(out[:, keep].astype(np.float32), labels, list(DEFAULT_PARAMETERS),
+                         model_grid, {s.name: rp[s.name] for s in model_grid.segments}, {
                              "source": f"{shards}: {what}", "n_stars": int(hold.size),
                              "shards": sorted(p.name for p in shards.glob("shard_*.h5")),
                              "vsini": "uniform 0-25 km/s, one per star",

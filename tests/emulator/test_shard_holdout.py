@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from specutils_cinn.emulator import SpectrumEmulator, save_emulator
+from specutils_cinn.emulator import SpectrumEmulator, load_emulator, save_emulator
 from specutils_cinn.emulator.prepare import prepare_holdout_sets
 from specutils_cinn.instruments import fourmost_setup
 from specutils_cinn.parameters import EMULATOR_LABELS
 from specutils_cinn.synthesis.shards import write_shard
 from specutils_cinn.training import load_training_set
+from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid, crop_grid
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,12 @@ def v2(tmp_path_factory):
     write_shard(root / "shards" / "shard_00000.h5", star_id=list(range(10)), labels=labels,
                 spectra=spectra, info=[{}] * 10, provenance={"physics": "test"})
     hr = setups["hr"]
+    # an emulator grid as prepare makes it from the shards: ends a few 1e-9 A off
+    grid = WavelengthGrid(tuple(GridSegment(s.name, s.start, s.stop + 2e-9, s.step)
+                                for s in hr.grid.segments))
+    assert grid.npix == hr.grid.npix
     emu = SpectrumEmulator(list(EMULATOR_LABELS), [[4000, 7000], [1, 5], [-4, 0.5], [0.5, 2.5]]
-                           + [[-0.5, 0.7]] * 5 + [[-0.5, 3.5]], hr.grid, n_components=2,
+                           + [[-0.5, 0.7]] * 5 + [[-0.5, 3.5]], grid, n_components=2,
                            hidden=[4])
     save_emulator(root / "emulators" / "4most-hr-emulator-v2", emu,
                   {"resolving_power": {s.name: 20000.0 for s in hr.grid.segments}})
@@ -53,6 +58,10 @@ def test_shard_holdout_rotates_binned_spectra(v2):
     assert ts.flux.min() > flux[9].min() + 0.03
     np.testing.assert_allclose((1 - ts.flux[0]).sum(), (1 - flux[9]).sum(), rtol=2e-3)
     assert "radial-tangential" in ts.provenance["vmacro"]
+    # on the grid the training simulator crops from the emulator's (specutils-cinn train
+    # refuses a held-out set on another grid)
+    emu = load_emulator(root / "emulators" / "4most-hr-emulator-v2")
+    assert ts.grid == crop_grid(emu.grid, None, None)[0]
 
 
 def test_shard_holdout_needs_a_tag(v2):
