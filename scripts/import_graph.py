@@ -64,7 +64,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training", ("synthesis", "simulation", "training", "validation", "emulator.prepare")),
     ("inference", (
         "rv", "options", "sampling", "quality", "estimator", "survey", "plotting",
-        "validation.heldout", "calibration.fit_flag", "calibration.heldout",
+        "validation.heldout", "validation.shard_heldout", "calibration.fit_flag",
+        "calibration.heldout",
     )),
     ("interface", ("cli",)),
 )

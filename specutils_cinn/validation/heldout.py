@@ -2,7 +2,8 @@
 
 What the validation pages (``scripts/validation_report.py``) and the calibrations
 (`specutils_cinn.calibration.fit_flag`, `specutils_cinn.calibration.heldout`) run a model on:
-held-out stars of a synthesis grid or of a training set degraded to the model's setup
+held-out stars of a synthesis grid (or of the v2 grid's shards,
+`specutils_cinn.validation.shard_heldout`) or of a training set degraded to the model's setup
 (`heldout_from_grid`, `heldout_from_training_set`, returning a `HeldOut`), photon-like noisy
 realisations of them (`noisy_spectrum`), observed solar spectra (`sun_spectra`, `sun_noisy`),
 and the estimator runs, cross-fitted by star when the model's posterior calibration records
@@ -25,11 +26,12 @@ from specutils import Spectrum
 
 from ..calibration import PosteriorCalibration, central_coverage, cross_fit_fold
 from ..estimator import CINNParameterEstimator
-from ..instruments import InstrumentSetup, add_noise, degrade, gaussian_lsf_broaden, snr_per_pixel
+from ..instruments import InstrumentSetup, add_noise, degrade, snr_per_pixel
 from ..model import CINNModel
 from ..wavelength_grid import GridSegment, WavelengthGrid
 from .metrics import posterior_rank_fraction
-from .report import QUANTILES, quadrature_resolving_power
+from .report import QUANTILES
+from .shard_heldout import lower_resolution, shard_heldout_fields
 
 __all__ = [
     "HARPS_R",
@@ -151,15 +153,9 @@ def heldout_from_training_set(est: CINNParameterEstimator, path: str | Path) -> 
     cols = [ts.parameters.index(p) for p in md.parameter_names]
     setup = model_setup(est)
     flux = ts.flux[rows].astype(np.float64)
-    wave = md.grid.wavelength.to_value(u.AA)
 
     def rerender(sel: np.ndarray, r_target: float) -> np.ndarray:
-        out = flux[sel].copy()
-        for seg, sl in zip(md.grid.segments, md.grid.segment_slices, strict=True):
-            r_eff = quadrature_resolving_power(r_target, setup.resolving_power[seg.name])
-            r_eff(wave[sl])  # raises if impossible
-            out[:, sl] = gaussian_lsf_broaden(wave[sl], out[:, sl], r_eff)
-        return out
+        return lower_resolution(flux[sel], md.grid, setup.resolving_power, r_target)
 
     extra = {p: ts.labels[rows, ts.parameters.index(p)] for p in ts.parameters
              if p not in md.parameter_names}
@@ -181,14 +177,16 @@ def heldout_from_training_set(est: CINNParameterEstimator, path: str | Path) -> 
 def heldout_from_grid(
     est: CINNParameterEstimator, path: str | Path, which: str, vsini_per_star: int, seed: int
 ) -> HeldOut:
-    """Held-out stars of a synthesis grid, degraded to the model's setup.
+    """Held-out stars of a synthesis grid (or of v2 grid shards), degraded to the model's setup.
 
     Parameters
     ----------
     est : `~specutils_cinn.CINNParameterEstimator`
         The model's estimator.
     path : str or pathlib.Path
-        A synthesis grid at synthesis resolution (`~specutils_cinn.synthesis.read_grid`).
+        A synthesis grid at synthesis resolution (`~specutils_cinn.synthesis.read_grid`), or
+        a folder of v2 grid shards (`~specutils_cinn.synthesis.shards.read_shards`), which
+        `~specutils_cinn.validation.shard_heldout.shard_heldout_fields` reads.
     which : {"holdout", "validation-groups"}
         The grid's ``holdout`` stars, or the stars whose ``star_id`` is one of the model's
         ``validation_groups``.
@@ -201,17 +199,23 @@ def heldout_from_grid(
     Returns
     -------
     HeldOut
-        Degraded with `~specutils_cinn.instruments.degrade`; ``rerender`` makes any
-        resolving power.
+        From a grid file: degraded with `~specutils_cinn.instruments.degrade`; ``rerender``
+        makes any resolving power. From shards: the binned spectra rotated with
+        `~specutils_cinn.instruments.rotation.BinnedRotation` (and broadened by
+        macroturbulence if the model's training simulator drew it); ``rerender`` makes lower
+        resolving powers only (``higher_resolution_possible`` is False).
 
     Raises
     ------
     ValueError
         If there are no such stars, the grid lacks a label the model predicts, or no grid
-        segment covers a model segment.
+        segment covers a model segment; from shards, also if the model's grid is not a crop
+        of one 4MOST setup's native pixels or its resolving power is not the setup's.
     """
     from ..synthesis.grid_file import read_grid
 
+    if Path(path).is_dir():
+        return HeldOut(**shard_heldout_fields(est, path, which, vsini_per_star, seed))
     md = est.model.metadata
     grid = read_grid(path)
     if which == "holdout":
