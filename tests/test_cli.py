@@ -232,6 +232,27 @@ def test_calibrate_options_and_defaults():
     assert info.value.code == 2
 
 
+def test_calibrate_takes_a_folder_of_shards(tmp_path, model_dir, capsys):
+    """--grid may name a v2 shard folder: read by heldout_from_grid, which checks the model."""
+    from specutils_cinn.instruments import fourmost_setup
+    from specutils_cinn.synthesis.shards import write_shard
+
+    npix = fourmost_setup("hr").grid.npix
+    labels = {k: [0.0] * 10 for k in ("teff", "logg", "fe_h")}
+    write_shard(tmp_path / "v2" / "shard_00000.h5", star_id=list(range(10)), labels=labels,
+                spectra={"hr": np.ones((10, npix))}, info=[{}] * 10, provenance={})
+    for action in ("posterior", "fit-flag"):
+        with pytest.raises(SystemExit):
+            cli.main(["calibrate", action, "-h"])
+        assert "folder of v2 grid shards" in " ".join(capsys.readouterr().out.split())
+    rc = cli.main(["calibrate", "posterior", str(model_dir), "--grid", str(tmp_path / "v2"),
+                   "--version", "9.0.0", "-o", str(tmp_path / "out"),
+                   "--json", str(tmp_path / "r.json")])
+    assert rc == 2
+    # the linear-Gaussian test model's grid (one segment "A") is no 4MOST setup's
+    assert "not segments of one 4MOST setup" in capsys.readouterr().err
+
+
 def test_calibrate_refuses_to_write_into_a_model(tmp_path, model_dir, capsys):
     # checked before any work: an existing model directory is never overwritten
     rc = cli.main(["calibrate", "posterior", str(model_dir), "--version", "9.0.0",

@@ -5,7 +5,10 @@
 1. The emulator is trimmed to the model's pixels (`specutils_cinn.fit_check.trim_emulator`).
 2. Held-out Turbospectrum stars of the synthesis grid (``holdout``: never used to train the
    emulator or the cINN) are degraded to the model's setup with ``instruments.degrade`` (with
-   v sin i drawn in the model's range if it predicts v sin i). The error floor per pixel is the
+   v sin i drawn in the model's range if it predicts v sin i); from a folder of v2 grid
+   shards, their binned spectra are rotated with ``BinnedRotation`` instead (and broadened by
+   the training simulator's macroturbulence, if it drew one:
+   `~specutils_cinn.validation.shard_heldout`). The error floor per pixel is the
    RMS over these stars of (synthetic - emulated at the true labels, rotated as the estimator
    does, labels the model does not predict at their defaults), the squares averaged over
    `FLOOR_SMOOTH` pixels, at least `FLOOR_MIN`.
@@ -14,7 +17,8 @@
    `~specutils_cinn.calibration.cross_fit_fold`) and in-sample; the threshold is the smallest
    of `CANDIDATES` for which the cross-validated flagged fraction is below ``max_fraction`` at
    every S/N.
-4. Out-of-domain inputs: pure noise, the held-out stars at a lower resolving power, the Sun.
+4. Out-of-domain inputs: pure noise, the held-out stars at a lower resolving power (from
+   shards: the binned spectra broadened by a Gaussian of the quadrature difference), the Sun.
 
 The model with the emulator is saved; bundle it with ``scripts/bundle_model.py``.
 """
@@ -40,6 +44,7 @@ from ..instruments import snr_per_pixel
 from ..instruments.rotation import BinnedRotation
 from ..model import CINNModel
 from ..validation.heldout import heldout_from_grid, noisy_spectrum, sun_noisy, sun_spectra
+from ..validation.shard_heldout import grid_source
 from .posterior import cross_fit_fold
 
 __all__ = [
@@ -141,7 +146,9 @@ def calibrate_fit_flag(
     emulator : str or pathlib.Path
         Emulator directory (``specutils-cinn emulator train``).
     grid : str or pathlib.Path
-        Synthesis grid whose ``holdout`` stars measure the floor and the threshold.
+        Synthesis grid (a file) or v2 grid (a folder of shards) whose ``holdout`` stars measure
+        the floor and the threshold
+        (`~specutils_cinn.validation.heldout.heldout_from_grid`).
     version : str
         Version of the model saved with the emulator.
     output : str or pathlib.Path
@@ -259,9 +266,13 @@ def calibrate_fit_flag(
             "per pixel: RMS over held-out Turbospectrum stars of (synthetic - emulated at the "
             "true labels, unpredicted labels at their defaults, rotated as in the estimator), "
             f"squares averaged over {FLOOR_SMOOTH} pixels, at least {FLOOR_MIN}"
+            + ("; the held-out spectra carry the training simulator's macroturbulence and the "
+               "emulated ones none (as in the fit check), so the floor includes its effect"
+               if "vmacro" in held.extra else "")
         ),
         "floor_stars": int(len(np.unique(held.star))),
-        "floor_source": str(Path(grid).name),
+        "floor_source": grid_source(grid),
+        "heldout": held.description,
         "floor_summary": floor_info,
         "threshold": (
             f"smallest of {list(CANDIDATES)} flagging < {max_fraction:.0%} of held-out "

@@ -7,7 +7,10 @@ Turbospectrum (see docs/validation.rst). `calibrate_posteriors`
 1. The ``holdout`` stars of the synthesis grid (never used to train the emulator or the cINN,
    nor to pick its weights) are degraded to the model's setup with ``instruments.degrade``,
    ``vsini_per_star`` v sin i values each (drawn with ``seed``, not the validation report's
-   seed), and get photon noise at each S/N of `SNRS` (``realizations`` draws each).
+   seed), and get photon noise at each S/N of `SNRS` (``realizations`` draws each). From a
+   folder of v2 grid shards, the binned spectra are rotated with ``BinnedRotation`` instead,
+   with the training simulator's macroturbulence if it drew one
+   (`~specutils_cinn.validation.shard_heldout`).
 2. The model's uncalibrated draws (``calibrated=False``) go to
    `~specutils_cinn.calibration.fit_posterior_calibration`, which picks a scale and a floor
    per parameter so that the 50/68/90/95 % central intervals cover their nominal fractions at
@@ -38,6 +41,7 @@ from ..estimator import CINNParameterEstimator
 from ..model import CINNModel
 from ..validation.heldout import heldout_from_grid, noisy_spectrum
 from ..validation.metrics import posterior_rank_fraction
+from ..validation.shard_heldout import grid_source
 from .posterior import (
     CROSS_FIT_RULE,
     PosteriorCalibration,
@@ -132,7 +136,8 @@ def calibrate_posteriors(
     model : str or pathlib.Path
         Model directory (e.g. the output of ``specutils-cinn calibrate fit-flag``).
     grid : str or pathlib.Path
-        Synthesis grid whose ``holdout`` stars are used.
+        Synthesis grid (a file) or v2 grid (a folder of shards) whose ``holdout`` stars are used
+        (`~specutils_cinn.validation.heldout.heldout_from_grid`).
     version : str
         Version of the calibrated model.
     output : str or pathlib.Path
@@ -202,7 +207,8 @@ def calibrate_posteriors(
         "method": "scale and floor per parameter on a grid (scales 1-3, floors 0 to the "
                   "standard deviation of the true values), minimising the squared coverage "
                   "error of the 50/68/90/95 % central intervals, each S/N weighted equally",
-        "data": f"{Path(grid).name}: holdout stars, {n_vsini} v sin i per star (seed "
+        "heldout": held.description,
+        "data": f"{grid_source(grid)}: holdout stars, {n_vsini} v sin i per star (seed "
                 f"{seed}), photon noise at S/N {list(SNRS)} per A, {realizations} "
                 f"realisations, {n_samples} uncalibrated draws each",
         "script": "specutils-cinn calibrate posterior",

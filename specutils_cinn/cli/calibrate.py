@@ -67,8 +67,9 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
 def _common_options(q: argparse.ArgumentParser, seed: int, n_samples: int,
                     vsini_per_star: int) -> None:
     q.add_argument("--grid", default="../shared/data/ts_lte_seed/ts_lte_seed.npz",
-                   help="synthesis grid whose held-out stars are used (.h5 or the seed "
-                   "grid's .npz)")
+                   help="grid whose held-out stars are used: a synthesis grid file (.h5 or "
+                   "the seed grid's .npz), or a folder of v2 grid shards (e.g. "
+                   "grid/4most-lte-v2; the binned spectra are rotated, not degraded)")
     q.add_argument("--version", required=True, help="version of the model written")
     q.add_argument("-o", "--output", required=True, help="model directory to write (new)")
     q.add_argument("--json", required=True, help="JSON report to write")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PIXEL_TOLERANCE",
+    "grid_source",
     "lower_resolution",
     "shard_heldout_fields",
     "shard_pixel_index",
@@ -55,6 +56,29 @@ __all__ = [
 PIXEL_TOLERANCE = 1e-6
 #: Spectra rotated at a time (bounds the memory of the full-resolution intermediate).
 _CHUNK = 64
+
+
+def grid_source(path: str | Path) -> str:
+    """A short record of the grid a held-out set was read from (for reports and provenance).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A synthesis grid file, or a folder of v2 grid shards.
+
+    Returns
+    -------
+    str
+        The file name; for a folder, its name and the shard files present (the folder grows
+        while the grid is computed), e.g. ``"4most-lte-v2 (v2 grid shards: 12 files,
+        shard_00000.h5-shard_00011.h5)"``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path.name
+    files = sorted(p.name for p in path.glob("shard_*.h5"))
+    span = f"{files[0]}-{files[-1]}" if files else "none"
+    return f"{path.name} (v2 grid shards: {len(files)} files, {span})"
 
 
 def shard_setup_name(grid: WavelengthGrid) -> str:
@@ -309,15 +333,14 @@ def shard_heldout_fields(
     extra = {p: grid.labels[p][rows] for p in grid.labels if p not in params}
     if vmacro is not None and "vmacro" not in params:
         extra["vmacro"] = vmacro
-    n_shards = len(list(Path(folder).glob("shard_*.h5")))
     return {
         "flux": flux,
         "truth": truth,
         "star": np.asarray(grid.star_id)[rows],
         "description": (
-            f"v2 grid shards ``{Path(folder).name}`` ({n_shards} shards, {setup4.name} spectra "
-            "already convolved with the line-spread function and binned at the setup's native "
-            f"pixels), {what}, taken onto the model's pixels and rotated here with "
+            f"``{grid_source(folder)}``, the {setup4.name} spectra already convolved with the "
+            "line-spread function and binned at the setup's native pixels: "
+            f"{what}, taken onto the model's pixels and rotated here with "
             f"``instruments.rotation.BinnedRotation`` ({vs_note}; {vm_note})"
         ),
         "rerender": lambda sel, r: lower_resolution(flux[sel], md.grid,

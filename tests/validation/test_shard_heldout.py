@@ -15,6 +15,7 @@ from specutils_cinn.synthesis.grid_file import SynthesisGrid, write_grid
 from specutils_cinn.synthesis.shards import write_shard
 from specutils_cinn.validation.heldout import heldout_from_grid
 from specutils_cinn.validation.shard_heldout import (
+    grid_source,
     lower_resolution,
     shard_setup_name,
     training_vmacro_range,
@@ -81,6 +82,14 @@ def test_holdout_stars_rotated_on_the_model_grid(shards):
     # the same draws for the same seed
     again = heldout_from_grid(_estimator(), root, "holdout", 3, seed=2)
     np.testing.assert_array_equal(again.flux, held.flux)
+
+
+def test_grid_source_names_file_or_shards(shards, tmp_path):
+    root, _ = shards
+    assert grid_source(root) == "shards (v2 grid shards: 1 files, shard_00000.h5-shard_00000.h5)"
+    assert grid_source(tmp_path / "g.h5") == "g.h5"
+    held = heldout_from_grid(_estimator(), root, "holdout", 1, seed=0)
+    assert held.description.startswith("``" + grid_source(root) + "``")
 
 
 def test_validation_groups_and_no_rotation_maps_pixels_exactly(shards):
