@@ -25,6 +25,12 @@ Two kinds of held-out set:
     validation-groups``, for models trained on that grid). They are degraded here with
     `specutils_cinn.instruments.degrade` to the model's setup; v sin i is drawn uniformly within
     the model's range when the model predicts it, else 0.
+``--grid DIR``
+    A folder of v2 grid shards (``specutils_cinn.synthesis.shards.read_shards``; e.g.
+    ``grid/4most-lte-v2``), the stars already binned at the setup's native pixels: the same
+    stars, taken onto the model's pixels and rotated with ``BinnedRotation`` (and broadened by
+    the training simulator's macroturbulence, if it drew one;
+    `specutils_cinn.validation.shard_heldout`). Another resolution is then lower only.
 
 Usage::
 
@@ -643,8 +649,10 @@ def resolution_section(page: Page) -> str:
             variants.append((f"R = {high:g}", high))
         else:
             res_notes.append(
-                f"A higher resolution (R = {high:g}) cannot be made from already-degraded "
-                "spectra; run with ``--grid`` to test it."
+                f"A higher resolution (R = {high:g}) cannot be made from spectra already "
+                "at the model's resolution (a training set or grid shards); run with ``--grid`` "
+                "and a synthesis grid file to test it. The lower resolution is made by a "
+                "Gaussian of the quadrature difference of the resolving powers."
             )
         sel = np.arange(len(held.truth))
         for name, r in variants:
@@ -909,7 +917,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--model", required=True, help="model name, alias or directory")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--training-set", help="already-degraded training set (.npz)")
-    src.add_argument("--grid", help="synthesis grid (.h5, or the seed grid .npz)")
+    src.add_argument("--grid", help="synthesis grid (.h5, or the seed grid .npz), or a folder "
+                     "of v2 grid shards")
     ap.add_argument("--held-out", choices=["holdout", "validation-groups"], default="holdout",
                     help="--grid mode: which stars are held out")
     ap.add_argument("--vsini-per-star", type=int, default=1, help="--grid mode")
@@ -926,7 +935,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="lower resolving power for the resolution test (default 7000 for "
                          "R > 10000 models, else half the model's lowest R)")
     ap.add_argument("--ood-high-r", type=float, default=None,
-                    help="higher resolving power (--grid mode; default 40000, or 20000)")
+                    help="higher resolving power (--grid mode with a grid file; default "
+                         "40000, or 20000)")
     ap.add_argument("--sun-harps", default="../shared/data/sun/Sun_HARPS.fits")
     ap.add_argument("--sun-uves", default="../shared/data/sun/UVES_Sun-1_cleaned_norm.txt.gz")
     ap.add_argument("--quick", action="store_true",

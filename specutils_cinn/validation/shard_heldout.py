@@ -308,7 +308,7 @@ def shard_heldout_fields(
                    f"{vm_range[1]:g} km/s, as the model's training simulator did")
     else:
         vmacro = None
-        vm_note = "no macroturbulence (the model's training simulator drew none)"
+        vm_note = "no macroturbulence, as the model's training simulator drew none"
     truth = np.empty((rows.size, len(params)))
     for j, p in enumerate(params):
         if p == "vsini":

@@ -113,6 +113,23 @@ def test_cropped_model_grid_takes_the_same_pixels(shards):
     np.testing.assert_array_equal(held.truth, full.truth)
 
 
+def test_the_v1_model_takes_every_other_shard_pixel(shards):
+    """The bundled v1 model (HG and HR at 0.1 A) is a crop of the shards' HR pixels."""
+    from specutils_cinn import CINNParameterEstimator
+
+    est = CINNParameterEstimator.from_pretrained(device="cpu")
+    md = est.model.metadata
+    assert md.grid.segments[0].step == 0.1 and "vsini" in md.parameter_names
+    root, _ = shards
+    held = heldout_from_grid(est, root, "holdout", 2, seed=6)
+    full = heldout_from_grid(_estimator(), root, "holdout", 2, seed=6)
+    where = np.rint((md.grid.wavelength.value - 3900.0) / 0.05)
+    cols = np.searchsorted(np.rint((HR.grid.wavelength.value - 3900.0) / 0.05), where)
+    np.testing.assert_allclose(held.flux, full.flux[:, cols], rtol=0, atol=1e-12)
+    j = md.parameter_names.index("vsini")
+    np.testing.assert_array_equal(held.truth[:, j], full.truth[:, 3])
+
+
 def test_macroturbulence_of_the_training_simulator(shards):
     root, stored = shards
     training = {"data": {"macroturbulence": {"distribution": "uniform", "range": [3.0, 6.0]}}}
