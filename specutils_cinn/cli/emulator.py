@@ -205,7 +205,8 @@ def register(sub) -> None:
                    help="the setups to make")
     q.add_argument("--seed", type=int, default=2027, help="seed of the v sin i draws")
     q.add_argument("--shards", default=None,
-                   help="a v2 grid (folder of shards) instead of --grid; needs --tag (default: none)")
+                   help="a v2 grid (folder of shards) instead of --grid; needs --tag "
+                   "(default: none)")
     q.add_argument("--tag", default=None,
                    help="with --shards: version tag of the emulator, config and output names "
                         "(e.g. v2: 4most-hr-emulator-v2, emulator-4most-hr-v2.toml, "
