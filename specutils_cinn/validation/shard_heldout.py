@@ -319,14 +319,16 @@ def shard_heldout_fields(
             truth[:, j] = grid.labels[p][rows]
         else:
             raise ValueError(f"{folder}: the shards have no label {p!r}")
-    src_flux = np.concatenate([grid.segments[s][1] for s in used], axis=1)
+    # only the held-out stars' pixels of the arms used (the grid holds every star)
+    src_flux = np.concatenate([grid.segments[s][1][stars] for s in used], axis=1)
+    local = np.repeat(np.arange(stars.size), vsini_per_star)
     rot = BinnedRotation(source, max_vsini=max(float(vsini.max(initial=0.0)), 1.0),
                          max_vmacro=0.0 if vmacro is None else max(float(vmacro.max()), 1.0))
     flux = np.empty((rows.size, md.grid.npix))
     with torch.no_grad():
         for start in range(0, rows.size, _CHUNK):
             sel = slice(start, start + _CHUNK)
-            f = torch.from_numpy(np.asarray(src_flux[rows[sel]], dtype=np.float64))
+            f = torch.from_numpy(np.asarray(src_flux[local[sel]], dtype=np.float64))
             out = rot(f, torch.from_numpy(vsini[sel]),
                       vmacro=None if vmacro is None else torch.from_numpy(vmacro[sel]))
             flux[sel] = out.numpy()[:, index]
