@@ -31,7 +31,7 @@ from ..model import CINNModel
 from ..wavelength_grid import GridSegment, WavelengthGrid
 from .metrics import posterior_rank_fraction
 from .report import QUANTILES
-from .shard_heldout import lower_resolution, shard_heldout_fields
+from .shard_heldout import draw_vsini, heldout_stars, lower_resolution, shard_heldout_fields
 
 __all__ = [
     "HARPS_R",
@@ -218,24 +218,9 @@ def heldout_from_grid(
         return HeldOut(**shard_heldout_fields(est, path, which, vsini_per_star, seed))
     md = est.model.metadata
     grid = read_grid(path)
-    if which == "holdout":
-        stars = np.flatnonzero(grid.holdout)
-        what = "its ``holdout`` stars"
-    else:
-        stars = np.flatnonzero(np.isin(grid.star_id, md.training["validation_groups"]))
-        what = "the stars whose ``star_id`` is one of the model's validation groups"
-    if stars.size == 0:
-        raise ValueError(f"{path}: no held-out stars ({which})")
-    rng = np.random.default_rng(seed)
-    rows = np.repeat(stars, vsini_per_star)
+    stars, what = heldout_stars(grid, md, which, path)
+    rows, vsini, vs_note = draw_vsini(md, stars, vsini_per_star, np.random.default_rng(seed))
     params = md.parameter_names
-    if "vsini" in params:
-        lo, hi = md.ranges[params.index("vsini")]
-        vsini = rng.uniform(lo, hi, rows.size)
-        vs_note = f"v sin i drawn uniformly in {lo:.1f}-{hi:.1f} km/s, {vsini_per_star} per star"
-    else:
-        vsini = np.zeros(rows.size)
-        vs_note = "no rotation (the model does not predict v sin i)"
     truth = np.empty((rows.size, len(params)))
     for j, p in enumerate(params):
         if p == "vsini":

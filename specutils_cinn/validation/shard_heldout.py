@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PIXEL_TOLERANCE",
+    "draw_vsini",
     "grid_source",
+    "heldout_stars",
     "lower_resolution",
     "shard_heldout_fields",
     "shard_pixel_index",
@@ -223,6 +225,80 @@ def _segment(name: str, wave: np.ndarray) -> GridSegment:
     return seg
 
 
+def heldout_stars(grid: Any, metadata: Any, which: str, source: Any
+                  ) -> tuple[np.ndarray, str]:
+    """Rows of a grid (file or shards) that test a model, and how to name them.
+
+    Parameters
+    ----------
+    grid : `~specutils_cinn.synthesis.SynthesisGrid`
+        The grid (``holdout`` and ``star_id``).
+    metadata : `~specutils_cinn.model.ModelMetadata`
+        The model's metadata (``training["validation_groups"]`` for ``"validation-groups"``).
+    which : {"holdout", "validation-groups"}
+        The grid's held-out stars (``star_id % 10 == 9``), or the stars whose ``star_id`` is
+        one of the model's validation groups.
+    source : path-like
+        The grid's path, for the error message.
+
+    Returns
+    -------
+    rows : numpy.ndarray
+        Row indices of the grid.
+    what : str
+        A description of them.
+
+    Raises
+    ------
+    ValueError
+        If ``which`` is unknown or no star qualifies.
+    """
+    if which == "holdout":
+        stars = np.flatnonzero(grid.holdout)
+        what = "its ``holdout`` stars (``star_id % 10 == 9``)"
+    elif which == "validation-groups":
+        stars = np.flatnonzero(np.isin(grid.star_id, metadata.training["validation_groups"]))
+        what = "the stars whose ``star_id`` is one of the model's validation groups"
+    else:
+        raise ValueError(f"which must be 'holdout' or 'validation-groups', got {which!r}")
+    if stars.size == 0:
+        raise ValueError(f"{source}: no held-out stars ({which})")
+    return stars, what
+
+
+def draw_vsini(metadata: Any, stars: np.ndarray, per_star: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+    """``per_star`` spectra of each star, each with a v sin i drawn in the model's range.
+
+    Parameters
+    ----------
+    metadata : `~specutils_cinn.model.ModelMetadata`
+        The model's metadata (its v sin i range; no rotation if it does not predict v sin i).
+    stars : numpy.ndarray
+        Grid rows.
+    per_star : int
+        Spectra per star.
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    rows : numpy.ndarray
+        ``stars`` each repeated ``per_star`` times.
+    vsini : numpy.ndarray
+        One v sin i per row (km/s).
+    note : str
+        How they were drawn.
+    """
+    rows = np.repeat(stars, per_star)
+    params = metadata.parameter_names
+    if "vsini" in params:
+        lo, hi = metadata.ranges[params.index("vsini")]
+        return (rows, rng.uniform(lo, hi, rows.size),
+                f"v sin i drawn uniformly in {lo:.1f}-{hi:.1f} km/s, {per_star} per star")
+    return rows, np.zeros(rows.size), "no rotation (the model does not predict v sin i)"
+
+
 def shard_heldout_fields(
     est: CINNParameterEstimator, folder: str | Path, which: str, vsini_per_star: int, seed: int
 ) -> dict[str, Any]:
@@ -279,26 +355,10 @@ def shard_heldout_fields(
     source = WavelengthGrid(tuple(_segment(s, grid.segments[s][0]) for s in used),
                             md.grid.medium)
     index = shard_pixel_index(source, md.grid)
-    if which == "holdout":
-        stars = np.flatnonzero(grid.holdout)
-        what = "its ``holdout`` stars (``star_id % 10 == 9``)"
-    elif which == "validation-groups":
-        stars = np.flatnonzero(np.isin(grid.star_id, md.training["validation_groups"]))
-        what = "the stars whose ``star_id`` is one of the model's validation groups"
-    else:
-        raise ValueError(f"which must be 'holdout' or 'validation-groups', got {which!r}")
-    if stars.size == 0:
-        raise ValueError(f"{folder}: no held-out stars ({which})")
+    stars, what = heldout_stars(grid, md, which, folder)
     rng = np.random.default_rng(seed)
-    rows = np.repeat(stars, vsini_per_star)
+    rows, vsini, vs_note = draw_vsini(md, stars, vsini_per_star, rng)
     params = md.parameter_names
-    if "vsini" in params:
-        lo, hi = md.ranges[params.index("vsini")]
-        vsini = rng.uniform(lo, hi, rows.size)
-        vs_note = f"v sin i drawn uniformly in {lo:.1f}-{hi:.1f} km/s, {vsini_per_star} per star"
-    else:
-        vsini = np.zeros(rows.size)
-        vs_note = "no rotation (the model does not predict v sin i)"
     vm_range = training_vmacro_range(md.training)
     if vm_range is None and "vmacro" in params:
         vm_range = tuple(float(v) for v in md.ranges[params.index("vmacro")])
