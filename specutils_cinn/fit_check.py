@@ -11,6 +11,11 @@ The emulated spectrum is broadened the way the model's training spectra were
 (`ModelEmulator.macroturbulence`, `ModelEmulator.emulate`): rotated by the predicted
 v sin i, and broadened by radial-tangential macroturbulence if the model was trained
 with it (`macroturbulence_range`).
+
+This module is longer than the package's usual ~600 lines on purpose: the emulated spectrum,
+its broadening rule and the continuum-matched comparison are kept in one place, so that
+``fit_chi2``, `emulated_fit` (the plotted comparison), the radial-velocity templates and the
+``POOR_FIT`` calibration cannot drift apart.
 """
 
 from __future__ import annotations
