@@ -6,12 +6,22 @@ estimator emulates each spectrum at its posterior median and reports the reduced
 (``fit_chi2``) and the significance of the stellar features (``feature_sigma``) from
 `fit_statistics`; `~specutils_cinn.flags.QualityFlag.POOR_FIT` is set above the model's
 threshold, `~specutils_cinn.flags.QualityFlag.NO_FEATURES` below ``FEATURE_SIGMA_MIN`` (5).
+
+The emulated spectrum is broadened the way the model's training spectra were
+(`ModelEmulator.macroturbulence`, `ModelEmulator.emulate`): rotated by the predicted
+v sin i, and broadened by radial-tangential macroturbulence if the model was trained
+with it (`macroturbulence_range`).
+
+This module is longer than the package's usual ~600 lines on purpose: the emulated spectrum,
+its broadening rule and the continuum-matched comparison are kept in one place, so that
+``fit_chi2``, `emulated_fit` (the plotted comparison), the radial-velocity templates and the
+``POOR_FIT`` calibration cannot drift apart.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -34,10 +44,10 @@ from .parameters import emulator_label_values
 from .wavelength_grid import WavelengthGrid, pixel_map
 
 if TYPE_CHECKING:
-    from .model import EmulatorSpec
+    from .model import EmulatorSpec, ModelMetadata
 
 __all__ = ["FEATURE_SIGMA_MIN", "EmulatedSpectrum", "FitStatistics", "ModelEmulator",
-           "emulated_fit", "fit_statistics", "trim_emulator"]
+           "emulated_fit", "fit_statistics", "macroturbulence_range", "trim_emulator"]
 
 #: ``NO_FEATURES`` is set where ``feature_sigma`` is below this: the stellar spectrum at the
 #: posterior median fits the input no better than a featureless continuum, at 5 sigma.
@@ -58,7 +68,7 @@ _CONTINUUM_LIMIT = 0.5
 
 
 class ModelEmulator:
-    """A model's spectrum emulator, ready for the goodness-of-fit check.
+    r"""A model's spectrum emulator, ready for the goodness-of-fit check.
 
     Built by `CINNModel.emulator` (from the verified emulator file, with `load`) or
     `CINNModel.attach_emulator`.
@@ -74,6 +84,10 @@ class ModelEmulator:
         pixel. Added in quadrature to the flux uncertainty in the chi-square.
     model_grid : WavelengthGrid
         The model's grid.
+    vmacro_range : (float, float), optional
+        The radial-tangential macroturbulence range :math:`\zeta` (km/s) the model was trained
+        with (`macroturbulence_range` of its metadata; `CINNModel` passes it). None: trained
+        without macroturbulence, and the fit check applies none.
 
     Attributes
     ----------
@@ -83,11 +97,13 @@ class ModelEmulator:
         Boolean over ``model_index``: not inside an ``exclude`` window.
     floor : numpy.ndarray
         Error floor at ``model_index`` (float32).
+    vmacro_range : tuple of two float or None
+        As the parameter.
     """
 
     def __init__(
         self, spec: EmulatorSpec, emulator: torch.nn.Module, error_floor: Any,
-        model_grid: WavelengthGrid,
+        model_grid: WavelengthGrid, *, vmacro_range: Sequence[float] | None = None,
     ) -> None:
         arch = getattr(emulator, "architecture", None)
         if arch is None or json_copy(arch, "emulator") != spec.architecture:
@@ -117,12 +133,19 @@ class ModelEmulator:
         #: Model segment of each pixel in ``model_index``.
         self.segment = seg_of[self.model_index]
         self.model_grid = model_grid
+        if vmacro_range is not None:
+            lo, hi = (float(v) for v in vmacro_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi):
+                raise ValueError(f"vmacro_range must be two increasing finite non-negative "
+                                 f"numbers (km/s), got {vmacro_range!r}")
+            vmacro_range = None if hi == 0.0 else (lo, hi)
+        self.vmacro_range: tuple[float, float] | None = vmacro_range
         self._rotation: BinnedRotation | None = None
 
     @classmethod
     def load(
         cls, path: Path, spec: EmulatorSpec, model_grid: WavelengthGrid, *,
-        limit: int | None = None,
+        limit: int | None = None, vmacro_range: Sequence[float] | None = None,
     ) -> ModelEmulator:
         """Read a model's emulator file, verifying it before it is parsed (no pickle).
 
@@ -142,6 +165,8 @@ class ModelEmulator:
         limit : int, optional
             Largest file read (bytes); `~specutils_cinn.model.CINNModel` passes
             ``specutils_cinn.model.MAX_WEIGHTS_BYTES``. None: 1 GiB.
+        vmacro_range : (float, float), optional
+            The model's training macroturbulence range (see `ModelEmulator`).
 
         Returns
         -------
@@ -190,16 +215,102 @@ class ModelEmulator:
             emu.load_state_dict(
                 {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
             )
-            return cls(spec, emu, floor, model_grid)
+            return cls(spec, emu, floor, model_grid, vmacro_range=vmacro_range)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
 
     @property
     def rotation(self) -> BinnedRotation:
-        """Rotational broadening of emulated spectra on the emulator's grid (built once)."""
+        """Rotational broadening of emulated spectra on the emulator's grid (built once).
+
+        Its ``max_vmacro`` is the top of `vmacro_range` (0 without one, the rotation alone, as
+        before models were trained with macroturbulence): called with a ``vmacro`` it also
+        applies macroturbulence, in the same FFT pass.
+        """
         if self._rotation is None:
-            self._rotation = BinnedRotation(self.spec.grid, max_shift=0.0)
+            top = 0.0 if self.vmacro_range is None else self.vmacro_range[1]
+            self._rotation = BinnedRotation(self.spec.grid, max_shift=0.0, max_vmacro=top)
         return self._rotation
+
+    def macroturbulence(
+        self, parameter_names: Sequence[str], values: np.ndarray
+    ) -> np.ndarray | None:
+        r"""Radial-tangential macroturbulence :math:`\zeta` of the emulated spectra, per row.
+
+        The fit check broadens the emulated spectrum as the model's training spectra were:
+
+        - a model that predicts ``"vmacro"``: each row's value (e.g. its posterior median),
+          clipped to ``[0, vmacro_range[1]]``;
+        - a model trained with macroturbulence as a nuisance (`vmacro_range` set, ``"vmacro"``
+          not a parameter): the midpoint of `vmacro_range` for every row. The network
+          marginalised over a uniform :math:`\zeta` in that range, so its posterior carries no
+          estimate of a star's :math:`\zeta`; the prior mean is the one value consistent with
+          what it learned, and the error floor is calibrated with the same rule
+          (`specutils_cinn.calibration.fit_flag`), so the spread of :math:`\zeta` about it is
+          part of the floor;
+        - otherwise (trained without macroturbulence): None, no macroturbulence.
+
+        Parameters
+        ----------
+        parameter_names : sequence of str
+            The model's parameters.
+        values : numpy.ndarray, shape ``(N, n_params)``
+            Their values, e.g. posterior medians.
+
+        Returns
+        -------
+        numpy.ndarray of shape ``(N,)`` or None
+            :math:`\zeta` in km/s, within ``[0, rotation.max_vmacro]``; None where the model was
+            trained without macroturbulence.
+        """
+        if self.vmacro_range is None:
+            return None
+        names = list(parameter_names)
+        values = np.asarray(values, dtype=np.float64)
+        lo, hi = self.vmacro_range
+        if "vmacro" in names:
+            return np.clip(values[:, names.index("vmacro")], 0.0, hi)
+        return np.full(values.shape[0], 0.5 * (lo + hi))
+
+    def emulate(
+        self, parameter_names: Sequence[str], values: np.ndarray, *,
+        vsini_max: float | None = None, device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Emulated spectra at parameter values, broadened as in the fit check.
+
+        The emulator's spectrum at `labels` (clamped to its label ranges), rotated by the
+        model's v sin i (clipped to ``[0, vsini_max]``) and broadened by the macroturbulence of
+        `macroturbulence`.
+
+        Parameters
+        ----------
+        parameter_names : sequence of str
+            The model's parameters.
+        values : numpy.ndarray, shape ``(N, n_params)``
+            Their values; must be finite.
+        vsini_max : float, optional
+            Top of v sin i (the training range); None: ``rotation.max_vsini``.
+        device : torch.device or str, optional
+            Where to compute; None: where the emulator is.
+
+        Returns
+        -------
+        torch.Tensor, shape ``(N, emulator npix)``
+            On the emulator's grid (``spec.grid``), on ``device``.
+        """
+        labels, vsini = self.labels(parameter_names, values)
+        top = self.rotation.max_vsini
+        top = top if vsini_max is None else min(vsini_max, top)
+        vmacro = self.macroturbulence(parameter_names, values)
+        if device is None:
+            device = next(self.emulator.parameters()).device
+        device = torch.device(device)
+        emulator = self.emulator.to(device)
+        flux = emulator(torch.as_tensor(labels, dtype=torch.float64, device=device), clamp=True)
+        return self.rotation(
+            flux, torch.as_tensor(np.clip(vsini, 0.0, top), dtype=torch.float64, device=device),
+            vmacro=None if vmacro is None else torch.as_tensor(
+                vmacro, dtype=torch.float64, device=device))
 
     def labels(
         self, parameter_names: Sequence[str], values: np.ndarray
@@ -239,6 +350,35 @@ class ModelEmulator:
         }
         out[_FLOOR_KEY] = torch.from_numpy(self.error_floor.copy())
         return out
+
+
+def macroturbulence_range(metadata: ModelMetadata) -> tuple[float, float] | None:
+    """The radial-tangential macroturbulence range a model was trained with, if any.
+
+    Parameters
+    ----------
+    metadata : `~specutils_cinn.model.ModelMetadata`
+        The model's metadata. The training simulator records its macroturbulence in
+        ``training["data"]["macroturbulence"]`` (keys ``profile``, ``distribution``,
+        ``range``, ``role``; `specutils_cinn.training.EmulatorSimulator`).
+
+    Returns
+    -------
+    tuple of two float or None
+        The recorded ``range`` (km/s); for a model that predicts ``"vmacro"`` without such a
+        record, that parameter's training range; None if the model was trained without
+        macroturbulence (or the range's top is 0).
+    """
+    data = metadata.training.get("data") if isinstance(metadata.training, Mapping) else None
+    macro = data.get("macroturbulence") if isinstance(data, Mapping) else None
+    if isinstance(macro, Mapping) and macro.get("range") is not None:
+        lo, hi = (float(v) for v in macro["range"])
+    elif "vmacro" in metadata.parameter_names:
+        lo, hi = (float(v) for v in metadata.ranges[metadata.parameter_names.index("vmacro")])
+        lo = max(lo, 0.0)
+    else:
+        return None
+    return (lo, hi) if hi > 0 else None
 
 
 def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torch.nn.Module:
@@ -320,11 +460,13 @@ def fit_statistics(
 ) -> FitStatistics:
     """Goodness of fit of spectra against the emulated spectrum at their posterior medians.
 
-    The emulator gives the spectrum at ``median`` (rotated by the model's v sin i, if it has
-    one); per model segment it is multiplied by a weighted least-squares polynomial (degree
-    ``fe.spec.continuum_degree``, limited to within 0.5 of 1) to absorb normalisation
-    differences, and ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid
-    pixels the emulator covers, outside the excluded windows.
+    The emulator gives the spectrum at ``median`` (`ModelEmulator.emulate`: rotated by the
+    model's v sin i, if it has one, and broadened by macroturbulence as in training,
+    `ModelEmulator.macroturbulence`); per model segment it is multiplied by a weighted
+    least-squares polynomial (degree ``fe.spec.continuum_degree``, limited to within 0.5 of 1)
+    to absorb normalisation differences, and
+    ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid pixels the
+    emulator covers, outside the excluded windows.
 
     The same fit with a featureless model (the polynomial alone) gives
     ``chi2_flat``; ``feature_sigma = sqrt(max(n * (chi2_flat - chi2), 0))`` over the ``n``
@@ -361,10 +503,6 @@ def fit_statistics(
     rows_all = np.flatnonzero(np.isfinite(median).all(axis=1))
     if rows_all.size == 0:
         return FitStatistics(out, sig_out, mis_out)
-    labels, vsini = fe.labels(parameters, median[rows_all])
-    top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
-    vsini = np.clip(vsini, 0.0, top)
-    emulator = fe.emulator.to(device)
     basis = _segment_bases(fe, device)
     floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
     fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
@@ -374,10 +512,7 @@ def fit_statistics(
         for start in range(0, rows_all.size, _FIT_BATCH):
             sel = slice(start, start + _FIT_BATCH)
             rows = rows_all[sel]
-            lab = torch.as_tensor(labels[sel], dtype=torch.float64, device=device)
-            emu_flux = emulator(lab, clamp=True)
-            vs = torch.as_tensor(vsini[sel], dtype=torch.float64, device=device)
-            emu_flux = fe.rotation(emu_flux, vs)
+            emu_flux = fe.emulate(parameters, median[rows], vsini_max=vsini_max, device=device)
             model = emu_flux[:, e_idx].to(torch.float64)
             obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
@@ -459,15 +594,10 @@ def emulated_fit(
     n, npix = flux.shape
     emulated = np.full((n, npix), np.nan)
     used = np.zeros((n, npix), bool)
-    labels, vsini = fe.labels(parameters, values)
-    top = fe.rotation.max_vsini if vsini_max is None else min(vsini_max, fe.rotation.max_vsini)
-    vsini = np.clip(vsini, 0.0, top)
     floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
     fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
     with torch.inference_mode():
-        emu = fe.emulator.to(device)(
-            torch.as_tensor(labels, dtype=torch.float64, device=device), clamp=True)
-        emu = fe.rotation(emu, torch.as_tensor(vsini, dtype=torch.float64, device=device))
+        emu = fe.emulate(parameters, values, vsini_max=vsini_max, device=device)
         model = emu[:, torch.as_tensor(fe.emulator_index, device=device)].to(torch.float64)
         m_idx = torch.as_tensor(fe.model_index, device=device)
         obs = torch.from_numpy(np.ascontiguousarray(flux)).to(device)[:, m_idx].double()

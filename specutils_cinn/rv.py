@@ -109,6 +109,14 @@ def emulated_template(
         value; missing ones take `DEFAULT_TEMPLATE_LABELS` or 0). Default:
         `DEFAULT_TEMPLATE_LABELS` clipped to the training range.
 
+    Notes
+    -----
+    The template is broadened as the fit check broadens its emulated spectra
+    (`~specutils_cinn.fit_check.ModelEmulator.emulate`): rotated by the labels' v sin i
+    (clipped to its training range) and, for a model trained with macroturbulence, broadened
+    by the labels' ``vmacro`` or the training range's midpoint
+    (`~specutils_cinn.fit_check.ModelEmulator.macroturbulence`).
+
     Returns
     -------
     numpy.ndarray
@@ -144,16 +152,12 @@ def emulated_template(
                 f"labels must have shape ({len(names)},) or (N, {len(names)}), got "
                 f"{np.shape(labels)}"
             )
-    lab, vsini = fe.labels(names, values)
-    top = fe.rotation.max_vsini
+    top = None
     if "vsini" in names:
-        top = min(top, float(model.metadata.ranges[names.index("vsini")][1]))
+        top = float(model.metadata.ranges[names.index("vsini")][1])
     out = np.full((len(values), model.metadata.grid.npix), np.nan)
     with torch.inference_mode():  # where the emulator is (the estimator's device)
-        dev = next(fe.emulator.parameters()).device
-        flux = fe.emulator(torch.as_tensor(lab, dtype=torch.float64, device=dev), clamp=True)
-        flux = fe.rotation(flux, torch.as_tensor(np.clip(vsini, 0.0, top), dtype=torch.float64,
-                                                 device=dev))
+        flux = fe.emulate(names, values, vsini_max=top)
         out[:, fe.model_index] = flux[:, fe.emulator_index].to("cpu", torch.float64).numpy()
     return out
 

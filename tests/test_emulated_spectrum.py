@@ -94,3 +94,27 @@ def test_public_prepare_and_fit_statistics_reproduce_predict(sun_and_estimator):
         est.fit_statistics(prepared, medians[:, :-1])
     with pytest.raises(ValueError, match="medium"):
         est.prepare(sun, medium="water")
+
+
+def test_bundled_model_without_macroturbulence_emulates_as_before(sun_and_estimator):
+    # a model trained without macroturbulence: no macroturbulence, and the emulated spectra are
+    # bit-identical to the rotation-only emulation from before the macroturbulence rule
+    import torch
+
+    from specutils_cinn.instruments.rotation import BinnedRotation
+
+    est, _, table = sun_and_estimator
+    fe = est.model.emulator
+    names = est.parameters
+    values = np.array([[table[p][0].value for p in names]], dtype=float)
+    values = np.vstack([values, values])
+    values[1, names.index("vsini")] = 12.0
+    assert fe.vmacro_range is None and fe.macroturbulence(names, values) is None
+    labels, vsini = fe.labels(names, values)
+    top = est.model.metadata.ranges[names.index("vsini")][1]
+    with torch.no_grad():
+        old = BinnedRotation(fe.spec.grid, max_shift=0.0)(
+            fe.emulator(torch.as_tensor(labels, dtype=torch.float64), clamp=True),
+            torch.as_tensor(np.clip(vsini, 0.0, top), dtype=torch.float64))
+        new = fe.emulate(names, values, vsini_max=top)
+    np.testing.assert_array_equal(new.numpy(), old.numpy())

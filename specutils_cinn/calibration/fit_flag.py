@@ -1,4 +1,4 @@
-"""Attach a spectrum emulator to a model, measure its error floor and calibrate ``POOR_FIT``.
+r"""Attach a spectrum emulator to a model, measure its error floor and calibrate ``POOR_FIT``.
 
 `calibrate_fit_flag` (``specutils-cinn calibrate fit-flag``):
 
@@ -9,9 +9,14 @@
    shards, their binned spectra are rotated with ``BinnedRotation`` instead (and broadened by
    the training simulator's macroturbulence, if it drew one:
    `~specutils_cinn.validation.shard_heldout`). The error floor per pixel is the
-   RMS over these stars of (synthetic - emulated at the true labels, rotated as the estimator
-   does, labels the model does not predict at their defaults), the squares averaged over
-   `FLOOR_SMOOTH` pixels, at least `FLOOR_MIN`.
+   RMS over these stars of (synthetic - emulated at the true labels, broadened as the fit
+   check does, labels the model does not predict at their defaults), the squares averaged
+   over `FLOOR_SMOOTH` pixels, at least `FLOOR_MIN`. "As the fit check does"
+   (`~specutils_cinn.fit_check.ModelEmulator.emulate`) includes its macroturbulence rule: for
+   a model trained with macroturbulence as a nuisance the emulated spectra get the training
+   range's midpoint, not the held-out star's own :math:`\zeta` (``HeldOut.extra["vmacro"]``),
+   since the fit check cannot know a star's :math:`\zeta` either: the floor measures the
+   emulator's error plus that unknown (the calibration info says so).
 3. The same stars with photon noise at each S/N of `SNRS` go through the estimator.
    ``fit_chi2`` is computed two-fold cross-validated (floor from the other half of the stars,
    `~specutils_cinn.calibration.cross_fit_fold`) and in-sample; the threshold is the smallest
@@ -41,7 +46,6 @@ from ..estimator import CINNParameterEstimator
 from ..fit_check import trim_emulator
 from ..flags import QualityFlag
 from ..instruments import snr_per_pixel
-from ..instruments.rotation import BinnedRotation
 from ..model import CINNModel
 from ..validation.heldout import heldout_from_grid, noisy_spectrum, sun_noisy, sun_spectra
 from ..validation.shard_heldout import grid_source
@@ -112,6 +116,24 @@ def describe_chi2(chi2: np.ndarray) -> dict[str, float]:
     q = np.percentile(c, [0, 50, 98, 100])
     return {"n": int(c.size), "min": float(q[0]), "median": float(q[1]), "p98": float(q[2]),
             "max": float(q[3])}
+
+
+def _macroturbulence_note(probe: Any, parameters: list[str], drawn: bool) -> str:
+    """How the floor treats macroturbulence (for the calibration info)."""
+    if probe.vmacro_range is None:
+        return "" if not drawn else (
+            "; the held-out spectra carry macroturbulence and the emulated ones none (as in "
+            "the fit check), so the floor includes its effect")
+    lo, hi = probe.vmacro_range
+    if "vmacro" in parameters:
+        return (f"; macroturbulence: the model predicts vmacro, the emulated spectra are "
+                f"broadened by the true zeta (as the fit check uses the posterior median), "
+                f"clipped to 0-{hi:g} km/s")
+    return (f"; macroturbulence: a nuisance of the training ({lo:g}-{hi:g} km/s), the held-out "
+            f"spectra carry their own zeta drawn in that range and the emulated spectra the "
+            f"fit check's fixed zeta = {0.5 * (lo + hi):g} km/s (the range's midpoint, the "
+            f"prior mean): the floor measures the emulator's error plus what the fit check "
+            f"cannot know, the star's own zeta")
 
 
 def _chi2_at(est: CINNParameterEstimator, spec: Any, labels: np.ndarray) -> np.ndarray:
@@ -196,10 +218,11 @@ def calibrate_fit_flag(
     # ---------------------------------------------------------------- error floor
     probe = base.attach_emulator(emu, 0.0, chi2_threshold=1.0, label_defaults=DEFAULTS,
                                  exclude=exclude, trim=False).emulator
-    labels, vsini = probe.labels(md.parameter_names, held.truth)
+    # emulated as the fit check does (ModelEmulator.emulate): at the true labels, rotated by
+    # the true v sin i, with the fit check's macroturbulence rule, not the held-out spectra's
+    # own nuisance zeta (HeldOut.extra["vmacro"]), which the fit check cannot know
     with torch.no_grad():
-        f_emu = emu(torch.as_tensor(labels), clamp=True)
-        f_emu = BinnedRotation(emu.grid)(f_emu, torch.as_tensor(vsini)).numpy()
+        f_emu = probe.emulate(md.parameter_names, held.truth, device="cpu").numpy()
     synth = np.full((n, emu.grid.npix), np.nan)
     synth[:, probe.emulator_index] = held.flux[:, probe.model_index]
     resid = synth - f_emu
@@ -266,9 +289,7 @@ def calibrate_fit_flag(
             "per pixel: RMS over held-out Turbospectrum stars of (synthetic - emulated at the "
             "true labels, unpredicted labels at their defaults, rotated as in the estimator), "
             f"squares averaged over {FLOOR_SMOOTH} pixels, at least {FLOOR_MIN}"
-            + ("; the held-out spectra carry the training simulator's macroturbulence and the "
-               "emulated ones none (as in the fit check), so the floor includes its effect"
-               if "vmacro" in held.extra else "")
+            + _macroturbulence_note(probe, md.parameter_names, "vmacro" in held.extra)
         ),
         "floor_stars": int(len(np.unique(held.star))),
         "floor_source": grid_source(grid),

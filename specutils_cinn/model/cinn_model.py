@@ -256,11 +256,11 @@ class CINNModel:
         if self._emulator is None and self._metadata.emulator is not None:
             if self._emulator_file is None:
                 raise ValueError("metadata.emulator is set but no emulator is attached or saved")
-            from ..fit_check import ModelEmulator
+            from ..fit_check import ModelEmulator, macroturbulence_range
 
             self._emulator = ModelEmulator.load(
                 self._emulator_file, self._metadata.emulator, self._metadata.grid,
-                limit=MAX_WEIGHTS_BYTES,
+                limit=MAX_WEIGHTS_BYTES, vmacro_range=macroturbulence_range(self._metadata),
             )
         return self._emulator
 
@@ -298,7 +298,7 @@ class CINNModel:
         CINNModel
             Sharing the network; unsaved (``metadata.emulator.sha256`` is None until `save`).
         """
-        from ..fit_check import ModelEmulator, trim_emulator
+        from ..fit_check import ModelEmulator, macroturbulence_range, trim_emulator
 
         floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
         if trim:
@@ -319,7 +319,8 @@ class CINNModel:
             info=dict(info or {}),
         )
         metadata = self._metadata.replace(emulator=spec)
-        attached = ModelEmulator(spec, emulator, floor, metadata.grid)
+        attached = ModelEmulator(spec, emulator, floor, metadata.grid,
+                                 vmacro_range=macroturbulence_range(metadata))
         return CINNModel(metadata, self._network, sha256=self._sha256, emulator=attached)
 
     @property

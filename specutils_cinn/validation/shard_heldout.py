@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from astropy import units as u
 
+from ..fit_check import macroturbulence_range
 from ..instruments import InstrumentSetup, fourmost_setup, gaussian_lsf_broaden
 from ..instruments.rotation import BinnedRotation
 from ..wavelength_grid import GridSegment, WavelengthGrid
@@ -359,9 +360,7 @@ def shard_heldout_fields(
     rng = np.random.default_rng(seed)
     rows, vsini, vs_note = draw_vsini(md, stars, vsini_per_star, rng)
     params = md.parameter_names
-    vm_range = training_vmacro_range(md.training)
-    if vm_range is None and "vmacro" in params:
-        vm_range = tuple(float(v) for v in md.ranges[params.index("vmacro")])
+    vm_range = macroturbulence_range(md)  # the record, else a predicted vmacro's range
     if vm_range is not None:
         vmacro = rng.uniform(vm_range[0], vm_range[1], rows.size)
         vm_note = (f"radial-tangential macroturbulence drawn uniformly in {vm_range[0]:g}-"

@@ -37,3 +37,15 @@ def test_chi2_at_the_posterior_median_is_the_fit_chi2_of_predict():
                               for p in est.parameters])
     chi2 = fit_flag._chi2_at(est, sun, median)
     np.testing.assert_allclose(chi2, np.asarray(table["fit_chi2"]), rtol=1e-6)
+
+
+def test_the_calibration_info_says_how_the_floor_treats_macroturbulence():
+    from types import SimpleNamespace
+
+    from specutils_cinn.calibration.fit_flag import _macroturbulence_note
+
+    assert _macroturbulence_note(SimpleNamespace(vmacro_range=None), ["teff"], False) == ""
+    nuisance = _macroturbulence_note(SimpleNamespace(vmacro_range=(2.0, 10.0)), ["teff"], True)
+    assert "nuisance" in nuisance and "zeta = 6 km/s" in nuisance
+    label = _macroturbulence_note(SimpleNamespace(vmacro_range=(0.0, 8.0)), ["vmacro"], True)
+    assert "true zeta" in label and "0-8 km/s" in label
