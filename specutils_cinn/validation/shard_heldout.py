@@ -15,7 +15,8 @@ with the 4MOST line-spread function and binned at the setup's native pixels, bef
 3. The binned spectra are rotated, on the setup's full segments, with
    `~specutils_cinn.instruments.rotation.BinnedRotation` (the training simulator's method),
    with v sin i drawn uniformly in the model's range and, if the model's training simulator
-   drew radial-tangential macroturbulence (`training_vmacro_range`), a macroturbulence drawn
+   drew radial-tangential macroturbulence
+   (`~specutils_cinn.fit_check.macroturbulence_range`), a macroturbulence drawn
    uniformly in the simulator's range.
 
 A binned spectrum cannot be made sharper, so the result's ``rerender`` only goes to lower
@@ -52,7 +53,6 @@ __all__ = [
     "shard_heldout_fields",
     "shard_pixel_index",
     "shard_setup_name",
-    "training_vmacro_range",
 ]
 
 #: Largest difference in Angstrom between a model pixel centre and its shard pixel centre.
@@ -153,28 +153,6 @@ def shard_pixel_index(source: WavelengthGrid, grid: WavelengthGrid) -> np.ndarra
                 f"{sw[0]:.4f}-{sw[-1]:.4f} A in steps of {s.step:g} A)")
         out[sl] = ssl.start + i
     return out
-
-
-def training_vmacro_range(training: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The macroturbulence range of a model's training simulator, if it drew one.
-
-    Parameters
-    ----------
-    training : mapping
-        The model's ``metadata.training``: the training simulator's provenance is its
-        ``"data"``, whose ``"macroturbulence"`` (`specutils_cinn.training.EmulatorSimulator`)
-        is None or holds the uniform ``"range"`` in km/s.
-
-    Returns
-    -------
-    tuple of two float or None
-        None if the model was trained without macroturbulence (or on a fixed training set).
-    """
-    macro = (training.get("data") or {}).get("macroturbulence")
-    if not macro or macro.get("range") is None:
-        return None
-    lo, hi = (float(v) for v in macro["range"])
-    return (lo, hi) if hi > 0 else None
 
 
 def lower_resolution(flux: np.ndarray, grid: WavelengthGrid, resolving_power: Mapping[str, Any],

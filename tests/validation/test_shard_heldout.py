@@ -18,7 +18,6 @@ from specutils_cinn.validation.shard_heldout import (
     grid_source,
     lower_resolution,
     shard_setup_name,
-    training_vmacro_range,
 )
 from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid, crop_grid
 
@@ -133,9 +132,6 @@ def test_the_v1_model_takes_every_other_shard_pixel(shards):
 def test_macroturbulence_of_the_training_simulator(shards):
     root, stored = shards
     training = {"data": {"macroturbulence": {"distribution": "uniform", "range": [3.0, 6.0]}}}
-    assert training_vmacro_range(training) == (3.0, 6.0)
-    assert training_vmacro_range({"data": {"macroturbulence": None}}) is None
-    assert training_vmacro_range({}) is None
     est = _estimator(params=("teff", "logg"), training=training)
     held = heldout_from_grid(est, root, "holdout", 2, seed=1)
     vm = held.extra["vmacro"]
