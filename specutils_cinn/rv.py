@@ -47,6 +47,8 @@ DEFAULT_TEMPLATE_LABELS: dict[str, float] = {
     "fe_h": 0.0,
     "vmic": 1.0,
     "vsini": 2.0,
+    # radial-tangential zeta of the Sun (used only by models that predict vmacro)
+    "vmacro": 3.5,
 }
 #: Velocities searched by default, km/s (Galactic stars, halo included).
 DEFAULT_VELOCITY_RANGE = (-600.0, 600.0)

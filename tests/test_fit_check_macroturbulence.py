@@ -97,6 +97,9 @@ def test_a_model_predicting_vmacro_uses_each_rows_value_clipped_to_its_range():
         right = _chi2(model, values, flux)
         wrong = _chi2(model, values[[1, 0, 3, 2]], flux)  # zeta of another row
         assert np.all(right < 0.05) and np.all(wrong > 20 * right + 1.0)
+        # the default RV template is the Sun, with the Sun's macroturbulence
+        np.testing.assert_allclose(emulated_template(model, None)[0], _broadened([3.5])[0],
+                                   atol=1e-3)
 
 
 def test_models_without_macroturbulence_are_unchanged():
