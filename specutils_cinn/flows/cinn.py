@@ -282,8 +282,7 @@ class ConditionalINN(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # a compiled function does not pickle or copy: a copy (e.g. a Dask worker's) is
         # uncompiled until its own compile_sampling
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_compiled_reverse": None}
+        return {**self.__dict__, "_compiled_reverse": None}
 
     def _reverse_conditioned(self, z: Tensor, caches: list[Any]) -> Tensor:
         if self._compiled_reverse is not None:
