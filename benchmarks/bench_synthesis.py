@@ -1,29 +1,34 @@
-"""Synthesis CPU time per star: Turbospectrum as is against our fast settings, and what it costs.
+"""Synthesis CPU time per star: Turbospectrum as is against the v2 grid's settings.
 
 For each test star (a cool metal-rich giant, a metal-poor giant, a hot dwarf and the Sun) the
-3690-9510 A range of the grid is synthesised twice with the extended line lists:
+3690-9510 A range of the grid is synthesised with the extended line lists (1D LTE lithium in
+every run, so that the comparison is Turbospectrum's alone):
 
-- **reference**: Turbospectrum's own hydrogen-line treatment and every line of every list;
-- **fast**: hydrogen wings on sparse anchors (:mod:`specutils_cinn.synthesis.hydrogen_patch`,
-  ``--hydrogen-wing-fraction``) and per-star line pruning
-  (:mod:`specutils_cinn.synthesis.pruning`, ``--min-depth``).
+- **reference**: Turbospectrum as is: one run at a uniform step of half the star's Doppler
+  width at 3690 A (the step its bluest lines need, ``scripts/sampling_check.py``), every line
+  of every list, Turbospectrum's own hydrogen-line treatment;
+- **grid**: the settings of the grid config (``--config``, default the v2 grid's): pieces whose
+  step follows the Doppler width (``sampling_fraction``,
+  :func:`specutils_cinn.synthesis.sampling.doppler_windows`), hydrogen wings on sparse anchors
+  (:mod:`specutils_cinn.synthesis.hydrogen_patch`) and per-star line pruning
+  (:mod:`specutils_cinn.synthesis.pruning`).
 
 It prints CPU seconds per star (Turbospectrum child processes included; wall time depends on
-what else the machine runs) with the ratio, and the largest flux difference between the two,
-raw and after the 4MOST HR and LR line-spread functions and pixel grids
-(``specutils_cinn.instruments.degrade``). The issue's bound is max |dF| <= 0.002 after the LSF.
-Needs a synthesis install (``specutils-cinn synthesis build``).
+what else the machine runs) with the ratios, and the largest flux difference against the
+reference after the 4MOST HR and LR line-spread functions and pixel grids
+(:func:`specutils_cinn.synthesis.shards.instrument_spectra`). The issue's bound is
+max |dF| <= 0.002 after the LSF. Needs a synthesis install (``specutils-cinn synthesis build``).
 
-``--breakdown`` instead splits the cost of one star (Turbospectrum as is): a single weak line
-(the transfer at every wavelength point), hydrogen lines alone, hydrogen with the wings on
-anchors, the Gaia-ESO list with hydrogen, and the extended lists.
+``--breakdown`` instead splits the cost of one star (Turbospectrum as is, uniform ``--step``):
+a single weak line (the transfer at every wavelength point), hydrogen lines alone, hydrogen
+with the wings on anchors, the Gaia-ESO list with hydrogen, and the extended lists.
 
 Usage::
 
-    python benchmarks/bench_synthesis.py                      # all stars, JSON lines + table
-    python benchmarks/bench_synthesis.py --breakdown --stars sun
-    python benchmarks/bench_synthesis.py --stars sun --step 0.03
-    python benchmarks/bench_synthesis.py --json work/bench_synthesis.json
+    python benchmarks/bench_synthesis.py --rst docs/synthesis/bench_synthesis.rst
+    python benchmarks/bench_synthesis.py --stars sun --reference-cache work/bench_synthesis
+    python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --piece-overlap 0
+    python benchmarks/bench_synthesis.py --breakdown --stars sun --step 0.03
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from specutils_cinn.instruments import fourmost_setup
-from specutils_cinn.instruments.degradation import degrade
 from specutils_cinn.synthesis.atmospheres import MarcsGrid
 from specutils_cinn.synthesis.install import find_synthesis
 from specutils_cinn.synthesis.pruning import LinePruning
+from specutils_cinn.synthesis.runner import GridConfig
+from specutils_cinn.synthesis.sampling import doppler_windows, join_pieces, padded_pieces
+from specutils_cinn.synthesis.shards import instrument_spectra
 from specutils_cinn.synthesis.turbospectrum import synthesize
 
 #: The test stars: labels for :func:`~specutils_cinn.synthesis.turbospectrum.synthesize`.
@@ -51,6 +58,7 @@ STARS = {
     "sun": {"teff": 5772.0, "logg": 4.44, "fe_h": 0.0, "vmic": 1.0},
 }
 RANGE = (3690.0, 9510.0)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grid-4most-lte-v2.toml"
 
 
 def _cpu() -> float:
@@ -58,23 +66,74 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _max_diff(wave: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    out = {"raw": float(np.max(np.abs(a - b)))}
-    for name in ("hr", "lr"):
-        setup = fourmost_setup(name)
-        da, db = degrade(wave, a, setup), degrade(wave, b, setup)
-        out[name] = float(np.nanmax(np.abs(da - db)))
+def _max_diff(ref: dict[str, np.ndarray], wave: np.ndarray, flux: np.ndarray
+              ) -> dict[str, Any]:
+    other = instrument_spectra(wave, flux)
+    out: dict[str, Any] = {name: float(np.nanmax(np.abs(other[name] - ref[name])))
+                           for name in ref}
+    out["lr_abs"] = np.abs(other["lr"] - ref["lr"])
     return out
+
+
+def _near_ends(lr_abs: np.ndarray, pieces: list, within: float = 15.0) -> float:
+    """Largest LR difference within ``within`` A of the piece ends (where wings could be cut)."""
+    from specutils_cinn.instruments import fourmost_setup
+
+    wave = np.concatenate([s.centers for s in fourmost_setup("lr").grid.segments])
+    near = np.zeros(wave.size, dtype=bool)
+    for p in pieces[:-1]:
+        near |= np.abs(wave - p[1]) < within
+    return float(np.nanmax(lr_abs[near])) if near.any() else float("nan")
+
+
+def _reference(lab: dict, step: float, inst, grid, lists, star: str, cache: Path | None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Turbospectrum as is at a uniform step: wavelength, flux and CPU seconds (cached)."""
+    path = None
+    if cache is not None:
+        tag = "_".join(f"{lab[k]:g}" for k in ("teff", "logg", "fe_h", "vmic"))
+        path = cache / f"reference_{star}_{tag}_{step:.4f}_{len(lists)}lists.npz"
+        if path.exists():
+            with np.load(path) as z:
+                return z["wavelength"], z["flux"], float(z["cpu_s"])
+    c0 = _cpu()
+    ref = synthesize(lab, [(RANGE[0], RANGE[1], step)], install=inst, grid=grid,
+                     line_lists=lists)
+    cpu = _cpu() - c0
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, wavelength=ref.wavelength[0], flux=ref.flux[0], cpu_s=cpu)
+    return ref.wavelength[0], ref.flux[0], cpu
+
+
+def _grid_star(lab: dict, cfg: GridConfig, overlap: float, inst, grid, lists):
+    """One star with the grid config's sampling, hydrogen and pruning settings (1D LTE Li)."""
+    pieces, padded = [], []
+    for w in cfg.windows:
+        own = doppler_windows(lab, w.start, w.stop, w.step, cfg.sampling_fraction)
+        pieces += own
+        padded += padded_pieces(own, overlap, (w.start, w.stop))
+    res = synthesize(lab, padded, install=inst, grid=grid, line_lists=lists,
+                     hydrogen_wing_fraction=cfg.hydrogen_wing_fraction,
+                     line_pruning=(None if cfg.min_depth is None
+                                   else LinePruning(min_depth=cfg.min_depth)))
+    wave, flux = join_pieces(pieces, res.wavelength, res.flux)
+    return wave, flux, res.pruning, pieces
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stars", nargs="+", default=list(STARS), choices=list(STARS))
-    ap.add_argument("--step", type=float, default=0.03, help="sampling step (A)")
-    ap.add_argument("--hydrogen-wing-fraction", type=float, default=0.02)
-    ap.add_argument("--min-depth", type=float, default=1e-4)
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                    help="grid config whose sampling, hydrogen and pruning settings are timed")
+    ap.add_argument("--piece-overlap", type=float, default=None,
+                    help="override the config's piece_overlap (A), e.g. 0 to see what it does")
+    ap.add_argument("--step", type=float, default=0.03,
+                    help="uniform sampling step (A) of --breakdown")
     ap.add_argument("--exclude", nargs="*", default=["sih"],
                     help="extended line-list families to leave out")
+    ap.add_argument("--reference-cache", type=Path, default=None,
+                    help="folder keeping the reference spectra and their CPU time between runs")
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     ap.add_argument("--rst", type=Path, help="also write the table as reStructuredText "
                     "(docs/synthesis/bench_synthesis.rst)")
@@ -84,51 +143,54 @@ def main() -> None:
     if args.breakdown:
         _breakdown(args)
         return
+    cfg = GridConfig.from_toml(args.config)
+    if cfg.sampling_fraction is None or len(cfg.windows) != 1:
+        raise SystemExit(f"{args.config}: needs one [[window]] and sampling_fraction")
+    overlap = cfg.piece_overlap if args.piece_overlap is None else args.piece_overlap
     inst = find_synthesis()
     grid = MarcsGrid(inst.atmos_dir)
     lists = [inst.ges_linelist, inst.hlinedata] + [
         p for f, p in inst.extended_linelists.items() if f not in args.exclude]
-    window = [(RANGE[0], RANGE[1], args.step)]
     hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"# {hardware}; {inst.version}; patches: {', '.join(inst.patches) or 'none'}")
     rows = []
     for star in args.stars:
         lab = STARS[star]
-        c0 = _cpu()
-        ref = synthesize(lab, window, install=inst, grid=grid, line_lists=lists)
+        step = doppler_windows(lab, RANGE[0], RANGE[0] + 1.0, 1.0, cfg.sampling_fraction)[0][2]
+        ref_wave, ref_flux, ref_cpu = _reference(lab, step, inst, grid, lists, star,
+                                                 args.reference_cache)
         c1 = _cpu()
-        fast = synthesize(lab, window, install=inst, grid=grid, line_lists=lists,
-                          hydrogen_wing_fraction=args.hydrogen_wing_fraction,
-                          line_pruning=LinePruning(min_depth=args.min_depth))
+        wave, flux, pruning, pieces = _grid_star(lab, cfg, overlap, inst, grid, lists)
         c2 = _cpu()
-        diff = _max_diff(ref.wavelength[0], ref.flux[0], fast.flux[0])
-        rec = {"star": star, **lab, "step": args.step,
-               "reference_cpu_s": round(c1 - c0, 1), "fast_cpu_s": round(c2 - c1, 1),
-               "speedup": round((c1 - c0) / (c2 - c1), 2),
-               "lines_in": fast.pruning.get("lines_in"),
-               "lines_kept": fast.pruning.get("lines_kept"),
-               "max_dF_raw": round(diff["raw"], 5), "max_dF_hr": round(diff["hr"], 5),
-               "max_dF_lr": round(diff["lr"], 5),
-               "hydrogen_wing_fraction": args.hydrogen_wing_fraction,
-               "min_depth": args.min_depth, "hardware": hardware}
+        diff = _max_diff(instrument_spectra(ref_wave, ref_flux), wave, flux)
+        rec = {"star": star, **lab, "reference_step": step,
+               "reference_points": int(ref_wave.size), "reference_cpu_s": round(ref_cpu, 1),
+               "grid_points": int(wave.size), "grid_pieces": len(pieces),
+               "grid_cpu_s": round(c2 - c1, 1), "speedup": round(ref_cpu / (c2 - c1), 2),
+               "max_dF_hr": round(diff["hr"], 5), "max_dF_lr": round(diff["lr"], 5),
+               "lines_in": pruning.get("lines_in"), "lines_kept": pruning.get("lines_kept"),
+               "max_dF_lr_piece_ends": round(_near_ends(diff["lr_abs"], pieces), 5),
+               "settings": {"sampling_fraction": cfg.sampling_fraction, "piece_overlap": overlap,
+                            "hydrogen_wing_fraction": cfg.hydrogen_wing_fraction,
+                            "min_depth": cfg.min_depth},
+               "hardware": hardware}
         print(json.dumps(rec), flush=True)
         rows.append(rec)
-    print(f"\n{'star':<22} {'ref CPU s':>9} {'fast CPU s':>10} {'ratio':>6} {'lines kept':>11} "
-          f"{'max|dF| HR':>10} {'max|dF| LR':>10}")
+    print(f"\n{'star':<22} {'ref CPU s':>9} {'grid CPU s':>10} {'ratio':>6} {'dF HR':>8} "
+          f"{'dF LR':>8}")
     for r in rows:
-        print(f"{r['star']:<22} {r['reference_cpu_s']:9.1f} {r['fast_cpu_s']:10.1f} "
-              f"{r['speedup']:6.2f} {r['lines_kept']:11d} {r['max_dF_hr']:10.5f} "
-              f"{r['max_dF_lr']:10.5f}")
+        print(f"{r['star']:<22} {r['reference_cpu_s']:9.1f} {r['grid_cpu_s']:10.1f} "
+              f"{r['speedup']:6.2f} {r['max_dF_hr']:8.5f} {r['max_dF_lr']:8.5f}")
     if len(rows) > 1:
-        total_ref = sum(r["reference_cpu_s"] for r in rows)
-        total_fast = sum(r["fast_cpu_s"] for r in rows)
-        print(f"{'all':<22} {total_ref:9.1f} {total_fast:10.1f} {total_ref / total_fast:6.2f}")
+        ref = sum(r["reference_cpu_s"] for r in rows)
+        now = sum(r["grid_cpu_s"] for r in rows)
+        print(f"{'all':<22} {ref:9.1f} {now:10.1f} {ref / now:6.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if args.rst:
         args.rst.parent.mkdir(parents=True, exist_ok=True)
-        args.rst.write_text(_rst(rows, hardware, inst.version))
+        args.rst.write_text(_rst(rows, hardware, inst.version, args.config.name))
 
 
 def _breakdown(args: argparse.Namespace) -> None:
@@ -158,23 +220,27 @@ def _breakdown(args: argparse.Namespace) -> None:
                       flush=True)
 
 
-def _rst(rows: list[dict], hardware: str, version: str) -> str:
-    head = ["star (Teff/logg/[Fe/H]/vmic)", "reference CPU s", "fast CPU s", "ratio",
-            "lines kept", "max abs dF HR", "max abs dF LR"]
+def _rst(rows: list[dict], hardware: str, version: str, config: str) -> str:
+    head = ["star (Teff/logg/[Fe/H]/vmic)", "reference step A", "reference CPU s",
+            "grid CPU s", "ratio", "max abs dF HR", "max abs dF LR",
+            "LR near piece ends", "lines kept"]
     body = [[f"{r['star']} ({r['teff']:.0f}/{r['logg']:g}/{r['fe_h']:+.1f}/{r['vmic']:g})",
-             f"{r['reference_cpu_s']:.1f}", f"{r['fast_cpu_s']:.1f}", f"{r['speedup']:.2f}",
-             f"{r['lines_kept']:,} of {r['lines_in']:,}", f"{r['max_dF_hr']:.5f}",
-             f"{r['max_dF_lr']:.5f}"] for r in rows]
+             f"{r['reference_step']:.4f}", f"{r['reference_cpu_s']:.1f}",
+             f"{r['grid_cpu_s']:.1f}", f"{r['speedup']:.2f}", f"{r['max_dF_hr']:.5f}",
+             f"{r['max_dF_lr']:.5f}", f"{r['max_dF_lr_piece_ends']:.5f}",
+             f"{r['lines_kept']:,} of {r['lines_in']:,}"]
+            for r in rows]
     if len(rows) > 1:
         ref = sum(r["reference_cpu_s"] for r in rows)
-        fast = sum(r["fast_cpu_s"] for r in rows)
-        body.append(["all", f"{ref:.1f}", f"{fast:.1f}", f"{ref / fast:.2f}", "", "", ""])
+        now = sum(r["grid_cpu_s"] for r in rows)
+        body.append(["all", "", f"{ref:.1f}", f"{now:.1f}", f"{ref / now:.2f}", "", "", "",
+                     ""])
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     rule = "  ".join("=" * w for w in widths)
-    lines = [f".. generated by python benchmarks/bench_synthesis.py --rst ...; {hardware}; "
-             f"{version}; step {rows[0]['step']} A, hydrogen_wing_fraction "
-             f"{rows[0]['hydrogen_wing_fraction']}, min_depth {rows[0]['min_depth']}", "",
-             rule, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), rule]
+    st = rows[0]["settings"]
+    lines = [f".. generated by python benchmarks/bench_synthesis.py --rst ...; do not edit. "
+             f"{hardware}; {version}; {config}: " + ", ".join(f"{k} {v}" for k, v in st.items()),
+             "", rule, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), rule]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
     return "\n".join(lines + [rule, ""])
 

@@ -7,7 +7,7 @@ short window at a fine reference step (0.0025 A, with the grid's hydrogen-wing a
 settings), takes every k-th sample, convolves both with a Gaussian LSF (direct sums over the
 samples) at R = 20,000 (HR, 0.05 A pixels) and R = 6,500 (LR, 0.25 A pixels), and prints the
 largest flux difference for each step, also in units of the Doppler width the grid's
-``sampling_fraction`` uses (:func:`specutils_cinn.synthesis.runner.doppler_windows`).
+``sampling_fraction`` uses (:func:`specutils_cinn.synthesis.sampling.doppler_windows`).
 
 Usage::
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from specutils_cinn.synthesis.install import find_synthesis
 from specutils_cinn.synthesis.pruning import LinePruning
-from specutils_cinn.synthesis.runner import doppler_windows
+from specutils_cinn.synthesis.sampling import doppler_windows
 from specutils_cinn.synthesis.turbospectrum import synthesize
 
 REFERENCE_STEP = 0.0025

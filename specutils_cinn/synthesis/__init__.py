@@ -21,6 +21,7 @@ Submodules (imported lazily on first attribute access; importing this package is
   (:class:`SynthesisGrid`, :func:`read_grid`, :func:`write_grid`).
 - :mod:`~specutils_cinn.synthesis.shards`: the v2 grid's committed shards at 4MOST sampling
   (:func:`read_shards`, :func:`write_shard`, :class:`GridProduct`, :func:`fetch_grid`).
+- :mod:`~specutils_cinn.synthesis.sampling`: the wavelength pieces of a star's synthesis.
 - :mod:`~specutils_cinn.synthesis.pruning`: per-star line pruning (:class:`LinePruning`);
   :mod:`~specutils_cinn.synthesis.hydrogen_patch`: the hydrogen-wing speed patch.
 - :mod:`~specutils_cinn.synthesis.lithium`: 3D NLTE Li lines from breidablik

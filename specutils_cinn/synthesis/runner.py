@@ -54,9 +54,10 @@ import numpy as np
 
 from .design import KielRegion, LabelDesign
 from .grid_file import SynthesisGrid, holdout_mask, write_grid
+from .sampling import doppler_windows, join_pieces, padded_pieces
 
 __all__ = ["GridConfig", "GridRunSummary", "SynthesisWindow", "consolidate_grid",
-           "doppler_windows", "pack_shards", "run_grid", "synthesize_star"]
+           "pack_shards", "run_grid", "synthesize_star"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,12 @@ class GridConfig:
     sampling_fraction : float, optional
         Sample each star as finely as its narrowest lines need: windows are cut into pieces
         whose step is this fraction of the Doppler width of an iron line at 0.7 Teff with
-        the star's microturbulence (`doppler_windows`); the windows' own ``step`` is then an
-        upper limit. None: the windows' steps.
+        the star's microturbulence (`~specutils_cinn.synthesis.sampling.doppler_windows`); the
+        windows' own ``step`` is then an upper limit. None: the windows' steps.
+    piece_overlap : float
+        Angstrom by which each piece is synthesised into its neighbors and then trimmed
+        (`~specutils_cinn.synthesis.sampling.padded_pieces`), so that lines just beyond a
+        piece's end keep their wings. 0: none.
     """
 
     output: Path
@@ -157,6 +162,7 @@ class GridConfig:
     lithium: str = "1d-lte"
     loggf_calibration: Path | None = None
     sampling_fraction: float | None = None
+    piece_overlap: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lithium not in ("1d-lte", "3d-nlte"):
@@ -167,6 +173,8 @@ class GridConfig:
             raise ValueError(f"setups must be a non-empty list of 'hr'/'lr', got {self.setups}")
         if self.sampling_fraction is not None and not 0 < self.sampling_fraction <= 2:
             raise ValueError(f"sampling_fraction must be in (0, 2], got {self.sampling_fraction}")
+        if not 0 <= self.piece_overlap <= 50:
+            raise ValueError(f"piece_overlap must be in [0, 50] A, got {self.piece_overlap}")
         if self.n_stars < 1:
             raise ValueError(f"n_stars must be at least 1, got {self.n_stars}")
         if not self.windows:
@@ -256,6 +264,7 @@ class GridConfig:
             loggf_calibration=_path(s.get("loggf_calibration"), base),
             sampling_fraction=(None if s.get("sampling_fraction") is None
                                else float(s["sampling_fraction"])),
+            piece_overlap=float(s.get("piece_overlap", 0.0)),
         )
 
     def to_dict(self) -> dict:
@@ -276,6 +285,8 @@ class GridConfig:
                                       else self.loggf_calibration.name),
                 "sampling_fraction": self.sampling_fraction,
             })
+            if self.piece_overlap:
+                out["piece_overlap"] = self.piece_overlap
         return out
 
 
@@ -284,62 +295,6 @@ def _path(value: Any, base: Path) -> Path | None:
         return None
     p = Path(str(value))
     return p if p.is_absolute() else base / p
-
-
-#: Speed of light (km/s) and the atomic mass unit (kg), for Doppler widths.
-_C_KMS = 299792.458
-_AMU_KG = 1.66053907e-27
-_K_B = 1.380649e-23
-
-
-def doppler_windows(labels: Mapping[str, float], start: float, stop: float, max_step: float,
-                    fraction: float, growth: float = 1.25) -> list[tuple[float, float, float]]:
-    """Cut ``[start, stop]`` into pieces sampled as finely as the star's narrowest lines need.
-
-    The step of a piece is ``fraction`` times the Doppler width at its blue end of an iron line
-    at 0.7 Teff (the upper atmosphere) with the star's microturbulence,
-    ``lambda sqrt(2 k T / m_Fe + vmic^2) / c``, at most ``max_step``; a piece ends where that
-    width has grown by ``growth``. Turbospectrum samples the spectrum rather than integrating
-    it, so a line narrower than about two steps loses its equivalent width after convolution.
-
-    Parameters
-    ----------
-    labels : mapping
-        ``teff`` (K) and ``vmic`` (km/s).
-    start, stop, max_step : float
-        The window (air Angstrom) and the largest step allowed.
-    fraction : float
-        Step in units of that Doppler width.
-    growth : float
-        Ratio of the wavelengths at the ends of a piece.
-
-    Returns
-    -------
-    list of (start, stop, step)
-        Contiguous, non-overlapping pieces covering the window (a piece starts one step after
-        the previous one's last sample).
-
-    Raises
-    ------
-    ValueError
-        If a step would be finer than 0.001 A.
-    """
-    v_th = np.sqrt(2.0 * _K_B * 0.7 * float(labels["teff"]) / (55.845 * _AMU_KG)) / 1e3
-    xi = float(np.hypot(v_th, float(labels["vmic"])))
-    out: list[tuple[float, float, float]] = []
-    lo = float(start)
-    while lo < stop:
-        step = min(float(max_step), fraction * lo * xi / _C_KMS)
-        step = float(np.floor(step * 1e4) / 1e4)
-        if step < 1e-3:
-            raise ValueError(f"a step of {step:g} A at {lo:.0f} A is too fine for Turbospectrum "
-                             f"(fraction {fraction}, max_step {max_step}); need >= 0.001 A")
-        hi = min(float(stop), lo * growth)
-        n = max(int(np.ceil((hi - lo) / step)), 1)
-        hi = lo + n * step if hi < stop else float(stop)
-        out.append((lo, hi, step))
-        lo = hi + step
-    return out
 
 
 @dataclass
@@ -512,15 +467,19 @@ def _turbospectrum_v2(labels: Mapping[str, float], pieces: list, options: Mappin
 
 
 def _star_pieces(labels: Mapping[str, float], windows: Sequence[tuple],
-                 fraction: float | None) -> list[tuple[float, float, float]]:
-    """The ``(start, stop, step)`` pieces one star is synthesised in."""
+                 options: Mapping[str, Any]) -> tuple[list[tuple], list[tuple]]:
+    """The ``(start, stop, step)`` pieces one star is stored in, and those synthesised."""
+    fraction = options["sampling_fraction"]
     pieces: list[tuple[float, float, float]] = []
+    padded: list[tuple[float, float, float]] = []
     for _, start, stop, step in windows:
         if fraction:
-            pieces += doppler_windows(labels, start, stop, step, fraction)
+            own = doppler_windows(labels, start, stop, step, fraction)
         else:
-            pieces.append((start, stop, step))
-    return pieces
+            own = [(start, stop, step)]
+        pieces += own
+        padded += padded_pieces(own, options.get("piece_overlap", 0.0), (start, stop))
+    return pieces, padded
 
 
 def _raw_star(star_id: int, labels: Mapping[str, float], windows: Sequence[tuple],
@@ -529,15 +488,14 @@ def _raw_star(star_id: int, labels: Mapping[str, float], windows: Sequence[tuple
     """One star with a sharded run's physics: wavelength, normalised flux and its record."""
     t0 = time.perf_counter()
     c0 = _child_cpu()
-    pieces = _star_pieces(labels, windows, options["sampling_fraction"])
+    pieces, padded = _star_pieces(labels, windows, options)
     install = None
     li_info: dict[str, Any] = {"li_physics": "1D LTE"}
     if fn is not None:
-        res = fn(labels, pieces, options)
+        res = fn(labels, padded, options)
     else:
-        res, li_info, install = _turbospectrum_v2(labels, pieces, options, workdir)
-    wave = np.concatenate(res.wavelength)
-    flux = np.concatenate(res.flux)
+        res, li_info, install = _turbospectrum_v2(labels, padded, options, workdir)
+    wave, flux = join_pieces(pieces, res.wavelength, res.flux)
     if not np.all(np.isfinite(flux)):
         raise RuntimeError("non-finite synthetic flux")
     info = {
@@ -550,6 +508,7 @@ def _raw_star(star_id: int, labels: Mapping[str, float], windows: Sequence[tuple
         "li_physics": li_info.get("li_physics", "1D LTE"),
         "pruning": getattr(res, "pruning", {}),
         "sampling": [list(p) for p in pieces],
+        "piece_overlap": options.get("piece_overlap", 0.0),
         "code_version": getattr(res, "code_version", "unknown"),
         "patches": list(getattr(install, "patches", ()) if install is not None else ()),
         "line_lists": [str(p) for p in getattr(res, "line_lists", [])],
@@ -567,6 +526,7 @@ def _run_options(config: GridConfig) -> dict[str, Any]:
             "hydrogen_wing_fraction": config.hydrogen_wing_fraction,
             "min_depth": config.min_depth, "lithium": config.lithium,
             "sampling_fraction": config.sampling_fraction,
+            "piece_overlap": config.piece_overlap,
             "setups": list(config.setups), "timeout": config.timeout}
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from specutils_cinn.instruments import fourmost_setup
-from specutils_cinn.synthesis.runner import GridConfig, doppler_windows, pack_shards, run_grid
+from specutils_cinn.synthesis.runner import GridConfig, pack_shards, run_grid
+from specutils_cinn.synthesis.sampling import doppler_windows
 from specutils_cinn.synthesis.shards import (
     instrument_spectra,
     read_shards,
