@@ -11,7 +11,7 @@ __all__ = ["register"]
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..training import train_from_config
 
-    out = train_from_config(args.config, output=args.output)
+    out = train_from_config(args.config, output=args.output, checkpoint=args.checkpoint)
     print(f"wrote model to {out}")
     return 0
 
@@ -30,4 +30,8 @@ def register(sub) -> None:
     p.add_argument("config", help="training configuration (TOML; see configs/ in the source)")
     p.add_argument("-o", "--output", default=None,
                    help="model directory to write (default: [model] output of the configuration)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="training checkpoint (.safetensors), written at the evaluation steps "
+                   "([training] checkpoint_every); if it exists, the run continues from it "
+                   "(default: none)")
     p.set_defaults(func=_cmd_train)

@@ -86,6 +86,10 @@ class TrainingConfig:
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     threads : int or None
         CPU threads for torch (None keeps torch's default).
+    checkpoint_every : int or None
+        Steps between training checkpoints when the run is given a checkpoint path (a
+        multiple of ``eval_every``; None: at every evaluation). See
+        `specutils_cinn.training.checkpoint`.
     """
 
     steps: int = 5000
@@ -107,6 +111,7 @@ class TrainingConfig:
     photon_noise: bool = True
     device: str = "auto"
     threads: int | None = None
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
@@ -116,6 +121,10 @@ class TrainingConfig:
             raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if self.checkpoint_every is not None and (
+                self.checkpoint_every < 1 or self.checkpoint_every % self.eval_every):
+            raise ValueError(f"checkpoint_every must be a positive multiple of eval_every "
+                             f"({self.eval_every}), got {self.checkpoint_every}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:

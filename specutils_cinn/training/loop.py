@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from ..model import CINNModel, ModelMetadata
 from ..parameters import parameter_unit
 from ..wavelength_grid import WavelengthGrid
 from .augmentation import augment_batch, renormalize_batch
+from .checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
 from .config import TrainingConfig, read_training_file
 from .data import TrainingSet, load_training_set
 from .simulation import EmulatorSimulator
@@ -99,6 +101,7 @@ class _SetSource(_Source):
             "n_validation": int(len(val_idx)),
             "validation_groups": sorted(int(g) for g in np.unique(ts.groups[val_idx])),
         }
+        self._arrays = (ts.flux, ts.labels, ts.groups)
         self._flux = torch.as_tensor(ts.flux, dtype=torch.float32, device=device)
         self._z = self.standardize(ts.labels, device)
         self._val = torch.as_tensor(val_idx, device=device)
@@ -107,6 +110,15 @@ class _SetSource(_Source):
 
     def validation(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._flux[self._val], self._z[self._val]
+
+    def data_digest(self) -> str:
+        """SHA-256 of the training set's flux, labels and groups."""
+        h = hashlib.sha256()
+        for a in self._arrays:
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         pick = self._train[torch.randint(len(self._train), (self._batch,), generator=generator,
@@ -248,7 +260,8 @@ def _model_metadata(
                                  "n": int(selection.flux.shape[0]),
                                  "realisations": SELECTION_REALIZATIONS}
     training.update({
-        "config": asdict(config),
+        # the settings that decide the result (not where a checkpoint goes)
+        "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
         "history": dict(history),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "package_version": __version__,
@@ -327,6 +340,7 @@ def train_model(
     selection: TrainingSet | None = None,
     pixel_mask: PixelMask | None = None,
     log: Callable[[str], None] | None = print,
+    checkpoint: str | Path | None = None,
 ) -> tuple[CINNModel, dict[str, Any]]:
     """Train a cINN on a training set or a simulator and return the model and its history.
 
@@ -371,6 +385,12 @@ def train_model(
         metadata (``pixel_mask``), which makes the estimator apply it.
     log : callable, optional
         Receives progress lines; None is silent.
+    checkpoint : path-like, optional
+        A training checkpoint (`specutils_cinn.training.checkpoint`), written at the
+        evaluation steps (every ``config.checkpoint_every`` steps). If the file exists, the run
+        continues from it and ends with the weights an uninterrupted run would have on the
+        same device; a checkpoint of another run (other settings, data or architecture) is
+        refused with a `~specutils_cinn.training.checkpoint.CheckpointError`.
 
     Returns
     -------
@@ -421,8 +441,21 @@ def train_model(
     history: dict[str, Any] = {"step": [], "train_loss": [],
                                **{f"{k}_loss": [] for k in sets}}
     best = (math.inf, copy.deepcopy(network.state_dict()), 0)
-    running, t0 = 0.0, time.perf_counter()
-    for step in range(config.steps):
+    start, done_before = 0, 0.0
+    fingerprint = _fingerprint(src, arch, config, meta, sets)
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = read_checkpoint(checkpoint, fingerprint)
+        network.load_state_dict(state.network)
+        opt.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+        gen.set_state(state.generator_state)
+        torch.set_rng_state(state.global_state)
+        history, start, done_before = state.history, state.step, state.seconds
+        best = (state.best_loss, state.best, state.best_step)
+        say(f"resuming from {checkpoint} at step {start}/{config.steps}")
+    every = config.checkpoint_every or config.eval_every
+    running, t0 = 0.0, time.perf_counter() - done_before
+    for step in range(start, config.steps):
         running += _optimization_step(network, opt, sched, src, observe, config, gen)
         if (step + 1) % config.eval_every != 0 and step + 1 != config.steps:
             continue
@@ -436,6 +469,13 @@ def train_model(
         running = 0.0
         if losses[pick] < best[0]:
             best = (losses[pick], copy.deepcopy(network.state_dict()), step + 1)
+        if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == config.steps):
+            write_checkpoint(checkpoint, TrainingCheckpoint(
+                step=step + 1, fingerprint=fingerprint, network=network.state_dict(),
+                best=best[1], best_loss=best[0], best_step=best[2], optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(), generator_state=gen.get_state(),
+                global_state=torch.get_rng_state(), history=history,
+                seconds=time.perf_counter() - t0))
         extra = "".join(f"  {k} {losses[k]:8.3f}" for k in ("selection", "holdout") if k in sets)
         say(
             f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
@@ -456,8 +496,30 @@ def train_model(
     return CINNModel(metadata=metadata, network=network.cpu()), history
 
 
+def _fingerprint(src: Any, arch: Mapping[str, Any], config: TrainingConfig,
+                 meta: Mapping[str, Any], sets: Mapping[str, Any]) -> str:
+    """`run_fingerprint` of a run: everything that decides its result, not where it runs."""
+    settings = {k: v for k, v in asdict(config).items()
+                if k not in ("device", "threads", "checkpoint_every")}
+    if isinstance(src, _SetSource):
+        data: Any = src.data_digest()
+    else:
+        data = {"provenance": getattr(src.sim, "provenance", None),
+                "simulator": type(src.sim).__name__}
+    return run_fingerprint({
+        "settings": settings, "architecture": dict(arch), "parameters": list(src.parameters),
+        "grid": src.grid.to_dict(), "data": data,
+        "name": meta["name"], "version": meta["version"],
+        "normalization": meta["normalization"].to_dict(),
+        "ranges": {k: list(map(float, v)) for k, v in meta["ranges"].items()},
+        "pixel_mask": None if meta["pixel_mask"] is None else meta["pixel_mask"].to_dict(),
+        "sets": {k: sum(int(f.shape[0]) for f, _ in v) for k, v in sets.items()},
+    })
+
+
 def train_from_config(
-    path: str | Path, output: str | Path | None = None, log: Callable[[str], None] | None = print
+    path: str | Path, output: str | Path | None = None, log: Callable[[str], None] | None = print,
+    checkpoint: str | Path | None = None,
 ) -> Path:
     """Train a model from a TOML configuration file and write the model directory.
 
@@ -477,6 +539,8 @@ def train_from_config(
         Model directory to write; default ``[model] output`` relative to the config file.
     log : callable, optional
         Receives progress lines.
+    checkpoint : path-like, optional
+        Training checkpoint to write and, if it exists, to continue from (see `train_model`).
 
     Returns
     -------
@@ -512,6 +576,7 @@ def train_from_config(
         selection=selection,
         pixel_mask=pixel_mask,
         log=log,
+        checkpoint=checkpoint,
     )
     out = Path(output) if output is not None else base / cfg.model["output"]
     model.save(out)
