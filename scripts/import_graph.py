@@ -48,7 +48,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", (
         PACKAGE, "_version", "_hashing", "_files", "_forwarding", "_checks", "constants",
-        "parameters", "devices", "wavelength_grid", "flags",
+        "parameters", "devices", "wavelength_grid", "flags", "checkpoint",
         # the old path of wavelength_grid: a re-export module for one release
         "grid",
     )),

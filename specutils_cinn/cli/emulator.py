@@ -68,7 +68,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     out, hist, acc = train_from_config(args.config, data=args.data, out=args.output,
                                        overrides=overrides, fraction=args.fraction,
-                                       device=args.device, log=_log)
+                                       device=args.device, log=_log,
+                                       checkpoint=args.checkpoint)
     print(f"{out}: held-out stars ({acc['n_stars']}, {acc['n_outside']} outside the training "
           f"ranges, clamped): |residual| median {acc['all']['median_abs']:.2e}, "
           f"p99 {acc['all']['p99_abs']:.2e}; training {hist['seconds']:.0f} s")
@@ -159,6 +160,10 @@ def register(sub) -> None:
                    help="emulator directory to write (default: the configuration's out)")
     q.add_argument("--steps", type=int, default=None,
                    help="maximum optimisation steps (default: the configuration's)")
+    q.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="training checkpoint (.safetensors), written at every evaluation and "
+                   "at the end of each phase; if it exists, training continues from it "
+                   "(default: none)")
     q.add_argument("--seed", type=int, default=None,
                    help="seed of the split, weights and batches (default: the configuration's)")
     q.add_argument("--fraction", type=float, default=1.0,

@@ -155,6 +155,7 @@ def train_and_save(
     device: str = "cpu",
     name: str = "emulator",
     log: Callable[[str], Any] = print,
+    checkpoint: str | Path | None = None,
 ) -> tuple[SpectrumEmulator, dict[str, Any], dict[str, Any]]:
     """Train on (a fraction of) the training stars, evaluate on the held-out stars, save.
 
@@ -174,6 +175,9 @@ def train_and_save(
         Name recorded in the emulator's metadata.
     log : callable, optional
         Called with progress messages.
+    checkpoint : str or pathlib.Path, optional
+        Training checkpoint to write and, if it exists, to continue from (see
+        `~specutils_cinn.emulator.train_emulator`).
 
     Returns
     -------
@@ -188,7 +192,7 @@ def train_and_save(
     use = subset_training_stars(data["star_id"], data["holdout"], fraction, config.seed)
     emu, hist = train_emulator(data["labels"][use], data["flux"][use], data["label_names"],
                                setup.grid, config, star_id=data["star_id"][use], device=device,
-                               log=log)
+                               log=log, checkpoint=checkpoint)
     ho = data["holdout"]
     acc = residual_statistics(emu, data["labels"][ho], data["flux"][ho])
     acc.pop("residuals")
@@ -223,6 +227,7 @@ def train_from_config(
     fraction: float = 1.0,
     device: str = "cpu",
     log: Callable[[str], Any] = print,
+    checkpoint: str | Path | None = None,
 ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """Train and save a spectrum emulator from a TOML configuration.
 
@@ -237,7 +242,7 @@ def train_from_config(
     overrides : dict, optional
         `~specutils_cinn.emulator.EmulatorConfig` options replacing the configuration's
         ``[emulator]`` table (e.g. ``{"steps": 100}``).
-    fraction, device, log
+    fraction, device, log, checkpoint
         As in `train_and_save`.
 
     Returns
@@ -264,7 +269,8 @@ def train_from_config(
     out_path = Path(out_path)
     name = conf.get("name", out_path.name)
     _, hist, acc = train_and_save(load_training_data(data_path), cfg, out_path,
-                                  fraction=fraction, device=device, name=name, log=log)
+                                  fraction=fraction, device=device, name=name, log=log,
+                                  checkpoint=checkpoint)
     return out_path, hist, acc
 
 

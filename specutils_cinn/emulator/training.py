@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
 from ..devices import resolve_device, restore_torch_threads
 from ..wavelength_grid import WavelengthGrid
 from .network import SpectrumEmulator
@@ -149,18 +153,72 @@ def _lr_factor(step: int, cfg: EmulatorConfig, total: int) -> float:
     return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+#: The training phases of `train_emulator`, in order (coefficients, then fine-tuning).
+_PHASES = ("", "ft")
+
+
+class _Checkpoints:
+    """Where `_loop` writes its state and what a resumed run skips (`specutils_cinn.checkpoint`)."""
+
+    def __init__(self, path: str | os.PathLike[str], fingerprint: str, every: int,
+                 log: Callable[[str], None] | None) -> None:
+        self.path, self.fingerprint, self.every = Path(path), fingerprint, every
+        self.state = (read_checkpoint(self.path, fingerprint) if self.path.exists() else None)
+        if self.state is not None and log:
+            log(f"resuming from {self.path} ({self.state.extra['phase'] or 'coefficient'} phase, "
+                f"step {self.state.step}{', done' if self.state.extra['done'] else ''})")
+
+    def resume(self, tag: str) -> TrainingCheckpoint | None:
+        """The state to continue phase ``tag`` from, or None to start it afresh."""
+        st = self.state
+        if st is None or _PHASES.index(st.extra["phase"]) < _PHASES.index(tag):
+            return None
+        return st
+
+    def write(self, tag: str, step: int, done: bool, emu: SpectrumEmulator, best: float,
+              best_state: dict | None, bad: int, opt: Any, sched: Any, gen: torch.Generator,
+              hist: dict, seconds: float) -> None:
+        self.state = None                      # later phases start afresh in this process
+        write_checkpoint(self.path, TrainingCheckpoint(
+            step=step, fingerprint=self.fingerprint, network=emu.state_dict(),
+            best=best_state if best_state is not None else emu.state_dict(), best_loss=best,
+            best_step=0, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            generator_state=gen.get_state(), global_state=torch.get_rng_state(), history=hist,
+            seconds=seconds, extra={"phase": tag, "done": done, "bad": bad,
+                                    "has_best": best_state is not None}))
+
+
 def _loop(emu: SpectrumEmulator, params: list[torch.nn.Parameter], x: torch.Tensor,
           loss_fn: Callable[[torch.Tensor], torch.Tensor],
           val_fn: Callable[[], float], cfg: EmulatorConfig, steps: int, lr: float,
           gen: torch.Generator, hist: dict[str, list], log: Callable[[str], None] | None,
-          tag: str) -> None:
+          tag: str, checkpoints: _Checkpoints | None = None, t0: float = 0.0) -> None:
     """Adam with warm-up and cosine decay; keeps the best validation state (early stopping)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, steps))
     n = x.shape[0]
     bs = min(cfg.batch_size, n)
     best, best_state, bad, run = math.inf, None, 0, 0.0
-    for step in range(steps):
+    start = 0
+    st = checkpoints.resume(tag) if checkpoints is not None else None
+    if st is not None:
+        hist.clear()
+        hist.update(st.history)
+        if st.extra["phase"] != tag or st.extra["done"]:
+            # this phase finished before the interruption: its result is in the checkpoint
+            # (or, for a later phase, will be restored when that phase resumes)
+            emu.load_state_dict(st.network)
+            return
+        emu.load_state_dict(st.network)
+        opt.load_state_dict(st.optimizer)
+        sched.load_state_dict(st.scheduler)
+        gen.set_state(st.generator_state)
+        torch.set_rng_state(st.global_state)
+        best, bad, start = st.best_loss, int(st.extra["bad"]), st.step
+        best_state = ({k: v.to(emu.basis.device) for k, v in st.best.items()}
+                      if st.extra["has_best"] else None)
+    every = checkpoints.every if checkpoints is not None else cfg.eval_every
+    for step in range(start, steps):
         idx = torch.randperm(n, generator=gen)[:bs].to(x.device)
         loss = loss_fn(idx)
         opt.zero_grad(set_to_none=True)
@@ -189,8 +247,14 @@ def _loop(emu: SpectrumEmulator, params: list[torch.nn.Parameter], x: torch.Tens
                     if log:
                         log(f"{tag}early stop after {step + 1} steps")
                     break
+            if checkpoints is not None and (step + 1) % every == 0 and step + 1 < steps:
+                checkpoints.write(tag, step + 1, False, emu, best, best_state, bad, opt, sched,
+                                  gen, hist, time.perf_counter() - t0)
     if best_state is not None:
         emu.load_state_dict(best_state)
+    if checkpoints is not None:
+        checkpoints.write(tag, steps, True, emu, best, best_state, bad, opt, sched, gen, hist,
+                          time.perf_counter() - t0)
 
 
 @restore_torch_threads
@@ -206,6 +270,8 @@ def train_emulator(
     holdout: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = print,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
 ) -> tuple[SpectrumEmulator, dict[str, Any]]:
     """Train a spectrum emulator with Adam and early stopping on a validation split by star.
 
@@ -233,6 +299,15 @@ def train_emulator(
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     log : callable or None
         Called with progress lines.
+    checkpoint : path-like, optional
+        A training checkpoint (`specutils_cinn.checkpoint`), written every
+        ``checkpoint_every`` steps and at the end of each phase. If the file exists, training
+        continues from it and ends with the emulator an uninterrupted run would give on the
+        same device; a checkpoint of another run is refused with a
+        `~specutils_cinn.checkpoint.CheckpointError`.
+    checkpoint_every : int, optional
+        Steps between checkpoints, a multiple of ``config.eval_every`` (default: every
+        evaluation).
 
     Returns
     -------
@@ -288,6 +363,16 @@ def train_emulator(
     emu.flux_mean.copy_(mean)
     gen = torch.Generator().manual_seed(cfg.seed)
     hist: dict[str, Any] = {"step": [], "train_mse": [], "val_mse": []}
+    ckpt = None
+    if checkpoint is not None:
+        every = checkpoint_every or cfg.eval_every
+        if every < 1 or every % cfg.eval_every:
+            raise ValueError(f"checkpoint_every must be a positive multiple of eval_every "
+                             f"({cfg.eval_every}), got {checkpoint_every}")
+        ckpt = _Checkpoints(checkpoint, _fingerprint(cfg, label_names, grid, lab, fl, groups,
+                                                     val_mask), every, log)
+        if ckpt.state is not None:
+            t0 -= ckpt.state.seconds           # training time of the earlier parts
     mlp_params = list(emu.mlp.parameters())
 
     def pixel_val() -> float:
@@ -311,7 +396,7 @@ def train_emulator(
             return float(((emu.coefficients(xv) - zv) ** 2 * w).sum(1).mean()) + floor
 
         _loop(emu, mlp_params, xt, coef_loss, coef_val, cfg, cfg.steps, cfg.learning_rate, gen,
-              hist, log, "")
+              hist, log, "", ckpt, t0)
         if cfg.finetune_steps > 0:
             emu.basis.requires_grad_(True)
 
@@ -319,7 +404,7 @@ def train_emulator(
                 return ((emu.flux_from_scaled(xt[idx]) - ft[idx]) ** 2).mean()
 
             _loop(emu, [*mlp_params, emu.basis], xt, pix_loss, pixel_val, cfg,
-                  cfg.finetune_steps, 0.1 * cfg.learning_rate, gen, hist, log, "ft")
+                  cfg.finetune_steps, 0.1 * cfg.learning_rate, gen, hist, log, "ft", ckpt, t0)
             emu.basis.requires_grad_(False)
     else:
         emu.basis.data.mul_(1e-3)
@@ -329,7 +414,7 @@ def train_emulator(
             return ((emu.flux_from_scaled(xt[idx]) - ft[idx]) ** 2).mean()
 
         _loop(emu, [*mlp_params, emu.basis], xt, pix_loss, pixel_val, cfg, cfg.steps,
-              cfg.learning_rate, gen, hist, log, "")
+              cfg.learning_rate, gen, hist, log, "", ckpt, t0)
         emu.basis.requires_grad_(False)
 
     if cfg.storage_dtype != "float32":
@@ -350,6 +435,19 @@ def train_emulator(
         log(f"done in {hist['seconds']:.0f} s: validation |residual| median "
             f"{hist['validation_median_abs']:.2e}, p99 {hist['validation_p99_abs']:.2e}")
     return emu, hist
+
+
+def _fingerprint(cfg: EmulatorConfig, label_names: Sequence[str], grid: WavelengthGrid,
+                 *arrays: np.ndarray) -> str:
+    """`run_fingerprint` of an emulator run: settings (not threads), labels, grid and data."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "threads"}
+    return run_fingerprint({"settings": settings, "labels": list(label_names),
+                            "grid": grid.to_dict(), "data": h.hexdigest()})
 
 
 def _restore_dtype(emu: SpectrumEmulator, storage_dtype: str) -> SpectrumEmulator:

@@ -11,10 +11,8 @@ The modules follow the pipeline:
 - ``training.augmentation``: fresh noise (the package's one noise model,
   `specutils_cinn.instruments.draw_noise`), masks, gaps and continuum errors every step
   (`augment_batch`), and the model's input normalization (`renormalize_batch`);
-- ``training.loop``: `train_model` and `train_from_config`;
-- ``training.checkpoint``: resumable runs (`~specutils_cinn.training.checkpoint.CheckpointError`,
-  `~specutils_cinn.training.checkpoint.read_checkpoint`,
-  `~specutils_cinn.training.checkpoint.write_checkpoint`).
+- ``training.loop``: `train_model` and `train_from_config` (resumable runs:
+  `specutils_cinn.checkpoint`).
 
 Every public name is importable from ``specutils_cinn.training``, as before this package was
 split into modules.

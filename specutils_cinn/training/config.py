@@ -89,7 +89,7 @@ class TrainingConfig:
     checkpoint_every : int or None
         Steps between training checkpoints when the run is given a checkpoint path (a
         multiple of ``eval_every``; None: at every evaluation). See
-        `specutils_cinn.training.checkpoint`.
+        `specutils_cinn.checkpoint`.
     """
 
     steps: int = 5000

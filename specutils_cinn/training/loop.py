@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
 from ..devices import resolve_device, restore_torch_threads
 from ..flows import build_cinn
 from ..flows.conditioning import encode_inputs
@@ -40,7 +41,6 @@ from ..model import CINNModel, ModelMetadata
 from ..parameters import parameter_unit
 from ..wavelength_grid import WavelengthGrid
 from .augmentation import augment_batch, renormalize_batch
-from .checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
 from .config import TrainingConfig, read_training_file
 from .data import TrainingSet, load_training_set
 from .simulation import EmulatorSimulator
@@ -386,11 +386,11 @@ def train_model(
     log : callable, optional
         Receives progress lines; None is silent.
     checkpoint : path-like, optional
-        A training checkpoint (`specutils_cinn.training.checkpoint`), written at the
+        A training checkpoint (`specutils_cinn.checkpoint`), written at the
         evaluation steps (every ``config.checkpoint_every`` steps). If the file exists, the run
         continues from it and ends with the weights an uninterrupted run would have on the
         same device; a checkpoint of another run (other settings, data or architecture) is
-        refused with a `~specutils_cinn.training.checkpoint.CheckpointError`.
+        refused with a `~specutils_cinn.checkpoint.CheckpointError`.
 
     Returns
     -------

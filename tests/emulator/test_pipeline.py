@@ -82,7 +82,10 @@ def test_validation_rows_are_whole_training_stars(config):
 
 @pytest.mark.slow  # trains an emulator (about 4 s, most of it importing torch.optim)
 def test_train_and_error_from_the_cli(config, tmp_path, capsys):
-    assert cli.main(["emulator", "train", str(config), "--steps", "60"]) == 0
+    ck = tmp_path / "emu.ckpt.safetensors"
+    assert cli.main(["emulator", "train", str(config), "--steps", "60",
+                     "--checkpoint", str(ck)]) == 0
+    assert ck.exists()                                  # the CLI passes the checkpoint on
     out = tmp_path / "emulators" / "tiny"
     assert "held-out stars (6," in capsys.readouterr().out
     emu = load_emulator(out)

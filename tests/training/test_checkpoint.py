@@ -1,17 +1,17 @@
-"""Resumable training (training/checkpoint.py): a killed run continues to the same weights."""
+"""Resumable training (specutils_cinn/checkpoint.py): a killed run continues to the same weights."""
 
 import numpy as np
 import pytest
 import torch
 from linear_gaussian import LinearGaussianProblem
 
-from specutils_cinn.training import TrainingConfig, train_model
-from specutils_cinn.training.checkpoint import (
+from specutils_cinn.checkpoint import (
     CheckpointError,
     read_checkpoint,
     run_fingerprint,
     write_checkpoint,
 )
+from specutils_cinn.training import TrainingConfig, train_model
 
 
 class _Killed(Exception):
@@ -93,7 +93,7 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
-    from specutils_cinn.training.checkpoint import TrainingCheckpoint
+    from specutils_cinn.checkpoint import TrainingCheckpoint
 
     ck = TrainingCheckpoint(step=4, fingerprint=run_fingerprint({"a": 1}),
                             network=net.state_dict(), best=net.state_dict(), best_loss=float("inf"),

@@ -1,7 +1,8 @@
 """Resumable training: the whole state of a training run in one safetensors file.
 
 A run on a 2-core machine takes hours and a session can end at any moment. With a checkpoint
-path `~specutils_cinn.training.train_model` writes, at its evaluation steps, everything the
+path `~specutils_cinn.training.train_model` (and the emulator's
+`~specutils_cinn.emulator.train_emulator`) writes, at its evaluation steps, everything the
 rest of the run depends on: the network's weights, the best weights so far, the optimizer's
 moments, the learning-rate schedule, the state of the training generator and of torch's
 global generator, and the loss history. Rerunning the same training with the same path
@@ -82,6 +83,9 @@ class TrainingCheckpoint:
         The loss history so far.
     seconds : float
         Training time so far.
+    extra : dict
+        Loop-specific JSON state (e.g. the emulator's training phase and early-stopping
+        counter).
     """
 
     step: int
@@ -96,6 +100,7 @@ class TrainingCheckpoint:
     global_state: torch.Tensor
     history: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -145,6 +150,7 @@ def write_checkpoint(path: str | os.PathLike[str], checkpoint: TrainingCheckpoin
         "scheduler": json.dumps(checkpoint.scheduler),
         "history": json.dumps(checkpoint.history),
         "seconds": repr(float(checkpoint.seconds)),
+        "extra": json.dumps(checkpoint.extra),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -209,6 +215,7 @@ def read_checkpoint(path: str | os.PathLike[str], fingerprint: str | None = None
             optimizer={"state": state, "param_groups": json.loads(meta["optimizer_groups"])},
             scheduler=json.loads(meta["scheduler"]),
             generator_state=tensors["rng/generator"], global_state=tensors["rng/global"],
-            history=json.loads(meta["history"]), seconds=float(meta["seconds"]))
+            history=json.loads(meta["history"]), seconds=float(meta["seconds"]),
+            extra=json.loads(meta.get("extra", "{}")))
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path} is an incomplete training checkpoint: {exc}") from exc
