@@ -6,8 +6,9 @@ The modules follow the pipeline:
   (`read_training_file`);
 - ``training.data``: `TrainingSet`, noise-free spectra with their labels, and
   its ``.npz`` files;
+- ``training.prior``: `LabelPrior`, the prior of the simulated spectra's labels;
 - ``training.simulation``: `EmulatorSimulator`, fresh noise-free spectra from a
-  spectrum emulator every step, its `LabelPrior` and the `SpectrumSimulator` protocol;
+  spectrum emulator every step, and the `SpectrumSimulator` protocol;
 - ``training.augmentation``: fresh noise (the package's one noise model,
   `specutils_cinn.instruments.draw_noise`), masks, gaps and continuum errors every step
   (`augment_batch`), and the model's input normalization (`renormalize_batch`);
@@ -29,7 +30,8 @@ from .loop import (
     train_from_config,
     train_model,
 )
-from .simulation import EmulatorSimulator, LabelPrior, SpectrumSimulator
+from .prior import LabelPrior
+from .simulation import EmulatorSimulator, SpectrumSimulator
 
 __all__ = [
     "SELECTION_REALISATIONS",
