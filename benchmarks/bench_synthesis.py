@@ -28,12 +28,14 @@ Usage::
     python benchmarks/bench_synthesis.py --rst docs/synthesis/bench_synthesis.rst
     python benchmarks/bench_synthesis.py --stars sun --reference-cache work/bench_synthesis
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --piece-overlap 0
+    python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --no-pruning
     python benchmarks/bench_synthesis.py --breakdown --stars sun --step 0.03
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -118,7 +120,7 @@ def _grid_star(lab: dict, cfg: GridConfig, overlap: float, inst, grid, lists):
                      line_pruning=(None if cfg.min_depth is None
                                    else LinePruning(min_depth=cfg.min_depth)))
     wave, flux = join_pieces(pieces, res.wavelength, res.flux)
-    return wave, flux, res.pruning, pieces
+    return wave, flux, (getattr(res, "pruning", None) or {}), pieces
 
 
 def main() -> None:
@@ -128,6 +130,9 @@ def main() -> None:
                     help="grid config whose sampling, hydrogen and pruning settings are timed")
     ap.add_argument("--piece-overlap", type=float, default=None,
                     help="override the config's piece_overlap (A), e.g. 0 to see what it does")
+    ap.add_argument("--no-pruning", action="store_true",
+                    help="synthesise the grid settings without line pruning (to separate its "
+                    "share of the difference from the sampling's)")
     ap.add_argument("--step", type=float, default=0.03,
                     help="uniform sampling step (A) of --breakdown")
     ap.add_argument("--exclude", nargs="*", default=["sih"],
@@ -147,6 +152,8 @@ def main() -> None:
     if cfg.sampling_fraction is None or len(cfg.windows) != 1:
         raise SystemExit(f"{args.config}: needs one [[window]] and sampling_fraction")
     overlap = cfg.piece_overlap if args.piece_overlap is None else args.piece_overlap
+    if args.no_pruning:
+        cfg = dataclasses.replace(cfg, min_depth=None)
     inst = find_synthesis()
     grid = MarcsGrid(inst.atmos_dir)
     lists = [inst.ges_linelist, inst.hlinedata] + [
@@ -168,7 +175,7 @@ def main() -> None:
                "grid_points": int(wave.size), "grid_pieces": len(pieces),
                "grid_cpu_s": round(c2 - c1, 1), "speedup": round(ref_cpu / (c2 - c1), 2),
                "max_dF_hr": round(diff["hr"], 5), "max_dF_lr": round(diff["lr"], 5),
-               "lines_in": pruning.get("lines_in"), "lines_kept": pruning.get("lines_kept"),
+               "lines_in": pruning.get("lines_in", 0), "lines_kept": pruning.get("lines_kept", 0),
                "max_dF_lr_piece_ends": round(_near_ends(diff["lr_abs"], pieces), 5),
                "settings": {"sampling_fraction": cfg.sampling_fraction, "piece_overlap": overlap,
                             "hydrogen_wing_fraction": cfg.hydrogen_wing_fraction,
