@@ -9,7 +9,10 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["resolve_device", "restore_torch_threads"]
+__all__ = ["has_bfloat16_hardware", "resolve_device", "restore_torch_threads"]
+
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 matrix arithmetic.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -46,6 +49,34 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device type {dev.type!r} is not supported; use 'auto', 'cpu' or 'cuda'")
     return dev
+
+
+def has_bfloat16_hardware(device: str | torch.device) -> bool:
+    """Whether ``device`` does bfloat16 matrix products natively (faster than float32).
+
+    A CUDA device with native bfloat16 (``torch.cuda.is_bf16_supported(including_emulation=
+    False)``: Ampere and later), or a
+    CPU whose ``/proc/cpuinfo`` flags include one of `BFLOAT16_CPU_FLAGS` (Intel AMX or
+    AVX-512 BF16). Elsewhere torch emulates bfloat16, more slowly than float32.
+
+    Parameters
+    ----------
+    device : str or `torch.device`
+        As `resolve_device` takes it.
+
+    Returns
+    -------
+    bool
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = {f for line in fh if line.startswith("flags") for f in line.split()}
+    except OSError:
+        return False
+    return any(f in flags for f in BFLOAT16_CPU_FLAGS)
 
 
 def restore_torch_threads(function: _F) -> _F:

@@ -48,6 +48,7 @@ def test_table_layout_units_and_meta(lg):
     assert t["teff"].unit == u.K and t["teff_std"].unit == u.K
     assert t["logg"].unit == u.dex(u.cm / u.s**2) and t["logg_std"].unit == u.dex
     assert t.meta["NSAMPLES"] == 200 and t.meta["SEED"] == 3
+    assert t.meta["PRECISN"] in ("float32", "bfloat16")       # the sampling precision used
     assert t.meta["QUANTILE"] == [0.16, 0.5, 0.84, 0.025]
     assert t.meta["MODEL"] == "linear-gaussian-test-v0.0.1"
     assert t.meta["MODELSHA"] == est.model.sha256 and len(t.meta["MODELSHA"]) == 64

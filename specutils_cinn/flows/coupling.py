@@ -47,10 +47,15 @@ class SubnetCache(NamedTuple):
         ``term`` holds the raw conditioning features).
     term : torch.Tensor
         ``c @ W_c.T + bias`` of shape ``[B, hidden]`` (or the features ``[B, dims_c]``).
+    hidden : tuple of (torch.Tensor, torch.Tensor or None), optional
+        With a reduced sampling precision (`GLOWCouplingBlock.precondition` ``dtype``): the
+        weights and biases of the hidden ``Linear`` layers between the first and the last,
+        cast to that dtype once per call; None: every layer runs in float32.
     """
 
     weight: Tensor | None
     term: Tensor
+    hidden: tuple[tuple[Tensor, Tensor | None], ...] | None = None
 
 
 class CouplingCache(NamedTuple):
@@ -72,13 +77,25 @@ def _starts_with_linear(subnet: nn.Module) -> bool:
     )
 
 
-def _precondition_subnet(subnet: nn.Module, c: Tensor, split: int) -> SubnetCache:
+def _is_mlp(subnet: nn.Module) -> bool:
+    """A `make_subnet` layout: Linear, then ReLU and Linear alternating, ending in a Linear."""
+    layers = list(subnet)
+    return (len(layers) % 2 == 1 and all(type(m) is nn.Linear for m in layers[::2])
+            and all(type(m) is nn.ReLU for m in layers[1::2]))
+
+
+def _precondition_subnet(subnet: nn.Module, c: Tensor, split: int,
+                         dtype: torch.dtype | None = None) -> SubnetCache:
     if not _starts_with_linear(subnet):
         return SubnetCache(None, c)
     first = subnet[0]
     weight = first.weight
     term = F.linear(c, weight[:, split:], first.bias)
-    return SubnetCache(weight[:, :split].contiguous(), term)
+    hidden = None
+    if dtype is not None and dtype != term.dtype and _is_mlp(subnet):
+        hidden = tuple((m.weight.to(dtype), None if m.bias is None else m.bias.to(dtype))
+                       for m in list(subnet)[2:-1:2])
+    return SubnetCache(weight[:, :split].contiguous(), term, hidden)
 
 
 def _run_cached(subnet: nn.Module, x: Tensor, cache: SubnetCache) -> Tensor:
@@ -87,6 +104,13 @@ def _run_cached(subnet: nn.Module, x: Tensor, cache: SubnetCache) -> Tensor:
         c = cache.term.unsqueeze(1).expand(x.shape[0], x.shape[1], cache.term.shape[-1])
         return subnet(torch.cat([x, c], dim=-1))
     h = F.linear(x, cache.weight).add_(cache.term.unsqueeze(1))
+    if cache.hidden is not None:
+        # the hidden x hidden products (nearly all of the work) in the reduced precision; the
+        # first and last layers, and everything after the subnet, in float32
+        h = torch.relu_(h).to(cache.hidden[0][0].dtype) if cache.hidden else torch.relu_(h)
+        for weight, bias in cache.hidden:
+            h = torch.relu_(F.linear(h, weight, bias))
+        return subnet[-1](h.to(x.dtype))
     for layer in list(subnet)[1:]:
         # h is always a fresh intermediate here, so ReLU may run in place (saves an allocation)
         h = torch.relu_(h) if type(layer) is nn.ReLU else layer(h)
@@ -221,7 +245,7 @@ class GLOWCouplingBlock(nn.Module):
             lambda u: self.subnet2(torch.cat([u, c], dim=1)),
         )
 
-    def precondition(self, c: Tensor) -> CouplingCache:
+    def precondition(self, c: Tensor, dtype: torch.dtype | None = None) -> CouplingCache:
         """Precompute the conditioning part of both subnets' first layer, once per spectrum.
 
         For a first layer ``Linear(split + dims_c, hidden)`` with weight ``W = [W_x, W_c]``
@@ -233,6 +257,10 @@ class GLOWCouplingBlock(nn.Module):
         ----------
         c : torch.Tensor
             Conditioning features of shape ``[B, dims_c]``.
+        dtype : torch.dtype, optional
+            Reduced precision (e.g. ``torch.bfloat16``) for the subnets' hidden-to-hidden
+            layers in `reverse_conditioned` (`make_subnet` layouts only); the first and last
+            layers, the clamps, exponentials and shifts stay in the dtype of ``c``.
 
         Returns
         -------
@@ -242,8 +270,8 @@ class GLOWCouplingBlock(nn.Module):
         if c.ndim != 2 or c.shape[1] != self.dims_c:
             raise ValueError(f"c must have shape [B, {self.dims_c}], got {tuple(c.shape)}")
         return CouplingCache(
-            _precondition_subnet(self.subnet1, c, self.split_len1),
-            _precondition_subnet(self.subnet2, c, self.split_len2),
+            _precondition_subnet(self.subnet1, c, self.split_len1, dtype),
+            _precondition_subnet(self.subnet2, c, self.split_len2, dtype),
         )
 
     def reverse_conditioned(self, z: Tensor, cache: CouplingCache) -> Tensor:

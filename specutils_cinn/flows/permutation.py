@@ -91,12 +91,14 @@ class PermuteRandom(nn.Module):
         """
         return _permute_last(y, self.perm_inv)
 
-    def precondition(self, c: Tensor) -> None:
+    def precondition(self, c: Tensor, dtype: torch.dtype | None = None) -> None:
         """Return `None`: a permutation has nothing to precompute.
 
         Parameters
         ----------
         c : torch.Tensor
+            Ignored.
+        dtype : torch.dtype, optional
             Ignored.
 
         Returns
