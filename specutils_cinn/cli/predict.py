@@ -77,6 +77,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         dask=args.dask,
         progress=progress_option(args),
         compile_sampling=args.compile,
+        sampling_precision=args.precision,
     )
     resumed = f"; {summary.resumed} of {summary.chunks} chunks from an earlier run" \
         if summary.resumed else ""
@@ -175,6 +176,11 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="compile the network's sampling with torch.compile (tens of seconds "
                         "once, faster after: for thousands of spectra)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="precision of the flow's hidden layers when drawing: 'auto' is "
+                   "bfloat16 on hardware that does it natively (GPUs of the Ampere generation "
+                   "and later, CPUs with AMX or AVX-512 BF16), float32 elsewhere "
+                   "(default: auto)")
     p.add_argument("--dask", default=None, metavar="SCHEDULER",
                    help="run the chunks on Dask: a scheduler address (tcp://host:8786), or "
                    "'local' / 'local:N' for N local worker processes (default: no Dask, "

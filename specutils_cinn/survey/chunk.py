@@ -261,12 +261,13 @@ def _assemble(est: Any, items: list[_Item], tables: dict[int, tuple[QTable, int]
 
 
 # ----------------------------------------------------------------------------- estimators
-_ESTIMATORS: dict[tuple[str, str], Any] = {}
+_ESTIMATORS: dict[tuple, Any] = {}
 _ESTIMATORS_LOCK = threading.Lock()
 
 
 def cached_estimator(model: str | os.PathLike | None, device: str = "auto",
-                     compile_sampling: bool = False) -> Any:
+                     compile_sampling: bool = False, sampling_precision: str | None = None
+                     ) -> Any:
     """The estimator for a model, loaded once per process (for Dask workers).
 
     Parameters
@@ -277,6 +278,9 @@ def cached_estimator(model: str | os.PathLike | None, device: str = "auto",
         Its device.
     compile_sampling : bool, optional
         Compile its sampling (`~specutils_cinn.CINNParameterEstimator.compile_sampling`).
+    sampling_precision : {"auto", "float32", "bfloat16"}, optional
+        Its sampling precision
+        (`~specutils_cinn.CINNParameterEstimator.set_sampling_precision`; None: ``"auto"``).
 
     Returns
     -------
@@ -285,11 +289,14 @@ def cached_estimator(model: str | os.PathLike | None, device: str = "auto",
     """
     from ..estimator import CINNParameterEstimator
 
-    key = (os.fspath(model) if model is not None else "", str(device), bool(compile_sampling))
+    precision = sampling_precision or "auto"
+    key = (os.fspath(model) if model is not None else "", str(device), bool(compile_sampling),
+           precision)
     with _ESTIMATORS_LOCK:
         est = _ESTIMATORS.get(key)
         if est is None:
             est = CINNParameterEstimator.from_pretrained(model, device=device)
+            est.set_sampling_precision(precision)
             if compile_sampling:
                 est.compile_sampling()
             _ESTIMATORS[key] = est

@@ -20,14 +20,17 @@ from .plan import SurveyInput, _Job
 __all__: list[str] = []
 
 def _dask_chunk(model: Any, device: str, units: list[SurveyInput], job: _Job, index: int,
-                compile_sampling: bool = False) -> QTable:
+                compile_sampling: bool = False, sampling_precision: str | None = None
+                ) -> QTable:
     """Run on a Dask worker: one chunk with the worker's (cached or scattered) estimator."""
     if hasattr(model, "predict"):
         est = model
+        if sampling_precision is not None:
+            est.set_sampling_precision(sampling_precision)
         if compile_sampling and not est.sampling_compiled:
             est.compile_sampling()
     else:
-        est = cached_estimator(model, device, compile_sampling)
+        est = cached_estimator(model, device, compile_sampling, sampling_precision)
     return _process_chunk(est, units, job, index)
 
 
@@ -59,7 +62,8 @@ def _dask_client(spec: Any) -> tuple[Any, Callable[[], None] | None]:
 
 def _run_dask(client: Any, handle: Any, device: str, units: list[SurveyInput], job: _Job,
               todo: list[int], folder: Path, suffix: str, fmt: str,
-              tick: Callable[[], None], compile_sampling: bool = False) -> None:
+              tick: Callable[[], None], compile_sampling: bool = False,
+              sampling_precision: str | None = None) -> None:
     """Chunks as Dask tasks, a bounded number in flight; parts written here as they finish.
 
     ``handle`` is a loaded estimator (scattered: one copy per worker) or the model name or
@@ -76,7 +80,7 @@ def _run_dask(client: Any, handle: Any, device: str, units: list[SurveyInput], j
 
     def submit(k: int) -> Any:
         fut = client.submit(_dask_chunk, handle, device, units[k * size:(k + 1) * size], job,
-                            k, compile_sampling, pure=False)
+                            k, compile_sampling, sampling_precision, pure=False)
         index[fut.key] = k
         return fut
 

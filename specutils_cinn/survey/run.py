@@ -104,6 +104,7 @@ def run_survey(
     dask: Any = None,
     progress: bool | Callable[[int, int], None] | None = None,
     compile_sampling: bool = False,
+    sampling_precision: str | None = None,
 ) -> SurveySummary:
     """Posterior summaries for many spectrum files, streamed in chunks, resumable.
 
@@ -166,6 +167,10 @@ def run_survey(
         Compile the network's sampling once per process
         (`~specutils_cinn.CINNParameterEstimator.compile_sampling`; a given estimator is
         compiled in place): tens of seconds at the start, faster chunks after.
+    sampling_precision : {"auto", "float32", "bfloat16"}, optional
+        The network's sampling precision
+        (`~specutils_cinn.CINNParameterEstimator.set_sampling_precision`; a given estimator is
+        set in place). None: a given estimator's own, ``"auto"`` for a model loaded here.
 
     Returns
     -------
@@ -208,10 +213,12 @@ def run_survey(
     try:
         if isinstance(model, CINNParameterEstimator):
             est, handle = model, model
+            if sampling_precision is not None:
+                est.set_sampling_precision(sampling_precision)
             if compile_sampling and not est.sampling_compiled:
                 est.compile_sampling()
         else:  # loaded once per process (Dask workers in this process share it)
-            est = cached_estimator(model, device, compile_sampling)
+            est = cached_estimator(model, device, compile_sampling, sampling_precision)
             handle = None if model is None else os.fspath(model)
         if rv_kind == "estimate" and est.model.emulator is None:
             raise ValueError(f"model {est.model.metadata.full_name!r} has no spectrum emulator: "
@@ -253,7 +260,7 @@ def run_survey(
                             tick()
                 else:
                     _run_dask(client, handle, device, units, job, todo, folder, suffix, fmt,
-                              tick, compile_sampling)
+                              tick, compile_sampling, sampling_precision)
             finally:
                 close_bar()
             parts = [_part_path(folder, k, suffix) for k in range(n_chunks)]
