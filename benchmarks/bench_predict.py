@@ -15,6 +15,8 @@ For a model that ships a spectrum emulator, ``predict`` also runs the goodness-o
 cost is measured against the same model with the emulator removed, in the same run. For a model
 with a posterior calibration, its cost is measured against ``predict(..., calibrated=False)``.
 
+``--bfloat16`` also times the model with ``set_sampling_precision("bfloat16")`` (the flow's
+hidden layers in bfloat16; every other column is float32 on any hardware), in the same run.
 ``--compile`` also times the same model with ``compile_sampling()`` (the flow's reverse pass
 compiled with ``torch.compile``), in the same run; the compilation itself (the first call) is
 reported separately.
@@ -114,7 +116,9 @@ def _load() -> str:
 
 def bench_model(name: str | None, args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Time one model at every ``--samples``; print and return one row per draw count."""
+    # float32 sampling for every column but "bfloat16 sampling", on any hardware
     est = CINNParameterEstimator.from_pretrained(name, device=device)
+    est.set_sampling_precision("float32")
     spectra = make_spectra(est, args.n_spectra)
     md = est.model.metadata
     print(f"model {md.full_name}, {md.grid.npix} px, {md.n_params} parameters")
@@ -129,6 +133,10 @@ def bench_model(name: str | None, args: argparse.Namespace, device: torch.device
         compiled.predict(spectra[:8], n_samples=max(args.samples), seed=0, progress=False)
         compile_s = time.perf_counter() - t0
         print(f"compiled sampling: first call (compilation) {compile_s:.1f} s")
+    bf16 = None
+    if args.bfloat16:
+        bf16 = CINNParameterEstimator.from_pretrained(name, device=device)
+        bf16.set_sampling_precision("bfloat16")
     print(f"{'n_samples':>9} {'predict spectra/s':>18} {'naive spectra/s':>16} {'speed-up':>9}"
           f" {'no fit check spectra/s':>23} {'fit check cost':>15} {'calibration cost':>17}")
     rows = []
@@ -157,6 +165,11 @@ def bench_model(name: str | None, args: argparse.Namespace, device: torch.device
             row["compiled"] = args.n_spectra / t_comp
             row["compile_s"] = compile_s
             line += f"  compiled {row['compiled']:.1f}/s ({t_fast / t_comp:.2f}x)"
+        if bf16 is not None:
+            bf16.predict(spectra[:8], n_samples=s, seed=0, progress=False)
+            t_bf = _time(lambda s=s: bf16.predict(spectra, n_samples=s, seed=0, progress=False), 2)
+            row["bfloat16"] = args.n_spectra / t_bf
+            line += f"  bfloat16 {row['bfloat16']:.1f}/s ({t_fast / t_bf:.2f}x)"
         if md.posterior_calibration is not None:
             t_raw = _time(lambda s=s: est.predict(spectra, n_samples=s, seed=0, progress=False,
                                                    calibrated=False), 2)
@@ -177,6 +190,11 @@ def rst_table(rows: list[dict], header: str, caption: str = "") -> str:
              "-" if r["bare"] is None else f"{r['bare']:.1f}",
              "-" if r["bare"] is None else f"{r['fit_check']:.0f} %",
              "-" if r["calibration"] is None else f"{r['calibration']:.0f} %"] for r in rows]
+    if any("bfloat16" in r for r in rows):
+        head.append("bfloat16 sampling")
+        for r, b in zip(rows, body, strict=True):
+            b.append(f"{r['bfloat16']:.1f} ({r['bfloat16'] / r['predict']:.2f}x)"
+                     if "bfloat16" in r else "-")
     if any("compiled" in r for r in rows):
         head.append("compiled sampling")
         for r, b in zip(rows, body, strict=True):
@@ -199,6 +217,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--compile", action="store_true",
                     help="also time the model with compile_sampling() (torch.compile)")
+    ap.add_argument("--bfloat16", action="store_true",
+                    help="also time the model with set_sampling_precision('bfloat16') (the other "
+                    "columns are float32 on any hardware)")
     ap.add_argument("--rst", type=Path, default=None,
                     help="also write the table as reStructuredText to this file")
     args = ap.parse_args()
