@@ -5,8 +5,10 @@ For each test star (a cool metal-rich giant, a metal-poor giant, a hot dwarf and
 every run, so that the comparison is Turbospectrum's alone):
 
 - **reference**: Turbospectrum as is: one run at a uniform step of half the star's Doppler
-  width at 3690 A (the step its bluest lines need, ``scripts/sampling_check.py``), every line
-  of every list, Turbospectrum's own hydrogen-line treatment;
+  width at 3690 A (the step its bluest lines need, ``scripts/sampling_check.py``;
+  ``--reference-fraction`` for a finer one, then in overlapping runs if it needs more points
+  than Turbospectrum takes in one), every line of every list, Turbospectrum's own
+  hydrogen-line treatment;
 - **grid**: the settings of the grid config (``--config``, default the v2 grid's): pieces whose
   step follows the Doppler width (``sampling_fraction``,
   :func:`specutils_cinn.synthesis.sampling.doppler_windows`), hydrogen wings on sparse anchors
@@ -29,6 +31,7 @@ Usage::
     python benchmarks/bench_synthesis.py --stars sun --reference-cache work/bench_synthesis
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --piece-overlap 0
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --no-pruning
+    python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --reference-fraction 0.25
     python benchmarks/bench_synthesis.py --breakdown --stars sun --step 0.03
 """
 
@@ -61,6 +64,10 @@ STARS = {
 }
 RANGE = (3690.0, 9510.0)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grid-4most-lte-v2.toml"
+#: Wavelength points per Turbospectrum run (its lpoint is 1,000,000) and the overlap (A) of
+#: the runs of a reference that needs more.
+MAX_POINTS = 900_000
+REFERENCE_OVERLAP = 20.0
 
 
 def _cpu() -> float:
@@ -98,14 +105,22 @@ def _reference(lab: dict, step: float, inst, grid, lists, star: str, cache: Path
         if path.exists():
             with np.load(path) as z:
                 return z["wavelength"], z["flux"], float(z["cpu_s"])
+    # one run, or (beyond Turbospectrum's 1,000,000 points per run) equal runs of the same
+    # step that overlap by REFERENCE_OVERLAP A and are trimmed where they meet
+    n_runs = int(np.ceil((RANGE[1] - RANGE[0]) / step / MAX_POINTS))
+    edges = RANGE[0] + step * np.round(np.linspace(0, (RANGE[1] - RANGE[0]) / step, n_runs + 1))
+    pieces = [(float(a) if i == 0 else float(a) + step, float(b), step)
+              for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
+    pieces[-1] = (pieces[-1][0], RANGE[1], step)
     c0 = _cpu()
-    ref = synthesize(lab, [(RANGE[0], RANGE[1], step)], install=inst, grid=grid,
+    ref = synthesize(lab, padded_pieces(pieces, REFERENCE_OVERLAP), install=inst, grid=grid,
                      line_lists=lists)
     cpu = _cpu() - c0
+    wave, flux = join_pieces(pieces, ref.wavelength, ref.flux)
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, wavelength=ref.wavelength[0], flux=ref.flux[0], cpu_s=cpu)
-    return ref.wavelength[0], ref.flux[0], cpu
+        np.savez(path, wavelength=wave, flux=flux, cpu_s=cpu)
+    return wave, flux, cpu
 
 
 def _grid_star(lab: dict, cfg: GridConfig, overlap: float, inst, grid, lists):
@@ -130,6 +145,9 @@ def main() -> None:
                     help="grid config whose sampling, hydrogen and pruning settings are timed")
     ap.add_argument("--piece-overlap", type=float, default=None,
                     help="override the config's piece_overlap (A), e.g. 0 to see what it does")
+    ap.add_argument("--reference-fraction", type=float, default=None,
+                    help="the reference's uniform step in Doppler widths at 3690 A (default: "
+                    "the config's sampling_fraction); smaller for a more exact reference")
     ap.add_argument("--no-pruning", action="store_true",
                     help="synthesise the grid settings without line pruning (to separate its "
                     "share of the difference from the sampling's)")
@@ -163,7 +181,8 @@ def main() -> None:
     rows = []
     for star in args.stars:
         lab = STARS[star]
-        step = doppler_windows(lab, RANGE[0], RANGE[0] + 1.0, 1.0, cfg.sampling_fraction)[0][2]
+        step = doppler_windows(lab, RANGE[0], RANGE[0] + 1.0, 1.0,
+                               args.reference_fraction or cfg.sampling_fraction)[0][2]
         ref_wave, ref_flux, ref_cpu = _reference(lab, step, inst, grid, lists, star,
                                                  args.reference_cache)
         c1 = _cpu()
