@@ -32,6 +32,7 @@ Usage::
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --piece-overlap 0
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --no-pruning
     python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --reference-fraction 0.25
+    python benchmarks/bench_synthesis.py --stars cool-metal-rich-giant --hydrogen-wing-fraction 0
     python benchmarks/bench_synthesis.py --breakdown --stars sun --step 0.03
 """
 
@@ -148,6 +149,9 @@ def main() -> None:
     ap.add_argument("--reference-fraction", type=float, default=None,
                     help="the reference's uniform step in Doppler widths at 3690 A (default: "
                     "the config's sampling_fraction); smaller for a more exact reference")
+    ap.add_argument("--hydrogen-wing-fraction", type=float, default=None,
+                    help="override the config's hydrogen_wing_fraction (0: Turbospectrum's own "
+                    "hydrogen lines) to see what the anchors do")
     ap.add_argument("--no-pruning", action="store_true",
                     help="synthesise the grid settings without line pruning (to separate its "
                     "share of the difference from the sampling's)")
@@ -172,6 +176,8 @@ def main() -> None:
     overlap = cfg.piece_overlap if args.piece_overlap is None else args.piece_overlap
     if args.no_pruning:
         cfg = dataclasses.replace(cfg, min_depth=None)
+    if args.hydrogen_wing_fraction is not None:
+        cfg = dataclasses.replace(cfg, hydrogen_wing_fraction=args.hydrogen_wing_fraction)
     inst = find_synthesis()
     grid = MarcsGrid(inst.atmos_dir)
     lists = [inst.ges_linelist, inst.hlinedata] + [
