@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "TrainingCheckpoint", "read_checkpoint", "run_fingerprint",
-           "write_checkpoint"]
+__all__ = ["CheckpointError", "TrainingCheckpoint", "array_digest", "read_checkpoint",
+           "run_fingerprint", "write_checkpoint"]
 
 #: File format name and version written into every checkpoint's metadata.
 CHECKPOINT_FORMAT = "specutils-cinn training checkpoint"
@@ -54,6 +54,29 @@ def run_fingerprint(description: Mapping[str, Any]) -> str:
     """
     text = json.dumps(description, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def array_digest(*arrays: Any) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes: the identity of a run's training data.
+
+    Parameters
+    ----------
+    *arrays : array-like
+        In a fixed order.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -14,7 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
+from ..checkpoint import (
+    TrainingCheckpoint,
+    array_digest,
+    read_checkpoint,
+    run_fingerprint,
+    write_checkpoint,
+)
 from ..devices import resolve_device, restore_torch_threads
 from ..wavelength_grid import WavelengthGrid
 from .network import SpectrumEmulator
@@ -440,14 +445,9 @@ def train_emulator(
 def _fingerprint(cfg: EmulatorConfig, label_names: Sequence[str], grid: WavelengthGrid,
                  *arrays: np.ndarray) -> str:
     """`run_fingerprint` of an emulator run: settings (not threads), labels, grid and data."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
     settings = {k: v for k, v in cfg.to_dict().items() if k != "threads"}
     return run_fingerprint({"settings": settings, "labels": list(label_names),
-                            "grid": grid.to_dict(), "data": h.hexdigest()})
+                            "grid": grid.to_dict(), "data": array_digest(*arrays)})
 
 
 def _restore_dtype(emu: SpectrumEmulator, storage_dtype: str) -> SpectrumEmulator:

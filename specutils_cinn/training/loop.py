@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import TrainingCheckpoint, read_checkpoint, run_fingerprint, write_checkpoint
+from ..checkpoint import (
+    TrainingCheckpoint,
+    array_digest,
+    read_checkpoint,
+    run_fingerprint,
+    write_checkpoint,
+)
 from ..devices import resolve_device, restore_torch_threads
 from ..flows import build_cinn
 from ..flows.conditioning import encode_inputs
@@ -113,12 +118,7 @@ class _SetSource(_Source):
 
     def data_digest(self) -> str:
         """SHA-256 of the training set's flux, labels and groups."""
-        h = hashlib.sha256()
-        for a in self._arrays:
-            a = np.ascontiguousarray(a)
-            h.update(f"{a.dtype}{a.shape}".encode())
-            h.update(a.tobytes())
-        return h.hexdigest()
+        return array_digest(*self._arrays)
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         pick = self._train[torch.randint(len(self._train), (self._batch,), generator=generator,
