@@ -107,8 +107,8 @@ class TrainingCheckpoint:
     seconds : float
         Training time so far.
     extra : dict
-        Loop-specific JSON state (e.g. the emulator's training phase and early-stopping
-        counter).
+        Loop-specific JSON state (e.g. the device type of a cINN run, the emulator's training
+        phase and early-stopping counter).
     """
 
     step: int

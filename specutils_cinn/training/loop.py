@@ -31,6 +31,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import (
+    CheckpointError,
     TrainingCheckpoint,
     array_digest,
     read_checkpoint,
@@ -389,7 +390,8 @@ def train_model(
         A training checkpoint (`specutils_cinn.checkpoint`), written at the
         evaluation steps (every ``config.checkpoint_every`` steps). If the file exists, the run
         continues from it and ends with the weights an uninterrupted run would have on the
-        same device; a checkpoint of another run (other settings, data or architecture) is
+        same device; a checkpoint of another run (other settings, data or architecture), or
+        of a run on another kind of device (its random generators are that device's), is
         refused with a `~specutils_cinn.checkpoint.CheckpointError`.
 
     Returns
@@ -444,6 +446,13 @@ def train_model(
     start, done_before = 0, 0.0
     fingerprint = _fingerprint(src, arch, config, meta, sets)
     if checkpoint is not None and Path(checkpoint).exists():
+        state = read_checkpoint(checkpoint)
+        written_on = state.extra.get("device")
+        if written_on is not None and written_on != device.type:
+            raise CheckpointError(
+                f"{checkpoint} was written by a run on {written_on}; this run is on "
+                f"{device.type}. Its random generators belong to that kind of device: continue "
+                f"there (device = {written_on!r}), or start afresh with another checkpoint path")
         state = read_checkpoint(checkpoint, fingerprint)
         network.load_state_dict(state.network)
         opt.load_state_dict(state.optimizer)
@@ -475,7 +484,7 @@ def train_model(
                 best=best[1], best_loss=best[0], best_step=best[2], optimizer=opt.state_dict(),
                 scheduler=sched.state_dict(), generator_state=gen.get_state(),
                 global_state=torch.get_rng_state(), history=history,
-                seconds=time.perf_counter() - t0))
+                seconds=time.perf_counter() - t0, extra={"device": device.type}))
         extra = "".join(f"  {k} {losses[k]:8.3f}" for k in ("selection", "holdout") if k in sets)
         say(
             f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
@@ -513,7 +522,8 @@ def _fingerprint(src: Any, arch: Mapping[str, Any], config: TrainingConfig,
         "normalization": meta["normalization"].to_dict(),
         "ranges": {k: list(map(float, v)) for k, v in meta["ranges"].items()},
         "pixel_mask": None if meta["pixel_mask"] is None else meta["pixel_mask"].to_dict(),
-        "sets": {k: sum(int(f.shape[0]) for f, _ in v) for k, v in sets.items()},
+        "sets": {k: array_digest(*(t.detach().cpu().numpy() for f, z in v for t in (f, z)))
+                 for k, v in sets.items()},
     })
 
 

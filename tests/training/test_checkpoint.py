@@ -71,8 +71,14 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     other = prob.training_set(n=300)
     with pytest.raises(CheckpointError, match="another training run"):
         _train(other, prob, _config(steps=8), log=None, checkpoint=path)
-    # where the run executes is not part of its identity
+    # the thread count is not part of its identity; the kind of device is
     _train(ts, prob, _config(steps=8, threads=1), log=None, checkpoint=path)
+    state = read_checkpoint(path)
+    assert state.extra == {"device": "cpu"}
+    state.extra = {"device": "cuda"}
+    write_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="written by a run on cuda; this run is on cpu"):
+        _train(ts, prob, _config(steps=8), log=None, checkpoint=path)
 
 
 def test_unreadable_or_foreign_files_are_refused(tmp_path):
