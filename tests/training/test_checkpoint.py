@@ -119,20 +119,13 @@ def test_write_is_atomic_and_round_trips(tmp_path):
 
 
 def test_train_command_continues_from_its_checkpoint(tmp_path, capsys):
-    from test_loop import _toml
+    from test_loop import write_config
 
     from specutils_cinn import cli
     from specutils_cinn.model import CINNModel
-    from specutils_cinn.training import save_training_set
 
-    prob = LinearGaussianProblem()
-    save_training_set(tmp_path / "data.npz", prob.training_set(n=200))
-    (tmp_path / "cfg.toml").write_text(
-        '[model]\nname = "lg-test"\nversion = "0.0.1"\noutput = "out"\n'
-        '[data]\npath = "data.npz"\n'
-        f"[architecture]\n{_toml(prob.architecture)}\n"
-        "[training]\nsteps = 6\neval_every = 2\ncheckpoint_every = 2\nbatch_size = 8\n"
-        'snr_range = [100.0, 100.0]\ndevice = "cpu"\nthreads = 1\n')
+    write_config(tmp_path, "steps = 6\neval_every = 2\ncheckpoint_every = 2\nbatch_size = 8\n"
+                 'snr_range = [100.0, 100.0]\ndevice = "cpu"\nthreads = 1\n')
     ck = tmp_path / "ck.safetensors"
     assert cli.main(["train", str(tmp_path / "cfg.toml"), "--checkpoint", str(ck)]) == 0
     first = CINNModel.load(tmp_path / "out")

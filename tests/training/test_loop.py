@@ -111,16 +111,21 @@ def test_training_recovers_the_exact_posterior_end_to_end(tmp_path):
     _assert_exact_posterior_recovered(prob, loaded)
 
 
-def test_train_from_config(tmp_path):
+def write_config(folder, training: str) -> None:
+    """A linear-Gaussian training set and a TOML run of it (``training``: the [training] lines)
+    in ``folder`` (cfg.toml, data.npz; the model goes to out/)."""
     prob = LinearGaussianProblem()
-    save_training_set(tmp_path / "data.npz", prob.training_set(n=200))
-    (tmp_path / "cfg.toml").write_text(
+    save_training_set(folder / "data.npz", prob.training_set(n=200))
+    (folder / "cfg.toml").write_text(
         '[model]\nname = "lg-test"\nversion = "0.0.1"\noutput = "out"\n'
         '[data]\npath = "data.npz"\n'
-        f"[architecture]\n{_toml(prob.architecture)}\n"
-        "[training]\nsteps = 3\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
-        'photon_noise = false\ndevice = "cpu"\nthreads = 1\n'
+        f"[architecture]\n{_toml(prob.architecture)}\n[training]\n{training}"
     )
+
+
+def test_train_from_config(tmp_path):
+    write_config(tmp_path, "steps = 3\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
+                 'photon_noise = false\ndevice = "cpu"\nthreads = 1\n')
     threads = torch.get_num_threads()
     out = train_from_config(tmp_path / "cfg.toml", log=None)
     assert torch.get_num_threads() == threads  # train_model restores the caller's setting
