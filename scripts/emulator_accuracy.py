@@ -1,7 +1,8 @@
 """Accuracy of spectrum emulators on held-out Turbospectrum stars, and its change with grid size.
 
 For each config (``configs/emulator-4most-*.toml``: its ``data`` file from
-``specutils-cinn emulator prepare`` and its ``[emulator]`` options), trains emulators on
+``specutils-cinn emulator prepare`` and its ``[emulator]`` options, the kind named in the
+"Grid" column), trains emulators on
 25 %, 50 % and 100 % of the training stars (never the ``holdout`` stars) and measures the median
 and 99th percentile of ``|emulated - Turbospectrum|`` (continuum units) over all pixels of all
 held-out stars, per grid and per segment. Writes an RST table (stdout and ``--output``), plus
@@ -101,12 +102,60 @@ def fe_h_table(tag: str, data: dict, res: np.ndarray, ho: np.ndarray, grid,
     return rows
 
 
+def evaluate(cfg, conf: dict, data: dict, args, own_kind: bool, rows: list, bins: list,
+             notes: list, results: list) -> None:
+    """Train (or load) the emulators of one config and kind; append their rows and notes."""
+    from specutils_cinn.emulator import load_emulator, residual_statistics, train_emulator
+
+    setup = data["setup"]
+    ho = data["holdout"]
+    tag = f"{setup.name} ({cfg.kind})"
+    for frac in sorted(args.fractions):
+        out = Path(conf["out"]) if conf.get("out") else None
+        t0 = time.perf_counter()
+        if (frac == 1.0 and args.use_saved and own_kind and out is not None
+                and out.is_dir()):
+            emu = load_emulator(out)
+            n_train = emu.metadata["history"]["n_train"] + emu.metadata["history"][
+                "n_validation"]
+            secs = emu.metadata["history"]["seconds"]
+        else:
+            use = subset_training_stars(data["star_id"], ho, frac, cfg.seed)
+            emu, _ = train_emulator(data["labels"][use], data["flux"][use],
+                                    data["label_names"], setup.grid, cfg,
+                                    star_id=data["star_id"][use], device=args.device, log=None)
+            n_train, secs = int(use.sum()), time.perf_counter() - t0
+        size = sum(t.numel() * t.element_size() for t in emu.state_dict().values()) / 1e6
+        st = residual_statistics(emu, data["labels"][ho], data["flux"][ho])
+        segs = [("all", st["all"])] + list(st["segments"].items())
+        for seg, s in segs:
+            rows.append([tag, f"{n_train} ({frac:.0%})", seg, f"{s['median_abs']:.2e}",
+                         f"{s['p99_abs']:.2e}", f"{secs:.0f}", f"{size:.1f}"])
+        results.append({"grid": tag, "kind": cfg.kind, "config": str(conf.get("path", "")),
+                        "fraction": frac, "n_train": n_train, "seconds": secs,
+                        "weights_mb": size, "n_holdout": st["n_stars"],
+                        "n_outside": st["n_outside"], "all": st["all"],
+                        "segments": st["segments"]})
+        print(f"{tag} {frac:.0%}: median {st['all']['median_abs']:.2e}, p99 "
+              f"{st['all']['p99_abs']:.2e} ({secs:.0f} s)", file=sys.stderr, flush=True)
+        if frac == max(args.fractions):
+            notes.append(f"{tag} ({st['n_stars']} held-out stars, {st['n_outside']} "
+                         "slightly outside the training label ranges, clamped):")
+            notes += [f"  - {line}" for line in _worst(data, st["residuals"], ho, setup.grid)]
+            if args.fe_h_bins:
+                bins += fe_h_table(tag, data, st["residuals"], ho, setup.grid,
+                                   sorted(args.fe_h_bins))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", required=True)
     ap.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 1.0])
     ap.add_argument("--steps", type=int, help="override the configs' steps")
+    ap.add_argument("--kinds", nargs="+", choices=("pca", "direct", "gp"),
+                    help="run each config with each of these emulator kinds (default: the "
+                         "config's own); the saved emulator is used only for the config's kind")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--use-saved", action="store_true",
@@ -119,12 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
-    from specutils_cinn.emulator import (
-        EmulatorConfig,
-        load_emulator,
-        residual_statistics,
-        train_emulator,
-    )
+    from specutils_cinn.emulator import EmulatorConfig
 
     torch.set_num_threads(args.threads)
     rows = [["Grid", "Training stars", "Segment", "Median abs", "99th pct abs", "Train s",
@@ -133,49 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     bins = [["Grid", "[Fe/H]", "Held-out stars", "Segment", "Median abs", "99th pct abs"]]
     for cpath in args.configs:
-        conf = read_emulator_config(cpath)
+        conf = dict(read_emulator_config(cpath), path=cpath)
         data = load_training_data(conf["data"])
         opts = dict(conf.get("emulator", {}), threads=args.threads)
         if args.steps:
             opts["steps"] = args.steps
-        cfg = EmulatorConfig.from_dict(opts)
-        setup = data["setup"]
-        ho = data["holdout"]
-        tag = setup.name
-        for frac in sorted(args.fractions):
-            out = Path(conf["out"]) if conf.get("out") else None
-            t0 = time.perf_counter()
-            if frac == 1.0 and args.use_saved and out is not None and out.is_dir():
-                emu = load_emulator(out)
-                n_train = emu.metadata["history"]["n_train"] + emu.metadata["history"][
-                    "n_validation"]
-                secs = emu.metadata["history"]["seconds"]
-            else:
-                use = subset_training_stars(data["star_id"], ho, frac, cfg.seed)
-                emu, hist = train_emulator(data["labels"][use], data["flux"][use],
-                                           data["label_names"], setup.grid, cfg,
-                                           star_id=data["star_id"][use], device=args.device,
-                                           log=None)
-                n_train, secs = int(use.sum()), time.perf_counter() - t0
-            size = sum(t.numel() * t.element_size() for t in emu.state_dict().values()) / 1e6
-            st = residual_statistics(emu, data["labels"][ho], data["flux"][ho])
-            segs = [("all", st["all"])] + list(st["segments"].items())
-            for seg, s in segs:
-                rows.append([tag, f"{n_train} ({frac:.0%})", seg, f"{s['median_abs']:.2e}",
-                             f"{s['p99_abs']:.2e}", f"{secs:.0f}", f"{size:.1f}"])
-            results.append({"grid": tag, "config": cpath, "fraction": frac, "n_train": n_train,
-                            "seconds": secs, "weights_mb": size, "n_holdout": st["n_stars"],
-                            "n_outside": st["n_outside"], "all": st["all"],
-                            "segments": st["segments"]})
-            print(f"{tag} {frac:.0%}: median {st['all']['median_abs']:.2e}, p99 "
-                  f"{st['all']['p99_abs']:.2e} ({secs:.0f} s)", file=sys.stderr, flush=True)
-            if frac == max(args.fractions):
-                notes.append(f"{tag} ({st['n_stars']} held-out stars, {st['n_outside']} "
-                             "slightly outside the training label ranges, clamped):")
-                notes += [f"  - {line}" for line in _worst(data, st["residuals"], ho, setup.grid)]
-                if args.fe_h_bins:
-                    bins += fe_h_table(tag, data, st["residuals"], ho, setup.grid,
-                                       sorted(args.fe_h_bins))
+        own = EmulatorConfig.from_dict(opts).kind
+        for kind in args.kinds or [own]:
+            evaluate(EmulatorConfig.from_dict(dict(opts, kind=kind)), conf, data, args,
+                     kind == own, rows, bins, notes, results)
     text = (
         "Emulator accuracy on held-out Turbospectrum stars (``star_id % 10 == 9``), in units of "
         f"the continuum, over all pixels (targets: median <= {TARGET_MEDIAN}, "

@@ -418,13 +418,9 @@ def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torc
             raise ValueError(f"shared pixels of emulator segment {seg.name!r} are not contiguous")
         segs.append(GridSegment(seg.name, float(seg.centers[local[0]]),
                                 float(seg.centers[local[-1]]), seg.step))
-    arch = emulator.architecture
     grid = WavelengthGrid(tuple(segs), emulator.grid.medium)
-    out = SpectrumEmulator(
-        arch["label_names"], arch["label_ranges"], grid,
-        kind=arch["kind"], n_components=arch["n_components"], hidden=arch["hidden"],
-        activation=arch["activation"], storage_dtype=arch["storage_dtype"],
-    )
+    out = SpectrumEmulator.from_architecture(
+        dict(emulator.architecture, npix=grid.npix, grid=grid.to_dict()))
     state = emulator.state_dict()
     t = torch.from_numpy(idx)
     state["basis"] = state["basis"][:, t].clone()

@@ -246,7 +246,7 @@ def test_direct_kind_and_config_validation():
     with pytest.raises(ValueError, match="unknown emulator option"):
         EmulatorConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError, match="kind"):
-        EmulatorConfig(kind="gp")
+        EmulatorConfig(kind="kriging")
     with pytest.raises(KeyError):
         SpectrumEmulator(["nonsense"], [[0, 1]], GRID)
     with pytest.raises(ValueError, match="pixels"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..parameters import EMULATOR_LABELS, SOLAR_A_LI, a_li_from_li_fe
 from .accuracy import pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
-from .network import SpectrumEmulator
+from .network import EMULATOR_KINDS, SpectrumEmulator
 from .pipeline import (
     load_training_data,
     measure_pixel_error,
@@ -31,6 +31,7 @@ from .training import EmulatorConfig, train_emulator, validation_split
 __all__ = [
     "EMULATOR_FORMAT",
     "EMULATOR_FORMAT_VERSION",
+    "EMULATOR_KINDS",
     "EMULATOR_LABELS",
     "SOLAR_A_LI",
     "EmulatorConfig",

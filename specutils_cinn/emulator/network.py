@@ -3,7 +3,7 @@ r"""The emulator network: stellar labels to continuum-normalised flux on a wavel
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,8 +12,12 @@ from torch import nn
 
 from ..parameters import parameter_unit
 from ..wavelength_grid import WavelengthGrid
+from .gp import GaussianProcessCoefficients
 
-__all__ = ["SpectrumEmulator"]
+__all__ = ["EMULATOR_KINDS", "SpectrumEmulator"]
+
+#: Kinds of `SpectrumEmulator`: how the basis coefficients are made.
+EMULATOR_KINDS = ("pca", "direct", "gp")
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -31,9 +35,11 @@ class SpectrumEmulator(nn.Module):
     With ``kind="pca"`` the last MLP layer is linear and :math:`B` starts as the principal
     components of the training spectra (scaled by their standard deviations); with
     ``kind="direct"`` the last hidden layer (activated) feeds :math:`B` directly, as in The
-    Payne. The basis can be stored in float16 (relative rounding 5e-4 of each basis term,
-    negligible for the flux); the mean flux is always float32 (float16 would round a flux
-    near 1 by up to 5e-4).
+    Payne; with ``kind="gp"`` there is no MLP: :math:`B` are the principal components and
+    :math:`z` the posterior means of Gaussian processes conditioned on the training stars
+    (`specutils_cinn.emulator.gp`). The basis can be stored in float16 (relative rounding 5e-4
+    of each basis term, negligible for the flux); the mean flux is always float32 (float16
+    would round a flux near 1 by up to 5e-4).
 
     Parameters
     ----------
@@ -43,8 +49,8 @@ class SpectrumEmulator(nn.Module):
         Training range ``(low, high)`` of each label; inputs outside are rejected (or clamped).
     grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Output pixel grid.
-    kind : {"pca", "direct"}
-        How the network ends (see above).
+    kind : {"pca", "direct", "gp"}
+        How the coefficients are made (see above).
     n_components : int
         Number of basis spectra :math:`B_k`.
     hidden : sequence of int
@@ -53,6 +59,10 @@ class SpectrumEmulator(nn.Module):
         Hidden-layer activation.
     storage_dtype : {"float32", "float16"}
         dtype of the basis.
+    gp : mapping, optional
+        ``kind="gp"`` only (and required there): ``{"n_train": int, "groups": [...],
+        "kernel": str}``, the shape of `~specutils_cinn.emulator.gp.GaussianProcessCoefficients`
+        (``hidden`` and ``activation`` are then unused and not recorded).
 
     Attributes
     ----------
@@ -80,6 +90,7 @@ class SpectrumEmulator(nn.Module):
         hidden: Sequence[int] = (256, 256),
         activation: str = "silu",
         storage_dtype: str = "float32",
+        gp: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         names = [str(n) for n in label_names]
@@ -94,8 +105,10 @@ class SpectrumEmulator(nn.Module):
             raise ValueError("every label range needs high > low")
         if not isinstance(grid, WavelengthGrid):
             raise TypeError(f"grid must be a WavelengthGrid, got {type(grid).__name__}")
-        if kind not in ("pca", "direct"):
-            raise ValueError(f"kind must be 'pca' or 'direct', got {kind!r}")
+        if kind not in EMULATOR_KINDS:
+            raise ValueError(f"kind must be one of {EMULATOR_KINDS}, got {kind!r}")
+        if (kind == "gp") != (gp is not None):
+            raise ValueError("the 'gp' argument is required for kind='gp' and only there")
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
@@ -112,7 +125,7 @@ class SpectrumEmulator(nn.Module):
         self.label_ranges = ranges
         self.grid = grid
         self.metadata: dict[str, Any] = {}
-        self._arch = {
+        self._arch: dict[str, Any] = {
             "kind": kind,
             "n_labels": len(names),
             "npix": grid.npix,
@@ -122,12 +135,26 @@ class SpectrumEmulator(nn.Module):
             "storage_dtype": storage_dtype,
         }
         layers: list[nn.Module] = []
-        width = len(names)
-        for h in hidden:
-            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
-            width = h
-        if kind == "pca":
-            layers.append(nn.Linear(width, n_components))
+        self.gp: GaussianProcessCoefficients | None = None
+        if kind == "gp":
+            del self._arch["hidden"], self._arch["activation"]
+            try:
+                layout = {"n_train": int(gp["n_train"]),
+                          "groups": [int(g) for g in gp["groups"]], "kernel": str(gp["kernel"])}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"gp must hold n_train, groups and kernel, got {gp!r}") from exc
+            if set(gp) != set(layout):
+                raise ValueError(f"gp must hold exactly n_train, groups and kernel, got {gp!r}")
+            self._arch["gp"] = layout
+            self.gp = GaussianProcessCoefficients(len(names), layout["n_train"], n_components,
+                                                  layout["groups"], layout["kernel"])
+        else:
+            width = len(names)
+            for h in hidden:
+                layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+                width = h
+            if kind == "pca":
+                layers.append(nn.Linear(width, n_components))
         self.mlp = nn.Sequential(*layers)
         dtype = _DTYPES[storage_dtype]
         self.basis = nn.Parameter(
@@ -145,6 +172,8 @@ class SpectrumEmulator(nn.Module):
         """JSON-serialisable constructor arguments (with label names, ranges and grid)."""
         return {
             **{k: (list(v) if isinstance(v, list) else v) for k, v in self._arch.items()},
+            **({"gp": {**self._arch["gp"], "groups": list(self._arch["gp"]["groups"])}}
+               if "gp" in self._arch else {}),
             "label_names": list(self.label_names),
             "label_ranges": self.label_ranges.tolist(),
             "grid": self.grid.to_dict(),
@@ -161,9 +190,11 @@ class SpectrumEmulator(nn.Module):
         """
         try:
             grid = WavelengthGrid.from_dict(arch["grid"])
+            net = ({"gp": arch["gp"]} if arch["kind"] == "gp" else
+                   {"hidden": arch["hidden"], "activation": arch["activation"]})
             emu = cls(arch["label_names"], arch["label_ranges"], grid, kind=arch["kind"],
-                      n_components=arch["n_components"], hidden=arch["hidden"],
-                      activation=arch["activation"], storage_dtype=arch["storage_dtype"])
+                      n_components=arch["n_components"], storage_dtype=arch["storage_dtype"],
+                      **net)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed emulator architecture: {exc!r}") from exc
         if emu.architecture != arch:
@@ -233,6 +264,8 @@ class SpectrumEmulator(nn.Module):
     # ------------------------------------------------------------------ evaluation
     def coefficients(self, scaled: torch.Tensor) -> torch.Tensor:
         """Basis coefficients :math:`z` from scaled labels (no checks)."""
+        if self.gp is not None:
+            return self.gp(scaled)
         return self.mlp(scaled)
 
     def flux_from_scaled(self, scaled: torch.Tensor) -> torch.Tensor:

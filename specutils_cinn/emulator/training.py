@@ -22,7 +22,8 @@ from ..checkpoint import (
 )
 from ..devices import resolve_device, restore_torch_threads
 from ..wavelength_grid import WavelengthGrid
-from .network import SpectrumEmulator
+from .gp import GP_KERNELS, fit_gaussian_process
+from .network import EMULATOR_KINDS, SpectrumEmulator
 
 __all__ = ["EmulatorConfig", "train_emulator", "validation_split"]
 
@@ -33,11 +34,14 @@ class EmulatorConfig:
 
     Attributes
     ----------
-    kind : {"pca", "direct"}
+    kind : {"pca", "direct", "gp"}
         ``"pca"``: the MLP predicts coefficients of the training set's principal components
         (trained in coefficient space, which for an orthogonal basis is the pixel-space squared
         error up to a constant; small files). ``"direct"``: The Payne's layout, the last hidden
-        layer feeds a learned basis over all pixels (trained in pixel space).
+        layer feeds a learned basis over all pixels (trained in pixel space). ``"gp"``:
+        Gaussian processes predict the coefficients of the principal components
+        (`specutils_cinn.emulator.gp`); the network options (``hidden`` to ``patience``,
+        ``finetune_steps``) do not apply, the ``gp_*`` options do.
     n_components : int
         Basis spectra (``"pca"``: at most the number of training stars).
     hidden : tuple of int
@@ -65,8 +69,21 @@ class EmulatorConfig:
     finetune_steps : int
         ``"pca"`` only: steps of pixel-space fine-tuning of the MLP and the basis together after
         the coefficient-space training (0: none).
+    gp_groups : tuple of int
+        ``"gp"`` only: the inner boundaries of the component groups that share length scales
+        (``(16, 48)``: components 0-15, 16-47 and 48 to ``n_components - 1``; boundaries at or
+        above ``n_components`` are dropped).
+    gp_kernel : {"matern52", "rbf"}
+        ``"gp"`` only: the correlation function.
+    gp_steps : int
+        ``"gp"`` only: Adam steps of the hyperparameter fit of each group.
+    gp_learning_rate : float
+        ``"gp"`` only: their learning rate (log length scales and log noise).
+    gp_fit_stars : int
+        ``"gp"`` only: at most this many training stars (a random subset) in the
+        hyperparameter fit; the processes are then conditioned on all training stars.
     seed : int
-        Seed of the split, the initial weights and the batches.
+        Seed of the split, the initial weights and the batches (``"gp"``: the fit subset).
     threads : int or None
         CPU threads for torch (None keeps torch's setting).
     """
@@ -86,17 +103,30 @@ class EmulatorConfig:
     eval_every: int = 200
     patience: int = 15
     finetune_steps: int = 0
+    gp_groups: tuple[int, ...] = (16, 48)
+    gp_kernel: str = "matern52"
+    gp_steps: int = 400
+    gp_learning_rate: float = 0.05
+    gp_fit_stars: int = 1500
     seed: int = 0
     threads: int | None = None
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.gp_groups = tuple(int(g) for g in self.gp_groups)
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 1:
             raise ValueError("steps, batch_size, eval_every and patience must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
-        if self.kind not in ("pca", "direct"):
-            raise ValueError(f"kind must be 'pca' or 'direct', got {self.kind!r}")
+        if self.kind not in EMULATOR_KINDS:
+            raise ValueError(f"kind must be one of {EMULATOR_KINDS}, got {self.kind!r}")
+        if any(b <= a for a, b in zip((0, *self.gp_groups), self.gp_groups, strict=False)):
+            raise ValueError(f"gp_groups must be positive and rising, got "
+                             f"{list(self.gp_groups)}")
+        if self.gp_kernel not in GP_KERNELS:
+            raise ValueError(f"gp_kernel must be one of {GP_KERNELS}, got {self.gp_kernel!r}")
+        if self.gp_steps < 0 or not self.gp_learning_rate > 0 or self.gp_fit_stars < 2:
+            raise ValueError("gp_steps must be >= 0, gp_learning_rate > 0 and gp_fit_stars >= 2")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmulatorConfig:
@@ -117,6 +147,7 @@ class EmulatorConfig:
         """JSON-serialisable form."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["gp_groups"] = list(self.gp_groups)
         return d
 
 
@@ -354,13 +385,20 @@ def train_emulator(
     ranges = np.column_stack([lab[tr].min(0), lab[tr].max(0)])
     ranges[:, 1] = np.maximum(ranges[:, 1], ranges[:, 0] + 1e-6)
     n_comp = cfg.n_components
-    if cfg.kind == "pca" and n_comp > int(tr.sum()):
+    if cfg.kind in ("pca", "gp") and n_comp > int(tr.sum()):
         n_comp = int(tr.sum())
         if log:
             log(f"n_components reduced to the {n_comp} training spectra")
+    if cfg.kind == "gp" and checkpoint is not None:
+        raise ValueError("checkpoints are for the network kinds ('pca', 'direct'); a 'gp' "
+                         "emulator fits in minutes and has no state to resume")
     torch.manual_seed(cfg.seed)
+    net: dict[str, Any] = {"hidden": cfg.hidden, "activation": cfg.activation}
+    if cfg.kind == "gp":
+        net = {"gp": {"n_train": int(tr.sum()), "kernel": cfg.gp_kernel,
+                      "groups": [0, *(g for g in cfg.gp_groups if g < n_comp), n_comp]}}
     emu = SpectrumEmulator(label_names, ranges, grid, kind=cfg.kind, n_components=n_comp,
-                           hidden=cfg.hidden, activation=cfg.activation).to(dev)
+                           **net).to(dev)
     x_all = emu.scale_labels(torch.from_numpy(lab).to(dev))
     f_all = torch.from_numpy(fl).to(dev)
     xt, ft, xv, fv = x_all[tr], f_all[tr], x_all[val_mask], f_all[val_mask]
@@ -411,6 +449,25 @@ def train_emulator(
             _loop(emu, [*mlp_params, emu.basis], xt, pix_loss, pixel_val, cfg,
                   cfg.finetune_steps, 0.1 * cfg.learning_rate, gen, hist, log, "ft", ckpt, t0)
             emu.basis.requires_grad_(False)
+    elif cfg.kind == "gp":
+        xt64 = ((torch.from_numpy(lab[tr]).to(dev) - emu.label_low) /
+                (emu.label_high - emu.label_low) - 0.5)
+        _, _, vt = torch.linalg.svd(ft - mean, full_matrices=False)
+        vt = vt[:n_comp]
+        emu.basis.data.copy_(vt)
+        y = ((ft - mean) @ vt.T).to(torch.float64)
+        gp, gp_hist = fit_gaussian_process(
+            xt64, y, emu.gp.groups, kernel=cfg.gp_kernel, steps=cfg.gp_steps,
+            learning_rate=cfg.gp_learning_rate, max_fit_rows=cfg.gp_fit_stars, generator=gen,
+            log=log)
+        emu.gp.load_state_dict(gp.state_dict())
+        hist["gp"] = gp_hist
+        hist["validation_projection_mse"] = float(
+            ((fv - mean - ((fv - mean) @ vt.T) @ vt) ** 2).mean())
+        with torch.no_grad():
+            hist["step"].append("gp")
+            hist["train_mse"].append(float(((emu.flux_from_scaled(xt) - ft) ** 2).mean()))
+            hist["val_mse"].append(pixel_val())
     else:
         emu.basis.data.mul_(1e-3)
         emu.basis.requires_grad_(True)

@@ -570,3 +570,27 @@ def test_expected_sha256_checked_on_load(tmp_path: Path) -> None:
         CINNModel.load(tmp_path, expected_sha256={k: expected[k] for k in ("metadata", "weights")})
     with pytest.raises(ValueError, match="missing"):
         CINNModel.load(tmp_path, expected_sha256={"weights": expected["weights"]})
+
+
+def test_model_with_gaussian_process_emulator(tmp_path):
+    """A ``kind = "gp"`` emulator travels in the model's emulator file like the MLP kinds."""
+    from specutils_cinn.emulator import EmulatorConfig, train_emulator
+
+    grid = tiny_emulator().grid
+    rng = np.random.default_rng(0)
+    lab = np.column_stack([rng.uniform(4000, 7000, 40), rng.uniform(0, 5, 40),
+                           rng.uniform(-2, 0.5, 40)])
+    flux = 1.0 - 0.3 * np.exp(-0.5 * ((grid.wavelength.value - 5004.0) / (1 + lab[:, 1:2])) ** 2)
+    flux *= 1.0 - 0.05 * lab[:, 2:3] ** 2
+    emu, _ = train_emulator(lab, flux, ["teff", "logg", "fe_h"], grid,
+                            EmulatorConfig(kind="gp", n_components=4, gp_groups=(), gp_steps=20),
+                            log=None)
+    model = tiny_model().attach_emulator(emu, 0.005, chi2_threshold=4.0,
+                                         label_defaults={"fe_h": -0.5})
+    labels = np.array([[5000.0, 3.0, -0.5]])
+    np.testing.assert_allclose(model.emulator.emulator(labels), emu(labels)[:, 2:], atol=1e-7)
+    model.save(tmp_path)
+    loaded = CINNModel.load(tmp_path)
+    assert loaded.metadata.emulator.architecture["kind"] == "gp"
+    np.testing.assert_array_equal(loaded.emulator.emulator(labels),
+                                  model.emulator.emulator(labels))
