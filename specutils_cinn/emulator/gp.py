@@ -32,11 +32,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GP_KERNELS", "GaussianProcessCoefficients", "correlation", "fit_gaussian_process"]
+__all__ = [
+    "GP_KERNELS",
+    "GaussianProcessCoefficients",
+    "correlation",
+    "fit_gaussian_process",
+    "principal_basis",
+]
 
 #: Correlation functions of `GaussianProcessCoefficients`.
 GP_KERNELS = ("matern52", "rbf")
@@ -247,6 +255,85 @@ def fit_gaussian_process(
             log(f"gp components {lo}-{hi}: length scales "
                 f"{' '.join(f'{v:.3g}' for v in ell.tolist())}, noise {eta:.2g}")
     return gp, hist
+
+
+def principal_basis(
+    residuals: torch.Tensor,
+    wavelength: np.ndarray,
+    n_components: int,
+    group_bounds: Sequence[int] = (),
+    windows: Sequence[Sequence[float]] = (),
+    window_components: int = 8,
+) -> tuple[torch.Tensor, list[int], list[dict[str, Any]]]:
+    """Principal components of the training spectra, with windows that get components of their own.
+
+    A line whose strength hangs on one label (Li I 6707.8 A on A(Li)) shares the leading
+    components with features that hang on others, and one length scale per group of components
+    then fits neither. Pixels inside ``windows`` are therefore left out of the ``n_components``
+    global components (zero there); each window gets up to ``window_components`` components of
+    its own (zero outside it), in a group of its own, so that its length scales are its own.
+
+    Parameters
+    ----------
+    residuals : torch.Tensor
+        Training spectra minus their mean, ``[n, npix]``.
+    wavelength : numpy.ndarray
+        Pixel wavelengths, ``[npix]`` (in the units and medium of ``windows``).
+    n_components : int
+        Global components (at most ``n``).
+    group_bounds : sequence of int
+        Inner boundaries of the groups of global components (e.g. ``(16, 48)``); boundaries at
+        or above the number of components are dropped.
+    windows : sequence of (float, float)
+        Wavelength windows (inclusive), disjoint.
+    window_components : int
+        Components per window (at most ``n`` and the window's pixels).
+
+    Returns
+    -------
+    basis : torch.Tensor
+        ``[n_total, npix]``, orthonormal rows within each block.
+    groups : list of int
+        Boundaries of all groups, from 0 to ``n_total``.
+    windows : list of dict
+        Per window: ``window`` (A), ``pixels`` and ``components``.
+
+    Raises
+    ------
+    ValueError
+        If a window holds no pixel or two windows share pixels.
+    """
+    wave = torch.as_tensor(np.asarray(wavelength, dtype=np.float64))
+    npix = residuals.shape[1]
+    if wave.shape != (npix,):
+        raise ValueError(f"wavelength has shape {tuple(wave.shape)}, expected ({npix},)")
+    taken = torch.zeros(npix, dtype=torch.bool)
+    masks = []
+    for lo, hi in windows:
+        m = (wave >= float(lo)) & (wave <= float(hi))
+        if not m.any():
+            raise ValueError(f"the window {float(lo):g}-{float(hi):g} A holds no pixel")
+        if (m & taken).any():
+            raise ValueError(f"the window {float(lo):g}-{float(hi):g} A overlaps another")
+        taken |= m
+        masks.append(m.to(residuals.device))
+    rest = (~taken).to(residuals.device)
+    _, _, vt = torch.linalg.svd(residuals[:, rest], full_matrices=False)
+    k = min(int(n_components), vt.shape[0])
+    block = residuals.new_zeros(k, npix)
+    block[:, rest] = vt[:k]
+    blocks, bounds = [block], [0, *(int(g) for g in group_bounds if 0 < int(g) < k), k]
+    info = []
+    for (lo, hi), m in zip(windows, masks, strict=True):
+        _, _, v = torch.linalg.svd(residuals[:, m], full_matrices=False)
+        kw = min(int(window_components), v.shape[0])
+        block = residuals.new_zeros(kw, npix)
+        block[:, m] = v[:kw]
+        blocks.append(block)
+        bounds.append(bounds[-1] + kw)
+        info.append({"window": [float(lo), float(hi)], "pixels": int(m.sum()),
+                     "components": kw})
+    return torch.cat(blocks), bounds, info
 
 
 def _not_positive_definite(exc: Exception) -> ValueError:

@@ -22,7 +22,7 @@ from ..checkpoint import (
 )
 from ..devices import resolve_device, restore_torch_threads
 from ..wavelength_grid import WavelengthGrid
-from .gp import GP_KERNELS, fit_gaussian_process
+from .gp import GP_KERNELS, fit_gaussian_process, principal_basis
 from .network import EMULATOR_KINDS, SpectrumEmulator
 
 __all__ = ["EmulatorConfig", "train_emulator", "validation_split"]
@@ -82,6 +82,13 @@ class EmulatorConfig:
     gp_fit_stars : int
         ``"gp"`` only: at most this many training stars (a random subset) in the
         hyperparameter fit; the processes are then conditioned on all training stars.
+    gp_windows : tuple of (float, float)
+        ``"gp"`` only: wavelength windows (A, the grid's medium) left out of the
+        ``n_components`` global components, each with ``gp_window_components`` components and
+        length scales of its own (`specutils_cinn.emulator.gp.principal_basis`), e.g. around
+        the Li lines, whose strength hangs on A(Li) alone.
+    gp_window_components : int
+        ``"gp"`` only: components per window.
     seed : int
         Seed of the split, the initial weights and the batches (``"gp"``: the fit subset).
     threads : int or None
@@ -108,12 +115,22 @@ class EmulatorConfig:
     gp_steps: int = 400
     gp_learning_rate: float = 0.05
     gp_fit_stars: int = 1500
+    gp_windows: tuple[tuple[float, float], ...] = ()
+    gp_window_components: int = 8
     seed: int = 0
     threads: int | None = None
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.gp_groups = tuple(int(g) for g in self.gp_groups)
+        try:
+            self.gp_windows = tuple((float(a), float(b)) for a, b in self.gp_windows)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"gp_windows must be (start, stop) pairs in A, got "
+                             f"{self.gp_windows!r}") from exc
+        if any(not b > a for a, b in self.gp_windows) or self.gp_window_components < 1:
+            raise ValueError("every gp window needs stop > start, and gp_window_components "
+                             "must be positive")
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 1:
             raise ValueError("steps, batch_size, eval_every and patience must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -148,6 +165,7 @@ class EmulatorConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["gp_groups"] = list(self.gp_groups)
+        d["gp_windows"] = [list(w) for w in self.gp_windows]
         return d
 
 
@@ -395,8 +413,13 @@ def train_emulator(
     torch.manual_seed(cfg.seed)
     net: dict[str, Any] = {"hidden": cfg.hidden, "activation": cfg.activation}
     if cfg.kind == "gp":
-        net = {"gp": {"n_train": int(tr.sum()), "kernel": cfg.gp_kernel,
-                      "groups": [0, *(g for g in cfg.gp_groups if g < n_comp), n_comp]}}
+        f_tr = torch.from_numpy(fl[tr]).to(dev)
+        gp_basis, gp_bounds, gp_windows = principal_basis(
+            f_tr - f_tr.mean(0), grid.wavelength.value, n_comp, cfg.gp_groups, cfg.gp_windows,
+            cfg.gp_window_components)
+        del f_tr
+        n_comp = gp_basis.shape[0]
+        net = {"gp": {"n_train": int(tr.sum()), "kernel": cfg.gp_kernel, "groups": gp_bounds}}
     emu = SpectrumEmulator(label_names, ranges, grid, kind=cfg.kind, n_components=n_comp,
                            **net).to(dev)
     x_all = emu.scale_labels(torch.from_numpy(lab).to(dev))
@@ -452,8 +475,7 @@ def train_emulator(
     elif cfg.kind == "gp":
         xt64 = ((torch.from_numpy(lab[tr]).to(dev) - emu.label_low) /
                 (emu.label_high - emu.label_low) - 0.5)
-        _, _, vt = torch.linalg.svd(ft - mean, full_matrices=False)
-        vt = vt[:n_comp]
+        vt = gp_basis
         emu.basis.data.copy_(vt)
         y = ((ft - mean) @ vt.T).to(torch.float64)
         gp, gp_hist = fit_gaussian_process(
@@ -461,7 +483,7 @@ def train_emulator(
             learning_rate=cfg.gp_learning_rate, max_fit_rows=cfg.gp_fit_stars, generator=gen,
             log=log)
         emu.gp.load_state_dict(gp.state_dict())
-        hist["gp"] = gp_hist
+        hist["gp"] = dict(gp_hist, windows=gp_windows)
         hist["validation_projection_mse"] = float(
             ((fv - mean - ((fv - mean) @ vt.T) @ vt) ** 2).mean())
         with torch.no_grad():

@@ -152,3 +152,29 @@ def test_gp_configuration_errors():
     with pytest.raises(ValueError, match="checkpoint"):
         train_emulator(lab, line_flux(lab), NAMES, GRID, EmulatorConfig(kind="gp"),
                        checkpoint="x.safetensors", log=None)
+
+
+def test_windows_get_components_and_length_scales_of_their_own():
+    lab = labels_of(120, 5)
+    cfg = EmulatorConfig(kind="gp", n_components=8, gp_groups=(4,), gp_steps=60,
+                         gp_windows=((5003.5, 5004.5),), gp_window_components=3)
+    emu, hist = train_emulator(lab, line_flux(lab), NAMES, GRID, cfg, log=None)
+    assert emu.architecture["gp"]["groups"] == [0, 4, 8, 11]
+    assert hist["gp"]["windows"] == [{"window": [5003.5, 5004.5], "pixels": 21,
+                                      "components": 3}]
+    wave = GRID.wavelength.value
+    inside = (wave >= 5003.5) & (wave <= 5004.5)
+    basis = emu.basis.numpy()
+    assert not basis[:8, inside].any() and not basis[8:, ~inside].any()
+    np.testing.assert_allclose(basis @ basis.T, np.eye(11), atol=1e-5)
+    test = np.clip(labels_of(50, 6), emu.label_ranges[:, 0], emu.label_ranges[:, 1])
+    assert np.percentile(np.abs(emu(test) - line_flux(test)), 99) < 5e-3
+    with pytest.raises(ValueError, match="holds no pixel"):
+        train_emulator(lab, line_flux(lab), NAMES, GRID,
+                       EmulatorConfig(kind="gp", gp_windows=((4000.0, 4001.0),)), log=None)
+    with pytest.raises(ValueError, match="overlaps"):
+        train_emulator(lab, line_flux(lab), NAMES, GRID,
+                       EmulatorConfig(kind="gp", gp_windows=((5003.0, 5004.0), (5003.5, 5005.0))),
+                       log=None)
+    with pytest.raises(ValueError, match="stop > start"):
+        EmulatorConfig(kind="gp", gp_windows=((5004.0, 5003.0),))
