@@ -12,7 +12,7 @@ stationary correlation (Matérn 5/2 or squared exponential) with one length scal
 (automatic relevance determination). The components are split into a few consecutive groups
 :math:`g` (e.g. the leading 16, the next 32, the rest); each group shares its length scales and
 its relative noise :math:`\eta_g`, and every component has its own amplitude, which cancels in
-the posterior mean. The hyperparameters of a group maximise the marginal likelihood with the
+the posterior mean. The hyperparameters of a group maximize the marginal likelihood with the
 amplitudes profiled out,
 
 .. math:: -\log L = \tfrac{n}{2} \sum_{k \in g} \log\!\big(y_{\cdot k}^\top
