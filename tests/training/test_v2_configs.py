@@ -31,3 +31,31 @@ def test_v2_config_builds_a_small_network(setup):
     assert megabytes < 15.0, megabytes
     # the pooled CNN keeps at most ~1 position per 64 pixels (no position averages many)
     assert cfg.architecture["conditioner"]["pool"] * 64 * 2 >= grid.npix
+
+
+@pytest.mark.parametrize("setup", ["hr", "lr"])
+def test_v2_emulator_config_windows_the_li_lines_and_stays_small(setup):
+    """The v2 emulators (``kind = "gp"``): the Li-line windows hold pixels of the native grid,
+    and the file for the whole v2 design (its training stars) stays well under 20 MB."""
+    import tomllib
+
+    import numpy as np
+
+    from specutils_cinn.emulator import EMULATOR_LABELS, EmulatorConfig
+    from specutils_cinn.emulator.pipeline import read_emulator_config
+
+    path = CONFIGS / f"emulator-4most-{setup}-v2.toml"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    cfg = EmulatorConfig.from_dict(read_emulator_config(path)["emulator"])
+    assert cfg.kind == "gp"
+    wave = fourmost_setup(setup).grid.wavelength.value
+    lines = [6103.6, 6707.8] + ([8126.3] if setup == "lr" else [])
+    for line in lines:
+        (window,) = [w for w in cfg.gp_windows if w[0] < line < w[1]]
+        assert np.count_nonzero((wave >= window[0]) & (wave <= window[1])) >= 10
+    design = tomllib.loads((CONFIGS / "grid-4most-lte-v2.toml").read_text())["grid"]["n_stars"]
+    n_train = int(design * 0.9 * (1 - cfg.validation_fraction))   # held out: one star in ten
+    n_comp = cfg.n_components + cfg.gp_window_components * len(cfg.gp_windows)
+    megabytes = (n_comp * wave.size * 2 + n_train * (len(EMULATOR_LABELS) + n_comp) * 8) / 1e6
+    assert megabytes < 16.0, megabytes
