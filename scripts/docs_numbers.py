@@ -474,6 +474,47 @@ def emulator_numbers() -> list[Number]:
     ]
 
 
+EMULATOR_KINDS_V2 = DOCS / "emulator" / "kinds_v2.rst"
+
+
+def emulator_v2_numbers() -> list[Number]:
+    """The v2 emulator kinds against each other (scripts/emulator_accuracy.py --kinds gp pca,
+    'all' segments): how much smaller the Gaussian process's residuals are at the full training
+    set, and how much each kind's error falls from half to all of the training stars."""
+    rows = _simple_table(EMULATOR_KINDS_V2)
+    head = rows[0]
+    jn, jm, jp = (head.index(c) for c in ("Training stars", "Median abs", "99th pct abs"))
+    runs: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    for r in rows[1:]:
+        if r[head.index("Segment")] == "all":
+            grid, kind = r[0].split()
+            runs.setdefault((grid, kind.strip("()")), []).append(
+                (int(r[jn].split()[0]), float(r[jm]), float(r[jp])))
+    grids = sorted({g for g, _ in runs})
+
+    def rng(values: list[float]) -> str:
+        lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+        return lo if lo == hi else f"{lo}-{hi}"
+
+    def gain(grid: str, kind: str, col: int) -> float:
+        (n0, *a), (n1, *b) = sorted(runs[(grid, kind)])[0], sorted(runs[(grid, kind)])[-1]
+        return (a[col] / b[col]) ** (1 / math.log2(n1 / n0))
+
+    def ratio(grid: str, col: int) -> float:
+        return max(runs[(grid, "pca")])[1 + col] / max(runs[(grid, "gp")])[1 + col]
+
+    src = f"{_rel(EMULATOR_KINDS_V2)}, segment 'all' of each grid ({', '.join(grids)})"
+    out = [Number("emu_v2_median_ratio", rng([ratio(g, 0) for g in grids]),
+                  f"{src}: MLP median / Gaussian-process median, full training set"),
+           Number("emu_v2_p99_ratio", rng([ratio(g, 1) for g in grids]),
+                  f"{src}: MLP / Gaussian-process 99th percentile, full training set")]
+    for kind, tag in (("gp", "gp"), ("pca", "mlp")):
+        for col, what in ((0, "median"), (1, "p99")):
+            out.append(Number(f"emu_v2_gain_{what}_{tag}", rng([gain(g, kind, col) for g in grids]),
+                              f"{src}: {kind} {what} ratio per doubling of the training stars"))
+    return out
+
+
 # --- synthesis ----------------------------------------------------------------------------------
 
 SOLAR_RESIDUALS = DOCS / "synthesis" / "solar_residuals.rst"
@@ -548,7 +589,7 @@ def survey_numbers() -> list[Number]:
 #: Every group of numbers, in the order they are written.
 SOURCES: tuple[Callable[[], list[Number]], ...] = (
     validation_numbers, calibration_numbers, targets_met, model_file_numbers,
-    emulator_numbers, synthesis_numbers, survey_numbers)
+    emulator_numbers, emulator_v2_numbers, synthesis_numbers, survey_numbers)
 
 
 def numbers() -> list[Number]:
