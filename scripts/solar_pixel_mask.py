@@ -76,6 +76,7 @@ def synthesis_options(config: GridConfig) -> dict:
         "hydrogen_wing_fraction": config.hydrogen_wing_fraction,
         "min_depth": config.min_depth,
         "sampling_fraction": config.sampling_fraction,
+        "piece_overlap": config.piece_overlap,
         "lithium": config.lithium,
         "windows": [[w.start, w.stop, w.step] for w in config.windows],
     }
