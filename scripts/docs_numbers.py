@@ -551,6 +551,13 @@ def _literal_rows(path: Path) -> list[list[str]]:
             if line.startswith("    ") and line.strip()]
 
 
+def _rss_by_size(rss: dict[int, float]) -> str:
+    """``"1163 MB at 1,002 files, 1282 MB at 9,999 and ..."``: peak RSS per number of files."""
+    items = [f"{rss[n]:.0f} MB at {n:,}" for n in sorted(rss)]
+    items[0] += " files"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def survey_numbers() -> list[Number]:
     """Reading cost, time per spectrum and peak memory of the bench_survey run."""
     rows = _literal_rows(BENCH_SURVEY)
@@ -562,7 +569,6 @@ def survey_numbers() -> list[Number]:
     # peak RSS MB is the last column
     survey = {int(r[1]): float(r[-1]) for r in runs if r[0] == "survey"}
     old_rss = next(float(r[-1]) for r in runs if r[0] == "survey, Spectrum.read")
-    small, large = min(survey), max(survey)
     read_old, read_new = float(stage["read: total"][old]), float(stage["read: total"][direct])
     what = "ms per spectrum by stage"
     return [
@@ -575,10 +581,8 @@ def survey_numbers() -> list[Number]:
                f"{src}, {what}, predict: total, direct"),
         Number("survey_write_ms", f"{float(stage['write parts'][direct]):.1f} ms",
                f"{src}, {what}, write parts, direct"),
-        Number("survey_rss_small", f"{survey[small]:.0f} MB",
-               f"{src}, survey, {small} files, peak RSS"),
-        Number("survey_rss_large", f"{survey[large]:.0f} MB",
-               f"{src}, survey, {large} files, peak RSS"),
+        Number("survey_rss_sizes", _rss_by_size(survey),
+               f"{src}, survey, peak RSS at each number of files"),
         Number("survey_rss_old", f"{old_rss:.0f} MB",
                f"{src}, survey, Spectrum.read, peak RSS"),
         Number("survey_rss_gb", f"{max(survey.values()) / 1e3:.1f} GB",
