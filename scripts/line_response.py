@@ -102,9 +102,8 @@ def medians(est: CINNParameterEstimator, flux: np.ndarray, name: str, snr: float
             n_samples: int) -> np.ndarray:
     """Posterior medians of ``name`` for rows of ``flux`` with the noise of ``seed``."""
     grid = est.model.metadata.grid
-    wave = grid.wavelength
-    width = np.concatenate([np.full(s.npix, s.step) for s in grid.segments])
-    spec = noisy_spectrum(np.nan_to_num(flux, nan=1.0), wave, width, snr, seed)
+    spec = noisy_spectrum(np.nan_to_num(flux, nan=1.0), grid.wavelength, grid.pixel_width, snr,
+                          seed)
     table = est.predict(spec, n_samples=n_samples, seed=1, progress=False, quantiles=(0.5,))
     return np.asarray(u.Quantity(table[name]).value, dtype=np.float64)
 
@@ -117,8 +116,7 @@ def pixel_sigma(est: CINNParameterEstimator, snr: float, training: bool) -> np.n
     """Per-pixel noise at ``snr`` per Angstrom (continuum units): photon noise, and with
     ``training`` the training's emulator noise and the emulator's error floor too."""
     grid = est.model.metadata.grid
-    width = np.concatenate([np.full(s.npix, s.step) for s in grid.segments])
-    var = 1.0 / (snr**2 * width)
+    var = 1.0 / (snr**2 * grid.pixel_width)
     if not training:
         return np.sqrt(var)
     var += float(est.model.metadata.training.get("data", {}).get("emulator_noise", 0.0)) ** 2
