@@ -1,13 +1,13 @@
 """The documentation: the local intersphinx inventories (docs/_intersphinx/, written by
 scripts/intersphinx_inventories.py) and a full Sphinx build with warnings as errors."""
 
-import importlib.util
 import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
+from repo_scripts import script_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -20,14 +20,8 @@ pytestmark = pytest.mark.skipif(not (SCRIPT.is_file() and DOCS.is_dir()),
 
 @pytest.fixture(scope="module")
 def inventories():
-    spec = importlib.util.spec_from_file_location("intersphinx_inventories", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+    with script_module("intersphinx_inventories") as module:
+        yield module
 
 
 def read_inventory(path):

@@ -2,13 +2,12 @@
 (scripts/docs_numbers.py): the generated files are current, and the prose quotes no
 measured-looking number outside a substitution except the defined ones of the allowlist."""
 
-import importlib.util
 import io
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from repo_scripts import script_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "docs_numbers.py"
@@ -18,14 +17,8 @@ SCRIPT = ROOT / "scripts" / "docs_numbers.py"
 def dn():
     if not SCRIPT.is_file() or not (ROOT / "docs").is_dir():
         pytest.skip("scripts/docs_numbers.py or docs/ is not in this checkout")
-    spec = importlib.util.spec_from_file_location("docs_numbers", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+    with script_module("docs_numbers") as module:
+        yield module
 
 
 def test_generated_files_are_current(dn, capsys):

@@ -1,12 +1,11 @@
 """The package's import graph (scripts/import_graph.py): no cycle, no private name shared
 across packages, every module in a layer."""
 
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from repo_scripts import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "import_graph.py"
 
@@ -18,14 +17,8 @@ KNOWN_CYCLES: set[frozenset[str]] = set()
 def graph():
     if not SCRIPT.is_file():
         pytest.skip("scripts/import_graph.py is not in this checkout")
-    spec = importlib.util.spec_from_file_location("import_graph", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+    with script_module("import_graph") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

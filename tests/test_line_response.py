@@ -1,22 +1,16 @@
 """scripts/line_response.py: the posterior's response to one line, on the bundled HR model."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from repo_scripts import script_module
 
 from specutils_cinn import CINNParameterEstimator
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "line_response.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("line_response", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module("line_response") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

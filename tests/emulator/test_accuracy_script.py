@@ -1,22 +1,16 @@
 """scripts/emulator_accuracy.py: the per-[Fe/H] table of held-out residuals."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from repo_scripts import script_module
 
 from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "emulator_accuracy.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("emulator_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module("emulator_accuracy") as module:
+        yield module
 
 
 def test_fe_h_table_bins_and_segments(script):
@@ -41,17 +35,14 @@ def test_fe_h_table_bins_and_segments(script):
 
 
 def test_basis_floor_zero_in_span_positive_outside():
-    spec = importlib.util.spec_from_file_location(
-        "emulator_basis_floor", SCRIPT.with_name("emulator_basis_floor.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rng = np.random.default_rng(0)
-    train = 1 - 0.3 * rng.random((6, 50))
-    combo = rng.random((2, 6))
-    combo /= combo.sum(axis=1, keepdims=True)          # affine combinations: in mean + span
-    flux = np.vstack([train, combo @ train])
-    ho = np.r_[np.zeros(6, bool), np.ones(2, bool)]
-    assert module.basis_floor(flux, ho, 6).max() < 1e-10
-    assert module.basis_floor(flux, ho, 1).max() > 1e-3
-    with pytest.raises(ValueError, match="training stars"):
-        module.basis_floor(flux, ho, 7)
+    with script_module("emulator_basis_floor") as module:
+        rng = np.random.default_rng(0)
+        train = 1 - 0.3 * rng.random((6, 50))
+        combo = rng.random((2, 6))
+        combo /= combo.sum(axis=1, keepdims=True)          # affine combinations: in mean + span
+        flux = np.vstack([train, combo @ train])
+        ho = np.r_[np.zeros(6, bool), np.ones(2, bool)]
+        assert module.basis_floor(flux, ho, 6).max() < 1e-10
+        assert module.basis_floor(flux, ho, 1).max() > 1e-3
+        with pytest.raises(ValueError, match="training stars"):
+            module.basis_floor(flux, ho, 7)
