@@ -20,17 +20,23 @@ spectrum per object, written by ``scripts/make_4most_files.py``) and end with a 
 
 Each measurement runs in a fresh Python process (model load and imports excluded from the
 timing, reported separately); its peak memory is that process's maximum resident set size
-(``resource.getrusage``). Sizes are numbers of input FILES (three per object); the default
-1002 and 9999 files are 334 and 3333 objects (spectra). ``--stages`` adds, for the smallest
-size and both readers, a breakdown of the survey's time per spectrum by stage (read, join,
-prepare, inference, goodness of fit, flags, assembly, writing), with reading in the calling
-thread so that the stages add up. The load average of the machine is printed before and
-after: on a shared machine compare rows of one run, not runs.
+(``resource.getrusage``), its median memory the median of its resident set size sampled every
+0.5 s while it runs (Linux; ``-`` elsewhere): the level a run holds, where the peak is its
+highest moment and grows a little with the run's length. Sizes are numbers of input FILES
+(three per object); the default 1002 and 9999 files are 334 and 3333 objects (spectra).
+``--distinct K`` writes the files of K objects only and hard-links the others to them under
+their own names (same bytes, read as separate inputs): for sizes such as 99,999 files, where
+peak memory and bookkeeping, not the contents, are measured; sizes up to 3K files are all
+distinct. ``--stages`` adds, for the smallest size and both readers, a breakdown of the
+survey's time per spectrum by stage (read, join, prepare, inference, goodness of fit, flags,
+assembly, writing), with reading in the calling thread so that the stages add up. The load
+average of the machine is printed before and after: on a shared machine compare rows of one
+run, not runs.
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_survey.py [--files 1002 9999] [--n-baseline 200]
-        [--old-files 1002] [--stages] [--n-samples 1000] [--chunk-size 256]
+        [--old-files 1002] [--stages] [--n-samples 1000] [--chunk-size 256] [--distinct K]
         [--workdir /tmp/bench-survey] [--json out.json] [--rst docs/survey/bench_survey.rst]
 
 ``--rst`` writes the report for the documentation (docs/survey/bench_survey.rst, included
@@ -51,6 +57,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Resident memory sampled every 0.5 s during a run (Linux ``/proc``; none elsewhere): its
+#: median is the level a run holds, the peak its highest moment (two chunks in flight).
+RSS_SAMPLER = """
+import statistics, threading
+_rss, _stop = [], threading.Event()
+def _sample():
+    while not _stop.is_set():
+        try:
+            with open("/proc/self/status") as f:
+                _rss.append(next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024)
+        except (OSError, StopIteration):
+            return
+        _stop.wait(0.5)
+def _rss_median():
+    _stop.set()
+    return statistics.median(_rss) if _rss else None
+"""
+
 CHILD_SURVEY = """
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -58,11 +82,13 @@ from specutils_cinn.survey import cached_estimator, reading, run_survey
 reading._DIRECT_READ, reading._READ_AHEAD = {direct!r}, {ahead!r}
 est = cached_estimator(None, "cpu")
 t1 = time.perf_counter()
+threading.Thread(target=_sample, daemon=True).start()
 s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_samples={ns},
                seed=1, device="cpu", overwrite=True, progress=False, dask={dask!r})
 t2 = time.perf_counter()
 print(json.dumps({{"setup_s": t1 - t0, "run_s": t2 - t1, "rows": s.rows, "errors": s.errors,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_median_mb": _rss_median()}}))
 """
 
 #: The survey's stages, timed by wrapping the functions that do them where they are called
@@ -128,6 +154,7 @@ scale = torch.as_tensor(md.label_std, dtype=torch.float32)
 groups = {groups!r}
 gen = torch.Generator().manual_seed(1)
 t1 = time.perf_counter()
+threading.Thread(target=_sample, daemon=True).start()
 rows = []
 with torch.inference_mode():
     for paths in groups:
@@ -144,7 +171,8 @@ names += [f"{{p}}_std" for p in est.parameters] + ["snr"]
 QTable(rows=rows, names=names).write({out!r}, overwrite=True)
 t2 = time.perf_counter()
 print(json.dumps({{"setup_s": t1 - t0, "run_s": t2 - t1, "rows": len(rows), "errors": 0,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_median_mb": _rss_median()}}))
 """
 
 
@@ -206,14 +234,17 @@ def _load() -> list[float] | None:
         return None
 
 
-def make_files(workdir: Path, n_objects: int) -> Path:
-    """Synthetic HRS files for ``n_objects`` objects (reused if already there)."""
-    folder = workdir / f"hrs-{n_objects}"
+def make_files(workdir: Path, n_objects: int, distinct: int | None = None) -> Path:
+    """Synthetic HRS files for ``n_objects`` objects (reused if already there); with
+    ``distinct``, objects beyond the first ``distinct`` are hard links to them."""
+    distinct = None if distinct is None or distinct >= n_objects else distinct
+    folder = workdir / (f"hrs-{n_objects}" + (f"-distinct-{distinct}" if distinct else ""))
     manifest = folder / "manifest.ecsv"
     if not manifest.exists():
         t0 = time.perf_counter()
+        extra = ["--distinct", str(distinct)] if distinct else []
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_4most_files.py"),
-                        str(folder), "-n", str(n_objects)], check=True)
+                        str(folder), "-n", str(n_objects), *extra], check=True)
         print(f"# wrote {3 * n_objects} files in {time.perf_counter() - t0:.0f} s", flush=True)
     return folder
 
@@ -238,14 +269,16 @@ def report(results: list[dict], stages: dict, hw: dict, args: argparse.Namespace
     """The report's lines: one row per run, then the stages (if timed)."""
     base = results[0]
     b_rate = base["rows"] / base["run_s"]
-    lines = [f"HR model, {args.n_samples} draws, chunk size {args.chunk_size}",
+    linked = "" if args.distinct is None else (
+        f"; files of {args.distinct:,} objects written, the others hard links to them")
+    lines = [f"HR model, {args.n_samples} draws, chunk size {args.chunk_size}{linked}",
              f"{'run':<24} {'files':>6} {'spectra':>7} {'seconds':>8} {'spectra/s':>10} "
-             f"{'files/s':>8} {'x baseline':>10} {'peak RSS MB':>12}"]
+             f"{'files/s':>8} {'x baseline':>10} {'median RSS MB':>14} {'peak RSS MB':>12}"]
     for r in results:
         rate = r["rows"] / r["run_s"]
         lines.append(f"{r['kind']:<24} {r['files']:>6} {r['objects']:>7} {r['run_s']:>8.1f} "
                      f"{rate:>10.1f} {3 * rate:>8.1f} {rate / b_rate:>10.2f} "
-                     f"{r['maxrss_mb']:>12.0f}")
+                     f"{_mb(r.get('rss_median_mb')):>14} {r['maxrss_mb']:>12.0f}")
     if stages:
         lines += ["", f"ms per spectrum by stage ({min(args.files)} files, reading in the "
                   "calling thread)",
@@ -254,6 +287,10 @@ def report(results: list[dict], stages: dict, hw: dict, args: argparse.Namespace
             lines.append(f"{key:<56} " + " ".join(
                 f"{v[key]:>14.2f}" if key in v else f"{'-':>14}" for v in stages.values()))
     return lines
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def rst_report(lines: list[str], hw: dict) -> str:
@@ -281,6 +318,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk-size", type=int, default=256)
     ap.add_argument("--dask", default=None,
                     help="also time the survey on Dask, e.g. 'local:2' (worker processes)")
+    ap.add_argument("--distinct", type=int, default=None,
+                    help="write only this many objects' files; hard-link the rest to them "
+                         "(large sizes for memory; default: all distinct)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-survey"))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--rst", type=Path, default=None,
@@ -294,7 +334,7 @@ def main(argv=None) -> int:
     print("# command: " + " ".join([os.path.basename(sys.executable)] + sys.argv), flush=True)
     print("# hardware: " + json.dumps(hw), flush=True)
     n_max = max(args.files + old_sizes) // 3
-    folder = make_files(args.workdir, max(n_max, args.n_baseline))
+    folder = make_files(args.workdir, max(n_max, args.n_baseline), args.distinct)
     out_dir = args.workdir / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -305,8 +345,9 @@ def main(argv=None) -> int:
         return str(path)
 
     results = []
-    base = child(CHILD_BASELINE.format(groups=groups_of(folder, args.n_baseline),
-                                       ns=args.n_samples, out=str(out_dir / "base.ecsv")), env)
+    base = child(RSS_SAMPLER + CHILD_BASELINE.format(
+                     groups=groups_of(folder, args.n_baseline), ns=args.n_samples,
+                     out=str(out_dir / "base.ecsv")), env)
     base.update(kind="baseline (loop)", objects=args.n_baseline, files=3 * args.n_baseline)
     results.append(base)
     print(f"# baseline: {json.dumps(base)}", flush=True)
@@ -314,9 +355,10 @@ def main(argv=None) -> int:
     if args.dask:
         runs.append((max(args.files), True, args.dask))
     for n_files, direct, dask in runs:
-        r = child(CHILD_SURVEY.format(files=listing(n_files), out=str(out_dir / "survey.fits"),
-                                      chunk=args.chunk_size, ns=args.n_samples, dask=dask,
-                                      direct=direct, ahead=1 if direct else 0), env)
+        r = child(RSS_SAMPLER + CHILD_SURVEY.format(
+                      files=listing(n_files), out=str(out_dir / "survey.fits"),
+                      chunk=args.chunk_size, ns=args.n_samples, dask=dask,
+                      direct=direct, ahead=1 if direct else 0), env)
         kind = "survey" if direct else "survey, Spectrum.read"
         r.update(kind=kind + (f", dask {dask}" if dask else ""), objects=n_files // 3,
                  files=3 * (n_files // 3))

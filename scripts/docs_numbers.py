@@ -552,7 +552,7 @@ def _literal_rows(path: Path) -> list[list[str]]:
 
 
 def _rss_by_size(rss: dict[int, float]) -> str:
-    """``"1163 MB at 1,002 files, 1282 MB at 9,999 and ..."``: peak RSS per number of files."""
+    """``"1163 MB at 1,002 files, 1282 MB at 9,999 and ..."``: RSS per number of files."""
     items = [f"{rss[n]:.0f} MB at {n:,}" for n in sorted(rss)]
     items[0] += " files"
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
@@ -566,8 +566,12 @@ def survey_numbers() -> list[Number]:
     header = next(r for r in rows if r[0] == "stage")
     old, direct = header.index("Spectrum.read") - 1, header.index("direct") - 1
     runs = [r for r in rows if len(r) >= 8 and r[0] != "run"]
-    # peak RSS MB is the last column
+    columns = next(r for r in rows if r[0] == "run")
+    if columns[-2:] != ["median RSS MB", "peak RSS MB"]:
+        raise ValueError(f"{src}: expected the last columns 'median RSS MB', 'peak RSS MB', "
+                         f"got {columns[-2:]}: rerun benchmarks/bench_survey.py")
     survey = {int(r[1]): float(r[-1]) for r in runs if r[0] == "survey"}
+    median = {int(r[1]): float(r[-2]) for r in runs if r[0] == "survey"}
     old_rss = next(float(r[-1]) for r in runs if r[0] == "survey, Spectrum.read")
     read_old, read_new = float(stage["read: total"][old]), float(stage["read: total"][direct])
     what = "ms per spectrum by stage"
@@ -583,6 +587,8 @@ def survey_numbers() -> list[Number]:
                f"{src}, {what}, write parts, direct"),
         Number("survey_rss_sizes", _rss_by_size(survey),
                f"{src}, survey, peak RSS at each number of files"),
+        Number("survey_rss_median_sizes", _rss_by_size(median),
+               f"{src}, survey, median RSS at each number of files"),
         Number("survey_rss_old", f"{old_rss:.0f} MB",
                f"{src}, survey, Spectrum.read, peak RSS"),
         Number("survey_rss_gb", f"{max(survey.values()) / 1e3:.1f} GB",

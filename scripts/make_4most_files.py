@@ -21,14 +21,25 @@ A ``manifest.ecsv`` lists every object with its files, S/N, flux scale and the r
 parameters (Teff 5772 K, log g 4.44, [Fe/H] 0.00). Writing takes about 10-25 ms per file on
 one core (10,000 HRS files, 2 GB, in 2-4 minutes).
 
+``--distinct K`` writes only the first K objects; object ``i >= K`` gets hard links (copies
+where the file system cannot link) to the files of object ``i % K`` under its own file names,
+and the manifest's ``copy_of`` column names that object (-1 for written ones). The headers
+inside a linked file are those of its source, so ``read_spectra`` over the whole folder joins
+a copy with its source; ``specutils-cinn predict --group-arms`` groups by file name and keeps
+them apart. Use it for runs whose memory and bookkeeping,
+not their contents, are under test (100,000 files without 20 GB of disk or an hour of writing).
+
 Usage::
 
     python scripts/make_4most_files.py OUTDIR -n 3334 --mode hrs --container
+    python scripts/make_4most_files.py OUTDIR -n 33333 --distinct 3333
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -92,6 +103,15 @@ def noisy(arm_data, snr, scale, rng):
     return f * scale[:, None], e * scale[:, None]
 
 
+def link(source: Path, target: Path) -> None:
+    """Hard-link ``target`` to ``source`` (replacing it), or copy where links fail."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("outdir", type=Path)
@@ -104,9 +124,16 @@ def main(argv=None) -> int:
                     help="objects in the containers (default: all, at most 812 HRS / 1624 LRS)")
     ap.add_argument("--night", default="20260120", help="night of observation, YYYYMMDD")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--distinct", type=int, default=None,
+                    help="write only this many objects; link the others' files to them")
     args = ap.parse_args(argv)
     if args.objects < 1 or not 0 < args.snr[0] <= args.snr[1] <= 100:
         ap.error("need --objects >= 1 and 0 < S/N low <= high <= 100 (the example's own S/N)")
+    if args.distinct is not None and args.distinct < 1:
+        ap.error("--distinct must be >= 1")
+    n_written = min(args.objects, args.distinct or args.objects)
+    if args.container and n_written < min(args.objects, args.fibres or FIBRES[args.mode]):
+        ap.error("--container needs every fibre's object written: raise --distinct")
     t0 = time.perf_counter()
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +155,11 @@ def main(argv=None) -> int:
                            np.empty((n_fib, len(d[0])), np.float32)) for arm, d in arms.items()}
     files = [[] for _ in range(n)]
     rp = 20000.0 if args.mode == "hrs" else 6500.0
-    for c0 in range(0, n, CHUNK):
-        rows = np.arange(c0, min(n, c0 + CHUNK))
+    copy_of = np.where(np.arange(n) < n_written, -1, np.arange(n) % n_written)
+    snr = np.where(copy_of < 0, snr, snr[np.maximum(copy_of, 0)])
+    scale = np.where(copy_of < 0, scale, scale[np.maximum(copy_of, 0)])
+    for c0 in range(0, n_written, CHUNK):
+        rows = np.arange(c0, min(n_written, c0 + CHUNK))
         for arm, data in arms.items():
             wave, _, _, bad = data
             f, e = noisy(data, snr[rows], scale[rows], rng)
@@ -149,6 +179,11 @@ def main(argv=None) -> int:
                 container[arm][0][sel] = fc
                 with np.errstate(divide="ignore"):
                     container[arm][1][sel] = np.where(ec > 0, 1.0 / ec**2, 0.0)
+    for i in range(n_written, n):
+        for arm, source in zip(arms, files[copy_of[i]], strict=True):
+            name = f"qmost_{names[i]}_{args.night}_{obid[i]}_{arm}1.fits"
+            link(out / source, out / name)
+            files[i].append(name)
     next_night = f"{int(args.night) + 1}"
     for arm, (f, ivar) in container.items():
         wave, _, _, bad = arms[arm]
@@ -165,13 +200,16 @@ def main(argv=None) -> int:
                                  primary={"MJD-OBS": float(mjd[0]), "SPEC_RES": rp})  # fmt: skip
     manifest = Table({"object": names, "files": ["+".join(f) for f in files],
                       "snr": snr, "flux_scale": scale, "in_container": np.arange(n) < n_fib,
+                      "copy_of": copy_of,
                       "teff": np.full(n, 5772.0), "logg": np.full(n, 4.44),
                       "fe_h": np.zeros(n)})  # fmt: skip
     manifest.meta["comment"] = ["synthetic 4MOST files from the bundled solar example",
                                 f"mode {args.mode}, seed {args.seed}"]  # fmt: skip
     manifest.write(out / "manifest.ecsv", overwrite=True)
     n_files = sum(len(f) for f in files) + len(container)
-    print(f"wrote {n_files} files for {n} objects to {out} in {time.perf_counter() - t0:.1f} s")
+    linked = f" ({len(arms) * (n - n_written)} linked)" if n_written < n else ""
+    print(f"wrote {n_files} files{linked} for {n} objects to {out} in "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

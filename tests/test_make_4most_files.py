@@ -1,25 +1,20 @@
 """scripts/make_4most_files.py writes files that the readers take back."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from astropy import units as u
 from astropy.table import Table
+from repo_scripts import script_module
 from specutils import Spectrum, SpectrumList
 
 from specutils_cinn.io import identify_format, read_spectra
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_4most_files.py"
+from specutils_cinn.survey import plan_inputs
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_4most_files", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module("make_4most_files") as module:
+        yield module
 
 
 def test_hrs_files_and_containers(script, tmp_path, capsys):
@@ -57,3 +52,28 @@ def test_lrs_files(script, tmp_path):
     assert s.shape == (23201,) and s.meta["arm"] == "LJ"
     assert 0.25 < 1 - s.mask.mean() < 0.32  # the HR example covers about 29% of LRS
     assert len(SpectrumList.read(tmp_path / "20260120_LJ11_20260121.fits")) == 2
+
+
+def test_distinct_links_the_other_objects(script, tmp_path, capsys):
+    assert script.main([str(tmp_path), "-n", "5", "--distinct", "2"]) == 0
+    assert "wrote 15 files (9 linked) for 5 objects" in capsys.readouterr().out
+    manifest = Table.read(tmp_path / "manifest.ecsv")
+    assert list(manifest["copy_of"]) == [-1, -1, 0, 1, 0]
+    assert len(set(manifest["object"])) == 5  # own names, so five inputs
+    for row in manifest[2:]:
+        source = manifest[row["copy_of"]]
+        assert row["snr"] == source["snr"]
+        for mine, theirs in zip(row["files"].split("+"), source["files"].split("+"),
+                                strict=True):
+            assert mine != theirs
+            assert (tmp_path / mine).read_bytes() == (tmp_path / theirs).read_bytes()
+    # a survey run groups arms by file name: five inputs, each read back whole
+    units = plan_inputs(tmp_path, group_arms=True)
+    assert len(units) == 5
+    assert [len(read_spectra(list(un.paths))) for un in units] == [1] * 5
+
+
+def test_distinct_refuses_containers_it_cannot_fill(script, tmp_path):
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path), "-n", "5", "--distinct", "2", "--container"])
+    assert not list(tmp_path.glob("*.fits"))
