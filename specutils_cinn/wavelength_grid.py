@@ -101,6 +101,11 @@ class WavelengthGrid:
         return np.concatenate([np.full(s.npix, s.step) for s in self.segments])
 
     @property
+    def segment_index(self) -> np.ndarray:
+        """Number of the segment of every pixel (int64, length ``npix``, from 0)."""
+        return np.repeat(np.arange(len(self.segments)), [s.npix for s in self.segments])
+
+    @property
     def segment_slices(self) -> list[slice]:
         """Slices of the concatenated pixel axis belonging to each segment."""
         out, i = [], 0

@@ -153,7 +153,7 @@ def _process_group(
     snr_rows: np.ndarray | None,
     estimate: bool,
     normalize: bool | str,
-    continuum: tuple[int, int],
+    continuum: tuple[int, int, float],
     min_valid_fraction: float,
     out: _Output,
 ) -> None:
@@ -306,12 +306,12 @@ def _resample_chunk(
     geo: _Geometry,
     d: np.ndarray,
     norm: np.ndarray,
-    continuum: tuple[int, int],
+    continuum: tuple[int, int, float],
     min_valid_fraction: float,
     out: _Output,
 ) -> None:
     """Resample, normalise and store one chunk of rows for every segment."""
-    degree, n_iter = continuum
+    degree, n_iter, floor = continuum
     rows = _as_slice(gids)
     shared = bool(np.all(d == d[0]))
     all_norm, any_norm = bool(np.all(norm)), bool(np.any(norm))
@@ -335,10 +335,11 @@ def _resample_chunk(
         valid = mask_pixels(valid, None if out.masked is None else out.masked[seg.out])
         if any_norm:
             if all_norm:
-                cont = fit_segment_continuum(fo, valid, degree, n_iter)[0]
+                cont = fit_segment_continuum(fo, valid, degree, n_iter, floor=floor)[0]
             else:
                 cont = np.ones(fo.shape)
-                cont[norm] = fit_segment_continuum(fo[norm], valid[norm], degree, n_iter)[0]
+                cont[norm] = fit_segment_continuum(fo[norm], valid[norm], degree, n_iter,
+                                                   floor=floor)[0]
             valid &= cont > 0  # False where the fit failed (NaN)
             np.divide(fo, cont, out=fo, where=valid)  # rows not normalised have cont == 1
             cont *= cont

@@ -42,6 +42,8 @@ def fit_continuum(
     n_iter: int = 5,
     lower: float = 1.5,
     upper: float = 3.0,
+    *,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit a clipped polynomial continuum to each row and each grid segment.
 
@@ -64,6 +66,13 @@ def fit_continuum(
         Pixels more than ``lower`` times the residual RMS below the fit, or ``upper``
         times above it, are left out of the next fit. The asymmetry pushes the fit
         towards the upper envelope of a spectrum with absorption lines.
+    floor : float, optional
+        Lowest continuum, as a fraction (0 to 1) of the highest value of the row's
+        continuum in the segment; 0 (the default) leaves the polynomial as it is. Where the
+        whole segment is blanketed by lines and broad wings reach its end (Ca II H and K
+        at the blue end of 4MOST's HB arm in cool stars), the clipped cubic follows the
+        wings down to zero and below, and dividing by it gives normalized fluxes of
+        thousands; a floor of 0.1 keeps them near the spectrum's own level.
 
     Returns
     -------
@@ -94,7 +103,8 @@ def fit_continuum(
     fitted = np.zeros((n_rows, len(grid.segments)), dtype=bool)
     for i_seg, sl in enumerate(grid.segment_slices):
         continuum[:, sl], fitted[:, i_seg] = fit_segment_continuum(
-            f_all[:, sl], ok_all[:, sl], degree=degree, n_iter=n_iter, lower=lower, upper=upper
+            f_all[:, sl], ok_all[:, sl], degree=degree, n_iter=n_iter, lower=lower, upper=upper,
+            floor=floor,
         )
     return continuum, fitted
 
@@ -106,6 +116,8 @@ def fit_segment_continuum(
     n_iter: int = 5,
     lower: float = 1.5,
     upper: float = 3.0,
+    *,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit a clipped polynomial continuum to each row of one uniformly sampled segment.
 
@@ -118,7 +130,7 @@ def fit_segment_continuum(
         constant step. Values at invalid pixels are ignored.
     valid : numpy.ndarray
         Boolean, same shape.
-    degree, n_iter, lower, upper
+    degree, n_iter, lower, upper, floor
         As in `fit_continuum`.
 
     Returns
@@ -146,6 +158,7 @@ def fit_segment_continuum(
         raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
     if not (lower > 0 and upper > 0):
         raise ValueError(f"lower and upper must be positive, got {lower}, {upper}")
+    _check_floor(floor)
     degree, n_iter = int(degree), int(n_iter)
     n_rows, npix = f_all.shape
     if n_rows == 0 or npix == 0:
@@ -162,10 +175,27 @@ def fit_segment_continuum(
         coef, good = _fit_block(f_fit, ok, moments, lin, n_iter, lower, upper, n_min)
         coef[~good] = np.nan
         if step >= n_rows:  # a single block: no copy into the full-size array
-            return coef @ basis_t, good
+            return _apply_floor(coef @ basis_t, floor), good
         np.matmul(coef, basis_t, out=continuum[rows])
+        _apply_floor(continuum[rows], floor)
         fitted[rows] = good
     return continuum, fitted
+
+
+def _check_floor(floor: float) -> None:
+    if isinstance(floor, bool) or not isinstance(floor, int | float | np.floating | np.integer) \
+            or not 0.0 <= floor < 1.0:
+        raise ValueError(f"floor must be a number from 0 to below 1, got {floor!r}")
+
+
+def _apply_floor(continuum: np.ndarray, floor: float) -> np.ndarray:
+    """``continuum`` (rows of one segment) raised in place to at least ``floor`` times each
+    row's highest value; rows of NaN (failed fits) stay NaN."""
+    if floor > 0 and continuum.size:
+        with np.errstate(invalid="ignore"):
+            top = np.max(continuum, axis=1, keepdims=True)
+        np.maximum(continuum, floor * top, out=continuum)
+    return continuum
 
 
 @functools.lru_cache(maxsize=32)
@@ -255,6 +285,8 @@ def normalize_continuum(
     grid: WavelengthGrid,
     degree: int = 3,
     n_iter: int = 5,
+    *,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Divide spectra by a fitted continuum, segment by segment.
 
@@ -272,6 +304,8 @@ def normalize_continuum(
         Polynomial degree per segment (see `fit_continuum`).
     n_iter : int, optional
         Maximum number of clipping iterations (see `fit_continuum`).
+    floor : float, optional
+        Lowest continuum as a fraction of each segment's highest (see `fit_continuum`).
 
     Returns
     -------
@@ -290,7 +324,7 @@ def normalize_continuum(
         If the shapes do not match the grid or an argument is out of range.
     """
     f, ok = _check(flux, valid, grid)
-    continuum, _ = fit_continuum(f, ok, grid, degree=degree, n_iter=n_iter)
+    continuum, _ = fit_continuum(f, ok, grid, degree=degree, n_iter=n_iter, floor=floor)
     valid_n = ok & (continuum > 0)  # False where NaN
     flux_n = np.full(f.shape, np.nan)
     np.divide(f, continuum, out=flux_n, where=valid_n)
@@ -324,7 +358,9 @@ def _check(
 #: The kind of normalization applied to every input spectrum (`Normalization.fits_continuum`).
 _PSEUDO_CONTINUUM = "pseudo-continuum"
 #: The keys of a normalization in model metadata, in the order they are written.
-_KEYS = ("kind", "degree", "n_iter")
+_KEYS = ("kind", "degree", "n_iter", "floor")
+#: The keys written by default (``floor`` too when it is not 0).
+_DEFAULT_KEYS = ("kind", "degree", "n_iter")
 
 
 @dataclass(frozen=True)
@@ -341,7 +377,7 @@ class Normalization:
     kind : str
         ``"pseudo-continuum"``: every input spectrum, normalized or not, is divided by a
         clipped Legendre polynomial continuum per grid segment (`normalize_continuum` with
-        ``degree`` and ``n_iter``), as the training spectra were. Any other kind (e.g.
+        ``degree``, ``n_iter`` and ``floor``), as the training spectra were. Any other kind (e.g.
         ``"continuum"``: the inputs are continuum-normalized) leaves the choice to the
         ``normalize`` argument of `~specutils_cinn.inputs.prepare_spectra` (``"auto"``: only
         spectra that do not look normalized are divided by that continuum), and `apply`
@@ -350,10 +386,15 @@ class Normalization:
         Polynomial degree of each segment's continuum.
     n_iter : int, optional
         Clipping iterations of the continuum fit.
+    floor : float, optional
+        Lowest continuum, as a fraction of the highest of each segment's continuum
+        (`fit_continuum`); 0 (the default, and the v1 models' convention) for none.
     stated : tuple of str, optional
         The keys `to_dict` writes, in order (keyword only). `from_dict` keeps the keys it was
-        given, so that metadata that leaves out ``degree`` or ``n_iter`` (their defaults
-        apply) is written back byte for byte. Default: all three. Not compared by ``==``.
+        given, so that metadata that leaves out ``degree``, ``n_iter`` or ``floor`` (their
+        defaults apply) is written back byte for byte. Default: ``kind``, ``degree``,
+        ``n_iter``, and ``floor`` when it is not 0. A key whose value is not its default must
+        be stated. Not compared by ``==``.
 
     Raises
     ------
@@ -369,7 +410,9 @@ class Normalization:
     kind: str
     degree: int = 3
     n_iter: int = 5
-    stated: tuple[str, ...] = field(default=_KEYS, compare=False, repr=False, kw_only=True)
+    floor: float = 0.0
+    stated: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                           kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind:
@@ -381,12 +424,21 @@ class Normalization:
                 raise field_error(f"normalization.{name}",
                                   f"expected a non-negative integer, got {value!r}")
             object.__setattr__(self, name, int(value))
+        try:
+            _check_floor(self.floor)
+        except ValueError as err:
+            raise field_error("normalization.floor", str(err).removeprefix("floor ")) from None
+        object.__setattr__(self, "floor", float(self.floor))
         stated = self.stated
+        if stated is None:
+            stated = _DEFAULT_KEYS + (("floor",) if self.floor else ())
         if (isinstance(stated, str) or not isinstance(stated, tuple | list)
                 or "kind" not in stated or len(set(stated)) != len(stated)
                 or not set(stated) <= set(_KEYS)):
             raise field_error("normalization.stated",
                               f"expected distinct keys among {_KEYS} with 'kind', got {stated!r}")
+        if self.floor and "floor" not in stated:
+            raise field_error("normalization.stated", "a floor other than 0 must be stated")
         object.__setattr__(self, "stated", tuple(stated))
 
     @property
@@ -420,14 +472,14 @@ class Normalization:
         Returns
         -------
         flux, sigma, valid : numpy.ndarray
-            For ``"pseudo-continuum"`` the result of `normalize_continuum` with `degree` and
-            `n_iter` (NaN where the fit failed, and ``valid`` False there); for other kinds
-            the arguments, unchanged.
+            For ``"pseudo-continuum"`` the result of `normalize_continuum` with `degree`,
+            `n_iter` and `floor` (NaN where the fit failed, and ``valid`` False there); for
+            other kinds the arguments, unchanged.
         """
         if not self.fits_continuum:
             return flux, sigma, valid
         return normalize_continuum(flux, sigma, valid, grid, degree=self.degree,
-                                   n_iter=self.n_iter)
+                                   n_iter=self.n_iter, floor=self.floor)
 
     def prepare_arguments(self, normalize: bool | str = "auto") -> dict[str, Any]:
         """Arguments of `~specutils_cinn.inputs.prepare_spectra` that follow this convention.
@@ -442,12 +494,13 @@ class Normalization:
         Returns
         -------
         dict
-            ``normalize``, ``continuum_degree`` and ``continuum_iterations``.
+            ``normalize``, ``continuum_degree``, ``continuum_iterations`` and
+            ``continuum_floor``.
         """
         if self.fits_continuum and isinstance(normalize, str) and normalize == "auto":
             normalize = True
         return {"normalize": normalize, "continuum_degree": self.degree,
-                "continuum_iterations": self.n_iter}
+                "continuum_iterations": self.n_iter, "continuum_floor": self.floor}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of model metadata.
@@ -466,7 +519,8 @@ class Normalization:
         Parameters
         ----------
         d : dict
-            With a string ``kind`` and optionally ``degree`` and ``n_iter`` (defaults 3 and 5).
+            With a string ``kind`` and optionally ``degree``, ``n_iter`` and ``floor``
+            (defaults 3, 5 and 0).
 
         Returns
         -------

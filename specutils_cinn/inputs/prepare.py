@@ -147,6 +147,7 @@ def prepare_spectra(
     min_coverage: float = 0.5,
     continuum_iterations: int = 5,
     pixel_mask: PixelMask | np.ndarray | None = None,
+    continuum_floor: float = 0.0,
 ) -> PreparedSpectra:
     """Resample, shift and normalise spectra onto a model's wavelength grid.
 
@@ -192,10 +193,11 @@ def prepare_spectra(
     min_coverage : float, optional
         Rows with a smaller fraction of valid grid pixels get the ``LOW_COVERAGE`` flag.
     continuum_iterations : int, optional
-        Clipping iterations of the continuum fit. ``continuum_degree`` and this must
-        match the normalisation of the model's training spectra
-        (`~specutils_cinn.inputs.normalization.normalize_continuum` with ``degree`` and
-        ``n_iter``).
+        Clipping iterations of the continuum fit. ``continuum_degree``, this and
+        ``continuum_floor`` must match the normalisation of the model's training spectra
+        (`~specutils_cinn.inputs.normalization.normalize_continuum` with ``degree``,
+        ``n_iter`` and ``floor``; `~specutils_cinn.inputs.Normalization.prepare_arguments`
+        gives all three).
     pixel_mask : PixelMask or numpy.ndarray, optional
         The model's poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`, or a boolean
         array of ``grid.npix`` values, True = masked). They are invalid in every row, exactly
@@ -203,6 +205,9 @@ def prepare_spectra(
         and everything downstream. They are also left out of ``coverage``: the fraction of
         the grid's *unmasked* pixels that are valid, so a model's mask never counts against
         a spectrum (``LOW_COVERAGE``).
+    continuum_floor : float, optional
+        Lowest continuum, as a fraction (0 to 1) of the highest value of each segment's
+        continuum (`~specutils_cinn.inputs.normalization.fit_continuum`); 0 for none.
 
     Returns
     -------
@@ -266,6 +271,12 @@ def prepare_spectra(
         raise ValueError(
             f"continuum_iterations must be a non-negative integer, got {continuum_iterations!r}"
         )
+    if isinstance(continuum_floor, bool) or not isinstance(
+            continuum_floor, int | float | np.integer | np.floating) \
+            or not 0.0 <= continuum_floor < 1.0:
+        raise ValueError(
+            f"continuum_floor must be a number from 0 to below 1, got {continuum_floor!r}"
+        )
     blocks = _collect(spectra)
     n = sum(b.n_rows for b in blocks)
     factor, rv_kms = _doppler(radial_velocity, blocks, n)
@@ -286,7 +297,8 @@ def prepare_spectra(
         out.normalized[:] = bool(normalize)
     for geo in groups:
         _process_group(
-            geo, factor, snr_rows, estimate, normalize, (continuum_degree, continuum_iterations),
+            geo, factor, snr_rows, estimate, normalize,
+            (continuum_degree, continuum_iterations, float(continuum_floor)),
             min_valid_fraction, out,
         )  # fmt: skip
 

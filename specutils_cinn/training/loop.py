@@ -214,12 +214,7 @@ class _Observation:
         self.masked = (None if pixel_mask is None
                        else torch.as_tensor(pixel_mask.on_grid(grid), device=device))
         self.pixel_width = torch.as_tensor(grid.pixel_width, dtype=torch.float32, device=device)
-        self.segment_index = torch.cat(
-            [
-                torch.full((s.stop - s.start,), i, dtype=torch.long)
-                for i, s in enumerate(grid.segment_slices)
-            ]
-        ).to(device)
+        self.segment_index = torch.as_tensor(grid.segment_index, device=device)
 
     def __call__(self, flux: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Encoded network inputs of one fresh noisy realization of ``flux``."""

@@ -156,6 +156,9 @@ def test_normalization_defaults_and_equality():
 @pytest.mark.parametrize(
     ("d", "field"),
     [({"degree": 3}, "kind"), ({"kind": ""}, "kind"), ({"kind": 3}, "kind"),
+     ({"kind": "pseudo-continuum", "floor": 1.0}, "floor"),
+     ({"kind": "pseudo-continuum", "floor": -0.1}, "floor"),
+     ({"kind": "pseudo-continuum", "floor": "0.1"}, "floor"),
      ({"kind": "continuum", "degree": -1}, "degree"),
      ({"kind": "continuum", "degree": 2.0}, "degree"),
      ({"kind": "continuum", "n_iter": True}, "n_iter"),
@@ -181,6 +184,54 @@ def test_normalization_apply_and_prepare_arguments():
     assert all(a is b for a, b in zip(other.apply(flux, sigma, valid, GRID),
                                       (flux, sigma, valid), strict=True))
     assert pseudo.prepare_arguments() == {"normalize": True, "continuum_degree": 2,
-                                          "continuum_iterations": 1}
+                                          "continuum_iterations": 1, "continuum_floor": 0.0}
     assert pseudo.prepare_arguments(False)["normalize"] is False
     assert other.prepare_arguments()["normalize"] == "auto"
+
+
+def test_floor_lifts_only_a_continuum_that_falls_below_it():
+    # a cubic through a segment whose blue end is a broad, deep wing (Ca II K in a cool
+    # star) falls towards zero there; the floor holds it at 10 % of the segment's highest
+    rng = np.random.default_rng(5)
+    seg = GRID.segment_slices[0]
+    x = np.linspace(-1, 1, seg.stop - seg.start)
+    envelope = 0.5 + 0.1 * x
+    wing = 1 - 0.97 * np.exp(-0.5 * ((x + 1.0) / 0.25) ** 2)
+    flux = np.stack([envelope * wing, envelope])  # row 1: no wing, nothing to lift
+    flux = flux * (1 + 0.01 * rng.standard_normal(flux.shape))
+    valid = np.ones(flux.shape, dtype=bool)
+    plain, ok = fit_segment_continuum(flux, valid)
+    held, ok2 = fit_segment_continuum(flux, valid, floor=0.1)
+    np.testing.assert_array_equal(ok, ok2)
+    top = plain.max(axis=1, keepdims=True)
+    assert plain[0].min() < 0.1 * top[0, 0]  # the case the floor is for
+    np.testing.assert_array_equal(held, np.maximum(plain, 0.1 * top))
+    np.testing.assert_array_equal(held[1], plain[1])
+    # normalized fluxes stay near the spectrum's own level instead of blowing up
+    full = np.ones((2, GRID.npix))
+    full[:, seg] = flux
+    f_plain, _, v_plain = normalize_continuum(full, None, np.ones_like(full, bool), GRID)
+    f_held, _, v_held = normalize_continuum(full, None, np.ones_like(full, bool), GRID,
+                                            floor=0.1)
+    assert np.abs(f_held[v_held]).max() < 5 < np.abs(f_plain[v_plain]).max()
+    with pytest.raises(ValueError, match="floor"):
+        fit_segment_continuum(flux, valid, floor=1.5)
+
+
+def test_normalization_floor_round_trip_and_stated_keys():
+    n = Normalization("pseudo-continuum", floor=0.1)
+    assert n.to_dict() == {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5, "floor": 0.1}
+    assert Normalization.from_dict(n.to_dict()) == n != Normalization("pseudo-continuum")
+    assert n.prepare_arguments()["continuum_floor"] == 0.1
+    # metadata without a floor (the v1 models) reads as floor 0 and is written back as it was
+    old = {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}
+    assert Normalization.from_dict(old).floor == 0.0
+    assert Normalization.from_dict(old).to_dict() == old
+    with pytest.raises(ValueError, match="must be stated"):
+        Normalization("pseudo-continuum", floor=0.1, stated=("kind", "degree", "n_iter"))
+    rng = np.random.default_rng(4)
+    flux = 1.0 + 0.1 * rng.standard_normal((3, GRID.npix))
+    valid = np.ones(flux.shape, dtype=bool)
+    for a, b in zip(n.apply(flux, None, valid, GRID),
+                    normalize_continuum(flux, None, valid, GRID, floor=0.1), strict=True):
+        np.testing.assert_array_equal(a, b)

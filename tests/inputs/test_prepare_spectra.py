@@ -508,8 +508,8 @@ def test_collection_with_different_axes(data):
     assert p.source_index == ((0,), (1,), (2,), (3,))
 
 
-@pytest.mark.parametrize("n_iter", [0, 5])
-def test_normalization_matches_the_public_normalizer(data, n_iter):
+@pytest.mark.parametrize(("n_iter", "floor"), [(0, 0.0), (5, 0.0), (5, 0.97)])
+def test_normalization_matches_the_public_normalizer(data, n_iter, floor):
     # what training scripts do (normalize_continuum on spectra on the grid) and what
     # prepare_spectra does at inference must agree
     from specutils_cinn.inputs.normalization import normalize_continuum
@@ -517,14 +517,21 @@ def test_normalization_matches_the_public_normalizer(data, n_iter):
     s = spectrum_2d(*data)
     raw = prepare_spectra(s, GRID, normalize=False)
     flux_n, sigma_n, valid_n = normalize_continuum(
-        raw.flux, raw.sigma, raw.valid, GRID, degree=2, n_iter=n_iter
+        raw.flux, raw.sigma, raw.valid, GRID, degree=2, n_iter=n_iter, floor=floor
     )
-    p = prepare_spectra(s, GRID, continuum_degree=2, continuum_iterations=n_iter)
+    p = prepare_spectra(s, GRID, continuum_degree=2, continuum_iterations=n_iter,
+                        continuum_floor=floor)
     np.testing.assert_array_equal(p.valid, valid_n)
     np.testing.assert_allclose(p.flux, flux_n, rtol=1e-4)
     np.testing.assert_allclose(p.sigma, sigma_n, rtol=1e-4)
+    if floor:  # a floor this high lifts the continuum somewhere: the test compares that too
+        plain = prepare_spectra(s, GRID, continuum_degree=2, continuum_iterations=n_iter)
+        assert not np.allclose(p.flux[p.valid], plain.flux[p.valid])
     with pytest.raises(ValueError, match="continuum_iterations"):
         prepare_spectra(s, GRID, continuum_iterations=-1)
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ValueError, match="continuum_floor"):
+            prepare_spectra(s, GRID, continuum_floor=bad)
 
 
 @pytest.mark.parametrize("unit", [u.AA, u.nm, u.THz, u.cm**-1])

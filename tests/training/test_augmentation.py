@@ -117,8 +117,10 @@ def _two_segment_batch():
     grid = WavelengthGrid((GridSegment("A", 5000.0, 5009.9, 0.1),
                            GridSegment("B", 6000.0, 6014.75, 0.25)))
     pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
-    seg = torch.cat([torch.full((s.stop - s.start,), i, dtype=torch.long)
-                     for i, s in enumerate(grid.segment_slices)])
+    seg = torch.as_tensor(grid.segment_index)
+    # every pixel's segment number, as the slices say
+    assert seg.dtype == torch.long and torch.equal(seg, torch.cat(
+        [torch.full((s.stop - s.start,), i) for i, s in enumerate(grid.segment_slices)]))
     x = torch.arange(grid.npix, dtype=torch.float32)
     centre = 30.0 + 7.0 * torch.arange(6)[:, None]
     flux = 1.0 - 0.8 * torch.exp(-0.5 * ((x[None, :] - centre) / 3.0) ** 2)
