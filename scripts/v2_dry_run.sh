@@ -7,7 +7,7 @@
 #     bash scripts/v2_dry_run.sh hr|lr [STEPS] > work/v2_dry_run_hr.log 2>&1
 #
 # STEPS (default 200) replaces the training's 12,000 steps in a copy of
-# configs/4most-<setup>-lte-v2.toml (work/dry-run/<setup>.toml); everything is written under
+# configs/4most-<setup>-lte-v2.toml (work/v2-dry-run-<setup>.toml); everything is written under
 # work/ (the emulator to work/emulators/, as the real run does, the models and the validation
 # page to work/dry-run/; CONFIG_ONLY=1 stops after writing the configuration). A dry run's
 # model is not a result: its numbers only show that the pipeline works. Each step prints
@@ -20,6 +20,8 @@ case "$SETUP" in hr|lr) ;; *) echo "setup must be hr or lr, got $SETUP"; exit 2;
 cd "$(git rev-parse --show-toplevel)"
 S=grid/4most-lte-v2
 OUT=work/dry-run
+# the copy sits in work/, one level below the root like configs/: its relative paths still hold
+CONFIG=work/v2-dry-run-$SETUP.toml
 mkdir -p "$OUT"
 rm -f "$OUT/$SETUP.ckpt.safetensors"  # a dry run starts afresh (the grid may have grown)
 EVERY=$(( STEPS < 500 ? (STEPS + 1) / 2 : 500 ))
@@ -27,9 +29,8 @@ sed -e "s#^output = .*#output = \"../work/dry-run/models/4most-$SETUP-lte-v2\"#"
     -e "s#^steps = .*#steps = $STEPS#" -e "s#^eval_every = .*#eval_every = $EVERY#" \
     -e "s#^warmup_steps = .*#warmup_steps = $(( STEPS < 500 ? STEPS / 4 : 500 ))#" \
     -e "s#^validation_size = .*#validation_size = 128#" \
-    "configs/4most-$SETUP-lte-v2.toml" > "$OUT/$SETUP.toml"
-[ -z "${CONFIG_ONLY:-}" ] || { echo "wrote $OUT/$SETUP.toml"; exit 0; }
-# the copy sits in work/, one level below the root like configs/: its relative paths still hold
+    "configs/4most-$SETUP-lte-v2.toml" > "$CONFIG"
+[ -z "${CONFIG_ONLY:-}" ] || { echo "wrote $CONFIG"; exit 0; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 step() { echo "=== $(date -u +%T) $*"; /usr/bin/time -f "=== %e s wall, %U s user, %M KB maxrss" "$@"; }
 M=$OUT/models/4most-$SETUP-lte-v2
@@ -40,7 +41,7 @@ step specutils-cinn emulator holdout --shards $S --tag v2 --setups "$SETUP" --vm
 step specutils-cinn emulator holdout --shards $S --tag v2 --setups "$SETUP" --vmacro-range 1 8 \
     --stars emulator-validation
 step python scripts/continuum_check.py "configs/4most-$SETUP-lte-v2.toml" --spectra 1024
-step specutils-cinn train "$OUT/$SETUP.toml" --checkpoint "$OUT/$SETUP.ckpt.safetensors"
+step specutils-cinn train "$CONFIG" --checkpoint "$OUT/$SETUP.ckpt.safetensors"
 step specutils-cinn calibrate fit-flag "$M" "work/emulators/4most-$SETUP-emulator-v2" --grid $S \
     --version 2.0.0 -o "$M-fit" --json "$OUT/fit_flag_$SETUP.json"
 step specutils-cinn calibrate posterior "$M-fit" --grid $S --version 2.0.0 -o "$M-cal" \
