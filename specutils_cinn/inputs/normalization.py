@@ -428,7 +428,10 @@ class Normalization:
             _check_floor(self.floor)
         except ValueError as err:
             raise field_error("normalization.floor", str(err).removeprefix("floor ")) from None
-        object.__setattr__(self, "floor", float(self.floor))
+        # a Python number as given (``0`` stays ``0``: metadata is written back byte for byte)
+        object.__setattr__(self, "floor",
+                           int(self.floor) if isinstance(self.floor, int | np.integer)
+                           else float(self.floor))
         stated = self.stated
         if stated is None:
             stated = _DEFAULT_KEYS + (("floor",) if self.floor else ())

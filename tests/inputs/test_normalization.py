@@ -227,6 +227,9 @@ def test_normalization_floor_round_trip_and_stated_keys():
     old = {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}
     assert Normalization.from_dict(old).floor == 0.0
     assert Normalization.from_dict(old).to_dict() == old
+    zero = {**old, "floor": 0}
+    assert Normalization.from_dict(zero).to_dict() == zero
+    assert type(Normalization.from_dict(zero).to_dict()["floor"]) is int
     with pytest.raises(ValueError, match="must be stated"):
         Normalization("pseudo-continuum", floor=0.1, stated=("kind", "degree", "n_iter"))
     rng = np.random.default_rng(4)
