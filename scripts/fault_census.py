@@ -1,4 +1,4 @@
-"""Run a catalogue of bad inputs through the estimator and count how each one is handled.
+"""Run a catalog of bad inputs through the estimator and count how each one is handled.
 
 Every case is one way an input or an argument can be wrong, built from the bundled solar
 example spectrum (the Sun, HARPS degraded to 4MOST HR, S/N 100) or from scratch. A case is

@@ -15,7 +15,7 @@ have the layouts of docs/readers.rst (written by ``specutils_cinn.io.lookalike``
   LRS; about 29% of the pixels), ``QUAL = 1`` elsewhere.
 - ``--container``: also the nightly containers ``<night>_{HB,HG,HR}11_<night+1>.fits``
   (or ``_LJ11_``) holding the first ``--fibres`` objects (default all, at most 812 HRS / 1624
-  LRS fibres, as 4MOST), same noise realisations, ``FLUX_IVAR`` instead of errors.
+  LRS fibres, as 4MOST), same noise realizations, ``FLUX_IVAR`` instead of errors.
 
 A ``manifest.ecsv`` lists every object with its files, S/N, flux scale and the reference
 parameters (Teff 5772 K, log g 4.44, [Fe/H] 0.00). Writing takes about 10-25 ms per file on

@@ -172,7 +172,7 @@ def write_fourmost_container(
     path : path-like
         Output file; name it like ``20260120_LJ11_20260121.fits`` (the mode is read from it).
     wave_start, wave_step : float
-        First pixel centre and step of the linear wavelength axis (``1CRVL1``, ``1CDLT1``).
+        First pixel center and step of the linear wavelength axis (``1CRVL1``, ``1CDLT1``).
     flux : numpy.ndarray
         Flux, shape ``(n_fibres, n_pixels)``.
     ivar, qual : numpy.ndarray, optional
