@@ -704,7 +704,7 @@ def noise_section(page: Page) -> str:
         noise_sets.append((f"flat continuum + Gaussian noise, S/N {snr:g}", flux,
                            np.broadcast_to(sig, flux.shape)))
     sig0 = np.full(md.grid.npix, 0.02)
-    noise_sets.append(("zero-mean Gaussian noise, sigma 0.02 (empty fibre)",
+    noise_sets.append(("zero-mean Gaussian noise, sigma 0.02 (empty fiber)",
                        sig0 * rng.standard_normal((n_noise, md.grid.npix)),
                        np.broadcast_to(sig0, (n_noise, md.grid.npix))))
     noise_rows = []

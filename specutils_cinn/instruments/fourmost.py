@@ -4,12 +4,12 @@ Figures are from the ESO 4MOST instrument description
 (https://www.eso.org/sci/facilities/paranal/instruments/4most/inst.html) and de Jong et al. 2019,
 The Messenger 175, 3 (https://doi.org/10.18727/0722-6691/5117):
 
-- High-resolution spectrograph (HRS, 812 fibres): three arms, blue ``HB`` 3926-4355 A, green
+- High-resolution spectrograph (HRS, 812 fibers): three arms, blue ``HB`` 3926-4355 A, green
   ``HG`` 5160-5730 A and red ``HR`` 6100-6790 A, :math:`R \approx 18\,000-21\,000`
   (ESO: :math:`R > 18\,500`).
   The arms are delivered as separate spectra; here they are separate grid segments, never stitched.
   Pixels are 0.05 A wide, as in the consortium's simulations.
-- Low-resolution spectrographs (LRS, 1624 fibres): 3700-9500 A, :math:`R \approx 4000-7500`
+- Low-resolution spectrographs (LRS, 1624 fibers): 3700-9500 A, :math:`R \approx 4000-7500`
   (ESO table: :math:`R > 4000-7800`), delivered as one joined spectrum (``LJ``) at 0.25 A per pixel,
   23,201 pixels.
 

@@ -44,7 +44,7 @@ META_KEYS = {
     "object": "object name (CNAME, OBJ_NME or OBJECT), or None",
     "group_id": "4MOST: the arms of one object's observation share it (see group_arms)",
     "segments": "4MOST HRS grouped by group_arms: one dict per arm (arm, pixel range, ...)",
-    "fibre": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fibre (dict)",
+    "fibre": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fiber (dict)",
     "fibres": "4MOST-MEC, 2-D Spectrum: FIBMETATAB rows of the flux rows (astropy Table)",
 }
 

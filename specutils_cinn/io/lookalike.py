@@ -165,7 +165,7 @@ def write_fourmost_container(
     primary: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write a 4MOST nightly multi-fibre container (OBMETATAB, SPECTAB, FIBMETATAB, PROVTAB).
+    """Write a 4MOST nightly multi-fiber container (OBMETATAB, SPECTAB, FIBMETATAB, PROVTAB).
 
     Parameters
     ----------
@@ -179,7 +179,7 @@ def write_fourmost_container(
         Inverse variance (or, with ``ivar_name="ERR_FLUX"``, the error) and quality
         (0 = good), same shape.
     fibres : `~astropy.table.Table` or mapping of columns, optional
-        FIBMETATAB columns, one row per fibre (default: ``FIB_ID`` and ``FIB_ST = 2``).
+        FIBMETATAB columns, one row per fiber (default: ``FIB_ID`` and ``FIB_ST = 2``).
     flux_unit : str or None, optional
         ``TUNIT1`` of ``FLUX`` (None: not written, as in some real files).
     wave_unit : str, optional
