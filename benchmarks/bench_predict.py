@@ -1,6 +1,6 @@
 """Throughput of CINNParameterEstimator.predict against a naive baseline, in one run.
 
-``predict`` prepares all spectra at once (vectorised resampling and normalisation), computes the
+``predict`` prepares all spectra at once (vectorized resampling and normalization), computes the
 conditioning features once per spectrum, reuses the conditioning term of every coupling subnet
 for all draws, and computes quantiles on the device.
 

@@ -13,7 +13,7 @@ spectrum per object, written by ``scripts/make_4most_files.py``) and end with a 
   identified per file) and the arms joined by ``group_arms``, one chunk after the other (the
   reading of the previous release), at the sizes of ``--old-files`` (default the smallest).
 - **baseline**: the loop of published cINN codes: for each object, read its three files
-  (``read_spectra``: ``Spectrum.read`` per file), resample and normalise that one spectrum
+  (``read_spectra``: ``Spectrum.read`` per file), resample and normalize that one spectrum
   (``prepare_spectra``), condition the network once, draw ``n_samples``, take quantiles and
   standard deviations, collect the row; write the table at the end. Timed on
   ``--n-baseline`` objects.
@@ -117,7 +117,7 @@ wrap(sio, "group_arms", "read: group_arms (join the arms)")
 wrap(direct, "read_phase3_direct", "read: direct (headers, arrays, meta)")
 wrap(direct, "spectrum_of", "read: Spectrum of the joined arms")
 wrap(chunk, "_read_chunk", "read: total")
-wrap(E, "_prepare", "prepare (resample, normalise)")
+wrap(E, "_prepare", "prepare (resample, normalize)")
 wrap(E, "_fit_statistics", "goodness of fit (emulator)")
 wrap(E, "_output_flags", "flags (incl. velocity check)")
 wrap(chunk, "_predict", "predict: total")
@@ -130,7 +130,7 @@ s = run_survey({files!r}, {out!r}, group_arms=True, chunk_size={chunk}, n_sample
                seed=1, device="cpu", overwrite=True, progress=False)
 total = time.perf_counter() - t0
 T["inference (draws, quantiles: predict minus the above)"] = (
-    T["predict: total"] - T["prepare (resample, normalise)"]
+    T["predict: total"] - T["prepare (resample, normalize)"]
     - T["goodness of fit (emulator)"] - T["flags (incl. velocity check)"])
 T["run_survey: total"] = total
 print(json.dumps({{"rows": s.rows, "ms_per_spectrum": {{k: 1000 * v / s.rows
@@ -184,7 +184,7 @@ STAGE_ORDER = [
     "read: direct (headers, arrays, meta)",
     "read: Spectrum of the joined arms",
     "predict: total",
-    "prepare (resample, normalise)",
+    "prepare (resample, normalize)",
     "inference (draws, quantiles: predict minus the above)",
     "goodness of fit (emulator)",
     "flags (incl. velocity check)",

@@ -1,7 +1,7 @@
 """Synthesis CPU time per star: Turbospectrum as is against the v2 grid's settings.
 
 For each test star (a cool metal-rich giant, a metal-poor giant, a hot dwarf and the Sun) the
-3690-9510 A range of the grid is synthesised with the extended line lists (1D LTE lithium in
+3690-9510 A range of the grid is synthesized with the extended line lists (1D LTE lithium in
 every run, so that the comparison is Turbospectrum's alone):
 
 - **reference**: Turbospectrum as is: one run at a uniform step of half the star's Doppler
@@ -153,7 +153,7 @@ def main() -> None:
                     help="override the config's hydrogen_wing_fraction (0: Turbospectrum's own "
                     "hydrogen lines) to see what the anchors do")
     ap.add_argument("--no-pruning", action="store_true",
-                    help="synthesise the grid settings without line pruning (to separate its "
+                    help="synthesize the grid settings without line pruning (to separate its "
                     "share of the difference from the sampling's)")
     ap.add_argument("--step", type=float, default=0.03,
                     help="uniform sampling step (A) of --breakdown")

@@ -5,7 +5,7 @@ Prints RST tables (stdout, and ``--output``):
 1. **Nodes.** At every [alpha/M] = +0.4 node with [M/H] = -4.0 or -2.5 and Teff 3500-8000 K,
    :func:`~specutils_cinn.synthesis.atlas9.atlas9_atmosphere` must write the node's own numbers
    (max |difference| over all columns and layers, and ``interpolated`` False).
-2. **Structure, leave one out.** A node is predicted from its neighbours on one axis with the
+2. **Structure, leave one out.** A node is predicted from its neighbors on one axis with the
    production kernel (:func:`~specutils_cinn.synthesis.atlas9.combine_models`: fixed log tauRoss,
    T linear, P and Ne in log) and compared with the node at the same log tauRoss: max |dT|/T,
    |d log P| and |d log Ne| over the nodes inside the training Kiel region
@@ -13,7 +13,7 @@ Prints RST tables (stdout, and ``--output``):
    grid allows these across [M/H]: -2.5 from -4.0 and -2.0 (2.0 dex wide, the only test that
    uses the -4.0 models, so the closest to the real -4.0..-2.5 gap), -2.0 and -1.5 from -2.5 and
    -1.0 (1.5 dex, the gap's width), and -2.0 from -2.5 and -1.5 (1.0 dex). In Teff and log g,
-   a node from its neighbours at +-250 K and +-0.5 dex, at [M/H] -4.0 and -2.5. Leave-one-out
+   a node from its neighbors at +-250 K and +-0.5 dex, at [M/H] -4.0 and -2.5. Leave-one-out
    doubles the node spacing in Teff and log g, so it overstates the real interpolation errors
    there (about 4x for a smooth curvature); across [M/H] the real gap is 1.5 dex. The row "by
    RHOX" repeats the first test interpolating at fixed column mass instead, to show why tauRoss

@@ -1,6 +1,6 @@
 """Direct Turbospectrum fits of [Fe/H] and vmic for the 13 NARVAL Gaia FGK benchmark stars.
 
-The check that a physics fix generalises beyond the Sun (the real-stars issue): Teff and
+The check that a physics fix generalizes beyond the Sun (the real-stars issue): Teff and
 log g are fixed at the reference values, [Fe/H] and vmic are fitted by least squares over the
 two NARVAL windows (5645-5875 A and 6480-6740 A, inside the 4MOST HG and HR arms) after both
 the observed and the synthetic spectra are degraded to the 4MOST HR resolving power (20,000,

@@ -15,14 +15,14 @@ Method (each step's numbers go into the ECSV header):
    lines (damping wings), Li and molecules are not calibrated.
 2. Candidates are split into sets at least ``2 * --half-width`` A apart
    (`separated_sets`); one Turbospectrum run per set, with every line of the set raised by
-   ``--delta`` dex, gives each line's response within ``--half-width`` A of its centre.
+   ``--delta`` dex, gives each line's response within ``--half-width`` A of its center.
 3. Both spectra are degraded to R = ``--resolving-power``; the observed one is divided by a
    smooth continuum correction (median of observed/synthetic near the synthetic continuum, in
-   5 A bins) so that normalisations agree. Telluric bands, the Balmer and Ca II H&K cores, the
+   5 A bins) so that normalizations agree. Telluric bands, the Balmer and Ca II H&K cores, the
    Li lines and missing data are masked.
 4. `fit_loggf_changes`: bounded (``--cap``) least squares with a Gaussian prior of width
    ``--prior-sigma`` dex, two passes with pixels off by more than 3 robust sigma down-weighted
-   (lines missing from the list must not drag their neighbours). Repeated ``--iterations``
+   (lines missing from the list must not drag their neighbors). Repeated ``--iterations``
    times from the updated list (the responses are not linear for saturated lines).
 
 Writes the record of every change (``--output``, ECSV, with the source lists' SHA-256) that
@@ -172,13 +172,13 @@ def main(argv=None) -> None:
         """Observed divided by a smooth correction so its continuum agrees with the model's."""
         ok = np.isfinite(obs) & base_mask & (model > 0.97)
         edges = np.arange(wave[0], wave[-1] + 5.0, 5.0)
-        centre, ratio = [], []
+        center, ratio = [], []
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             s = ok & (wave >= a) & (wave < b)
             if s.sum() >= 10:
-                centre.append(0.5 * (a + b))
+                center.append(0.5 * (a + b))
                 ratio.append(np.median(obs[s] / model[s]))
-        return obs / np.interp(wave, centre, ratio)
+        return obs / np.interp(wave, center, ratio)
 
     def stats(model, name):
         o = matched(observed[name], model)

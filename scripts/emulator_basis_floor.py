@@ -37,7 +37,7 @@ def basis_floor(flux: np.ndarray, holdout: np.ndarray, k: int, transform: str = 
     Parameters
     ----------
     flux : numpy.ndarray, shape ``[n_stars, n_pixels]``
-        Continuum-normalised spectra.
+        Continuum-normalized spectra.
     holdout : numpy.ndarray of bool, shape ``[n_stars]``
         The held-out stars (the others give the components).
     k : int

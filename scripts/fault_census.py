@@ -1,4 +1,4 @@
-"""Run a catalogue of bad inputs through the estimator and count how each one is handled.
+"""Run a catalog of bad inputs through the estimator and count how each one is handled.
 
 Every case is one way an input or an argument can be wrong, built from the bundled solar
 example spectrum (the Sun, HARPS degraded to 4MOST HR, S/N 100) or from scratch. A case is
@@ -251,7 +251,7 @@ def catalogue(c: Context) -> list[Case]:
             mask=(wave_aa > 5300.0) | (c.mask if c.mask is not None else False))), "flag",
              F.LOW_COVERAGE),
         # --- spectra that give an answer not to be trusted: a flag saying so
-        Case("empty fibre (noise about zero)", lambda: c.predict(c.spectrum(
+        Case("empty fiber (noise about zero)", lambda: c.predict(c.spectrum(
             0.01 * noise * level, np.full(n, 0.01 * level))), "flag",
              F.OUTSIDE_TRAINING_RANGE | F.LOW_SNR | F.NO_FEATURES | F.POOR_FIT | F.NO_VALID_DATA),
         Case("flat continuum with noise", lambda: c.predict(c.spectrum(

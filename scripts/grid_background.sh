@@ -4,7 +4,7 @@
 #     nohup bash scripts/grid_background.sh [CONFIG] > work/grid_background.log 2>&1 &
 #
 # The run itself (specutils-cinn grid) is resumable: stars in committed shards are never
-# synthesised again, so a new machine with only the repository continues where the last one
+# synthesized again, so a new machine with only the repository continues where the last one
 # stopped. Every INTERVAL seconds (default 600) new shards are committed on the current branch
 # with a pathspec commit (nothing else that is staged is included); a failed commit (e.g. the
 # index is locked by another git command) is retried at the next interval.

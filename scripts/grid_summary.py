@@ -1,4 +1,4 @@
-"""Summarise a synthesis grid: size, failures, label coverage and synthesis time per star.
+"""Summarize a synthesis grid: size, failures, label coverage and synthesis time per star.
 
 Reads the consolidated HDF5 file (run ``specutils-cinn grid CONFIG --consolidate-only`` first to
 include the stars finished since the last consolidation) and the failure records in its

@@ -59,7 +59,7 @@ STARS = {
     "metal-poor giant": (4800.0, 1.8, -1.5, 1.8, 3.0),
 }
 
-#: (parameter, line, centre in air Angstrom, half-width of the window in Angstrom).
+#: (parameter, line, center in air Angstrom, half-width of the window in Angstrom).
 LINES = (
     ("mn_fe", "Mn I 4030.8", 4030.76, 0.35),
     ("mn_fe", "Mn I 4033.1", 4033.06, 0.35),
@@ -162,10 +162,10 @@ def line_responses(est: CINNParameterEstimator, *, delta: float, snr: float, see
     photon, trained = fisher_sigmas(est, base_values,
                                     [sigma, pixel_sigma(est, snr, training=True)], use)
     rows, cache = [], {}
-    for name, line, centre, half in LINES:
+    for name, line, center, half in LINES:
         if name not in est.parameters:
             continue
-        window = np.abs(wave - centre) <= half
+        window = np.abs(wave - center) <= half
         if not window.any() or masked[window].all():
             continue
         j = est.parameters.index(name)
@@ -188,7 +188,7 @@ def line_responses(est: CINNParameterEstimator, *, delta: float, snr: float, see
         expected = g2[:, window].sum(1) / total
         ok = real > 0
         rows.append({
-            "parameter": name, "line": line, "window": (centre - half, centre + half),
+            "parameter": name, "line": line, "window": (center - half, center + half),
             "expected": expected[ok], "line_response": resp[:, ok].ravel(),
         })
     per_parameter = []
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="4most-hr", help="registered name or model folder")
     ap.add_argument("--delta", type=float, default=0.1, help="abundance change in dex")
     ap.add_argument("--snr", type=float, default=250.0, help="S/N per Angstrom")
-    ap.add_argument("--seeds", type=int, default=2, help="noise realisations per star")
+    ap.add_argument("--seeds", type=int, default=2, help="noise realizations per star")
     ap.add_argument("--n-samples", type=int, default=1000)
     ap.add_argument("--rst", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -1,7 +1,7 @@
 """Li 6708 in 1D LTE (Turbospectrum) against 3D NLTE (breidablik) for three stars.
 
 For the Sun (5772/4.44/0.0, A(Li) 1.05), a metal-poor giant (4750/2.0/-2.5, A(Li) 1.0) and a
-Li-rich giant (4500/2.0/0.0, A(Li) 2.5), synthesises 6690-6725 A at 0.01 A (air) with
+Li-rich giant (4500/2.0/0.0, A(Li) 2.5), synthesizes 6690-6725 A at 0.01 A (air) with
 Turbospectrum and the install's default line lists (Gaia-ESO, hydrogen and the extended
 lists) twice:
 

@@ -1,4 +1,4 @@
-"""Summarise a solar log gf calibration (ECSV) as RST tables for the docs.
+"""Summarize a solar log gf calibration (ECSV) as RST tables for the docs.
 
 Usage::
 

@@ -15,7 +15,7 @@ have the layouts of docs/readers.rst (written by ``specutils_cinn.io.lookalike``
   LRS; about 29% of the pixels), ``QUAL = 1`` elsewhere.
 - ``--container``: also the nightly containers ``<night>_{HB,HG,HR}11_<night+1>.fits``
   (or ``_LJ11_``) holding the first ``--fibres`` objects (default all, at most 812 HRS / 1624
-  LRS fibres, as 4MOST), same noise realisations, ``FLUX_IVAR`` instead of errors.
+  LRS fibers, as 4MOST), same noise realizations, ``FLUX_IVAR`` instead of errors.
 
 A ``manifest.ecsv`` lists every object with its files, S/N, flux scale and the reference
 parameters (Teff 5772 K, log g 4.44, [Fe/H] 0.00). Writing takes about 10-25 ms per file on
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         ap.error("--distinct must be >= 1")
     n_written = min(args.objects, args.distinct or args.objects)
     if args.container and n_written < min(args.objects, args.fibres or FIBRES[args.mode]):
-        ap.error("--container needs every fibre's object written: raise --distinct")
+        ap.error("--container needs every fiber's object written: raise --distinct")
     t0 = time.perf_counter()
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)

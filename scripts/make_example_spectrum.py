@@ -1,6 +1,6 @@
 """Make the bundled example spectrum: the Sun (HARPS, via Ganymede) as 4MOST HR would see it.
 
-Reads ``Sun_HARPS.fits`` (R ~ 115,000, air wavelengths, not continuum-normalised), convolves it
+Reads ``Sun_HARPS.fits`` (R ~ 115,000, air wavelengths, not continuum-normalized), convolves it
 to R = 20,000 with `specutils_cinn.instruments.degrade` (the quadrature difference to the HARPS
 resolution), bins it onto the three 4MOST HR arms at 0.05 A, adds photon-like noise at S/N 100
 per Angstrom (seeded), and writes a ``tabular-fits`` Spectrum with a StdDev uncertainty to
@@ -12,8 +12,8 @@ keep the convolution finite; a 0/1 validity array is degraded the same way, and 
 that the line-spread function carries less than 99.9% valid data into gets NaN flux and
 uncertainty and ``mask=True`` (the ``tabular-fits`` writer keeps both; either one makes the
 estimator ignore the pixel). The flux keeps HARPS' relative scale
-(labelled 1e-17 erg/s/cm2/A so that specutils readers recognise it); the
-estimator's continuum normaliser handles it.
+(labeled 1e-17 erg/s/cm2/A so that specutils readers recognize it); the
+estimator's continuum normalizer handles it.
 
 Source: GitHub MariaTsantaki/FASMA-synthesis (MIT); Tsantaki et al. 2018, MNRAS 473, 5066.
 
@@ -65,7 +65,7 @@ def main() -> None:
         sigma[sl] = np.sqrt(cont * np.clip(deg[sl], 1e-3 * cont, None)) / snr_pix
     noisy = deg + sigma * rng.standard_normal(deg.size)
     noisy[bad] = sigma[bad] = np.nan
-    # specutils readers recognise a flux column by its unit; the scale is arbitrary (relative).
+    # specutils readers recognize a flux column by its unit; the scale is arbitrary (relative).
     flux_unit = u.Unit("1e-17 erg / (s cm2 Angstrom)")
     spec = Spectrum(
         flux=noisy.astype(np.float32) * flux_unit,

@@ -26,8 +26,8 @@ from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 LABELS = ["teff", "logg", "fe_h", "vmic", "mg_fe", "ca_fe", "ti_fe", "mn_fe", "ni_fe", "li_fe"]
 
-#: Pseudo-continuum normalisation applied to the training spectra; the models declare it in their
-#: metadata and the estimator applies the same normaliser to every input spectrum.
+#: Pseudo-continuum normalization applied to the training spectra; the models declare it in their
+#: metadata and the estimator applies the same normalizer to every input spectrum.
 NORMALIZATION = Normalization("pseudo-continuum", degree=3, n_iter=5)
 
 #: HR model grid: the 4MOST HR arms at 0.1 A, inset by 0.5 A from the seed grid's ends so that

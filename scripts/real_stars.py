@@ -120,7 +120,7 @@ def run(args) -> tuple[list[list[str]], list[list[str]]]:
                 for p in SHOW:
                     q = np.array([np.asarray(t[quantile_column_name(p, k)].value)
                                   for k in (0.025, 0.16, 0.5, 0.84, 0.975)])
-                    q = np.nanmedian(q, axis=1)  # median over noise realisations
+                    q = np.nanmedian(q, axis=1)  # median over noise realizations
                     ref = SUN.get(p)
                     inside = "" if p == "vmic" or ref is None or p == "vsini" else (
                         " *" if not (q[0] <= ref <= q[4]) else "")
@@ -130,7 +130,7 @@ def run(args) -> tuple[list[list[str]], list[list[str]]]:
                 row.append(str(int(np.median(np.asarray(t["flags"])))))
                 cinn_rows.append(row)
                 print(" | ".join(row), flush=True)
-                # direct emulator fits on the first noise realisation
+                # direct emulator fits on the first noise realization
                 ef = EmulatorFit(est, specs[0])
                 fixed = ef.fit(("fe_h", "vmic", "vsini"), {"teff": SUN["teff"],
                                                            "logg": SUN["logg"]})

@@ -105,7 +105,7 @@ def best_fit(obs, ok, b, d1, d2, free_vmic: bool):
 
 
 def normalise(flux: np.ndarray, grid: WavelengthGrid) -> np.ndarray:
-    """The estimator's pseudo-continuum normalisation (degree 3 per segment)."""
+    """The estimator's pseudo-continuum normalization (degree 3 per segment)."""
     f, _, v = normalize_continuum(flux[None], None, np.isfinite(flux)[None], grid)
     return np.where(v[0], f[0], np.nan)
 

@@ -49,7 +49,7 @@ def read_harps(path: str | Path) -> Spectrum:
 
 
 def read_uves(path: str | Path) -> Spectrum:
-    """The UVES Sun (normalised, cleaned); repeated wavelengths are dropped."""
+    """The UVES Sun (normalized, cleaned); repeated wavelengths are dropped."""
     with gzip.open(path, "rt") as fh:
         d = np.loadtxt(fh)
     w, idx = np.unique(d[:, 0], return_index=True)

@@ -2,7 +2,7 @@
 
 Turbospectrum samples the emergent spectrum at the requested wavelengths; it does not integrate
 over them. A line narrower than about two samples then loses part of its equivalent width when
-the spectrum is convolved with the line-spread function. This script synthesises a star in a
+the spectrum is convolved with the line-spread function. This script synthesizes a star in a
 short window at a fine reference step (0.0025 A, with the grid's hydrogen-wing and pruning
 settings), takes every k-th sample, convolves both with a Gaussian LSF (direct sums over the
 samples) at R = 20,000 (HR, 0.05 A pixels) and R = 6,500 (LR, 0.25 A pixels), and prints the
@@ -33,9 +33,9 @@ SUBSAMPLE = (2, 3, 4, 5, 6, 8, 12)
 
 def _convolve(wave: np.ndarray, flux: np.ndarray, lo: float, hi: float, r: float,
               pixel: float) -> np.ndarray:
-    centres = np.arange(lo, hi, pixel)
-    out = np.empty(centres.size)
-    for j, c in enumerate(centres):
+    centers = np.arange(lo, hi, pixel)
+    out = np.empty(centers.size)
+    for j, c in enumerate(centers):
         sigma = c / r / 2.3548
         sel = np.abs(wave - c) < 5 * sigma
         k = np.exp(-0.5 * ((wave[sel] - c) / sigma) ** 2)

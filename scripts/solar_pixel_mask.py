@@ -1,9 +1,9 @@
-"""The solar masks of poorly modelled pixels: observed Suns against a Turbospectrum Sun.
+"""The solar masks of poorly modeled pixels: observed Suns against a Turbospectrum Sun.
 
 The HARPS and UVES Suns (``--sun-dir``, read as in ``scripts/real_stars.py``) are degraded to
 each 4MOST setup (HR: the HB, HG, HR arms at 0.05 A; LR: 3700-9500 A at 0.25 A) with
 `specutils_cinn.instruments.degrade_spectrum`, and compared with a Turbospectrum Sun (Teff
-5772 K, log g 4.44, [Fe/H] 0, vmic 1.0 km/s, A(Li) 1.05) synthesised with the synthesis options
+5772 K, log g 4.44, [Fe/H] 0, vmic 1.0 km/s, A(Li) 1.05) synthesized with the synthesis options
 of the v2 grid (``--config``: extended line lists without SiH, the solar-calibrated log gf,
 per-star line pruning, the hydrogen-wing speed-up, Doppler-width sampling) and degraded with the
 solar rotation (``--vsini``) and radial-tangential macroturbulence (``--vmacro``) by
@@ -13,15 +13,15 @@ solar rotation (``--vsini``) and radial-tangential macroturbulence (``--vmacro``
     residual = observed - synthetic      (continuum units, per pixel)
 
 minus its running median over ``--highpass`` Angstrom (5 A: the slow part is the observed
-spectrum's continuum, e.g. the merged echelle orders of the unnormalised HARPS spectrum, not a
-line). A pixel is poorly modelled where ``|residual| > --threshold`` in every observed Sun that
+spectrum's continuum, e.g. the merged echelle orders of the unnormalized HARPS spectrum, not a
+line). A pixel is poorly modeled where ``|residual| > --threshold`` in every observed Sun that
 covers it: in both where both do (UVES covers 4835-6723 A), in HARPS alone in the blue
 (3783-4835 A, the HB arm) and at 6723-6913 A; ``--require-all`` judges only the pixels both
 cover. That set is dilated by ``--dilate`` pixels on each side and written as wavelength
 intervals (from the left edge of the first to the right edge of the last pixel of each run)
 with their provenance to ``specutils_cinn/data/masks/solar_mask_v1_<setup>.ecsv``
 (`specutils_cinn.inputs.PixelMask`). Telluric bands (`reference_spectra.TELLURIC`) are left
-out of the decision: an absorption of the Earth's atmosphere is no modelling error. Where no
+out of the decision: an absorption of the Earth's atmosphere is no modeling error. Where no
 observed Sun reaches (below 3783 A and above 6913 A) nothing is masked: the masks say nothing
 about the red half of the LR setup.
 
@@ -130,7 +130,7 @@ def highpass(res: dict[str, np.ndarray], grid, width: float) -> dict[str, np.nda
     """Each residual minus its running median over ``width`` Angstrom, segment by segment.
 
     What varies slowly is the observed spectrum's continuum, not a line: HARPS is not
-    normalised, and its merged echelle orders leave ripples of a few per cent over tens of
+    normalized, and its merged echelle orders leave ripples of a few percent over tens of
     Angstrom in the blue that the models' cubic pseudo-continuum does not follow. A median
     over a window much wider than a line ignores the lines themselves. ``width`` 0: unchanged.
     """
@@ -262,7 +262,7 @@ def main(argv=None) -> None:
     if args.rst:
         rule = "both" if args.require_all else "every covering"
         text = rst_table(
-            f"Solar masks of poorly modelled pixels: absolute residual (observed - synthetic, "
+            f"Solar masks of poorly modeled pixels: absolute residual (observed - synthetic, "
             f"running median over {args.highpass:g} A removed) above {args.threshold:g} "
             f"(continuum units) in {rule} observed Sun, dilated by {args.dilate} pixel on "
             "each side",

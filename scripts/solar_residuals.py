@@ -1,6 +1,6 @@
 """Synthetic vs observed Sun in the 4MOST HR windows, with and without the extended line lists.
 
-Synthesises the Sun (Teff 5772 K, log g 4.44, [Fe/H] 0, vmic 1.0 km/s, A(Li) 1.05, solar
+Synthesizes the Sun (Teff 5772 K, log g 4.44, [Fe/H] 0, vmic 1.0 km/s, A(Li) 1.05, solar
 [X/Fe]) with Turbospectrum twice: with the Gaia-ESO atomic list and hydrogen only ("GES"), and
 with the extended lists added (linemake atoms outside the GES range and molecules, without
 SiH as in the grid configuration; "extended").
@@ -8,7 +8,7 @@ Both synthetic spectra and the observed spectra (HARPS, R ~ 115,000; UVES, R ~ 6
 where it covers the window) are degraded to the 4MOST HR setup (R = 20,000, 0.05 A pixels) with
 the solar v sin i (1.6 km/s) and a radial-tangential macroturbulence of 3.5 km/s, then every
 spectrum is divided by the same clipped-polynomial pseudo-continuum the estimator uses, so the
-comparison does not depend on how the observed spectra were normalised.
+comparison does not depend on how the observed spectra were normalized.
 
 Prints, per window and observed spectrum: residual RMS (observed - synthetic), the mean absolute
 residual, the 99th percentile of the absolute residual and the correlation, for GES and extended,
@@ -77,7 +77,7 @@ def _on_setup(wave, flux, setup, r_in, segment):
     return np.where(ok, out, np.nan)
 
 
-def _normalise(flux: np.ndarray, segment_grid) -> np.ndarray:
+def _normalize(flux: np.ndarray, segment_grid) -> np.ndarray:
     valid = np.isfinite(flux)
     f, _, v = normalize_continuum(flux[None, :], None, valid[None, :], segment_grid)
     return np.where(v[0], f[0], np.nan)
@@ -128,10 +128,10 @@ def main() -> None:
     for i, seg_name in enumerate(WINDOWS):
         seg = [s for s in setup.grid.segments if s.name == seg_name][0]
         g1 = WavelengthGrid((seg,), setup.grid.medium)
-        model = {k: _normalise(_on_setup(r.wavelength[i], r.flux[i], setup, None, seg_name), g1)
+        model = {k: _normalize(_on_setup(r.wavelength[i], r.flux[i], setup, None, seg_name), g1)
                  for k, r in synth.items()}
         for obs_name, (w, f, r_in) in observed.items():
-            obs = _normalise(_on_setup(w, f, setup, r_in, seg_name), g1)
+            obs = _normalize(_on_setup(w, f, setup, r_in, seg_name), g1)
             if not np.isfinite(obs).any():
                 continue
             row = [seg_name, obs_name]

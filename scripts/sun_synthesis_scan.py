@@ -1,6 +1,6 @@
 """Turbospectrum syntheses of the Sun around its reference parameters (the real-stars diagnosis).
 
-Synthesises Teff 5772 K, log g 4.44 with [Fe/H] and vmic varied around the Sun, with the
+Synthesizes Teff 5772 K, log g 4.44 with [Fe/H] and vmic varied around the Sun, with the
 Gaia-ESO list only ("ges", the lists the v1 models were trained on) and with the extended
 linemake lists ("extended", without SiH as in the grid configuration), optionally with a
 calibrated line list (``--loggf``). Every synthetic spectrum is kept in ``--cache`` as one

@@ -8,7 +8,7 @@ out) on the model's held-out stars at several S/N per Angstrom and writes:
 - 68 % / 95 % interval coverage, coverage curves and simulation-based-calibration rank
   histograms (`specutils_cinn.validation`);
 - a comparison with the target precision of Ksoll et al. 2026 at S/N 250;
-- out-of-domain behaviour: the hottest/coolest held-out stars (and any outside the training
+- out-of-domain behavior: the hottest/coolest held-out stars (and any outside the training
   ranges), spectra of another resolution, pure noise, and which quality flags fire;
 - the Sun (HARPS, and UVES where it covers the model's range) degraded to the model's setup;
 - figures: predicted vs true, scatter vs S/N, coverage curves, rank histograms, a corner plot.
@@ -158,13 +158,13 @@ def fig_pred_vs_true(runs: dict[float, Run], params: list[str], snrs: list[float
     plt = _plt()
     nr, nc = _grid_shape(len(params))
     fig, axes = plt.subplots(nr, nc, figsize=(2.6 * nc, 2.5 * nr), squeeze=False)
-    colours = ["tab:orange", "tab:blue", "tab:green", "tab:red"]
+    colors = ["tab:orange", "tab:blue", "tab:green", "tab:red"]
     for j, p in enumerate(params):
         ax = axes.flat[j]
         for k, snr in enumerate(snrs):
             r = runs[snr]
             ax.plot(r.truth[:, j], np.asarray(r.table[p].value), ".", ms=3, alpha=0.6,
-                    color=colours[k % 4], label=f"S/N {snr:g}")
+                    color=colors[k % 4], label=f"S/N {snr:g}")
         lo = np.nanmin(runs[snrs[0]].truth[:, j])
         hi = np.nanmax(runs[snrs[0]].truth[:, j])
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -440,7 +440,7 @@ def header_section(page: Page, runtime: float) -> str:
         ["held-out stars / spectra", f"{page.n_star} / {page.n_spec}"],
         ["noise", "the training noise model (``instruments.draw_noise``): photon-like Gaussian "
                   "noise at each S/N per Angstrom, uncertainty from the noisy flux (floor "
-                  "0.01), StdDev uncertainties, one realisation"],
+                  "0.01), StdDev uncertainties, one realization"],
         ["posterior draws", f"{args.n_samples} per spectrum, seed {args.seed}"],
         ["posterior calibration", calibration_note(md.posterior_calibration, page.cross)],
         ["date", date],
@@ -586,10 +586,10 @@ def calibration_section(page: Page, rel: str, figs: dict[str, str]) -> str:
                             "inside the central 68 % / 95 % intervals"))
         L.append("\n")
     L.append(
-        "A standard deviation of the normalised ranks above 0.29 means over-confident "
+        "A standard deviation of the normalized ranks above 0.29 means over-confident "
         "posteriors (U-shaped histogram), below 0.29 under-confident ones (hump); a mean off "
         "0.5 means a bias (above 0.5: the posterior lies below the truth). The held-out spectra "
-        "are several v sin i realisations of the same stars, so they are not fully independent "
+        "are several v sin i realizations of the same stars, so they are not fully independent "
         "and the p-values are optimistic about significance.\n\n"
     )
     L.append(figure(f"{rel}/{figs['cov']}", "Empirical against nominal coverage of the central "
@@ -704,7 +704,7 @@ def noise_section(page: Page) -> str:
         noise_sets.append((f"flat continuum + Gaussian noise, S/N {snr:g}", flux,
                            np.broadcast_to(sig, flux.shape)))
     sig0 = np.full(md.grid.npix, 0.02)
-    noise_sets.append(("zero-mean Gaussian noise, sigma 0.02 (empty fibre)",
+    noise_sets.append(("zero-mean Gaussian noise, sigma 0.02 (empty fiber)",
                        sig0 * rng.standard_normal((n_noise, md.grid.npix)),
                        np.broadcast_to(sig0, (n_noise, md.grid.npix))))
     noise_rows = []
@@ -780,7 +780,7 @@ def sun_section(page: Page) -> str:
 def ood_section(page: Page, edges: str, resolution: str, noise: str) -> str:
     """The out-of-domain tests (already run) and which flags fired on every set of spectra."""
     est = page.est
-    L = [heading("Out-of-domain behaviour", "=")]
+    L = [heading("Out-of-domain behavior", "=")]
     L.append(
         "The estimator's domain checks are the quality flags of :ref:`output-table`: "
         "coverage, S/N, a posterior median near a training-range edge"

@@ -116,4 +116,4 @@ def json_copy(value: Any, field_name: str) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise field_error(field_name, f"not JSON-serialisable ({exc})") from exc
+        raise field_error(field_name, f"not JSON-serializable ({exc})") from exc

@@ -64,7 +64,7 @@ def is_sha256(value: Any) -> bool:
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finaliser (Steele, Lea & Flood 2014) of each element: a bijection of
+    """The SplitMix64 finalizer (Steele, Lea & Flood 2014) of each element: a bijection of
     uint64 with good avalanche, used to mix hashes and seeds.
 
     Parameters

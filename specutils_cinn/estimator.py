@@ -304,7 +304,7 @@ class CINNParameterEstimator:
             S/N per Angstrom for spectra without uncertainties, or ``"estimate"`` for the
             DER_SNR estimate from the flux itself (flagged ``NOISE_ESTIMATED``).
         normalize : {"auto", True, False}, optional
-            Continuum normalisation of the input (see :ref:`inputs`).
+            Continuum normalization of the input (see :ref:`inputs`).
         fit_chi2_threshold : float, optional
             ``POOR_FIT`` is set where ``fit_chi2`` exceeds this; default the model's
             ``metadata.emulator.chi2_threshold``. Ignored for models without an emulator
@@ -410,7 +410,7 @@ class CINNParameterEstimator:
         """Full posterior draws, one row per spectrum.
 
         Parameters are as for `predict`. The same seed and ``calibrated`` give the same draws
-        that `predict` summarises, whatever the batch size.
+        that `predict` summarizes, whatever the batch size.
 
         Returns
         -------
@@ -466,7 +466,7 @@ class CINNParameterEstimator:
         """One observed spectrum next to the model's emulated spectrum at given parameters.
 
         This is the comparison behind ``fit_chi2`` (:ref:`fit-chi2`): the input as the network
-        saw it (on the model's grid, in the rest frame, continuum normalised) and the spectrum
+        saw it (on the model's grid, in the rest frame, continuum normalized) and the spectrum
         the model's emulator gives at ``parameters``, times the continuum polynomial per
         segment that best matches the input. `specutils_cinn.plotting.plot_spectrum_fit` plots
         it.

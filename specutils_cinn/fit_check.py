@@ -62,8 +62,8 @@ _FIT_BATCH = 256
 #: Fewest pixels a row needs for a ``fit_chi2`` (and per segment, times the polynomial terms).
 _MIN_FIT_PIXELS = 20
 #: Largest deviation of the continuum correction (a polynomial per segment) from 1, per pixel:
-#: the correction absorbs normalisation differences of a few percent, but cannot scale the
-#: emulated spectrum to an input that is not a normalised spectrum at all (e.g. zero flux).
+#: the correction absorbs normalization differences of a few percent, but cannot scale the
+#: emulated spectrum to an input that is not a normalized spectrum at all (e.g. zero flux).
 _CONTINUUM_LIMIT = 0.5
 
 
@@ -243,7 +243,7 @@ class ModelEmulator:
           clipped to ``[0, vmacro_range[1]]``;
         - a model trained with macroturbulence as a nuisance (`vmacro_range` set, ``"vmacro"``
           not a parameter): the midpoint of `vmacro_range` for every row. The network
-          marginalised over a uniform :math:`\zeta` in that range, so its posterior carries no
+          marginalized over a uniform :math:`\zeta` in that range, so its posterior carries no
           estimate of a star's :math:`\zeta`; the prior mean is the one value consistent with
           what it learned, and the error floor is calibrated with the same rule
           (`specutils_cinn.calibration.fit_flag`), so the spread of :math:`\zeta` about it is
@@ -389,7 +389,7 @@ def trim_emulator(emulator: torch.nn.Module, model_grid: WavelengthGrid) -> torc
     emulator : SpectrumEmulator
         The emulator.
     model_grid : WavelengthGrid
-        The model's grid; emulator pixels whose centres are not model pixels are dropped.
+        The model's grid; emulator pixels whose centers are not model pixels are dropped.
 
     Returns
     -------
@@ -460,7 +460,7 @@ def fit_statistics(
     model's v sin i, if it has one, and broadened by macroturbulence as in training,
     `ModelEmulator.macroturbulence`); per model segment it is multiplied by a weighted
     least-squares polynomial (degree ``fe.spec.continuum_degree``, limited to within 0.5 of 1)
-    to absorb normalisation differences, and
+    to absorb normalization differences, and
     ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid pixels the
     emulator covers, outside the excluded windows.
 
@@ -480,7 +480,7 @@ def fit_statistics(
     median : numpy.ndarray, shape ``(N, n_params)``
         Posterior medians; rows with a non-finite value get NaN.
     flux, sigma, valid : numpy.ndarray, shape ``(N, npix)``
-        The prepared (normalised, resampled) spectra on the model grid.
+        The prepared (normalized, resampled) spectra on the model grid.
     device : torch.device or str
         Where to compute.
     vsini_max : float, optional
@@ -533,7 +533,7 @@ class EmulatedSpectrum(NamedTuple):
     #: Wavelengths of the model's pixels (`~astropy.units.Quantity`), shape ``(npix,)``.
     wavelength: Any
     #: The observed flux as the network saw it: resampled to the model grid, shifted to the
-    #: rest frame and continuum normalised; NaN where there is no valid data.
+    #: rest frame and continuum normalized; NaN where there is no valid data.
     flux: np.ndarray
     #: Its uncertainty (same convention); NaN where there is no valid data.
     uncertainty: np.ndarray

@@ -73,7 +73,7 @@ class QualityFlag(enum.IntFlag):
         at the posterior median fits the input no better than a featureless continuum
         (``feature_sigma`` below 5). The input shows no detectable stellar absorption
         features: pure noise about a flat continuum, or a star too hot, too metal-poor or
-        too noisy for its lines to be seen. (An empty fibre, divided by its own
+        too noisy for its lines to be seen. (An empty fiber, divided by its own
         pseudo-continuum, is not flat; ``LOW_SNR``, ``PARAMETER_AT_EDGE`` and
         ``OUTSIDE_TRAINING_RANGE`` catch it.) The posterior then reflects the training
         prior, not the star.
@@ -81,7 +81,7 @@ class QualityFlag(enum.IntFlag):
         Set by the estimator: a posterior median of a row that was inferred lies outside the
         model's training range of its parameter, or is not finite (``PARAMETER_AT_EDGE`` is
         set as well). The network extrapolates there; the value is not an estimate to trust
-        (an empty fibre, for example, gets log g far above 5).
+        (an empty fiber, for example, gets log g far above 5).
     ``HIGH_SNR`` (512)
         Set by the estimator: the spectrum's S/N is above the range the model was trained on
         (``metadata.snr_range``). The network never saw such small uncertainties; check the

@@ -271,8 +271,8 @@ def plot_spectrum_fit(
     Returns
     -------
     `matplotlib.figure.Figure`
-        Two panels sharing the wavelength axis: ``fig.axes[0]`` the normalised flux (observed
-        in black, emulated in red, pixels left out of ``fit_chi2`` as grey points), and
+        Two panels sharing the wavelength axis: ``fig.axes[0]`` the normalized flux (observed
+        in black, emulated in red, pixels left out of ``fit_chi2`` as gray points), and
         ``fig.axes[1]`` the residual observed - emulated with the band of +-1 sigma (noise and
         emulator error in quadrature).
     """
@@ -296,7 +296,7 @@ def plot_spectrum_fit(
     ax.plot(gx, gflux, color="k", lw=0.7, label="observed")
     ax.plot(gx, gmodel, color="C3", lw=0.8, label="emulated")
     ax.plot(x[mask], flux[mask], ".", color="0.6", ms=2, label="not used in fit")
-    ax.set_ylabel("normalised flux")
+    ax.set_ylabel("normalized flux")
     ax.legend(loc="lower right", fontsize="small", ncol=3)
     if title:
         ax.set_title(title)
@@ -328,22 +328,22 @@ def plot_kiel(
         A table from `~specutils_cinn.CINNParameterEstimator.predict` (columns ``teff`` and
         ``logg``), or any table with those columns.
     color : str or None, optional
-        Column that colours the points (with a colour bar); None draws them in one colour.
+        Column that colors the points (with a color bar); None draws them in one color.
     ax : `matplotlib.axes.Axes`, optional
         Axes to draw on; default new axes on a new figure.
     cmap : str, optional
-        Colour map.
+        Color map.
     flagged : int, optional
         Quality-flag bits (e.g. ``QualityFlag.POOR_FIT | QualityFlag.NO_FEATURES``): rows with
-        any of them set are drawn as grey crosses instead of coloured points.
+        any of them set are drawn as gray crosses instead of colored points.
     **kwargs
-        Passed to `matplotlib.axes.Axes.scatter` for the coloured points.
+        Passed to `matplotlib.axes.Axes.scatter` for the colored points.
 
     Returns
     -------
     `matplotlib.axes.Axes`
-        ``ax.collections[0]`` holds the coloured points (rows with finite, unmasked ``teff``,
-        ``logg`` and colour value, not flagged), in table order.
+        ``ax.collections[0]`` holds the colored points (rows with finite, unmasked ``teff``,
+        ``logg`` and color value, not flagged), in table order.
     """
     plt = _pyplot()
     if ax is None:

@@ -1,9 +1,9 @@
 """Radial velocities by cross-correlation against a model's emulated spectrum.
 
 `estimate_radial_velocity` prepares spectra on a model's grid in their observed frame
-(continuum-normalised, the same way the estimator prepares them, but without a shift),
+(continuum-normalized, the same way the estimator prepares them, but without a shift),
 emulates a template with the model's spectrum emulator (by default at the solar-like
-`DEFAULT_TEMPLATE_LABELS`), and finds for each spectrum the Doppler shift that minimises
+`DEFAULT_TEMPLATE_LABELS`), and finds for each spectrum the Doppler shift that minimizes
 
 ``chi2(v) = sum_i w_i (d_i - a D_i(v))**2``
 
@@ -12,7 +12,7 @@ line depths, ``w = 1 / sigma**2`` on valid pixels and ``a >= 0`` is the best lin
 scale in each grid segment (the template's lines may be stronger or weaker than the star's).
 Both are resampled onto a uniform grid in ``ln(lambda)``, where a velocity is a shift by a
 number of pixels, and ``chi2`` is evaluated at every shift at once with FFT correlations. A
-parabola through the minimum and its two neighbours gives the velocity; its curvature gives
+parabola through the minimum and its two neighbors gives the velocity; its curvature gives
 the uncertainty (``chi2`` rising by 1), scaled by ``sqrt(chi2 / dof)`` at the minimum, so that
 template mismatch and underestimated noise widen it.
 """
@@ -100,7 +100,7 @@ def _default_labels(model: Any) -> np.ndarray:
 def emulated_template(
     estimator: Any, labels: Mapping[str, float] | np.ndarray | None = None
 ) -> np.ndarray:
-    """Normalised spectra emulated by a model's spectrum emulator, on the model's grid.
+    """Normalized spectra emulated by a model's spectrum emulator, on the model's grid.
 
     Parameters
     ----------
@@ -201,7 +201,7 @@ def estimate_radial_velocity(
     Parameters
     ----------
     estimator : `~specutils_cinn.CINNParameterEstimator`
-        The estimator whose model (grid, normalisation and spectrum emulator) is used.
+        The estimator whose model (grid, normalization and spectrum emulator) is used.
     spectra : Spectrum, SpectrumCollection, SpectrumList, file path or list of them
         As for `~specutils_cinn.CINNParameterEstimator.predict`; one result per row.
     template : mapping, array of shape ``(n_params,)`` or ``(N, n_params)``, optional
@@ -272,7 +272,7 @@ def velocity_of_prepared(model: Any, prepared: Any, template: np.ndarray,
     model : CINNModel
         The model whose grid the spectra are on.
     prepared : `~specutils_cinn.inputs.PreparedSpectra`
-        Continuum-normalised spectra on the model's grid (in whatever frame they were
+        Continuum-normalized spectra on the model's grid (in whatever frame they were
         prepared: the result is the velocity relative to that frame).
     template : numpy.ndarray
         ``(1 or N, npix)`` emulated template flux (`emulated_template`).

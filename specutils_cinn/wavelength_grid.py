@@ -17,14 +17,14 @@ Medium = Literal["air", "vacuum"]
 
 @dataclass(frozen=True)
 class GridSegment:
-    """A linear wavelength segment with pixel centres ``start, start + step, ..., stop``.
+    """A linear wavelength segment with pixel centers ``start, start + step, ..., stop``.
 
     Parameters
     ----------
     name : str
         Segment (spectrograph arm) name, e.g. ``"HB"``.
     start, stop, step : float
-        First and last pixel centre and pixel width, in Angstrom.
+        First and last pixel center and pixel width, in Angstrom.
     """
 
     name: str
@@ -92,7 +92,7 @@ class WavelengthGrid:
 
     @property
     def wavelength(self) -> u.Quantity:
-        """Pixel centres of all segments, concatenated, as a Quantity in Angstrom."""
+        """Pixel centers of all segments, concatenated, as a Quantity in Angstrom."""
         return np.concatenate([s.centers for s in self.segments]) * u.AA
 
     @property
@@ -121,7 +121,7 @@ class WavelengthGrid:
         return first.start - 0.5 * first.step, last.stop + 0.5 * last.step
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description (used in model metadata)."""
+        """JSON-serializable description (used in model metadata)."""
         return {
             "medium": self.medium,
             "unit": "Angstrom",
@@ -153,12 +153,12 @@ class WavelengthGrid:
 
 
 def pixel_map(model_grid: WavelengthGrid, other: WavelengthGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels two wavelength grids have in common (centres equal to 1e-3 of a pixel).
+    """Pixels two wavelength grids have in common (centers equal to 1e-3 of a pixel).
 
     Parameters
     ----------
     model_grid, other : WavelengthGrid
-        The grids; pixels match when their centres agree within 0.001 of the pixel width
+        The grids; pixels match when their centers agree within 0.001 of the pixel width
         and the widths are equal.
 
     Returns
@@ -186,7 +186,7 @@ def pixel_map(model_grid: WavelengthGrid, other: WavelengthGrid) -> tuple[np.nda
 def crop_grid(
     grid: WavelengthGrid, segments: Sequence[str] | None, wavelength_range: Sequence[float] | None
 ) -> tuple[WavelengthGrid, np.ndarray]:
-    """A sub-grid of ``grid``: some of its segments, and the pixel centres inside a range.
+    """A sub-grid of ``grid``: some of its segments, and the pixel centers inside a range.
 
     Parameters
     ----------
@@ -195,7 +195,7 @@ def crop_grid(
     segments : sequence of str or None
         Names of the segments to keep (None: all).
     wavelength_range : (float, float) or None
-        Pixel centres kept, in Angstrom, inclusive (None: all). A segment left with fewer than
+        Pixel centers kept, in Angstrom, inclusive (None: all). A segment left with fewer than
         two pixels is dropped.
 
     Returns

@@ -75,8 +75,8 @@ def write_hrs_arms(folder: Path, obj: str | None = None, *, ob: int = 42, seed: 
 def write_container(folder: Path, arm: str = "LJ", n_fibres: int = 6, *, sky: int = 2,
                     seed: int = 0, flux_unit: str | None = "erg s-1 cm-2 Angstrom-1",
                     ivar_name: str = "FLUX_IVAR", wave_unit: str = "Angstrom") -> Path:  # fmt: skip
-    """A nightly container ``20260120_<arm>11_20260121.fits``: ``n_fibres`` object fibres
-    (``FIB_ST = 2``) and ``sky`` sky fibres (``FIB_ST = 1``) interleaved at the end."""
+    """A nightly container ``20260120_<arm>11_20260121.fits``: ``n_fibres`` object fibers
+    (``FIB_ST = 2``) and ``sky`` sky fibers (``FIB_ST = 1``) interleaved at the end."""
     rng = np.random.default_rng(seed)
     if arm == "LJ":
         start, step, npix = 3700.0, 0.25, 23201

@@ -40,8 +40,8 @@ def analytic_flux(labels: np.ndarray) -> np.ndarray:
         sigma = 0.15 + 0.05 * (1.0 - g) + 0.02 * z
         out *= 1.0 - depth * np.exp(-0.5 * ((w - lam) / sigma) ** 2)
     # a broad band in each segment, so that no pixel is pure continuum
-    for centre in (5015.0, 6015.0):
-        out *= 1.0 - 0.03 * (1.0 - t) * np.exp(-0.5 * ((w - centre) / 10.0) ** 2)
+    for center in (5015.0, 6015.0):
+        out *= 1.0 - 0.03 * (1.0 - t) * np.exp(-0.5 * ((w - center) / 10.0) ** 2)
     return out.astype(np.float32)
 
 

@@ -367,7 +367,7 @@ def test_flag_bits_keep_their_values():
 def test_medians_outside_the_training_range_are_flagged(lg):
     prob, est, y, _ = lg
     lo, hi = est.model.metadata.ranges.T
-    far_out = 1.0 + 30 * prob.a.sum(axis=1)  # parameters ~ +30 sigma, an "empty fibre" case
+    far_out = 1.0 + 30 * prob.a.sum(axis=1)  # parameters ~ +30 sigma, an "empty fiber" case
     t = _predict(est, _spectrum(prob, np.vstack([y[:4], far_out])))
     med = np.column_stack([t[p].value for p in est.parameters])
     outside = ((med < lo) | (med > hi)).any(axis=1)

@@ -1,4 +1,4 @@
-"""A model's mask of poorly modelled pixels in inference: exactly a user's mask, minus the coverage.
+"""A model's mask of poorly modeled pixels in inference: exactly a user's mask, minus the coverage.
 
 The model's masked pixels must reach the network, the fit statistics and the S/N as pixels
 without data, and must not count against the spectrum's coverage (``LOW_COVERAGE``).

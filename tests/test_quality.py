@@ -77,8 +77,8 @@ def test_output_flags_one_reason_each(lg):
     prepared = prepare_spectra(spectrum(np.repeat(y[:1], rows, axis=0)), md.grid,
                                normalize=False)
     lo, hi = md.ranges[:, 0], md.ranges[:, 1]
-    centre = 0.5 * (lo + hi)
-    median = np.tile(centre, (rows, 1))
+    center = 0.5 * (lo + hi)
+    median = np.tile(center, (rows, 1))
     median[1, 0] = hi[0] - 0.5 * EDGE_FRACTION * (hi[0] - lo[0])  # inside, near the edge
     median[2, 1] = lo[1] - 1.0  # outside
     snr = np.full(rows, md.snr_range[0])
@@ -104,7 +104,7 @@ def test_output_flags_one_reason_each(lg):
     own = np.zeros(rows, np.int32)
     own[0] = F.NOISE_ESTIMATED
     clean = dataclasses.replace(prepared, snr=np.full(rows, md.snr_range[0]), flags=own)
-    assert output_flags(md, clean, np.tile(centre, (rows, 1))).tolist() == own.tolist()
+    assert output_flags(md, clean, np.tile(center, (rows, 1))).tolist() == own.tolist()
 
 
 def test_velocity_offset_is_false_without_an_emulator(lg):

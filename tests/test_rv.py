@@ -49,7 +49,7 @@ def test_template_labels(est):
     depth = lambda t: np.nanmean(1 - t)  # noqa: E731
     assert depth(hot) < depth(one)
     with pytest.raises(ValueError, match="not parameters"):
-        emulated_template(est, {"colour": 1.0})
+        emulated_template(est, {"color": 1.0})
 
 
 def test_no_emulator_no_estimate(est):

@@ -331,7 +331,7 @@ def calibrate_fit_flag(
             Spectrum(flux=flux * u.one, spectral_axis=wave,
                      uncertainty=StdDevUncertainty(np.broadcast_to(sig, flux.shape).copy())))
     sig0 = np.full((50, md.grid.npix), 0.02)
-    ood("zero-mean noise, sigma 0.02 (empty fibre)",
+    ood("zero-mean noise, sigma 0.02 (empty fiber)",
         Spectrum(flux=sig0 * rng.standard_normal(sig0.shape) * u.one, spectral_axis=wave,
                  uncertainty=StdDevUncertainty(sig0)))
     r_ood = ood_resolving_power or (7000.0 if step < 0.2 else 2000.0)

@@ -59,7 +59,7 @@ __all__ = [
     "coverage_by_snr",
 ]
 
-#: S/N per Angstrom of the noisy realisations.
+#: S/N per Angstrom of the noisy realizations.
 SNRS = (10.0, 25.0, 50.0, 100.0, 250.0)
 #: Central-interval levels whose coverage is reported.
 REPORT_LEVELS = (0.68, 0.95)
@@ -145,7 +145,7 @@ def calibrate_posteriors(
     vsini_per_star : int, optional
         Spectra per held-out star (one if the model does not predict v sin i).
     realizations : int, optional
-        Noise realisations per spectrum and S/N.
+        Noise realizations per spectrum and S/N.
     n_samples : int, optional
         Uncalibrated posterior draws per spectrum.
     seed : int, optional
@@ -205,12 +205,12 @@ def calibrate_posteriors(
 
     common = {
         "method": "scale and floor per parameter on a grid (scales 1-3, floors 0 to the "
-                  "standard deviation of the true values), minimising the squared coverage "
+                  "standard deviation of the true values), minimizing the squared coverage "
                   "error of the 50/68/90/95 % central intervals, each S/N weighted equally",
         "heldout": held.description,
         "data": f"{grid_source(grid)}: holdout stars, {n_vsini} v sin i per star (seed "
                 f"{seed}), photon noise at S/N {list(SNRS)} per A, {realizations} "
-                f"realisations, {n_samples} uncalibrated draws each",
+                f"realizations, {n_samples} uncalibrated draws each",
         "script": "specutils-cinn calibrate posterior",
         "not_calibrated": {
             "parameters": [p for p in params if p not in fitted],

@@ -72,7 +72,7 @@ class PosteriorCalibration:
         unit of its standard deviation, e.g. dex for ``logg``). Parameters missing from both
         dictionaries are not changed.
     info : dict, optional
-        Free-form JSON-serialisable provenance (how and on what it was fitted).
+        Free-form JSON-serializable provenance (how and on what it was fitted).
     mismatch : dict, optional
         Parameter name to :math:`\\kappa \\ge 0` (parameter unit per continuum unit of
         ``fit_mismatch``), applied by `mismatch_widening` after the fit check.
@@ -363,7 +363,7 @@ def fit_posterior_calibration(
     """Scale and floor per parameter that make central-interval coverage nominal.
 
     For each parameter independently, every (scale, floor) pair of the grid widens the draws
-    as `PosteriorCalibration.apply` would; the pair kept minimises the sum over ``groups``
+    as `PosteriorCalibration.apply` would; the pair kept minimizes the sum over ``groups``
     (e.g. S/N values, each weighted equally) and ``levels`` of the squared difference between
     coverage and level. Ties go to the narrowest posterior.
 

@@ -27,7 +27,7 @@ __all__ = [
 #: Exit status of ``specutils-cinn`` and what it means.
 EXIT_CODES = {
     0: "success",
-    1: "the command ran but did not succeed for every item: some stars failed to synthesise "
+    1: "the command ran but did not succeed for every item: some stars failed to synthesize "
     "(grid; predict records inputs without a result in its status column and exits 0)",
     2: "usage or input error: invalid command line or option value, model not found or not "
     "loadable, invalid configuration, output file not writable",

@@ -132,5 +132,5 @@ def register(sub) -> None:
     q.add_argument("model", help="model directory (e.g. the output of 'calibrate fit-flag')")
     _common_options(q, seed=11, n_samples=500, vsini_per_star=4)
     q.add_argument("--realizations", type=int, default=2,
-                   help="noise realisations per spectrum and S/N")
+                   help="noise realizations per spectrum and S/N")
     q.set_defaults(func=_cmd_posterior)

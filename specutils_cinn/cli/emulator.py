@@ -125,7 +125,7 @@ def register(sub) -> None:
     q = add_parser(
         esub, "prepare", "degrade a synthesis grid to a 4MOST grid for training an emulator",
         "Degrade a synthesis grid to a 4MOST grid (Gaussian LSF and binning, no rotation, no "
-        "noise, no renormalisation) and write the emulator's training data (.npz: labels, "
+        "noise, no renormalization) and write the emulator's training data (.npz: labels, "
         "flux, star_id, holdout, setup, provenance). A v2 grid of shards is already at the "
         "native 4MOST sampling and is taken as it is.",
     )
@@ -159,7 +159,7 @@ def register(sub) -> None:
     q.add_argument("-o", "--output", default=None,
                    help="emulator directory to write (default: the configuration's out)")
     q.add_argument("--steps", type=int, default=None,
-                   help="maximum optimisation steps (default: the configuration's)")
+                   help="maximum optimization steps (default: the configuration's)")
     q.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="training checkpoint (.safetensors), written at every evaluation and "
                    "at the end of each phase; if it exists, training continues from it "

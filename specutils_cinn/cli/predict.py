@@ -209,8 +209,8 @@ def register(sub) -> None:
     p.add_argument("--medium", choices=["air", "vacuum"], default=None,
                    help="medium of the wavelengths (default: from the files, else air)")
     p.add_argument("--normalize", choices=["auto", "yes", "no"], default="auto",
-                   help="continuum normalisation of the input: auto follows the model (models "
-                   "with a pseudo-continuum convention always normalise)")
+                   help="continuum normalization of the input: auto follows the model (models "
+                   "with a pseudo-continuum convention always normalize)")
     p.add_argument("--uncalibrated", action="store_true",
                    help="the network's own posteriors, without the model's posterior calibration")
     p.add_argument("--no-progress", action="store_true",

@@ -22,7 +22,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         return 0
     summary = run_grid(config, limit=args.limit, retry_failed=args.retry_failed,
                        progress=not args.no_progress)
-    print(f"synthesised {summary.done} star(s), {summary.failed} failed, {summary.skipped} "
+    print(f"synthesized {summary.done} star(s), {summary.failed} failed, {summary.skipped} "
           f"already done or failed before, in {summary.seconds:.0f} s; grid file: {summary.output}")
     return 0 if summary.failed == 0 else 1
 
@@ -52,7 +52,7 @@ def register(sub) -> None:
     sub : argparse._SubParsersAction
         The subparsers of the top-level parser.
     """
-    p = add_parser(sub, "grid", "synthesise a grid of stars (resumable) from a TOML file")
+    p = add_parser(sub, "grid", "synthesize a grid of stars (resumable) from a TOML file")
     p.add_argument("config", help="grid configuration (TOML)")
     p.add_argument("--limit", type=int, default=None,
                    help="at most this many new stars (default: all of the design)")

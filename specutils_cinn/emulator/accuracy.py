@@ -73,7 +73,7 @@ def pixel_error(
     grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
         Their grid; the smoothing stays inside each segment.
     smooth : int
-        The squared residuals are averaged over this many neighbouring pixels (odd).
+        The squared residuals are averaged over this many neighboring pixels (odd).
     floor : float
         Smallest value returned.
 

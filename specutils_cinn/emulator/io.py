@@ -43,7 +43,7 @@ def save_emulator(
     emu : SpectrumEmulator
         The emulator.
     metadata : dict, optional
-        JSON-serialisable extra metadata (instrument setup name, resolving power, training-grid
+        JSON-serializable extra metadata (instrument setup name, resolving power, training-grid
         provenance, accuracy, history, ...), stored under ``"metadata"``.
 
     Returns
@@ -54,7 +54,7 @@ def save_emulator(
     Raises
     ------
     ValueError
-        If ``metadata`` is not JSON-serialisable.
+        If ``metadata`` is not JSON-serializable.
     """
     from safetensors.torch import save as save_safetensors
 
@@ -72,7 +72,7 @@ def save_emulator(
     try:
         text = json.dumps(doc, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"emulator metadata is not JSON-serialisable: {exc}") from exc
+        raise ValueError(f"emulator metadata is not JSON-serializable: {exc}") from exc
     atomic_write(d / _WEIGHTS, data)
     atomic_write(d / _META, (text + "\n").encode())
     emu.metadata = dict(doc["metadata"])

@@ -1,4 +1,4 @@
-r"""The emulator network: stellar labels to continuum-normalised flux on a wavelength grid."""
+r"""The emulator network: stellar labels to continuum-normalized flux on a wavelength grid."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ class SpectrumEmulator(nn.Module):
     # ------------------------------------------------------------------ description
     @property
     def architecture(self) -> dict[str, Any]:
-        """JSON-serialisable constructor arguments (with label names, ranges and grid)."""
+        """JSON-serializable constructor arguments (with label names, ranges and grid)."""
         return {
             **{k: (list(v) if isinstance(v, list) else v) for k, v in self._arch.items()},
             **({"gp": {**self._arch["gp"], "groups": list(self._arch["gp"]["groups"])}}

@@ -164,7 +164,7 @@ def train_and_save(
     data : dict
         As returned by `load_training_data`.
     config : `~specutils_cinn.emulator.EmulatorConfig`
-        Architecture and optimisation settings.
+        Architecture and optimization settings.
     out : str or pathlib.Path or None
         Emulator directory to write (None: do not save).
     fraction : float, optional
@@ -200,7 +200,7 @@ def train_and_save(
     if out is not None:
         meta = {
             "name": name,
-            "description": f"{setup.name} spectrum emulator (labels -> continuum-normalised flux "
+            "description": f"{setup.name} spectrum emulator (labels -> continuum-normalized flux "
                            "after the instrumental LSF, before rotation and noise)",
             "instrument_setup": setup.name,
             "setup": setup.to_dict(),
@@ -296,7 +296,7 @@ def measure_pixel_error(
     output : str or pathlib.Path
         The ``.npz`` to write.
     smooth : int, optional
-        Squared residuals are averaged over this many neighbouring pixels.
+        Squared residuals are averaged over this many neighboring pixels.
     floor : float, optional
         Smallest error per pixel.
 

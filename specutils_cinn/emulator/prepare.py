@@ -4,11 +4,11 @@
 written by ``specutils-cinn grid``, read with `specutils_cinn.synthesis.read_grid`, or the seed
 grid ``ts_lte_seed.npz``), convolves every star with the 4MOST line-spread function and bins
 it onto the instrument's pixels with `specutils_cinn.instruments.degrade` (no rotation, no
-macroturbulence, no noise, no renormalisation: the emulator learns the continuum-normalised
+macroturbulence, no noise, no renormalization: the emulator learns the continuum-normalized
 flux after the LSF), and writes the data file that
 `specutils_cinn.emulator.pipeline.load_training_data` reads. Each 4MOST segment is cut to what
 the synthesis covers, inset by five LSF sigmas plus a pixel (`restrict_setup`), so that the
-LSF never reaches beyond the synthetic spectrum; pixel centres stay on the 4MOST grid's phase.
+LSF never reaches beyond the synthetic spectrum; pixel centers stay on the 4MOST grid's phase.
 
 A v2 grid (committed shards, `specutils_cinn.synthesis.shards`) is already at every 4MOST
 setup's native sampling after the LSF: with ``shards`` its spectra are taken as they are (no
@@ -277,7 +277,7 @@ def _from_grid(path: str | Path, setup: str, step: float | None, chunk: int,
         "grid_meta": meta,
         "synthesis_segments": names,
         "instrument": "Gaussian LSF at the 4MOST resolving power + flux-conserving binning "
-                      "(specutils_cinn.instruments.degrade), no rotation, no renormalisation",
+                      "(specutils_cinn.instruments.degrade), no rotation, no renormalization",
         "script": "specutils-cinn emulator prepare",
         "date": _now(),
     }

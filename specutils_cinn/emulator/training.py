@@ -30,7 +30,7 @@ __all__ = ["EmulatorConfig", "train_emulator", "validation_split"]
 
 @dataclass
 class EmulatorConfig:
-    """Architecture and optimisation settings of `train_emulator`.
+    """Architecture and optimization settings of `train_emulator`.
 
     Attributes
     ----------
@@ -51,7 +51,7 @@ class EmulatorConfig:
     storage_dtype : {"float32", "float16"}
         dtype the basis is stored in after training (the mean flux stays float32).
     steps : int
-        Maximum optimisation steps.
+        Maximum optimization steps.
     batch_size : int
         Spectra per step (at most the training set).
     learning_rate, min_learning_rate : float
@@ -161,7 +161,7 @@ class EmulatorConfig:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
+        """JSON-serializable form."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["gp_groups"] = list(self.gp_groups)
@@ -334,7 +334,7 @@ def train_emulator(
     labels : numpy.ndarray, shape ``[n, n_labels]``
         Physical labels of the training spectra.
     flux : numpy.ndarray, shape ``[n, grid.npix]``
-        Continuum-normalised spectra on ``grid`` (after the instrumental LSF).
+        Continuum-normalized spectra on ``grid`` (after the instrumental LSF).
     label_names : sequence of str
         Names of the label columns.
     grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`

@@ -200,12 +200,12 @@ class ConditionalINN(nn.Module):
     `~specutils_cinn.flows.PermuteRandom` (block ``i`` uses seed ``permutation_seed + i``),
     all conditioned on ``c``.  State-dict keys follow FrEIA 0.2, e.g.
     ``flow.module_list.0.subnet1.0.weight`` and ``flow.module_list.1.perm``.
-    Parameters are expected standardised (zero mean, unit variance).
+    Parameters are expected standardized (zero mean, unit variance).
 
     Parameters
     ----------
     n_params : int
-        Number of (standardised) parameters ``D``; at least 2.
+        Number of (standardized) parameters ``D``; at least 2.
     conditioner : SpectrumConditioner
         The conditioning network.
     n_blocks : int
@@ -387,12 +387,12 @@ class ConditionalINN(nn.Module):
         return self.conditioner(inputs)
 
     def forward(self, x: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """Map standardised parameters to the latent space (training direction).
+        """Map standardized parameters to the latent space (training direction).
 
         Parameters
         ----------
         x : torch.Tensor
-            Standardised parameters ``[B, D]``.
+            Standardized parameters ``[B, D]``.
         inputs : torch.Tensor
             Encoded spectra ``[B, 3, npix]``.
 
@@ -407,7 +407,7 @@ class ConditionalINN(nn.Module):
         return self.flow(x, self.condition(inputs))
 
     def reverse(self, z: Tensor, inputs: Tensor) -> Tensor:
-        """Map latent vectors to standardised parameters (plain, unchunked reverse pass).
+        """Map latent vectors to standardized parameters (plain, unchunked reverse pass).
 
         Parameters
         ----------
@@ -419,18 +419,18 @@ class ConditionalINN(nn.Module):
         Returns
         -------
         torch.Tensor
-            Standardised parameters ``[B, D]``.
+            Standardized parameters ``[B, D]``.
         """
         self._check_x(z, inputs, "z")
         return self.flow.reverse(z, self.condition(inputs))
 
     def log_prob(self, x: Tensor, inputs: Tensor) -> Tensor:
-        """Log posterior density of standardised parameters under a standard-normal latent.
+        """Log posterior density of standardized parameters under a standard-normal latent.
 
         Parameters
         ----------
         x : torch.Tensor
-            Standardised parameters ``[B, D]``.
+            Standardized parameters ``[B, D]``.
         inputs : torch.Tensor
             Encoded spectra ``[B, 3, npix]``.
 
@@ -451,7 +451,7 @@ class ConditionalINN(nn.Module):
         Parameters
         ----------
         x : torch.Tensor
-            Standardised parameters ``[B, D]``.
+            Standardized parameters ``[B, D]``.
         inputs : torch.Tensor
             Encoded spectra ``[B, 3, npix]``.
         per_dim : bool, optional
@@ -495,7 +495,7 @@ class ConditionalINN(nn.Module):
         Returns
         -------
         torch.Tensor
-            Standardised parameters ``[B, S, D]``.
+            Standardized parameters ``[B, S, D]``.
         """
         self._check_features(features)
         if z.ndim != 3 or z.shape[0] != features.shape[0] or z.shape[2] != self.n_params:
@@ -526,7 +526,7 @@ class ConditionalINN(nn.Module):
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
     ) -> Tensor:
-        """Draw standardised parameters from the posterior of each spectrum.
+        """Draw standardized parameters from the posterior of each spectrum.
 
         All latent draws are generated first, exactly as ``torch.randn((B, n_samples, D),
         generator=generator, device=features.device, dtype=features.dtype)``, so the result
@@ -558,7 +558,7 @@ class ConditionalINN(nn.Module):
         Returns
         -------
         torch.Tensor
-            Standardised parameter draws ``[B, S, D]``.
+            Standardized parameter draws ``[B, S, D]``.
         """
         self._check_features(features)
         n_samples = _check_int("n_samples", n_samples, 1)
@@ -572,7 +572,7 @@ class ConditionalINN(nn.Module):
 
 
 def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
-    """Build a freshly initialised `ConditionalINN` from its `~ConditionalINN.architecture`.
+    """Build a freshly initialized `ConditionalINN` from its `~ConditionalINN.architecture`.
 
     ``build_cinn(model.architecture)`` has the same structure, parameter names and
     permutations as ``model``; load the weights with ``load_state_dict``.

@@ -23,9 +23,9 @@ __all__ = [
     "encode_inputs",
 ]
 
-#: Lower clip of the uncertainties before taking the logarithm (normalised flux units).
+#: Lower clip of the uncertainties before taking the logarithm (normalized flux units).
 SIGMA_MIN = 1e-4
-#: Upper clip of the uncertainties before taking the logarithm (normalised flux units).
+#: Upper clip of the uncertainties before taking the logarithm (normalized flux units).
 SIGMA_MAX = 10.0
 #: Value of the flux channel (``flux - 1``) at invalid pixels: the continuum level.
 FLUX_FILL = 0.0
@@ -56,7 +56,7 @@ def encode_inputs(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Encode continuum-normalised spectra as the three-channel network input.
+    """Encode continuum-normalized spectra as the three-channel network input.
 
     ======= ============================================ =============================
     channel valid pixel                                  invalid pixel
@@ -73,7 +73,7 @@ def encode_inputs(
     Parameters
     ----------
     flux : array-like or torch.Tensor
-        Normalised flux, shape ``[B, npix]`` (or ``[npix]`` for one spectrum).
+        Normalized flux, shape ``[B, npix]`` (or ``[npix]`` for one spectrum).
     sigma : array-like or torch.Tensor
         Flux uncertainties (standard deviations), same shape.
     valid : array-like or torch.Tensor

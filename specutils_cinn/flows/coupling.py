@@ -278,7 +278,7 @@ class GLOWCouplingBlock(nn.Module):
         """Reverse pass for ``S`` draws per spectrum using a `precondition` cache.
 
         Equal (to floating-point rounding) to `reverse` applied to ``z.reshape(B * S, D)``
-        with each spectrum's features repeated ``S`` times, without materialising the
+        with each spectrum's features repeated ``S`` times, without materializing the
         repeated features or the concatenated subnet inputs.
 
         Parameters

@@ -21,7 +21,7 @@ def make_subnet(dims_in: int, dims_out: int, hidden: int, n_layers: int) -> nn.S
 
     The network is ``Linear(dims_in, hidden), ReLU, [Linear(hidden, hidden), ReLU] * (n_layers - 1),
     Linear(hidden, dims_out)``.  The weight and bias of the last `~torch.nn.Linear` are
-    initialised to zero, so a coupling block using this subnet starts as the identity map.
+    initialized to zero, so a coupling block using this subnet starts as the identity map.
     Parameter names are those of `torch.nn.Sequential`: ``0.weight``, ``0.bias``,
     ``2.weight``, ..., ``{2 * n_layers}.weight``.
 

@@ -7,7 +7,7 @@ validity mask, one row per spectrum, on the model's
 `~specutils_cinn.wavelength_grid.WavelengthGrid`.
 `Normalization` is a model's continuum-normalization convention, which `prepare_spectra`
 applies to observed spectra and training applies to simulated ones. `PixelMask` is a model's
-mask of poorly modelled pixels, which both apply with `mask_pixels`.
+mask of poorly modeled pixels, which both apply with `mask_pixels`.
 
 The subpackage holds one module per step:
 

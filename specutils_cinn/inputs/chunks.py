@@ -31,11 +31,11 @@ from .resampling import CHUNK_ELEMENTS, EdgeLocator, gap_edges, insert_gaps, res
 
 __all__ = ["AUTO_NORMALIZED_RANGE", "FILL_FLUX", "FILL_SIGMA"]
 
-#: Flux stored at invalid pixels (the continuum level of a normalised spectrum).
+#: Flux stored at invalid pixels (the continuum level of a normalized spectrum).
 FILL_FLUX = 1.0
-#: Uncertainty stored at invalid pixels: effectively infinite for normalised flux.
+#: Uncertainty stored at invalid pixels: effectively infinite for normalized flux.
 FILL_SIGMA = 1.0e3
-#: ``normalize="auto"`` treats dimensionless flux as normalised when the median over
+#: ``normalize="auto"`` treats dimensionless flux as normalized when the median over
 #: the spectra of an input of their 90th flux percentiles lies in this range.
 AUTO_NORMALIZED_RANGE = (0.8, 1.2)
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -275,7 +275,7 @@ def _auto_normalize(
     with np.errstate(invalid="ignore"):
         p90 = masked_quantile(f, ok, 0.9)
     lo, hi = AUTO_NORMALIZED_RANGE
-    return ~(dimensionless & (p90 >= lo) & (p90 <= hi))  # NaN: normalise
+    return ~(dimensionless & (p90 >= lo) & (p90 <= hi))  # NaN: normalize
 
 
 def _estimate_noise(
@@ -310,7 +310,7 @@ def _resample_chunk(
     min_valid_fraction: float,
     out: _Output,
 ) -> None:
-    """Resample, normalise and store one chunk of rows for every segment."""
+    """Resample, normalize and store one chunk of rows for every segment."""
     degree, n_iter, floor = continuum
     rows = _as_slice(gids)
     shared = bool(np.all(d == d[0]))
@@ -341,7 +341,7 @@ def _resample_chunk(
                 cont[norm] = fit_segment_continuum(fo[norm], valid[norm], degree, n_iter,
                                                    floor=floor)[0]
             valid &= cont > 0  # False where the fit failed (NaN)
-            np.divide(fo, cont, out=fo, where=valid)  # rows not normalised have cont == 1
+            np.divide(fo, cont, out=fo, where=valid)  # rows not normalized have cont == 1
             cont *= cont
             if not all_sigma_by_cont:
                 cont[~sigma_by_cont] = 1.0

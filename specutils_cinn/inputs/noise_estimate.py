@@ -13,7 +13,7 @@ _CHUNK_ELEMENTS = 1 << 17
 
 
 def masked_quantile(values: np.ndarray, valid: np.ndarray, q: float) -> np.ndarray:
-    """Quantile of each row over its valid entries, vectorised over rows.
+    """Quantile of each row over its valid entries, vectorized over rows.
 
     Equivalent to ``np.quantile(values[i][valid[i]], q)`` (linear interpolation) for
     every row ``i``, without a Python loop over rows and without sorting: invalid

@@ -93,7 +93,7 @@ def fit_continuum(
     the residuals of the pixels used in the previous fit, so the fit needs no
     uncertainties. This is robust against line blanketing, which dominates the
     residuals of high-S/N stellar spectra. Segments longer than 1024 pixels are fitted
-    on every ``n``-th pixel (``n = ceil(npix / 1024)``, centred in the segment), which
+    on every ``n``-th pixel (``n = ceil(npix / 1024)``, centered in the segment), which
     determines a low-order polynomial just as well at a fraction of the cost; the
     continuum is then evaluated on every pixel.
     """
@@ -204,7 +204,7 @@ def _basis(npix: int, degree: int) -> tuple[int, int, np.ndarray, np.ndarray, np
 
     Returns ``start, stride`` (the fitted pixels are ``start::stride``), the Legendre
     polynomials up to ``2 * degree`` at the fitted pixels ``(P_fit, 2 * degree + 1)``, the
-    linearisation matrix ``lin`` with ``P_a P_b = sum_j lin[a * k + b, j] P_j`` and the
+    linearization matrix ``lin`` with ``P_a P_b = sum_j lin[a * k + b, j] P_j`` and the
     basis up to ``degree`` on all pixels, transposed ``(degree + 1, npix)``.
     """
     k = degree + 1
@@ -259,7 +259,7 @@ def _fit_block(
         scale = np.sqrt(np.maximum(rss, 0.0) / n_safe)
         scale = np.maximum(scale, 1e-6 * np.sqrt(sum_f2 / n_safe))
         # keep pixels with -lower * scale < f - cont < upper * scale, i.e.
-        # |f - cont - centre| < half with centre = (upper - lower) / 2 * scale
+        # |f - cont - center| < half with center = (upper - lower) / 2 * scale
         dist = coef @ basis_t
         dist += (0.5 * (upper - lower) * scale)[:, None]
         dist -= f

@@ -1,4 +1,4 @@
-"""A model's mask of poorly modelled pixels: wavelength intervals that no spectrum is judged on.
+"""A model's mask of poorly modeled pixels: wavelength intervals that no spectrum is judged on.
 
 A `PixelMask` is a short list of wavelength intervals (air Angstrom, half-open
 ``[start, stop)``) with their provenance (how they were derived, the threshold, which spectra,
@@ -37,7 +37,7 @@ MaskT = TypeVar("MaskT")
 
 @dataclass(frozen=True)
 class PixelMask:
-    """Wavelength intervals of poorly modelled pixels, with their provenance.
+    """Wavelength intervals of poorly modeled pixels, with their provenance.
 
     Parameters
     ----------
@@ -61,7 +61,7 @@ class PixelMask:
     -----
     A pixel is masked when its **center** lies inside an interval (``start <= center <
     stop``), whatever the pixel's width: a mask derived on a grid, with intervals from the left
-    edge of the first to the right edge of the last poorly modelled pixel of each run, gives
+    edge of the first to the right edge of the last poorly modeled pixel of each run, gives
     back exactly those pixels on that grid, and on another grid the pixels whose centers fall
     in the same wavelength ranges. For a grid in vacuum wavelengths the interval ends are
     converted from air (`~specutils.utils.wcs_utils.air_to_vac`).

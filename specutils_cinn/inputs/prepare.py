@@ -2,11 +2,11 @@
 
 `prepare_spectra` takes any mix of `~specutils.Spectrum` (1-D or N-D),
 `~specutils.SpectrumCollection`, `~specutils.SpectrumList` and lists or tuples of
-them, and returns a `PreparedSpectra`: continuum-normalised flux, uncertainties and a
+them, and returns a `PreparedSpectra`: continuum-normalized flux, uncertainties and a
 validity mask, one row per spectrum, on the model's
 `~specutils_cinn.wavelength_grid.WavelengthGrid`.
 
-Everything is vectorised over spectra: arrays are pulled out of each specutils object
+Everything is vectorized over spectra: arrays are pulled out of each specutils object
 once ((``collect``)), spectra that share a wavelength axis are resampled
 together with numpy ((``chunks``)), and per-spectrum radial velocities
 shift the model grid's bin edges row by row instead of the input axis.
@@ -43,10 +43,10 @@ class PreparedSpectra:
     Parameters
     ----------
     flux : numpy.ndarray
-        Continuum-normalised flux, shape ``(N, grid.npix)``, float32, finite;
+        Continuum-normalized flux, shape ``(N, grid.npix)``, float32, finite;
         `FILL_FLUX` at invalid pixels.
     sigma : numpy.ndarray
-        Flux uncertainty (standard deviation) in the same normalised units, same shape,
+        Flux uncertainty (standard deviation) in the same normalized units, same shape,
         float32, finite and positive; `FILL_SIGMA` at invalid pixels.
     valid : numpy.ndarray
         Boolean, same shape: pixels with data (never a pixel of ``pixel_mask``).
@@ -60,7 +60,7 @@ class PreparedSpectra:
         `~specutils_cinn.flags.QualityFlag` bits, shape ``(N,)``, int32.
     normalized : numpy.ndarray
         Boolean, shape ``(N,)``: whether a continuum was fitted and divided out (False
-        for input treated as already normalised).
+        for input treated as already normalized).
     radial_velocity : astropy.units.Quantity
         Radial velocity used for the shift to the rest frame, shape ``(N,)``, km/s.
     source : numpy.ndarray
@@ -130,7 +130,7 @@ class PreparedSpectra:
 
     @property
     def wavelength(self) -> u.Quantity:
-        """Rest-frame pixel centres of the grid (Angstrom, in the grid's medium)."""
+        """Rest-frame pixel centers of the grid (Angstrom, in the grid's medium)."""
         return self.grid.wavelength
 
 
@@ -149,7 +149,7 @@ def prepare_spectra(
     pixel_mask: PixelMask | np.ndarray | None = None,
     continuum_floor: float = 0.0,
 ) -> PreparedSpectra:
-    """Resample, shift and normalise spectra onto a model's wavelength grid.
+    """Resample, shift and normalize spectra onto a model's wavelength grid.
 
     Parameters
     ----------
@@ -175,15 +175,15 @@ def prepare_spectra(
         Only used for spectra without an uncertainty. A number (or one per row,
         length ``N``) is the S/N per Angstrom of the input's continuum: each input
         pixel of width ``d`` Angstrom gets ``sigma = continuum / (snr * sqrt(d))``,
-        where the continuum is the fitted one (or 1 for input that is not normalised
+        where the continuum is the fitted one (or 1 for input that is not normalized
         here). ``"estimate"`` estimates the noise per pixel from the flux with DER_SNR
         and sets the ``NOISE_ESTIMATED`` flag.
     normalize : bool or "auto", optional
         Whether to fit and divide out a continuum (after resampling, per grid segment).
-        ``"auto"`` treats a spectrum as already normalised when its flux unit is
+        ``"auto"`` treats a spectrum as already normalized when its flux unit is
         dimensionless and the 90th percentile of its valid input pixels that reach the
         grid (after the shift to the rest frame) lies in `AUTO_NORMALIZED_RANGE` (0.8 to
-        1.2), and normalises it otherwise. The decision is made for each spectrum on its
+        1.2), and normalizes it otherwise. The decision is made for each spectrum on its
         own data.
     continuum_degree : int, optional
         Degree of the Legendre polynomial continuum of each grid segment.
@@ -194,12 +194,12 @@ def prepare_spectra(
         Rows with a smaller fraction of valid grid pixels get the ``LOW_COVERAGE`` flag.
     continuum_iterations : int, optional
         Clipping iterations of the continuum fit. ``continuum_degree``, this and
-        ``continuum_floor`` must match the normalisation of the model's training spectra
+        ``continuum_floor`` must match the normalization of the model's training spectra
         (`~specutils_cinn.inputs.normalization.normalize_continuum` with ``degree``,
         ``n_iter`` and ``floor``; `~specutils_cinn.inputs.Normalization.prepare_arguments`
         gives all three).
     pixel_mask : PixelMask or numpy.ndarray, optional
-        The model's poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`, or a boolean
+        The model's poorly modeled pixels (`~specutils_cinn.inputs.PixelMask`, or a boolean
         array of ``grid.npix`` values, True = masked). They are invalid in every row, exactly
         as if the input had no data there: left out of the continuum fit, the ``snr`` median
         and everything downstream. They are also left out of ``coverage``: the fraction of
@@ -258,7 +258,7 @@ def prepare_spectra(
       floating-point rounding at most).
     - Invalid pixels hold `FILL_FLUX` and `FILL_SIGMA`; the network sees ``valid``.
     - ``pixel_mask`` acts on the grid's pixels, after resampling; the DER_SNR noise estimate of
-      ``snr="estimate"`` is of the input's pixels and does not see it (a poorly modelled
+      ``snr="estimate"`` is of the input's pixels and does not see it (a poorly modeled
       line is no noisier than another).
     """
     _check_arguments(grid, medium, normalize, continuum_degree, min_valid_fraction, min_coverage)

@@ -1,7 +1,7 @@
-"""Vectorised flux-conserving resampling of many spectra at once.
+"""Vectorized flux-conserving resampling of many spectra at once.
 
 The input spectrum is treated as piecewise constant: pixel ``i`` covers
-``[b_i, b_(i+1)]`` where the edges ``b`` are the midpoints between neighbouring pixel
+``[b_i, b_(i+1)]`` where the edges ``b`` are the midpoints between neighboring pixel
 centers (the two outer edges are extrapolated by half a pixel). Gaps in the input axis
 (`find_gaps`) are not bridged: the pixels next to a gap keep their natural width and
 the gap becomes a pixel without data (`gap_edges`). The integral of
@@ -37,7 +37,7 @@ _EMPTY_FRACTION = 1e-9
 _EDGE_TOLERANCE = 1e-6
 #: Largest lookup table (in entries per input pixel) used to locate edges.
 _MAX_TABLE_FACTOR = 64
-#: A spacing between neighbouring input pixel centers larger than this many times the
+#: A spacing between neighboring input pixel centers larger than this many times the
 #: local spacing on both sides is a gap in the wavelength coverage (see `find_gaps`).
 GAP_FACTOR = 3.0
 #: Number of spacings on each side whose median is the local spacing (fixed: median of 3).
@@ -295,7 +295,7 @@ def flux_conserving_resample(
     where ``o_ij`` is the overlap of input pixel ``i`` with the bin: the input pixels
     are assumed independent, and a pixel that only partly overlaps a bin contributes in
     proportion to the overlap. This is the exact variance of each output value, but the
-    covariance between neighbouring output bins that share an input pixel is ignored:
+    covariance between neighboring output bins that share an input pixel is ignored:
     when output bins are narrower than input pixels the per-bin variance stays that of
     the input pixel (the noise becomes correlated, it is not reduced).
 
@@ -388,7 +388,7 @@ class EdgeLocator:
     For a shared axis the search uses an exact formula when the pixels are uniform
     and otherwise a lookup table with at most one pixel edge per table cell followed by
     a one-step correction; both are several times faster than `numpy.searchsorted` for
-    millions of edges. An edge that rounding puts in the neighbouring pixel is harmless:
+    millions of edges. An edge that rounding puts in the neighboring pixel is harmless:
     the cumulative integrals are continuous across pixel edges. Per-row axes use one
     `numpy.searchsorted` over all rows.
     """

@@ -163,9 +163,9 @@ def _is_flux_unit(unit: Any) -> bool:
 
 
 def _check_flux_unit(unit: Any, label: str) -> None:
-    """Reject flux units that are not fluxes (kelvin, metres, magnitudes, ...).
+    """Reject flux units that are not fluxes (kelvin, meters, magnitudes, ...).
 
-    Accepted: dimensionless (normalised) flux, and an energy or a count (``ct``,
+    Accepted: dimensionless (normalized) flux, and an energy or a count (``ct``,
     ``electron``, ``adu``, ``ph``, ``DN``), optionally per time, per area and per
     wavelength, frequency or energy, optionally per pixel, channel, bin, beam or solid
     angle: spectral flux densities (``erg / (s cm2 Angstrom)``, ``Jy``), surface
@@ -175,7 +175,7 @@ def _check_flux_unit(unit: Any, label: str) -> None:
         raise u.UnitConversionError(
             f"input {label}: flux unit '{unit}' is not a unit of flux; use a spectral flux "
             "density (e.g. erg / (s cm2 Angstrom), W / (m2 nm), Jy), counts or a count rate "
-            "(ct, electron / s, adu), or dimensionless flux (normalised spectra)"
+            "(ct, electron / s, adu), or dimensionless flux (normalized spectra)"
         )
 
 

@@ -20,12 +20,12 @@ pixels in the FWHM of a Gaussian LSF. The resampling onto it is flux conserving 
 piecewise-linear input over each grid cell), so equivalent widths are kept even for lines
 sampled by only a few pixels; the way back is linear interpolation of the convolved spectrum,
 which is smooth on the grid. Rotation and macroturbulence kernels are integrated analytically
-over each pixel of the grid, so they stay normalised and behave well even when narrower than a
+over each pixel of the grid, so they stay normalized and behave well even when narrower than a
 pixel. Input spectra must be finite (fill masked pixels first); the operations are not
 differentiable (no autograd).
 
 **Edges.** Before the convolution the spectrum is extended beyond its ends by ``edge="nearest"``
-(repeat the end value; the default, sensible for continuum-normalised spectra) or
+(repeat the end value; the default, sensible for continuum-normalized spectra) or
 ``edge="reflect"`` (mirror about the end pixel). Pixels within a kernel half-width of the ends
 are affected by that choice; callers that care should broaden a wider range and cut it.
 
@@ -118,7 +118,7 @@ def _check_edge(edge: str) -> None:
 def _fft_convolve(x: torch.Tensor, kernels: Sequence[torch.Tensor], edge: str) -> torch.Tensor:
     """Convolve each row of ``x`` ``[B, N]`` with all ``kernels`` (each ``[B or 1, 2h+1]``).
 
-    The kernels are centred on their middle element. The signal is padded by the sum of the
+    The kernels are centered on their middle element. The signal is padded by the sum of the
     half-widths with ``edge``; the FFT length avoids any wrap-around in the kept samples.
     """
     n = x.shape[1]
@@ -172,7 +172,7 @@ def _convolve_on(
 
 
 # --------------------------------------------------------------------------------------------
-# kernels (numpy float64, rows normalised to unit sum)
+# kernels (numpy float64, rows normalized to unit sum)
 # --------------------------------------------------------------------------------------------
 def _gaussian_kernel(sigma_pix: float) -> np.ndarray:
     """Point-sampled Gaussian with ``sigma_pix >= 2`` pixels, truncated at 5 sigma, ``[1, K]``."""
@@ -199,7 +199,7 @@ def _rotation_cdf(x: np.ndarray, epsilon: float) -> np.ndarray:
 
 
 def _delta_rows(k: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Replace the kernels of rows with zero width by a unit spike at the centre."""
+    """Replace the kernels of rows with zero width by a unit spike at the center."""
     zero = widths <= 0
     if np.any(zero):
         k[zero] = 0.0
@@ -347,7 +347,7 @@ def gaussian_lsf_broaden(
 
     Notes
     -----
-    The kernel is normalised to unit area on the intermediate grid, so equivalent widths are
+    The kernel is normalized to unit area on the intermediate grid, so equivalent widths are
     conserved. A constant :math:`R` is applied on a log-lambda grid (a Gaussian of FWHM
     :math:`c/R` in velocity); a variable :math:`R` on a grid uniform in
     :math:`u = \int R/\lambda\, d\lambda` (computed by the trapezoid rule on ``wave``), where the
@@ -424,7 +424,7 @@ def rotational_broaden(
         \Delta\lambda_L = \frac{\lambda\, v\sin i}{c},
 
     zero for :math:`|x| > 1`. It is applied in velocity (on a log-lambda grid), integrated
-    analytically over each pixel of that grid and normalised to unit area.
+    analytically over each pixel of that grid and normalized to unit area.
 
     Parameters
     ----------
@@ -468,7 +468,7 @@ def macroturbulence_broaden(
 
     ``kind="radial-tangential"`` is Gray's (2005, chapter 17) radial-tangential profile with equal
     radial and tangential dispersions :math:`\zeta_R = \zeta_T = \zeta` and no limb darkening.
-    Integrated over the disc, the radial and the tangential parts are then the same function, so
+    Integrated over the disk, the radial and the tangential parts are then the same function, so
     the profile does not depend on the radial/tangential area fractions:
 
     .. math::
@@ -479,7 +479,7 @@ def macroturbulence_broaden(
     a cusped profile with variance :math:`\zeta^2/4`. ``kind="gaussian"`` is the isotropic Gaussian
     approximation :math:`\propto \exp(-(v/\zeta)^2)` (standard deviation :math:`\zeta/\sqrt{2}`).
     Both are integrated analytically over each pixel of a log-lambda grid, truncated at
-    :math:`4\zeta` and normalised to unit area.
+    :math:`4\zeta` and normalized to unit area.
 
     Parameters
     ----------

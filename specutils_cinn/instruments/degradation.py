@@ -121,7 +121,7 @@ def degrade(
         Strictly increasing wavelengths of the input (Angstrom unless a Quantity), in the same
         medium (air or vacuum) as ``setup.grid``. Must cover every segment of the grid.
     flux : `torch.Tensor` or array-like, shape ``[n_spectra, npix_in]`` or ``[npix_in]``
-        High-resolution spectra, e.g. continuum-normalised synthetic spectra.
+        High-resolution spectra, e.g. continuum-normalized synthetic spectra.
     setup : `~specutils_cinn.instruments.InstrumentSetup`
         Target grid and resolving power, e.g. ``fourmost_setup("hr", step=0.1)``.
     vsini : float or array-like, shape ``[n_spectra]``, optional
@@ -139,7 +139,7 @@ def degrade(
     resample : {"bin", "linear"}
         ``"bin"``: flux-conserving average over each output pixel (default; includes the
         pixel's own box smoothing, as a detector does). ``"linear"``: linear interpolation at the
-        pixel centres (fine since the convolved spectrum is well sampled by the input).
+        pixel centers (fine since the convolved spectrum is well sampled by the input).
     edge : {"nearest", "reflect"}
         Extension beyond the ends of the input (matters only if the input ends within a
         kernel width of a segment edge).
@@ -237,7 +237,7 @@ def degrade_spectrum(
     spectrum : `~specutils.Spectrum`
         One 1-D spectrum in its rest frame, with a wavelength spectral axis in the medium of
         ``setup.grid`` (4MOST and the bundled models use air wavelengths). Its ``mask`` (True =
-        bad) is honoured; uncertainties are not propagated.
+        bad) is honored; uncertainties are not propagated.
     setup : `~specutils_cinn.instruments.InstrumentSetup`
         Target grid and resolving power, e.g. ``estimator.instrument_setup`` or
         ``fourmost_setup("hr")``.

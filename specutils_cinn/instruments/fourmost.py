@@ -4,12 +4,12 @@ Figures are from the ESO 4MOST instrument description
 (https://www.eso.org/sci/facilities/paranal/instruments/4most/inst.html) and de Jong et al. 2019,
 The Messenger 175, 3 (https://doi.org/10.18727/0722-6691/5117):
 
-- High-resolution spectrograph (HRS, 812 fibres): three arms, blue ``HB`` 3926-4355 A, green
+- High-resolution spectrograph (HRS, 812 fibers): three arms, blue ``HB`` 3926-4355 A, green
   ``HG`` 5160-5730 A and red ``HR`` 6100-6790 A, :math:`R \approx 18\,000-21\,000`
   (ESO: :math:`R > 18\,500`).
   The arms are delivered as separate spectra; here they are separate grid segments, never stitched.
   Pixels are 0.05 A wide, as in the consortium's simulations.
-- Low-resolution spectrographs (LRS, 1624 fibres): 3700-9500 A, :math:`R \approx 4000-7500`
+- Low-resolution spectrographs (LRS, 1624 fibers): 3700-9500 A, :math:`R \approx 4000-7500`
   (ESO table: :math:`R > 4000-7800`), delivered as one joined spectrum (``LJ``) at 0.25 A per pixel,
   23,201 pixels.
 
@@ -89,7 +89,7 @@ class LinearResolvingPower:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description, ``{"kind": "linear", "wavelength": ..., ...}``."""
+        """JSON-serializable description, ``{"kind": "linear", "wavelength": ..., ...}``."""
         return {
             "kind": "linear",
             "wavelength": [self.wave_start, self.wave_stop],
@@ -202,7 +202,7 @@ class InstrumentSetup:
         for n, r in self.resolving_power.items():
             if callable(r):
                 if not hasattr(r, "to_dict"):
-                    raise TypeError(f"resolving power of segment {n!r} cannot be serialised")
+                    raise TypeError(f"resolving power of segment {n!r} cannot be serialized")
                 rp[n] = r.to_dict()
             else:
                 rp[n] = r
@@ -223,7 +223,7 @@ class InstrumentSetup:
             raise ValueError(f"malformed instrument setup description: missing {exc}") from exc
 
 
-#: High-resolution arms: name, first and last pixel centre (Angstrom, air).
+#: High-resolution arms: name, first and last pixel center (Angstrom, air).
 _HR_ARMS = (("HB", 3926.0, 4355.0), ("HG", 5160.0, 5730.0), ("HR", 6100.0, 6790.0))
 _HR_STEP = 0.05
 _LR_RANGE = ("LJ", 3700.0, 9500.0)
@@ -252,7 +252,7 @@ LRS arms and has jumps where they join.
 
 
 def _resample_segment(seg: GridSegment, step: float) -> GridSegment:
-    """Same start, new step, last centre at or below the old one."""
+    """Same start, new step, last center at or below the old one."""
     n = math.floor((seg.stop - seg.start) / step + 1e-9)
     if n < 1:
         raise ValueError(f"step {step} A is too coarse for segment {seg.name!r}")
@@ -270,7 +270,7 @@ def fourmost_setup(name: Literal["hr", "lr"], step: float | None = None) -> Inst
     step : float, optional
         Pixel width in Angstrom. Default: the delivered sampling (0.05 A for HR, 0.25 A for LR).
         Small models can use e.g. 0.1 A (HR) or 0.5 A (LR). Each segment keeps its first pixel
-        centre; its last one is the last whole step not beyond the delivered range.
+        center; its last one is the last whole step not beyond the delivered range.
 
     Returns
     -------

@@ -3,10 +3,10 @@ r"""Rotation, macroturbulence and radial velocity of spectra binned on a wavelen
 **Rotation of binned spectra.** The emulator's pixel values are exact point samples of the
 smooth function :math:`g = \Pi * L * S` (pixel box, line-spread function, synthetic spectrum),
 and rotation commutes with both convolutions, so rotating :math:`g` and sampling it at the pixel
-centres gives the same spectrum as rotating :math:`S` before the line-spread function and the
+centers gives the same spectrum as rotating :math:`S` before the line-spread function and the
 binning. Per grid segment, `BinnedRotation` interpolates the pixels onto a grid uniform in
 :math:`\ln\lambda` with ``oversample`` points per pixel (at the segment's red end) with a
-normalised Lanczos kernel (``a = 6``, 12 taps; beyond the segment the end value is repeated),
+normalized Lanczos kernel (``a = 6``, 12 taps; beyond the segment the end value is repeated),
 multiplies its Fourier transform by the analytic Fourier transform of Gray's rotation profile
 with linear limb darkening :math:`\epsilon`,
 
@@ -17,7 +17,7 @@ with linear limb darkening :math:`\epsilon`,
     \qquad x = 2\pi\, s\, v\sin i
 
 (:math:`s` the frequency in cycles per km/s; tabulated once and interpolated linearly), and
-samples the result at the pixel centres, Doppler-shifted by the radial velocity, with Keys'
+samples the result at the pixel centers, Doppler-shifted by the radial velocity, with Keys'
 cubic kernel. Rows with :math:`v\sin i = 0`, no macroturbulence and no shift are returned
 unchanged, bit for bit.
 Against `~specutils_cinn.instruments.degrade` with ``vsini`` applied to the same Turbospectrum
@@ -37,7 +37,7 @@ as well, and is applied in the same FFT pass: the rotation transfer is multiplie
 Fourier transform of the radial-tangential profile of
 `~specutils_cinn.instruments.macroturbulence_broaden` (Gray 2005, chapter 17; equal radial and
 tangential dispersions :math:`\zeta_R = \zeta_T = \zeta` and area fractions, no limb
-darkening; the ``vmacro`` of `~specutils_cinn.instruments.degrade`). That profile is the disc
+darkening; the ``vmacro`` of `~specutils_cinn.instruments.degrade`). That profile is the disk
 average (weight :math:`2\mu\,d\mu`) of Gaussians :math:`\exp(-(v/\zeta\mu)^2)`, so its transform
 is
 
@@ -96,10 +96,10 @@ def _keys_weights(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def _rotation_transfer(x: np.ndarray, epsilon: float) -> np.ndarray:
     """Fourier transform of Gray's rotation profile at ``x = 2 pi s vsini`` (float64)."""
     xs = np.where(x < 0.1, 1.0, x)
-    disc = np.where(x < 0.1, 1.0 - x**2 / 8.0 + x**4 / 192.0, 2.0 * special.j1(xs) / xs)
+    disk = np.where(x < 0.1, 1.0 - x**2 / 8.0 + x**4 / 192.0, 2.0 * special.j1(xs) / xs)
     par = np.where(x < 0.1, 1.0 - x**2 / 10.0 + x**4 / 280.0,
                    3.0 * (np.sin(xs) - xs * np.cos(xs)) / xs**3)
-    return ((1.0 - epsilon) * disc + (2.0 * epsilon / 3.0) * par) / (1.0 - epsilon / 3.0)
+    return ((1.0 - epsilon) * disk + (2.0 * epsilon / 3.0) * par) / (1.0 - epsilon / 3.0)
 
 
 def _macroturbulence_transfer(x: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ class _Segment:
         w /= w.sum(axis=1, keepdims=True)
         self.up_index = np.clip(base[:, None] + taps, 0, self.npix - 1).T.copy()  # [T, nfft]
         self.up_weight = w.T.copy()
-        self.position = (np.log(c) - u0) / self.du  # pixel centres in fine-grid units
+        self.position = (np.log(c) - u0) / self.du  # pixel centers in fine-grid units
         self.freq = np.fft.rfftfreq(self.nfft, d=self.dv)  # cycles per km/s
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
@@ -222,7 +222,7 @@ class BinnedRotation:
                                 tuple[torch.Tensor, torch.Tensor]] = {}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description (for provenance).
+        """JSON-serializable description (for provenance).
 
         Returns
         -------
@@ -233,7 +233,7 @@ class BinnedRotation:
         out: dict[str, Any] = {
             "method": "torch: Lanczos-6 interpolation onto a log-lambda grid, FFT convolution with "
                       "the analytic transform of Gray's rotation profile, Keys-cubic sampling at "
-                      "the Doppler-shifted pixel centres (specutils_cinn.instruments.rotation)",
+                      "the Doppler-shifted pixel centers (specutils_cinn.instruments.rotation)",
             "limb_darkening": self.limb_darkening,
             "oversample": self.oversample,
         }
@@ -278,7 +278,7 @@ class BinnedRotation:
         Parameters
         ----------
         flux : `torch.Tensor`, shape ``[B, npix]``
-            Binned, continuum-normalised spectra on `grid` (float32 or float64).
+            Binned, continuum-normalized spectra on `grid` (float32 or float64).
         vsini : `torch.Tensor`, shape ``[B]``
             Projected rotational velocities in km/s, in ``[0, max_vsini]``.
         rv : `torch.Tensor`, shape ``[B]``, optional

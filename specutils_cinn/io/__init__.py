@@ -7,8 +7,8 @@ After ``import specutils_cinn``, ``Spectrum.read(path)`` identifies these format
     4MOST L1 single spectra (ESO Phase 3 ``PHASE3SPECTRUM`` table, ``INSTRUME='QMOST'``):
     the joined LRS ``LJ`` spectrum or one arm.
 ``4MOST-MEC``
-    4MOST nightly multi-fibre containers (``SPECTAB`` + ``FIBMETATAB``): a 2-D
-    `~specutils.Spectrum` (``Spectrum.read``), one spectrum per fibre (``SpectrumList.read``)
+    4MOST nightly multi-fiber containers (``SPECTAB`` + ``FIBMETATAB``): a 2-D
+    `~specutils.Spectrum` (``Spectrum.read``), one spectrum per fiber (``SpectrumList.read``)
     or a `~specutils.SpectrumCollection`.
 ``ESO-SDP``
     Other ESO Phase 3 one-dimensional spectra (``PRODCATG='SCIENCE.SPECTRUM'``).

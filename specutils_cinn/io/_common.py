@@ -44,11 +44,11 @@ META_KEYS = {
     "object": "object name (CNAME, OBJ_NME or OBJECT), or None",
     "group_id": "4MOST: the arms of one object's observation share it (see group_arms)",
     "segments": "4MOST HRS grouped by group_arms: one dict per arm (arm, pixel range, ...)",
-    "fibre": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fibre (dict)",
+    "fibre": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fiber (dict)",
     "fibres": "4MOST-MEC, 2-D Spectrum: FIBMETATAB rows of the flux rows (astropy Table)",
 }
 
-#: Pixel-centre ranges of the HRS arms (Angstrom, air), for files whose name does not say.
+#: Pixel-center ranges of the HRS arms (Angstrom, air), for files whose name does not say.
 _HRS_RANGES = {"HB": (3926.0, 4355.0), "HG": (5160.0, 5730.0), "HR": (6100.0, 6790.0)}
 _RELATIVE = re.compile(r"relative|normali[sz]ed|arbitrary|dimensionless|unitless|^none$|^-$", re.I)
 _UNIT_FORMATS = (None, "fits", "cds", "ogip")
@@ -119,7 +119,7 @@ def parse_unit(
     `~astropy.units.UnitBase` or None
         None when there is neither an override nor a unit string. Strings that astropy
         cannot parse in any of its FITS, CDS or OGIP dialects give dimensionless: silently
-        when they say "relative", "normalised", "arbitrary" and the like, otherwise with an
+        when they say "relative", "normalized", "arbitrary" and the like, otherwise with an
         `~astropy.utils.exceptions.AstropyUserWarning` suggesting ``flux_unit=``.
 
     Raises

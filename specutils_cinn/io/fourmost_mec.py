@@ -1,8 +1,8 @@
-"""4MOST nightly multi-fibre containers (MEC): ``SPECTAB`` spectra plus ``FIBMETATAB`` metadata.
+"""4MOST nightly multi-fiber containers (MEC): ``SPECTAB`` spectra plus ``FIBMETATAB`` metadata.
 
-Layout: [1] ``OBMETATAB``, [2] ``SPECTAB`` (one row per fibre spectrum: ``FLUX``,
+Layout: [1] ``OBMETATAB``, [2] ``SPECTAB`` (one row per fiber spectrum: ``FLUX``,
 ``FLUX_IVAR`` or, in older files, ``ERR_FLUX``, ``QUAL``, ``SPECUID``), [3] ``FIBMETATAB``
-(one row per fibre spectrum, same order), [4] ``PROVTAB``. There is no wavelength column: the
+(one row per fiber spectrum, same order), [4] ``PROVTAB``. There is no wavelength column: the
 axis is linear, ``lambda_i = 1CRVL1 + (i + 1 - 1CRPX1) * 1CDLT1`` in unit ``1CUNI1``. The file
 name holds the mode, e.g. ``20260120_LJ11_20260121.fits``; the HRS arms come in separate
 ``HB``/``HG``/``HR`` files.
@@ -45,9 +45,9 @@ __all__ = [
 FORMAT_MEC = "4MOST-MEC"
 #: The mode in a container's file name: ``_<LJ|HR|HG|HB><1-4><1-4>_``.
 _MEC_NAME = re.compile(r"_(LJ|LB|LG|LR|HB|HG|HR)([1-4][1-4])_", re.IGNORECASE)
-#: Fibre-table columns naming the object, tried in order (for ``object`` and ``group_id``).
+#: Fiber-table columns naming the object, tried in order (for ``object`` and ``group_id``).
 OBJECT_COLUMNS = ("CNAME", "OBJ_NME", "OBJECT", "TRG_UID", "TARGUID", "OBJ_UID")
-#: Fibre status kept by default (``FIB_ST``; 2: fibre on a target with a spectrum).
+#: Fiber status kept by default (``FIB_ST``; 2: fiber on a target with a spectrum).
 DEFAULT_FIBRE_STATUS = 2
 
 
@@ -233,7 +233,7 @@ def fourmost_mec_list_loader(
     fibre_status: Any = DEFAULT_FIBRE_STATUS,
     rows: Any = None,
 ) -> SpectrumList:
-    """Read a 4MOST nightly container as one 1-D spectrum per fibre.
+    """Read a 4MOST nightly container as one 1-D spectrum per fiber.
 
     Parameters
     ----------
@@ -246,7 +246,7 @@ def fourmost_mec_list_loader(
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
     fibre_status : int, sequence of int or None, optional
-        Keep the fibres whose ``FIB_ST`` is one of these (default 2); None keeps all.
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -254,12 +254,12 @@ def fourmost_mec_list_loader(
     Returns
     -------
     `~specutils.SpectrumList`
-        One `~specutils.Spectrum` per kept fibre, in file order, sharing one spectral axis,
+        One `~specutils.Spectrum` per kept fiber, in file order, sharing one spectral axis,
         with an `~astropy.nddata.InverseVariance` (``FLUX_IVAR``) or
         `~astropy.nddata.StdDevUncertainty` (``ERR_FLUX``), ``mask`` True where ``QUAL`` is
         non-zero, the flux is not finite or the inverse variance not positive, and ``meta``
         keys ``header``, ``data_header``, ``format``, ``filename``, ``medium``, ``specsys``,
-        ``resolving_power``, ``arm``, ``fibre`` (the fibre's ``FIBMETATAB`` row as a dict),
+        ``resolving_power``, ``arm``, ``fibre`` (the fiber's ``FIBMETATAB`` row as a dict),
         ``row`` (its ``SPECTAB`` row), ``object`` and ``group_id`` (see :ref:`readers`).
     """
     c = _Container(file_obj, flux_unit, medium, fibre_status, rows)
@@ -296,9 +296,9 @@ def fourmost_mec_loader(
     fibre_status: Any = DEFAULT_FIBRE_STATUS,
     rows: Any = None,
 ) -> Spectrum:
-    """Read a 4MOST nightly container as one 2-D spectrum (fibres x pixels).
+    """Read a 4MOST nightly container as one 2-D spectrum (fibers x pixels).
 
-    The fastest way to hand a container to the estimator: one row per fibre.
+    The fastest way to hand a container to the estimator: one row per fiber.
 
     Parameters
     ----------
@@ -311,7 +311,7 @@ def fourmost_mec_loader(
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
     fibre_status : int, sequence of int or None, optional
-        Keep the fibres whose ``FIB_ST`` is one of these (default 2); None keeps all.
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -354,7 +354,7 @@ def fourmost_mec_collection_loader(
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
     fibre_status : int, sequence of int or None, optional
-        Keep the fibres whose ``FIB_ST`` is one of these (default 2); None keeps all.
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -362,7 +362,7 @@ def fourmost_mec_collection_loader(
     Returns
     -------
     `~specutils.SpectrumCollection`
-        As `fourmost_mec_loader`, with the spectral axis repeated per fibre.
+        As `fourmost_mec_loader`, with the spectral axis repeated per fiber.
     """
     c = _Container(file_obj, flux_unit, medium, fibre_status, rows)
     meta = c.meta()

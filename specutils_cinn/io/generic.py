@@ -128,7 +128,7 @@ def wcs1d_fits_relaxed_loader(
     flux_unit : str or `~astropy.units.Unit`, optional
         Flux unit, overriding ``BUNIT`` (not a conversion: the values are kept). Without it, a
         ``BUNIT`` astropy cannot parse gives dimensionless flux, silently when it reads
-        "relative", "normalised" or "arbitrary" (``'Relative Flux'``), else with a warning.
+        "relative", "normalized" or "arbitrary" (``'Relative Flux'``), else with a warning.
     medium : {"air", "vacuum"}, optional
         Medium of the wavelengths, stored in ``meta["medium"]``; by default from the header
         (``AIRORVAC``, or ``CTYPE1`` ``AWAV``/``WAVE``), else None (unknown).

@@ -165,21 +165,21 @@ def write_fourmost_container(
     primary: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write a 4MOST nightly multi-fibre container (OBMETATAB, SPECTAB, FIBMETATAB, PROVTAB).
+    """Write a 4MOST nightly multi-fiber container (OBMETATAB, SPECTAB, FIBMETATAB, PROVTAB).
 
     Parameters
     ----------
     path : path-like
         Output file; name it like ``20260120_LJ11_20260121.fits`` (the mode is read from it).
     wave_start, wave_step : float
-        First pixel centre and step of the linear wavelength axis (``1CRVL1``, ``1CDLT1``).
+        First pixel center and step of the linear wavelength axis (``1CRVL1``, ``1CDLT1``).
     flux : numpy.ndarray
         Flux, shape ``(n_fibres, n_pixels)``.
     ivar, qual : numpy.ndarray, optional
         Inverse variance (or, with ``ivar_name="ERR_FLUX"``, the error) and quality
         (0 = good), same shape.
     fibres : `~astropy.table.Table` or mapping of columns, optional
-        FIBMETATAB columns, one row per fibre (default: ``FIB_ID`` and ``FIB_ST = 2``).
+        FIBMETATAB columns, one row per fiber (default: ``FIB_ID`` and ``FIB_ST = 2``).
     flux_unit : str or None, optional
         ``TUNIT1`` of ``FLUX`` (None: not written, as in some real files).
     wave_unit : str, optional

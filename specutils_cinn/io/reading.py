@@ -100,7 +100,7 @@ def read_spectra(
     Returns
     -------
     `~specutils.SpectrumList`
-        The spectra in file order (a 4MOST container gives one spectrum per fibre), joined
+        The spectra in file order (a 4MOST container gives one spectrum per fiber), joined
         arms at the position of their first arm.
 
     Raises
@@ -119,7 +119,7 @@ def read_paths(spectra: Any, **kwargs: Any) -> Any:
 
     A path (str or path-like), or a list or tuple holding paths among spectra: every path is
     read with ``Spectrum.read(path, **kwargs)`` (format identified per file; a 4MOST
-    container gives one 2-D spectrum, one row per fibre). Anything else is returned as is.
+    container gives one 2-D spectrum, one row per fiber). Anything else is returned as is.
 
     Raises
     ------

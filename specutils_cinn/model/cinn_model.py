@@ -365,7 +365,7 @@ class CINNModel:
 
     @classmethod
     def build(cls, metadata: ModelMetadata) -> CINNModel:
-        """Create a model with a freshly initialised (untrained) network.
+        """Create a model with a freshly initialized (untrained) network.
 
         Parameters
         ----------

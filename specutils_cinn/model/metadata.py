@@ -2,7 +2,7 @@
 
 Everything needed to rebuild and use a trained model apart from its weights: parameters,
 architecture, wavelength grid, resolving power, normalization, S/N range, provenance, and the
-optional emulator, posterior calibration and mask of poorly modelled pixels. Validated on
+optional emulator, posterior calibration and mask of poorly modeled pixels. Validated on
 construction; every invalid field raises a `ValueError` naming it (a
 `~specutils_cinn.model.ModelLoadError` when read from a file).
 
@@ -108,7 +108,7 @@ class ModelMetadata:
     description : str, optional
         One-line human-readable description.
     training : dict, optional
-        Free-form JSON-serialisable provenance (data, epochs, seed, metrics, ...).
+        Free-form JSON-serializable provenance (data, epochs, seed, metrics, ...).
     weights_sha256 : str or None, optional
         SHA-256 hex digest of the weights file; `CINNModel.save` fills it in.
     package_version : str, optional
@@ -162,7 +162,7 @@ class ModelMetadata:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Check every field, normalising containers to their canonical types.
+        """Check every field, normalizing containers to their canonical types.
 
         Raises
         ------
@@ -354,16 +354,16 @@ class ModelMetadata:
 
     @property
     def label_mean(self) -> np.ndarray:
-        """Standardisation means, float64 array of shape ``[n_params]``."""
+        """Standardization means, float64 array of shape ``[n_params]``."""
         return np.array([p.mean for p in self.parameters], dtype=np.float64)
 
     @property
     def label_std(self) -> np.ndarray:
-        """Standardisation scales, float64 array of shape ``[n_params]``."""
+        """Standardization scales, float64 array of shape ``[n_params]``."""
         return np.array([p.std for p in self.parameters], dtype=np.float64)
 
     def standardize(self, params: ArrayT) -> ArrayT:
-        """Map physical parameter values to the network's standardised space.
+        """Map physical parameter values to the network's standardized space.
 
         Parameters
         ----------
@@ -389,7 +389,7 @@ class ModelMetadata:
         Parameters
         ----------
         values : numpy.ndarray or torch.Tensor
-            Standardised values with the parameters along the last axis.
+            Standardized values with the parameters along the last axis.
 
         Returns
         -------
@@ -419,9 +419,9 @@ class ModelMetadata:
             )
         return self.label_mean, self.label_std
 
-    # ------------------------------------------------------------------ (de)serialisation
+    # ------------------------------------------------------------------ (de)serialization
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-serialisable metadata (format version 1).
+        """Return the JSON-serializable metadata (format version 1).
 
         Returns
         -------
@@ -516,7 +516,7 @@ class ModelMetadata:
         )
 
     def to_json(self, indent: int | None = 2) -> str:
-        """Serialise to strict JSON text (no NaN or infinity), ending with a newline.
+        """Serialize to strict JSON text (no NaN or infinity), ending with a newline.
 
         Parameters
         ----------

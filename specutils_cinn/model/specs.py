@@ -32,9 +32,9 @@ MAX_PIXELS: int = 10_000_000
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One predicted parameter: its unit, training range and standardisation.
+    """One predicted parameter: its unit, training range and standardization.
 
-    The network works on standardised values ``(x - mean) / std``.
+    The network works on standardized values ``(x - mean) / std``.
 
     Parameters
     ----------
@@ -47,7 +47,7 @@ class ParameterSpec:
     range : tuple of float
         ``(low, high)`` range of the training labels.
     mean, std : float
-        Standardisation constants; ``std`` must be positive.
+        Standardization constants; ``std`` must be positive.
 
     Raises
     ------
@@ -96,7 +96,7 @@ class ParameterSpec:
         object.__setattr__(self, "std", std)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-serialisable form used in model metadata.
+        """Return the JSON-serializable form used in model metadata.
 
         Returns
         -------
@@ -170,7 +170,7 @@ class EmulatorSpec:
     ----------
     architecture : dict
         `~specutils_cinn.emulator.SpectrumEmulator.architecture` (labels, ranges, pixel grid).
-        Its pixel centres must coincide with some of the model's pixels (same step).
+        Its pixel centers must coincide with some of the model's pixels (same step).
     chi2_threshold : float
         Default threshold of the reduced chi-square above which ``POOR_FIT`` is set.
     label_defaults : dict of str to float, optional
@@ -184,7 +184,7 @@ class EmulatorSpec:
     continuum_degree : int, optional
         Degree of the Legendre polynomial per grid segment by which the emulated spectrum is
         multiplied (fitted by weighted least squares) before the comparison; absorbs the
-        difference between the input's normalisation and the emulator's true continuum.
+        difference between the input's normalization and the emulator's true continuum.
     sha256 : str or None, optional
         SHA-256 of the emulator file; `CINNModel.save` fills it in.
     info : dict, optional

@@ -10,7 +10,7 @@ its finished parts; running the same job again skips them. The job's settings ar
 ``<output>.parts/manifest.json``: a different job (other inputs, model, seed, chunk size, ...)
 refuses to reuse the folder.
 
-Every input gives one row (a 4MOST container, one per fibre), in input order: ``filename``,
+Every input gives one row (a 4MOST container, one per fiber), in input order: ``filename``,
 ``source`` (the path as given; joined arm files separated by ``;``), ``source_index`` (the
 row inside the source), ``status`` (``"ok"`` or the error that stopped it), the columns of
 `~specutils_cinn.CINNParameterEstimator.predict`, and ``rv``/``rv_err``, the radial velocity

@@ -29,7 +29,7 @@ __all__ = [
 
 def _header_rv(spectrum: Any, keyword: str, n_rows: int) -> np.ndarray:
     meta = spectrum.meta or {}
-    fibres = meta.get("fibres")  # 4MOST-MEC 2-D: one row per fibre
+    fibres = meta.get("fibres")  # 4MOST-MEC 2-D: one row per fiber
     if fibres is not None and keyword in getattr(fibres, "colnames", ()):
         values = np.asarray(fibres[keyword], dtype=float)
         if values.size == n_rows:
@@ -248,7 +248,7 @@ def _assemble(est: Any, items: list[_Item], tables: dict[int, tuple[QTable, int]
     out.add_column(status, name="status", index=3)
     out["filename"].description = "file name (joined arms: names separated by ';')"
     out["source"].description = "input path as given (joined arms: paths separated by ';')"
-    out["source_index"].description = "row of the spectrum in its source (fibre of a container)"
+    out["source_index"].description = "row of the spectrum in its source (fiber of a container)"
     out["status"].description = "'ok', or the error that kept this input from a result"
     out["rv"] = (np.concatenate(rv) if rv else np.zeros(0)) * _KMS
     out["rv"].description = (

@@ -200,7 +200,7 @@ def parse_radial_velocity(value: Any) -> tuple[str, Any]:
         A number (km/s) or a velocity Quantity (scalar, or one per input); ``"estimate"``
         (cross-correlation with the model's emulated spectrum,
         `~specutils_cinn.rv.estimate_radial_velocity`); ``"header:KEYWORD"`` (the keyword of
-        each file, km/s; for 4MOST containers the fibre-table column of that name);
+        each file, km/s; for 4MOST containers the fiber-table column of that name);
         ``"column:NAME"`` (a column of the input table); None: each spectrum's own radial
         velocity (zero if not set).
 

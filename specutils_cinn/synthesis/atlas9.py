@@ -62,14 +62,14 @@ What the checks found (leave-one-out inside the training Kiel region, 4000-7000 
 - The structure of cool giants is not linear in [M/H] between -4.0 and -2.0 (at fixed tauRoss
   log P and log Ne change little from -4.0 to -2.5 and quickly above), so the largest
   errors are for giants: predicting [M/H] = -2.5 from -4.0 and -2.0 moves a 4750/1.5 giant's
-  spectrum by up to 0.015 in normalised flux after a R = 20000 LSF (0.002 for a 6250/4.0
+  spectrum by up to 0.015 in normalized flux after a R = 20000 LSF (0.002 for a 6250/4.0
   dwarf). Inside the gap the interpolated T, Ne and P of giants are also less consistent with
   each other: Turbospectrum, which recomputes the gas pressure from T and Ne with its own
   equation of state, gets a gas pressure up to ~0.35 dex above the deck's in the upper layers
   (within 0.04 dex for the grid's own decks). Iterating Ne until the two agree did not
   reduce the leave-one-out spectral error (0.0146 -> 0.0133 for the giant, slightly worse for
   the dwarf), so it is not done.
-- The four 4000 K models with more helium interpolate like their neighbours.
+- The four 4000 K models with more helium interpolate like their neighbors.
 
 Turbospectrum reads the deck directly (``MARCS-FILE .false.``): it detects ``TEFF`` on the
 first line, skips to ``READ DECK6 ntau``, reads RHOX, T, P, XNE (and ABROSS, which it does not

@@ -19,7 +19,7 @@ treated as holes.
 
 Interpolation
 -------------
-:func:`atmosphere_for` runs Turbospectrum's ``interpol_modeles`` (Masseron's optimised
+:func:`atmosphere_for` runs Turbospectrum's ``interpol_modeles`` (Masseron's optimized
 linear interpolation) on 8 nodes forming a cube in (Teff, log g, [M/H]), all of one
 geometry. The cube is the tightest bracket whose 8 corners are real (not ``.filled``)
 models; if a bracketing node is a hole the bracket is widened on that axis to the nearest

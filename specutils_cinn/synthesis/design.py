@@ -173,7 +173,7 @@ class LabelDesign:
         return out
 
     def to_dict(self) -> dict:
-        """JSON-serialisable description (for grid provenance)."""
+        """JSON-serializable description (for grid provenance)."""
         return {
             "kind": "scrambled Sobol (scipy.stats.qmc)",
             "seed": self.seed,

@@ -1,7 +1,7 @@
-"""Synthesis grid files: labels and continuum-normalised spectra at synthesis resolution (HDF5).
+"""Synthesis grid files: labels and continuum-normalized spectra at synthesis resolution (HDF5).
 
 A grid file holds, for ``N`` stars, their labels, the synthetic spectra of each wavelength
-segment (air Angstrom, continuum-normalised, no rotation, macroturbulence, instrumental
+segment (air Angstrom, continuum-normalized, no rotation, macroturbulence, instrumental
 broadening or noise) and the provenance of the synthesis. Layout (format version 1)::
 
     /                      attrs: format, format_version, medium, created, package_version,
@@ -76,7 +76,7 @@ class SynthesisGrid:
     star_id : `numpy.ndarray`
         ``[N]`` indices of the stars in the label design.
     segments : dict of str to (`numpy.ndarray`, `numpy.ndarray`)
-        Per segment name, the wavelengths ``[P]`` (air Angstrom) and the continuum-normalised
+        Per segment name, the wavelengths ``[P]`` (air Angstrom) and the continuum-normalized
         flux ``[N, P]``.
     holdout : `numpy.ndarray`, optional
         ``[N]`` booleans; default `holdout_mask` of ``star_id``.
@@ -258,7 +258,7 @@ def write_grid(
     grid : `SynthesisGrid`
         The stars to write.
     provenance : mapping, optional
-        JSON-serialisable provenance (code version, line lists, solar scale, design, ...);
+        JSON-serializable provenance (code version, line lists, solar scale, design, ...);
         default ``grid.meta.get("provenance", {})``.
     overwrite : bool
         Replace an existing file.

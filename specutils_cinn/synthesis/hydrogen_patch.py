@@ -8,14 +8,14 @@ goes into ``hbop`` (measured: 43 s with ``Hlinedata`` alone against about 14 s w
 weak line; ``python benchmarks/bench_synthesis.py --breakdown``).
 
 The patch keeps every point within ``f * |lambda - lambda_line|`` of the previous evaluated
-point unevaluated and fills it by linear interpolation between the evaluated neighbours, at
-each depth separately. Near a line centre the spacing falls below the sampling step, so every
+point unevaluated and fills it by linear interpolation between the evaluated neighbors, at
+each depth separately. Near a line center the spacing falls below the sampling step, so every
 point is computed (cores are exact); further out the spacing grows in proportion to the
 distance. For the quasi-static Stark wing (profile ~ d^-5/2) the relative error of linear
 interpolation is about ``1.1 f^2``: 4e-4 of the hydrogen-line opacity for ``f = 0.02``.
 
 The factor is read at run time from the environment variable :data:`ENV_VARIABLE`
-(``TS_HWING_FRAC``); unset, 0 or an NLTE run give Turbospectrum's own behaviour point for point.
+(``TS_HWING_FRAC``); unset, 0 or an NLTE run give Turbospectrum's own behavior point for point.
 :func:`~specutils_cinn.synthesis.turbospectrum.synthesize` sets it from its
 ``hydrogen_wing_fraction`` argument.
 

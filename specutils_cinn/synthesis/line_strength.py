@@ -4,15 +4,15 @@ Used to choose which lines matter before running Turbospectrum: the candidates o
 log gf calibration (:mod:`specutils_cinn.synthesis.loggf`) and per-star pruning of lines too
 weak to change a spectrum.
 
-The index is the logarithm of the line-centre opacity of a line relative to hydrogen, up to a
+The index is the logarithm of the line-center opacity of a line relative to hydrogen, up to a
 constant that depends on the star but not on the line, evaluated at one representative layer
 (temperature ``T = temperature_factor * Teff``, electron pressure from log g and [M/H])::
 
     S = log gf + A(X) + log f_ion(T, Pe) - log U_ion(T) - 5040 chi_low / T + log lambda
 
 ``A(X)`` is the element's abundance (log eps), ``f_ion`` the fraction of the element in the
-line's ionisation stage from the Saha equation, ``U_ion`` its partition function and ``chi_low``
-the excitation energy of the lower level (eV). Partition functions and ionisation energies come
+line's ionization stage from the Saha equation, ``U_ion`` its partition function and ``chi_low``
+the excitation energy of the lower level (eV). Partition functions and ionization energies come
 from Turbospectrum's own ``DATA/IRWIN_atoms_v07.3.dat`` (``log U = sum_i a_i (ln T)^i``), so the
 index uses the same atomic data as the synthesis. Molecules get no index (NaN).
 """
@@ -32,7 +32,7 @@ _SAHA_CONST = -0.1762
 
 
 class IrwinAtoms:
-    """Partition functions and ionisation energies of atoms from Turbospectrum's Irwin table.
+    """Partition functions and ionization energies of atoms from Turbospectrum's Irwin table.
 
     Parameters
     ----------
@@ -63,7 +63,7 @@ class IrwinAtoms:
         return float(np.sum(a * lt ** np.arange(a.size)))
 
     def stage_fractions(self, z: int, temperature: float, log_pe: float) -> np.ndarray:
-        """Fractions of element ``z`` in stages 0, 1, 2 (neutral, singly, doubly ionised)."""
+        """Fractions of element ``z`` in stages 0, 1, 2 (neutral, singly, doubly ionized)."""
         logs = [0.0]
         for stage in (1, 2):
             chi = self.ionisation_energy.get((z, stage))
@@ -94,7 +94,7 @@ def line_strength_index(lines: np.ndarray, *, teff: float, logg: float, m_h: flo
     abundances : dict of int to float
         Absolute abundance log eps of each element (Z) in the star.
     atoms : IrwinAtoms
-        Partition functions and ionisation energies.
+        Partition functions and ionization energies.
     temperature_factor : float
         Layer temperature in units of Teff.
 
@@ -102,7 +102,7 @@ def line_strength_index(lines: np.ndarray, *, teff: float, logg: float, m_h: flo
     -------
     numpy.ndarray
         ``S`` per line (float64); NaN for molecules, elements without an abundance, or
-        ionisation stages above 3.
+        ionization stages above 3.
     """
     t = temperature_factor * float(teff)
     log_pe = 1.0 + 0.5 * (float(logg) - 4.44) + 0.5 * float(m_h)

@@ -645,7 +645,7 @@ def tio_strength(lines: np.ndarray, teff: float) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        log10 of the line-centre opacity up to a factor common to all TiO lines (LTE, same
+        log10 of the line-center opacity up to a factor common to all TiO lines (LTE, same
         partition function and TiO number density for all lines).
     """
     ti = np.array([int(s[3:6]) if len(s) >= 6 else 0 for s in lines["isotopes"]])
@@ -654,7 +654,7 @@ def tio_strength(lines: np.ndarray, teff: float) -> np.ndarray:
 
 
 def _tio_48_proxy(tio: np.ndarray) -> np.ndarray:
-    """Stand-in 48TiO lines: the 47TiO and 49TiO lines at half gf, relabelled 16O48Ti."""
+    """Stand-in 48TiO lines: the 47TiO and 49TiO lines at half gf, relabeled 16O48Ti."""
     pick = np.isin(tio["isotopes"], ["016047", "016049"])
     proxy = tio[pick].copy()
     proxy["isotopes"] = "016048"

@@ -1,7 +1,7 @@
 r"""3D NLTE lithium line profiles from breidablik, to replace Turbospectrum's 1D LTE Li lines.
 
 `breidablik <https://github.com/ellawang44/Breidablik>`_ (Wang et al. 2021, MNRAS 500, 2159;
-MIT licence; optional dependency, extra ``[synthesis]``) interpolates 3D NLTE Li line profiles
+MIT license; optional dependency, extra ``[synthesis]``) interpolates 3D NLTE Li line profiles
 computed with Balder on Stagger model atmospheres. It ships radial-basis-function weights for
 three windows, around Li I 6103.6, 6707.8 and 8126.3 A (air). Its output is the flux normalized
 to the continuum, with only the Li lines in it (no blends, rotation or instrumental broadening).

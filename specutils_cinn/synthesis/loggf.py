@@ -4,7 +4,7 @@ The pieces of the calibration (driven by ``scripts/calibrate_loggf.py``) and of 
 
 - `separated_sets` splits candidate lines into sets whose members are far enough apart that one
   Turbospectrum run with all lines of a set perturbed gives each line's own response;
-- `fit_loggf_changes` solves the linearised least-squares problem for the changes, with a
+- `fit_loggf_changes` solves the linearized least-squares problem for the changes, with a
   Gaussian prior on each change (towards the laboratory value) and a cap;
 - `LoggfCalibration` is the record of every change (an ECSV table with the source lists'
   SHA-256), and `LoggfCalibration.apply` writes a calibrated copy of a Turbospectrum line list
@@ -29,7 +29,7 @@ __all__ = ["LoggfCalibration", "calibrated_line_lists", "fit_loggf_changes", "se
 def separated_sets(wavelength: np.ndarray, min_separation: float) -> list[np.ndarray]:
     """Split lines into sets whose members are at least ``min_separation`` apart.
 
-    Greedy interval colouring in wavelength order: each line joins the first set whose last
+    Greedy interval coloring in wavelength order: each line joins the first set whose last
     member is far enough away, so the number of sets is the largest number of lines within any
     ``min_separation`` stretch (optimal for intervals).
 
@@ -66,7 +66,7 @@ def fit_loggf_changes(residual: np.ndarray, response: Any, *, pixel_sigma: float
                       weights: np.ndarray | None = None) -> np.ndarray:
     """Changes of log gf that best explain a residual spectrum, to first order.
 
-    Minimises ``sum(w * (residual - response @ delta)**2) / pixel_sigma**2 +
+    Minimizes ``sum(w * (residual - response @ delta)**2) / pixel_sigma**2 +
     sum(delta**2) / prior_sigma**2`` subject to ``lower <= delta <= upper``.
 
     Parameters

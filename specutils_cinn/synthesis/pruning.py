@@ -15,7 +15,7 @@ synthetic list of *probe lines* (almost undamped, so that only their Doppler cor
   (:data:`PROBE_LOGGF`) and, in a window of their own, +1 and +3
   (:data:`MOLECULE_STRONG_LOGGF`), and CN at 2 eV;
 - Fe I at 0, 4 and 8 eV and Fe II at 3 eV (log gf -10 to -1, :data:`FE_PROBE_LOGGF`), near
-  the middle of the synthesised range, and Fe I at 0 eV near both ends.
+  the middle of the synthesized range, and Fe I at 0 eV near both ends.
 
 A probe whose central depth ``d`` lies on the linear part of the curve of growth
 (3e-5 <= d <= 0.1) gives its species' depth per unit gf, ``log k = log d - log gf``. The CN and
@@ -28,7 +28,7 @@ molecular line is predicted as::
     log d = log k(species) + log gf - theta_molecule(chi) * chi + log c(lambda)
 
 Atomic species are too many to probe each (and their saturated probes have Lorentz wings that
-would darken their neighbours), so atomic lines use the line-strength index of
+would darken their neighbors), so atomic lines use the line-strength index of
 :func:`~specutils_cinn.synthesis.line_strength.line_strength_index` (Saha-Boltzmann with
 Turbospectrum's partition functions, evaluated at the measured excitation temperature),
 calibrated to central depth by the Fe I probes for neutral species and the Fe II probes for
@@ -40,7 +40,7 @@ Lines predicted below ``min_depth`` are left out, as are lines farther than
 :data:`WINDOW_MARGIN` from every window (Turbospectrum ignores those anyway). A species whose
 probes are all below 3e-5 gets ``log k`` from that bound (an overestimate: its lines are kept if
 the bound says they might matter); a species saturated at every probe keeps all its lines.
-Hydrogen lines are never pruned. Probe lines only measure; the star's spectrum is synthesised
+Hydrogen lines are never pruned. Probe lines only measure; the star's spectrum is synthesized
 without them.
 
 The tolerance is set and checked by ``python benchmarks/bench_synthesis.py`` against unpruned
@@ -71,7 +71,7 @@ MOLECULE_STRONG_LOGGF = (1.0, 3.0)
 PROBE_SPACING = 0.5
 PROBE_STEP = 0.25
 #: Depth range in which a probe is on the linear part of the curve of growth (bsyn writes the
-#: normalised flux to 1e-5, so 3e-5 is read to about 30 %: enough to rank lines).
+#: normalized flux to 1e-5, so 3e-5 is read to about 30 %: enough to rank lines).
 _LINEAR = (3.0e-5, 0.1)
 #: Lines farther than this (Angstrom) from every window are left out of the pruned lists.
 #: bsyn itself ignores lines more than ``xlmarg`` = 2 A outside its window (``input.f``; 5 A
@@ -240,7 +240,7 @@ class SpeciesStrength:
         The wavelength dependence of the line-to-continuum ratio, ``log c`` at the knots
         (0 at the middle one).
     atom_offset : dict of int to float
-        Per ionisation stage (1 = neutral): the constant that turns the atomic line-strength
+        Per ionization stage (1 = neutral): the constant that turns the atomic line-strength
         index (:func:`~specutils_cinn.synthesis.line_strength.line_strength_index`, at the
         measured excitation temperature, without its ``log lambda`` term) into log10 central
         depth at the middle of the range; measured on Fe I (neutrals) and Fe II (ions).
@@ -285,7 +285,7 @@ class LinePruning:
             raise ValueError(f"min_depth must be in (0, 0.1), got {self.min_depth!r}")
 
     def to_dict(self) -> dict:
-        """JSON-serialisable description (recorded in grid provenance)."""
+        """JSON-serializable description (recorded in grid provenance)."""
         return {"min_depth": self.min_depth, "probe_loggf": list(PROBE_LOGGF),
                 "method": "probe run v2 (molecules; Fe I/Fe II calibrate the atomic index; "
                           "piecewise excitation)"}
@@ -300,7 +300,7 @@ class LinePruning:
         species : sequence of (code, ion, is_molecule)
             Species in the lists (the raw quoted code, as in the lists).
         span : (float, float)
-            Wavelength range synthesised (air A).
+            Wavelength range synthesized (air A).
 
         Returns
         -------
@@ -383,7 +383,7 @@ class LinePruning:
         probes : sequence
             As returned by :meth:`probe_plan`.
         wavelength, flux : numpy.ndarray
-            The probe run's normalised spectrum (all windows concatenated).
+            The probe run's normalized spectrum (all windows concatenated).
         labels : dict
             The star's labels (``teff``, ``logg``, ``fe_h``, abundances).
         atoms : IrwinAtoms or None
@@ -508,7 +508,7 @@ class LinePruning:
         strength : SpeciesStrength
             From :meth:`strengths`.
         windows : sequence of (start, stop, step)
-            The windows to be synthesised (lines farther than :data:`WINDOW_MARGIN` from all
+            The windows to be synthesized (lines farther than :data:`WINDOW_MARGIN` from all
             windows are left out too; Turbospectrum would ignore them).
         workdir : pathlib.Path
         labels : dict

@@ -1,6 +1,6 @@
 """Resumable, parallel synthesis of a grid of stars (``specutils-cinn grid CONFIG``).
 
-Each star is synthesised by its own worker process (one per core by default) and written
+Each star is synthesized by its own worker process (one per core by default) and written
 atomically to its own part file in ``<output>.parts/`` as soon as it is done; a restart skips the
 stars whose part file exists (failed stars are retried only with ``retry_failed``). When the run
 ends, or with ``consolidate_only``, the parts are collected into one HDF5 grid file
@@ -21,7 +21,7 @@ A run is described by a TOML file::
     [design.ranges]                    # optional: overrides of DEFAULT_RANGES
     fe_h = [-2.5, 0.5]
 
-    [[window]]                         # air Angstrom; synthesised at `step`
+    [[window]]                         # air Angstrom; synthesized at `step`
     name = "hr_blue"
     start = 3920.0
     stop = 4361.0
@@ -89,7 +89,7 @@ class SynthesisWindow:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """What a grid run synthesises and where it writes.
+    """What a grid run synthesizes and where it writes.
 
     Parameters
     ----------
@@ -117,7 +117,7 @@ class GridConfig:
         Folder of committed shards (`~specutils_cinn.synthesis.shards`). When given, each star
         is stored at the 4MOST ``setups``' native sampling after the line-spread function, and
         finished blocks of ``shard_size`` stars are written there as shards; stars already in
-        a shard are never synthesised again (a run resumes on a machine that has only the
+        a shard are never synthesized again (a run resumes on a machine that has only the
         repository).
     shard_size : int
         Stars per shard (a block of consecutive ``star_id``).
@@ -140,7 +140,7 @@ class GridConfig:
         the star's microturbulence (`~specutils_cinn.synthesis.sampling.doppler_windows`); the
         windows' own ``step`` is then an upper limit. None: the windows' steps.
     piece_overlap : float
-        Angstrom by which each piece is synthesised into its neighbors and then trimmed
+        Angstrom by which each piece is synthesized into its neighbors and then trimmed
         (`~specutils_cinn.synthesis.sampling.padded_pieces`), so that lines just beyond a
         piece's end keep their wings. 0: none.
     """
@@ -268,7 +268,7 @@ class GridConfig:
         )
 
     def to_dict(self) -> dict:
-        """JSON-serialisable description (stored as grid provenance)."""
+        """JSON-serializable description (stored as grid provenance)."""
         out = {
             "n_stars": self.n_stars,
             "windows": [[w.name, w.start, w.stop, w.step] for w in self.windows],
@@ -304,7 +304,7 @@ class GridRunSummary:
     Attributes
     ----------
     done, failed, skipped : int
-        Stars synthesised now, stars that failed now, stars skipped because their part file
+        Stars synthesized now, stars that failed now, stars skipped because their part file
         already existed.
     seconds : float
         Wall time of the call.
@@ -393,7 +393,7 @@ def _record_failure(parts: Path, star_id: int, labels: Mapping[str, float],
 
 
 def _synthesize_star(task: tuple) -> tuple[int, bool, str]:
-    """Worker: synthesise one star and write its part file. Returns (star_id, ok, message)."""
+    """Worker: synthesize one star and write its part file. Returns (star_id, ok, message)."""
     star_id, labels, windows, parts, prefix, line_lists, timeout, fn = task
     parts = Path(parts)
     t0 = time.perf_counter()
@@ -468,7 +468,7 @@ def _turbospectrum_v2(labels: Mapping[str, float], pieces: list, options: Mappin
 
 def _star_pieces(labels: Mapping[str, float], windows: Sequence[tuple],
                  options: Mapping[str, Any]) -> tuple[list[tuple], list[tuple]]:
-    """The ``(start, stop, step)`` pieces one star is stored in, and those synthesised."""
+    """The ``(start, stop, step)`` pieces one star is stored in, and those synthesized."""
     fraction = options["sampling_fraction"]
     pieces: list[tuple[float, float, float]] = []
     padded: list[tuple[float, float, float]] = []
@@ -485,7 +485,7 @@ def _star_pieces(labels: Mapping[str, float], windows: Sequence[tuple],
 def _raw_star(star_id: int, labels: Mapping[str, float], windows: Sequence[tuple],
               options: Mapping[str, Any], workdir: Path, fn: Callable | None = None
               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One star with a sharded run's physics: wavelength, normalised flux and its record."""
+    """One star with a sharded run's physics: wavelength, normalized flux and its record."""
     t0 = time.perf_counter()
     c0 = _child_cpu()
     pieces, padded = _star_pieces(labels, windows, options)
@@ -532,7 +532,7 @@ def _run_options(config: GridConfig) -> dict[str, Any]:
 
 def synthesize_star(config: GridConfig, labels: Mapping[str, float],
                     workdir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Synthesise one star with exactly the physics and sampling of a sharded grid run.
+    """Synthesize one star with exactly the physics and sampling of a sharded grid run.
 
     The run stores `~specutils_cinn.synthesis.shards.instrument_spectra` of this spectrum;
     use it for stars outside the design (e.g. the Sun, to compare the grid's physics with an
@@ -552,7 +552,7 @@ def synthesize_star(config: GridConfig, labels: Mapping[str, float],
     Returns
     -------
     wavelength, flux : numpy.ndarray
-        Air Angstrom and continuum-normalised flux, before any broadening or instrument.
+        Air Angstrom and continuum-normalized flux, before any broadening or instrument.
     info : dict
         The star's record as a shard keeps it (``cpu_seconds``, ``sampling``, atmosphere,
         lithium physics, pruning, code version and patches, line lists).
@@ -569,7 +569,7 @@ def synthesize_star(config: GridConfig, labels: Mapping[str, float],
 
 
 def _synthesize_star_v2(task: tuple) -> tuple[int, bool, str]:
-    """Worker of a sharded run: synthesise one star, keep it at the 4MOST setups' sampling."""
+    """Worker of a sharded run: synthesize one star, keep it at the 4MOST setups' sampling."""
     star_id, labels, windows, parts, options, fn = task
     parts = Path(parts)
     try:
@@ -680,14 +680,14 @@ def run_grid(
     consolidate: bool = True,
     synthesize_fn: Callable[..., Any] | None = None,
 ) -> GridRunSummary:
-    """Synthesise the stars of a grid configuration that are not done yet.
+    """Synthesize the stars of a grid configuration that are not done yet.
 
     Parameters
     ----------
     config : `GridConfig`
-        What to synthesise.
+        What to synthesize.
     limit : int, optional
-        Synthesise at most this many new stars in this call (the rest is left for a restart).
+        Synthesize at most this many new stars in this call (the rest is left for a restart).
     retry_failed : bool
         Also retry stars that failed in an earlier run (default: skip them).
     progress : bool

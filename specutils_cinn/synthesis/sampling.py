@@ -93,7 +93,7 @@ def padded_pieces(pieces: Sequence[tuple[float, float, float]], overlap: float,
     Returns
     -------
     list of (start, stop, step)
-        The windows to synthesise; `join_pieces` trims their results back to ``pieces``.
+        The windows to synthesize; `join_pieces` trims their results back to ``pieces``.
 
     Raises
     ------
@@ -123,7 +123,7 @@ def join_pieces(pieces: Sequence[tuple[float, float, float]],
     pieces : sequence of (start, stop, step)
         The unpadded pieces (`doppler_windows`).
     wavelength, flux : sequence of numpy.ndarray
-        One spectrum per piece, synthesised on `padded_pieces` (or on ``pieces`` themselves).
+        One spectrum per piece, synthesized on `padded_pieces` (or on ``pieces`` themselves).
 
     Returns
     -------

@@ -66,7 +66,7 @@ def instrument_spectra(wavelength: np.ndarray, flux: np.ndarray,
     Parameters
     ----------
     wavelength, flux : numpy.ndarray
-        The synthesis (air Angstrom, strictly increasing; continuum-normalised flux). Must
+        The synthesis (air Angstrom, strictly increasing; continuum-normalized flux). Must
         cover every segment of the setups with a few Angstrom to spare.
     setups : sequence of {"hr", "lr"}
 
@@ -99,7 +99,7 @@ def write_shard(path: str | os.PathLike[str], *, star_id: Sequence[int],
     spectra : mapping of str to numpy.ndarray
         Per setup, flux ``[n, npix]`` on its native grid (:func:`instrument_spectra`).
     info : sequence of mapping
-        Per star, JSON-serialisable provenance.
+        Per star, JSON-serializable provenance.
     provenance : mapping
         The run's provenance (code, line lists, design, ...).
     failed : sequence of mapping
@@ -193,7 +193,7 @@ def read_shards(folder: str | os.PathLike[str], setup: str) -> SynthesisGrid:
         The shard folder (e.g. ``grid/4most-lte-v2``).
     setup : {"hr", "lr"}
         Which setup's spectra to return; each of its segments becomes a grid segment at the
-        native pixel centres (flux, not depth).
+        native pixel centers (flux, not depth).
 
     Returns
     -------

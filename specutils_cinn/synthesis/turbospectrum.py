@@ -9,7 +9,7 @@ Conventions
 -----------
 - Wavelengths are Angstrom in air; ``windows`` are ``(start, stop, step)``. The flux of a
   window is sampled at ``start + k * step`` up to ``stop`` (bsyn samples, it does not
-  integrate: synthesise finely and convolve afterwards).
+  integrate: synthesize finely and convolve afterwards).
 - Labels: ``teff`` (K), ``logg`` (cgs), ``fe_h``, ``vmic`` (km/s); optional ``<el>_fe``
   ([X/Fe] for any element symbol, e.g. ``mg_fe``, ``ca_fe``, ``ba_fe``), and lithium as
   ``a_li`` (absolute A(Li)) or ``li_fe``. The atmosphere has [M/H] = [Fe/H]: a MARCS x3
@@ -186,7 +186,7 @@ class SynthesisResult:
     wavelength : list of numpy.ndarray
         Air wavelengths (Angstrom) per window.
     flux : list of numpy.ndarray
-        Continuum-normalised flux per window.
+        Continuum-normalized flux per window.
     absolute_flux : list of numpy.ndarray
         Absolute flux per window (Turbospectrum units, erg/s/cm2/A).
     atmosphere : Atmosphere
@@ -553,7 +553,7 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
                alpha_fe: float | None = None,
                hydrogen_wing_fraction: float | None = None,
                line_pruning: LinePruning | None = None) -> SynthesisResult:
-    """Synthesise a continuum-normalised spectrum with Turbospectrum for one star.
+    """Synthesize a continuum-normalized spectrum with Turbospectrum for one star.
 
     Parameters
     ----------
@@ -588,7 +588,7 @@ def synthesize(labels: Mapping[str, float], windows: Sequence[tuple[float, float
         (``Atmosphere.alpha_m``: 0 for MARCS, 0.4 for the metal-poor ATLAS9 models).
     hydrogen_wing_fraction : float, optional
         Evaluate hydrogen-line wings only where the wavelength has moved by this fraction of
-        the distance to the line centre, and interpolate in between
+        the distance to the line center, and interpolate in between
         (:mod:`~specutils_cinn.synthesis.hydrogen_patch`; 0.02 changes the flux by about 1e-4
         and makes syntheses over Balmer or Paschen lines several times faster). None or 0:
         Turbospectrum's own treatment, every point. Needs an install built with the patch.

@@ -1,4 +1,4 @@
-"""Training a cINN: training sets, the observation model, the optimisation and the simulator.
+"""Training a cINN: training sets, the observation model, the optimization and the simulator.
 
 The modules follow the pipeline:
 

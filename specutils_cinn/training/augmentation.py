@@ -1,10 +1,10 @@
 """Noise-free training spectra to observed-like ones: fresh noise, masks, gaps and continuum errors.
 
-Every optimisation step draws, for each spectrum of the batch, a S/N (log-uniform over
+Every optimization step draws, for each spectrum of the batch, a S/N (log-uniform over
 ``snr_range``, per Angstrom), Gaussian noise with the package's one noise model
 (`specutils_cinn.instruments.draw_noise`, the same the validation pages use), randomly masked
 pixels and gaps, and optionally a smooth multiplicative continuum error (`augment_batch`),
-and masks the model's poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`) with the
+and masks the model's poorly modeled pixels (`~specutils_cinn.inputs.PixelMask`) with the
 function the estimator uses (`~specutils_cinn.inputs.mask_pixels`); `renormalize_batch` then
 applies the model's input normalization, as the estimator does to observed spectra.
 """

@@ -1,13 +1,13 @@
 """Training settings and the TOML file that describes a training run.
 
-`TrainingConfig` holds the optimisation and augmentation settings (the ``[training]`` table).
+`TrainingConfig` holds the optimization and augmentation settings (the ``[training]`` table).
 `read_training_file` reads and checks a whole configuration file, the one schema that
 `specutils_cinn.training.train_from_config` and ``specutils-cinn train`` accept:
 
 ``[model]``
     ``name``, ``version``, ``description``, ``output`` (model directory, relative to the file),
     an optional ``[model.normalization]`` table and an optional ``pixel_mask``: an ECSV file of
-    poorly modelled pixels (`~specutils_cinn.inputs.PixelMask`, relative to the file), masked
+    poorly modeled pixels (`~specutils_cinn.inputs.PixelMask`, relative to the file), masked
     in every training spectrum and stored in the model.
 ``[data]`` *or* ``[simulator]``
     A training set (``path`` of a ``.npz``, relative to the file; ``parameters``; optional
@@ -38,12 +38,12 @@ SIMULATOR_KEYS = ("emulator", "parameters", "vsini_range", "vmacro_range", "rv_s
 
 @dataclass
 class TrainingConfig:
-    """Optimisation and augmentation settings.
+    """Optimization and augmentation settings.
 
     Attributes
     ----------
     steps : int
-        Optimisation steps (batches).
+        Optimization steps (batches).
     batch_size : int
         Spectra per step.
     learning_rate : float

@@ -5,14 +5,14 @@ draws fresh noise-free spectra every step (e.g. `specutils_cinn.training.Emulato
 validation then uses a fixed, seeded simulated set, and a held-out set of real synthetic
 spectra can be monitored alongside). Every step the batch is made observed-like by
 `specutils_cinn.training.augment_batch` (fresh S/N, noise, masks, gaps, continuum errors, the
-model's mask of poorly modelled pixels) and
+model's mask of poorly modeled pixels) and
 `specutils_cinn.training.renormalize_batch`, so one model serves spectra of any quality in
 the training range. `train_from_config` runs a training described by a TOML file
 (`specutils_cinn.training.read_training_file`).
 
 The pieces of `train_model`: a data source (`_SetSource`, `_SimulatorSource`), the
 observation model applied to every batch and to the fixed evaluation sets (`_Observation`),
-the metadata written with the weights (`_model_metadata`) and the optimisation loop.
+the metadata written with the weights (`_model_metadata`) and the optimization loop.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def _model_metadata(
 
 
 # --------------------------------------------------------------------------------------------
-# the optimisation
+# the optimization
 # --------------------------------------------------------------------------------------------
 def _lr_factor(step: int, config: TrainingConfig) -> float:
     if step < config.warmup_steps:
@@ -354,7 +354,7 @@ def train_model(
         Network architecture (see `specutils_cinn.flows.build_cinn`); ``n_params`` and
         ``npix`` are filled in from the training data.
     config : TrainingConfig
-        Optimisation and augmentation settings.
+        Optimization and augmentation settings.
     name, version : str
         Model name and version recorded in the metadata.
     description : str, optional
@@ -376,7 +376,7 @@ def train_model(
         network where it starts learning the emulator's own errors. Must not overlap the
         stars used to validate the model.
     pixel_mask : `~specutils_cinn.inputs.PixelMask`, optional
-        Poorly modelled pixels: invalid in every training, validation, held-out and selection
+        Poorly modeled pixels: invalid in every training, validation, held-out and selection
         spectrum (`augment_batch`), as the estimator treats them, and stored in the model's
         metadata (``pixel_mask``), which makes the estimator apply it.
     log : callable, optional
@@ -533,7 +533,7 @@ def train_from_config(
     every step, `specutils_cinn.training.EmulatorSimulator.from_config`; its optional
     ``holdout`` and ``selection`` are training-set ``.npz`` files on the model grid, see
     `train_model`), ``[architecture]`` and ``[training]``. ``[model] pixel_mask`` names a
-    mask of poorly modelled pixels (an ECSV file of `~specutils_cinn.inputs.PixelMask`,
+    mask of poorly modeled pixels (an ECSV file of `~specutils_cinn.inputs.PixelMask`,
     relative to the configuration file), applied in training and stored in the model.
 
     Parameters

@@ -133,7 +133,7 @@ class EmulatorSimulator:
     segments : sequence of str, optional
         Emulator grid segments that make up the model grid (default all).
     wavelength_range : (float, float), optional
-        Keep only pixel centres inside this range (Angstrom). Cropping happens after rotation,
+        Keep only pixel centers inside this range (Angstrom). Cropping happens after rotation,
         so the kept pixels near the cut are exact.
     resolving_power : float or dict, optional
         Resolving power of the spectra (default: the emulator's metadata).

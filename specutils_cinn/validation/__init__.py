@@ -4,7 +4,7 @@
 metrics: bias and scatter of the posterior medians, interval coverage, coverage curves and
 simulation-based-calibration ranks. `specutils_cinn.validation.report` builds what the
 validation pages and the calibrations run the estimator on (held-out spectra degraded to a
-model's setup, solar spectra, noisy realisations) and the numbers the pages report per
+model's setup, solar spectra, noisy realizations) and the numbers the pages report per
 population and quality flag; it imports the estimator, so import it explicitly::
 
     from specutils_cinn.validation.report import heldout_from_grid

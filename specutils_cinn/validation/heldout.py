@@ -5,7 +5,7 @@ What the validation pages (``scripts/validation_report.py``) and the calibration
 held-out stars of a synthesis grid (or of the v2 grid's shards,
 `specutils_cinn.validation.shard_heldout`) or of a training set degraded to the model's setup
 (`heldout_from_grid`, `heldout_from_training_set`, returning a `HeldOut`), photon-like noisy
-realisations of them (`noisy_spectrum`), observed solar spectra (`sun_spectra`, `sun_noisy`),
+realizations of them (`noisy_spectrum`), observed solar spectra (`sun_spectra`, `sun_noisy`),
 and the estimator runs, cross-fitted by star when the model's posterior calibration records
 its folds (`run_heldout`, `cross_fitted_estimators`).
 """
@@ -300,7 +300,7 @@ def noisy_spectrum(
     flux : numpy.ndarray
         ``[N, npix]`` noise-free flux.
     wave : astropy.units.Quantity
-        The pixel centres.
+        The pixel centers.
     pixel_width : numpy.ndarray
         Pixel widths in Angstrom.
     snr : float

@@ -9,7 +9,7 @@ with the 4MOST line-spread function and binned at the setup's native pixels, bef
 1. The setup is the 4MOST setup whose segments hold all of the model's grid segments
    (`shard_setup_name`: HB, HG, HR -> ``"hr"``; LJ -> ``"lr"``); the model's resolving power
    must be the setup's.
-2. Every model pixel is taken from the shard pixel whose centre is within `PIXEL_TOLERANCE` of
+2. Every model pixel is taken from the shard pixel whose center is within `PIXEL_TOLERANCE` of
    it (`shard_pixel_index`): the model grid may be any crop of the setup's grid (a subset of
    the arms, a wavelength range), but not a resampling of it.
 3. The binned spectra are rotated, on the setup's full segments, with
@@ -55,7 +55,7 @@ __all__ = [
     "shard_setup_name",
 ]
 
-#: Largest difference in Angstrom between a model pixel centre and its shard pixel centre.
+#: Largest difference in Angstrom between a model pixel center and its shard pixel center.
 PIXEL_TOLERANCE = 1e-6
 #: Spectra rotated at a time (bounds the memory of the full-resolution intermediate).
 _CHUNK = 64
@@ -130,8 +130,8 @@ def shard_pixel_index(source: WavelengthGrid, grid: WavelengthGrid) -> np.ndarra
     Raises
     ------
     ValueError
-        If a model segment is not in ``source`` or a model pixel centre is not within
-        `PIXEL_TOLERANCE` of a pixel centre of the same segment of ``source``.
+        If a model segment is not in ``source`` or a model pixel center is not within
+        `PIXEL_TOLERANCE` of a pixel center of the same segment of ``source``.
     """
     src = {s.name: (s, sl) for s, sl in zip(source.segments, source.segment_slices, strict=True)}
     src_wave = source.wavelength.to_value(u.AA)
@@ -196,7 +196,7 @@ def _resolving_power_at(r: Any, wave: np.ndarray) -> np.ndarray:
 
 
 def _segment(name: str, wave: np.ndarray) -> GridSegment:
-    """The grid segment of a shard segment's pixel centres (``first + step * arange(n)``)."""
+    """The grid segment of a shard segment's pixel centers (``first + step * arange(n)``)."""
     step = float((wave[-1] - wave[0]) / (wave.size - 1))
     seg = GridSegment(name, float(wave[0]), float(wave[-1]), step)
     if seg.npix != wave.size or not np.allclose(seg.centers, wave, rtol=0, atol=1e-9):

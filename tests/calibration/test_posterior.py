@@ -19,11 +19,11 @@ from specutils_cinn.calibration import (
 from specutils_cinn.model import CINNModel
 
 
-def _gaussian_draws(centre, width, n_draws=4000, seed=0):
+def _gaussian_draws(center, width, n_draws=4000, seed=0):
     rng = np.random.default_rng(seed)
-    centre, width = np.atleast_2d(centre), np.atleast_2d(width)  # [N, D]
-    z = rng.standard_normal((centre.shape[0], n_draws, centre.shape[1]))
-    return centre[:, None, :] + width[:, None, :] * z
+    center, width = np.atleast_2d(center), np.atleast_2d(width)  # [N, D]
+    z = rng.standard_normal((center.shape[0], n_draws, center.shape[1]))
+    return center[:, None, :] + width[:, None, :] * z
 
 
 def test_apply_keeps_medians_and_adds_scale_and_floor():
@@ -96,8 +96,8 @@ def _overconfident_set(scale, floor, n=600, seed=1):
     group = np.repeat([0, 1], n // 2)
     w = np.where(group == 0, 0.05, 0.5)[:, None]
     truth = rng.uniform(-1, 1, (n, 1))
-    centre = truth + np.sqrt((scale * w) ** 2 + floor**2) * rng.standard_normal((n, 1))
-    return _gaussian_draws(centre, w, n_draws=800, seed=seed + 1), truth, group
+    center = truth + np.sqrt((scale * w) ** 2 + floor**2) * rng.standard_normal((n, 1))
+    return _gaussian_draws(center, w, n_draws=800, seed=seed + 1), truth, group
 
 
 def test_fit_recovers_scale_and_floor():

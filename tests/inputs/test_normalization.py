@@ -1,4 +1,4 @@
-"""Tests of the batched continuum normaliser."""
+"""Tests of the batched continuum normalizer."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def synthetic(n, seed, noise=0.0):
         c[:, 0] = rng.uniform(1.0, 5.0, n)
         cont[:, sl] = legendre.legval(x, c.T)
     lines = np.ones((n, GRID.npix))
-    for centre in rng.uniform(lam[0], lam[-1], 150):
+    for center in rng.uniform(lam[0], lam[-1], 150):
         depth = rng.uniform(0.05, 0.7)
-        lines *= 1 - depth * np.exp(-0.5 * ((lam - centre) / 0.3) ** 2)
+        lines *= 1 - depth * np.exp(-0.5 * ((lam - center) / 0.3) ** 2)
     flux = cont * lines * (1 + noise * rng.normal(size=cont.shape))
     return flux, cont, lines
 

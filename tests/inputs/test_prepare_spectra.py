@@ -1,4 +1,4 @@
-"""Tests of prepare_spectra: input types, units, frames, noise, normalisation, flags."""
+"""Tests of prepare_spectra: input types, units, frames, noise, normalization, flags."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_output_invariants(reference):
     np.testing.assert_array_equal(p.source, 0)
     assert p.source_index == ((0,), (1,), (2,), (3,))
     assert u.allclose(p.wavelength, GRID.wavelength)
-    # normalised: continuum near 1, the line centre near 0.4 (0.6 deep, smoothed by 0.1 A bins)
+    # normalized: continuum near 1, the line center near 0.4 (0.6 deep, smoothed by 0.1 A bins)
     i = np.argmin(np.abs(GRID.wavelength.value - LINE))
     np.testing.assert_allclose(np.median(p.flux, axis=1), 1.0, atol=0.02)
     np.testing.assert_allclose(p.flux[:, i], 0.4, atol=0.05)
@@ -170,7 +170,7 @@ def test_zero_inverse_variance_and_mask_make_pixels_invalid(data):
     mask = np.zeros(flux.shape, bool)
     mask[1, 1000:1100] = True
     bad_flux = flux.copy()
-    bad_flux[1, 1000:1100] = 1e30  # masked garbage must not leak into neighbours
+    bad_flux[1, 1000:1100] = 1e30  # masked garbage must not leak into neighbors
     s = Spectrum(
         flux=bad_flux * FLUX_UNIT, spectral_axis=WAVE * u.AA,
         uncertainty=InverseVariance(ivar), mask=mask,
@@ -373,7 +373,7 @@ def test_hopeless_rows_are_kept_and_flagged(data):
         assert not p.valid[row].any() and np.isnan(p.snr[row]) and p.coverage[row] == 0
         np.testing.assert_array_equal(p.flux[row], FILL_FLUX)
         np.testing.assert_array_equal(p.sigma[row], FILL_SIGMA)
-    # rows are unaffected by their hopeless neighbours
+    # rows are unaffected by their hopeless neighbors
     good = prepare_spectra(items[:2], GRID)
     for row, ref in ((0, 0), (4, 1)):
         np.testing.assert_array_equal(p.flux[row], good.flux[ref])
@@ -394,7 +394,7 @@ def test_min_valid_fraction(data):
 def test_normalize_auto_rule(data):
     flux, sigma = data
     p_raw = prepare_spectra(spectrum_2d(flux, sigma), GRID)
-    assert p_raw.normalized.all()  # flux with a physical unit: always normalised
+    assert p_raw.normalized.all()  # flux with a physical unit: always normalized
     rng = np.random.default_rng(3)
     lines = 1 - 0.6 * np.exp(-0.5 * ((WAVE - LINE) / 0.3) ** 2)
     flux_n = lines * (1 + 0.02 * rng.normal(size=(4, WAVE.size)))
@@ -553,7 +553,7 @@ def test_input_sampled_exactly_on_the_grid_keeps_its_end_pixels(unit):
 
 
 def test_gap_in_the_input_axis_is_not_bridged(data):
-    # a chip gap removed from the array: input centres 5020.0 .. 5029.95 are missing, so
+    # a chip gap removed from the array: input centers 5020.0 .. 5029.95 are missing, so
     # data cover 4979.975 .. 5019.975 and 5029.975 .. 5169.975 (0.05 A pixels)
     flux, sigma = data
     keep = (WAVE < 5020.0 - 1e-6) | (WAVE > 5029.95 + 1e-6)
@@ -573,7 +573,7 @@ def test_gap_in_the_input_axis_is_not_bridged(data):
     whole = covered == 1
     np.testing.assert_allclose(p.flux[:, whole], full.flux[:, whole], rtol=1e-6)
     np.testing.assert_allclose(p.sigma[:, whole], full.sigma[:, whole], rtol=1e-6)
-    # also with normalisation, and the pixels next to the gap keep their natural width
+    # also with normalization, and the pixels next to the gap keep their natural width
     # for the noise given as S/N per Angstrom
     s = Spectrum(flux=flux[:, keep] * FLUX_UNIT, spectral_axis=WAVE[keep] * u.AA)
     q = prepare_spectra(s, GRID, snr=100.0)
@@ -699,8 +699,8 @@ def test_spectral_axis_in_pixels_names_the_problem(data):
 
 # ------------------------------------------------- trust: a row depends on its spectrum alone
 def test_normalize_auto_is_decided_per_spectrum():
-    # one normalised spectrum among dimensionless spectra that are not: the decision used to
-    # follow the median of the whole input item, so the row changed with its neighbours
+    # one normalized spectrum among dimensionless spectra that are not: the decision used to
+    # follow the median of the whole input item, so the row changed with its neighbors
     rng = np.random.default_rng(5)
     lines = 1 - 0.6 * np.exp(-0.5 * ((WAVE - LINE) / 0.3) ** 2)
     flux = lines * (1 + 0.01 * rng.normal(size=(4, WAVE.size)))
@@ -788,7 +788,7 @@ def test_content_hash_identifies_the_spectrum_not_its_position(data):
 
 def test_noise_estimated_flag_does_not_depend_on_the_neighbours():
     # found by the fuzz suite: a spectrum just outside the grid got NOISE_ESTIMATED only
-    # when a neighbour's radial velocity made the group's window reach the grid
+    # when a neighbor's radial velocity made the group's window reach the grid
     wave = np.array([5151.0, 5152.0, 5153.0, 5154.0]) * u.AA
     s = Spectrum(flux=np.ones((2, 4)) * FLUX_UNIT, spectral_axis=wave)
     both = prepare_spectra(s, GRID, snr="estimate", radial_velocity=[0.0, 300.0] * u.km / u.s)

@@ -1,4 +1,4 @@
-"""Tests of the vectorised flux-conserving resampler."""
+"""Tests of the vectorized flux-conserving resampler."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def brute_force(wave, flux, var, weight, edges, b=None):
 def random_problem(rng, n=4, m=50, k=30, uniform=False):
     if uniform:
         wave = np.tile(np.linspace(10.0, 20.0, m), (n, 1))
-    else:  # irregular spacings (a factor of up to 2.5 between neighbours), no gaps
+    else:  # irregular spacings (a factor of up to 2.5 between neighbors), no gaps
         wave = 10.0 + np.cumsum(rng.uniform(0.12, 0.28, (n, m)), axis=1)
     flux = rng.normal(size=(n, m))
     var = rng.uniform(0.5, 2.0, (n, m))
@@ -171,7 +171,7 @@ def test_edge_locator_modes(kind):
     e = np.concatenate([b, rng.uniform(b[0] - 1, b[-1] + 1, (3, 200)).ravel()])
     e_clip, k, left = loc.locate(e)
     ref = np.clip(np.searchsorted(b, e_clip, side="right") - 1, 0, len(b) - 2)
-    # a position on a pixel edge may be assigned to either neighbour (rounding)
+    # a position on a pixel edge may be assigned to either neighbor (rounding)
     recon = b[k] + left
     np.testing.assert_allclose(recon, e_clip, rtol=0, atol=1e-12 * b[-1])
     assert np.all(np.abs(k - ref) <= 1)
@@ -310,7 +310,7 @@ def test_gap_edges_keep_natural_pixel_widths():
 
 
 def gappy_axis():
-    """0.1 A pixels from 100 to 200 A without 140.0 .. 149.9 (centres)."""
+    """0.1 A pixels from 100 to 200 A without 140.0 .. 149.9 (centers)."""
     wave = np.round(np.arange(100.0, 200.0, 0.1), 6)
     return wave[(wave < 140.0 - 1e-9) | (wave > 149.9 + 1e-9)]
 
@@ -320,7 +320,7 @@ def test_coverage_with_a_gap_is_the_covered_fraction():
     flux = np.ones((1, wave.size))
     edges = np.linspace(100.0, 199.0, 199)  # 0.5 A bins
     f, v, frac = flux_conserving_resample(wave, flux, flux, None, edges)
-    centre = 0.5 * (edges[1:] + edges[:-1])
+    center = 0.5 * (edges[1:] + edges[:-1])
     in_gap = (edges[:-1] >= 139.95) & (edges[1:] <= 149.95)
     assert in_gap.sum() == 19
     assert np.all(frac[0, in_gap] == 0) and np.all(np.isnan(f[0, in_gap] + v[0, in_gap]))
@@ -331,9 +331,9 @@ def test_coverage_with_a_gap_is_the_covered_fraction():
     valid = frac[0] >= 0.5
     # covered fraction of the output range: 89 of 99 A
     assert valid.mean() == pytest.approx(89.0 / 99.0, abs=0.5 / 198)
-    assert not valid[(centre > 140.2) & (centre < 149.7)].any()
+    assert not valid[(center > 140.2) & (center < 149.7)].any()
     np.testing.assert_allclose(f[0, valid], 1.0)
-    # bridging (the old behaviour) pretends the gap is covered
+    # bridging (the old behavior) pretends the gap is covered
     assert np.all(flux_conserving_resample(wave, flux, None, None, edges, None)[2] > 0.99)
 
 

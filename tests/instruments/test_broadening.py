@@ -25,8 +25,8 @@ C = 299792.458
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
 
 
-def gaussian_line(wave, centre, sigma, depth=0.5):
-    return 1.0 - depth * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+def gaussian_line(wave, center, sigma, depth=0.5):
+    return 1.0 - depth * np.exp(-0.5 * ((wave - center) / sigma) ** 2)
 
 
 def fwhm(wave, flux):
@@ -79,15 +79,15 @@ def test_gaussian_lsf_nonuniform_input_wavelengths():
 
 def test_gaussian_lsf_wavelength_dependent_resolving_power():
     wave = np.arange(3700.0, 9500.0, 0.02)
-    centres = [3800.0, 5000.0, 6600.0, 8500.0, 9400.0]
+    centers = [3800.0, 5000.0, 6600.0, 8500.0, 9400.0]
     sigma0 = 0.05  # the input must resolve its lines (a few pixels per sigma)
     flux = np.ones_like(wave)
-    for c in centres:
+    for c in centers:
         flux *= gaussian_line(wave, c, sigma0, depth=0.4)
     out = gaussian_lsf_broaden(wave, torch.from_numpy(flux), FOURMOST_LR_RESOLVING_POWER)
     assert isinstance(out, torch.Tensor) and out.shape == (wave.size,)
     out = out.numpy()
-    for c in centres:
+    for c in centers:
         sel = np.abs(wave - c) < 5.0
         r = float(FOURMOST_LR_RESOLVING_POWER(c))
         expected = math.hypot(sigma0 * FWHM_PER_SIGMA, c / r)

@@ -9,10 +9,10 @@ from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectru
 from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
 
 
-def _line_spectrum(lo=5100.0, hi=6850.0, step=0.01, centres=(5500.0, 6500.0)):
+def _line_spectrum(lo=5100.0, hi=6850.0, step=0.01, centers=(5500.0, 6500.0)):
     wave = np.arange(lo, hi, step)
     flux = np.ones_like(wave)
-    for c in centres:
+    for c in centers:
         flux -= 0.6 * np.exp(-0.5 * ((wave - c) / 0.04) ** 2)
     return wave, flux
 

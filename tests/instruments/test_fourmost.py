@@ -119,7 +119,7 @@ def test_instrument_setup_round_trip_and_validation():
         InstrumentSetup("x", grid, -5.0)
     with pytest.raises(TypeError, match="WavelengthGrid"):
         InstrumentSetup("x", "grid", 5.0)
-    with pytest.raises(TypeError, match="cannot be serialised"):
+    with pytest.raises(TypeError, match="cannot be serialized"):
         InstrumentSetup("x", grid, lambda w: 1000.0 + 0 * w).to_dict()
     with pytest.raises(ValueError, match="LinearResolvingPower"):
         LinearResolvingPower(5000.0, 4000.0, 1000.0, 2000.0)
@@ -153,10 +153,10 @@ def test_bin_average_is_exact_for_piecewise_linear_input():
         for i in range(3)
     ]
     np.testing.assert_allclose(total, ref, atol=1e-3)
-    # a straight line is averaged to its value at the bin centre
+    # a straight line is averaged to its value at the bin center
     line = 2.0 + 0.3 * (wave - 5000.0)
-    centre = 0.5 * (edges[1:] + edges[:-1])
-    np.testing.assert_allclose(bin_average(wave, line, edges), 2.0 + 0.3 * (centre - 5000.0))
+    center = 0.5 * (edges[1:] + edges[:-1])
+    np.testing.assert_allclose(bin_average(wave, line, edges), 2.0 + 0.3 * (center - 5000.0))
     with pytest.raises(ValueError, match="not covered"):
         bin_average(wave, flux, np.linspace(4990.0, 5005.0, 11))
 
@@ -167,27 +167,27 @@ def test_bin_average_is_exact_for_piecewise_linear_input():
 @pytest.fixture(scope="module")
 def hr_input():
     wave = np.arange(3900.0, 6800.0, 0.01)
-    centres = [4100.0, 5500.0, 6500.0]
+    centers = [4100.0, 5500.0, 6500.0]
     flux = np.ones((2, wave.size))
-    for c in centres:
+    for c in centers:
         flux *= 1.0 - 0.5 * np.exp(-0.5 * ((wave - c) / 0.03) ** 2)
-    return wave, flux, centres
+    return wave, flux, centers
 
 
 def test_degrade_to_high_resolution(hr_input):
-    wave, flux, centres = hr_input
+    wave, flux, centers = hr_input
     setup = fourmost_setup("hr", step=0.05)
     out = degrade(wave, torch.from_numpy(flux).float(), setup)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
     assert out.shape == (2, setup.grid.npix)
     out = out.double().numpy()
     grid_wave = setup.grid.wavelength.value
-    for c in centres:
+    for c in centers:
         sel = np.abs(grid_wave - c) < 3.0
         w, f = grid_wave[sel], out[0, sel]
         d = 1 - f
         # equivalent width (sum over pixels, flux-conserving binning) is preserved
-        ew_in = np.trapezoid(1 - flux[0], wave) / len(centres)
+        ew_in = np.trapezoid(1 - flux[0], wave) / len(centers)
         assert (d.sum() * 0.05) == pytest.approx(ew_in, rel=0.005)
         # FWHM: line, LSF and the pixel box (variance step**2 / 12) add in quadrature
         expected = math.sqrt(
@@ -200,7 +200,7 @@ def test_degrade_to_high_resolution(hr_input):
         xr = np.interp(half, [d[hi + 1], d[hi]], [w[hi + 1], w[hi]])
         assert xr - xl == pytest.approx(expected, rel=0.02)
     np.testing.assert_allclose(out[1], out[0], atol=1e-6)
-    far = np.abs(grid_wave[:, None] - np.array(centres)[None]).min(axis=1) > 3.0
+    far = np.abs(grid_wave[:, None] - np.array(centers)[None]).min(axis=1) > 3.0
     np.testing.assert_allclose(out[0, far], 1.0, atol=1e-6)
 
 
@@ -222,15 +222,15 @@ def test_degrade_matches_the_step_by_step_pipeline(hr_input):
 
 def test_degrade_low_resolution_with_variable_resolving_power():
     wave = np.arange(3690.0, 9510.0, 0.05)
-    centres = np.array([3900.0, 6600.0, 9300.0])
+    centers = np.array([3900.0, 6600.0, 9300.0])
     flux = np.ones(wave.size)
-    for c in centres:
+    for c in centers:
         flux *= 1.0 - 0.5 * np.exp(-0.5 * ((wave - c) / 0.1) ** 2)
     setup = fourmost_setup("lr")
     out = degrade(wave, flux, setup)
     assert out.shape == (23201,)
     gw = setup.grid.wavelength.value
-    for c in centres:
+    for c in centers:
         sel = np.abs(gw - c) < 6.0
         d = 1 - out[sel]
         sigma2 = np.sum(d * (gw[sel] - c) ** 2) / d.sum()

@@ -24,7 +24,7 @@ from specutils_cinn.model import cache as cache_module
 
 def _hijack_folder(tmp_path: Path) -> tuple[RegistryEntry, Path, Path]:
     """A folder ``4most-hr`` in ``tmp_path`` holding the bundled 4most-hr model with a
-    tampered metadata.json (Teff standardisation mean + 500 K; weights untouched)."""
+    tampered metadata.json (Teff standardization mean + 500 K; weights untouched)."""
     entry = registry.REGISTRY.models[registry.resolve_name("4most-hr")]
     genuine = cache_module._bundled_dir(entry)
     assert genuine is not None

@@ -108,7 +108,7 @@ _DELETE = object()
         ("parameters.0.unit", "m / s", "unit"),
         ("parameters.0.unit", "not-a-unit", "unit"),
         ("parameters.1.unit", "dex", "unit"),
-        ("parameters.0.name", "colour", "name"),
+        ("parameters.0.name", "color", "name"),
         ("parameters.0.std", 0.0, "std"),
         ("parameters.0.mean", "x", "mean"),
         ("parameters.0.range", [7000.0, 4000.0], "range"),

@@ -39,7 +39,7 @@ def test_round_trip_with_a_mask():
 
 @pytest.mark.parametrize(("value", "match"), [
     ({"intervals": [[5002.0, 5001.0]]}, "pixel_mask.*reversed"),
-    ({"intervals": [], "colour": "red"}, "pixel_mask.*unknown"),
+    ({"intervals": [], "color": "red"}, "pixel_mask.*unknown"),
     ("5000-5001", "pixel_mask.*expected an object"),
     ({"intervals": [[4000.0, 6000.0]]}, "pixel_mask.*every pixel"),
 ])

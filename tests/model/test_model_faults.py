@@ -103,7 +103,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
 
 @dataclass
 class FaultServer:
-    """Serves ``files``; ``modes[path]`` chooses a misbehaviour (see `_Handler`)."""
+    """Serves ``files``; ``modes[path]`` chooses a misbehavior (see `_Handler`)."""
 
     files: dict[str, bytes]
     modes: dict[str, str] = field(default_factory=dict)

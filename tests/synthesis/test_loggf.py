@@ -92,7 +92,7 @@ def test_calibration_applies_only_logged_changes_and_checks_the_source(tmp_path)
 def test_line_strength_index(synthesis_install):
     atoms = IrwinAtoms(Path(synthesis_install.data_dir) / "IRWIN_atoms_v07.3.dat")
     frac = atoms.stage_fractions(26, 0.9 * 5772, 1.0)
-    assert 0.02 < frac[0] < 0.15 and frac[1] > 0.85  # iron is mostly ionised in the Sun
+    assert 0.02 < frac[0] < 0.15 and frac[1] > 0.85  # iron is mostly ionized in the Sun
     a = np.zeros(4, TS_DTYPE)
     a["wavelength"] = 6000.0
     a["element"], a["ion"] = [26, 26, 26, 607], [1, 1, 1, 1]

@@ -15,10 +15,10 @@ def fake_synthesize(labels, windows, prefix, line_lists, timeout):
     waves, fluxes = [], []
     for start, stop, step in windows:
         w = np.arange(start, stop + step / 2, step)
-        centre = 0.5 * (start + stop)
+        center = 0.5 * (start + stop)
         depth = 0.5 + 0.1 * labels["fe_h"]
         waves.append(w)
-        fluxes.append(1 - depth * np.exp(-0.5 * ((w - centre) / 0.2) ** 2))
+        fluxes.append(1 - depth * np.exp(-0.5 * ((w - center) / 0.2) ** 2))
     atm = SimpleNamespace(nodes=("a.mod", "b.mod"), spherical=labels["logg"] < 3.25,
                           interpolated=True, filled=False)
     return SimpleNamespace(wavelength=waves, flux=fluxes, atmosphere=atm, code_version="fake",

@@ -29,10 +29,10 @@ def fake_synthesis(labels, windows, options):
     depth = 0.3 + 0.1 * labels["fe_h"]
     for start, stop, step in windows:
         w = np.arange(start, stop + step / 2, step)
-        centres = np.arange(3700.0, 9500.0, 50.0)
+        centers = np.arange(3700.0, 9500.0, 50.0)
         f = np.ones_like(w)
-        near = np.abs(w[:, None] - centres[None, :]) < 2.0
-        f -= depth * np.sum(np.exp(-0.5 * ((w[:, None] - centres) / 0.1) ** 2) * near, axis=1)
+        near = np.abs(w[:, None] - centers[None, :]) < 2.0
+        f -= depth * np.sum(np.exp(-0.5 * ((w[:, None] - centers) / 0.1) ** 2) * near, axis=1)
         waves.append(w)
         fluxes.append(f)
     if labels["teff"] > 6900:
@@ -114,7 +114,7 @@ def test_sharded_run_resumes_and_packs(tmp_path):
     assert [p.name for p in shards] == ["shard_00000.h5", "shard_00001.h5", "shard_00002.h5"]
     done, failed = shard_star_ids(cfg.shards)
     assert done | failed == set(range(5)) and not done & failed
-    # a new machine with only the shards: nothing is synthesised again
+    # a new machine with only the shards: nothing is synthesized again
     for part in cfg.parts_dir.glob("star_*"):
         part.unlink()
     again = run_grid(cfg, synthesize_fn=fake_synthesis, progress=False)

@@ -58,7 +58,7 @@ def test_augment_masks_and_gaps():
 def test_renormalize_batch_applies_the_model_convention():
     grid = _grid(npix=400)
     x = torch.linspace(-1, 1, grid.npix)
-    flux = (2.0 + 0.5 * x)[None, :].repeat(8, 1)  # a sloped, unnormalised continuum
+    flux = (2.0 + 0.5 * x)[None, :].repeat(8, 1)  # a sloped, unnormalized continuum
     sigma = torch.full_like(flux, 0.01)
     valid = torch.ones_like(flux, dtype=torch.bool)
     same = renormalize_batch(flux, sigma, valid, grid, {"kind": "continuum"})
@@ -122,8 +122,8 @@ def _two_segment_batch():
     assert seg.dtype == torch.long and torch.equal(seg, torch.cat(
         [torch.full((s.stop - s.start,), i) for i, s in enumerate(grid.segment_slices)]))
     x = torch.arange(grid.npix, dtype=torch.float32)
-    centre = 30.0 + 7.0 * torch.arange(6)[:, None]
-    flux = 1.0 - 0.8 * torch.exp(-0.5 * ((x[None, :] - centre) / 3.0) ** 2)
+    center = 30.0 + 7.0 * torch.arange(6)[:, None]
+    flux = 1.0 - 0.8 * torch.exp(-0.5 * ((x[None, :] - center) / 3.0) ** 2)
     flux[0, 5] = -0.02
     return flux, pw, seg
 

@@ -1,4 +1,4 @@
-"""Training with a mask of poorly modelled pixels: masked in every spectrum, stored in the model."""
+"""Training with a mask of poorly modeled pixels: masked in every spectrum, stored in the model."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Held-out spectra for a model: noisy realisations, subsets and the estimator runs on them."""
+"""Held-out spectra for a model: noisy realizations, subsets and the estimator runs on them."""
 
 import numpy as np
 from astropy import units as u

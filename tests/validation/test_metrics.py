@@ -23,11 +23,11 @@ CENTRE = np.array([5500.0, 3.0])
 def gaussian_posteriors(n=3000, s=199, width_factor=1.0, shift=0.0, seed=1):
     """Truth, and draws from Gaussian posteriors N(truth + e, SCALE^2 (width_factor)^2) where
     e ~ N(0, SCALE^2): with width_factor 1 and no shift the posterior is exactly calibrated
-    (truth - centre ~ N(0, SCALE^2)); smaller factors are over-confident."""
+    (truth - center ~ N(0, SCALE^2)); smaller factors are over-confident."""
     rng = np.random.default_rng(seed)
     truth = CENTRE + SCALE * rng.uniform(-5, 5, size=(n, 2))
-    centre = truth + SCALE * (rng.standard_normal((n, 2)) + shift)
-    draws = centre[:, None, :] + width_factor * SCALE * rng.standard_normal((n, s, 2))
+    center = truth + SCALE * (rng.standard_normal((n, 2)) + shift)
+    draws = center[:, None, :] + width_factor * SCALE * rng.standard_normal((n, s, 2))
     return truth, draws
 
 
