@@ -12,6 +12,8 @@ The modules follow the pipeline:
 - ``training.augmentation``: fresh noise (the package's one noise model,
   `specutils_cinn.instruments.draw_noise`), masks, gaps and continuum errors every step
   (`augment_batch`), and the model's input normalization (`renormalize_batch`);
+- ``training.batches``: `BatchStream`, each step's batch drawn in order, optionally one step
+  ahead on a second thread;
 - ``training.loop``: `train_model` and `train_from_config` (resumable runs:
   `specutils_cinn.checkpoint`).
 
@@ -22,6 +24,7 @@ split into modules.
 from __future__ import annotations
 
 from .augmentation import augment_batch, renormalize_batch
+from .batches import BatchStream
 from .config import SIMULATOR_KEYS, TrainingConfig, TrainingFile, read_training_file
 from .data import TrainingSet, load_training_set, save_training_set
 from .loop import (
@@ -37,6 +40,7 @@ __all__ = [
     "SELECTION_REALISATIONS",
     "SELECTION_REALIZATIONS",
     "SIMULATOR_KEYS",
+    "BatchStream",
     "EmulatorSimulator",
     "LabelPrior",
     "SpectrumSimulator",

@@ -90,6 +90,11 @@ class TrainingConfig:
         Steps between training checkpoints when the run is given a checkpoint path (a
         multiple of ``eval_every``; None: at every evaluation). See
         `specutils_cinn.checkpoint`.
+    prefetch : bool
+        Draw the next step's batch (simulated spectra, noise, masks) on a second thread while
+        the network trains on the current one (`specutils_cinn.training.batches.BatchStream`).
+        The weights are the same either way; on a CPU it pays where a core is free for the
+        second thread (``python benchmarks/bench_training_step.py``).
     """
 
     steps: int = 5000
@@ -112,6 +117,7 @@ class TrainingConfig:
     device: str = "auto"
     threads: int | None = None
     checkpoint_every: int | None = None
+    prefetch: bool = False
 
     def __post_init__(self) -> None:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
@@ -121,6 +127,8 @@ class TrainingConfig:
             raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if not isinstance(self.prefetch, bool):
+            raise ValueError(f"prefetch must be true or false, got {self.prefetch!r}")
         if self.checkpoint_every is not None and (
                 self.checkpoint_every < 1 or self.checkpoint_every % self.eval_every):
             raise ValueError(f"checkpoint_every must be a positive multiple of eval_every "

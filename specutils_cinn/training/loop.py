@@ -47,6 +47,7 @@ from ..model import CINNModel, ModelMetadata
 from ..parameters import parameter_unit
 from ..wavelength_grid import WavelengthGrid
 from .augmentation import augment_batch, renormalize_batch
+from .batches import BatchStream
 from .config import TrainingConfig, read_training_file
 from .data import TrainingSet, load_training_set
 from .simulation import EmulatorSimulator
@@ -256,8 +257,9 @@ def _model_metadata(
                                  "n": int(selection.flux.shape[0]),
                                  "realisations": SELECTION_REALIZATIONS}
     training.update({
-        # the settings that decide the result (not where a checkpoint goes)
-        "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
+        # the settings that decide the result (not where a checkpoint goes, nor prefetching)
+        "config": {k: v for k, v in asdict(config).items()
+                   if k not in ("checkpoint_every", "prefetch")},
         "history": dict(history),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "package_version": __version__,
@@ -302,16 +304,22 @@ def _lr_factor(step: int, config: TrainingConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       src: _Source, observe: _Observation, config: TrainingConfig,
-                       generator: torch.Generator) -> float:
-    """One step on a fresh batch (labels jittered by ``config.label_noise``); its loss."""
-    network.train()
+def _draw_batch(src: _Source, observe: _Observation, config: TrainingConfig,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """All the randomness of one step: a fresh observed batch and its (jittered) labels."""
     flux, target = src.batch(generator)
     inputs = observe(flux, generator)
     if config.label_noise > 0:
         target = target + config.label_noise * torch.randn(
             target.shape, generator=generator, device=target.device)
+    return inputs, target
+
+
+def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+                       batch: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig) -> float:
+    """One step on a batch of `_draw_batch`; its loss."""
+    network.train()
+    inputs, target = batch
     loss = network.nll(target, inputs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -459,32 +467,36 @@ def train_model(
         say(f"resuming from {checkpoint} at step {start}/{config.steps}")
     every = config.checkpoint_every or config.eval_every
     running, t0 = 0.0, time.perf_counter() - done_before
-    for step in range(start, config.steps):
-        running += _optimization_step(network, opt, sched, src, observe, config, gen)
-        if (step + 1) % config.eval_every != 0 and step + 1 != config.steps:
-            continue
-        network.eval()
-        with torch.no_grad():
-            losses = {k: _mean_loss(network, v) for k, v in sets.items()}
-        history["step"].append(step + 1)
-        history["train_loss"].append(running / ((step % config.eval_every) + 1))
-        for k, v in losses.items():
-            history[f"{k}_loss"].append(v)
-        running = 0.0
-        if losses[pick] < best[0]:
-            best = (losses[pick], copy.deepcopy(network.state_dict()), step + 1)
-        if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == config.steps):
-            write_checkpoint(checkpoint, TrainingCheckpoint(
-                step=step + 1, fingerprint=fingerprint, network=network.state_dict(),
-                best=best[1], best_loss=best[0], best_step=best[2], optimizer=opt.state_dict(),
-                scheduler=sched.state_dict(), generator_state=gen.get_state(),
-                global_state=torch.get_rng_state(), history=history,
-                seconds=time.perf_counter() - t0, extra={"device": device.type}))
-        extra = "".join(f"  {k} {losses[k]:8.3f}" for k in ("selection", "holdout") if k in sets)
-        say(
-            f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
-            f"val {losses['val']:8.3f}{extra}  {time.perf_counter() - t0:7.0f} s"
-        )
+    with BatchStream(lambda g: _draw_batch(src, observe, config, g), gen,
+                     config.steps - start, config.prefetch) as batches:
+        for step in range(start, config.steps):
+            running += _optimization_step(network, opt, sched, next(batches), config)
+            if (step + 1) % config.eval_every != 0 and step + 1 != config.steps:
+                continue
+            network.eval()
+            with torch.no_grad():
+                losses = {k: _mean_loss(network, v) for k, v in sets.items()}
+            history["step"].append(step + 1)
+            history["train_loss"].append(running / ((step % config.eval_every) + 1))
+            for k, v in losses.items():
+                history[f"{k}_loss"].append(v)
+            running = 0.0
+            if losses[pick] < best[0]:
+                best = (losses[pick], copy.deepcopy(network.state_dict()), step + 1)
+            if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == config.steps):
+                write_checkpoint(checkpoint, TrainingCheckpoint(
+                    step=step + 1, fingerprint=fingerprint, network=network.state_dict(),
+                    best=best[1], best_loss=best[0], best_step=best[2],
+                    optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                    generator_state=batches.generator_state(),
+                    global_state=torch.get_rng_state(), history=history,
+                    seconds=time.perf_counter() - t0, extra={"device": device.type}))
+            extra = "".join(f"  {k} {losses[k]:8.3f}"
+                            for k in ("selection", "holdout") if k in sets)
+            say(
+                f"step {step + 1:6d}/{config.steps}  train {history['train_loss'][-1]:8.3f}  "
+                f"val {losses['val']:8.3f}{extra}  {time.perf_counter() - t0:7.0f} s"
+            )
     network.load_state_dict(best[1])
     network.eval()
     history.update(
@@ -495,6 +507,7 @@ def train_model(
         seconds=time.perf_counter() - t0,
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         threads=torch.get_num_threads(),
+        prefetch=config.prefetch,
     )
     metadata = _model_metadata(src, network, config, history, **meta)
     return CINNModel(metadata=metadata, network=network.cpu()), history
@@ -504,7 +517,7 @@ def _fingerprint(src: Any, arch: Mapping[str, Any], config: TrainingConfig,
                  meta: Mapping[str, Any], sets: Mapping[str, Any]) -> str:
     """`run_fingerprint` of a run: everything that decides its result, not where it runs."""
     settings = {k: v for k, v in asdict(config).items()
-                if k not in ("device", "threads", "checkpoint_every")}
+                if k not in ("device", "threads", "checkpoint_every", "prefetch")}
     if isinstance(src, _SetSource):
         data: Any = src.data_digest()
     else:
