@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import BENCHMARKS, NARVAL_R, read_narval, rst_table, telluric_mask  # noqa: E402
+from renamed_options import add_renamed_option  # noqa: E402
 
 from specutils_cinn.inputs.normalization import normalize_continuum  # noqa: E402
 from specutils_cinn.instruments import InstrumentSetup, degrade, degrade_spectrum  # noqa: E402
@@ -144,7 +145,8 @@ def main(argv=None) -> None:
     ap.add_argument("--loggf", default=None)
     ap.add_argument("--stars", nargs="*", default=list(BENCHMARKS))
     ap.add_argument("--processes", type=int, default=2)
-    ap.add_argument("--synthesise-only", action="store_true")
+    add_renamed_option(ap, "--synthesize-only", "--synthesise-only", action="store_true",
+                       help="only run (and cache) the syntheses, no fits")
     ap.add_argument("--output", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -162,7 +164,7 @@ def main(argv=None) -> None:
     with ProcessPoolExecutor(args.processes) as pool:
         for i, out in enumerate(pool.map(_one, tasks)):
             print(f"{i + 1}/{len(tasks)} {Path(out).name}", flush=True)
-    if args.synthesise_only:
+    if args.synthesize_only:
         return
     results = {s: fit_star(s, cache, args.tag) for s in args.stars}
     d = np.array([r["d_fe_h"] for r in results.values()])

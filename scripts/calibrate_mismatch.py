@@ -1,7 +1,7 @@
 """Fit the model-mismatch term of a model's posterior calibration on observed solar spectra.
 
 For each observed solar spectrum (HARPS, UVES) degraded to the model's setup at several S/N
-(``--snr``, ``--realisations`` noise draws each), the calibrated posterior (without a mismatch
+(``--snr``, ``--realizations`` noise draws each), the calibrated posterior (without a mismatch
 term) gives a median m, a 68 % half width w and the spectrum's ``fit_mismatch`` A (the
 residual RMS against the emulated spectrum that noise and emulator error do not explain).
 For each parameter with a solar reference value r (Teff 5772 K, log g 4.44, [Fe/H] 0 and every
@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from real_stars import noisy  # noqa: E402
 from reference_spectra import BENCHMARKS, NARVAL_R, SUN_R, read_narval, read_sun, rst_table  # noqa: E402
+from renamed_options import add_renamed_option  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.calibration.mismatch import (  # noqa: E402
@@ -74,7 +75,8 @@ def main(argv=None) -> None:
     ap.add_argument("--bench-dir", default="../shared/data/benchmarks_narval")
     ap.add_argument("--grid", default="../shared/data/ts_lte_seed/ts_lte_seed.npz")
     ap.add_argument("--snr", nargs="+", type=float, default=[50.0, 100.0, 250.0])
-    ap.add_argument("--realisations", type=int, default=4)
+    add_renamed_option(ap, "--realizations", "--realisations", type=int, default=4,
+                       help="noise draws per solar spectrum and S/N")
     ap.add_argument("--margin", type=float, default=1.25)
     ap.add_argument("--tolerance-quantile", type=float, default=0.75)
     ap.add_argument("--seed", type=int, default=7)
@@ -121,14 +123,14 @@ def main(argv=None) -> None:
         deg = degrade_spectrum(spec, est.instrument_setup,
                                input_resolving_power=SUN_R[name]).flux.value
         for snr in args.snr:
-            for _ in range(args.realisations):
+            for _ in range(args.realizations):
                 sun_specs.append(noisy(deg, md.grid, snr, rng))
                 sun_names.append(f"{name} S/N {snr:g}")
     q, a, _ = summaries(est, sun_specs, args.seed)
     kappa = fit_mismatch_kappa({p: q[p] for p in params}, a, tolerance, SUN_REFERENCE,
                                args.margin)
     info = {"script": "scripts/calibrate_mismatch.py", "fitted_on": sorted(set(sun_names)),
-            "realisations": args.realisations, "margin": args.margin,
+            "realizations": args.realizations, "margin": args.margin,
             "rule": "smallest kappa putting the solar value inside every 95 % interval",
             "tolerance_rule": f"quantile {args.tolerance_quantile} of fit_mismatch of the "
                               "held-out seed-grid stars at S/N 50 and 250"}

@@ -120,7 +120,7 @@ class Context:
         return self.est.prepare(spectra, medium="air")
 
 
-def catalogue(c: Context) -> list[Case]:
+def catalog(c: Context) -> list[Case]:
     rng = np.random.default_rng(15)
     n = c.flux.size
     # the example at S/N ~15 instead of ~100 (same uncertainties times 7, matching noise)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     c = Context(args.model, args.n_samples)
     print(f"model {c.est.model.metadata.full_name}, {args.n_samples} draws per spectrum")
-    cases = catalogue(c)
+    cases = catalog(c)
     counts = {"error": 0, "flag": 0, "masked": 0, "check": 0, "NOT HANDLED": 0}
     width = max(len(k.name) for k in cases)
     try:

@@ -14,7 +14,7 @@ have the layouts of docs/readers.rst (written by ``specutils_cinn.io.lookalike``
   (3700-9500 A at 0.25 A): the example binned 5:1 where it has data (4MOST HR resolution, not
   LRS; about 29% of the pixels), ``QUAL = 1`` elsewhere.
 - ``--container``: also the nightly containers ``<night>_{HB,HG,HR}11_<night+1>.fits``
-  (or ``_LJ11_``) holding the first ``--fibres`` objects (default all, at most 812 HRS / 1624
+  (or ``_LJ11_``) holding the first ``--fibers`` objects (default all, at most 812 HRS / 1624
   LRS fibers, as 4MOST), same noise realizations, ``FLUX_IVAR`` instead of errors.
 
 A ``manifest.ecsv`` lists every object with its files, S/N, flux scale and the reference
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -47,11 +48,14 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+sys.path.insert(0, str(Path(__file__).parent))
+from renamed_options import add_renamed_option  # noqa: E402
+
 from specutils_cinn.io.lookalike import cname, write_fourmost_container, write_phase3_spectrum
 
 HRS_ARMS = {"HB": (3926.0, 4355.0), "HG": (5160.0, 5730.0), "HR": (6100.0, 6790.0)}
 HR_STEP, LR_START, LR_STEP, LR_NPIX = 0.05, 3700.0, 0.25, 23201
-FIBRES = {"hrs": 812, "lrs": 1624}
+FIBERS = {"hrs": 812, "lrs": 1624}
 CHUNK = 256
 #: Flux unit of the containers (erg/s/cm2/A): keeps inverse variances within float32.
 CONTAINER_UNIT = 1e-17
@@ -120,8 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--snr", type=float, nargs=2, default=(20.0, 100.0),
                     help="range of S/N per Angstrom (uniform)")
     ap.add_argument("--container", action="store_true", help="also write nightly containers")
-    ap.add_argument("--fibres", type=int, default=None,
-                    help="objects in the containers (default: all, at most 812 HRS / 1624 LRS)")
+    add_renamed_option(ap, "--fibers", "--fibres", type=int, default=None,
+                       help="objects in the containers (default: all, at most 812 HRS / 1624 LRS)")
     ap.add_argument("--night", default="20260120", help="night of observation, YYYYMMDD")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--distinct", type=int, default=None,
@@ -132,7 +136,7 @@ def main(argv=None) -> int:
     if args.distinct is not None and args.distinct < 1:
         ap.error("--distinct must be >= 1")
     n_written = min(args.objects, args.distinct or args.objects)
-    if args.container and n_written < min(args.objects, args.fibres or FIBRES[args.mode]):
+    if args.container and n_written < min(args.objects, args.fibers or FIBERS[args.mode]):
         ap.error("--container needs every fiber's object written: raise --distinct")
     t0 = time.perf_counter()
     out = args.outdir
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
     scale = 10.0 ** rng.uniform(-1.0, 1.0, n) * 1e-17
     obid = 1000 + np.arange(n) // 100
     mjd = 61060.05 + (np.arange(n) % 100) * 1e-3
-    n_fib = min(n, args.fibres or FIBRES[args.mode])
+    n_fib = min(n, args.fibers or FIBERS[args.mode])
     container = {}
     if args.container:
         container = {arm: (np.empty((n_fib, len(d[0])), np.float32),
@@ -188,14 +192,14 @@ def main(argv=None) -> int:
     for arm, (f, ivar) in container.items():
         wave, _, _, bad = arms[arm]
         qual = np.broadcast_to(bad.astype(np.int32), f.shape)
-        fibres = {"FIB_ID": np.arange(1, n_fib + 1, dtype=np.int32),
+        fibers = {"FIB_ID": np.arange(1, n_fib + 1, dtype=np.int32),
                   "FIB_ST": np.full(n_fib, 2, np.int16), "CNAME": names[:n_fib],
                   "OBJ_NME": names[:n_fib], "RA": ra[:n_fib], "DEC": dec[:n_fib],
                   "MJD-OBS": mjd[:n_fib], "SPEC_RES": np.full(n_fib, rp)}  # fmt: skip
         path = out / f"{args.night}_{arm}11_{next_night}.fits"
         step = HR_STEP if args.mode == "hrs" else LR_STEP
         write_fourmost_container(path, wave[0], step, f, ivar,
-                                 qual, fibres, overwrite=True,
+                                 qual, fibers, overwrite=True,
                                  flux_unit=f"{CONTAINER_UNIT:g} erg s-1 cm-2 Angstrom-1",
                                  primary={"MJD-OBS": float(mjd[0]), "SPEC_RES": rp})  # fmt: skip
     manifest = Table({"object": names, "files": ["+".join(f) for f in files],

@@ -2,7 +2,7 @@
 
 For each model (``--models``), observed solar spectrum (HARPS, UVES) and S/N (50 and 250 per A):
 the spectrum is degraded to the model's setup with
-`specutils_cinn.instruments.degrade_spectrum`, photon noise is added (``--realisations``
+`specutils_cinn.instruments.degrade_spectrum`, photon noise is added (``--realizations``
 noise draws), and
 
 - the cINN gives posterior medians and 68 %/95 % intervals (calibrated, as `predict` returns);
@@ -33,6 +33,7 @@ from specutils import Spectrum
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_spectra import SUN, SUN_R, read_sun, rst_table  # noqa: E402
+from renamed_options import add_renamed_option  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.fit_check import fit_statistics  # noqa: E402
@@ -113,7 +114,7 @@ def run(args) -> tuple[list[list[str]], list[list[str]]]:
             cov = float(np.mean(np.isfinite(deg)))
             for snr in args.snr:
                 rng = np.random.default_rng(args.seed)
-                specs = [noisy(deg, grid, snr, rng) for _ in range(args.realisations)]
+                specs = [noisy(deg, grid, snr, rng) for _ in range(args.realizations)]
                 t = est.predict(specs, n_samples=args.draws, seed=args.seed,
                                 quantiles=(0.025, 0.16, 0.5, 0.84, 0.975))
                 row = [model, name, f"{snr:g}", f"{cov:.2f}"]
@@ -151,14 +152,15 @@ def main(argv=None) -> None:
     ap.add_argument("--models", nargs="+", default=["4most-hr", "4most-lr"])
     ap.add_argument("--sun-dir", default="../shared/data/sun")
     ap.add_argument("--snr", nargs="+", type=float, default=[50.0, 250.0])
-    ap.add_argument("--realisations", type=int, default=5)
+    add_renamed_option(ap, "--realizations", "--realisations", type=int, default=5,
+                       help="noise draws per spectrum and S/N")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
     cinn_rows, fit_rows = run(args)
     text = rst_table("The Sun through the models: posterior median [16 %, 84 %] (median over "
-                 f"{args.realisations} noise draws); * = 95 % interval misses the reference",
+                 f"{args.realizations} noise draws); * = 95 % interval misses the reference",
                  ["model", "spectrum", "S/N", "coverage"] + list(SHOW) + ["flags"], cinn_rows)
     text += "\n" + rst_table(
         "Network against direct fits with the model's emulator (first noise draw)",

@@ -104,7 +104,7 @@ def best_fit(obs, ok, b, d1, d2, free_vmic: bool):
     return best
 
 
-def normalise(flux: np.ndarray, grid: WavelengthGrid) -> np.ndarray:
+def normalize(flux: np.ndarray, grid: WavelengthGrid) -> np.ndarray:
     """The estimator's pseudo-continuum normalization (degree 3 per segment)."""
     f, _, v = normalize_continuum(flux[None], None, np.isfinite(flux)[None], grid)
     return np.where(v[0], f[0], np.nan)
@@ -159,7 +159,7 @@ def run(args) -> list[list[str]]:
         key = (cfg["lists"], cfg["arms"], vs, vm, cfg["r_model"])
         if key not in cubes:
             deg = degrade_scan(scans[cfg["lists"]], mod_setup, vs, vm)
-            deg = {k: normalise(v, grid) for k, v in deg.items()}
+            deg = {k: normalize(v, grid) for k, v in deg.items()}
             cubes[key] = (deg, model_cube(deg))
         deg, (b, d1, d2) = cubes[key]
         wave = grid.wavelength.value
@@ -168,7 +168,7 @@ def run(args) -> list[list[str]]:
                 obs = degrade_spectrum(spec, obs_setup, input_resolving_power=SUN_R[obs_name])
             except ValueError:  # the spectrum does not cover these arms (UVES and HB)
                 continue
-            o = normalise(obs.flux.value, grid)
+            o = normalize(obs.flux.value, grid)
             ok = np.isfinite(o) & ~telluric_mask(wave)
             for lo, hi in EXCLUDE:
                 ok &= ~((wave >= lo) & (wave <= hi))

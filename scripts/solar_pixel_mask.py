@@ -160,7 +160,7 @@ def in_every(res: dict[str, np.ndarray], require_all: bool) -> np.ndarray:
         return np.fmin.reduce(a, axis=0)
 
 
-def poorly_modelled(res: dict[str, np.ndarray], threshold: float, dilate: int, grid,
+def poorly_modeled(res: dict[str, np.ndarray], threshold: float, dilate: int, grid,
                     require_all: bool = False) -> np.ndarray:
     """|residual| > threshold in every spectrum that covers the pixel (all spectra with
     ``require_all``), dilated by ``dilate`` pixels within each segment."""
@@ -229,7 +229,7 @@ def main(argv=None) -> None:
         grid = setup.grid
         res = highpass(residuals(setup, sun, wave, flux, args.vsini, args.vmacro), grid,
                        args.highpass)
-        bad = poorly_modelled(res, args.threshold, args.dilate, grid, args.require_all)
+        bad = poorly_modeled(res, args.threshold, args.dilate, grid, args.require_all)
         level = in_every(res, args.require_all)
         judged = np.isfinite(level)
         n_cover = np.sum([np.isfinite(r) for r in res.values()], axis=0)

@@ -72,10 +72,10 @@ def write_hrs_arms(folder: Path, obj: str | None = None, *, ob: int = 42, seed: 
     return paths
 
 
-def write_container(folder: Path, arm: str = "LJ", n_fibres: int = 6, *, sky: int = 2,
+def write_container(folder: Path, arm: str = "LJ", n_fibers: int = 6, *, sky: int = 2,
                     seed: int = 0, flux_unit: str | None = "erg s-1 cm-2 Angstrom-1",
                     ivar_name: str = "FLUX_IVAR", wave_unit: str = "Angstrom") -> Path:  # fmt: skip
-    """A nightly container ``20260120_<arm>11_20260121.fits``: ``n_fibres`` object fibers
+    """A nightly container ``20260120_<arm>11_20260121.fits``: ``n_fibers`` object fibers
     (``FIB_ST = 2``) and ``sky`` sky fibers (``FIB_ST = 1``) interleaved at the end."""
     rng = np.random.default_rng(seed)
     if arm == "LJ":
@@ -83,19 +83,19 @@ def write_container(folder: Path, arm: str = "LJ", n_fibres: int = 6, *, sky: in
     else:
         lo, hi = HRS_ARMS[arm]
         start, step, npix = lo, 0.05, int(round((hi - lo) / 0.05)) + 1
-    n = n_fibres + sky
+    n = n_fibers + sky
     flux = 1.0 + 0.01 * rng.normal(size=(n, npix))
     ivar = np.full((n, npix), 1e4)
     qual = np.zeros((n, npix), dtype=np.int32)
     qual[:, 10:13] = 4
     ivar[:, 20] = 0.0
     st = np.full(n, 2, dtype=np.int16)
-    st[n_fibres:] = 1
-    fibres = {
+    st[n_fibers:] = 1
+    fibers = {
         "FIB_ID": np.arange(1, n + 1, dtype=np.int32),
         "FIB_ST": st,
-        "OBJ_NME": [f"obj{i:03d}" if i < n_fibres else "sky" for i in range(n)],
-        "CNAME": [cname(10.0 + i, -5.0) if i < n_fibres else "" for i in range(n)],
+        "OBJ_NME": [f"obj{i:03d}" if i < n_fibers else "sky" for i in range(n)],
+        "CNAME": [cname(10.0 + i, -5.0) if i < n_fibers else "" for i in range(n)],
         "MAG_G": np.linspace(14.0, 16.0, n),
     }
     if ivar_name == "ERR_FLUX":  # older files: the error instead
@@ -105,7 +105,7 @@ def write_container(folder: Path, arm: str = "LJ", n_fibres: int = 6, *, sky: in
     if wave_unit == "nm":
         s0, s1 = start / 10.0, step / 10.0
     path = folder / f"20260120_{arm}11_20260121.fits"
-    write_fourmost_container(path, s0, s1, flux, ivar, qual, fibres, flux_unit=flux_unit,
+    write_fourmost_container(path, s0, s1, flux, ivar, qual, fibers, flux_unit=flux_unit,
                              wave_unit=wave_unit, ivar_name=ivar_name,
                              primary={"MJD-OBS": 61060.0, "SPEC_RES": 6500.0})  # fmt: skip
     return path

@@ -149,14 +149,14 @@ def test_join_arms_refuses_overlap_and_duplicates(tmp_path):
 # ------------------------------------------------------------------ containers
 
 
-def test_container_fibres_metadata_ivar_and_mask(tmp_path):
-    path = write_container(tmp_path, "LJ", n_fibres=6, sky=2)
+def test_container_fibers_metadata_ivar_and_mask(tmp_path):
+    path = write_container(tmp_path, "LJ", n_fibers=6, sky=2)
     assert "4MOST-MEC" in _formats(path, SpectrumList)
     two_d = Spectrum.read(path)
     assert two_d.meta["format"] == "4MOST-MEC" and two_d.shape == (6, 23201)
     assert isinstance(two_d.uncertainty, InverseVariance)
     assert two_d.uncertainty.unit == two_d.flux.unit**-2
-    fib = two_d.meta["fibres"]
+    fib = two_d.meta["fibers"]
     assert len(fib) == 6 and list(fib["row"]) == list(range(6))
     assert list(fib["OBJ_NME"]) == [f"obj{i:03d}" for i in range(6)]
     assert two_d.mask[:, 10:13].all() and two_d.mask[:, 20].all()  # QUAL != 0, ivar == 0
@@ -164,21 +164,21 @@ def test_container_fibres_metadata_ivar_and_mask(tmp_path):
     w = two_d.spectral_axis.to_value(u.AA)
     assert w[0] == 3700.0 and w[-1] == 9500.0
     assert two_d.meta["arm"] == "LJ" and two_d.meta["medium"] == "air"
-    per_fibre = SpectrumList.read(path)
-    assert len(per_fibre) == 6
-    f3 = per_fibre[3]
-    assert f3.shape == (23201,) and f3.meta["fibre"]["FIB_ID"] == 4
-    assert f3.meta["fibre"]["OBJ_NME"] == "obj003" and f3.meta["row"] == 3
-    assert f3.meta["object"] == f3.meta["fibre"]["CNAME"]
+    per_fiber = SpectrumList.read(path)
+    assert len(per_fiber) == 6
+    f3 = per_fiber[3]
+    assert f3.shape == (23201,) and f3.meta["fiber"]["FIB_ID"] == 4
+    assert f3.meta["fiber"]["OBJ_NME"] == "obj003" and f3.meta["row"] == 3
+    assert f3.meta["object"] == f3.meta["fiber"]["CNAME"]
     np.testing.assert_array_equal(f3.flux.value, two_d.flux.value[3])
-    assert len(SpectrumList.read(path, fibre_status=None)) == 8
+    assert len(SpectrumList.read(path, fiber_status=None)) == 8
     assert len(SpectrumList.read(path, rows=slice(2, 7))) == 4  # rows 2-5; row 6 is sky
     coll = SpectrumCollection.read(path)
     assert coll.shape == (6,) and coll.flux.shape == (6, 23201)
 
 
 def test_container_old_err_flux_nm_axis_and_missing_unit(tmp_path):
-    path = write_container(tmp_path, "HG", n_fibres=3, sky=0, flux_unit=None,
+    path = write_container(tmp_path, "HG", n_fibers=3, sky=0, flux_unit=None,
                            ivar_name="ERR_FLUX", wave_unit="nm")
     with pytest.warns(AstropyUserWarning, match="no flux unit"):
         s = Spectrum.read(path)
@@ -190,13 +190,13 @@ def test_container_old_err_flux_nm_axis_and_missing_unit(tmp_path):
     assert s.flux.unit == u.Unit("erg / (s cm2 Angstrom)")
 
 
-def test_hrs_containers_grouped_per_fibre(tmp_path):
+def test_hrs_containers_grouped_per_fiber(tmp_path):
     for arm in ("HB", "HG", "HR"):
-        write_container(tmp_path, arm, n_fibres=4, sky=1)
+        write_container(tmp_path, arm, n_fibers=4, sky=1)
     joined = read_spectra(sorted(tmp_path.glob("*.fits")))
     assert len(joined) == 4
     assert all(s.meta["arm"] == "HB+HG+HR" for s in joined)
-    assert [s.meta["object"] for s in joined] == [joined[i].meta["fibre"]["CNAME"]
+    assert [s.meta["object"] for s in joined] == [joined[i].meta["fiber"]["CNAME"]
                                                  for i in range(4)]
 
 

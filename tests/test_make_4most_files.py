@@ -18,7 +18,7 @@ def script():
 
 
 def test_hrs_files_and_containers(script, tmp_path, capsys):
-    assert script.main([str(tmp_path), "-n", "3", "--container", "--fibres", "2"]) == 0
+    assert script.main([str(tmp_path), "-n", "3", "--container", "--fibers", "2"]) == 0
     assert "wrote 12 files for 3 objects" in capsys.readouterr().out
     l1 = sorted(tmp_path.glob("qmost_*.fits"))
     assert len(l1) == 9 and all(identify_format(p) == "4MOST-L1" for p in l1)

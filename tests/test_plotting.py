@@ -119,7 +119,7 @@ def test_spectrum_fit_plot_shows_observed_emulated_residuals_and_masked_pixels()
     assert ax.get_title() == "Sun" and "Angstrom" in axr.get_xlabel()
 
 
-def test_kiel_diagram_coloured_by_a_column():
+def test_kiel_diagram_colored_by_a_column():
     t = QTable()
     t["teff"] = [5772.0, 4800.0, np.nan, 6200.0, 5100.0] * u.K
     t["logg"] = u.Dex([4.44, 2.5, 4.0, 4.1, 3.2], u.dex(u.cm / u.s**2))
@@ -138,7 +138,7 @@ def test_kiel_diagram_coloured_by_a_column():
     assert colorbar_ax.get_ylabel() == "[Fe/H] [dex]"
 
 
-def test_kiel_diagram_without_colour_on_given_axes():
+def test_kiel_diagram_without_color_on_given_axes():
     t = QTable({"teff": [5000.0, 6000.0] * u.K, "logg": [4.0, 4.5] * u.dex})
     fig, ax = plt.subplots()
     assert plotting.plot_kiel(t, color=None, ax=ax) is ax

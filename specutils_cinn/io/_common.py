@@ -44,8 +44,10 @@ META_KEYS = {
     "object": "object name (CNAME, OBJ_NME or OBJECT), or None",
     "group_id": "4MOST: the arms of one object's observation share it (see group_arms)",
     "segments": "4MOST HRS grouped by group_arms: one dict per arm (arm, pixel range, ...)",
-    "fibre": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fiber (dict)",
-    "fibres": "4MOST-MEC, 2-D Spectrum: FIBMETATAB rows of the flux rows (astropy Table)",
+    "fiber": "4MOST-MEC, SpectrumList: the FIBMETATAB row of the fiber (dict)",
+    "fibers": "4MOST-MEC, 2-D Spectrum: FIBMETATAB rows of the flux rows (astropy Table)",
+    "fibre": "the same as 'fiber' (British spelling; this release only, deprecated)",
+    "fibres": "the same as 'fibers' (British spelling; this release only, deprecated)",
 }
 
 #: Pixel-center ranges of the HRS arms (Angstrom, air), for files whose name does not say.

@@ -19,7 +19,8 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import InverseVariance, StdDevUncertainty
 from astropy.table import Table
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.utils.decorators import deprecated_renamed_argument
+from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 from specutils import Spectrum, SpectrumCollection, SpectrumList
 from specutils.io.registers import data_loader
 
@@ -47,8 +48,26 @@ FORMAT_MEC = "4MOST-MEC"
 _MEC_NAME = re.compile(r"_(LJ|LB|LG|LR|HB|HG|HR)([1-4][1-4])_", re.IGNORECASE)
 #: Fiber-table columns naming the object, tried in order (for ``object`` and ``group_id``).
 OBJECT_COLUMNS = ("CNAME", "OBJ_NME", "OBJECT", "TRG_UID", "TARGUID", "OBJ_UID")
-#: Fiber status kept by default (``FIB_ST``; 2: fiber on a target with a spectrum).
-DEFAULT_FIBRE_STATUS = 2
+#: Fiber status kept by default (``FIB_ST``; 2: fiber on a target with a spectrum). The British
+#: spelling ``DEFAULT_FIBRE_STATUS`` is a deprecated alias for this release.
+DEFAULT_FIBER_STATUS = 2
+
+#: Names renamed to American spelling in 0.1: old name -> new name. The old names work, with
+#: an `~astropy.utils.exceptions.AstropyDeprecationWarning`, for this release only.
+_RENAMED = {"DEFAULT_FIBRE_STATUS": "DEFAULT_FIBER_STATUS"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"{__name__}.{name} is deprecated since 0.1 and goes away in the next release; "
+            f"use {new}",
+            AstropyDeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def identify_fourmost_mec(origin: str, *args: Any, **kwargs: Any) -> bool:
@@ -66,7 +85,7 @@ class _Container:
         source: Any,
         flux_unit: Any,
         medium: str | None,
-        fibre_status: Any,
+        fiber_status: Any,
         rows: Any,
     ) -> None:
         self.name = source_name(source)
@@ -79,9 +98,9 @@ class _Container:
             if "FLUX" not in names:
                 raise ValueError(f"{self.name}: SPECTAB has no FLUX column")
             n_spec = int(spec.header["NAXIS2"])
-            fibres = Table(fib.data, copy=True) if fib.data is not None else Table()
-            index = self._select(n_spec, fibres, spec, fibre_status, rows)
-            self.fibres = fibres[index] if len(fibres) else fibres
+            fibers = Table(fib.data, copy=True) if fib.data is not None else Table()
+            index = self._select(n_spec, fibers, spec, fiber_status, rows)
+            self.fibers = fibers[index] if len(fibers) else fibers
             self.rows = index
             data = spec.data
             col = names["FLUX"]
@@ -123,19 +142,19 @@ class _Container:
         self.specsys = as_text(header_value((self.primary, self.spec_header), "SPECSYS"))
 
     def _select(
-        self, n_spec: int, fibres: Table, spec: fits.BinTableHDU, status: Any, rows: Any
+        self, n_spec: int, fibers: Table, spec: fits.BinTableHDU, status: Any, rows: Any
     ) -> np.ndarray:
         index = np.arange(n_spec)
         if rows is not None:
             index = index[rows] if not isinstance(rows, int | np.integer) else index[[rows]]
-        if len(fibres) == 0:
+        if len(fibers) == 0:
             return index
-        if len(fibres) != n_spec:
+        if len(fibers) != n_spec:
             raise ValueError(
-                f"{self.name}: FIBMETATAB has {len(fibres)} rows, SPECTAB {n_spec}"
+                f"{self.name}: FIBMETATAB has {len(fibers)} rows, SPECTAB {n_spec}"
             )
-        if status is not None and "FIB_ST" in fibres.colnames:
-            keep = np.isin(np.asarray(fibres["FIB_ST"])[index], np.atleast_1d(status))
+        if status is not None and "FIB_ST" in fibers.colnames:
+            keep = np.isin(np.asarray(fibers["FIB_ST"])[index], np.atleast_1d(status))
             index = index[keep]
         return index
 
@@ -188,15 +207,15 @@ class _Container:
             "arm": self.arm,
         }
 
-    def fibre_dict(self, i: int) -> dict[str, Any]:
-        if not len(self.fibres):
+    def fiber_dict(self, i: int) -> dict[str, Any]:
+        if not len(self.fibers):
             return {}
-        row = self.fibres[i]
-        return {c: _plain(row[c]) for c in self.fibres.colnames}
+        row = self.fibers[i]
+        return {c: _plain(row[c]) for c in self.fibers.colnames}
 
-    def object_of(self, fibre: dict[str, Any]) -> str | None:
+    def object_of(self, fiber: dict[str, Any]) -> str | None:
         for c in OBJECT_COLUMNS:
-            value = as_text(fibre.get(c))
+            value = as_text(fiber.get(c))
             if value:
                 return value
         return None
@@ -204,9 +223,9 @@ class _Container:
     def group_id(self, i: int, obj: str | None) -> str:
         return f"{self.file_key}|{obj if obj else f'row{int(self.rows[i])}'}"
 
-    def fibres_table(self) -> Table:
-        t = self.fibres.copy(copy_data=False) if len(self.fibres) else Table()
-        objs = [self.object_of(self.fibre_dict(i)) for i in range(len(self.rows))]
+    def fibers_table(self) -> Table:
+        t = self.fibers.copy(copy_data=False) if len(self.fibers) else Table()
+        objs = [self.object_of(self.fiber_dict(i)) for i in range(len(self.rows))]
         t["row"] = self.rows
         t["group_id"] = [self.group_id(i, o) for i, o in enumerate(objs)]
         return t
@@ -225,12 +244,13 @@ def _plain(value: Any) -> Any:
 
 @data_loader(FORMAT_MEC, identifier=identify_fourmost_mec, dtype=SpectrumList,
              extensions=["fits", "fits.gz"], priority=20)  # fmt: skip
+@deprecated_renamed_argument("fibre_status", "fiber_status", "0.1")
 def fourmost_mec_list_loader(
     file_obj: Any,
     *,
     flux_unit: Any = None,
     medium: str | None = None,
-    fibre_status: Any = DEFAULT_FIBRE_STATUS,
+    fiber_status: Any = DEFAULT_FIBER_STATUS,
     rows: Any = None,
 ) -> SpectrumList:
     """Read a 4MOST nightly container as one 1-D spectrum per fiber.
@@ -245,8 +265,13 @@ def fourmost_mec_list_loader(
     medium : {"air", "vacuum"}, optional
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
-    fibre_status : int, sequence of int or None, optional
-        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
+    fiber_status : int, sequence of int or None, optional
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2,
+        ``DEFAULT_FIBER_STATUS``); None keeps all.
+
+        .. deprecated:: 0.1
+           The British spelling ``fibre_status`` still works for this release, with an
+           `~astropy.utils.exceptions.AstropyDeprecationWarning`; use ``fiber_status``.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -259,22 +284,25 @@ def fourmost_mec_list_loader(
         `~astropy.nddata.StdDevUncertainty` (``ERR_FLUX``), ``mask`` True where ``QUAL`` is
         non-zero, the flux is not finite or the inverse variance not positive, and ``meta``
         keys ``header``, ``data_header``, ``format``, ``filename``, ``medium``, ``specsys``,
-        ``resolving_power``, ``arm``, ``fibre`` (the fiber's ``FIBMETATAB`` row as a dict),
+        ``resolving_power``, ``arm``, ``fiber`` (the fiber's ``FIBMETATAB`` row as a dict),
         ``row`` (its ``SPECTAB`` row), ``object`` and ``group_id`` (see :ref:`readers`).
+        For this release ``meta["fibre"]`` holds the same dict as ``meta["fiber"]``; the
+        British key goes away in the next release.
     """
-    c = _Container(file_obj, flux_unit, medium, fibre_status, rows)
+    c = _Container(file_obj, flux_unit, medium, fiber_status, rows)
     out = SpectrumList()
     base = c.meta()
     for i in range(len(c.rows)):
-        fibre = c.fibre_dict(i)
-        obj = c.object_of(fibre)
+        fiber = c.fiber_dict(i)
+        obj = c.object_of(fiber)
         meta = dict(base)
         meta.update(
-            fibre=fibre,
+            fiber=fiber,
+            fibre=fiber,  # the British key, for this release only
             row=int(c.rows[i]),
             object=obj,
             group_id=c.group_id(i, obj),
-            resolving_power=as_float(fibre.get("SPEC_RES")) or c.resolving_power,
+            resolving_power=as_float(fiber.get("SPEC_RES")) or c.resolving_power,
         )
         if c.specuid is not None:
             meta["specuid"] = _plain(c.specuid[i])
@@ -288,12 +316,13 @@ def fourmost_mec_list_loader(
 @data_loader(FORMAT_MEC, identifier=identify_fourmost_mec, dtype=Spectrum,
              extensions=["fits", "fits.gz"], priority=20,
              autogenerate_spectrumlist=False)  # fmt: skip
+@deprecated_renamed_argument("fibre_status", "fiber_status", "0.1")
 def fourmost_mec_loader(
     file_obj: Any,
     *,
     flux_unit: Any = None,
     medium: str | None = None,
-    fibre_status: Any = DEFAULT_FIBRE_STATUS,
+    fiber_status: Any = DEFAULT_FIBER_STATUS,
     rows: Any = None,
 ) -> Spectrum:
     """Read a 4MOST nightly container as one 2-D spectrum (fibers x pixels).
@@ -310,8 +339,13 @@ def fourmost_mec_loader(
     medium : {"air", "vacuum"}, optional
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
-    fibre_status : int, sequence of int or None, optional
-        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
+    fiber_status : int, sequence of int or None, optional
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2,
+        ``DEFAULT_FIBER_STATUS``); None keeps all.
+
+        .. deprecated:: 0.1
+           The British spelling ``fibre_status`` still works for this release, with an
+           `~astropy.utils.exceptions.AstropyDeprecationWarning`; use ``fiber_status``.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -319,26 +353,29 @@ def fourmost_mec_loader(
     Returns
     -------
     `~specutils.Spectrum`
-        Flux of shape ``(n_fibres, n_pixels)`` on the common spectral axis, uncertainty and
-        mask as in `fourmost_mec_list_loader`, and ``meta["fibres"]``: the kept
+        Flux of shape ``(n_fibers, n_pixels)`` on the common spectral axis, uncertainty and
+        mask as in `fourmost_mec_list_loader`, and ``meta["fibers"]``: the kept
         ``FIBMETATAB`` rows as a `~astropy.table.Table` in flux-row order, with columns
-        ``row`` (the ``SPECTAB`` row) and ``group_id`` added.
+        ``row`` (the ``SPECTAB`` row) and ``group_id`` added. For this release
+        ``meta["fibres"]`` holds the same table; the British key goes away in the next
+        release.
     """
-    c = _Container(file_obj, flux_unit, medium, fibre_status, rows)
+    c = _Container(file_obj, flux_unit, medium, fiber_status, rows)
     meta = c.meta()
-    meta["fibres"] = c.fibres_table()
+    meta["fibers"] = meta["fibres"] = c.fibers_table()  # "fibres": this release only
     return Spectrum(flux=c.flux * c.unit, spectral_axis=c.wave, uncertainty=c.uncertainty(),
                     mask=c.mask, meta=meta)  # fmt: skip
 
 
 @data_loader(FORMAT_MEC, identifier=identify_fourmost_mec, dtype=SpectrumCollection,
              extensions=["fits", "fits.gz"], priority=20)  # fmt: skip
+@deprecated_renamed_argument("fibre_status", "fiber_status", "0.1")
 def fourmost_mec_collection_loader(
     file_obj: Any,
     *,
     flux_unit: Any = None,
     medium: str | None = None,
-    fibre_status: Any = DEFAULT_FIBRE_STATUS,
+    fiber_status: Any = DEFAULT_FIBER_STATUS,
     rows: Any = None,
 ) -> SpectrumCollection:
     """Read a 4MOST nightly container as a `~specutils.SpectrumCollection`.
@@ -353,8 +390,13 @@ def fourmost_mec_collection_loader(
     medium : {"air", "vacuum"}, optional
         Medium of the wavelengths; by default ``1CTYP1`` (``AWAV`` air, ``WAVE`` vacuum),
         else air (4MOST).
-    fibre_status : int, sequence of int or None, optional
-        Keep the fibers whose ``FIB_ST`` is one of these (default 2); None keeps all.
+    fiber_status : int, sequence of int or None, optional
+        Keep the fibers whose ``FIB_ST`` is one of these (default 2,
+        ``DEFAULT_FIBER_STATUS``); None keeps all.
+
+        .. deprecated:: 0.1
+           The British spelling ``fibre_status`` still works for this release, with an
+           `~astropy.utils.exceptions.AstropyDeprecationWarning`; use ``fiber_status``.
     rows : slice, int or array of int, optional
         Only these rows of ``SPECTAB`` (before the status selection), e.g. ``slice(0, 10000)``
         to read a large container in chunks.
@@ -364,9 +406,9 @@ def fourmost_mec_collection_loader(
     `~specutils.SpectrumCollection`
         As `fourmost_mec_loader`, with the spectral axis repeated per fiber.
     """
-    c = _Container(file_obj, flux_unit, medium, fibre_status, rows)
+    c = _Container(file_obj, flux_unit, medium, fiber_status, rows)
     meta = c.meta()
-    meta["fibres"] = c.fibres_table()
+    meta["fibers"] = meta["fibres"] = c.fibers_table()  # "fibres": this release only
     axis = np.broadcast_to(c.wave.value, c.flux.shape) * c.wave_unit
     return SpectrumCollection(flux=c.flux * c.unit, spectral_axis=axis,
                               uncertainty=c.uncertainty(), mask=c.mask, meta=meta)  # fmt: skip

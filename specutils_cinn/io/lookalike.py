@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from astropy.utils.decorators import deprecated_renamed_argument
 
 __all__ = ["cname", "write_fourmost_container", "write_phase3_spectrum"]
 
@@ -150,6 +151,7 @@ def write_phase3_spectrum(
     fits.HDUList([_primary(keys), hdu]).writeto(path, overwrite=overwrite)
 
 
+@deprecated_renamed_argument("fibres", "fibers", "0.1")
 def write_fourmost_container(
     path: str | os.PathLike,
     wave_start: float,
@@ -157,7 +159,7 @@ def write_fourmost_container(
     flux: np.ndarray,
     ivar: np.ndarray | None = None,
     qual: np.ndarray | None = None,
-    fibres: Table | Mapping[str, Any] | None = None,
+    fibers: Table | Mapping[str, Any] | None = None,
     *,
     flux_unit: str | None = _FLUX_UNIT,
     wave_unit: str = "Angstrom",
@@ -174,12 +176,16 @@ def write_fourmost_container(
     wave_start, wave_step : float
         First pixel center and step of the linear wavelength axis (``1CRVL1``, ``1CDLT1``).
     flux : numpy.ndarray
-        Flux, shape ``(n_fibres, n_pixels)``.
+        Flux, shape ``(n_fibers, n_pixels)``.
     ivar, qual : numpy.ndarray, optional
         Inverse variance (or, with ``ivar_name="ERR_FLUX"``, the error) and quality
         (0 = good), same shape.
-    fibres : `~astropy.table.Table` or mapping of columns, optional
+    fibers : `~astropy.table.Table` or mapping of columns, optional
         FIBMETATAB columns, one row per fiber (default: ``FIB_ID`` and ``FIB_ST = 2``).
+
+        .. deprecated:: 0.1
+           The British spelling ``fibres=`` still works for this release, with an
+           `~astropy.utils.exceptions.AstropyDeprecationWarning`; use ``fibers=``.
     flux_unit : str or None, optional
         ``TUNIT1`` of ``FLUX`` (None: not written, as in some real files).
     wave_unit : str, optional
@@ -208,7 +214,7 @@ def write_fourmost_container(
     h["1CRVL1"] = float(wave_start)
     h["1CDLT1"] = float(wave_step)
     h["1CUNI1"] = wave_unit
-    fib = Table(fibres) if fibres is not None else Table()
+    fib = Table(fibers) if fibers is not None else Table()
     if "FIB_ID" not in fib.colnames:
         fib["FIB_ID"] = np.arange(1, nf + 1, dtype=np.int32)
     if "FIB_ST" not in fib.colnames:

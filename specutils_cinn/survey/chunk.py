@@ -29,14 +29,15 @@ __all__ = [
 
 def _header_rv(spectrum: Any, keyword: str, n_rows: int) -> np.ndarray:
     meta = spectrum.meta or {}
-    fibres = meta.get("fibres")  # 4MOST-MEC 2-D: one row per fiber
-    if fibres is not None and keyword in getattr(fibres, "colnames", ()):
-        values = np.asarray(fibres[keyword], dtype=float)
+    # 4MOST-MEC 2-D: one row per fiber ("fibres": the British key of older readers)
+    fibers = meta.get("fibers", meta.get("fibres"))
+    if fibers is not None and keyword in getattr(fibers, "colnames", ()):
+        values = np.asarray(fibers[keyword], dtype=float)
         if values.size == n_rows:
             return values
-    fibre = meta.get("fibre")
-    if isinstance(fibre, dict) and keyword in fibre:
-        return np.full(n_rows, float(fibre[keyword]))
+    fiber = meta.get("fiber", meta.get("fibre"))
+    if isinstance(fiber, dict) and keyword in fiber:
+        return np.full(n_rows, float(fiber[keyword]))
     for key in ("data_header", "header"):
         h = meta.get(key)
         if h is not None and keyword in h:

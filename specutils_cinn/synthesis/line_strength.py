@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from astropy.utils.decorators import deprecated
 
 __all__ = ["IrwinAtoms", "line_strength_index"]
 
@@ -38,11 +39,20 @@ class IrwinAtoms:
     ----------
     path : path-like
         ``IRWIN_atoms_v07.3.dat`` in Turbospectrum's ``DATA`` folder.
+
+    Attributes
+    ----------
+    ionization_energy : dict of (int, int) to float
+        Energy (eV) to reach ionization stage ``stage`` (0 = neutral) of element ``z``, keyed
+        by ``(z, stage)``. The British spelling ``ionisation_energy`` is a deprecated alias
+        of it for this release.
+    coeff : dict of (int, int) to numpy.ndarray
+        Coefficients ``a_i`` of ``log U = sum_i a_i (ln T)^i``, keyed by ``(z, stage)``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.coeff: dict[tuple[int, int], np.ndarray] = {}
-        self.ionisation_energy: dict[tuple[int, int], float] = {}
+        self.ionization_energy: dict[tuple[int, int], float] = {}
         for raw in Path(path).read_text().splitlines():
             if not raw.strip() or raw.lstrip().startswith("#"):
                 continue
@@ -51,8 +61,19 @@ class IrwinAtoms:
             code = float(head.split()[1])
             fields = tail.replace("D", "E").replace("d", "e").split()
             z, stage = int(code), int(round((code - int(code)) * 100))  # stage 0 = neutral
-            self.ionisation_energy[(z, stage)] = float(fields[0])  # energy to reach this stage
+            self.ionization_energy[(z, stage)] = float(fields[0])  # energy to reach this stage
             self.coeff[(z, stage)] = np.array([float(v) for v in fields[2:2 + int(fields[1])]])
+
+    @property
+    @deprecated("0.1", alternative="ionization_energy", obj_type="attribute")
+    def ionisation_energy(self) -> dict[tuple[int, int], float]:
+        """The same as ``ionization_energy`` (British spelling; goes away in the next release)."""
+        return self.ionization_energy
+
+    @ionisation_energy.setter
+    @deprecated("0.1", alternative="ionization_energy", obj_type="attribute")
+    def ionisation_energy(self, value: dict[tuple[int, int], float]) -> None:
+        self.ionization_energy = value
 
     def log_partition(self, z: int, stage: int, temperature: float) -> float:
         """log10 of the partition function of element ``z`` in ``stage`` (0 = neutral)."""
@@ -66,7 +87,7 @@ class IrwinAtoms:
         """Fractions of element ``z`` in stages 0, 1, 2 (neutral, singly, doubly ionized)."""
         logs = [0.0]
         for stage in (1, 2):
-            chi = self.ionisation_energy.get((z, stage))
+            chi = self.ionization_energy.get((z, stage))
             if chi is None or chi <= 0:
                 logs.append(-np.inf)
                 continue

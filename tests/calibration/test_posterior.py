@@ -185,7 +185,7 @@ def test_estimator_applies_it_and_can_skip_it(calibrated, linear_gaussian_model)
         est.predict(spec, calibrated="yes", **kw)
 
 
-def test_predict_summarises_the_calibrated_draws(calibrated):
+def test_predict_summarizes_the_calibrated_draws(calibrated):
     prob, est, _ = calibrated
     y, _ = prob.observations(n=4, seed=8)
     spec = Spectrum(flux=y * u.one, spectral_axis=prob.grid.wavelength,

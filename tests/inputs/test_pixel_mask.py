@@ -92,7 +92,7 @@ def test_ecsv_round_trip(tmp_path):
     assert table.meta["threshold"] == 0.05
 
 
-def test_ecsv_in_nanometres_and_bad_files(tmp_path):
+def test_ecsv_in_nanometers_and_bad_files(tmp_path):
     t = Table({"start": [500.0], "stop": [500.1]})
     t["start"].unit = t["stop"].unit = "nm"
     t.write(tmp_path / "nm.ecsv", format="ascii.ecsv")

@@ -199,7 +199,7 @@ def test_air_vacuum_round_trip(data, reference):
     assert lam[np.argmin(wrong.flux[0, :500])] == pytest.approx(LINE + 1.4, abs=0.15)
 
 
-def line_centre(p: PreparedSpectra, row: int, near: float = LINE) -> float:
+def line_center(p: PreparedSpectra, row: int, near: float = LINE) -> float:
     lam = GRID.wavelength.value
     window = np.abs(lam - near) < 1.5
     depth = np.clip(1 - p.flux[row, window], 0, None)
@@ -213,14 +213,14 @@ def test_radial_velocity_moves_line_to_rest_frame(velocity):
     flux, sigma = make_data(n=2, noise=0.0, wave=WAVE / d)  # observed = rest * d
     observed = spectrum_2d(flux, sigma + 1e-3)
     at_rest = prepare_spectra(observed, GRID, radial_velocity=velocity * u.km / u.s)
-    assert line_centre(at_rest, 0) == pytest.approx(LINE, abs=0.005)
+    assert line_center(at_rest, 0) == pytest.approx(LINE, abs=0.005)
     assert u.allclose(at_rest.radial_velocity, velocity * u.km / u.s)
     unshifted = prepare_spectra(observed, GRID)
-    assert line_centre(unshifted, 0, LINE * d) == pytest.approx(LINE * d, abs=0.005)
+    assert line_center(unshifted, 0, LINE * d) == pytest.approx(LINE * d, abs=0.005)
     # per-row velocities, and the spectrum's own radial velocity when none is given
     per_row = prepare_spectra(observed, GRID, radial_velocity=[velocity, 0.0] * u.km / u.s)
-    assert line_centre(per_row, 0) == pytest.approx(LINE, abs=0.005)
-    assert line_centre(per_row, 1, LINE * d) == pytest.approx(LINE * d, abs=0.005)
+    assert line_center(per_row, 0) == pytest.approx(LINE, abs=0.005)
+    assert line_center(per_row, 1, LINE * d) == pytest.approx(LINE * d, abs=0.005)
     own = spectrum_2d(flux, sigma + 1e-3, radial_velocity=velocity * u.km / u.s)
     assert_same(prepare_spectra(own, GRID), at_rest, rtol=1e-6)
 
@@ -718,7 +718,7 @@ def test_normalize_auto_is_decided_per_spectrum():
 
 
 @pytest.mark.parametrize("noise", ["uncertainty", "snr", "estimate"])
-def test_rows_do_not_depend_on_their_neighbours(noise):
+def test_rows_do_not_depend_on_their_neighbors(noise):
     # radial velocities spread over +-400 km/s: the input window of the group is wider
     # than any one row's; nothing computed for a row may use pixels outside its own window
     flux, sigma = make_data(n=6, seed=11)
@@ -786,7 +786,7 @@ def test_content_hash_identifies_the_spectrum_not_its_position(data):
     assert not np.any(prepare_spectra(other_unit, GRID).content_hash == ref)
 
 
-def test_noise_estimated_flag_does_not_depend_on_the_neighbours():
+def test_noise_estimated_flag_does_not_depend_on_the_neighbors():
     # found by the fuzz suite: a spectrum just outside the grid got NOISE_ESTIMATED only
     # when a neighbor's radial velocity made the group's window reach the grid
     wave = np.array([5151.0, 5152.0, 5153.0, 5154.0]) * u.AA

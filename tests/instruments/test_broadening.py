@@ -143,7 +143,7 @@ def gray_rotation(x, eps):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.6, 1.0])
-def test_rotation_kernel_is_normalised_with_the_analytic_variance(eps):
+def test_rotation_kernel_is_normalized_with_the_analytic_variance(eps):
     vsini = np.array([3.0, 40.0, 250.0])
     dv = 0.5
     k = _rotation_kernel(vsini, dv, eps)
@@ -246,7 +246,7 @@ def test_macroturbulence_matches_the_analytic_profile(kind, var_factor):
         assert 2 * x_half * scale < fwhm(wave, out) < 1.1 * 2 * x_half * scale
 
 
-def test_macroturbulence_kernels_normalised_zero_identity_and_batch():
+def test_macroturbulence_kernels_normalized_zero_identity_and_batch():
     k = _macro_kernel(np.array([0.0, 2.0, 15.0]), 0.7, "radial-tangential")
     np.testing.assert_allclose(k.sum(axis=1), 1.0, atol=1e-12)
     assert k[0, k.shape[1] // 2] == 1.0 and k[0].sum() == 1.0

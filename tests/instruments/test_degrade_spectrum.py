@@ -45,7 +45,7 @@ def test_gaps_and_bad_pixels_become_nan_not_bridged():
     assert np.all(np.isfinite(f[(w > 6310) & (w < 6780)]))
 
 
-def test_mask_is_honoured():
+def test_mask_is_honored():
     wave, flux = _line_spectrum()
     mask = (wave > 6000) & (wave < 6400)
     spec = Spectrum(flux=flux * u.one, spectral_axis=wave * u.AA, mask=mask)

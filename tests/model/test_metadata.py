@@ -56,7 +56,7 @@ def test_metadata_dict_and_json_round_trip() -> None:
     assert meta.architecture["n_blocks"] == 2
 
 
-def test_equivalent_unit_strings_are_normalised() -> None:
+def test_equivalent_unit_strings_are_normalized() -> None:
     d = tiny_metadata().to_dict()
     d["parameters"][1]["unit"] = "dex(cm s-2)"
     d["parameters"][0]["range"] = [4000, 7000]  # ints are fine

@@ -71,7 +71,7 @@ def mixed_dir(tmp_path_factory):
     write_phase3_spectrum(folder / "no_unit_spectrum.fits", wave[sel], flux[sel],
                           err[sel], bad[sel].astype(np.int32), flux_unit=None,
                           primary=l1_keys(cname(250.0, -20.0)))  # fmt: skip
-    write_container(folder, "HG", n_fibres=3, sky=1)
+    write_container(folder, "HG", n_fibers=3, sky=1)
     (folder / "zz_not_fits.fits").write_text("not FITS")
     return folder
 

@@ -100,7 +100,7 @@ def test_interpolation_at_a_node_reproduces_it(real, params):
     np.testing.assert_allclose(got["logpg"], ref["logpg"], atol=2e-3)
 
 
-def test_midpoint_lies_between_neighbours(real):
+def test_midpoint_lies_between_neighbors(real):
     install, grid, work = real
     atm = atmosphere_for(5625, 4.5, 0.0, grid=grid, workdir=work,
                          interpolator=install.interpolator, name="mid.mod")

@@ -138,7 +138,7 @@ def test_coverage_outside(star):
     assert breidablik_coverage(*star) is False
 
 
-def test_coverage_vectorised():
+def test_coverage_vectorized():
     stars = np.array(INSIDE + OUTSIDE, dtype=float)
     got = breidablik_coverage(*stars.T)
     assert got.dtype == bool and got.shape == (len(stars),)

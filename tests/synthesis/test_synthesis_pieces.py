@@ -19,7 +19,7 @@ def _fake(windows):
     return waves, [np.sin(w) for w in waves]
 
 
-def test_padded_pieces_synthesise_on_the_pieces_own_samples():
+def test_padded_pieces_synthesize_on_the_pieces_own_samples():
     pieces = _pieces({"teff": 4500.0, "vmic": 1.0})
     padded = padded_pieces(pieces, 10.0)
     assert padded[0][0] == pieces[0][0] and padded[-1][1] == pieces[-1][1]   # bounds kept

@@ -17,7 +17,7 @@ from specutils_cinn.validation import (
 
 PARAMS = ["teff", "logg"]
 SCALE = np.array([100.0, 0.2])  # posterior widths, K and dex
-CENTRE = np.array([5500.0, 3.0])
+CENTER = np.array([5500.0, 3.0])
 
 
 def gaussian_posteriors(n=3000, s=199, width_factor=1.0, shift=0.0, seed=1):
@@ -25,7 +25,7 @@ def gaussian_posteriors(n=3000, s=199, width_factor=1.0, shift=0.0, seed=1):
     e ~ N(0, SCALE^2): with width_factor 1 and no shift the posterior is exactly calibrated
     (truth - center ~ N(0, SCALE^2)); smaller factors are over-confident."""
     rng = np.random.default_rng(seed)
-    truth = CENTRE + SCALE * rng.uniform(-5, 5, size=(n, 2))
+    truth = CENTER + SCALE * rng.uniform(-5, 5, size=(n, 2))
     center = truth + SCALE * (rng.standard_normal((n, 2)) + shift)
     draws = center[:, None, :] + width_factor * SCALE * rng.standard_normal((n, s, 2))
     return truth, draws
@@ -45,7 +45,7 @@ def as_tables(draws, quantiles=(0.025, 0.16, 0.84, 0.975)):
 
 def test_summary_statistics_known_residuals():
     rng = np.random.default_rng(0)
-    truth = CENTRE + SCALE * rng.uniform(-1, 1, size=(20001, 2))
+    truth = CENTER + SCALE * rng.uniform(-1, 1, size=(20001, 2))
     resid = rng.standard_normal((20001, 2)) * [50.0, 0.1] + [20.0, -0.05]
     stats = summary_statistics(truth, truth + resid, PARAMS)
     assert list(stats["parameter"]) == PARAMS
