@@ -221,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> str:
               f"p99 < {COOL:.0f} K", f"p99 >= {COOL:.0f} K"]
     text = (f"Gaussian-process emulator variants: {len(train)} training stars (the first of the "
             f"design), {len(test)} held-out test stars ({int((teff < COOL).sum())} below "
-            f"{COOL:.0f} K); |emulated - true| in units of the continuum, over all pixels.\n"
+            f"{COOL:.0f} K); absolute difference between emulated and true flux in units of "
+            f"the continuum, over all pixels.\n"
             f"Command: ``python scripts/emulator_variants.py {args.data} --config "
             f"{args.config} --train-stars {args.train_stars}"
             + (f" --star-id-below {args.star_id_below}" if args.star_id_below is not None else "")
