@@ -34,6 +34,13 @@ Usage::
     python scripts/emulator_variants.py work/emu_v2_hr.npz \\
         --config configs/emulator-4most-hr-v2.toml --train-stars 600 --star-id-below 1424 \\
         --output docs/emulator/variants_v2_hr.rst
+    python scripts/emulator_variants.py work/emu_v2_hr.npz \
+        --config configs/emulator-4most-hr-v2.toml --scaling 300 600 1200 --star-id-below 1424 \
+        --output docs/emulator/scaling_v2_hr.rst
+
+``--scaling`` fits the ``base`` variant on the first 300, 600, ... training stars instead, and
+extrapolates, at the rate between the smallest and the largest set, how many training stars
+the 99th percentile needs to reach the issue's 0.01, overall, below and above 4500 K.
 """
 
 from __future__ import annotations
@@ -168,6 +175,38 @@ def fit_predict(data: dict, train: np.ndarray, test: np.ndarray, variant: str,
     return np.exp(pred) if variant == "log" else pred
 
 
+def stars_for_target(sizes: Sequence[int], p99: Sequence[float], target: float = 0.01
+                     ) -> tuple[float, float]:
+    """Factor by which the 99th percentile falls per doubling, and the stars that reach target.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Training stars, rising.
+    p99 : sequence of float
+        The 99th percentile at each size.
+    target : float
+        The 99th percentile wanted.
+
+    Returns
+    -------
+    factor : float
+        ``(p99[0] / p99[-1]) ** (1 / log2(sizes[-1] / sizes[0]))``.
+    stars : float
+        Training stars where the power law through the first and last point reaches
+        ``target`` (the last size if it is reached already; infinity if it does not fall).
+    """
+    n0, n1, p0, p1 = float(sizes[0]), float(sizes[-1]), float(p99[0]), float(p99[-1])
+    if not n1 > n0:
+        raise ValueError("the sizes must rise")
+    factor = (p0 / p1) ** (1.0 / np.log2(n1 / n0))
+    if p1 <= target:
+        return factor, n1
+    if factor <= 1.0:
+        return factor, float("inf")
+    return factor, n1 * 2.0 ** (np.log(p1 / target) / np.log(factor))
+
+
 def summary_row(variant: str, seconds: float, residual: np.ndarray, teff: np.ndarray,
                 segment: np.ndarray, n_segments: int) -> list[str]:
     """One table row: median and 99th percentiles overall, per segment, cool and warm."""
@@ -193,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     ap.add_argument("data", help="emulator training data (.npz, specutils-cinn emulator prepare)")
     ap.add_argument("--config", required=True, help="emulator configuration (TOML)")
     ap.add_argument("--train-stars", type=int, default=600)
+    ap.add_argument("--scaling", type=int, nargs="+", default=None, metavar="N",
+                    help="fit the base variant on the first N training stars for each N")
     ap.add_argument("--star-id-below", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--steps", type=int, default=None, help="hyperparameter steps per group")
@@ -204,29 +245,56 @@ def main(argv: Sequence[str] | None = None) -> str:
     conf = read_emulator_config(args.config).get("emulator", {})
     torch.set_num_threads(args.threads)
     data = load_training_data(args.data)
-    train, test = choose_rows(np.asarray(data["star_id"]), np.asarray(data["holdout"], bool),
-                              args.train_stars, args.star_id_below)
+    star_id, holdout = np.asarray(data["star_id"]), np.asarray(data["holdout"], bool)
+    sizes = sorted(set(args.scaling)) if args.scaling else [args.train_stars]
+    if args.scaling and len(sizes) < 2:
+        ap.error("--scaling needs at least two sizes")
+    train, test = choose_rows(star_id, holdout, sizes[-1], args.star_id_below)
     grid = data["setup"].grid
     segment, names = grid.segment_index, [s.name for s in grid.segments]
     teff = data["labels"][test, data["label_names"].index("teff")]
+    cool = teff < COOL
     truth = np.asarray(data["flux"][test], dtype=np.float64)
     rows = []
-    for v in args.variants:
+    runs = ([("base", n) for n in sizes] if args.scaling
+            else [(v, args.train_stars) for v in args.variants])
+    for v, n in runs:
+        rows_n = choose_rows(star_id, holdout, n, args.star_id_below)[0]
         t0 = time.perf_counter()
-        pred = fit_predict(data, train, test, v, conf, args.steps)
-        rows.append(summary_row(v, time.perf_counter() - t0, np.abs(pred - truth), teff,
-                                segment, len(names)))
+        pred = fit_predict(data, rows_n, test, v, conf, args.steps)
+        row = summary_row(v, time.perf_counter() - t0, np.abs(pred - truth), teff,
+                          segment, len(names))
+        rows.append([str(n), *row[1:]] if args.scaling else row)
         print("  ".join(rows[-1]), flush=True)
-    header = ["Variant", "Fit s", "Median abs", "p99 abs", *(f"p99 {n}" for n in names),
+    first = "Training stars" if args.scaling else "Variant"
+    header = [first, "Fit s", "Median abs", "p99 abs", *(f"p99 {n}" for n in names),
               f"p99 < {COOL:.0f} K", f"p99 >= {COOL:.0f} K"]
-    text = (f"Gaussian-process emulator variants: {len(train)} training stars (the first of the "
-            f"design), {len(test)} held-out test stars ({int((teff < COOL).sum())} below "
-            f"{COOL:.0f} K); absolute difference between emulated and true flux in units of "
-            f"the continuum, over all pixels.\n"
+    what = ("the base variant on the first N training stars of the design" if args.scaling
+            else f"{len(train)} training stars (the first of the design)")
+    option = (f"--scaling {' '.join(map(str, sizes))}" if args.scaling
+              else f"--train-stars {args.train_stars}")
+    text = (f"Gaussian-process emulator variants: {what}, {len(test)} held-out test stars "
+            f"({int(cool.sum())} below {COOL:.0f} K); absolute difference between emulated and "
+            f"true flux in units of the continuum, over all pixels.\n"
             f"Command: ``python scripts/emulator_variants.py {args.data} --config "
-            f"{args.config} --train-stars {args.train_stars}"
+            f"{args.config} {option}"
             + (f" --star-id-below {args.star_id_below}" if args.star_id_below is not None else "")
             + "``\n\n" + rst_table(header, rows) + "\n")
+    if args.scaling:
+        lines = []
+        for label, col in (("all test stars", 3), (f"below {COOL:.0f} K", -2),
+                           (f"at or above {COOL:.0f} K", -1)):
+            last = float(rows[-1][col])
+            factor, need = stars_for_target(sizes, [float(r[col]) for r in rows])
+            if last <= 0.01:
+                end = f"it is at or below 0.01 with {sizes[-1]:,} training stars"
+            elif not np.isfinite(need):
+                end = "it does not fall, so more stars alone do not bring it to 0.01"
+            else:
+                end = f"at that rate it reaches 0.01 at about {need:,.0f} training stars"
+            lines.append(f"- {label}: the 99th percentile changes by a factor "
+                         f"{1 / factor:.2f} per doubling of the training stars; {end}.")
+        text += "\n" + "\n".join(lines) + "\n"
     if args.output:
         Path(args.output).write_text(text)
     print(text)

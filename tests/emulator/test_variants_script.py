@@ -90,3 +90,28 @@ def test_main_writes_the_table(script, tmp_path):
         "base", "theta"]
     with pytest.raises(SystemExit):
         script.main([str(npz), "--config", str(conf), "--output", str(tmp_path / "no" / "t.rst")])
+
+
+def test_stars_for_target_follows_the_power_law(script):
+    factor, need = script.stars_for_target([100, 400], [0.04, 0.02])
+    assert factor == pytest.approx(2 ** 0.5)
+    assert need == pytest.approx(400 * 4)          # two more halvings: four doublings
+    assert script.stars_for_target([100, 200], [0.02, 0.005])[1] == 200
+    assert script.stars_for_target([100, 200], [0.02, 0.03])[1] == float("inf")
+    with pytest.raises(ValueError, match="rise"):
+        script.stars_for_target([200, 200], [0.02, 0.01])
+
+
+def test_scaling_mode_rows_per_size(script, tmp_path):
+    data = _data()
+    npz = tmp_path / "emu.npz"
+    np.savez(npz, labels=data["labels"], label_names=np.array(data["label_names"]),
+             flux=data["flux"], star_id=data["star_id"], holdout=data["holdout"],
+             setup=np.array(json.dumps(data["setup"].to_dict())), provenance=np.array("{}"))
+    conf = tmp_path / "emu.toml"
+    conf.write_text("[emulator]\nn_components = 6\ngp_groups = [2, 4]\ngp_steps = 5\n")
+    text = script.main([str(npz), "--config", str(conf), "--scaling", "40", "20"])
+    assert [ln.split()[0] for ln in text.splitlines() if ln[:2] in ("20", "40")] == ["20", "40"]
+    assert "--scaling 20 40" in text and "per doubling" in text
+    with pytest.raises(SystemExit):
+        script.main([str(npz), "--config", str(conf), "--scaling", "40"])
