@@ -12,7 +12,8 @@ tests/test_training.py runs it end to end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,13 @@ def training_config(prob: LinearGaussianProblem) -> TrainingConfig:
                           eval_every=500, snr_range=(prob.snr, prob.snr), masked_fraction=0.0,
                           max_gaps=0, photon_noise=False, seed=0, device="cpu",
                           weight_decay=0.0)
+
+
+def recorded_recipe(prob: LinearGaussianProblem) -> dict:
+    """`training_config` as a model's metadata records it (JSON types): without the options
+    that do not change the result (where checkpoints go, prefetching)."""
+    return json.loads(json.dumps({k: v for k, v in asdict(training_config(prob)).items()
+                                  if k not in ("checkpoint_every", "prefetch")}))
 
 
 def train_test_model(prob: LinearGaussianProblem | None = None) -> CINNModel:
