@@ -22,6 +22,8 @@ Usage::
         --processes 2 --cache work/smoothness --output docs/emulator/smoothness_teff.rst
     python scripts/grid_smoothness.py --star-id 1379 --vary fe_h --step 0.05 --points 5 \
         --start -2.6 --processes 2 --output docs/emulator/smoothness_fe_h.rst
+    python scripts/grid_smoothness.py --star-id 269 --vary fe_h --step 0.05 --points 5 \
+        --start -2.6 --processes 2 --output docs/emulator/smoothness_fe_h_warm.rst
 """
 
 from __future__ import annotations
