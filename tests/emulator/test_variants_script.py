@@ -32,6 +32,18 @@ def _data(n=60, seed=0):
             "setup": InstrumentSetup("T", grid, 20000.0)}
 
 
+def _files(tmp_path):
+    """`_data` as an emulator data file and a small configuration."""
+    data = _data()
+    npz = tmp_path / "emu.npz"
+    np.savez(npz, labels=data["labels"], label_names=np.array(data["label_names"]),
+             flux=data["flux"], star_id=data["star_id"], holdout=data["holdout"],
+             setup=np.array(json.dumps(data["setup"].to_dict())), provenance=np.array("{}"))
+    conf = tmp_path / "emu.toml"
+    conf.write_text("[emulator]\nn_components = 6\ngp_groups = [2, 4]\ngp_steps = 5\n")
+    return npz, conf
+
+
 CONF = {"n_components": 6, "gp_groups": [2, 4], "gp_steps": 20, "gp_fit_stars": 100}
 
 
@@ -74,13 +86,7 @@ def test_unknown_variant_and_table(script, tmp_path):
 
 
 def test_main_writes_the_table(script, tmp_path):
-    data = _data()
-    npz = tmp_path / "emu.npz"
-    np.savez(npz, labels=data["labels"], label_names=np.array(data["label_names"]),
-             flux=data["flux"], star_id=data["star_id"], holdout=data["holdout"],
-             setup=np.array(json.dumps(data["setup"].to_dict())), provenance=np.array("{}"))
-    conf = tmp_path / "emu.toml"
-    conf.write_text("[emulator]\nn_components = 6\ngp_groups = [2, 4]\ngp_steps = 5\n")
+    npz, conf = _files(tmp_path)
     out = tmp_path / "t.rst"
     script.main([str(npz), "--config", str(conf), "--train-stars", "40", "--variants", "base",
                  "theta", "--output", str(out)])
@@ -103,13 +109,7 @@ def test_stars_for_target_follows_the_power_law(script):
 
 
 def test_scaling_mode_rows_per_size(script, tmp_path):
-    data = _data()
-    npz = tmp_path / "emu.npz"
-    np.savez(npz, labels=data["labels"], label_names=np.array(data["label_names"]),
-             flux=data["flux"], star_id=data["star_id"], holdout=data["holdout"],
-             setup=np.array(json.dumps(data["setup"].to_dict())), provenance=np.array("{}"))
-    conf = tmp_path / "emu.toml"
-    conf.write_text("[emulator]\nn_components = 6\ngp_groups = [2, 4]\ngp_steps = 5\n")
+    npz, conf = _files(tmp_path)
     text = script.main([str(npz), "--config", str(conf), "--scaling", "40", "20"])
     assert [ln.split()[0] for ln in text.splitlines() if ln[:2] in ("20", "40")] == ["20", "40"]
     assert "--scaling 20 40" in text and "per doubling" in text
