@@ -24,6 +24,8 @@ Usage::
         --start -2.6 --processes 2 --output docs/emulator/smoothness_fe_h.rst
     python scripts/grid_smoothness.py --star-id 269 --vary fe_h --step 0.05 --points 5 \
         --start -2.6 --processes 2 --output docs/emulator/smoothness_fe_h_warm.rst
+    python scripts/grid_smoothness.py --star-id 332 --vary fe_h --step 0.05 --points 5 \
+        --start -2.6 --processes 2 --output docs/emulator/smoothness_fe_h_giant.rst
 """
 
 from __future__ import annotations
