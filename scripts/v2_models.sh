@@ -67,6 +67,8 @@ if [ -n "$DRY" ]; then
     [ -z "${CONFIG_ONLY:-}" ] || { echo "wrote $CONFIG"; exit 0; }
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Teff (K) at which the emulator's error is measured (docs/emulator.rst, "Error by Teff")
+TEFF_NODES="4000 4500 5000 6000 7000"
 shards() { ls "$S"/shard_*.h5 2>/dev/null | wc -l; }
 # step NAME COMMAND...: run unless NAME is done; the marker holds the timing line
 step() {
@@ -83,7 +85,9 @@ step() {
 [ -f "$MARKS/prepare.done" ] || shards > "$MARKS/shards"
 step prepare specutils-cinn emulator prepare --shards $S --setup "$SETUP" -o "work/emu_v2_$SETUP.npz"
 step emulator specutils-cinn emulator train "$EMU_CONFIG" --threads 1
-step error specutils-cinn emulator error "$EMU_CONFIG" -o "work/emu_v2_${SETUP}_error.npz"
+# the emulator's error per pixel at Teff nodes (its cool stars are several times worse)
+step error specutils-cinn emulator error "$EMU_CONFIG" -o "work/emu_v2_${SETUP}_error.npz" \
+    --teff-nodes $TEFF_NODES
 step holdout specutils-cinn emulator holdout --shards $S --tag v2 --setups "$SETUP" --vmacro-range 1 8
 step selection specutils-cinn emulator holdout --shards $S --tag v2 --setups "$SETUP" \
     --vmacro-range 1 8 --stars emulator-validation

@@ -82,14 +82,23 @@ def _cmd_error(args: argparse.Namespace) -> int:
 
     from ..emulator.pipeline import measure_pixel_error
 
-    res = measure_pixel_error(args.config, args.output, smooth=args.smooth, floor=args.floor)
+    res = measure_pixel_error(args.config, args.output, smooth=args.smooth, floor=args.floor,
+                              teff_nodes=args.teff_nodes)
     q = [50, 90, 99]
-    sigma, ho = res["sigma"], res["holdout_sigma"]
-    print(f"{res['metadata']['stars']} validation stars: sigma per pixel p50/p90/p99 "
-          + " / ".join(f"{v:.4f}" for v in np.percentile(sigma, q))
-          + f"; held-out stars ({res['holdout_stars']}, not used): "
-          + " / ".join(f"{v:.4f}" for v in np.percentile(ho, q))
-          + f"; correlation {np.corrcoef(sigma, ho)[0, 1]:.2f} -> {args.output}")
+    sigma, ho = np.atleast_2d(res["sigma"]), np.atleast_2d(res["holdout_sigma"])
+    meta = res["metadata"]
+    nodes = meta.get("teff_nodes", [None])
+    weights = meta.get("stars_per_node", [meta["stars"]])
+    print(f"{meta['stars']} validation stars, {res['holdout_stars']} held-out stars (not used)"
+          f" -> {args.output}")
+    for t, n, s, h in zip(nodes, weights, sigma, ho, strict=True):
+        where = "" if t is None else f"Teff {t:.0f} K ({n:.1f} stars' weight): "
+        line = (f"  {where}sigma per pixel p50/p90/p99 "
+                + " / ".join(f"{v:.4f}" for v in np.percentile(s, q)))
+        if np.all(np.isfinite(h)):
+            line += ("; held-out " + " / ".join(f"{v:.4f}" for v in np.percentile(h, q))
+                     + f"; correlation {np.corrcoef(s, h)[0, 1]:.2f}")
+        print(line)
     return 0
 
 
@@ -184,6 +193,10 @@ def register(sub) -> None:
     q.add_argument("--smooth", type=int, default=5,
                    help="squared residuals averaged over this many pixels (odd)")
     q.add_argument("--floor", type=float, default=1e-3, help="smallest error per pixel")
+    q.add_argument("--teff-nodes", type=float, nargs="+", default=None, metavar="K",
+                   help="measure the error at these Teff (K, at least two, increasing), "
+                        "interpolated linearly in between: training spectra then get the "
+                        "error at their own Teff")
     _add_threads(q)
     q.set_defaults(func=_cmd_error)
 

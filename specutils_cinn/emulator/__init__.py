@@ -14,7 +14,7 @@ per pixel (`specutils_cinn.emulator.pipeline`).
 from __future__ import annotations
 
 from ..parameters import EMULATOR_LABELS, SOLAR_A_LI, a_li_from_li_fe
-from .accuracy import pixel_error, residual_statistics
+from .accuracy import hat_weights, pixel_error, residual_statistics
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import EMULATOR_KINDS, SpectrumEmulator
 from .pipeline import (
@@ -38,6 +38,7 @@ __all__ = [
     "SpectrumEmulator",
     "a_li_from_li_fe",
     "emulate_spectra",
+    "hat_weights",
     "load_emulator",
     "load_training_data",
     "measure_pixel_error",

@@ -9,7 +9,7 @@ import torch
 
 from .network import SpectrumEmulator
 
-__all__ = ["pixel_error", "residual_statistics"]
+__all__ = ["hat_weights", "pixel_error", "residual_statistics"]
 
 
 def _stats(res: np.ndarray) -> dict[str, float]:
@@ -60,8 +60,52 @@ def residual_statistics(
     }
 
 
+def hat_weights(values: Any, nodes: Any) -> torch.Tensor:
+    """Weights of linear interpolation between nodes, one row per value.
+
+    Row ``i`` holds the weights with which a quantity known at ``nodes`` is interpolated
+    linearly to ``values[i]``: at most two neighboring entries are non-zero and each row sums
+    to 1. Values outside the nodes take the end node's value (weight 1). Used for an
+    emulator's error that depends on Teff: measured at Teff nodes with these weights
+    (`pixel_error` with ``weights``) and interpolated to each training spectrum with the same
+    weights.
+
+    Parameters
+    ----------
+    values : array-like or `torch.Tensor`, shape ``[n]``
+        Where to interpolate.
+    nodes : array-like or `torch.Tensor`, shape ``[k]``
+        Strictly increasing node positions.
+
+    Returns
+    -------
+    `torch.Tensor`, shape ``[n, k]``
+        float64, on the device of ``values`` if it is a tensor.
+    """
+    x = torch.as_tensor(values, dtype=torch.float64)
+    t = torch.as_tensor(nodes, dtype=torch.float64, device=x.device)
+    if x.ndim != 1 or t.ndim != 1 or t.numel() == 0:
+        raise ValueError(f"values and nodes must be 1-D and nodes non-empty, got shapes "
+                         f"{tuple(x.shape)} and {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()) or (t.numel() > 1 and not bool((t[1:] > t[:-1]).all())):
+        raise ValueError(f"nodes must be finite and strictly increasing, got {t.tolist()}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("values must be finite")
+    k = t.numel()
+    w = torch.zeros(x.numel(), k, dtype=torch.float64, device=x.device)
+    if k == 1:
+        return w + 1.0
+    xc = x.clamp(t[0], t[-1])
+    hi = torch.searchsorted(t, xc, right=True).clamp(1, k - 1)
+    frac = (xc - t[hi - 1]) / (t[hi] - t[hi - 1])
+    w.scatter_(1, (hi - 1)[:, None], (1.0 - frac)[:, None])
+    w.scatter_add_(1, hi[:, None], frac[:, None])
+    return w
+
+
 def pixel_error(
-    residuals: np.ndarray, grid: Any, *, smooth: int = 5, floor: float = 1e-3
+    residuals: np.ndarray, grid: Any, *, smooth: int = 5, floor: float = 1e-3,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """An emulator's error per pixel: the RMS of residuals over spectra, smoothed.
 
@@ -76,6 +120,9 @@ def pixel_error(
         The squared residuals are averaged over this many neighboring pixels (odd).
     floor : float
         Smallest value returned.
+    weights : numpy.ndarray, shape ``[n]``, optional
+        Non-negative weight of each spectrum in the mean of the squared residuals (e.g. a
+        column of `hat_weights` of their Teff); default equal weights.
 
     Returns
     -------
@@ -84,7 +131,19 @@ def pixel_error(
     """
     if smooth < 1 or smooth % 2 == 0:
         raise ValueError(f"smooth must be a positive odd number, got {smooth!r}")
-    ms = np.nanmean(np.asarray(residuals, dtype=np.float64) ** 2, axis=0)
+    sq = np.asarray(residuals, dtype=np.float64) ** 2
+    if weights is None:
+        ms = np.nanmean(sq, axis=0)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != sq.shape[:1] or not np.all(np.isfinite(w) & (w >= 0)):
+            raise ValueError(f"weights must be {sq.shape[0]} finite non-negative values, one "
+                             f"per spectrum, got shape {w.shape}")
+        ww = np.where(np.isnan(sq), 0.0, w[:, None])
+        total = ww.sum(0)
+        if not np.all(total > 0):
+            raise ValueError("the weights leave pixels without any spectrum")
+        ms = np.nansum(sq * ww, axis=0) / total
     out = np.empty_like(ms)
     kern = np.ones(smooth) / smooth
     for sl in grid.segment_slices:

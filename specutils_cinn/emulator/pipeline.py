@@ -19,14 +19,14 @@ from __future__ import annotations
 import datetime
 import json
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..instruments import InstrumentSetup
-from .accuracy import pixel_error, residual_statistics
+from .accuracy import hat_weights, pixel_error, residual_statistics
 from .io import load_emulator, save_emulator
 from .network import SpectrumEmulator
 from .training import EmulatorConfig, train_emulator, validation_split
@@ -276,7 +276,7 @@ def train_from_config(
 
 def measure_pixel_error(
     config: str | Path, output: str | Path, *, smooth: int = ERROR_SMOOTH,
-    floor: float = ERROR_FLOOR,
+    floor: float = ERROR_FLOOR, teff_nodes: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Write an emulator's error per pixel, from the stars it was validated on.
 
@@ -299,29 +299,59 @@ def measure_pixel_error(
         Squared residuals are averaged over this many neighboring pixels.
     floor : float, optional
         Smallest error per pixel.
+    teff_nodes : sequence of float, optional
+        Strictly increasing Teff (K) at which the error is measured; at least two, each with
+        validation stars within its neighboring nodes.
 
     Returns
     -------
     dict
-        ``sigma`` (the array written), ``holdout_sigma`` (the same from the held-out stars,
-        not written), ``metadata`` (written) and ``holdout_stars``.
+        ``sigma`` (the array written: ``[npix]``, or ``[len(teff_nodes), npix]``),
+        ``holdout_sigma`` (the same from the held-out stars, not written), ``metadata``
+        (written) and ``holdout_stars``.
     """
+    nodes = None
+    if teff_nodes is not None:
+        nodes = np.asarray(teff_nodes, dtype=np.float64)
+        if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
+                or not np.all(np.diff(nodes) > 0):
+            raise ValueError(f"teff_nodes must be at least two strictly increasing Teff "
+                             f"values, got {list(np.atleast_1d(nodes))}")
     conf = read_emulator_config(config)
     cfg = EmulatorConfig.from_dict(dict(conf.get("emulator", {})))
     data = load_training_data(conf["data"])
     emu = load_emulator(conf["out"])
     val = validation_rows(data, cfg)
-    res = residual_statistics(emu, data["labels"][val], data["flux"][val])["residuals"]
-    sigma = pixel_error(res, emu.grid, smooth=smooth, floor=floor)
     ho = data["holdout"]
+    res = residual_statistics(emu, data["labels"][val], data["flux"][val])["residuals"]
     ho_res = residual_statistics(emu, data["labels"][ho], data["flux"][ho])["residuals"]
-    ho_sigma = pixel_error(ho_res, emu.grid, smooth=smooth, floor=floor)
+    extra: dict[str, Any] = {}
+    if nodes is None:
+        sigma = pixel_error(res, emu.grid, smooth=smooth, floor=floor)
+        ho_sigma = pixel_error(ho_res, emu.grid, smooth=smooth, floor=floor)
+    else:
+        it = list(data["label_names"]).index("teff")
+        w = hat_weights(data["labels"][val, it], nodes).numpy()
+        w_ho = hat_weights(data["labels"][ho, it], nodes).numpy()
+        empty = [float(t) for t, c in zip(nodes, w.sum(0), strict=True) if c < 1.0]
+        if empty:
+            raise ValueError(f"teff_nodes {empty} have less than one validation star's weight "
+                             f"around them; choose nodes inside the grid's Teff range")
+        sigma = np.stack([pixel_error(res, emu.grid, smooth=smooth, floor=floor, weights=c)
+                          for c in w.T])
+        ho_sigma = np.stack([pixel_error(ho_res, emu.grid, smooth=smooth, floor=floor,
+                                         weights=c) if c.sum() > 0 else np.full(
+                                             emu.grid.npix, np.nan, np.float32) for c in w_ho.T])
+        extra = {"teff": nodes}
     meta = {"emulator": str(conf["out"]),
             "emulator_weights_sha256": emu.metadata.get("weights_sha256"),
             "stars": int(np.unique(data["star_id"][val]).size),
             "smooth_pixels": smooth, "floor": floor,
             "source": "validation stars of the emulator (not fitted, not held out)"}
+    if nodes is not None:
+        meta["teff_nodes"] = nodes.tolist()
+        meta["stars_per_node"] = [round(float(c), 2) for c in w.sum(0)]
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(output, sigma=sigma, metadata=json.dumps(meta))
+    np.savez(output, sigma=sigma, metadata=json.dumps(meta), **extra)
     return {"sigma": sigma, "holdout_sigma": ho_sigma, "metadata": meta,
             "holdout_stars": int(np.unique(data["star_id"][ho]).size)}

@@ -255,7 +255,7 @@ def _model_metadata(
     if selection is not None:
         training["selection"] = {"data": selection.provenance,
                                  "n": int(selection.flux.shape[0]),
-                                 "realisations": SELECTION_REALIZATIONS}
+                                 "realizations": SELECTION_REALIZATIONS}
     training.update({
         # the settings that decide the result (not where a checkpoint goes, nor prefetching)
         "config": {k: v for k, v in asdict(config).items()

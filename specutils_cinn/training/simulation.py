@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..emulator import SpectrumEmulator, load_emulator
+from ..emulator import SpectrumEmulator, hat_weights, load_emulator
 from ..instruments.rotation import BinnedRotation
 from ..parameters import DEFAULT_PARAMETERS, emulator_label_values, parameter_unit
 from ..synthesis.design import KielRegion
@@ -127,7 +127,14 @@ class EmulatorSimulator:
         residuals on stars it was not fitted to). Gaussian noise of this standard deviation,
         added in quadrature to ``emulator_noise``, goes into each pixel instead: pixels the
         emulator gets right keep their information, pixels it gets wrong (cool-star molecular
-        bands, strong-line wings, Li) are down-weighted.
+        bands, strong-line wings, Li) are down-weighted. Shape ``[k, emulator.grid.npix]``
+        with ``emulator_error_teff``.
+    emulator_error_teff : sequence of float, optional
+        Strictly increasing Teff (K) of the ``k`` rows of ``emulator_error``
+        (`specutils_cinn.emulator.measure_pixel_error` with ``teff_nodes``): each spectrum
+        gets the error variance interpolated linearly to its Teff
+        (`specutils_cinn.emulator.hat_weights`), constant beyond the end nodes. The
+        configuration's ``emulator_error`` file sets it when it holds an array ``teff``.
     limb_darkening, oversample : float
         Passed to `~specutils_cinn.instruments.rotation.BinnedRotation`.
     segments : sequence of str, optional
@@ -163,19 +170,32 @@ class EmulatorSimulator:
         provenance: Mapping[str, Any] | None = None,
         emulator_noise: float = 0.0,
         emulator_error: Any = None,
+        emulator_error_teff: Sequence[float] | None = None,
     ) -> None:
         self.emulator = emulator.eval()
         if not (math.isfinite(emulator_noise) and emulator_noise >= 0):
             raise ValueError(f"emulator_noise must be non-negative, got {emulator_noise!r}")
         self.emulator_noise = float(emulator_noise)
-        noise2 = np.full(emulator.grid.npix, self.emulator_noise**2)
+        noise2 = np.full((1, emulator.grid.npix), self.emulator_noise**2)
+        self.emulator_error_teff = None
+        if emulator_error_teff is not None:
+            nodes = np.asarray(emulator_error_teff, dtype=np.float64)
+            hat_weights(nodes[:1], nodes)  # checks: finite, 1-D, strictly increasing
+            self.emulator_error_teff = nodes
         if emulator_error is not None:
             err = np.asarray(emulator_error, dtype=np.float64)
-            if err.shape != (emulator.grid.npix,) or not np.all(np.isfinite(err) & (err >= 0)):
+            rows = 1 if self.emulator_error_teff is None else self.emulator_error_teff.size
+            want = (emulator.grid.npix,) if self.emulator_error_teff is None \
+                else (rows, emulator.grid.npix)
+            if err.shape != want or not np.all(np.isfinite(err) & (err >= 0)):
                 raise ValueError(
-                    f"emulator_error must hold {emulator.grid.npix} finite non-negative values "
-                    f"(one per emulator pixel), got shape {err.shape}")
-            noise2 = noise2 + err**2
+                    f"emulator_error must hold finite non-negative values of shape {want} "
+                    f"(one per emulator pixel" + ("" if rows == 1 else
+                                                  f", for each of {rows} Teff nodes")
+                    + f"), got shape {err.shape}")
+            noise2 = noise2 + err.reshape(rows, -1)**2
+        elif self.emulator_error_teff is not None:
+            raise ValueError("emulator_error_teff needs emulator_error")
         self.prior = prior or LabelPrior.from_emulator(emulator)
         self.parameters = [str(p) for p in parameters]
         for p in self.parameters:
@@ -197,8 +217,11 @@ class EmulatorSimulator:
             max_shift=max(5.0 * self.rv_sigma, 1.0),
             max_vmacro=0.0 if self.prior.vmacro_range is None else self.prior.vmacro_range[1])
         self.grid, self._keep = crop_grid(emulator.grid, segments, wavelength_range)
-        #: Standard deviation of the noise standing for the emulator's error, per model pixel.
-        self.emulator_sigma = np.sqrt(noise2[self._keep]).astype(np.float32)
+        #: Standard deviation of the noise standing for the emulator's error, per model pixel
+        #: (``[npix]``), or per Teff node of `emulator_error_teff` and pixel (``[k, npix]``).
+        self.emulator_sigma = np.sqrt(noise2[:, self._keep]).astype(np.float32)
+        if self.emulator_error_teff is None:
+            self.emulator_sigma = self.emulator_sigma[0]
         self._sigma_cache: dict[torch.device, torch.Tensor] = {}
         meta = dict(emulator.metadata)
         rp = meta.get("resolving_power") if resolving_power is None else resolving_power
@@ -230,7 +253,11 @@ class EmulatorSimulator:
             "emulator_error": None if emulator_error is None else {
                 "median": float(np.median(self.emulator_sigma)),
                 "p99": float(np.percentile(self.emulator_sigma, 99)),
-                "max": float(self.emulator_sigma.max())},
+                "max": float(self.emulator_sigma.max()),
+                **({} if self.emulator_error_teff is None else {
+                    "teff_nodes": self.emulator_error_teff.tolist(),
+                    "median_per_node": np.median(self.emulator_sigma, axis=1).tolist(),
+                    "p99_per_node": np.percentile(self.emulator_sigma, 99, axis=1).tolist()})},
             "model_grid": {"segments": None if segments is None else list(segments),
                            "wavelength_range": None if wavelength_range is None
                            else [float(w) for w in wavelength_range]},
@@ -287,10 +314,11 @@ class EmulatorSimulator:
                 tuple(kiel.get("teff_range", default.teff_range)),
                 tuple(tuple(k) for k in kiel.get("lower", default.lower)),
                 tuple(tuple(k) for k in kiel.get("upper", default.upper)))
-        error = None
+        error = error_teff = None
         if "emulator_error" in table:
             with np.load(Path(base) / str(table["emulator_error"])) as f:
                 error = f["sigma"]
+                error_teff = f["teff"] if "teff" in f.files else None
         prior = LabelPrior.from_emulator(
             emu, region, tuple(table.get("vsini_range", (0.0, 25.0))),
             {k: tuple(v) for k, v in table.get("ranges", {}).items()},
@@ -299,7 +327,7 @@ class EmulatorSimulator:
             emu, table.get("parameters", DEFAULT_PARAMETERS), prior,
             rv_sigma=float(table.get("rv_sigma", 2.0)),
             emulator_noise=float(table.get("emulator_noise", 0.0)),
-            emulator_error=error,
+            emulator_error=error, emulator_error_teff=error_teff,
             limb_darkening=float(table.get("limb_darkening", 0.6)),
             oversample=float(table.get("oversample", 2.0)),
             segments=table.get("segments"), wavelength_range=table.get("wavelength_range"),
@@ -391,6 +419,10 @@ class EmulatorSimulator:
             dev = flux.device
             if dev not in self._sigma_cache:
                 self._sigma_cache[dev] = torch.as_tensor(self.emulator_sigma, device=dev)
-            flux = flux + self._sigma_cache[dev] * torch.randn(
+            sigma = self._sigma_cache[dev]
+            if self.emulator_error_teff is not None:  # variance interpolated in Teff
+                w = hat_weights(lab["teff"], self.emulator_error_teff).to(dev, flux.dtype)
+                sigma = (w @ sigma.square()).sqrt()
+            flux = flux + sigma * torch.randn(
                 flux.shape, generator=generator, device=dev, dtype=flux.dtype)
         return flux, torch.stack([lab[p] for p in self.parameters], dim=1)

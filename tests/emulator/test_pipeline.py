@@ -103,6 +103,27 @@ def test_train_and_error_from_the_cli(config, tmp_path, capsys):
     assert sigma.shape == (GRID.npix,) and np.all(sigma >= 0.002)
     assert meta["stars"] == 11 and meta["floor"] == 0.002
     assert meta["emulator"] == str(out)
+    # by Teff: one row per node, each a weighted RMS over the same validation stars
+    err_t = tmp_path / "err_teff.npz"
+    assert cli.main(["emulator", "error", str(config), "-o", str(err_t), "--floor", "0.002",
+                     "--teff-nodes", "-0.5", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "Teff -0 K" in printed and "Teff 0 K" in printed
+    with np.load(err_t) as f:
+        sigma_t, nodes = f["sigma"], f["teff"]
+        meta_t = json.loads(str(f["metadata"]))
+    assert sigma_t.shape == (2, GRID.npix) and nodes.tolist() == [-0.5, 0.5]
+    assert sum(meta_t["stars_per_node"]) == pytest.approx(11)
+    # the variance averaged with the nodes' total weights is the unweighted one (no floor hit)
+    wt = np.array(meta_t["stars_per_node"])[:, None] / 11
+    free = np.all(sigma_t > 0.002, axis=0) & (sigma > 0.002)
+    np.testing.assert_allclose((wt * sigma_t.astype(float) ** 2).sum(0)[free],
+                               sigma.astype(float)[free] ** 2, rtol=1e-4)
+    from specutils_cinn.emulator.pipeline import measure_pixel_error
+    with pytest.raises(ValueError, match="less than one validation star"):
+        measure_pixel_error(config, tmp_path / "e.npz", teff_nodes=[0.0, 50.0, 100.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        measure_pixel_error(config, tmp_path / "e.npz", teff_nodes=[0.5, -0.5])
 
 
 def test_train_needs_data_and_output(tmp_path, capsys):

@@ -193,7 +193,7 @@ def test_train_from_config_with_a_simulator(tmp_path):
     tr = CINNModel.load(train_from_config(tmp_path / "sel.toml", log=None)).metadata.training
     hist = tr["history"]
     assert hist["selected_by"] == "selection" and tr["selection"]["n"] == 12
-    assert tr["selection"]["realisations"] == 8 and len(hist["selection_loss"]) == 4
+    assert tr["selection"]["realizations"] == 8 and len(hist["selection_loss"]) == 4
     best = int(np.argmin(hist["selection_loss"]))
     assert hist["best_step"] == hist["step"][best]
     assert hist["best_val_loss"] == hist["val_loss"][best]
@@ -236,6 +236,87 @@ def test_emulator_error_sets_the_noise_per_pixel(tmp_path):
         {"emulator": "emu", "emulator_error": "err.npz", "parameters": PARAMS,
          "kiel_region": region}, base=tmp_path)
     np.testing.assert_allclose(sim.emulator_sigma, error[sim._keep], atol=1e-7)
+
+
+def test_emulator_error_by_teff_follows_each_spectrum_s_teff(tmp_path):
+    """Two Teff nodes with different errors: the noise of each spectrum is the variance
+    interpolated linearly to its own Teff, constant beyond the nodes."""
+    from specutils_cinn.emulator import hat_weights
+
+    emu = tiny_emulator()
+    npix = emu.grid.npix
+    nodes = [5000.0, 6000.0]
+    error = np.stack([np.full(npix, 0.04), np.full(npix, 0.01)])
+    plain = EmulatorSimulator(emu, PARAMS, _prior(emu), rv_sigma=0.0)
+    noisy = EmulatorSimulator(emu, PARAMS, _prior(emu), rv_sigma=0.0, emulator_error=error,
+                              emulator_error_teff=nodes)
+    f0, lab = plain.sample(2000, torch.Generator().manual_seed(3))
+    f1, lab1 = noisy.sample(2000, torch.Generator().manual_seed(3))
+    assert torch.equal(lab, lab1)
+    teff = lab[:, PARAMS.index("teff")]
+    # the expected standard deviation of each spectrum's noise
+    want = (hat_weights(teff, nodes) @ torch.tensor([0.04**2, 0.01**2], dtype=torch.float64)
+            ).sqrt()
+    got = (f1 - f0).double().std(dim=1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0.15)
+    cool, warm = teff <= 5000.0, teff >= 6000.0
+    assert cool.any() and warm.any()
+    np.testing.assert_allclose(got[cool].mean(), 0.04, rtol=0.05)
+    np.testing.assert_allclose(got[warm].mean(), 0.01, rtol=0.05)
+    prov = noisy.provenance["emulator_error"]
+    assert prov["teff_nodes"] == nodes
+    assert prov["median_per_node"] == pytest.approx([0.04, 0.01])
+    with pytest.raises(ValueError, match="shape"):
+        EmulatorSimulator(emu, PARAMS, _prior(emu), emulator_error=error[0],
+                          emulator_error_teff=nodes)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        EmulatorSimulator(emu, PARAMS, _prior(emu), emulator_error=error,
+                          emulator_error_teff=nodes[::-1])
+    with pytest.raises(ValueError, match="needs emulator_error"):
+        EmulatorSimulator(emu, PARAMS, _prior(emu), emulator_error_teff=nodes)
+    # from a configuration: the .npz holds ``teff`` next to ``sigma``
+    save_emulator(tmp_path / "emu", emu, {"resolving_power": {"A": R, "B": R}})
+    np.savez(tmp_path / "err.npz", sigma=error, teff=np.array(nodes))
+    region = {"teff_range": [4500.0, 6500.0], "lower": [[4500.0, 2.0], [6500.0, 3.0]],
+              "upper": [[4500.0, 4.5], [6500.0, 4.5]]}
+    sim = EmulatorSimulator.from_config(
+        {"emulator": "emu", "emulator_error": "err.npz", "parameters": PARAMS,
+         "kiel_region": region}, base=tmp_path)
+    np.testing.assert_array_equal(sim.emulator_error_teff, nodes)
+    assert sim.emulator_sigma.shape == (2, sim.grid.npix)
+
+
+def test_hat_weights_interpolate_linearly_and_clamp():
+    from specutils_cinn.emulator import hat_weights
+
+    w = hat_weights([3900.0, 4000.0, 4250.0, 4500.0, 5000.0, 8000.0], [4000.0, 4500.0, 5500.0])
+    np.testing.assert_allclose(w.numpy(), [[1, 0, 0], [1, 0, 0], [0.5, 0.5, 0], [0, 1, 0],
+                                           [0, 0.5, 0.5], [0, 0, 1]])
+    assert hat_weights([1.0, 2.0], [5.0]).tolist() == [[1.0], [1.0]]
+    # a quantity linear in x between the nodes is reproduced
+    x = np.linspace(4000, 5500, 31)
+    np.testing.assert_allclose(hat_weights(x, [4000.0, 4500.0, 5500.0]).numpy()
+                               @ np.array([4000.0, 4500.0, 5500.0]), x)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        hat_weights([1.0], [2.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        hat_weights([np.nan], [1.0, 2.0])
+
+
+def test_pixel_error_weights_select_the_spectra():
+    from specutils_cinn.emulator import pixel_error
+    from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
+
+    grid = WavelengthGrid((GridSegment("A", 5000.0, 5000.9, 0.1),))
+    res = np.stack([np.full(grid.npix, 0.1), np.full(grid.npix, 0.3)])
+    np.testing.assert_allclose(pixel_error(res, grid, smooth=1, weights=[1.0, 0.0]), 0.1,
+                               rtol=1e-6)
+    np.testing.assert_allclose(pixel_error(res, grid, smooth=1, weights=[1.0, 1.0]),
+                               np.sqrt(0.05), rtol=1e-6)
+    with pytest.raises(ValueError, match="one per spectrum"):
+        pixel_error(res, grid, weights=[1.0])
+    with pytest.raises(ValueError, match="without any spectrum"):
+        pixel_error(res, grid, weights=[0.0, 0.0])
 
 
 # --------------------------------------------------------------------------------------------
