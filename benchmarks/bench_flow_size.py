@@ -28,6 +28,7 @@ import torch
 
 from specutils_cinn.flows.cinn import build_cinn
 from specutils_cinn.training.config import read_training_file
+from specutils_cinn.validation.rst import simple_table
 
 
 def _load() -> str:
@@ -85,13 +86,7 @@ def table(rows: list[dict], n_spectra: int, draws: int) -> str:
         body.append([name, f"{r['flow_weights']:,}", f"{n_spectra / r['condition_s']:.0f}",
                      f"{n_spectra / r['draw_s']:.1f}", f"{n_spectra / both:.1f}",
                      f"{base / both:.2f}"])
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    rule = "  ".join("=" * w for w in widths)
-
-    def fmt(r: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-
-    return "\n".join([rule, fmt(head), rule, *map(fmt, body), rule])
+    return simple_table(head, body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,6 +54,7 @@ from specutils_cinn.devices import resolve_device
 from specutils_cinn.flows.conditioning import encode_inputs
 from specutils_cinn.inputs import prepare_spectra
 from specutils_cinn.model import CINNModel
+from specutils_cinn.validation.rst import simple_table
 
 
 def make_spectra(est: CINNParameterEstimator, n: int, seed: int = 0) -> Spectrum:
@@ -200,11 +201,8 @@ def rst_table(rows: list[dict], header: str, caption: str = "") -> str:
         for r, b in zip(rows, body, strict=True):
             b.append(f"{r['compiled']:.1f} ({r['compiled'] / r['predict']:.2f}x; compiled in "
                      f"{r['compile_s']:.0f} s)" if "compiled" in r else "-")
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    rule = "  ".join("=" * w for w in widths)
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     tail = ["", caption, ""] if caption else [""]
-    return "\n".join([header, "", rule, fmt(head), rule, *map(fmt, body), rule, *tail])
+    return "\n".join([header, "", simple_table(head, body), *tail])
 
 
 def main() -> None:

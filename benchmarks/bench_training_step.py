@@ -25,24 +25,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from specutils_cinn.devices import cpu_name
 from specutils_cinn.inputs import PixelMask
 from specutils_cinn.training import EmulatorSimulator, read_training_file, train_model
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_steps(cfg, sim, prefetch: bool, steps: int, threads: int) -> float:
@@ -87,7 +77,7 @@ def main(argv=None) -> str:
         print(f"prefetch={prefetch}: {s:.3f} s/step (load average before: {load:.2f})",
               flush=True)
     serial, ahead = rows[0][1], rows[1][1]
-    hw = (f"{_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    hw = (f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{args.threads} intra-op thread(s)")
     lines = [
         f"Training steps of ``{args.config}`` (batch {cfg.training.batch_size}, "

@@ -60,6 +60,7 @@ import torch
 
 from specutils_cinn.emulator.gp import fit_gaussian_process, principal_basis
 from specutils_cinn.emulator.pipeline import load_training_data, read_emulator_config
+from specutils_cinn.validation.rst import simple_table
 
 VARIANTS = ("base", "theta", "poly", "log", "groups", "c192", "local", "family")
 #: Teff (K) that splits the test stars into the cool and the rest.
@@ -235,15 +236,6 @@ def summary_row(variant: str, seconds: float, residual: np.ndarray, teff: np.nda
     return row + [p99(residual[cool]), p99(residual[~cool])]
 
 
-def rst_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A reStructuredText simple table."""
-    width = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    rule = "  ".join("=" * w for w in width)
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, width, strict=True)).rstrip()
-    return "\n".join([rule, line(header), rule, *(line(r) for r in rows), rule])
-
-
 def main(argv: Sequence[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", help="emulator training data (.npz, specutils-cinn emulator prepare)")
@@ -296,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             f"Command: ``python scripts/emulator_variants.py {args.data} --config "
             f"{args.config} {option}"
             + (f" --star-id-below {args.star_id_below}" if args.star_id_below is not None else "")
-            + "``\n\n" + rst_table(header, rows) + "\n")
+            + "``\n\n" + simple_table(header, rows) + "\n")
     if args.scaling:
         lines = []
         for label, col in (("all test stars", 3), (f"below {COOL:.0f} K", -2),

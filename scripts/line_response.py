@@ -48,6 +48,7 @@ import torch
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.validation.heldout import noisy_spectrum
+from specutils_cinn.validation.rst import simple_table
 
 #: Reference stars: Teff, log g, [Fe/H], vmic, v sin i; abundances [X/Fe] = 0, [Li/Fe] = 1.
 STARS = {
@@ -204,27 +205,18 @@ def _fmt(x: np.ndarray, f: str = "+.2f") -> str:
     return f"{np.median(x):{f}} [{np.min(x):{f}}, {np.max(x):{f}}]"
 
 
-def rst_table(cols: list[str], body: list[list[str]]) -> str:
-    """A simple reStructuredText table."""
-    w = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
-    sep = "  ".join("=" * n for n in w)
-    lines = [sep, "  ".join(c.ljust(n) for c, n in zip(cols, w, strict=True)), sep]
-    lines += ["  ".join(v.ljust(n) for v, n in zip(b, w, strict=True)) for b in body]
-    return "\n".join([*lines, sep, ""])
-
-
 def report(per_parameter: list[dict], per_line: list[dict], header: str) -> str:
     """Both tables with the header."""
-    t1 = rst_table(
+    t1 = simple_table(
         ["parameter", "Fisher sigma, photon noise (dex)", "Fisher sigma, training noise (dex)",
          "response to the whole spectrum"],
         [[r["parameter"], _fmt(r["photon"], ".3f"), _fmt(r["training"], ".3f"),
-          _fmt(r["all_response"])] for r in per_parameter])
-    t2 = rst_table(
+          _fmt(r["all_response"])] for r in per_parameter], pad_last_column=True)
+    t2 = simple_table(
         ["parameter", "line", "expected (Fisher share)", "response to the line only"],
         [[r["parameter"], r["line"], _fmt(r["expected"]), _fmt(r["line_response"])]
-         for r in per_line])
-    return "\n".join([header, "", t1, t2])
+         for r in per_line], pad_last_column=True)
+    return "\n".join([header, "", t1, "", t2, ""])
 
 
 def main(argv: list[str] | None = None) -> int:

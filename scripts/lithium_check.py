@@ -32,6 +32,7 @@ from specutils_cinn.instruments import gaussian_lsf_broaden
 from specutils_cinn.synthesis import find_synthesis, synthesize
 from specutils_cinn.synthesis.atmospheres import MarcsGrid
 from specutils_cinn.synthesis.lithium import lithium_profile, synthesize_with_lithium
+from specutils_cinn.validation.rst import simple_table
 
 WINDOW = (6690.0, 6725.0, 0.01)
 STARS = {
@@ -40,14 +41,6 @@ STARS = {
     "Li-rich giant": {"teff": 4500.0, "logg": 2.0, "fe_h": 0.0, "vmic": 1.5, "a_li": 2.5},
 }
 RESOLVING_POWERS = (20000.0, 6500.0)
-
-
-def rst_table(header: list[str], rows: list[list[str]]) -> str:
-    """Format a simple RST table."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    rule = "  ".join("=" * w for w in widths)
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([rule, line(header), rule, *(line(r) for r in rows), rule])
 
 
 def main() -> None:
@@ -75,7 +68,7 @@ def main() -> None:
     header = ["star", "Teff/logg/[Fe/H]/A(Li)", "vmic", "EW 1D LTE (mA)", "EW 3D NLTE (mA)",
               "max|dF| unbroadened", *(f"max|dF| R={r:.0f}" for r in RESOLVING_POWERS),
               "Li physics"]
-    print(rst_table(header, rows))
+    print(simple_table(header, rows, pad_last_column=True))
     print(f"\n{time.perf_counter() - t0:.0f} s; window {WINDOW[0]:.0f}-{WINDOW[1]:.0f} A at "
           f"{WINDOW[2]} A; Turbospectrum {install.version}")
 

@@ -68,6 +68,7 @@ from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator, __version__
 from specutils_cinn.calibration import PosteriorCalibration
+from specutils_cinn.devices import cpu_name
 from specutils_cinn.flags import QualityFlag
 from specutils_cinn.instruments import snr_per_pixel
 from specutils_cinn.validation import (
@@ -292,14 +293,7 @@ def fig_corner(draws: np.ndarray, truth: np.ndarray, params: list[str], title: s
 
 # ============================================================================ report
 def hardware_note(device: str, threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = ""
     if device != "cpu" and torch.cuda.is_available():
         gpu = f", GPU {torch.cuda.get_device_name(0)}"

@@ -1,18 +1,22 @@
-"""Choosing the torch device that inference and training run on, and leaving torch's
-process-wide settings as they were."""
+"""Choosing the torch device that inference and training run on, leaving torch's
+process-wide settings as they were, and naming the CPU (`cpu_name`)."""
 
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["has_bfloat16_hardware", "resolve_device", "restore_torch_threads"]
+__all__ = ["cpu_name", "has_bfloat16_hardware", "resolve_device", "restore_torch_threads"]
 
 #: CPU flags (``/proc/cpuinfo``) of native bfloat16 matrix arithmetic.
 BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+#: Where Linux describes the CPUs (model name, flags).
+_CPUINFO = "/proc/cpuinfo"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -72,11 +76,43 @@ def has_bfloat16_hardware(device: str | torch.device) -> bool:
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+        with open(_CPUINFO, encoding="ascii", errors="replace") as fh:
             flags = {f for line in fh if line.startswith("flags") for f in line.split()}
     except OSError:
         return False
     return any(f in flags for f in BFLOAT16_CPU_FLAGS)
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as benchmarks and reports name the machine they ran on.
+
+    The first ``model name`` line of ``/proc/cpuinfo`` (Linux), e.g. ``"AMD EPYC 7B13"``.
+    Where that file or line is missing or empty (macOS, Windows, many ARM machines),
+    ``platform.processor()``, else ``platform.machine()`` (``"x86_64"``, ``"arm64"``), else
+    ``"unknown CPU"``. The number of cores is not part of it: callers add ``os.cpu_count()``
+    (or the cores they may use) in their own words.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from specutils_cinn.devices import cpu_name
+    >>> isinstance(cpu_name(), str) and cpu_name() != ""
+    True
+    """
+    try:
+        with open(_CPUINFO, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.partition(":")[2].strip()
+                    if name:
+                        return name
+                    break
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def restore_torch_threads(function: _F) -> _F:

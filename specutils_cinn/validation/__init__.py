@@ -8,6 +8,9 @@ model's setup, solar spectra, noisy realizations) and the numbers the pages repo
 population and quality flag; it imports the estimator, so import it explicitly::
 
     from specutils_cinn.validation.report import heldout_from_grid
+
+`specutils_cinn.validation.rst` formats the tables of the generated pages
+(`specutils_cinn.validation.rst.simple_table`).
 """
 
 from __future__ import annotations
