@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     ap.add_argument("--star-id-below", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--steps", type=int, default=None, help="hyperparameter steps per group")
+    ap.add_argument("--worst", type=int, default=0, metavar="N",
+                    help="also list the N test stars with the largest 99th percentile under "
+                         "the first variant (their labels)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--output", help="write the table (reStructuredText) here")
     args = ap.parse_args(argv)
@@ -267,10 +270,13 @@ def main(argv: Sequence[str] | None = None) -> str:
     rows = []
     runs = ([("base", n) for n in sizes] if args.scaling
             else [(v, args.train_stars) for v in args.variants])
+    star_p99 = None
     for v, n in runs:
         rows_n = choose_rows(star_id, holdout, n, args.star_id_below)[0]
         t0 = time.perf_counter()
         pred = fit_predict(data, rows_n, test, v, conf, args.steps)
+        if star_p99 is None:
+            star_p99 = np.percentile(np.abs(pred - truth), 99, axis=1)
         row = summary_row(v, time.perf_counter() - t0, np.abs(pred - truth), teff,
                           segment, len(names))
         rows.append([str(n), *row[1:]] if args.scaling else row)
@@ -282,6 +288,10 @@ def main(argv: Sequence[str] | None = None) -> str:
             else f"{len(train)} training stars (the first of the design)")
     option = (f"--scaling {' '.join(map(str, sizes))}" if args.scaling
               else f"--train-stars {args.train_stars}")
+    if not args.scaling and list(args.variants) != list(VARIANTS):
+        option += " --variants " + " ".join(args.variants)
+    if args.worst:
+        option += f" --worst {args.worst}"
     text = (f"Gaussian-process emulator variants: {what}, {len(test)} held-out test stars "
             f"({int(cool.sum())} below {COOL:.0f} K); absolute difference between emulated and "
             f"true flux in units of the continuum, over all pixels.\n"
@@ -304,6 +314,17 @@ def main(argv: Sequence[str] | None = None) -> str:
             lines.append(f"- {label}: the 99th percentile changes by a factor "
                          f"{1 / factor:.2f} per doubling of the training stars; {end}.")
         text += "\n" + "\n".join(lines) + "\n"
+    if args.worst:
+        order = np.argsort(-star_p99, kind="stable")[:args.worst]
+        lab, ln = data["labels"], list(data["label_names"])
+        cols = [c for c in ("teff", "logg", "fe_h") if c in ln]
+        fmt = {"teff": "{:.0f}", "logg": "{:.2f}", "fe_h": "{:+.2f}"}
+        worst = [[str(int(star_id[test[i]])),
+                  *(fmt[c].format(lab[test[i], ln.index(c)]) for c in cols),
+                  f"{star_p99[i]:.2e}"] for i in order]
+        text += (f"\nThe {len(order)} test stars with the largest 99th percentile of their own "
+                 f"pixels ({runs[0][0]} variant):\n\n"
+                 + simple_table(["Star", *cols, "p99 abs"], worst) + "\n")
     if args.output:
         Path(args.output).write_text(text)
     print(text)

@@ -115,3 +115,34 @@ def test_scaling_mode_rows_per_size(script, tmp_path):
     assert "--scaling 20 40" in text and "per doubling" in text
     with pytest.raises(SystemExit):
         script.main([str(npz), "--config", str(conf), "--scaling", "40"])
+
+
+def test_family_variant_fits_each_atmosphere_family_on_its_own(script):
+    """Below [Fe/H] -2.5 (ATLAS9) and above (MARCS) each side has its own processes: a step
+    in the flux at the seam is kept, where one set of processes smooths over it."""
+    data = _data(n=120, seed=1)
+    rng = np.random.default_rng(2)
+    fe_h = rng.uniform(-4.0, 0.5, 120)
+    data["labels"][:, 2] = fe_h
+    data["flux"] = (data["flux"] - 0.1 * (fe_h < -2.5)[:, None]).astype(np.float32)
+    train, test = script.choose_rows(data["star_id"], data["holdout"], 100, None)
+    truth = data["flux"][test]
+    err = {v: np.median(np.abs(script.fit_predict(data, train, test, v, CONF) - truth).max(1))
+           for v in ("base", "family")}
+    assert err["family"] < 0.8 * err["base"]
+    low = data["labels"][:, 2] < -2.5
+    only_high = train[~low[train]]
+    with pytest.raises(ValueError, match="both atmosphere families"):
+        script.fit_predict(data, only_high, test, "family", CONF)
+
+
+def test_main_lists_the_worst_stars(script, tmp_path):
+    npz, conf = _files(tmp_path)
+    text = script.main([str(npz), "--config", str(conf), "--train-stars", "40", "--variants",
+                        "base", "--worst", "3"])
+    assert "--variants base --worst 3" in text
+    table = text.split("(base variant):")[1]
+    rows = [ln.split() for ln in table.splitlines() if ln and ln[0].isdigit()]
+    assert len(rows) == 3 and [r for r in rows if len(r) == 5] == rows
+    p99 = [float(r[-1]) for r in rows]
+    assert p99 == sorted(p99, reverse=True)
