@@ -99,5 +99,6 @@ step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version 
 step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version 2.0.0 -o "$M-cal" \
     --json "$JSON_CAL"
 step validation python scripts/validation_report.py --model "$M-cal" --grid $S --held-out holdout \
-    --vsini-per-star 2 --snr $SNR --output "$PAGE" --figures "$FIGURES" --threads 1
+    --vsini-per-star 2 --snr $SNR --goals "$SETUP" --output "$PAGE" --figures "$FIGURES" \
+    --threads 1
 echo "=== $(date -u +%T) the v2 $SETUP pipeline is done${DRY:+ (dry run, $DRY training steps)}: $M-cal"

@@ -19,16 +19,21 @@ import numpy as np
 from ..flags import QualityFlag
 
 __all__ = [
+    "COOL_TEFF",
     "DWARF_LOGG",
     "FEH_BINS",
+    "GOALS_COVERAGE_TOLERANCE",
+    "GOALS_MIN_FE_H",
     "PARAMETER_LABELS",
     "QUANTILES",
     "SUN",
     "TARGETS",
     "TARGET_SNR",
+    "V2_GOALS",
     "flag_fractions",
     "flag_names",
     "format_value",
+    "goal_verdict",
     "parameter_label",
     "pick_snr",
     "population_masks",
@@ -57,6 +62,21 @@ QUANTILES = (0.025, 0.16, 0.84, 0.975)
 DWARF_LOGG = 3.5
 #: Bounds of the three [Fe/H] populations.
 FEH_BINS = (-1.5, -0.5)
+#: Held-out stars below this Teff (K) form the cool population (the v2 emulators are several
+#: times worse there).
+COOL_TEFF = 4500.0
+#: Precision goals of the v2 models (GitHub issue 12): scatter at `TARGET_SNR` on held-out
+#: stars with [Fe/H] above `GOALS_MIN_FE_H`, per 4MOST setup; stars at or below it are
+#: reported separately.
+V2_GOALS = {
+    "hr": {"teff": 25.0, "logg": 0.10, "fe_h": 0.05, "mg_fe": 0.05, "ca_fe": 0.05,
+           "mn_fe": 0.08, "ni_fe": 0.08, "li_fe": 0.25},
+    "lr": {"teff": 40.0, "logg": 0.12, "fe_h": 0.06, "mg_fe": 0.06, "ca_fe": 0.06},
+}
+#: The [Fe/H] above which `V2_GOALS` apply.
+GOALS_MIN_FE_H = -2.0
+#: Coverage goal of GitHub issue 12: each interval's coverage within this of its level.
+GOALS_COVERAGE_TOLERANCE = 0.03
 
 
 def parameter_label(p: str) -> str:
@@ -106,23 +126,55 @@ def format_value(p: str, value: float | None, kind: str = "value") -> str:
     return f"{value:+.3f}" if kind == "signed" else f"{value:.3f}"
 
 
-def population_masks(logg: np.ndarray, fe_h: np.ndarray) -> dict[str, np.ndarray]:
+def goal_verdict(scatter: float, goal: float, coverage_68: float, coverage_95: float) -> str:
+    """Whether a parameter meets a `V2_GOALS` goal: scatter, and coverage near nominal.
+
+    Parameters
+    ----------
+    scatter : float
+        Standard deviation of posterior median minus truth.
+    goal : float
+        The goal for the scatter.
+    coverage_68, coverage_95 : float
+        Fractions of true values inside the 68 % and 95 % intervals.
+
+    Returns
+    -------
+    str
+        ``"**met**"`` when the scatter is at most ``goal`` and both coverages lie within
+        `GOALS_COVERAGE_TOLERANCE` of 0.68 and 0.95; otherwise which part is not met
+        (``"scatter met, coverage not"``, ``"coverage met, scatter not"``, ``"**not met**"``).
+    """
+    ok_scatter = bool(scatter <= goal)
+    ok_coverage = bool(abs(coverage_68 - 0.68) <= GOALS_COVERAGE_TOLERANCE + 1e-12
+                       and abs(coverage_95 - 0.95) <= GOALS_COVERAGE_TOLERANCE + 1e-12)
+    if ok_scatter and ok_coverage:
+        return "**met**"
+    if ok_scatter:
+        return "scatter met, coverage not"
+    return "coverage met, scatter not" if ok_coverage else "**not met**"
+
+
+def population_masks(logg: np.ndarray, fe_h: np.ndarray, teff: np.ndarray | None = None
+                     ) -> dict[str, np.ndarray]:
     """Boolean masks of the populations reported separately (true labels).
 
     Parameters
     ----------
     logg, fe_h : numpy.ndarray
         True surface gravity and metallicity of each spectrum.
+    teff : numpy.ndarray, optional
+        True Teff of each spectrum; adds the cool population (below `COOL_TEFF`).
 
     Returns
     -------
     dict of str to numpy.ndarray
         ``{"all", "dwarfs (log g >= 3.5)", "giants (log g < 3.5)", "[Fe/H] < -1.5",
-        "-1.5 <= [Fe/H] < -0.5", "[Fe/H] >= -0.5"}``.
+        "-1.5 <= [Fe/H] < -0.5", "[Fe/H] >= -0.5"}``, and ``"Teff < 4500"`` with ``teff``.
     """
     lo, hi = FEH_BINS
     logg, fe_h = np.asarray(logg, dtype=float), np.asarray(fe_h, dtype=float)
-    return {
+    masks = {
         "all": np.ones(logg.shape, dtype=bool),
         f"dwarfs (log g >= {DWARF_LOGG})": logg >= DWARF_LOGG,
         f"giants (log g < {DWARF_LOGG})": logg < DWARF_LOGG,
@@ -130,6 +182,9 @@ def population_masks(logg: np.ndarray, fe_h: np.ndarray) -> dict[str, np.ndarray
         f"{lo} <= [Fe/H] < {hi}": (fe_h >= lo) & (fe_h < hi),
         f"[Fe/H] >= {hi}": fe_h >= hi,
     }
+    if teff is not None:
+        masks[f"Teff < {COOL_TEFF:.0f}"] = np.asarray(teff, dtype=float) < COOL_TEFF
+    return masks
 
 
 def flag_fractions(flags: np.ndarray) -> dict[str, float]:

@@ -64,3 +64,25 @@ def test_display_and_snr_choice():
     assert pick_snr([10.0, 50.0, 250.0], [50.0, 250.0]) == [50.0, 250.0]
     assert pick_snr([10.0, 30.0], [50.0, 250.0]) == [10.0, 30.0]
     assert pick_snr([30.0], [50.0, 250.0]) == [30.0]
+
+
+def test_population_masks_add_the_cool_stars_with_teff():
+    from specutils_cinn.validation.report import COOL_TEFF
+
+    logg, fe_h = np.array([4.5, 2.0, 4.0]), np.array([0.0, -1.0, -3.0])
+    m = population_masks(logg, fe_h, np.array([4000.0, COOL_TEFF, 6000.0]))
+    assert list(m[f"Teff < {COOL_TEFF:.0f}"]) == [True, False, False]
+    assert f"Teff < {COOL_TEFF:.0f}" not in population_masks(logg, fe_h)
+
+
+def test_goal_verdict_needs_scatter_and_coverage():
+    from specutils_cinn.validation.report import V2_GOALS, goal_verdict
+
+    assert goal_verdict(20.0, 25.0, 0.68, 0.95) == "**met**"
+    assert goal_verdict(25.0, 25.0, 0.71, 0.92) == "**met**"        # the edges count
+    assert goal_verdict(20.0, 25.0, 0.60, 0.95) == "scatter met, coverage not"
+    assert goal_verdict(20.0, 25.0, 0.68, 0.99) == "scatter met, coverage not"
+    assert goal_verdict(30.0, 25.0, 0.68, 0.95) == "coverage met, scatter not"
+    assert goal_verdict(30.0, 25.0, 0.50, 0.80) == "**not met**"
+    assert V2_GOALS["hr"]["teff"] == 25.0 and V2_GOALS["lr"]["teff"] == 40.0
+    assert set(V2_GOALS["lr"]) == {"teff", "logg", "fe_h", "mg_fe", "ca_fe"}
