@@ -7,7 +7,10 @@
 # synthesized again, so a new machine with only the repository continues where the last one
 # stopped. Every INTERVAL seconds (default 600) new shards are committed on the current branch
 # with a pathspec commit (nothing else that is staged is included); a failed commit (e.g. the
-# index is locked by another git command) is retried at the next interval.
+# index is locked by another git command) is retried at the next interval. NICE (default 5)
+# is the niceness of the run: NICE=19 leaves the CPUs to anything else (e.g. a training run)
+# and synthesizes only in their idle time. PROCESSES (default: the configuration's) sets the
+# worker processes.
 set -u
 CONFIG=${1:-configs/grid-4most-lte-v2.toml}
 INTERVAL=${INTERVAL:-600}
@@ -23,7 +26,7 @@ specutils-cinn synthesis build || { echo "synthesis build failed"; exit 2; }
 mkdir -p "$SHARDS"
 REL=$(realpath -m --relative-to="$(git rev-parse --show-toplevel)" "$SHARDS")
 [ -n "$REL" ] || { echo "cannot locate the shard folder $SHARDS"; exit 2; }
-nice -n 5 specutils-cinn grid "$CONFIG" &
+nice -n "${NICE:-5}" specutils-cinn grid "$CONFIG" ${PROCESSES:+--processes "$PROCESSES"} &
 RUN=$!
 commit_shards() {
     git add -- "$REL" 2>/dev/null || return
