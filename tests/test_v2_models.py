@@ -51,16 +51,20 @@ def test_finished_steps_are_skipped_and_from_redoes_the_rest(tmp_path):
         return log.read_text().splitlines(), proc.stdout
 
     calls, out = run()
-    assert len(calls) == 10 and "pipeline is done" in out
+    assert len(calls) == 11 and "pipeline is done" in out
     assert calls[0].startswith("specutils-cinn emulator prepare --shards grid/4most-lte-v2")
     assert "train configs/4most-hr-lte-v2.toml --checkpoint" in calls[6]
-    assert "--output docs/validation/4most-hr-lte-v2.rst" in calls[9]
+    assert "scripts/calibrate_mismatch.py --model work/models/4most-hr-lte-v2-cal" in calls[9]
+    assert "--write work/models/4most-hr-lte-v2-mm" in calls[9]
+    assert "--output docs/validation/4most-hr-lte-v2.rst" in calls[10]
+    assert "--model work/models/4most-hr-lte-v2-mm" in calls[10]
     assert (repo / "work" / "v2-models" / "hr" / "train.done").read_text().strip()
     calls, out = run()
-    assert calls == [] and out.count("done before") == 10
+    assert calls == [] and out.count("done before") == 11
     (repo / "grid" / "4most-lte-v2" / "shard_00001.h5").write_bytes(b"")
     calls, out = run(FROM="fit_flag")
     assert [c.split()[1:3] for c in calls] == [["calibrate", "fit-flag"],
                                                ["calibrate", "posterior"],
+                                               ["scripts/calibrate_mismatch.py", "--model"],
                                                ["scripts/validation_report.py", "--model"]]
     assert "has 2 shards, 1 when 'prepare' ran" in out
