@@ -144,9 +144,17 @@ def fit_mismatch_kappa(
     -------
     dict of str to float
         Kappa per parameter of ``quantiles`` that has a reference, rounded to 4 decimals.
+
+    Notes
+    -----
+    The term widens only spectra whose ``fit_mismatch`` exceeds ``tolerance``; a spectrum at
+    or below it that misses the reference cannot be reached by any kappa, so it does not
+    enter the fit (it stays outside its interval, which the caller's containment check
+    shows) instead of driving kappa to an arbitrarily large value.
     """
     a = np.asarray(amplitude, dtype=float)
     excess = np.sqrt(np.clip(a**2 - tolerance**2, 0, None))
+    widened = excess > 0
     kappa = {}
     for p, q in quantiles.items():
         if p not in reference:
@@ -154,6 +162,7 @@ def fit_mismatch_kappa(
         q = np.asarray(q, dtype=float)
         d = np.abs(q[:, 2] - reference[p])
         w = 0.5 * (q[:, 3] - q[:, 1])
-        need = np.sqrt(np.clip((d / Z95) ** 2 - w**2, 0, None)) / np.maximum(excess, 1e-6)
-        kappa[p] = float(np.round(margin * np.nanmax(need), 4))
+        need = np.sqrt(np.clip((d / Z95) ** 2 - w**2, 0, None))[widened] / excess[widened]
+        top = np.nanmax(need) if need.size else 0.0
+        kappa[p] = float(np.round(margin * (top if np.isfinite(top) else 0.0), 4))
     return kappa

@@ -36,6 +36,19 @@ def test_kappa_is_the_smallest_that_contains_the_reference():
     assert fit_mismatch_kappa(q, amp, 0.015, {"logg": 4.44}, 1.0)["logg"] > kappa["logg"]
 
 
+def test_spectra_within_the_tolerance_do_not_drive_kappa():
+    """A spectrum the term cannot widen (fit_mismatch at or below A0) that misses the reference
+    is left out of the fit: kappa stays what the widened spectra need, not ~1e6 times more."""
+    q = {"fe_h": _quantiles([-0.3, 0.25], [0.05, 0.05])}
+    amp = np.array([0.010, 0.05])  # the first is within the tolerance 0.02
+    kappa = fit_mismatch_kappa(q, amp, 0.02, {"fe_h": 0.0}, margin=1.0)["fe_h"]
+    excess = np.sqrt(0.05**2 - 0.02**2)
+    assert kappa == pytest.approx(np.sqrt((0.25 / Z95) ** 2 - 0.05**2) / excess, abs=1e-3)
+    assert 1.0 < kappa < 10.0
+    # nothing can be widened: no term
+    assert fit_mismatch_kappa(q, np.array([0.01, 0.01]), 0.02, {"fe_h": 0.0})["fe_h"] == 0.0
+
+
 def test_contained_reference_needs_no_term():
     q = {"teff": _quantiles([5780.0], [50.0])}
     assert fit_mismatch_kappa(q, np.array([0.05]), 0.0)["teff"] == 0.0
