@@ -196,7 +196,7 @@ def register(sub) -> None:
     q.add_argument("--teff-nodes", type=float, nargs="+", default=None, metavar="K",
                    help="measure the error at these Teff (K, at least two, increasing), "
                         "interpolated linearly in between: training spectra then get the "
-                        "error at their own Teff")
+                        "error at their own Teff (default: one error for every Teff)")
     _add_threads(q)
     q.set_defaults(func=_cmd_error)
 
