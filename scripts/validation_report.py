@@ -520,7 +520,7 @@ def goals_section(page: Page, setup: str) -> str:
         return "".join(L) + f"Not run at S/N {TARGET_SNR:g}.\n\n"
     truth, table = page.held.truth, page.runs[TARGET_SNR].table
     fe_h = truth[:, params.index("fe_h")]
-    main = fe_h > GOALS_MIN_FE_H
+    with_goal = fe_h > GOALS_MIN_FE_H
     L.append(
         f"The goals of GitHub issue 12 for the v2 models apply to the held-out stars with "
         f"[Fe/H] > {GOALS_MIN_FE_H:g}; the stars at or below it are reported next to them "
@@ -529,8 +529,8 @@ def goals_section(page: Page, setup: str) -> str:
         f"{GOALS_COVERAGE_TOLERANCE * 100:.0f} points of each interval's level; the binomial "
         "error over stars is given (the spectra of one star are not independent).\n\n")
     rows = []
-    for name, m in ((f"[Fe/H] > {GOALS_MIN_FE_H:g}", main),
-                    (f"[Fe/H] <= {GOALS_MIN_FE_H:g}", ~main)):
+    for name, m in ((f"[Fe/H] > {GOALS_MIN_FE_H:g}", with_goal),
+                    (f"[Fe/H] <= {GOALS_MIN_FE_H:g}", ~with_goal)):
         if not m.any():
             continue
         st = summary_statistics(truth[m], table[m], params)
@@ -542,7 +542,7 @@ def goals_section(page: Page, setup: str) -> str:
             goal = goals.get(p)
             sc, rb = st["scatter"][j], st["robust_scatter"][j]
             c68, c95 = float(cov["coverage_68"][j]), float(cov["coverage_95"][j])
-            verdict = ("--" if goal is None or m is not main
+            verdict = ("--" if goal is None or m is not with_goal
                        else goal_verdict(sc, goal, c68, c95))
             rows.append([name if j == 0 else "", f"{n_star}" if j == 0 else "", label(p),
                          "--" if goal is None else fmt(p, goal), fmt(p, sc), fmt(p, rb),
