@@ -35,7 +35,8 @@ class QualityFlag(enum.IntFlag):
         No problem found.
     ``LOW_COVERAGE`` (1)
         Fewer than ``min_coverage`` of the model's grid pixels are valid after
-        resampling (wavelength coverage, masks and NaNs all count; the pixels of the model's
+        resampling, overall or in any one segment of the model's grid, such as a 4MOST HR
+        arm (wavelength coverage, masks and NaNs all count; the pixels of the model's
         own pixel mask are left out of the count and of the total). Also set together
         with ``NO_OVERLAP`` and ``NO_VALID_DATA``, which imply a coverage of zero.
     ``NO_OVERLAP`` (2)
@@ -195,7 +196,7 @@ class QualityFlag(enum.IntFlag):
 #: One-line meaning of each flag (the class docstring has the full explanation).
 _SHORT = {
     "NONE": "no problem found",
-    "LOW_COVERAGE": "too few of the model's pixels have valid data",
+    "LOW_COVERAGE": "too few of the model's pixels have valid data, overall or in one segment",
     "NO_OVERLAP": "the spectrum does not overlap the model's wavelength range; no estimate",
     "NO_VALID_DATA": "no usable pixel in the model's range; no estimate",
     "NOISE_ESTIMATED": "no uncertainty given; the noise was estimated from the flux (DER_SNR)",

@@ -191,7 +191,8 @@ def prepare_spectra(
         An output pixel is valid when at least this fraction of it is covered by valid
         input pixels (and it lies entirely inside the input's wavelength coverage).
     min_coverage : float, optional
-        Rows with a smaller fraction of valid grid pixels get the ``LOW_COVERAGE`` flag.
+        Rows with a smaller fraction of valid grid pixels, overall or in any one segment of
+        the grid (e.g. a 4MOST HR spectrum without its HB arm), get the ``LOW_COVERAGE`` flag.
     continuum_iterations : int, optional
         Clipping iterations of the continuum fit. ``continuum_degree``, this and
         ``continuum_floor`` must match the normalization of the model's training spectra
@@ -304,6 +305,12 @@ def prepare_spectra(
 
     flags = np.zeros(n, dtype=np.int32)
     flags[(out.coverage < min_coverage) | (out.coverage == 0)] |= QualityFlag.LOW_COVERAGE
+    # a segment (an arm) mostly missing: the models never saw spectra without one
+    for sl in grid.segment_slices:
+        n_seg = sl.stop - sl.start if masked is None else int(np.count_nonzero(~masked[sl]))
+        if n_seg:
+            seg_cov = np.count_nonzero(out.valid[:, sl], axis=1) / n_seg
+            flags[seg_cov < min_coverage] |= QualityFlag.LOW_COVERAGE
     flags[~out.overlap] |= QualityFlag.NO_OVERLAP
     # overlaps the grid, but not one valid grid pixel: unusable input pixels, a failed
     # continuum fit (zero or negative flux), or too little input to cover a grid pixel

@@ -796,3 +796,21 @@ def test_noise_estimated_flag_does_not_depend_on_the_neighbors():
     alone = prepare_spectra(one, GRID, snr="estimate", radial_velocity=0.0 * u.km / u.s)
     assert alone.flags[0] == both.flags[0] == QualityFlag.NO_OVERLAP | QualityFlag.LOW_COVERAGE \
         | QualityFlag.NOISE_ESTIMATED
+
+
+def test_a_mostly_missing_segment_is_flagged_even_with_enough_pixels_overall(data):
+    """Segment B whole and R to 40 %: 70 % of all pixels are valid, but one segment (one
+    4MOST arm) is mostly missing, which the models never saw; LOW_COVERAGE says so."""
+    flux, sigma = data
+    keep = WAVE < 5120.0  # R (5100-5150 A) covered to 40 %
+    p = prepare_spectra(spectrum_2d(flux[:, keep], sigma[:, keep], WAVE[keep]), GRID)
+    assert np.all((p.coverage > 0.6) & (p.coverage < 0.8))
+    assert np.all(p.flags & QualityFlag.LOW_COVERAGE)
+    # R to 60 %: each segment above min_coverage, no flag
+    keep = WAVE < 5130.0
+    p = prepare_spectra(spectrum_2d(flux[:, keep], sigma[:, keep], WAVE[keep]), GRID)
+    assert not np.any(p.flags & QualityFlag.LOW_COVERAGE)
+    # the threshold is min_coverage, per segment as overall
+    p = prepare_spectra(spectrum_2d(flux[:, keep], sigma[:, keep], WAVE[keep]), GRID,
+                        min_coverage=0.7)
+    assert np.all(p.flags & QualityFlag.LOW_COVERAGE)
