@@ -71,6 +71,8 @@ if [ -n "$DRY" ]; then
     [ -z "${CONFIG_ONLY:-}" ] || { echo "wrote $CONFIG"; exit 0; }
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# the model version the calibration steps write (the configuration's [model] version)
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$CONFIG" 2>/dev/null | head -n 1 || true)
 # Teff (K) at which the emulator's error is measured (docs/emulator.rst, "Error by Teff")
 TEFF_NODES="4000 4500 5000 6000 7000"
 shards() { ls "$S"/shard_*.h5 2>/dev/null | wc -l; }
@@ -98,12 +100,15 @@ step selection specutils-cinn emulator holdout --shards $S --tag v2 --setups "$S
 step continuum python scripts/continuum_check.py "configs/4most-$SETUP-lte-v2.toml" --spectra 1024 \
     ${FLOOR_RST:+--rst "$FLOOR_RST"}
 step train specutils-cinn train "$CONFIG" --checkpoint "$CKPT"
-step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version 2.0.0 -o "$M-fit" \
-    --json "$JSON_FIT"
-step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version 2.0.0 -o "$M-cal" \
+# the chi-square's noise: the mean reported variance over 101 pixels (5 A on HR, 25 A on LR),
+# not each pixel's own, which photon noise computed from the noisy flux makes unreliable at low
+# S/N (docs/quality.rst, "The fit check at low S/N")
+step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version "$VERSION" -o "$M-fit" \
+    --json "$JSON_FIT" --noise-window 101
+step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version "$VERSION" -o "$M-cal" \
     --json "$JSON_CAL"
 step mismatch python scripts/calibrate_mismatch.py --model "$M-cal" --grid $S \
-    --output "$MISMATCH_RST" --json "$JSON_MM" --write "$M-mm" --version 2.0.0
+    --output "$MISMATCH_RST" --json "$JSON_MM" --write "$M-mm" --version "$VERSION"
 step validation python scripts/validation_report.py --model "$M-mm" --grid $S --held-out holdout \
     --vsini-per-star 2 --snr $SNR --goals "$SETUP" --output "$PAGE" --figures "$FIGURES" \
     --threads 1

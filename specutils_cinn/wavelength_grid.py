@@ -120,6 +120,35 @@ class WavelengthGrid:
         first, last = self.segments[0], self.segments[-1]
         return first.start - 0.5 * first.step, last.stop + 0.5 * last.step
 
+    def pixels_within(self, centers: Any, half_width: float) -> np.ndarray:
+        """Indices of the pixels whose centers lie within ``half_width`` of any of ``centers``.
+
+        Parameters
+        ----------
+        centers : array-like of float
+            Wavelengths in Angstrom, in the grid's medium.
+        half_width : float
+            Half-width of each window in Angstrom (positive).
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted distinct pixel indices (int64); windows outside the grid add none.
+
+        Raises
+        ------
+        ValueError
+            If ``half_width`` is not positive or a center is not finite.
+        """
+        c = np.atleast_1d(np.asarray(centers, dtype=np.float64))
+        if not (half_width > 0) or not np.all(np.isfinite(c)):
+            raise ValueError(f"need finite centers and half_width > 0, got {half_width!r}")
+        wl = self.wavelength.to_value(u.AA)
+        near = np.zeros(wl.size, bool)
+        for x in c:
+            near |= np.abs(wl - x) <= half_width
+        return np.flatnonzero(near).astype(np.int64)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable description (used in model metadata)."""
         return {

@@ -325,6 +325,37 @@ def test_feature_sigma_is_the_significance_of_the_stellar_features(lg_fit):
     assert np.all(t["flags"][1:] & QualityFlag.NO_FEATURES)
 
 
+def test_noise_window_keeps_noisy_flux_uncertainties_from_inflating_the_chi2(lg_fit):
+    """At a few counts per pixel, uncertainties computed from the noisy flux (draw_noise, as
+    pipelines report them) inflate a per-pixel chi-square at the true labels; the local mean
+    variance (EmulatorSpec.noise_window) keeps it near 1, and at high S/N the two agree."""
+    from specutils_cinn.fit_check import ModelEmulator, fit_statistics
+    from specutils_cinn.instruments import draw_noise
+
+    prob, est, _ = lg_fit
+    fe, names = est.model.emulator, est.parameters
+    assert fe.spec.noise_window == 0 and "noise_window" not in fe.spec.to_dict()
+    windowed = ModelEmulator(fe.spec.replace(noise_window=25), fe.emulator, fe.error_floor,
+                             fe.model_grid)
+    assert windowed.spec.to_dict()["noise_window"] == 25
+    x = np.random.default_rng(5).normal(size=(400, 2))
+    clean = torch.as_tensor(1.0 + x @ prob.a.T)
+    valid = np.ones(clean.shape, bool)
+    medians = {}
+    for snr in (1.5, 100.0):
+        noisy, sigma = draw_noise(clean, torch.full((400, 1), snr, dtype=clean.dtype),
+                                  torch.Generator().manual_seed(6))
+        args = (names, x, noisy.numpy(), sigma.numpy(), valid)
+        medians[snr] = (np.median(fit_statistics(fe, *args).chi2),
+                        np.median(fit_statistics(windowed, *args).chi2))
+    # 24 pixels, 2 labels + 1 continuum scale fitted: E[chi2] ~ 21 / 24 at high S/N
+    assert medians[1.5][0] > 3.0                      # per pixel: inflated several-fold
+    assert 0.75 < medians[1.5][1] < 1.1               # windowed: as at high S/N
+    assert medians[100.0][1] == pytest.approx(medians[100.0][0], rel=0.05)
+    with pytest.raises(ValueError, match="noise_window"):
+        fe.spec.replace(noise_window=-1)
+
+
 def test_fit_check_rotation_matches_the_emulator_spline_rotation(lg_fit):
     from specutils_cinn.emulator import SpectrumEmulator, emulate_spectra
     from specutils_cinn.instruments.rotation import BinnedRotation

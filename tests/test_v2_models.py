@@ -34,6 +34,8 @@ def test_finished_steps_are_skipped_and_from_redoes_the_rest(tmp_path):
     shutil.copy(SCRIPT, repo / "scripts")
     (repo / "grid" / "4most-lte-v2").mkdir(parents=True)
     (repo / "grid" / "4most-lte-v2" / "shard_00000.h5").write_bytes(b"")
+    (repo / "configs").mkdir()
+    (repo / "configs" / "4most-hr-lte-v2.toml").write_text('[model]\nversion = "9.8.7"\n')
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     stubs = tmp_path / "bin"
     stubs.mkdir()
@@ -55,6 +57,8 @@ def test_finished_steps_are_skipped_and_from_redoes_the_rest(tmp_path):
     assert calls[0].startswith("specutils-cinn emulator prepare --shards grid/4most-lte-v2")
     assert "train configs/4most-hr-lte-v2.toml --checkpoint" in calls[6]
     assert "scripts/calibrate_mismatch.py --model work/models/4most-hr-lte-v2-cal" in calls[9]
+    # the calibrated models carry the configuration's version
+    assert all("--version 9.8.7" in calls[i] for i in (7, 8, 9))
     assert "--write work/models/4most-hr-lte-v2-mm" in calls[9]
     assert "--output docs/validation/4most-hr-lte-v2.rst" in calls[10]
     assert "--model work/models/4most-hr-lte-v2-mm" in calls[10]

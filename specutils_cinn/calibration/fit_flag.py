@@ -157,6 +157,7 @@ def calibrate_fit_flag(
     sun_harps: str | Path | None = None,
     sun_uves: str | Path | None = None,
     seed: int = 1,
+    noise_window: int = 0,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Attach an emulator to a model, calibrate ``POOR_FIT`` and save the model.
@@ -190,6 +191,10 @@ def calibrate_fit_flag(
         (`~specutils_cinn.validation.heldout.sun_spectra`).
     seed : int, optional
         Seed of the v sin i draws, the noise and the posterior draws.
+    noise_window : int, optional
+        The chi-square's noise window in pixels (`~specutils_cinn.model.EmulatorSpec`
+        ``noise_window``; 0: each pixel's reported variance), used in the calibration and
+        stored in the model.
     log : callable, optional
         Called with progress messages.
 
@@ -217,7 +222,7 @@ def calibrate_fit_flag(
 
     # ---------------------------------------------------------------- error floor
     probe = base.attach_emulator(emu, 0.0, chi2_threshold=1.0, label_defaults=DEFAULTS,
-                                 exclude=exclude, trim=False).emulator
+                                 exclude=exclude, trim=False, noise_window=noise_window).emulator
     # emulated as the fit check does (ModelEmulator.emulate): at the true labels, rotated by
     # the true v sin i, with the fit check's macroturbulence rule, not the held-out spectra's
     # own nuisance zeta (HeldOut.extra["vmacro"]), which the fit check cannot know
@@ -242,7 +247,8 @@ def calibrate_fit_flag(
     log(f"floor {floor_info}")
     ests = {k: CINNParameterEstimator(
         base.attach_emulator(emu, f, chi2_threshold=1.0, label_defaults=DEFAULTS,
-                             exclude=exclude, trim=False), device="cpu")
+                             exclude=exclude, trim=False, noise_window=noise_window),
+        device="cpu")
         for k, f in floors.items()}
 
     def chi2_of(spec: Any, cross: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -260,7 +266,7 @@ def calibrate_fit_flag(
     wave = md.grid.wavelength
     width = md.grid.pixel_width
     report: dict[str, Any] = {"model": md.full_name, "emulator": str(emulator),
-                              "n_heldout": n, "exclude": exclude, "defaults": DEFAULTS,
+                              "noise_window": noise_window, "n_heldout": n, "exclude": exclude, "defaults": DEFAULTS,
                               "floor": floor_info, "in_domain": {}, "ood": {}}
     t_inf = time.perf_counter()
     for snr in SNRS:
@@ -305,7 +311,8 @@ def calibrate_fit_flag(
         "script": "specutils-cinn calibrate fit-flag",
     }
     final = base.attach_emulator(emu, floors["all"], chi2_threshold=threshold,
-                                 label_defaults=DEFAULTS, exclude=exclude, info=info, trim=False)
+                                 label_defaults=DEFAULTS, exclude=exclude, info=info, trim=False,
+                                 noise_window=noise_window)
     final = CINNModel(final.metadata.replace(version=version), final.network,
                       emulator=final.emulator)
     final.save(output)

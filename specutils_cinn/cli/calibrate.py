@@ -44,7 +44,8 @@ def _cmd_fit_flag(args: argparse.Namespace) -> int:
         args.model, args.emulator, args.grid, args.version, args.output,
         vsini_per_star=args.vsini_per_star, n_samples=args.n_samples,
         max_fraction=args.max_fraction, ood_resolving_power=args.ood_r, example=example,
-        sun_harps=args.sun_harps, sun_uves=args.sun_uves, seed=args.seed)
+        sun_harps=args.sun_harps, sun_uves=args.sun_uves, seed=args.seed,
+        noise_window=args.noise_window)
     _write_report(args.json, report)
     print(f"saved {args.output} (threshold {report['threshold']}); report {args.json}; "
           f"{report['seconds_total']:.0f} s")
@@ -116,6 +117,10 @@ def register(sub) -> None:
     q.add_argument("--example", default=None,
                    help="solar example spectrum run as a test of HR models (default: the "
                    "bundled sun_4most_hr_example.fits)")
+    q.add_argument("--noise-window", type=int, default=0,
+                   help="pixels over which the chi-square averages the reported variance "
+                   "(0: each pixel's own; a window keeps photon-noise uncertainties computed "
+                   "from the noisy flux from inflating the chi-square at low S/N)")
     q.add_argument("--sun-harps", default=f"{_SUN_DIR}/Sun_HARPS.fits",
                    help="HARPS solar spectrum (skipped if missing)")
     q.add_argument("--sun-uves", default=f"{_SUN_DIR}/UVES_Sun-1_cleaned_norm.txt.gz",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .cinn import (
     ARCHITECTURE_KEYS,
     CONDITIONER_KEYS,
+    CONDITIONER_OPTIONAL_KEYS,
     CPU_CHUNK_BYTES,
     DEFAULT_MAX_CHUNK_BYTES,
     ConditionalFlow,
@@ -31,6 +32,7 @@ from .subnet import MLPSubnet, make_subnet
 __all__ = [
     "ARCHITECTURE_KEYS",
     "CONDITIONER_KEYS",
+    "CONDITIONER_OPTIONAL_KEYS",
     "CPU_CHUNK_BYTES",
     "DEFAULT_MAX_CHUNK_BYTES",
     "FLUX_FILL",

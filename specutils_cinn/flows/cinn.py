@@ -20,6 +20,7 @@ from .subnet import MLPSubnet
 __all__ = [
     "ARCHITECTURE_KEYS",
     "CONDITIONER_KEYS",
+    "CONDITIONER_OPTIONAL_KEYS",
     "CPU_CHUNK_BYTES",
     "DEFAULT_MAX_CHUNK_BYTES",
     "SAMPLING_PRECISIONS",
@@ -42,6 +43,9 @@ ARCHITECTURE_KEYS = (
 )
 #: Keys of the ``"conditioner"`` entry of an architecture (all required).
 CONDITIONER_KEYS = ("kind", "channels", "features", "pool", "hidden")
+#: Keys a conditioner's description may also have: the line-window branch
+#: (`~specutils_cinn.flows.SpectrumConditioner`), absent in networks without one.
+CONDITIONER_OPTIONAL_KEYS = ("line_pixels", "line_hidden")
 #: Default bound, in bytes, on ``B * chunk_size * width * itemsize`` in `ConditionalINN.sample`
 #: (the size of one activation tensor of a chunk) on accelerators: bounds the memory.
 DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
@@ -581,7 +585,7 @@ def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
     ----------
     architecture : mapping
         With exactly the keys ``ARCHITECTURE_KEYS``; ``architecture["conditioner"]`` with
-        exactly the keys ``CONDITIONER_KEYS``.
+        the keys ``CONDITIONER_KEYS`` and any of ``CONDITIONER_OPTIONAL_KEYS``.
 
     Returns
     -------
@@ -599,7 +603,8 @@ def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
     cond = architecture["conditioner"]
     if not isinstance(cond, Mapping):
         raise ValueError(f"architecture['conditioner'] must be a mapping, got {cond!r}")
-    _check_keys("architecture['conditioner']", cond, CONDITIONER_KEYS)
+    _check_keys("architecture['conditioner']", cond, CONDITIONER_KEYS,
+                CONDITIONER_OPTIONAL_KEYS)
     arch = copy.deepcopy(dict(architecture))
     try:
         conditioner = SpectrumConditioner(
@@ -609,6 +614,8 @@ def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
             kind=cond["kind"],
             pool=cond["pool"],
             hidden=cond["hidden"],
+            line_pixels=cond.get("line_pixels"),
+            line_hidden=cond.get("line_hidden", 128),
         )
         return ConditionalINN(
             n_params=arch["n_params"],
@@ -623,9 +630,10 @@ def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
         raise ValueError(f"invalid architecture: {exc}") from exc
 
 
-def _check_keys(name: str, mapping: Mapping[str, Any], expected: tuple[str, ...]) -> None:
+def _check_keys(name: str, mapping: Mapping[str, Any], expected: tuple[str, ...],
+                optional: tuple[str, ...] = ()) -> None:
     missing = [k for k in expected if k not in mapping]
-    unknown = sorted(str(k) for k in mapping if k not in expected)
+    unknown = sorted(str(k) for k in mapping if k not in expected + optional)
     if missing or unknown:
         raise ValueError(
             f"{name}: missing keys {missing}, unknown keys {unknown}; expected {list(expected)}"

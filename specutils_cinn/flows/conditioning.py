@@ -138,6 +138,16 @@ class SpectrumConditioner(nn.Module):
     Linear(hidden, hidden) -> GELU -> Linear(hidden, features)``; meant for tiny test problems
     (``channels`` and ``pool`` are then unused but still recorded in `config`).
 
+    **Line windows.** The strided convolutions summarize each few Angstrom in a few dozen
+    channels shared by the whole spectrum, and a weak line among stronger ones is lost there
+    (the v2 HR model's features held no [Mn/Fe] or [Ni/Fe] information although the spectra
+    do; docs/training.rst, "Line windows"). With ``line_pixels`` the three input channels at
+    those pixels also go, at full resolution, through ``Linear(3 * len(line_pixels),
+    line_hidden) -> GELU -> Linear(line_hidden, features)``, and the result is added to the
+    features. The last layer of that branch starts at zero, so a new branch leaves the
+    features unchanged until training moves it (a network trained without it can be
+    continued with it, `specutils_cinn.training.TrainingConfig` ``init_weights``).
+
     Parameters
     ----------
     npix : int
@@ -152,6 +162,11 @@ class SpectrumConditioner(nn.Module):
         Output length of the adaptive average pooling (``"cnn"``).
     hidden : int, optional
         Width of the dense hidden layer(s).
+    line_pixels : sequence of int, optional
+        Pixel indices read at full resolution by the line-window branch (distinct, in
+        ``[0, npix)``); None or empty for no branch.
+    line_hidden : int, optional
+        Width of the line-window branch's hidden layer.
 
     Raises
     ------
@@ -167,6 +182,8 @@ class SpectrumConditioner(nn.Module):
         kind: ConditionerKind = "cnn",
         pool: int = 8,
         hidden: int = 256,
+        line_pixels: Sequence[int] | None = None,
+        line_hidden: int = 128,
     ) -> None:
         super().__init__()
         self.npix = _positive_int("npix", npix)
@@ -207,6 +224,25 @@ class SpectrumConditioner(nn.Module):
                 nn.Linear(self.hidden, self.features),
             ]
         self.net = nn.Sequential(*layers)
+        self.line_hidden = _positive_int("line_hidden", line_hidden)
+        pixels = [] if line_pixels is None else list(line_pixels)
+        for i in pixels:
+            if isinstance(i, bool) or not isinstance(i, Integral) or not 0 <= i < self.npix:
+                raise ValueError(f"line_pixels must be pixel indices in [0, {self.npix}), "
+                                 f"got {i!r}")
+        if len(set(pixels)) != len(pixels):
+            raise ValueError("line_pixels must be distinct")
+        self.line_pixels = tuple(int(i) for i in pixels)
+        self.line_net: nn.Sequential | None = None
+        if self.line_pixels:
+            self.register_buffer("line_index", torch.tensor(self.line_pixels, dtype=torch.long),
+                                 persistent=False)
+            last = nn.Linear(self.line_hidden, self.features)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.line_net = nn.Sequential(
+                nn.Flatten(), nn.Linear(3 * len(self.line_pixels), self.line_hidden), nn.GELU(),
+                last)
 
     def extra_repr(self) -> str:
         return f"npix={self.npix}, kind={self.kind!r}, features={self.features}"
@@ -217,15 +253,19 @@ class SpectrumConditioner(nn.Module):
         Returns
         -------
         dict
-            Keys ``kind``, ``channels`` (list), ``features``, ``pool``, ``hidden``.
+            Keys ``kind``, ``channels`` (list), ``features``, ``pool``, ``hidden``, and with
+            line windows also ``line_pixels`` (list) and ``line_hidden``.
         """
-        return {
+        conf: dict[str, Any] = {
             "kind": self.kind,
             "channels": list(self.channels),
             "features": self.features,
             "pool": self.pool,
             "hidden": self.hidden,
         }
+        if self.line_pixels:
+            conf.update(line_pixels=list(self.line_pixels), line_hidden=self.line_hidden)
+        return conf
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Compute the conditioning features.
@@ -249,4 +289,7 @@ class SpectrumConditioner(nn.Module):
             raise ValueError(
                 f"inputs must have shape [B, 3, {self.npix}], got {tuple(inputs.shape)}"
             )
-        return self.net(inputs)
+        features = self.net(inputs)
+        if self.line_net is not None:
+            features = features + self.line_net(inputs.index_select(2, self.line_index))
+        return features

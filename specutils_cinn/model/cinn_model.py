@@ -275,6 +275,7 @@ class CINNModel:
         continuum_degree: int = 3,
         info: Mapping[str, Any] | None = None,
         trim: bool = True,
+        noise_window: int = 0,
     ) -> CINNModel:
         """Return a copy of the model with a spectrum emulator for the goodness-of-fit check.
 
@@ -287,7 +288,7 @@ class CINNModel:
             (before trimming), e.g. the RMS difference from held-out synthetic spectra.
         chi2_threshold : float
             Default ``POOR_FIT`` threshold of the reduced chi-square.
-        label_defaults, exclude, continuum_degree, info
+        label_defaults, exclude, continuum_degree, info, noise_window
             See `EmulatorSpec`.
         trim : bool, optional
             Keep only the emulator pixels that are model pixels
@@ -317,6 +318,7 @@ class CINNModel:
             exclude=tuple(exclude),
             continuum_degree=continuum_degree,
             info=dict(info or {}),
+            noise_window=noise_window,
         )
         metadata = self._metadata.replace(emulator=spec)
         attached = ModelEmulator(spec, emulator, floor, metadata.grid,

@@ -153,8 +153,12 @@ _EMULATOR_KEYS = (
     "label_defaults",
     "exclude",
     "continuum_degree",
+    "noise_window",
     "info",
 )
+
+# Largest ``noise_window`` of an EmulatorSpec (pixels).
+_MAX_NOISE_WINDOW = 10001
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,15 @@ class EmulatorSpec:
         Degree of the Legendre polynomial per grid segment by which the emulated spectrum is
         multiplied (fitted by weighted least squares) before the comparison; absorbs the
         difference between the input's normalization and the emulator's true continuum.
+    noise_window : int, optional
+        0 (the default, and every model before 2.1.0): the chi-square divides each pixel's
+        squared residual by the input's reported variance at that pixel. N > 0: by the mean
+        reported variance of the valid pixels within N pixels around it in the same segment
+        (a running mean). Uncertainties computed from the noisy flux (photon noise, as
+        pipelines report them) are small where the noise happened to push the flux down, which
+        at a few counts per pixel inflates a per-pixel chi-square several-fold even at the true
+        labels (docs/quality.rst, "The fit check at low S/N"); the local mean variance does not
+        depend on the pixel's own noise.
     sha256 : str or None, optional
         SHA-256 of the emulator file; `CINNModel.save` fills it in.
     info : dict, optional
@@ -203,6 +216,7 @@ class EmulatorSpec:
     continuum_degree: int = 3
     sha256: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    noise_window: int = 0
 
     def __post_init__(self) -> None:
         arch = self.architecture
@@ -247,6 +261,12 @@ class EmulatorSpec:
         if isinstance(deg, bool) or not isinstance(deg, (int, np.integer)) or not 0 <= deg <= 10:
             raise field_error("emulator.continuum_degree", f"expected an integer 0-10, got {deg!r}")
         object.__setattr__(self, "continuum_degree", int(deg))
+        win = self.noise_window
+        if (isinstance(win, bool) or not isinstance(win, (int, np.integer))
+                or not 0 <= win <= _MAX_NOISE_WINDOW):
+            raise field_error("emulator.noise_window",
+                              f"expected an integer 0-{_MAX_NOISE_WINDOW}, got {win!r}")
+        object.__setattr__(self, "noise_window", int(win))
         sha = self.sha256
         if sha is not None and not is_sha256(sha):
             raise field_error("emulator.sha256", f"expected 64 lower-case hex digits, got {sha!r}")
@@ -302,7 +322,7 @@ class EmulatorSpec:
         -------
         dict
         """
-        return {
+        out = {
             "sha256": self.sha256,
             "architecture": copy.deepcopy(self.architecture),
             "chi2_threshold": self.chi2_threshold,
@@ -311,6 +331,9 @@ class EmulatorSpec:
             "continuum_degree": self.continuum_degree,
             "info": copy.deepcopy(self.info),
         }
+        if self.noise_window:  # absent for the per-pixel chi-square (models before 2.1.0)
+            out["noise_window"] = self.noise_window
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EmulatorSpec:

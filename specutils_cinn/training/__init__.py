@@ -15,7 +15,8 @@ The modules follow the pipeline:
 - ``training.batches``: `BatchStream`, each step's batch drawn in order, optionally one step
   ahead on a second thread;
 - ``training.loop``: `train_model` and `train_from_config` (resumable runs:
-  `specutils_cinn.checkpoint`).
+  `specutils_cinn.checkpoint`; a start from another model's weights), and
+  `resolve_line_windows`, the conditioner's line windows on a model grid.
 
 Every public name is importable from ``specutils_cinn.training``, as before this package was
 split into modules.
@@ -30,6 +31,7 @@ from .data import TrainingSet, load_training_set, save_training_set
 from .loop import (
     SELECTION_REALISATIONS,
     SELECTION_REALIZATIONS,
+    resolve_line_windows,
     train_from_config,
     train_model,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "load_training_set",
     "read_training_file",
     "renormalize_batch",
+    "resolve_line_windows",
     "save_training_set",
     "train_from_config",
     "train_model",

@@ -40,7 +40,9 @@ def augment_batch(
     ``config.snr_range``); with ``config.continuum_error``, a linear multiplicative error per
     segment; the noise and the reported uncertainty (`specutils_cinn.instruments.draw_noise`,
     photon-like or constant by ``config.photon_noise``); isolated masked pixels (a fraction up
-    to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps. Last, the
+    to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps; with
+    ``config.segment_dropout``, a whole segment (one of at least two, chosen uniformly) of that
+    fraction of the spectra is made invalid, as for a missing spectrograph arm. Last, the
     model's masked pixels ``masked`` are made invalid in every spectrum
     (`~specutils_cinn.inputs.mask_pixels`, as the estimator does); they draw no random numbers,
     so a mask does not change the other draws.
@@ -95,6 +97,11 @@ def augment_batch(
             length = (uniform(b) * max_len).long() + 1
             in_gap = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
             valid &= ~(in_gap & (g < n_gaps)[:, None])
+    n_seg = int(segment_index.max()) + 1
+    if config.segment_dropout > 0 and n_seg > 1:
+        drop = uniform(b) < config.segment_dropout
+        which = torch.randint(0, n_seg, (b,), generator=generator, device=dev)
+        valid &= ~(drop[:, None] & (segment_index[None, :] == which[:, None]))
     return noisy, sigma, mask_pixels(valid, masked)
 
 

@@ -95,6 +95,16 @@ class TrainingConfig:
         the network trains on the current one (`specutils_cinn.training.batches.BatchStream`).
         The weights are the same either way; on a CPU it pays where a core is free for the
         second thread (``python benchmarks/bench_training_step.py``).
+    segment_dropout : float
+        Probability that a training spectrum loses one whole grid segment (a 4MOST arm,
+        chosen uniformly), as when a spectrograph arm is missing or unusable; the network then
+        learns to read the others alone. 0 draws nothing (and no random numbers).
+    init_weights : str or None
+        A model directory (relative to the configuration file) whose weights start the
+        training instead of a random initialization: same parameters, standardization and
+        wavelength grid; every one of its tensors must exist in the new network with the same
+        shape, and tensors it lacks (e.g. a new line-window branch) keep their initialization.
+        Its name, version and weights SHA-256 are recorded in the new model's metadata.
     """
 
     steps: int = 5000
@@ -118,6 +128,8 @@ class TrainingConfig:
     threads: int | None = None
     checkpoint_every: int | None = None
     prefetch: bool = False
+    segment_dropout: float = 0.0
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
@@ -127,6 +139,10 @@ class TrainingConfig:
             raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if not 0.0 <= self.segment_dropout <= 1.0:
+            raise ValueError(f"segment_dropout must be in [0, 1], got {self.segment_dropout}")
+        if self.init_weights is not None and not isinstance(self.init_weights, str):
+            raise ValueError(f"init_weights must be a path, got {self.init_weights!r}")
         if not isinstance(self.prefetch, bool):
             raise ValueError(f"prefetch must be true or false, got {self.prefetch!r}")
         if self.checkpoint_every is not None and (

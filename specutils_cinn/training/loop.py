@@ -247,9 +247,12 @@ def _model_metadata(
     name: str, version: str, description: str, normalization: Normalization,
     ranges: dict[str, Sequence[float]], holdout: TrainingSet | None,
     selection: TrainingSet | None, pixel_mask: PixelMask | None = None,
+    initialized_from: dict[str, Any] | None = None,
 ) -> ModelMetadata:
     """The model's metadata after ``history`` (checked by `ModelMetadata.from_dict`)."""
     training = {"data": src.provenance, **src.info}
+    if initialized_from is not None:
+        training["initialized_from"] = dict(initialized_from)
     if holdout is not None:
         training["holdout"] = {"data": holdout.provenance, "n": int(holdout.flux.shape[0])}
     if selection is not None:
@@ -297,6 +300,74 @@ def _model_metadata(
 # --------------------------------------------------------------------------------------------
 # the optimization
 # --------------------------------------------------------------------------------------------
+def resolve_line_windows(architecture: Mapping[str, Any], grid: WavelengthGrid
+                         ) -> dict[str, Any]:
+    """Turn a configuration's line windows into the conditioner's pixel indices on a grid.
+
+    A training configuration names the windows of the line-window branch
+    (`~specutils_cinn.flows.SpectrumConditioner`) by wavelength: ``[architecture.conditioner]
+    lines`` (centers in Angstrom, the grid's medium) and ``line_half_width`` (Angstrom,
+    default 0.4). The network needs pixel indices (``line_pixels``): those of ``grid`` within
+    a half-width of any center (`~specutils_cinn.wavelength_grid.WavelengthGrid.pixels_within`).
+
+    Parameters
+    ----------
+    architecture : mapping
+        The ``[architecture]`` table (with ``conditioner``).
+    grid : `~specutils_cinn.wavelength_grid.WavelengthGrid`
+        The model grid.
+
+    Returns
+    -------
+    dict
+        A copy of ``architecture``; with ``lines`` its conditioner has ``line_pixels``
+        instead of ``lines`` and ``line_half_width``.
+
+    Raises
+    ------
+    ValueError
+        If ``line_half_width`` comes without ``lines``, or no pixel lies in the windows.
+    """
+    arch = dict(architecture)
+    cond = dict(arch.get("conditioner") or {})
+    if "lines" not in cond:
+        if "line_half_width" in cond:
+            raise ValueError("architecture.conditioner: line_half_width needs lines")
+        return arch
+    centers = cond.pop("lines")
+    pixels = grid.pixels_within(centers, float(cond.pop("line_half_width", 0.4)))
+    if pixels.size == 0:
+        raise ValueError("architecture.conditioner: no pixel of the model grid lies in the "
+                         "line windows")
+    cond["line_pixels"] = pixels.tolist()
+    return dict(arch, conditioner=cond)
+
+
+def _initialize_from(network: torch.nn.Module, initial: CINNModel, src: _Source
+                     ) -> dict[str, Any]:
+    """Copy ``initial``'s weights into ``network`` (see ``TrainingConfig.init_weights``)."""
+    meta = initial.metadata
+    what = f"init_weights ({meta.name} {meta.version})"
+    if list(meta.parameter_names) != list(src.parameters):
+        raise ValueError(f"{what} has the parameters {meta.parameter_names}, this run "
+                         f"{src.parameters}")
+    if meta.grid.to_dict() != src.grid.to_dict():
+        raise ValueError(f"{what} is on another wavelength grid than this run")
+    if not (np.allclose(meta.label_mean, src.mean, rtol=1e-9, atol=1e-12)
+            and np.allclose(meta.label_std, src.std, rtol=1e-9, atol=1e-12)):
+        raise ValueError(f"{what} standardizes the labels differently from this run (another "
+                         "prior or seed): its weights would mean other labels")
+    old = initial.network.state_dict()
+    new = network.state_dict()
+    for k, v in old.items():
+        if k not in new or new[k].shape != v.shape:
+            raise ValueError(f"{what}: its tensor {k} {tuple(v.shape)} has no counterpart of "
+                             "that shape in this run's network")
+    network.load_state_dict(old, strict=False)
+    return {"name": meta.name, "version": meta.version, "weights_sha256": initial.sha256,
+            "new_tensors": sorted(k for k in new if k not in old)}
+
+
 def _lr_factor(step: int, config: TrainingConfig) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -345,6 +416,7 @@ def train_model(
     pixel_mask: PixelMask | None = None,
     log: Callable[[str], None] | None = print,
     checkpoint: str | Path | None = None,
+    initial: CINNModel | None = None,
 ) -> tuple[CINNModel, dict[str, Any]]:
     """Train a cINN on a training set or a simulator and return the model and its history.
 
@@ -396,6 +468,11 @@ def train_model(
         same device; a checkpoint of another run (other settings, data or architecture), or
         of a run on another kind of device (its random generators are that device's), is
         refused with a `~specutils_cinn.checkpoint.CheckpointError`.
+    initial : `~specutils_cinn.model.CINNModel`, optional
+        Start from this model's weights instead of a random initialization (see
+        `TrainingConfig` ``init_weights``): same parameters, label standardization and grid;
+        each of its tensors must fit the new network, whose other tensors keep their
+        initialization. Recorded in the metadata as ``training["initialized_from"]``.
 
     Returns
     -------
@@ -413,13 +490,18 @@ def train_model(
         src: _Source = _SetSource(training_set, config, device)
     else:
         src = _SimulatorSource(training_set, config, device)
-    arch = dict(architecture, n_params=len(src.parameters), npix=src.grid.npix)
+    arch = resolve_line_windows(
+        dict(architecture, n_params=len(src.parameters), npix=src.grid.npix), src.grid)
     network = build_cinn(arch).to(device)
+    initialized_from = None if initial is None else _initialize_from(network, initial, src)
     norm = (normalization if isinstance(normalization, Normalization)
             else Normalization.from_dict(normalization or {"kind": "continuum"}))
     meta = dict(name=name, version=version, description=description, normalization=norm,
                 ranges={**src.ranges, **(parameter_ranges or {})}, holdout=holdout,
-                selection=selection, pixel_mask=pixel_mask)
+                selection=selection, pixel_mask=pixel_mask, initialized_from=initialized_from)
+    if initialized_from is not None:
+        say(f"weights from {initial.metadata.name} {initial.metadata.version}; new tensors: "
+            f"{', '.join(initialized_from['new_tensors']) or 'none'}")
     _model_metadata(src, network, config, {}, **meta)  # fail now, not after hours of training
 
     gen = torch.Generator(device=device)
@@ -530,6 +612,7 @@ def _fingerprint(src: Any, arch: Mapping[str, Any], config: TrainingConfig,
         "normalization": meta["normalization"].to_dict(),
         "ranges": {k: list(map(float, v)) for k, v in meta["ranges"].items()},
         "pixel_mask": None if meta["pixel_mask"] is None else meta["pixel_mask"].to_dict(),
+        "initialized_from": meta.get("initialized_from"),
         "sets": {k: array_digest(*(t.detach().cpu().numpy() for f, z in v for t in (f, z)))
                  for k, v in sets.items()},
     })
@@ -581,6 +664,8 @@ def train_from_config(
             selection = load_training_set(base / table["selection"], source.parameters)
     mask_path = cfg.model.get("pixel_mask")
     pixel_mask = None if mask_path is None else PixelMask.read(base / mask_path)
+    initial = (None if cfg.training.init_weights is None
+               else CINNModel.load(base / cfg.training.init_weights))
     model, _history = train_model(
         source,
         cfg.architecture,
@@ -595,6 +680,7 @@ def train_from_config(
         pixel_mask=pixel_mask,
         log=log,
         checkpoint=checkpoint,
+        initial=initial,
     )
     out = Path(output) if output is not None else base / cfg.model["output"]
     model.save(out)

@@ -12,6 +12,8 @@ from torch import nn
 import specutils_cinn.flows.cinn as cinn_module
 from specutils_cinn.flows import (
     ARCHITECTURE_KEYS,
+    CONDITIONER_KEYS,
+    CONDITIONER_OPTIONAL_KEYS,
     ConditionalINN,
     SpectrumConditioner,
     auto_chunk_size,
@@ -335,3 +337,16 @@ def test_compiled_sampling_matches_eager():
     torch.testing.assert_close(_draws(model, feats), eager, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(_draws(model, feats[:2]), eager[:2], rtol=1e-4, atol=1e-5)
     assert model.sampling_compiled
+
+
+def test_architecture_with_line_windows_round_trips_and_unknown_keys_fail():
+    arch = {"n_params": 3, "npix": 200, "n_blocks": 2, "subnet_hidden": 16, "subnet_layers": 1,
+            "clamp": 2.0, "permutation_seed": 0,
+            "conditioner": {"kind": "cnn", "channels": [4], "features": 8, "pool": 4,
+                            "hidden": 8, "line_pixels": [5, 6, 150], "line_hidden": 7}}
+    net = build_cinn(arch)
+    assert net.architecture == arch
+    assert set(arch["conditioner"]) <= set(CONDITIONER_KEYS) | set(CONDITIONER_OPTIONAL_KEYS)
+    bad = {**arch, "conditioner": {**arch["conditioner"], "lines": [5000.0]}}
+    with pytest.raises(ValueError, match=r"unknown keys \['lines'\]"):
+        build_cinn(bad)

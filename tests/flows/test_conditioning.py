@@ -155,3 +155,40 @@ def test_conditioner_errors():
         SpectrumConditioner(0)
     with pytest.raises(ValueError, match="features"):
         SpectrumConditioner(20, features=-1)
+
+
+def test_line_window_branch_reads_its_pixels_at_full_resolution():
+    torch.manual_seed(0)
+    plain = SpectrumConditioner(400, channels=(8, 8), features=6, pool=4, hidden=16)
+    lined = SpectrumConditioner(400, channels=(8, 8), features=6, pool=4, hidden=16,
+                                line_pixels=[10, 11, 12, 300], line_hidden=5)
+    assert lined.config() == {**plain.config(), "line_pixels": [10, 11, 12, 300],
+                              "line_hidden": 5}
+    assert "line_pixels" not in plain.config()
+    # a new branch starts at zero: the features are those of the same network without it
+    missing, unexpected = lined.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["line_net.1.bias", "line_net.1.weight",
+                                                  "line_net.3.bias", "line_net.3.weight"]
+    x = torch.randn(3, 3, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(lined(x), plain(x), rtol=0, atol=0)
+        nn.init.normal_(lined.line_net[3].weight)
+        base = lined(x)
+        y = x.clone()
+        y[:, 0, 300] += 1.0     # a window pixel moves the branch's output
+        assert not torch.allclose(lined(y) - plain(y), base - plain(x))
+        z = x.clone()
+        z[:, 0, 200] += 1.0     # a pixel outside every window does not
+        torch.testing.assert_close(lined(z) - plain(z), base - plain(x))
+
+
+@pytest.mark.parametrize(("pixels", "match"), [
+    ([0, 400], r"pixel indices in \[0, 400\)"),
+    ([-1], "pixel indices"),
+    ([3, 3], "distinct"),
+    ([True], "pixel indices"),
+])
+def test_line_pixels_errors(pixels, match):
+    with pytest.raises(ValueError, match=match):
+        SpectrumConditioner(400, channels=(8,), features=4, pool=2, hidden=8,
+                            line_pixels=pixels)

@@ -173,3 +173,28 @@ def test_augment_batch_gives_the_numbers_it_gave_before(case):
     assert noisy[rows, cols].tolist() == pytest.approx(flux_at, rel=1e-6)
     assert sigma[rows, cols].tolist() == pytest.approx(sigma_at, rel=1e-6)
     assert float(torch.rand(1, generator=gen)) == pytest.approx(next_uniform, rel=1e-7)
+
+
+def test_segment_dropout_removes_whole_segments_and_nothing_else():
+    flux, pw, seg = _two_segment_batch()
+    flux = flux.repeat(200, 1)
+    cfg = TrainingConfig(masked_fraction=0.0, max_gaps=0, segment_dropout=0.3)
+    _, _, valid = augment_batch(flux, pw, seg, cfg, torch.Generator().manual_seed(3))
+    per_segment = torch.stack([valid[:, seg == i].all(1) for i in range(int(seg.max()) + 1)]
+                              + [~valid[:, seg == i].any(1) for i in range(int(seg.max()) + 1)])
+    whole = per_segment[:2] | per_segment[2:]      # each segment all valid or all invalid
+    assert whole.all()
+    lost = per_segment[2:].sum(0)
+    assert int(lost.max()) == 1                    # never more than one segment
+    assert 0.25 < float((lost == 1).float().mean()) < 0.35
+    for i in range(2):                             # each segment is the one lost sometimes
+        assert per_segment[2 + i].any()
+    one_segment = TrainingConfig(masked_fraction=0.0, max_gaps=0, segment_dropout=1.0)
+    _, _, valid = augment_batch(flux[:, :100], pw[:100], torch.zeros(100, dtype=torch.long),
+                                one_segment, torch.Generator().manual_seed(3))
+    assert valid.all()                             # a one-segment grid keeps its segment
+
+
+def test_segment_dropout_must_be_a_probability():
+    with pytest.raises(ValueError, match="segment_dropout"):
+        TrainingConfig(segment_dropout=1.5)

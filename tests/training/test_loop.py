@@ -88,8 +88,14 @@ def test_committed_test_model_is_intact_and_follows_the_recipe():
     assert md.architecture == {**prob.architecture, "n_params": 2, "npix": prob.npix}
     assert md.grid == prob.grid
     assert md.normalization.to_dict() == {"kind": "continuum"}
-    # checkpoints and prefetching do not change the result and are not in the settings
-    assert md.training["config"] == recorded_recipe(prob)
+    # checkpoints and prefetching do not change the result and are not in the settings;
+    # settings added since the model was made (segment_dropout, init_weights) are at the
+    # defaults that draw and change nothing
+    recorded, recipe = md.training["config"], recorded_recipe(prob)
+    assert recorded == {k: v for k, v in recipe.items() if k in recorded}
+    added = {k: v for k, v in recipe.items() if k not in recorded}
+    assert added == {"segment_dropout": 0.0, "init_weights": None}
+    assert all(getattr(TrainingConfig(), k) == v for k, v in added.items())
     assert md.training["data"] == prob.training_set(n=1).provenance
     assert md.training["n_train"] + md.training["n_validation"] == 8000
     # a changed weights file is refused before anything is parsed
@@ -151,3 +157,52 @@ def test_the_british_spelling_stays_for_one_release():
     from specutils_cinn import training
 
     assert training.SELECTION_REALISATIONS == training.SELECTION_REALIZATIONS == 8
+
+
+def test_init_weights_continues_a_model_with_new_line_windows(tmp_path):
+    """A run that starts from another model's weights (``init_weights``): with a learning
+    rate of 0 it returns that model's network exactly, the new line-window branch at zero;
+    the metadata names the start; a model of other parameters is refused."""
+    steps = "steps = 2\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
+    write_config(tmp_path, steps + 'device = "cpu"\n')
+    base = CINNModel.load(train_from_config(tmp_path / "cfg.toml", log=None))
+    text = (tmp_path / "cfg.toml").read_text()
+    text = text.replace("[training]\n", '[training]\ninit_weights = "out"\nlearning_rate = 0.0\n')
+    text = text.replace('output = "out"', 'output = "out2"').replace(
+        "[architecture.conditioner]\n",
+        "[architecture.conditioner]\nlines = [5003.0, 5010.2]\nline_half_width = 0.6\n")
+    (tmp_path / "cfg2.toml").write_text(text)
+    lines = []
+    model = CINNModel.load(train_from_config(tmp_path / "cfg2.toml", log=lines.append))
+    start = model.metadata.training["initialized_from"]
+    assert start["weights_sha256"] == base.sha256 and start["version"] == "0.0.1"
+    assert start["new_tensors"] == ["conditioner.line_net.1.bias", "conditioner.line_net.1.weight",
+                                    "conditioner.line_net.3.bias", "conditioner.line_net.3.weight"]
+    assert any("weights from lg-test 0.0.1" in line for line in lines)
+    assert model.network.architecture["conditioner"]["line_pixels"] == [3, 10]
+    new = model.network.state_dict()
+    for k, v in base.network.state_dict().items():
+        assert torch.equal(new[k], v), k
+    other = LinearGaussianProblem(parameters=("teff", "fe_h"))
+    save_training_set(tmp_path / "data.npz", other.training_set(n=200))
+    with pytest.raises(ValueError, match=r"init_weights \(lg-test 0.0.1\) has the parameters"):
+        train_from_config(tmp_path / "cfg2.toml", log=None)
+
+
+def test_resolve_line_windows():
+    from specutils_cinn.training import resolve_line_windows
+
+    prob = LinearGaussianProblem()
+    arch = prob.architecture
+    assert resolve_line_windows(arch, prob.grid) == arch          # no windows: unchanged
+    cond = {**arch["conditioner"], "lines": [5002.0], "line_half_width": 1.0}
+    got = resolve_line_windows({**arch, "conditioner": cond}, prob.grid)
+    assert got["conditioner"]["line_pixels"] == [1, 2, 3]
+    assert "lines" not in got["conditioner"] and "line_half_width" not in got["conditioner"]
+    assert cond["lines"] == [5002.0]                               # the input is not changed
+    with pytest.raises(ValueError, match="line_half_width needs lines"):
+        resolve_line_windows({**arch, "conditioner": {**arch["conditioner"],
+                                                      "line_half_width": 1.0}}, prob.grid)
+    with pytest.raises(ValueError, match="no pixel of the model grid"):
+        resolve_line_windows({**arch, "conditioner": {**arch["conditioner"],
+                                                      "lines": [9000.0]}}, prob.grid)

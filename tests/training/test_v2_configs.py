@@ -8,6 +8,7 @@ import pytest
 from specutils_cinn.flows import build_cinn
 from specutils_cinn.inputs import PixelMask
 from specutils_cinn.instruments import fourmost_setup
+from specutils_cinn.training import resolve_line_windows
 from specutils_cinn.training.config import read_training_file
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -24,9 +25,16 @@ def test_v2_config_builds_a_small_network(setup):
     mask = PixelMask.read(cfg.base / cfg.model["pixel_mask"])
     grid = fourmost_setup(setup).grid        # the v2 emulators' grids: the native 4MOST ones
     assert 0 < mask.on_grid(grid).sum() < 0.1 * grid.npix
-    arch = {**cfg.architecture, "n_params": len(cfg.simulator["parameters"]),
-            "npix": grid.npix}
+    arch = resolve_line_windows({**cfg.architecture, "n_params": len(cfg.simulator["parameters"]),
+                                 "npix": grid.npix}, grid)
     net = build_cinn(arch)
+    lines = cfg.architecture["conditioner"].get("lines")
+    if lines is not None:       # every line window holds pixels of the native grid
+        half = cfg.architecture["conditioner"].get("line_half_width", 0.4)
+        assert all(grid.pixels_within([c], half).size >= round(2 * half / 0.05) - 1 for c in lines)
+    init = cfg.training.init_weights
+    if init is not None:        # a start from another model: it is in the repository
+        assert (cfg.base / init / "weights.safetensors").is_file()
     megabytes = sum(p.numel() * p.element_size() for p in net.state_dict().values()) / 1e6
     assert megabytes < 15.0, megabytes
     # the pooled CNN keeps at most ~1 position per 64 pixels (no position averages many)
