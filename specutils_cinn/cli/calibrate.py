@@ -59,7 +59,8 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
 
     report = calibrate_posteriors(
         args.model, args.grid, args.version, args.output, vsini_per_star=args.vsini_per_star,
-        realizations=args.realizations, n_samples=args.n_samples, seed=args.seed)
+        realizations=args.realizations, n_samples=args.n_samples, seed=args.seed,
+        min_scale=args.min_scale)
     _write_report(args.json, report)
     print(f"saved {args.output}; report {args.json}; {report['seconds']:.0f} s")
     return 0
@@ -138,4 +139,7 @@ def register(sub) -> None:
     _common_options(q, seed=11, n_samples=500, vsini_per_star=4)
     q.add_argument("--realizations", type=int, default=2,
                    help="noise realizations per spectrum and S/N")
+    q.add_argument("--min-scale", type=float, default=1.0,
+                   help="smallest scale factor tried (1: only widen; below 1 the calibration "
+                   "may also narrow posteriors that cover more than their level)")
     q.set_defaults(func=_cmd_posterior)

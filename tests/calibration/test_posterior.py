@@ -121,6 +121,26 @@ def test_fit_leaves_calibrated_posteriors_alone():
     assert cal.scale["teff"] <= 1.1 and cal.floor["teff"] <= 0.02
 
 
+def test_fit_narrows_underconfident_posteriors_only_when_scales_below_1_are_allowed():
+    draws, truth, group = _overconfident_set(0.6, 0.0)      # intervals too wide
+    default = fit_posterior_calibration(draws, truth, ["logg"], group)
+    assert default.scale["logg"] == 1.0 and default.floor["logg"] == 0.0
+    narrow = fit_posterior_calibration(draws, truth, ["logg"], group,
+                                       scales=np.arange(0.5, 3.0001, 0.05))
+    assert abs(narrow.scale["logg"] - 0.6) < 0.1
+    assert narrow.info["loss_after"]["logg"] < 0.1 * narrow.info["loss_before"]["logg"]
+
+
+def test_calibrate_posteriors_checks_min_scale_first(tmp_path):
+    from specutils_cinn.calibration.heldout import calibrate_posteriors
+
+    for bad in (0.0, -1.0, 3.5, float("nan")):
+        with pytest.raises(ValueError, match="min_scale"):
+            calibrate_posteriors(tmp_path / "no-model", tmp_path / "no-grid", "0.0.1",
+                                 tmp_path / "out", min_scale=bad)
+    assert not (tmp_path / "out").exists()
+
+
 def test_fit_input_checks():
     draws, truth, group = _overconfident_set(1.0, 0.0, n=10)
     with pytest.raises(ValueError, match="do not match"):
