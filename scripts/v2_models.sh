@@ -8,7 +8,8 @@
 #
 # Each finished step leaves work/v2-models/<setup>/<step>.done (with the step's time and peak
 # memory); a rerun skips finished steps, so the same command continues after a kill. Delete the
-# folder (or FROM=<step>, which deletes the markers of that step and all after it) to redo.
+# folder (or FROM=<step>, which deletes the markers of that step and all after it) to redo;
+# UNTIL=<step> stops after that step (e.g. to pick a new model's line windows from its emulator).
 # Steps: prepare emulator error holdout selection continuum train fit_flag posterior mismatch
 # validation (mismatch: the model-mismatch term fitted on the observed Sun, and the parameters
 # the posterior calibration found unconstrained declared so; docs/real_stars.rst).
@@ -27,6 +28,9 @@ DRY=${DRY_RUN:-}
 STEPS_ALL="prepare emulator error holdout selection continuum train fit_flag posterior mismatch validation"
 if [ -n "${FROM:-}" ] && [[ " $STEPS_ALL " != *" $FROM "* ]]; then
     echo "FROM must be one of: $STEPS_ALL; got $FROM"; exit 2
+fi
+if [ -n "${UNTIL:-}" ] && [[ " $STEPS_ALL " != *" $UNTIL "* ]]; then
+    echo "UNTIL must be one of: $STEPS_ALL; got $UNTIL"; exit 2
 fi
 cd "$(git rev-parse --show-toplevel)"
 S=grid/4most-lte-v2
@@ -79,14 +83,18 @@ shards() { ls "$S"/shard_*.h5 2>/dev/null | wc -l; }
 # step NAME COMMAND...: run unless NAME is done; the marker holds the timing line
 step() {
     local name=$1; shift
-    if [ -f "$MARKS/$name.done" ]; then echo "=== $name: done before ($(cat "$MARKS/$name.done"))"; return; fi
-    if [ -f "$MARKS/shards" ] && [ "$(shards)" != "$(cat "$MARKS/shards")" ]; then
-        echo "=== note: $S has $(shards) shards, $(cat "$MARKS/shards") when 'prepare' ran"
+    if [ -f "$MARKS/$name.done" ]; then
+        echo "=== $name: done before ($(cat "$MARKS/$name.done"))"
+    else
+        if [ -f "$MARKS/shards" ] && [ "$(shards)" != "$(cat "$MARKS/shards")" ]; then
+            echo "=== note: $S has $(shards) shards, $(cat "$MARKS/shards") when 'prepare' ran"
+        fi
+        echo "=== $(date -u +%T) $name: $*"
+        /usr/bin/time -o "$MARKS/$name.time" -f "%e s wall, %U s user, %M KB maxrss" "$@"
+        echo "=== $(cat "$MARKS/$name.time")"
+        mv "$MARKS/$name.time" "$MARKS/$name.done"
     fi
-    echo "=== $(date -u +%T) $name: $*"
-    /usr/bin/time -o "$MARKS/$name.time" -f "%e s wall, %U s user, %M KB maxrss" "$@"
-    echo "=== $(cat "$MARKS/$name.time")"
-    mv "$MARKS/$name.time" "$MARKS/$name.done"
+    if [ "$name" = "${UNTIL:-}" ]; then echo "=== stopped after $name (UNTIL=$UNTIL)"; exit 0; fi
 }
 [ -f "$MARKS/prepare.done" ] || shards > "$MARKS/shards"
 step prepare specutils-cinn emulator prepare --shards $S --setup "$SETUP" -o "work/emu_v2_$SETUP.npz"

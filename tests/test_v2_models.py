@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None or not SCRIPT.is_fi
     (["mr"], {}, "setup must be hr or lr, got mr"),
     (["hr"], {"DRY_RUN": "0"}, "DRY_RUN must be a positive integer (training steps), got 0"),
     (["lr"], {"FROM": "training"}, "FROM must be one of: prepare emulator error"),
+    (["lr"], {"UNTIL": "emu"}, "UNTIL must be one of: prepare emulator error"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(args, env, message, tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
@@ -72,3 +73,8 @@ def test_finished_steps_are_skipped_and_from_redoes_the_rest(tmp_path):
                                                ["scripts/calibrate_mismatch.py", "--model"],
                                                ["scripts/validation_report.py", "--model"]]
     assert "has 2 shards, 1 when 'prepare' ran" in out
+    calls, out = run(FROM="posterior", UNTIL="posterior")
+    assert [c.split()[1:3] for c in calls] == [["calibrate", "posterior"]]
+    assert "stopped after posterior (UNTIL=posterior)" in out
+    calls, out = run(UNTIL="continuum")          # a finished step stops the run too
+    assert calls == [] and "stopped after continuum" in out
