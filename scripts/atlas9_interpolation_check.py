@@ -59,6 +59,7 @@ from specutils_cinn.synthesis.atlas9 import (
 from specutils_cinn.synthesis.atmospheres import Atmosphere, MarcsGrid, atmosphere_for
 from specutils_cinn.synthesis.design import KielRegion
 from specutils_cinn.synthesis.install import find_synthesis
+from specutils_cinn.validation.rst import simple_table
 
 WINDOW = (5160.0, 5300.0, 0.03)
 RESOLVING_POWER = 20000.0
@@ -69,10 +70,8 @@ AXES = ("teff", "logg", "m_h")
 
 
 def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    fmt = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join([rule, fmt[0], rule, *fmt[1:], rule])
+    """The first row as the header of a simple table of the others."""
+    return simple_table(rows[0], rows[1:])
 
 
 def _interp_x(x, xp, fp):

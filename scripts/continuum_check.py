@@ -38,6 +38,7 @@ from specutils_cinn.inputs.normalization import fit_continuum
 from specutils_cinn.training import augment_batch
 from specutils_cinn.training.config import read_training_file
 from specutils_cinn.training.simulation import EmulatorSimulator
+from specutils_cinn.validation.rst import simple_table
 
 BATCH = 64
 
@@ -92,12 +93,7 @@ HEADER = ["segment", "floor", "continuum <= 0 (% spectra)", "lifted (% spectra)"
 
 
 def rst(rows: list[list[str]], note: str) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
-    rule = "  ".join("=" * w for w in widths)
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([f".. {note}", "", rule, line(HEADER), rule, *map(line, rows), rule, ""])
+    return "\n".join([f".. {note}", "", simple_table(HEADER, rows), ""])
 
 
 def main(argv=None) -> int:

@@ -35,15 +35,14 @@ from specutils_cinn.emulator.pipeline import (
     read_emulator_config,
     subset_training_stars,
 )
+from specutils_cinn.validation.rst import simple_table
 
 TARGET_MEDIAN, TARGET_P99 = 0.002, 0.01
 
 
 def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    fmt = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join([rule, fmt[0], rule, *fmt[1:], rule])
+    """The first row as the header of a simple table of the others."""
+    return simple_table(rows[0], rows[1:])
 
 
 def _worst(data: dict, res: np.ndarray, ho: np.ndarray, grid, n: int = 5) -> list[str]:

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from specutils_cinn.instruments import fourmost_setup
+from specutils_cinn.validation.rst import simple_table
 
 SHARDS = "grid/4most-lte-v2"
 CONFIG = "configs/grid-4most-lte-v2.toml"
@@ -157,12 +158,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     atm = "; ".join(f"{s[args.vary]:.6g}: {d[2].get('atmosphere', {}).get('source', '?')}"
                     for s, d in zip(stars, done, strict=True))
     label_text = ", ".join(f"{k} {v:.4g}" for k, v in base.items() if k != args.vary)
-    width = [max(len(r[j]) for r in rows + [["Value", "Segment", "Interp. p99", "Change p99"]])
-             for j in range(4)]
-    rule = "  ".join("=" * w for w in width)
-    head = "  ".join(h.ljust(w) for h, w in zip(["Value", "Segment", "Interp. p99",
-                                                  "Change p99"], width, strict=True))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)).rstrip() for r in rows]
+    table = simple_table(["Value", "Segment", "Interp. p99", "Change p99"], rows)
     text = (f"Smoothness in {args.vary} around grid star {args.star_id} ({label_text}): "
             f"{args.points} syntheses {args.step:g} apart with the grid's physics; 'Interp.': "
             f"distance of each interior spectrum from the mean of its neighbors, 'Change': half "
@@ -171,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> str:
             f"Command: ``python scripts/grid_smoothness.py --star-id {args.star_id} --vary "
             f"{args.vary} --step {args.step:g} --points {args.points}"
             + (f" --start {args.start:g}" if args.start is not None else "") + "``\n\n"
-            + "\n".join([rule, head.rstrip(), rule, *body, rule]) + "\n")
+            + table + "\n")
     if args.output:
         Path(args.output).write_text(text)
     print(text)
