@@ -113,9 +113,10 @@ step train specutils-cinn train "$CONFIG" --checkpoint "$CKPT"
 # S/N (docs/quality.rst, "The fit check at low S/N")
 step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version "$VERSION" -o "$M-fit" \
     --json "$JSON_FIT" --noise-window 101
-# scales from 0.5: 2.0.0's intervals covered more than their levels and could only be widened
+# a scale per S/N placed at its median posterior width, from 0.5: the v2 HR intervals cover
+# more than their levels at high S/N and about right at low S/N
 step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version "$VERSION" -o "$M-cal" \
-    --json "$JSON_CAL" --min-scale 0.5
+    --json "$JSON_CAL" --min-scale 0.5 --by-width
 step mismatch python scripts/calibrate_mismatch.py --model "$M-cal" --grid $S \
     --output "$MISMATCH_RST" --json "$JSON_MM" --write "$M-mm" --version "$VERSION"
 step validation python scripts/validation_report.py --model "$M-mm" --grid $S --held-out holdout \

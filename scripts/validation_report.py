@@ -582,9 +582,11 @@ def calibration_section(page: Page, rel: str, figs: dict[str, str]) -> str:
     L = [heading("Calibration", "=")]
     if cal is not None:
         L.append(
-            "The model's posterior calibration (:ref:`posterior-calibration`) widens each "
+            "The model's posterior calibration (:ref:`posterior-calibration`) stretches each "
             "posterior about its median: half width sqrt((scale w)^2 + floor^2) for a network "
-            "half width w. "
+            "half width w"
+            + (", where a scale given at several widths is interpolated in log w between them "
+               "(a scale below 1 narrows). " if cal.width_scale else ". ")
             + ("The coverage in the tables, figures and rank statistics on this page is "
                "*cross-fitted*: the stars of each fold get the calibration fitted on the other "
                "fold's stars (" + str(cal.info["cross_validation"]["rule"]) + "), so no star "
@@ -601,7 +603,9 @@ def calibration_section(page: Page, rel: str, figs: dict[str, str]) -> str:
         s_cal, f_cal = cal.factors(params)
         L.append(list_table(
             ["parameter", "scale", "floor"],
-            [[label(p), f"{s_cal[j]:.2f}", fmt(p, f_cal[j])] for j, p in enumerate(params)],
+            [[label(p), (" ".join(f"{k:.2f} at {fmt(p, w)}" for w, k in cal.width_scale[p])
+                         if p in cal.width_scale else f"{s_cal[j]:.2f}"), fmt(p, f_cal[j])]
+             for j, p in enumerate(params)],
             "Posterior calibration shipped with the model (fitted on all held-out stars)"))
         L.append("\n")
     rows = []

@@ -266,7 +266,8 @@ def calibrate_fit_flag(
     wave = md.grid.wavelength
     width = md.grid.pixel_width
     report: dict[str, Any] = {"model": md.full_name, "emulator": str(emulator),
-                              "noise_window": noise_window, "n_heldout": n, "exclude": exclude, "defaults": DEFAULTS,
+                              "noise_window": noise_window, "n_heldout": n,
+                              "exclude": exclude, "defaults": DEFAULTS,
                               "floor": floor_info, "in_domain": {}, "ood": {}}
     t_inf = time.perf_counter()
     for snr in SNRS:

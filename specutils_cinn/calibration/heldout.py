@@ -118,6 +118,13 @@ def apply_calibration(cal: PosteriorCalibration, draws: np.ndarray,
         return cal.apply(torch.from_numpy(draws), list(params)).numpy()
 
 
+def _describe(cal: PosteriorCalibration, p: str) -> str:
+    """One parameter's fitted calibration, for the log."""
+    if p in cal.width_scale:
+        return f"{p} " + " ".join(f"x{k:.2f}@{w:.3g}" for w, k in cal.width_scale[p])
+    return f"{p} x{cal.scale[p]:.2f} (+) {cal.floor[p]:.3g}"
+
+
 def calibrate_posteriors(
     model: str | Path,
     grid: str | Path,
@@ -129,6 +136,7 @@ def calibrate_posteriors(
     n_samples: int = 500,
     seed: int = 11,
     min_scale: float = 1.0,
+    by_width: bool = False,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Fit a model's posterior calibration on held-out stars and save the model with it.
@@ -156,6 +164,10 @@ def calibrate_posteriors(
         Smallest scale of the grid (to 3 in steps of 0.05). The default 1 only widens; below 1
         the calibration may also narrow a posterior whose intervals cover more than their
         level (a model trained with more noise than its held-out stars show).
+    by_width : bool, optional
+        Fit a scale that depends on the posterior's half width (nodes at each S/N's median
+        width, no floor; `~specutils_cinn.calibration.PosteriorCalibration` ``width_scale``)
+        instead of one scale and floor per parameter.
     log : callable, optional
         Called with progress messages.
 
@@ -213,9 +225,13 @@ def calibrate_posteriors(
         + ", ".join(f"{p} {ratio[p]:.2f}" for p in params) + f"; calibrating {fitted}")
 
     common = {
-        "method": f"scale and floor per parameter on a grid (scales {min_scale:g}-3, floors 0 "
-                  "to the standard deviation of the true values), minimizing the squared coverage "
-                  "error of the 50/68/90/95 % central intervals, each S/N weighted equally",
+        "method": ((f"a scale per parameter and S/N on a grid (scales {min_scale:g}-3), placed "
+                    "at that S/N's median posterior half width and interpolated in log width "
+                    "between them (no floor)" if by_width else
+                    f"scale and floor per parameter on a grid (scales {min_scale:g}-3, floors 0 "
+                    "to the standard deviation of the true values)")
+                   + ", minimizing the squared coverage error of the 50/68/90/95 % central "
+                   "intervals, each S/N weighted equally"),
         "heldout": held.description,
         "data": f"{grid_source(grid)}: holdout stars, {n_vsini} v sin i per star (seed "
                 f"{seed}), photon noise at S/N {list(SNRS)} per A, {realizations} "
@@ -232,9 +248,8 @@ def calibrate_posteriors(
     for name, rows in (("A", a), ("B", ~a), ("all", np.ones_like(a))):
         cals[name] = fit_posterior_calibration(
             d[rows][:, :, cols], y[rows][:, cols], fitted, g[rows], scales=scales,
-            info={"stars": int(len(np.unique(st[rows])))})
-        log(f"  fit on {name}: " + ", ".join(
-            f"{p} x{cals[name].scale[p]:.2f} (+) {cals[name].floor[p]:.3g}" for p in fitted))
+            by_width=by_width, info={"stars": int(len(np.unique(st[rows])))})
+        log(f"  fit on {name}: " + ", ".join(_describe(cals[name], p) for p in fitted))
 
     crossed = d.copy()
     crossed[~a] = apply_calibration(cals["A"], d[~a], params)
@@ -255,11 +270,14 @@ def calibrate_posteriors(
 
     strip = ("levels", "loss_before", "loss_after")
     folds = {k: {"scale": cals[k].scale, "floor": cals[k].floor,
-                 "stars": cals[k].info["stars"]} for k in ("A", "B")}
+                 "stars": cals[k].info["stars"],
+                 **({"width_scale": cals[k].to_dict()["width_scale"]}
+                    if cals[k].width_scale else {})} for k in ("A", "B")}
     info = dict(common, **{k: cals["all"].info[k] for k in strip},
                 stars=cals["all"].info["stars"],
                 cross_validation={"rule": CROSS_FIT_RULE, "folds": folds})
-    final_cal = PosteriorCalibration(cals["all"].scale, cals["all"].floor, info)
+    final_cal = PosteriorCalibration(cals["all"].scale, cals["all"].floor, info,
+                                     width_scale=cals["all"].width_scale)
     final = CINNModel(md.replace(version=version, posterior_calibration=final_cal),
                       base.network, emulator=base.emulator)
     final.save(output)

@@ -15,6 +15,13 @@ median is unchanged and the half width becomes :math:`\\sqrt{(s w)^2 + f^2}`: a 
 noise the network under-rates and a floor added in quadrature for model error. The shape of
 the posterior (skewness, correlations between parameters) is kept.
 
+Width-dependent scale. A network trained with more noise than its held-out stars show can be
+too wide at high S/N and right at low S/N, which no single :math:`s` fits. Optionally the scale
+of a parameter is a function of the half width itself, :math:`s(w)`, piecewise linear in
+:math:`\\log w` between nodes :math:`(w_i, s_i)` and constant beyond them (``width_scale``): a
+recalibration of the posterior's spread as a function of its own size, which needs nothing but
+the draws (not the S/N of the input).
+
 `fit_posterior_calibration` chooses :math:`s` and :math:`f` per parameter on a grid so that
 the central-interval coverage of spectra with known labels matches the nominal levels at every
 S/N; `specutils_cinn.calibration.heldout.calibrate_posteriors` (``specutils-cinn calibrate
@@ -78,6 +85,11 @@ class PosteriorCalibration:
         ``fit_mismatch``), applied by `mismatch_widening` after the fit check.
     mismatch_tolerance : float, optional
         :math:`A_0 \\ge 0`, the ``fit_mismatch`` below which no spectrum is widened.
+    width_scale : dict, optional
+        Parameter name to nodes ``[(w_1, s_1), (w_2, s_2), ...]``: half widths :math:`w_i > 0`
+        (parameter unit, increasing) and scales :math:`s_i > 0`. For such a parameter the scale
+        is :math:`s(w)`, interpolated in :math:`\\log w` (constant beyond the end nodes), and
+        its ``scale`` entry is not used.
 
     Raises
     ------
@@ -100,6 +112,7 @@ class PosteriorCalibration:
     info: dict[str, Any] = field(default_factory=dict)
     mismatch: dict[str, float] = field(default_factory=dict)
     mismatch_tolerance: float = 0.0
+    width_scale: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         scale = {}
@@ -131,6 +144,20 @@ class PosteriorCalibration:
             raise ValueError(f"posterior_calibration.mismatch_tolerance must be a non-negative "
                              f"finite number, got {self.mismatch_tolerance!r}")
         object.__setattr__(self, "mismatch_tolerance", tol)
+        nodes = {}
+        for name, value in dict(self.width_scale).items():
+            try:
+                arr = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                arr = np.empty(0)
+            if (arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1
+                    or not np.all(np.isfinite(arr)) or np.any(arr <= 0)
+                    or np.any(np.diff(arr[:, 0]) <= 0)):
+                raise ValueError(f"posterior_calibration.width_scale[{name!r}] must be nodes "
+                                 f"[[width, scale], ...] of positive finite numbers with "
+                                 f"increasing widths, got {value!r}")
+            nodes[str(name)] = tuple((float(w), float(k)) for w, k in arr)
+        object.__setattr__(self, "width_scale", nodes)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "floor", floor)
         object.__setattr__(self, "info", dict(self.info))
@@ -138,7 +165,8 @@ class PosteriorCalibration:
     @property
     def parameters(self) -> list[str]:
         """Names of the parameters this calibration changes, sorted."""
-        return sorted(set(self.scale) | set(self.floor) | set(self.mismatch))
+        return sorted(set(self.scale) | set(self.floor) | set(self.mismatch)
+                      | set(self.width_scale))
 
     def factors(self, parameters: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Scale and floor for each of ``parameters`` (1 and 0 where not calibrated).
@@ -151,9 +179,11 @@ class PosteriorCalibration:
         Returns
         -------
         scale, floor : numpy.ndarray
-            One value per parameter.
+            One value per parameter; for a parameter with ``width_scale`` the scale is NaN
+            (it depends on each posterior's width: `widening`).
         """
-        s = np.array([self.scale.get(p, 1.0) for p in parameters], dtype=float)
+        s = np.array([np.nan if p in self.width_scale else self.scale.get(p, 1.0)
+                      for p in parameters], dtype=float)
         f = np.array([self.floor.get(p, 0.0) for p in parameters], dtype=float)
         return s, f
 
@@ -241,15 +271,19 @@ class PosteriorCalibration:
 
     def _columns(self, parameters: Sequence[str]) -> np.ndarray:
         s, f = self.factors(parameters)
-        return np.flatnonzero((s != 1.0) | (f != 0.0))
+        return np.flatnonzero((s != 1.0) | (f != 0.0))  # NaN (width_scale) != 1.0
 
     def _widening(
         self, q16: torch.Tensor, q84: torch.Tensor, parameters: Sequence[str]
     ) -> torch.Tensor:
         s, f = self.factors(parameters)
-        s_t = torch.as_tensor(s, dtype=q16.dtype, device=q16.device)
         f_t = torch.as_tensor(f, dtype=q16.dtype, device=q16.device)
         half = torch.maximum(0.5 * (q84 - q16), _TINY * f_t + torch.finfo(q16.dtype).tiny)
+        s_t = torch.as_tensor(np.nan_to_num(s, nan=1.0), dtype=q16.dtype,
+                              device=q16.device).expand(half.shape).clone()
+        for j, p in enumerate(parameters):
+            if p in self.width_scale:
+                s_t[..., j] = _interp_log(half[..., j], self.width_scale[p])
         return torch.sqrt(s_t**2 + (f_t / half) ** 2)
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,12 +292,15 @@ class PosteriorCalibration:
         Returns
         -------
         dict
-            Keys ``scale``, ``floor`` and ``info``, and ``mismatch`` when it is not empty.
+            Keys ``scale``, ``floor`` and ``info``, and ``mismatch`` and ``width_scale`` when
+            they are not empty.
         """
         out = {"scale": dict(self.scale), "floor": dict(self.floor), "info": dict(self.info)}
         if self.mismatch:
             out["mismatch"] = dict(self.mismatch)
             out["mismatch_tolerance"] = self.mismatch_tolerance
+        if self.width_scale:
+            out["width_scale"] = {p: [list(n) for n in v] for p, v in self.width_scale.items()}
         return out
 
     @classmethod
@@ -274,7 +311,7 @@ class PosteriorCalibration:
         ----------
         d : dict
             With keys ``scale`` and ``floor`` (objects) and optionally ``info`` and
-            ``mismatch`` and ``mismatch_tolerance``.
+            ``mismatch``, ``mismatch_tolerance`` and ``width_scale``.
 
         Returns
         -------
@@ -287,7 +324,8 @@ class PosteriorCalibration:
         """
         if not isinstance(d, Mapping):
             raise ValueError(f"posterior_calibration must be an object, got {d!r}")
-        unknown = sorted(set(d) - {"scale", "floor", "info", "mismatch", "mismatch_tolerance"})
+        unknown = sorted(set(d) - {"scale", "floor", "info", "mismatch", "mismatch_tolerance",
+                                   "width_scale"})
         if unknown:
             raise ValueError(f"posterior_calibration.{unknown[0]}: unknown key")
         for key in ("scale", "floor"):
@@ -297,8 +335,24 @@ class PosteriorCalibration:
         if not isinstance(d.get("mismatch", {}), Mapping):
             raise ValueError(f"posterior_calibration.mismatch must be an object, got "
                              f"{d.get('mismatch')!r}")
+        if not isinstance(d.get("width_scale", {}), Mapping):
+            raise ValueError(f"posterior_calibration.width_scale must be an object, got "
+                             f"{d.get('width_scale')!r}")
         return cls(dict(d["scale"]), dict(d["floor"]), dict(d.get("info", {})),
-                   dict(d.get("mismatch", {})), d.get("mismatch_tolerance", 0.0))
+                   dict(d.get("mismatch", {})), d.get("mismatch_tolerance", 0.0),
+                   dict(d.get("width_scale", {})))
+
+
+def _interp_log(half: torch.Tensor, nodes: Sequence[tuple[float, float]]) -> torch.Tensor:
+    """Scale at half widths ``half``: piecewise linear in log width through ``nodes``."""
+    w = torch.as_tensor([n[0] for n in nodes], dtype=half.dtype, device=half.device)
+    k = torch.as_tensor([n[1] for n in nodes], dtype=half.dtype, device=half.device)
+    if w.numel() == 1:
+        return k[0].expand(half.shape)
+    x, xw = torch.log(half), torch.log(w)
+    i = torch.searchsorted(xw, x.contiguous().clamp(xw[0], xw[-1])).clamp(1, w.numel() - 1)
+    t = ((x - xw[i - 1]) / (xw[i] - xw[i - 1])).clamp(0.0, 1.0)
+    return k[i - 1] + t * (k[i] - k[i - 1])
 
 
 def central_coverage(pit: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -359,6 +413,7 @@ def fit_posterior_calibration(
     scales: Sequence[float] | None = None,
     floors: Mapping[str, Sequence[float]] | None = None,
     info: Mapping[str, Any] | None = None,
+    by_width: bool = False,
 ) -> PosteriorCalibration:
     """Scale and floor per parameter that make central-interval coverage nominal.
 
@@ -386,6 +441,11 @@ def fit_posterior_calibration(
         in 100 steps.
     info : dict, optional
         Stored as the calibration's ``info`` (the fit adds ``loss_before``/``loss_after``).
+    by_width : bool, optional
+        Fit a width-dependent scale instead (``width_scale``, no floor): for each group on
+        its own the scale of the grid that brings its coverage closest to nominal, placed at
+        the group's median half width. Needs at least two groups (e.g. S/N values), which then
+        should differ in posterior width.
 
     Returns
     -------
@@ -408,7 +468,10 @@ def fit_posterior_calibration(
                       6)
     lv = np.asarray(levels, dtype=float)
     labels = np.unique(groups)
+    if by_width and labels.size < 2:
+        raise ValueError("by_width needs at least two groups (e.g. S/N values)")
     scale, floor, before, after = {}, {}, {}, {}
+    width_scale: dict[str, list[tuple[float, float]]] = {}
     for j, p in enumerate(parameters):
         x = np.sort(draws[:, :, j], axis=1)
         t = truth[:, j]
@@ -419,6 +482,14 @@ def fit_posterior_calibration(
         ss, ff = np.meshgrid(s_grid, f_grid, indexing="ij")
         ss, ff = ss.ravel(), ff.ravel()
         half = np.maximum(half, _TINY * max(float(ff.max()), 1e-300) + 1e-300)
+        k1 = np.ones((1, t.size))
+        before[p] = float(sum(np.sum((central_coverage(_pit_widened(x, t, k1)[:, groups == g],
+                                                        lv) - lv) ** 2) for g in labels)
+                          / labels.size)
+        if by_width:
+            width_scale[p], after[p] = _fit_by_width(x, t, half, groups, labels, s_grid, lv)
+            floor[p] = 0.0
+            continue
         k = np.sqrt(ss[:, None] ** 2 + (ff[:, None] / half[None, :]) ** 2)  # [C, N]
         pit = _pit_widened(x, t, k)
         loss = np.zeros(ss.size)
@@ -430,11 +501,32 @@ def fit_posterior_calibration(
         best = np.flatnonzero(loss <= loss.min() + 1e-12)
         pick = best[np.argmin(np.median(k[best], axis=1))]
         scale[p], floor[p] = float(ss[pick]), float(ff[pick])
-        k1 = np.ones((1, t.size))
-        before[p] = float(sum(np.sum((central_coverage(_pit_widened(x, t, k1)[:, groups == g],
-                                                        lv) - lv) ** 2) for g in labels)
-                          / labels.size)
         after[p] = float(loss[pick])
     meta = dict(info or {})
     meta.update({"levels": [float(v) for v in lv], "loss_before": before, "loss_after": after})
-    return PosteriorCalibration(scale, floor, meta)
+    return PosteriorCalibration(scale, floor, meta, width_scale=width_scale)
+
+
+def _fit_by_width(x: np.ndarray, t: np.ndarray, half: np.ndarray, groups: np.ndarray,
+                  labels: np.ndarray, s_grid: np.ndarray, lv: np.ndarray
+                  ) -> tuple[list[tuple[float, float]], float]:
+    """Nodes (median half width of a group, its best scale) and the loss of s(w) on all."""
+    nodes = []
+    for g in labels:
+        rows = groups == g
+        pit = _pit_widened(x[rows], t[rows], np.repeat(s_grid[:, None], rows.sum(), axis=1))
+        loss = np.sum((central_coverage(pit, lv) - lv) ** 2, axis=1)
+        best = np.flatnonzero(loss <= loss.min() + 1e-12)
+        nodes.append((float(np.median(half[rows])), float(s_grid[best].min())))
+    nodes.sort()
+    merged: list[tuple[float, float]] = []
+    for w, k in nodes:  # equal widths (a degenerate case): one node with the mean scale
+        if merged and w <= merged[-1][0]:
+            merged[-1] = (merged[-1][0], 0.5 * (merged[-1][1] + k))
+        else:
+            merged.append((w, k))
+    k_rows = _interp_log(torch.as_tensor(half), merged).numpy()[None, :]
+    pit = _pit_widened(x, t, k_rows)
+    loss = sum(np.sum((central_coverage(pit[:, groups == g], lv) - lv) ** 2)
+               for g in labels) / labels.size
+    return merged, float(loss)

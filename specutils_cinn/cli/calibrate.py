@@ -60,7 +60,7 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
     report = calibrate_posteriors(
         args.model, args.grid, args.version, args.output, vsini_per_star=args.vsini_per_star,
         realizations=args.realizations, n_samples=args.n_samples, seed=args.seed,
-        min_scale=args.min_scale)
+        min_scale=args.min_scale, by_width=args.by_width)
     _write_report(args.json, report)
     print(f"saved {args.output}; report {args.json}; {report['seconds']:.0f} s")
     return 0
@@ -142,4 +142,8 @@ def register(sub) -> None:
     q.add_argument("--min-scale", type=float, default=1.0,
                    help="smallest scale factor tried (1: only widen; below 1 the calibration "
                    "may also narrow posteriors that cover more than their level)")
+    q.add_argument("--by-width", action="store_true",
+                   help="fit a scale that depends on the posterior's half width (one node per "
+                   "S/N, interpolated in log width) instead of one scale and floor per "
+                   "parameter (default: off)")
     q.set_defaults(func=_cmd_posterior)

@@ -392,7 +392,8 @@ def cross_fitted_estimators(
         return None
     out = []
     for name in ("A", "B"):
-        c = PosteriorCalibration(folds[name]["scale"], folds[name]["floor"])
+        c = PosteriorCalibration(folds[name]["scale"], folds[name]["floor"],
+                                 width_scale=folds[name].get("width_scale", {}))
         m = CINNModel(md.replace(posterior_calibration=c), est.model.network,
                       emulator=est.model.emulator)
         out.append(CINNParameterEstimator(m, device=est.device))

@@ -220,3 +220,48 @@ def test_predict_summarizes_the_calibrated_draws(calibrated):
             np.testing.assert_allclose(t[f"{p}_{col}"].value, np.quantile(d, q, axis=1),
                                        rtol=1e-4)
         np.testing.assert_allclose(t[f"{p}_std"].value, np.std(d, axis=1, ddof=1), rtol=1e-3)
+
+
+def test_width_scale_interpolates_in_log_width_and_round_trips():
+    cal = PosteriorCalibration({"teff": 1.2}, {"logg": 0.0},
+                               width_scale={"logg": [[0.01, 0.5], [0.1, 1.0]]})
+    half = torch.tensor([0.005, 0.01, 10 ** -1.5, 0.1, 1.0], dtype=torch.float64)
+    q16 = torch.stack([torch.full_like(half, 5000.0), torch.full_like(half, 4.0)], dim=1)
+    q84 = q16 + torch.stack([torch.full_like(half, 200.0), 2 * half], dim=1)
+    k = cal.widening(q16, q84, ["teff", "logg"])
+    np.testing.assert_allclose(k[:, 0], 1.2)
+    np.testing.assert_allclose(k[:, 1], [0.5, 0.5, 0.75, 1.0, 1.0])   # constant beyond the ends
+    assert PosteriorCalibration.from_dict(cal.to_dict()) == cal
+    assert "width_scale" not in PosteriorCalibration({"teff": 1.0}, {}).to_dict()
+    s, _ = cal.factors(["teff", "logg", "fe_h"])
+    assert s[0] == 1.2 and np.isnan(s[1]) and s[2] == 1.0
+    draws = 4.0 + 0.02 * torch.randn(1, 4000, 1, generator=torch.Generator().manual_seed(2))
+    narrow = cal.apply(draws.double(), ["logg"])                      # half width 0.02: s < 1
+    assert 0.5 < float(narrow.std() / draws.double().std()) < 0.75
+
+
+@pytest.mark.parametrize("nodes", [[[0.1, 1.0], [0.01, 0.5]], [[0.0, 1.0]], [[0.1, -1.0]],
+                                   [[0.1]], "x", [[np.nan, 1.0]]])
+def test_width_scale_rejects_bad_nodes(nodes):
+    with pytest.raises(ValueError, match="width_scale"):
+        PosteriorCalibration({}, {}, width_scale={"logg": nodes})
+
+
+def test_fit_by_width_narrows_only_where_the_posteriors_are_too_wide():
+    rng = np.random.default_rng(0)
+    n = 2000
+    group = np.repeat([0, 1], n // 2)
+    w = np.where(group == 0, 0.05, 0.5)[:, None]
+    true_scale = np.where(group == 0, 0.6, 1.0)[:, None]   # the narrow posteriors are too wide
+    truth = rng.uniform(-1, 1, (n, 1))
+    center = truth + true_scale * w * rng.standard_normal((n, 1))
+    draws = _gaussian_draws(center, w, n_draws=800, seed=1)
+    scales = np.arange(0.5, 3.0001, 0.05)
+    cal = fit_posterior_calibration(draws, truth, ["logg"], group, scales=scales, by_width=True)
+    (w0, s0), (w1, s1) = cal.width_scale["logg"]
+    assert w0 == pytest.approx(0.05, rel=0.1) and w1 == pytest.approx(0.5, rel=0.1)
+    assert abs(s0 - 0.6) < 0.1 and abs(s1 - 1.0) < 0.1
+    single = fit_posterior_calibration(draws, truth, ["logg"], group, scales=scales)
+    assert cal.info["loss_after"]["logg"] < 0.2 * single.info["loss_after"]["logg"]
+    with pytest.raises(ValueError, match="two groups"):
+        fit_posterior_calibration(draws, truth, ["logg"], None, by_width=True)
