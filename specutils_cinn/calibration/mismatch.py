@@ -15,13 +15,13 @@ docs/real_stars.rst.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..model import CINNModel
-from .posterior import PosteriorCalibration
 
 __all__ = [
     "SUN_REFERENCE",
@@ -57,8 +57,8 @@ def without_mismatch(model: CINNModel) -> CINNModel:
     md = model.metadata
     cal = md.posterior_calibration
     info = {k: v for k, v in cal.info.items() if k != "mismatch"}
-    base = md.replace(posterior_calibration=PosteriorCalibration(cal.scale, cal.floor, info),
-                      unconstrained=())
+    base = md.replace(posterior_calibration=dataclasses.replace(
+        cal, info=info, mismatch={}, mismatch_tolerance=0.0), unconstrained=())
     return CINNModel(base, model.network, emulator=model.emulator)
 
 
@@ -89,8 +89,8 @@ def with_mismatch(model: CINNModel, kappa: Mapping[str, float], tolerance: float
     """
     md = model.metadata
     cal = md.posterior_calibration
-    new = PosteriorCalibration(cal.scale, cal.floor, {**cal.info, "mismatch": dict(info)},
-                               dict(kappa), tolerance)
+    new = dataclasses.replace(cal, info={**cal.info, "mismatch": dict(info)},
+                              mismatch=dict(kappa), mismatch_tolerance=tolerance)
     changes: dict[str, Any] = {"posterior_calibration": new}
     not_cal = cal.info.get("not_calibrated", {}).get("parameters", [])
     changes["unconstrained"] = tuple(p for p in md.parameter_names if p in not_cal)

@@ -77,3 +77,17 @@ def test_with_and_without_mismatch_round_trip(linear_gaussian_model):
     assert back.posterior_calibration.mismatch == {}
     assert "mismatch" not in back.posterior_calibration.info
     assert back.unconstrained == ()
+
+
+def test_the_mismatch_term_keeps_a_width_dependent_scale(linear_gaussian_model):
+    """Adding or removing the term keeps every other part of the calibration (the first
+    v2.1.0 run lost its width_scale here)."""
+    _, model = linear_gaussian_model
+    params = model.metadata.parameter_names
+    cal = PosteriorCalibration({}, {params[0]: 0.0},
+                               width_scale={params[0]: [[0.1, 0.8], [1.0, 1.0]]})
+    base = CINNModel(model.metadata.replace(posterior_calibration=cal), model.network)
+    with_term = with_mismatch(base, {params[0]: 2.0}, 0.01, {"rule": "test"})
+    assert with_term.metadata.posterior_calibration.width_scale == cal.width_scale
+    back = without_mismatch(with_term).metadata.posterior_calibration
+    assert back.width_scale == cal.width_scale and back.mismatch == {}
