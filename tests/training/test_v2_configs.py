@@ -31,7 +31,8 @@ def test_v2_config_builds_a_small_network(setup):
     lines = cfg.architecture["conditioner"].get("lines")
     if lines is not None:       # every line window holds pixels of the native grid
         half = cfg.architecture["conditioner"].get("line_half_width", 0.4)
-        assert all(grid.pixels_within([c], half).size >= round(2 * half / 0.05) - 1 for c in lines)
+        step = float(grid.pixel_width.min())
+        assert all(grid.pixels_within([c], half).size >= round(2 * half / step) - 1 for c in lines)
     init = cfg.training.init_weights
     if init is not None:        # a start from another model: it is in the repository
         assert (cfg.base / init / "weights.safetensors").is_file()
