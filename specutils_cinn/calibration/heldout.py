@@ -118,13 +118,6 @@ def apply_calibration(cal: PosteriorCalibration, draws: np.ndarray,
         return cal.apply(torch.from_numpy(draws), list(params)).numpy()
 
 
-def _describe(cal: PosteriorCalibration, p: str) -> str:
-    """One parameter's fitted calibration, for the log."""
-    if p in cal.width_scale:
-        return f"{p} " + " ".join(f"x{k:.2f}@{w:.3g}" for w, k in cal.width_scale[p])
-    return f"{p} x{cal.scale[p]:.2f} (+) {cal.floor[p]:.3g}"
-
-
 def calibrate_posteriors(
     model: str | Path,
     grid: str | Path,
@@ -249,7 +242,7 @@ def calibrate_posteriors(
         cals[name] = fit_posterior_calibration(
             d[rows][:, :, cols], y[rows][:, cols], fitted, g[rows], scales=scales,
             by_width=by_width, info={"stars": int(len(np.unique(st[rows])))})
-        log(f"  fit on {name}: " + ", ".join(_describe(cals[name], p) for p in fitted))
+        log(f"  fit on {name}: " + ", ".join(f"{p} {cals[name].describe(p)}" for p in fitted))
 
     crossed = d.copy()
     crossed[~a] = apply_calibration(cals["A"], d[~a], params)

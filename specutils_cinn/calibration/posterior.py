@@ -187,6 +187,26 @@ class PosteriorCalibration:
         f = np.array([self.floor.get(p, 0.0) for p in parameters], dtype=float)
         return s, f
 
+    def describe(self, parameter: str) -> str:
+        """One parameter's calibration as text.
+
+        Parameters
+        ----------
+        parameter : str
+            The parameter name.
+
+        Returns
+        -------
+        str
+            ``"x<scale> (+) <floor>"``, or for a width-dependent scale
+            ``"x<scale>@<width> ... (+) <floor>"``, one entry per node.
+        """
+        floor = self.floor.get(parameter, 0.0)
+        if parameter in self.width_scale:
+            nodes = " ".join(f"x{k:.3g}@{w:.3g}" for w, k in self.width_scale[parameter])
+            return f"{nodes} (+) {floor:g}"
+        return f"x{self.scale.get(parameter, 1.0):g} (+) {floor:g}"
+
     def apply(self, draws: torch.Tensor, parameters: Sequence[str]) -> torch.Tensor:
         """Widen draws ``[B, S, D]`` (physical units, columns ``parameters``) per spectrum.
 

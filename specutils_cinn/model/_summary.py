@@ -50,8 +50,7 @@ def summary_text(model: CINNModel) -> str:
     ]
     cal = md.posterior_calibration
     if cal is not None:
-        parts = [f"{p} x{cal.scale.get(p, 1.0):g} (+) {cal.floor.get(p, 0.0):g}"
-                 for p in md.parameter_names if p in cal.parameters]
+        parts = [f"{p} {cal.describe(p)}" for p in md.parameter_names if p in cal.parameters]
         lines.append("  posterior calibration (scale (+) floor): " + ", ".join(parts))
     if md.pixel_mask is not None:
         masked = md.masked_pixels

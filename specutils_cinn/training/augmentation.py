@@ -80,8 +80,8 @@ def augment_batch(
     snr_aa = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * uniform(b, 1))
     snr_pix = snr_aa * torch.sqrt(pixel_width)[None, :]
     obs = flux
+    n_seg = int(segment_index.max()) + 1
     if config.continuum_error > 0:
-        n_seg = int(segment_index.max()) + 1
         x = torch.linspace(-1.0, 1.0, npix, device=dev)
         coef = config.continuum_error * torch.randn(b, n_seg, 2, generator=generator, device=dev)
         tilt = 1.0 + coef[:, segment_index, 0] + coef[:, segment_index, 1] * x[None, :]
@@ -97,7 +97,6 @@ def augment_batch(
             length = (uniform(b) * max_len).long() + 1
             in_gap = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
             valid &= ~(in_gap & (g < n_gaps)[:, None])
-    n_seg = int(segment_index.max()) + 1
     if config.segment_dropout > 0 and n_seg > 1:
         drop = uniform(b) < config.segment_dropout
         which = torch.randint(0, n_seg, (b,), generator=generator, device=dev)

@@ -265,3 +265,11 @@ def test_fit_by_width_narrows_only_where_the_posteriors_are_too_wide():
     assert cal.info["loss_after"]["logg"] < 0.2 * single.info["loss_after"]["logg"]
     with pytest.raises(ValueError, match="two groups"):
         fit_posterior_calibration(draws, truth, ["logg"], None, by_width=True)
+
+
+def test_describe_names_the_nodes_of_a_width_dependent_scale():
+    cal = PosteriorCalibration({"teff": 1.5}, {"teff": 10.0, "logg": 0.02},
+                               width_scale={"logg": [[0.01, 0.5], [0.1, 1.0]]})
+    assert cal.describe("teff") == "x1.5 (+) 10"
+    assert cal.describe("logg") == "x0.5@0.01 x1@0.1 (+) 0.02"
+    assert cal.describe("fe_h") == "x1 (+) 0"
