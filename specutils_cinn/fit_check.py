@@ -513,7 +513,7 @@ def fit_statistics(
             obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
             use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
-            var = _fit_variance(fe, sig.to(torch.float64), use) + floor2
+            var = _fit_variance(fe, sig.to(torch.float64), use, basis) + floor2
             num, count, excess = _continuum_matched_sums(obs, model, var, use, basis)
             flat, _, _ = _continuum_matched_sums(obs, torch.ones_like(model), var, use, basis)
             ok = count >= _MIN_FIT_PIXELS
@@ -599,11 +599,12 @@ def emulated_fit(
         obs = torch.from_numpy(np.ascontiguousarray(flux)).to(device)[:, m_idx].double()
         sig = torch.from_numpy(np.ascontiguousarray(sigma)).to(device)[:, m_idx].double()
         use = torch.from_numpy(np.ascontiguousarray(valid)).to(device)[:, m_idx] & fit_pix
-        w = use.to(torch.float64) / (_fit_variance(fe, sig, use) + floor2)
+        bases = _segment_bases(fe, device)
+        w = use.to(torch.float64) / (_fit_variance(fe, sig, use, bases) + floor2)
         obs = torch.nan_to_num(obs)
         w = torch.nan_to_num(w)
         out = torch.full_like(model, float("nan"))
-        for cols, phi in _segment_bases(fe, device):
+        for cols, phi in bases:
             poly = _continuum_polynomial(w[:, cols], obs[:, cols], model[:, cols], phi)
             out[:, cols] = model[:, cols] * poly
     emulated[:, fe.model_index] = out.cpu().numpy()
@@ -611,12 +612,14 @@ def emulated_fit(
     return emulated, used
 
 
-def _fit_variance(fe: ModelEmulator, sig: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+def _fit_variance(fe: ModelEmulator, sig: torch.Tensor, use: torch.Tensor,
+                  bases: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """The noise variance the chi-square divides by, ``[B, n]`` over ``fe.model_index``.
 
     ``sig**2`` where ``fe.spec.noise_window`` is 0; otherwise, at used pixels, the mean of
     ``sig**2`` over the used pixels within ``noise_window // 2`` columns in the same model
-    segment (`~specutils_cinn.model.EmulatorSpec`); other pixels keep ``sig**2``.
+    segment (the columns of each of `_segment_bases`; `~specutils_cinn.model.EmulatorSpec`);
+    other pixels keep ``sig**2``.
     """
     var = sig**2
     window = fe.spec.noise_window
@@ -626,10 +629,9 @@ def _fit_variance(fe: ModelEmulator, sig: torch.Tensor, use: torch.Tensor) -> to
     out = var.clone()
     w = use.to(var.dtype)
     x = torch.where(use, var, torch.zeros((), dtype=var.dtype, device=var.device))
-    for k in np.unique(fe.segment):
-        cols = torch.as_tensor(np.flatnonzero(fe.segment == k), device=var.device)
+    zero = torch.zeros(var.shape[0], 1, dtype=var.dtype, device=var.device)
+    for cols, _ in bases:
         n = cols.numel()
-        zero = torch.zeros(var.shape[0], 1, dtype=var.dtype, device=var.device)
         sx = torch.cat([zero, x[:, cols].cumsum(1)], dim=1)
         sw = torch.cat([zero, w[:, cols].cumsum(1)], dim=1)
         i = torch.arange(n, device=var.device)
