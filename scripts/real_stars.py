@@ -68,7 +68,9 @@ class EmulatorFit:
         self.est = est
         self.fe = est.model.emulator
         self.names = est.parameters
-        self.prep = prepare_spectra(spectrum, md.grid,
+        # as the network sees it: the model's normalization and its mask of poorly modeled
+        # pixels
+        self.prep = prepare_spectra(spectrum, md.grid, pixel_mask=md.pixel_mask,
                                     **md.normalization.prepare_arguments(normalize=True))
         self.defaults = {n: 0.0 for n in self.names}
         self.defaults.update({"vmic": 1.0, "vsini": 2.0, "li_fe": 0.0})

@@ -33,7 +33,9 @@ if [ -n "${UNTIL:-}" ] && [[ " $STEPS_ALL " != *" $UNTIL "* ]]; then
     echo "UNTIL must be one of: $STEPS_ALL; got $UNTIL"; exit 2
 fi
 cd "$(git rev-parse --show-toplevel)"
-S=grid/4most-lte-v2
+# GRID_DIR: another folder of shards (e.g. links to a subset, to rerun a model's calibration on
+# the stars it was made with while the grid grows)
+S=${GRID_DIR:-grid/4most-lte-v2}
 EMU_CONFIG=configs/emulator-4most-$SETUP-v2.toml
 EMU=work/emulators/4most-$SETUP-emulator-v2
 if [ -n "$DRY" ]; then
@@ -110,9 +112,11 @@ step continuum python scripts/continuum_check.py "configs/4most-$SETUP-lte-v2.to
 step train specutils-cinn train "$CONFIG" --checkpoint "$CKPT"
 # the chi-square's noise: the mean reported variance over 101 pixels (5 A on HR, 25 A on LR),
 # not each pixel's own, which photon noise computed from the noisy flux makes unreliable at low
-# S/N (docs/quality.rst, "The fit check at low S/N")
+# S/N (docs/quality.rst, "The fit check at low S/N"); the emulator's error floor per Teff node,
+# interpolated in each spectrum's Teff, as the training's emulator error (a single floor for all
+# Teff underrates the cool stars' error and flags them at high S/N)
 step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version "$VERSION" -o "$M-fit" \
-    --json "$JSON_FIT" --noise-window 101
+    --json "$JSON_FIT" --noise-window 101 --floor-teff-nodes $TEFF_NODES
 # a scale per S/N placed at its median posterior width, from 0.5: the v2 HR intervals cover
 # more than their levels at high S/N and about right at low S/N
 step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version "$VERSION" -o "$M-cal" \

@@ -519,7 +519,7 @@ class CINNParameterEstimator:
                                       vsini_max=self._vsini_max())
         valid = prepared.valid[0]
         floor = np.full(valid.shape, np.nan)
-        floor[fe.model_index] = fe.floor
+        floor[fe.model_index] = fe.floor_at(self.parameters, values[None, :])[0]
         return EmulatedSpectrum(
             wavelength=self.model.metadata.grid.wavelength,
             flux=np.where(valid, prepared.flux[0], np.nan),

@@ -56,6 +56,8 @@ FEATURE_SIGMA_MIN = 5.0
 #: Prefix of the emulator's tensors in the emulator file; the error floor is ``error_floor``.
 _EMULATOR_PREFIX = "emulator."
 _FLOOR_KEY = "error_floor"
+#: The Teff nodes (K) of a Teff-dependent error floor, a tensor of shape ``(k,)``.
+_FLOOR_TEFF_KEY = "error_floor_teff"
 
 #: Spectra per emulator call in the goodness-of-fit check.
 _FIT_BATCH = 256
@@ -81,13 +83,19 @@ class ModelEmulator:
         The network; its architecture must equal ``spec.architecture``.
     error_floor : array-like
         The emulator's error per pixel (continuum units): one value, or one per emulator
-        pixel. Added in quadrature to the flux uncertainty in the chi-square.
+        pixel, or with ``floor_teff`` one row per Teff node (shape ``(k, npix)``). Added in
+        quadrature to the flux uncertainty in the chi-square.
     model_grid : WavelengthGrid
         The model's grid.
     vmacro_range : (float, float), optional
         The radial-tangential macroturbulence range :math:`\zeta` (km/s) the model was trained
         with (`macroturbulence_range` of its metadata; `CINNModel` passes it). None: trained
         without macroturbulence, and the fit check applies none.
+    floor_teff : array-like, optional
+        Strictly increasing Teff (K) of the ``k >= 2`` rows of ``error_floor``: each spectrum's
+        floor variance is interpolated linearly in the Teff it is emulated at
+        (`~specutils_cinn.emulator.hat_weights`, constant beyond the end nodes; see
+        `floor_variance`). None: one floor for every spectrum.
 
     Attributes
     ----------
@@ -96,7 +104,10 @@ class ModelEmulator:
     fit_pixels : numpy.ndarray
         Boolean over ``model_index``: not inside an ``exclude`` window.
     floor : numpy.ndarray
-        Error floor at ``model_index`` (float32).
+        Error floor at ``model_index`` (float32), shape ``(n,)``, or ``(k, n)`` with
+        ``floor_teff``.
+    floor_teff : numpy.ndarray or None
+        As the parameter (float64).
     vmacro_range : tuple of two float or None
         As the parameter.
     """
@@ -104,6 +115,7 @@ class ModelEmulator:
     def __init__(
         self, spec: EmulatorSpec, emulator: torch.nn.Module, error_floor: Any,
         model_grid: WavelengthGrid, *, vmacro_range: Sequence[float] | None = None,
+        floor_teff: Any = None,
     ) -> None:
         arch = getattr(emulator, "architecture", None)
         if arch is None or json_copy(arch, "emulator") != spec.architecture:
@@ -112,13 +124,26 @@ class ModelEmulator:
             )
         self.spec = spec
         self.emulator = emulator.eval()
-        floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
         npix = spec.grid.npix
-        if floor.size == 1:
-            floor = np.full(npix, floor[0], np.float32)
-        if floor.shape != (npix,) or not np.all(np.isfinite(floor)) or np.any(floor < 0):
+        self.floor_teff: np.ndarray | None = None
+        if floor_teff is None:
+            floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
+            if floor.size == 1:
+                floor = np.full(npix, floor[0], np.float32)
+            want = f"one or {npix}"
+        else:
+            nodes = np.asarray(floor_teff, dtype=np.float64)
+            if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
+                    or not np.all(np.diff(nodes) > 0):
+                raise ValueError(f"floor_teff must be at least two strictly increasing Teff "
+                                 f"values, got {np.ravel(nodes).tolist()}")
+            self.floor_teff = nodes
+            floor = np.asarray(error_floor, dtype=np.float32)
+            want = f"({nodes.size}, {npix})"
+        if floor.shape[-1:] != (npix,) or floor.shape[:-1] not in ((), (np.size(floor_teff),)) \
+                or not np.all(np.isfinite(floor)) or np.any(floor < 0):
             raise ValueError(
-                f"error_floor must be one or {npix} finite non-negative values, got shape "
+                f"error_floor must be {want} finite non-negative values, got shape "
                 f"{np.shape(error_floor)}"
             )
         self.error_floor = floor
@@ -128,7 +153,7 @@ class ModelEmulator:
         for lo, hi in spec.exclude:
             keep &= ~((wave >= lo) & (wave <= hi))
         self.fit_pixels = keep
-        self.floor = floor[self.emulator_index]
+        self.floor = floor[..., self.emulator_index]
         seg_of = np.concatenate([np.full(s.npix, i) for i, s in enumerate(model_grid.segments)])
         #: Model segment of each pixel in ``model_index``.
         self.segment = seg_of[self.model_index]
@@ -188,14 +213,21 @@ class ModelEmulator:
         floor_spec = header.pop(_FLOOR_KEY, None)
         if floor_spec is None:
             raise ModelLoadError(f"{path}: no {_FLOOR_KEY!r} tensor")
+        teff_spec = header.pop(_FLOOR_TEFF_KEY, None)
         for key in header:
             if not key.startswith(_EMULATOR_PREFIX):
                 raise ModelLoadError(f"{path}: unexpected tensor {key!r}")
         npix = spec.grid.npix
-        if math.prod(floor_spec[0]) not in (1, npix):
+        if teff_spec is None:
+            if math.prod(floor_spec[0]) not in (1, npix):
+                raise ModelLoadError(
+                    f"{path}: tensor {_FLOOR_KEY!r} has shape {floor_spec[0]}, expected 1 or "
+                    f"{npix} values"
+                )
+        elif len(teff_spec[0]) != 1 or list(floor_spec[0]) != [teff_spec[0][0], npix]:
             raise ModelLoadError(
-                f"{path}: tensor {_FLOOR_KEY!r} has shape {floor_spec[0]}, expected 1 or {npix} "
-                "values"
+                f"{path}: tensors {_FLOOR_KEY!r} and {_FLOOR_TEFF_KEY!r} have shapes "
+                f"{floor_spec[0]} and {teff_spec[0]}, expected (k, {npix}) and (k,)"
             )
         hidden = spec.architecture.get("hidden")
         if isinstance(hidden, list):
@@ -210,12 +242,14 @@ class ModelEmulator:
         tensors = parse_safetensors(data, path)
         del data
         floor = tensors.pop(_FLOOR_KEY).numpy()
+        nodes = tensors.pop(_FLOOR_TEFF_KEY).numpy() if teff_spec is not None else None
         try:
             emu = SpectrumEmulator.from_architecture(spec.architecture)
             emu.load_state_dict(
                 {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
             )
-            return cls(spec, emu, floor, model_grid, vmacro_range=vmacro_range)
+            return cls(spec, emu, floor, model_grid, vmacro_range=vmacro_range,
+                       floor_teff=nodes)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
 
@@ -343,13 +377,73 @@ class ModelEmulator:
         return out, vsini
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors of the emulator file: ``emulator.<key>`` and ``error_floor``."""
+        """Tensors of the emulator file: ``emulator.<key>``, ``error_floor`` and, for a
+        Teff-dependent floor, ``error_floor_teff``."""
         out = {
             _EMULATOR_PREFIX + k: v.detach().to("cpu").contiguous().clone()
             for k, v in self.emulator.state_dict().items()
         }
         out[_FLOOR_KEY] = torch.from_numpy(self.error_floor.copy())
+        if self.floor_teff is not None:
+            out[_FLOOR_TEFF_KEY] = torch.from_numpy(self.floor_teff.copy())
         return out
+
+    def floor_variance(
+        self, parameter_names: Sequence[str], values: np.ndarray,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """The squared error floor over ``model_index`` for spectra emulated at ``values``.
+
+        Parameters
+        ----------
+        parameter_names : sequence of str
+            The model's parameters (columns of ``values``).
+        values : numpy.ndarray, shape ``(N, n_params)``
+            The values the spectra are emulated at (finite).
+        device : torch.device or str, optional
+            Where the result lives.
+
+        Returns
+        -------
+        torch.Tensor
+            float64; shape ``(n,)`` for one floor, ``(N, n)`` for a Teff-dependent one: the
+            node variances interpolated linearly in each row's Teff, constant beyond the end
+            nodes.
+
+        Raises
+        ------
+        ValueError
+            If the floor depends on Teff and ``"teff"`` is not a parameter.
+        """
+        floor2 = torch.as_tensor(self.floor, dtype=torch.float64, device=device) ** 2
+        if self.floor_teff is None:
+            return floor2
+        from .emulator import hat_weights
+
+        names = list(parameter_names)
+        if "teff" not in names:
+            raise ValueError("the emulator's error floor depends on Teff, which the model does "
+                             "not predict")
+        teff = np.asarray(values, dtype=np.float64)[:, names.index("teff")]
+        w = hat_weights(torch.as_tensor(teff, device=device), self.floor_teff)
+        return w @ floor2
+
+    def floor_at(self, parameter_names: Sequence[str], values: np.ndarray) -> np.ndarray:
+        """The error floor over ``model_index`` for spectra emulated at ``values``.
+
+        Parameters
+        ----------
+        parameter_names, values
+            As in `floor_variance`.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(N, n)`` (one row per row of ``values``).
+        """
+        f2 = self.floor_variance(parameter_names, values)
+        n = np.asarray(values).shape[0]
+        return np.sqrt(np.broadcast_to(f2.numpy(), (n, f2.shape[-1]))).copy()
 
 
 def macroturbulence_range(metadata: ModelMetadata) -> tuple[float, float] | None:
@@ -500,7 +594,6 @@ def fit_statistics(
     if rows_all.size == 0:
         return FitStatistics(out, sig_out, mis_out)
     basis = _segment_bases(fe, device)
-    floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
     fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
     m_idx = torch.as_tensor(fe.model_index, device=device)
     e_idx = torch.as_tensor(fe.emulator_index, device=device)
@@ -513,6 +606,7 @@ def fit_statistics(
             obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
             use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
+            floor2 = fe.floor_variance(parameters, median[rows], device)
             var = _fit_variance(fe, sig.to(torch.float64), use, basis) + floor2
             num, count, excess = _continuum_matched_sums(obs, model, var, use, basis)
             flat, _, _ = _continuum_matched_sums(obs, torch.ones_like(model), var, use, basis)
@@ -590,7 +684,7 @@ def emulated_fit(
     n, npix = flux.shape
     emulated = np.full((n, npix), np.nan)
     used = np.zeros((n, npix), bool)
-    floor2 = torch.as_tensor(fe.floor, dtype=torch.float64, device=device) ** 2
+    floor2 = fe.floor_variance(parameters, values, device)
     fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
     with torch.inference_mode():
         emu = fe.emulate(parameters, values, vsini_max=vsini_max, device=device)

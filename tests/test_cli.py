@@ -227,6 +227,11 @@ def test_calibrate_options_and_defaults():
                               "-o", "out", "--json", "report.json", "--max-fraction", "0.05"])
     assert (args.seed, args.n_samples, args.vsini_per_star) == (1, 256, 2)
     assert args.max_fraction == 0.05 and args.example is None
+    assert args.floor_teff_nodes is None  # one floor unless nodes are given
+    args = parser.parse_args(["calibrate", "fit-flag", "model", "emulator", "--version", "1.0.1",
+                              "-o", "out", "--json", "r.json", "--floor-teff-nodes", "4000",
+                              "5000", "6500"])
+    assert args.floor_teff_nodes == [4000.0, 5000.0, 6500.0]
     with pytest.raises(SystemExit) as info:  # the version of the model written is required
         parser.parse_args(["calibrate", "posterior", "model", "-o", "out", "--json", "r.json"])
     assert info.value.code == 2

@@ -11,7 +11,11 @@ r"""Attach a spectrum emulator to a model, measure its error floor and calibrate
    `~specutils_cinn.validation.shard_heldout`). The error floor per pixel is the
    RMS over these stars of (synthetic - emulated at the true labels, broadened as the fit
    check does, labels the model does not predict at their defaults), the squares averaged
-   over `FLOOR_SMOOTH` pixels, at least `FLOOR_MIN`. "As the fit check does"
+   over `FLOOR_SMOOTH` pixels, at least `FLOOR_MIN`; with ``floor_teff_nodes``, one such floor
+   per Teff node, each star weighted by `~specutils_cinn.emulator.hat_weights` of its Teff (the
+   fit check interpolates the variance to each spectrum's posterior median Teff), so that the
+   cool stars' larger emulator error neither hides in the average nor inflates the hot stars'
+   floor. "As the fit check does"
    (`~specutils_cinn.fit_check.ModelEmulator.emulate`) includes its macroturbulence rule: for
    a model trained with macroturbulence as a nuisance the emulated spectra get the training
    range's midpoint, not the held-out star's own :math:`\zeta` (``HeldOut.extra["vmacro"]``),
@@ -41,7 +45,7 @@ from astropy import units as u
 from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
-from ..emulator import load_emulator, pixel_error
+from ..emulator import hat_weights, load_emulator, pixel_error
 from ..estimator import CINNParameterEstimator
 from ..fit_check import trim_emulator
 from ..flags import QualityFlag
@@ -158,6 +162,7 @@ def calibrate_fit_flag(
     sun_uves: str | Path | None = None,
     seed: int = 1,
     noise_window: int = 0,
+    floor_teff_nodes: Any = None,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Attach an emulator to a model, calibrate ``POOR_FIT`` and save the model.
@@ -195,6 +200,10 @@ def calibrate_fit_flag(
         The chi-square's noise window in pixels (`~specutils_cinn.model.EmulatorSpec`
         ``noise_window``; 0: each pixel's reported variance), used in the calibration and
         stored in the model.
+    floor_teff_nodes : sequence of float, optional
+        Strictly increasing Teff (K): measure the floor per node and store a Teff-dependent
+        floor (`~specutils_cinn.fit_check.ModelEmulator` ``floor_teff``). Every node needs at
+        least one held-out star's weight in each cross-fitting half. None: one floor.
     log : callable, optional
         Called with progress messages.
 
@@ -207,6 +216,15 @@ def calibrate_fit_flag(
     t0 = time.perf_counter()
     base = CINNModel.load(model)
     md = base.metadata
+    nodes = None
+    if floor_teff_nodes is not None:
+        nodes = np.asarray(floor_teff_nodes, dtype=np.float64)
+        if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
+                or not np.all(np.diff(nodes) > 0):
+            raise ValueError(f"floor_teff_nodes must be at least two strictly increasing Teff "
+                             f"values, got {np.ravel(nodes).tolist()}")
+        if "teff" not in md.parameter_names:
+            raise ValueError("floor_teff_nodes needs a model that predicts teff")
     est0 = CINNParameterEstimator(base, device="cpu")
     step = md.grid.segments[0].step
     half = 1.5 if step < 0.2 else 3.0
@@ -233,21 +251,38 @@ def calibrate_fit_flag(
     resid = synth - f_emu
     fold_a = cross_fit_fold(held.star)
 
-    def floor_of(rows: np.ndarray) -> np.ndarray:
-        return pixel_error(rows, emu.grid, smooth=FLOOR_SMOOTH, floor=FLOOR_MIN)
+    teff = held.truth[:, md.parameter_names.index("teff")] if nodes is not None else None
 
-    floors = {"all": floor_of(resid), "A": floor_of(resid[fold_a]),
-              "B": floor_of(resid[~fold_a])}
+    def floor_of(rows: np.ndarray, name: str) -> np.ndarray:
+        if nodes is None:
+            return pixel_error(resid[rows], emu.grid, smooth=FLOOR_SMOOTH, floor=FLOOR_MIN)
+        w = hat_weights(teff[rows], nodes).numpy()
+        thin = [float(t) for t, c in zip(nodes, w.sum(0), strict=True) if c < 1.0]
+        if thin:
+            raise ValueError(f"floor_teff_nodes {thin} have less than one held-out star's "
+                             f"weight around them ({name}); choose nodes inside the held-out "
+                             "stars' Teff range")
+        return np.stack([pixel_error(resid[rows], emu.grid, smooth=FLOOR_SMOOTH,
+                                     floor=FLOOR_MIN, weights=c) for c in w.T])
+
+    every = np.ones(n, bool)
+    floors = {"all": floor_of(every, "all stars"), "A": floor_of(fold_a, "half A"),
+              "B": floor_of(~fold_a, "half B")}
     floor_info = {
         "rms_all_pixels": float(np.sqrt(np.mean(resid**2))),
         "floor_median": float(np.median(floors["all"])),
         "floor_p90": float(np.percentile(floors["all"], 90)),
         "floor_max": float(floors["all"].max()),
     }
+    if nodes is not None:
+        floor_info["teff_nodes"] = nodes.tolist()
+        floor_info["floor_median_per_node"] = [float(np.median(f)) for f in floors["all"]]
+        floor_info["floor_p90_per_node"] = [float(np.percentile(f, 90)) for f in floors["all"]]
     log(f"floor {floor_info}")
     ests = {k: CINNParameterEstimator(
         base.attach_emulator(emu, f, chi2_threshold=1.0, label_defaults=DEFAULTS,
-                             exclude=exclude, trim=False, noise_window=noise_window),
+                             exclude=exclude, trim=False, noise_window=noise_window,
+                             floor_teff=nodes),
         device="cpu")
         for k, f in floors.items()}
 
@@ -296,6 +331,9 @@ def calibrate_fit_flag(
             "per pixel: RMS over held-out Turbospectrum stars of (synthetic - emulated at the "
             "true labels, unpredicted labels at their defaults, rotated as in the estimator), "
             f"squares averaged over {FLOOR_SMOOTH} pixels, at least {FLOOR_MIN}"
+            + ("" if nodes is None else
+               f"; per Teff node {nodes.tolist()} K (stars weighted by hat functions of their "
+               "Teff), interpolated linearly in the posterior median Teff")
             + _macroturbulence_note(probe, md.parameter_names, "vmacro" in held.extra)
         ),
         "floor_stars": int(len(np.unique(held.star))),
@@ -313,7 +351,7 @@ def calibrate_fit_flag(
     }
     final = base.attach_emulator(emu, floors["all"], chi2_threshold=threshold,
                                  label_defaults=DEFAULTS, exclude=exclude, info=info, trim=False,
-                                 noise_window=noise_window)
+                                 noise_window=noise_window, floor_teff=nodes)
     final = CINNModel(final.metadata.replace(version=version), final.network,
                       emulator=final.emulator)
     final.save(output)

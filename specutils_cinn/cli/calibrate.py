@@ -45,7 +45,7 @@ def _cmd_fit_flag(args: argparse.Namespace) -> int:
         vsini_per_star=args.vsini_per_star, n_samples=args.n_samples,
         max_fraction=args.max_fraction, ood_resolving_power=args.ood_r, example=example,
         sun_harps=args.sun_harps, sun_uves=args.sun_uves, seed=args.seed,
-        noise_window=args.noise_window)
+        noise_window=args.noise_window, floor_teff_nodes=args.floor_teff_nodes)
     _write_report(args.json, report)
     print(f"saved {args.output} (threshold {report['threshold']}); report {args.json}; "
           f"{report['seconds_total']:.0f} s")
@@ -122,6 +122,10 @@ def register(sub) -> None:
                    help="pixels over which the chi-square averages the reported variance "
                    "(0: each pixel's own; a window keeps photon-noise uncertainties computed "
                    "from the noisy flux from inflating the chi-square at low S/N)")
+    q.add_argument("--floor-teff-nodes", type=float, nargs="+", default=None, metavar="TEFF",
+                   help="measure the error floor per Teff node (K, increasing) and interpolate "
+                   "it in each spectrum's posterior median Teff (default: one floor for all "
+                   "spectra)")
     q.add_argument("--sun-harps", default=f"{_SUN_DIR}/Sun_HARPS.fits",
                    help="HARPS solar spectrum (skipped if missing)")
     q.add_argument("--sun-uves", default=f"{_SUN_DIR}/UVES_Sun-1_cleaned_norm.txt.gz",

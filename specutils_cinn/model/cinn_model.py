@@ -276,6 +276,7 @@ class CINNModel:
         info: Mapping[str, Any] | None = None,
         trim: bool = True,
         noise_window: int = 0,
+        floor_teff: Sequence[float] | None = None,
     ) -> CINNModel:
         """Return a copy of the model with a spectrum emulator for the goodness-of-fit check.
 
@@ -285,7 +286,8 @@ class CINNModel:
             Emulator of the model's spectra (after the instrument's LSF, before rotation).
         error_floor : float or array-like
             Its error per pixel in continuum units, one value or one per emulator pixel
-            (before trimming), e.g. the RMS difference from held-out synthetic spectra.
+            (before trimming), e.g. the RMS difference from held-out synthetic spectra; with
+            ``floor_teff``, one row of them per Teff node (shape ``(k, npix)``).
         chi2_threshold : float
             Default ``POOR_FIT`` threshold of the reduced chi-square.
         label_defaults, exclude, continuum_degree, info, noise_window
@@ -293,6 +295,9 @@ class CINNModel:
         trim : bool, optional
             Keep only the emulator pixels that are model pixels
             (`~specutils_cinn.fit_check.trim_emulator`).
+        floor_teff : sequence of float, optional
+            Strictly increasing Teff nodes of the rows of ``error_floor``: a Teff-dependent
+            floor (`~specutils_cinn.fit_check.ModelEmulator`). None: one floor.
 
         Returns
         -------
@@ -301,15 +306,17 @@ class CINNModel:
         """
         from ..fit_check import ModelEmulator, macroturbulence_range, trim_emulator
 
-        floor = np.asarray(error_floor, dtype=np.float32).reshape(-1)
+        floor = np.asarray(error_floor, dtype=np.float32)
+        if floor_teff is None:
+            floor = floor.reshape(-1)
         if trim:
             if floor.size > 1:
-                if floor.size != emulator.grid.npix:
+                if floor.shape[-1] != emulator.grid.npix:
                     raise ValueError(
-                        f"error_floor has {floor.size} values, the emulator {emulator.grid.npix} "
-                        "pixels"
+                        f"error_floor has {floor.shape[-1]} values per row, the emulator "
+                        f"{emulator.grid.npix} pixels"
                     )
-                floor = floor[pixel_map(self._metadata.grid, emulator.grid)[1]]
+                floor = floor[..., pixel_map(self._metadata.grid, emulator.grid)[1]]
             emulator = trim_emulator(emulator, self._metadata.grid)
         spec = EmulatorSpec(
             architecture=emulator.architecture,
@@ -322,7 +329,8 @@ class CINNModel:
         )
         metadata = self._metadata.replace(emulator=spec)
         attached = ModelEmulator(spec, emulator, floor, metadata.grid,
-                                 vmacro_range=macroturbulence_range(metadata))
+                                 vmacro_range=macroturbulence_range(metadata),
+                                 floor_teff=floor_teff)
         return CINNModel(metadata, self._network, sha256=self._sha256, emulator=attached)
 
     @property
