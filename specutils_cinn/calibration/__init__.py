@@ -17,6 +17,7 @@ from __future__ import annotations
 from .posterior import (
     CALIBRATION_LEVELS,
     CROSS_FIT_RULE,
+    LEGACY_CROSS_FIT_RULE,
     PosteriorCalibration,
     central_coverage,
     cross_fit_fold,
@@ -26,6 +27,7 @@ from .posterior import (
 __all__ = [
     "CALIBRATION_LEVELS",
     "CROSS_FIT_RULE",
+    "LEGACY_CROSS_FIT_RULE",
     "PosteriorCalibration",
     "central_coverage",
     "cross_fit_fold",

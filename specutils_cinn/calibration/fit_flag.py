@@ -53,7 +53,7 @@ from ..instruments import snr_per_pixel
 from ..model import CINNModel
 from ..validation.heldout import heldout_from_grid, noisy_spectrum, sun_noisy, sun_spectra
 from ..validation.shard_heldout import grid_source
-from .posterior import cross_fit_fold
+from .posterior import CROSS_FIT_RULE, cross_fit_fold
 
 __all__ = [
     "CANDIDATES",
@@ -342,7 +342,7 @@ def calibrate_fit_flag(
         "floor_summary": floor_info,
         "threshold": (
             f"smallest of {list(CANDIDATES)} flagging < {max_fraction:.0%} of held-out "
-            f"spectra (2-fold cross-validated floor) at S/N {list(SNRS)}"
+            f"spectra (2-fold cross-validated floor; {CROSS_FIT_RULE}) at S/N {list(SNRS)}"
         ),
         "worst_flagged_fraction": worst[f"{threshold:g}"],
         "emulator_source": dict(emu.metadata.get("training_grid", {}), name=emu.metadata.get(

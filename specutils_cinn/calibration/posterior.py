@@ -52,6 +52,7 @@ import torch
 __all__ = [
     "CALIBRATION_LEVELS",
     "CROSS_FIT_RULE",
+    "LEGACY_CROSS_FIT_RULE",
     "PosteriorCalibration",
     "central_coverage",
     "cross_fit_fold",
@@ -60,8 +61,15 @@ __all__ = [
 
 #: Central-interval levels whose coverage `fit_posterior_calibration` matches by default.
 CALIBRATION_LEVELS: tuple[float, ...] = (0.5, 0.68, 0.9, 0.95)
-#: How `cross_fit_fold` splits stars into two folds (recorded with fitted calibrations).
-CROSS_FIT_RULE: str = "fold A: star_id // 10 even; fold B: odd"
+#: How `cross_fit_fold` splits stars into two folds (recorded with fitted calibrations): by
+#: a hash of the star id, so that the folds do not follow the grid's design. The earlier rule
+#: (`LEGACY_CROSS_FIT_RULE`) split the held-out stars of the v2 grid (every tenth star of a
+#: Sobol design) into a warm and a cool half.
+CROSS_FIT_RULE: str = "fold A: lowest bit of splitmix64(star_id) is 0; fold B: it is 1"
+#: The rule of calibrations fitted before `CROSS_FIT_RULE` (still understood by
+#: `cross_fit_fold`, so that their recorded folds are applied to the stars they were fitted
+#: without).
+LEGACY_CROSS_FIT_RULE: str = "fold A: star_id // 10 even; fold B: odd"
 #: Half widths below this fraction of the floor are treated as this (avoids 0 / 0).
 _TINY = 1e-6
 
@@ -396,20 +404,44 @@ def central_coverage(pit: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     return inside.mean(axis=-2)
 
 
-def cross_fit_fold(star_id: np.ndarray) -> np.ndarray:
-    """Fold of each star for two-fold cross-fitting (`CROSS_FIT_RULE`).
+def cross_fit_fold(star_id: np.ndarray, rule: str = CROSS_FIT_RULE) -> np.ndarray:
+    """Fold of each star for two-fold cross-fitting.
 
     Parameters
     ----------
     star_id : numpy.ndarray
-        Integer star identifiers.
+        Integer star identifiers (non-negative).
+    rule : str, optional
+        `CROSS_FIT_RULE` (default: the lowest bit of the splitmix64 hash of the id, which
+        does not follow any regular pattern of the ids) or `LEGACY_CROSS_FIT_RULE` (the
+        tens digit's parity, the rule a calibration recorded before), e.g. the ``rule`` a
+        calibration recorded in ``info["cross_validation"]``.
 
     Returns
     -------
     numpy.ndarray
         True for stars in fold A, False for fold B.
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is not one of the two.
     """
-    return (np.asarray(star_id).astype(np.int64) // 10) % 2 == 0
+    ids = np.asarray(star_id).astype(np.int64)
+    if rule == LEGACY_CROSS_FIT_RULE:
+        return (ids // 10) % 2 == 0
+    if rule != CROSS_FIT_RULE:
+        raise ValueError(f"unknown cross-fitting rule {rule!r}; known: {CROSS_FIT_RULE!r} and "
+                         f"{LEGACY_CROSS_FIT_RULE!r}")
+    if np.any(ids < 0):
+        raise ValueError("star ids must be non-negative")
+    z = ids.astype(np.uint64)
+    with np.errstate(over="ignore"):  # splitmix64 (Steele et al. 2014): wrapping uint64 math
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z & np.uint64(1)) == 0
 
 
 def _pit_widened(sorted_draws: np.ndarray, truth: np.ndarray, k: np.ndarray) -> np.ndarray:

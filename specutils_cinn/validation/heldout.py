@@ -16,7 +16,7 @@ import gzip
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +24,12 @@ from astropy import units as u
 from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
-from ..calibration import PosteriorCalibration, central_coverage, cross_fit_fold
+from ..calibration import (
+    LEGACY_CROSS_FIT_RULE,
+    PosteriorCalibration,
+    central_coverage,
+    cross_fit_fold,
+)
 from ..estimator import CINNParameterEstimator
 from ..instruments import InstrumentSetup, add_noise, degrade, snr_per_pixel
 from ..model import CINNModel
@@ -38,6 +43,7 @@ __all__ = [
     "UVES_R",
     "HeldOut",
     "Run",
+    "CrossFitted",
     "cross_fitted_estimators",
     "heldout_from_grid",
     "heldout_from_training_set",
@@ -369,9 +375,19 @@ def subset_spectrum(spec: Spectrum, rows: np.ndarray) -> Spectrum:
     return Spectrum(flux=spec.flux[rows], spectral_axis=spec.spectral_axis, uncertainty=unc)
 
 
-def cross_fitted_estimators(
-    est: CINNParameterEstimator,
-) -> tuple[CINNParameterEstimator, CINNParameterEstimator] | None:
+class CrossFitted(NamedTuple):
+    """The estimators of `cross_fitted_estimators` and the rule that made their folds."""
+
+    #: With the calibration fitted on fold A (for the stars of fold B).
+    fitted_on_a: CINNParameterEstimator
+    #: With the calibration fitted on fold B (for the stars of fold A).
+    fitted_on_b: CINNParameterEstimator
+    #: The calibration's recorded ``cross_validation["rule"]``
+    #: (`~specutils_cinn.calibration.cross_fit_fold`); the legacy rule where none is recorded.
+    rule: str
+
+
+def cross_fitted_estimators(est: CINNParameterEstimator) -> CrossFitted | None:
     """Estimators with the calibrations fitted on fold A and on fold B of the held-out stars.
 
     Parameters
@@ -382,12 +398,13 @@ def cross_fitted_estimators(
 
     Returns
     -------
-    tuple of two `~specutils_cinn.CINNParameterEstimator` or None
+    CrossFitted or None
         None if the model's calibration records no folds.
     """
     md = est.model.metadata
     cal = md.posterior_calibration
-    folds = None if cal is None else cal.info.get("cross_validation", {}).get("folds")
+    record = {} if cal is None else cal.info.get("cross_validation", {})
+    folds = record.get("folds")
     if not folds:
         return None
     out = []
@@ -397,7 +414,7 @@ def cross_fitted_estimators(
         m = CINNModel(md.replace(posterior_calibration=c), est.model.network,
                       emulator=est.model.emulator)
         out.append(CINNParameterEstimator(m, device=est.device))
-    return out[0], out[1]
+    return CrossFitted(out[0], out[1], str(record.get("rule", LEGACY_CROSS_FIT_RULE)))
 
 
 def run_heldout(
@@ -406,14 +423,15 @@ def run_heldout(
 ) -> Run:
     """`run_estimator`, cross-fitted when ``cross`` is given.
 
-    The stars of fold A (`~specutils_cinn.calibration.cross_fit_fold`) get the calibration
-    fitted on fold B and vice versa; rows stay in input order.
+    The stars of fold A (`~specutils_cinn.calibration.cross_fit_fold` with the calibration's
+    recorded rule) get the calibration fitted on fold B and vice versa; rows stay in input
+    order.
 
     Parameters
     ----------
     est : `~specutils_cinn.CINNParameterEstimator`
         Used when ``cross`` is None.
-    cross : tuple or None
+    cross : CrossFitted or None
         The output of `cross_fitted_estimators`.
     spec : specutils.Spectrum
         ``[N, npix]`` spectra.
@@ -431,7 +449,7 @@ def run_heldout(
         return run_estimator(est, spec, name, truth, **kw)
     from astropy.table import vstack
 
-    in_a = cross_fit_fold(star)
+    in_a = cross_fit_fold(star, cross.rule)
     rows_b, rows_a = np.flatnonzero(~in_a), np.flatnonzero(in_a)
     parts = [run_estimator(e, subset_spectrum(spec, rows), name, truth[rows], **kw)
              for e, rows in ((cross[0], rows_b), (cross[1], rows_a)) if rows.size]

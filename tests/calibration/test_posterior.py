@@ -11,6 +11,7 @@ from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.calibration import (
+    LEGACY_CROSS_FIT_RULE,
     PosteriorCalibration,
     central_coverage,
     cross_fit_fold,
@@ -84,9 +85,29 @@ def test_central_coverage():
     np.testing.assert_allclose(central_coverage(pit, (0.68, 0.95)), [0.5, 0.75])
 
 
-def test_cross_fit_fold():
-    np.testing.assert_array_equal(cross_fit_fold(np.array([9, 19, 29, 109, 119])),
-                                  [True, False, True, True, False])
+def test_cross_fit_fold_legacy_rule():
+    np.testing.assert_array_equal(
+        cross_fit_fold(np.array([9, 19, 29, 109, 119]), LEGACY_CROSS_FIT_RULE),
+        [True, False, True, True, False])
+
+
+def test_cross_fit_fold_does_not_follow_a_regular_pattern_of_the_ids():
+    """The held-out stars of the v2 grid are every tenth star of a Sobol design, whose first
+    coordinate (Teff) alternates halves with the tens digit: the legacy rule split them into a
+    warm and a cool fold. The hashed rule is balanced on any arithmetic progression of ids."""
+    for ids in (np.arange(9, 20000, 10), np.arange(0, 4096), np.arange(0, 40000, 20)):
+        fold = cross_fit_fold(ids)
+        assert fold.dtype == bool and abs(fold.mean() - 0.5) < 0.03
+        legacy = cross_fit_fold(ids, LEGACY_CROSS_FIT_RULE)
+        assert abs(np.mean(fold == legacy) - 0.5) < 0.03  # unrelated to the tens parity
+    # deterministic, elementwise, and the same for every array type of the ids
+    ids = np.array([9, 19, 29, 109, 119, 2059])
+    np.testing.assert_array_equal(cross_fit_fold(ids), [cross_fit_fold([i])[0] for i in ids])
+    np.testing.assert_array_equal(cross_fit_fold(ids.astype(np.int32)), cross_fit_fold(ids))
+    with pytest.raises(ValueError, match="unknown cross-fitting rule"):
+        cross_fit_fold(ids, "fold A: even ids")
+    with pytest.raises(ValueError, match="non-negative"):
+        cross_fit_fold(np.array([-1, 3]))
 
 
 def _overconfident_set(scale, floor, n=600, seed=1):
