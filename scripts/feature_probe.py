@@ -80,26 +80,41 @@ def main(argv: list[str] | None = None) -> None:
     pw = torch.as_tensor(grid.pixel_width, dtype=torch.float32)
     seg = torch.as_tensor(grid.segment_index)
     g = torch.Generator().manual_seed(args.seed)
-    feats, labels, pixels = [], [], []
+    cond = net.conditioner
+    # the two parts of the features: the strided CNN and the line-window branch (added)
+    branch = getattr(cond, "line_net", None)
+    feats, labels, pixels, cnn_part, line_part = [], [], [], [], []
     with torch.no_grad():
         for i in range(0, args.spectra, 100):
             flux, lab = sim.sample(min(100, args.spectra - i), g)
             noisy = augment_batch(flux.float(), pw, seg, tc, g, masked)
             x = encode_inputs(*renormalize_batch(*noisy, grid, norm))
             feats.append(net.condition(x).numpy())
+            if branch is not None:
+                cnn_part.append(cond.net(x).numpy())
+                line_part.append(branch(x.index_select(2, cond.line_index)).numpy())
             labels.append(lab.numpy())
             pixels.append(x[:, 0].index_select(1, sel).numpy())
     f, lab, px = map(np.concatenate, (feats, labels, pixels))
     train = np.arange(len(f)) < 0.75 * len(f)
+    parts = ((np.concatenate(cnn_part), np.concatenate(line_part)) if branch is not None
+             else None)
     rows = []
     for j, p in enumerate(sim.parameters):
         a = ridge_r2(f, lab[:, j], train)
         b = ridge_r2(np.hstack([f, px]), lab[:, j], train)
-        rows.append([p, f"{lab[:, j].std():.3g}", f"{a[0]:.2f}", f"{a[1]:.3g}", f"{b[0]:.2f}",
-                     f"{b[1]:.3g}"])
+        row = [p, f"{lab[:, j].std():.3g}", f"{a[0]:.2f}", f"{a[1]:.3g}", f"{b[0]:.2f}",
+               f"{b[1]:.3g}"]
+        if parts is not None:
+            row += [f"{ridge_r2(parts[0], lab[:, j], train)[0]:.2f}",
+                    f"{ridge_r2(parts[1], lab[:, j], train)[0]:.2f}"]
+        rows.append(row)
     md = model.metadata
-    table = simple_table(["label", "prior sd", "features R2", "features rms",
-                          "+ line pixels R2", "+ line pixels rms"], rows)
+    head = ["label", "prior sd", "features R2", "features rms", "+ line pixels R2",
+            "+ line pixels rms"]
+    if parts is not None:
+        head += ["CNN part R2", "line branch R2"]
+    table = simple_table(head, rows)
     print(table)
     if args.rst:
         cmd = (f"python scripts/feature_probe.py --model {args.model} --config {args.config} "
@@ -109,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{md.name} {md.version}: ridge regression of each label on the conditioning "
             f"features, and on the features plus the raw flux at the {len(lines)} pixels of "
             f"the line windows, {args.spectra} simulated spectra at S/N {args.snr:g} per "
-            "Angstrom (fit on 3/4, scored on the rest; rms in label units).\n\n" + table)
+            "Angstrom (fit on 3/4, scored on the rest; rms in label units). The last two "
+            "columns probe the two terms the features are the sum of: the strided CNN and the "
+            "line-window branch.\n\n" + table)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ noise draws), and
   chi-square as the fit check, `specutils_cinn.fit_check.fit_statistics`) gives [Fe/H] with
   Teff and log g fixed at the solar values (vmic and v sin i free), and a free fit of Teff,
   log g, [Fe/H], vmic and v sin i (other labels solar).
+- ``--per-arm``: the fixed-Teff/log g emulator fit on each arm (grid segment) alone, to see
+  which arm pulls [Fe/H] where.
 
 If the emulator's best fit sits where the network does, the network reproduces its training
 physics and the offset is in the physics; if not, the network is off. Writes RST tables.
@@ -17,6 +19,8 @@ physics and the offset is in the physics; if not, the network is off. Writes RST
 Usage::
 
     python scripts/real_stars.py --output docs/real_stars/sun_models.rst
+    python scripts/real_stars.py --models candidates/4most-hr-lte-v2.1.0 --per-arm \
+        --output docs/real_stars/sun_models_hr_v2.rst
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class EmulatorFit:
         p = self.prep
         n = len(rows)
         st = fit_statistics(self.fe, self.names, vals, np.repeat(p.flux, n, 0),
-                            np.repeat(p.sigma, n, 0), np.repeat(p.valid, n, 0))
+                            np.repeat(p.sigma, n, 0), np.repeat(p.valid, n, 0),
+                            normalized=np.repeat(p.normalized, n, 0))
         return st.chi2
 
     def fit(self, free: tuple[str, ...], fixed: dict[str, float]) -> dict[str, float]:
@@ -104,9 +109,30 @@ class EmulatorFit:
         return {**fixed, **{k: start[k] + v * scale[k] for k, v in zip(free, best.x, strict=True)}}
 
 
-def run(args) -> tuple[list[list[str]], list[list[str]]]:
+def per_arm_fits(ef: EmulatorFit, grid) -> list[tuple[str, int, dict[str, float], float]]:
+    """[Fe/H], vmic and v sin i fitted with Teff and log g solar on each grid segment alone.
+
+    Returns (segment, pixels used, best fit, chi2) per segment with at least 100 valid pixels.
+    """
+    valid = ef.prep.valid.copy()
+    out = []
+    try:
+        for seg, sl in zip(grid.segments, grid.segment_slices, strict=True):
+            only = np.zeros_like(valid)
+            only[..., sl] = valid[..., sl]
+            if only.sum() < 100:
+                continue
+            ef.prep.valid[...] = only
+            best = ef.fit(("fe_h", "vmic", "vsini"), {"teff": SUN["teff"], "logg": SUN["logg"]})
+            out.append((seg.name, int(only.sum()), best, float(ef.chi2([best])[0])))
+    finally:
+        ef.prep.valid[...] = valid
+    return out
+
+
+def run(args) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     sun = read_sun(args.sun_dir)
-    cinn_rows, fit_rows = [], []
+    cinn_rows, fit_rows, arm_rows = [], [], []
     for model in args.models:
         est = CINNParameterEstimator.from_pretrained(model)
         setup = est.instrument_setup
@@ -146,7 +172,13 @@ def run(args) -> tuple[list[list[str]], list[list[str]]]:
                                  f"{free['teff']:.0f} / {free['logg']:.2f} / "
                                  f"{free['fe_h']:+.2f}"])
                 print(" | ".join(fit_rows[-1]), flush=True)
-    return cinn_rows, fit_rows
+                if args.per_arm:
+                    for seg, npx, best, chi2 in per_arm_fits(ef, grid):
+                        arm_rows.append([model, name, f"{snr:g}", seg, str(npx),
+                                         f"{best['fe_h']:+.2f}", f"{best['vmic']:.2f}",
+                                         f"{best['vsini']:.1f}", f"{chi2:.2f}"])
+                        print(" | ".join(arm_rows[-1]), flush=True)
+    return cinn_rows, fit_rows, arm_rows
 
 
 def main(argv=None) -> None:
@@ -158,9 +190,11 @@ def main(argv=None) -> None:
                        help="noise draws per spectrum and S/N")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--per-arm", action="store_true",
+                    help="also fit [Fe/H] with the emulator on each arm alone (Teff, log g solar)")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
-    cinn_rows, fit_rows = run(args)
+    cinn_rows, fit_rows, arm_rows = run(args)
     text = rst_table("The Sun through the models: posterior median [16 %, 84 %] (median over "
                  f"{args.realizations} noise draws); * = 95 % interval misses the reference",
                  ["model", "spectrum", "S/N", "coverage"] + list(SHOW) + ["flags"], cinn_rows)
@@ -168,6 +202,12 @@ def main(argv=None) -> None:
         "Network against direct fits with the model's emulator (first noise draw)",
         ["model", "spectrum", "S/N", "cINN [Fe/H]", "emulator [Fe/H] (Teff, log g solar)",
          "vmic", "v sin i", "cINN Teff / log g / [Fe/H]", "emulator free fit"], fit_rows)
+    if args.per_arm:
+        text += "\n" + rst_table(
+            "Emulator fits on each arm alone (first noise draw; Teff and log g solar, [Fe/H], "
+            "vmic and v sin i free; the model's pixel mask applied)",
+            ["model", "spectrum", "S/N", "arm", "pixels", "[Fe/H]", "vmic", "v sin i",
+             "chi2"], arm_rows)
     print(text)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

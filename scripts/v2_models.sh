@@ -114,9 +114,11 @@ step train specutils-cinn train "$CONFIG" --checkpoint "$CKPT"
 # not each pixel's own, which photon noise computed from the noisy flux makes unreliable at low
 # S/N (docs/quality.rst, "The fit check at low S/N"); the emulator's error floor per Teff node,
 # interpolated in each spectrum's Teff, as the training's emulator error (a single floor for all
-# Teff underrates the cool stars' error and flags them at high S/N)
+# Teff underrates the cool stars' error and flags them at high S/N); the emulated spectrum
+# divided by the model's own pseudo-continuum, as the input is (a cool star's blue arm is far
+# from a cubic times its true continuum: docs/output.rst, "The fit check compares like with like")
 step fit_flag specutils-cinn calibrate fit-flag "$M" "$EMU" --grid $S --version "$VERSION" -o "$M-fit" \
-    --json "$JSON_FIT" --noise-window 101 --floor-teff-nodes $TEFF_NODES
+    --json "$JSON_FIT" --noise-window 101 --floor-teff-nodes $TEFF_NODES --renormalize
 # a scale per S/N placed at its median posterior width, from 0.5: the v2 HR intervals cover
 # more than their levels at high S/N and about right at low S/N
 step posterior specutils-cinn calibrate posterior "$M-fit" --grid $S --version "$VERSION" -o "$M-cal" \

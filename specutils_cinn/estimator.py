@@ -516,7 +516,8 @@ class CINNParameterEstimator:
         emulated, used = emulated_fit(fe, self.parameters, values[None, :], prepared.flux,
                                       prepared.sigma, prepared.valid,
                                       device=opts.on_device(self.device),
-                                      vsini_max=self._vsini_max())
+                                      vsini_max=self._vsini_max(),
+                                      normalized=prepared.normalized)
         valid = prepared.valid[0]
         floor = np.full(valid.shape, np.nan)
         floor[fe.model_index] = fe.floor_at(self.parameters, values[None, :])[0]
@@ -673,7 +674,8 @@ class CINNParameterEstimator:
             nan = np.full(prepared.n_rows, np.nan)
             return FitStatistics(nan, nan.copy(), nan.copy())
         return fit_statistics(fe, self.parameters, median, prepared.flux, prepared.sigma,
-                              prepared.valid, device=device, vsini_max=self._vsini_max())
+                              prepared.valid, device=device, vsini_max=self._vsini_max(),
+                              normalized=prepared.normalized)
 
     def _vsini_max(self) -> float | None:
         """Top of vsini's training range (the emulator clips to it); None without vsini."""

@@ -96,6 +96,9 @@ class ModelEmulator:
         floor variance is interpolated linearly in the Teff it is emulated at
         (`~specutils_cinn.emulator.hat_weights`, constant beyond the end nodes; see
         `floor_variance`). None: one floor for every spectrum.
+    normalization : `~specutils_cinn.inputs.Normalization`, optional
+        The model's input normalization (`CINNModel` passes it), applied to the emulated
+        spectra where ``spec.renormalize`` is set (`renormalized`).
 
     Attributes
     ----------
@@ -115,7 +118,7 @@ class ModelEmulator:
     def __init__(
         self, spec: EmulatorSpec, emulator: torch.nn.Module, error_floor: Any,
         model_grid: WavelengthGrid, *, vmacro_range: Sequence[float] | None = None,
-        floor_teff: Any = None,
+        floor_teff: Any = None, normalization: Any = None,
     ) -> None:
         arch = getattr(emulator, "architecture", None)
         if arch is None or json_copy(arch, "emulator") != spec.architecture:
@@ -124,6 +127,8 @@ class ModelEmulator:
             )
         self.spec = spec
         self.emulator = emulator.eval()
+        #: The model's input normalization (or None).
+        self.normalization = normalization
         npix = spec.grid.npix
         self.floor_teff: np.ndarray | None = None
         if floor_teff is None:
@@ -171,6 +176,7 @@ class ModelEmulator:
     def load(
         cls, path: Path, spec: EmulatorSpec, model_grid: WavelengthGrid, *,
         limit: int | None = None, vmacro_range: Sequence[float] | None = None,
+        normalization: Any = None,
     ) -> ModelEmulator:
         """Read a model's emulator file, verifying it before it is parsed (no pickle).
 
@@ -192,6 +198,8 @@ class ModelEmulator:
             ``specutils_cinn.model.MAX_WEIGHTS_BYTES``. None: 1 GiB.
         vmacro_range : (float, float), optional
             The model's training macroturbulence range (see `ModelEmulator`).
+        normalization : `~specutils_cinn.inputs.Normalization`, optional
+            The model's input normalization (see `ModelEmulator`).
 
         Returns
         -------
@@ -249,7 +257,7 @@ class ModelEmulator:
                 {k[len(_EMULATOR_PREFIX):]: v for k, v in tensors.items()}, strict=True
             )
             return cls(spec, emu, floor, model_grid, vmacro_range=vmacro_range,
-                       floor_teff=nodes)
+                       floor_teff=nodes, normalization=normalization)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load the emulator {path}: {exc}") from exc
 
@@ -386,6 +394,43 @@ class ModelEmulator:
         out[_FLOOR_KEY] = torch.from_numpy(self.error_floor.copy())
         if self.floor_teff is not None:
             out[_FLOOR_TEFF_KEY] = torch.from_numpy(self.floor_teff.copy())
+        return out
+
+    def renormalized(self, model: torch.Tensor, valid: np.ndarray,
+                     normalized: np.ndarray | None = None) -> torch.Tensor:
+        """Emulated spectra divided by the model's input normalization (``spec.renormalize``).
+
+        Parameters
+        ----------
+        model : torch.Tensor, shape ``(B, n)``
+            Emulated flux over ``model_index`` (normalized to the true continuum).
+        valid : numpy.ndarray of bool, shape ``(B, model_grid.npix)``
+            The inputs' valid pixels: the continuum is fitted to the emulated spectrum on
+            these, as it was to the input.
+        normalized : numpy.ndarray of bool, shape ``(B,)``, optional
+            Rows whose input was normalized (default all); the others are returned as they
+            are.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape, dtype and device; NaN where the fit failed. ``model`` itself when
+            ``spec.renormalize`` is False or the normalization fits no continuum.
+        """
+        norm = self.normalization
+        if not (self.spec.renormalize and norm is not None and norm.fits_continuum):
+            return model
+        rows = (np.arange(model.shape[0]) if normalized is None
+                else np.flatnonzero(np.asarray(normalized, bool)))
+        if rows.size == 0:
+            return model
+        full = np.full((rows.size, self.model_grid.npix), np.nan)
+        full[:, self.model_index] = model[torch.as_tensor(rows, device=model.device)].cpu().numpy()
+        ok = np.asarray(valid, bool)[rows] & np.isfinite(full)
+        f, _, v = norm.apply(full, None, ok, self.model_grid)
+        out = model.clone()
+        out[torch.as_tensor(rows, device=model.device)] = torch.as_tensor(
+            np.where(v, f, np.nan)[:, self.model_index], dtype=model.dtype, device=model.device)
         return out
 
     def floor_variance(
@@ -547,12 +592,15 @@ def fit_statistics(
     *,
     device: torch.device | str = "cpu",
     vsini_max: float | None = None,
+    normalized: np.ndarray | None = None,
 ) -> FitStatistics:
     """Goodness of fit of spectra against the emulated spectrum at their posterior medians.
 
     The emulator gives the spectrum at ``median`` (`ModelEmulator.emulate`: rotated by the
     model's v sin i, if it has one, and broadened by macroturbulence as in training,
-    `ModelEmulator.macroturbulence`); per model segment it is multiplied by a weighted
+    `ModelEmulator.macroturbulence`); with ``fe.spec.renormalize`` it is divided by the
+    model's input normalization where the input was normalized (`ModelEmulator.renormalized`);
+    per model segment it is multiplied by a weighted
     least-squares polynomial (degree ``fe.spec.continuum_degree``, limited to within 0.5 of 1)
     to absorb normalization differences, and
     ``chi2 = mean((f - P f_emu)**2 / (sigma**2 + floor**2))`` over the valid pixels the
@@ -579,6 +627,9 @@ def fit_statistics(
         Where to compute.
     vsini_max : float, optional
         Clip v sin i to ``[0, vsini_max]`` (the training range).
+    normalized : numpy.ndarray of bool, shape ``(N,)``, optional
+        Rows whose input was continuum normalized
+        (`~specutils_cinn.inputs.PreparedSpectra` ``normalized``; default all).
 
     Returns
     -------
@@ -602,10 +653,13 @@ def fit_statistics(
             sel = slice(start, start + _FIT_BATCH)
             rows = rows_all[sel]
             emu_flux = fe.emulate(parameters, median[rows], vsini_max=vsini_max, device=device)
-            model = emu_flux[:, e_idx].to(torch.float64)
+            model = fe.renormalized(emu_flux[:, e_idx].to(torch.float64), valid[rows],
+                                    None if normalized is None else normalized[rows])
             obs = torch.from_numpy(flux[rows]).to(device)[:, m_idx].to(torch.float64)
             sig = torch.from_numpy(sigma[rows]).to(device)[:, m_idx]
             use = torch.from_numpy(valid[rows]).to(device)[:, m_idx] & fit_pix
+            use &= torch.isfinite(model)
+            model = torch.nan_to_num(model)
             floor2 = fe.floor_variance(parameters, median[rows], device)
             var = _fit_variance(fe, sig.to(torch.float64), use, basis) + floor2
             num, count, excess = _continuum_matched_sums(obs, model, var, use, basis)
@@ -651,6 +705,7 @@ def emulated_fit(
     *,
     device: torch.device | str = "cpu",
     vsini_max: float | None = None,
+    normalized: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The continuum-matched emulated spectra that `fit_statistics` compares with the input.
 
@@ -668,6 +723,8 @@ def emulated_fit(
         Where to compute.
     vsini_max : float, optional
         Clip v sin i to ``[0, vsini_max]``.
+    normalized : numpy.ndarray of bool, shape ``(N,)``, optional
+        As in `fit_statistics`.
 
     Returns
     -------
@@ -688,18 +745,22 @@ def emulated_fit(
     fit_pix = torch.as_tensor(fe.fit_pixels, device=device)
     with torch.inference_mode():
         emu = fe.emulate(parameters, values, vsini_max=vsini_max, device=device)
-        model = emu[:, torch.as_tensor(fe.emulator_index, device=device)].to(torch.float64)
+        model = fe.renormalized(
+            emu[:, torch.as_tensor(fe.emulator_index, device=device)].to(torch.float64),
+            valid, normalized)
         m_idx = torch.as_tensor(fe.model_index, device=device)
         obs = torch.from_numpy(np.ascontiguousarray(flux)).to(device)[:, m_idx].double()
         sig = torch.from_numpy(np.ascontiguousarray(sigma)).to(device)[:, m_idx].double()
         use = torch.from_numpy(np.ascontiguousarray(valid)).to(device)[:, m_idx] & fit_pix
+        use &= torch.isfinite(model)
         bases = _segment_bases(fe, device)
         w = use.to(torch.float64) / (_fit_variance(fe, sig, use, bases) + floor2)
         obs = torch.nan_to_num(obs)
         w = torch.nan_to_num(w)
         out = torch.full_like(model, float("nan"))
         for cols, phi in bases:
-            poly = _continuum_polynomial(w[:, cols], obs[:, cols], model[:, cols], phi)
+            poly = _continuum_polynomial(w[:, cols], obs[:, cols],
+                                         torch.nan_to_num(model[:, cols]), phi)
             out[:, cols] = model[:, cols] * poly
     emulated[:, fe.model_index] = out.cpu().numpy()
     used[:, fe.model_index] = use.cpu().numpy()

@@ -163,6 +163,7 @@ def calibrate_fit_flag(
     seed: int = 1,
     noise_window: int = 0,
     floor_teff_nodes: Any = None,
+    renormalize: bool = False,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Attach an emulator to a model, calibrate ``POOR_FIT`` and save the model.
@@ -204,6 +205,10 @@ def calibrate_fit_flag(
         Strictly increasing Teff (K): measure the floor per node and store a Teff-dependent
         floor (`~specutils_cinn.fit_check.ModelEmulator` ``floor_teff``). Every node needs at
         least one held-out star's weight in each cross-fitting half. None: one floor.
+    renormalize : bool, optional
+        Divide the emulated spectra by the model's input normalization before the comparison
+        (`~specutils_cinn.model.EmulatorSpec` ``renormalize``), in the calibration and in the
+        model saved.
     log : callable, optional
         Called with progress messages.
 
@@ -240,7 +245,8 @@ def calibrate_fit_flag(
 
     # ---------------------------------------------------------------- error floor
     probe = base.attach_emulator(emu, 0.0, chi2_threshold=1.0, label_defaults=DEFAULTS,
-                                 exclude=exclude, trim=False, noise_window=noise_window).emulator
+                                 exclude=exclude, trim=False, noise_window=noise_window,
+                                 renormalize=renormalize).emulator
     # emulated as the fit check does (ModelEmulator.emulate): at the true labels, rotated by
     # the true v sin i, with the fit check's macroturbulence rule, not the held-out spectra's
     # own nuisance zeta (HeldOut.extra["vmacro"]), which the fit check cannot know
@@ -248,6 +254,13 @@ def calibrate_fit_flag(
         f_emu = probe.emulate(md.parameter_names, held.truth, device="cpu").numpy()
     synth = np.full((n, emu.grid.npix), np.nan)
     synth[:, probe.emulator_index] = held.flux[:, probe.model_index]
+    if renormalize:
+        # in the units the fit check compares: both divided by the model's normalization
+        ok = np.isfinite(held.flux)
+        for arr in (synth, f_emu):
+            arr[:, probe.emulator_index] = probe.renormalized(
+                torch.from_numpy(np.ascontiguousarray(arr[:, probe.emulator_index],
+                                                      dtype=np.float64)), ok).numpy()
     resid = synth - f_emu
     fold_a = cross_fit_fold(held.star)
 
@@ -282,7 +295,7 @@ def calibrate_fit_flag(
     ests = {k: CINNParameterEstimator(
         base.attach_emulator(emu, f, chi2_threshold=1.0, label_defaults=DEFAULTS,
                              exclude=exclude, trim=False, noise_window=noise_window,
-                             floor_teff=nodes),
+                             floor_teff=nodes, renormalize=renormalize),
         device="cpu")
         for k, f in floors.items()}
 
@@ -351,7 +364,8 @@ def calibrate_fit_flag(
     }
     final = base.attach_emulator(emu, floors["all"], chi2_threshold=threshold,
                                  label_defaults=DEFAULTS, exclude=exclude, info=info, trim=False,
-                                 noise_window=noise_window, floor_teff=nodes)
+                                 noise_window=noise_window, floor_teff=nodes,
+                                 renormalize=renormalize)
     final = CINNModel(final.metadata.replace(version=version), final.network,
                       emulator=final.emulator)
     final.save(output)

@@ -45,7 +45,8 @@ def _cmd_fit_flag(args: argparse.Namespace) -> int:
         vsini_per_star=args.vsini_per_star, n_samples=args.n_samples,
         max_fraction=args.max_fraction, ood_resolving_power=args.ood_r, example=example,
         sun_harps=args.sun_harps, sun_uves=args.sun_uves, seed=args.seed,
-        noise_window=args.noise_window, floor_teff_nodes=args.floor_teff_nodes)
+        noise_window=args.noise_window, floor_teff_nodes=args.floor_teff_nodes,
+        renormalize=args.renormalize)
     _write_report(args.json, report)
     print(f"saved {args.output} (threshold {report['threshold']}); report {args.json}; "
           f"{report['seconds_total']:.0f} s")
@@ -126,6 +127,10 @@ def register(sub) -> None:
                    help="measure the error floor per Teff node (K, increasing) and interpolate "
                    "it in each spectrum's posterior median Teff (default: one floor for all "
                    "spectra)")
+    q.add_argument("--renormalize", action="store_true",
+                   help="divide the emulated spectrum by the model's own input normalization "
+                   "before comparing (default: compare with the true-continuum emulated "
+                   "spectrum times the continuum polynomial only)")
     q.add_argument("--sun-harps", default=f"{_SUN_DIR}/Sun_HARPS.fits",
                    help="HARPS solar spectrum (skipped if missing)")
     q.add_argument("--sun-uves", default=f"{_SUN_DIR}/UVES_Sun-1_cleaned_norm.txt.gz",

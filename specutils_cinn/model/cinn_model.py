@@ -261,6 +261,7 @@ class CINNModel:
             self._emulator = ModelEmulator.load(
                 self._emulator_file, self._metadata.emulator, self._metadata.grid,
                 limit=MAX_WEIGHTS_BYTES, vmacro_range=macroturbulence_range(self._metadata),
+                normalization=self._metadata.normalization,
             )
         return self._emulator
 
@@ -277,6 +278,7 @@ class CINNModel:
         trim: bool = True,
         noise_window: int = 0,
         floor_teff: Sequence[float] | None = None,
+        renormalize: bool = False,
     ) -> CINNModel:
         """Return a copy of the model with a spectrum emulator for the goodness-of-fit check.
 
@@ -290,7 +292,7 @@ class CINNModel:
             ``floor_teff``, one row of them per Teff node (shape ``(k, npix)``).
         chi2_threshold : float
             Default ``POOR_FIT`` threshold of the reduced chi-square.
-        label_defaults, exclude, continuum_degree, info, noise_window
+        label_defaults, exclude, continuum_degree, info, noise_window, renormalize
             See `EmulatorSpec`.
         trim : bool, optional
             Keep only the emulator pixels that are model pixels
@@ -326,11 +328,12 @@ class CINNModel:
             continuum_degree=continuum_degree,
             info=dict(info or {}),
             noise_window=noise_window,
+            renormalize=renormalize,
         )
         metadata = self._metadata.replace(emulator=spec)
         attached = ModelEmulator(spec, emulator, floor, metadata.grid,
                                  vmacro_range=macroturbulence_range(metadata),
-                                 floor_teff=floor_teff)
+                                 floor_teff=floor_teff, normalization=metadata.normalization)
         return CINNModel(metadata, self._network, sha256=self._sha256, emulator=attached)
 
     @property

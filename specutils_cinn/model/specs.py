@@ -154,6 +154,7 @@ _EMULATOR_KEYS = (
     "exclude",
     "continuum_degree",
     "noise_window",
+    "renormalize",
     "info",
 )
 
@@ -198,6 +199,16 @@ class EmulatorSpec:
         at a few counts per pixel inflates a per-pixel chi-square several-fold even at the true
         labels (docs/quality.rst, "The fit check at low S/N"); the local mean variance does not
         depend on the pixel's own noise.
+    renormalize : bool, optional
+        False (the default, and every model before 2.1.0): the emulated spectrum, normalized to
+        its true continuum, is compared with the input after the continuum polynomial alone.
+        True: an emulated spectrum is first divided by the model's own input normalization
+        (`~specutils_cinn.model.ModelMetadata.normalization`, fitted to it on the pixels the
+        input's fit used) wherever the input was normalized, so that both sides carry the same
+        pseudo-continuum. A cool star's pseudo-continuum in a crowded blue arm is far from a
+        low-order polynomial times the true one: without this, the continuum polynomial cannot
+        absorb the difference and the chi-square of such spectra is large even at the true
+        labels (docs/output.rst, "The fit check compares like with like").
     sha256 : str or None, optional
         SHA-256 of the emulator file; `CINNModel.save` fills it in.
     info : dict, optional
@@ -217,6 +228,7 @@ class EmulatorSpec:
     sha256: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     noise_window: int = 0
+    renormalize: bool = False
 
     def __post_init__(self) -> None:
         arch = self.architecture
@@ -267,6 +279,10 @@ class EmulatorSpec:
             raise field_error("emulator.noise_window",
                               f"expected an integer 0-{_MAX_NOISE_WINDOW}, got {win!r}")
         object.__setattr__(self, "noise_window", int(win))
+        if not isinstance(self.renormalize, (bool, np.bool_)):
+            raise field_error("emulator.renormalize", f"expected true or false, got "
+                              f"{self.renormalize!r}")
+        object.__setattr__(self, "renormalize", bool(self.renormalize))
         sha = self.sha256
         if sha is not None and not is_sha256(sha):
             raise field_error("emulator.sha256", f"expected 64 lower-case hex digits, got {sha!r}")
@@ -333,6 +349,8 @@ class EmulatorSpec:
         }
         if self.noise_window:  # absent for the per-pixel chi-square (models before 2.1.0)
             out["noise_window"] = self.noise_window
+        if self.renormalize:  # absent for the comparison without it (models before 2.1.0)
+            out["renormalize"] = True
         return out
 
     @classmethod

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -105,6 +106,14 @@ class TrainingConfig:
         wavelength grid; every one of its tensors must exist in the new network with the same
         shape, and tensors it lacks (e.g. a new line-window branch) keep their initialization.
         Its name, version and weights SHA-256 are recorded in the new model's metadata.
+    feature_regression : float
+        Weight of an auxiliary loss that makes the conditioning features carry every label
+        linearly: a linear head (trained with the network, not saved in the model) regresses
+        the standardized labels on the features, and its mean squared error times this weight
+        is added to the negative log-likelihood. The flow alone may leave a weak label out of
+        the features for good (``scripts/feature_probe.py``: [Mn/Fe] and [Ni/Fe] in the v2
+        models); the head gives the conditioner a direct gradient for each label. 0 (default):
+        the plain likelihood, and the setting is not recorded.
     """
 
     steps: int = 5000
@@ -130,6 +139,7 @@ class TrainingConfig:
     prefetch: bool = False
     segment_dropout: float = 0.0
     init_weights: str | None = None
+    feature_regression: float = 0.0
 
     def __post_init__(self) -> None:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
@@ -139,6 +149,9 @@ class TrainingConfig:
             raise ValueError("steps, batch_size, eval_every and validation_size must be positive")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if not (math.isfinite(self.feature_regression) and self.feature_regression >= 0.0):
+            raise ValueError(f"feature_regression must be a finite non-negative weight, got "
+                             f"{self.feature_regression}")
         if not 0.0 <= self.segment_dropout <= 1.0:
             raise ValueError(f"segment_dropout must be in [0, 1], got {self.segment_dropout}")
         if self.init_weights is not None and not isinstance(self.init_weights, str):

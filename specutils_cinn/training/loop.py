@@ -261,8 +261,7 @@ def _model_metadata(
                                  "realizations": SELECTION_REALIZATIONS}
     training.update({
         # the settings that decide the result (not where a checkpoint goes, nor prefetching)
-        "config": {k: v for k, v in asdict(config).items()
-                   if k not in ("checkpoint_every", "prefetch")},
+        "config": _recorded_settings(config, ("checkpoint_every", "prefetch")),
         "history": dict(history),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "package_version": __version__,
@@ -386,18 +385,45 @@ def _draw_batch(src: _Source, observe: _Observation, config: TrainingConfig,
     return inputs, target
 
 
+#: Prefix of the feature-regression head's tensors in a checkpoint's ``network`` state.
+_HEAD_PREFIX = "feature_regression_head."
+
+
 def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       batch: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig) -> float:
-    """One step on a batch of `_draw_batch`; its loss."""
+                       batch: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig,
+                       head: torch.nn.Module | None = None) -> float:
+    """One step on a batch of `_draw_batch`; its negative log-likelihood.
+
+    With ``head`` (``config.feature_regression > 0``) the loss minimized also has the head's
+    mean squared error on the standardized labels from the conditioning features, times the
+    weight; the value returned is the likelihood part alone, comparable between runs.
+    """
     network.train()
     inputs, target = batch
-    loss = network.nll(target, inputs)
+    params = list(network.parameters())
+    if head is None:
+        loss = nll = network.nll(target, inputs)
+    else:
+        features = network.condition(inputs)
+        z, log_det = network.flow(target, features)
+        nll = (0.5 * (z * z).sum(dim=1) - log_det).mean()
+        loss = nll + config.feature_regression * ((head(features) - target) ** 2).mean()
+        params += list(head.parameters())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     optimizer.step()
     scheduler.step()
-    return float(loss.detach())
+    return float(nll.detach())
+
+
+def _recorded_settings(config: TrainingConfig, leave_out: tuple[str, ...]) -> dict[str, Any]:
+    """The configuration's settings as recorded, without ``leave_out`` and without settings
+    added later that are at their neutral default (so that earlier runs keep their record)."""
+    out = {k: v for k, v in asdict(config).items() if k not in leave_out}
+    if not out.get("feature_regression"):
+        out.pop("feature_regression", None)
+    return out
 
 
 @restore_torch_threads
@@ -521,8 +547,12 @@ def train_model(
                                           config.seed + 5)
     pick = "selection" if "selection" in sets else "val"
 
+    head = None
+    if config.feature_regression > 0:  # drawn from the seeded generator after the network
+        head = torch.nn.Linear(network.conditioner.features, len(src.parameters)).to(device)
     opt = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        list(network.parameters()) + ([] if head is None else list(head.parameters())),
+        lr=config.learning_rate, weight_decay=config.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
     history: dict[str, Any] = {"step": [], "train_loss": [],
@@ -539,7 +569,12 @@ def train_model(
                 f"{device.type}. Its random generators belong to that kind of device: continue "
                 f"there (device = {written_on!r}), or start afresh with another checkpoint path")
         state = read_checkpoint(checkpoint, fingerprint)
-        network.load_state_dict(state.network)
+        saved = dict(state.network)
+        head_state = {k[len(_HEAD_PREFIX):]: saved.pop(k) for k in list(saved)
+                      if k.startswith(_HEAD_PREFIX)}
+        network.load_state_dict(saved)
+        if head is not None:
+            head.load_state_dict(head_state)
         opt.load_state_dict(state.optimizer)
         sched.load_state_dict(state.scheduler)
         gen.set_state(state.generator_state)
@@ -552,7 +587,7 @@ def train_model(
     with BatchStream(lambda g: _draw_batch(src, observe, config, g), gen,
                      config.steps - start, config.prefetch) as batches:
         for step in range(start, config.steps):
-            running += _optimization_step(network, opt, sched, next(batches), config)
+            running += _optimization_step(network, opt, sched, next(batches), config, head)
             if (step + 1) % config.eval_every != 0 and step + 1 != config.steps:
                 continue
             network.eval()
@@ -567,7 +602,10 @@ def train_model(
                 best = (losses[pick], copy.deepcopy(network.state_dict()), step + 1)
             if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == config.steps):
                 write_checkpoint(checkpoint, TrainingCheckpoint(
-                    step=step + 1, fingerprint=fingerprint, network=network.state_dict(),
+                    step=step + 1, fingerprint=fingerprint, network={
+                        **network.state_dict(),
+                        **({} if head is None else {_HEAD_PREFIX + k: v
+                                                    for k, v in head.state_dict().items()})},
                     best=best[1], best_loss=best[0], best_step=best[2],
                     optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     generator_state=batches.generator_state(),
@@ -598,8 +636,7 @@ def train_model(
 def _fingerprint(src: Any, arch: Mapping[str, Any], config: TrainingConfig,
                  meta: Mapping[str, Any], sets: Mapping[str, Any]) -> str:
     """`run_fingerprint` of a run: everything that decides its result, not where it runs."""
-    settings = {k: v for k, v in asdict(config).items()
-                if k not in ("device", "threads", "checkpoint_every", "prefetch")}
+    settings = _recorded_settings(config, ("device", "threads", "checkpoint_every", "prefetch"))
     if isinstance(src, _SetSource):
         data: Any = src.data_digest()
     else:
