@@ -137,11 +137,9 @@ class ModelEmulator:
                 floor = np.full(npix, floor[0], np.float32)
             want = f"one or {npix}"
         else:
-            nodes = np.asarray(floor_teff, dtype=np.float64)
-            if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
-                    or not np.all(np.diff(nodes) > 0):
-                raise ValueError(f"floor_teff must be at least two strictly increasing Teff "
-                                 f"values, got {np.ravel(nodes).tolist()}")
+            from .emulator import teff_nodes
+
+            nodes = teff_nodes(floor_teff, "floor_teff")
             self.floor_teff = nodes
             floor = np.asarray(error_floor, dtype=np.float32)
             want = f"({nodes.size}, {npix})"

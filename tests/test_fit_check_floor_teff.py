@@ -8,13 +8,12 @@ import pytest
 import torch
 from astropy import units as u
 from astropy.nddata import StdDevUncertainty
-from model.tiny_models import tiny_metadata, tiny_network
+from model.tiny_models import constant_emulator, tiny_metadata, tiny_network
 from safetensors.torch import save_file
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
 from specutils_cinn.calibration.fit_flag import calibrate_fit_flag
-from specutils_cinn.emulator import SpectrumEmulator
 from specutils_cinn.fit_check import ModelEmulator, emulated_fit, fit_statistics
 from specutils_cinn.model import EMULATOR_FILENAME, CINNModel, ModelLoadError, ParameterSpec
 from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
@@ -31,14 +30,9 @@ FLOORS = np.array([np.full(GRID.npix, 0.01), np.full(GRID.npix, 0.03)], np.float
 FLOORS[:, 5] = [0.02, 0.05]
 
 
-def _emulator() -> SpectrumEmulator:
+def _emulator():
     """An emulator whose spectrum is LINES at every label."""
-    emu = SpectrumEmulator(["teff"], [[4000.0, 7000.0]], GRID, n_components=1, hidden=[])
-    with torch.no_grad():
-        emu.mlp[0].weight.zero_()
-        emu.mlp[0].bias.zero_()
-        emu.flux_mean.copy_(torch.as_tensor(LINES, dtype=torch.float32))
-    return emu
+    return constant_emulator(GRID, LINES)
 
 
 def _model(floor, floor_teff=None) -> CINNModel:

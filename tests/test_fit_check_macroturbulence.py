@@ -5,11 +5,10 @@ import pytest
 import torch
 from astropy import units as u
 from astropy.nddata import StdDevUncertainty
-from model.tiny_models import tiny_metadata, tiny_network
+from model.tiny_models import constant_emulator, tiny_metadata, tiny_network
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
-from specutils_cinn.emulator import SpectrumEmulator
 from specutils_cinn.fit_check import emulated_fit, fit_statistics, macroturbulence_range
 from specutils_cinn.instruments.rotation import BinnedRotation
 from specutils_cinn.model import CINNModel, ParameterSpec
@@ -26,14 +25,9 @@ NUISANCE = {"data": {"macroturbulence": {
     "distribution": "uniform", "range": [2.0, 10.0], "role": "nuisance (marginalized)"}}}
 
 
-def _emulator() -> SpectrumEmulator:
+def _emulator():
     """An emulator whose spectrum is LINES at every label."""
-    emu = SpectrumEmulator(["teff"], [[4000.0, 7000.0]], GRID, n_components=1, hidden=[])
-    with torch.no_grad():
-        emu.mlp[0].weight.zero_()
-        emu.mlp[0].bias.zero_()
-        emu.flux_mean.copy_(torch.as_tensor(LINES, dtype=torch.float32))
-    return emu
+    return constant_emulator(GRID, LINES)
 
 
 def _model(second: ParameterSpec, training: dict) -> CINNModel:

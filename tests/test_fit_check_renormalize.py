@@ -5,11 +5,10 @@ import pytest
 import torch
 from astropy import units as u
 from astropy.nddata import StdDevUncertainty
-from model.tiny_models import tiny_architecture, tiny_metadata, tiny_network
+from model.tiny_models import constant_emulator, tiny_architecture, tiny_metadata, tiny_network
 from specutils import Spectrum
 
 from specutils_cinn import CINNParameterEstimator
-from specutils_cinn.emulator import SpectrumEmulator
 from specutils_cinn.inputs import Normalization
 from specutils_cinn.model import CINNModel, EmulatorSpec, ParameterSpec
 from specutils_cinn.wavelength_grid import GridSegment, WavelengthGrid
@@ -29,13 +28,9 @@ LOGG = ParameterSpec("logg", "dex(cm / s2)", (0.0, 5.0), 3.0, 1.2)
 NORM = {"kind": "pseudo-continuum", "degree": 3, "n_iter": 5}
 
 
-def _emulator() -> SpectrumEmulator:
-    emu = SpectrumEmulator(["teff"], [[4000.0, 7000.0]], GRID, n_components=1, hidden=[])
-    with torch.no_grad():
-        emu.mlp[0].weight.zero_()
-        emu.mlp[0].bias.zero_()
-        emu.flux_mean.copy_(torch.as_tensor(TRUE, dtype=torch.float32))
-    return emu
+def _emulator():
+    """An emulator whose spectrum is TRUE at every label."""
+    return constant_emulator(GRID, TRUE)
 
 
 def _estimator(renormalize: bool) -> CINNParameterEstimator:

@@ -45,7 +45,7 @@ from astropy import units as u
 from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
-from ..emulator import hat_weights, load_emulator, pixel_error
+from ..emulator import hat_weights, load_emulator, pixel_error, teff_nodes
 from ..estimator import CINNParameterEstimator
 from ..fit_check import trim_emulator
 from ..flags import QualityFlag
@@ -223,11 +223,7 @@ def calibrate_fit_flag(
     md = base.metadata
     nodes = None
     if floor_teff_nodes is not None:
-        nodes = np.asarray(floor_teff_nodes, dtype=np.float64)
-        if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
-                or not np.all(np.diff(nodes) > 0):
-            raise ValueError(f"floor_teff_nodes must be at least two strictly increasing Teff "
-                             f"values, got {np.ravel(nodes).tolist()}")
+        nodes = teff_nodes(floor_teff_nodes, "floor_teff_nodes")
         if "teff" not in md.parameter_names:
             raise ValueError("floor_teff_nodes needs a model that predicts teff")
     est0 = CINNParameterEstimator(base, device="cpu")

@@ -14,7 +14,7 @@ per pixel (`specutils_cinn.emulator.pipeline`).
 from __future__ import annotations
 
 from ..parameters import EMULATOR_LABELS, SOLAR_A_LI, a_li_from_li_fe
-from .accuracy import hat_weights, pixel_error, residual_statistics
+from .accuracy import hat_weights, pixel_error, residual_statistics, teff_nodes
 from .io import EMULATOR_FORMAT, EMULATOR_FORMAT_VERSION, load_emulator, save_emulator
 from .network import EMULATOR_KINDS, SpectrumEmulator
 from .pipeline import (
@@ -46,6 +46,7 @@ __all__ = [
     "read_emulator_config",
     "residual_statistics",
     "save_emulator",
+    "teff_nodes",
     "train_and_save",
     "train_emulator",
     "train_from_config",

@@ -9,7 +9,7 @@ import torch
 
 from .network import SpectrumEmulator
 
-__all__ = ["hat_weights", "pixel_error", "residual_statistics"]
+__all__ = ["hat_weights", "pixel_error", "residual_statistics", "teff_nodes"]
 
 
 def _stats(res: np.ndarray) -> dict[str, float]:
@@ -58,6 +58,34 @@ def residual_statistics(
         "n_outside": int(outside.sum()),
         "residuals": res,
     }
+
+
+def teff_nodes(nodes: Any, name: str = "teff_nodes") -> np.ndarray:
+    """Teff nodes checked: at least two finite, strictly increasing values.
+
+    Parameters
+    ----------
+    nodes : array-like
+        The nodes (K).
+    name : str, optional
+        The argument's name in the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(k,)``.
+
+    Raises
+    ------
+    ValueError
+        If they are not at least two strictly increasing finite values.
+    """
+    out = np.asarray(nodes, dtype=np.float64)
+    if out.ndim != 1 or out.size < 2 or not np.all(np.isfinite(out)) \
+            or not np.all(np.diff(out) > 0):
+        raise ValueError(f"{name} must be at least two strictly increasing Teff values, got "
+                         f"{np.ravel(out).tolist()}")
+    return out
 
 
 def hat_weights(values: Any, nodes: Any) -> torch.Tensor:

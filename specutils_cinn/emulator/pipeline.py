@@ -27,6 +27,7 @@ import numpy as np
 
 from ..instruments import InstrumentSetup
 from .accuracy import hat_weights, pixel_error, residual_statistics
+from .accuracy import teff_nodes as checked_teff_nodes
 from .io import load_emulator, save_emulator
 from .network import SpectrumEmulator
 from .training import EmulatorConfig, train_emulator, validation_split
@@ -310,13 +311,7 @@ def measure_pixel_error(
         ``holdout_sigma`` (the same from the held-out stars, not written), ``metadata``
         (written) and ``holdout_stars``.
     """
-    nodes = None
-    if teff_nodes is not None:
-        nodes = np.asarray(teff_nodes, dtype=np.float64)
-        if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.isfinite(nodes)) \
-                or not np.all(np.diff(nodes) > 0):
-            raise ValueError(f"teff_nodes must be at least two strictly increasing Teff "
-                             f"values, got {list(np.atleast_1d(nodes))}")
+    nodes = None if teff_nodes is None else checked_teff_nodes(teff_nodes)
     conf = read_emulator_config(config)
     cfg = EmulatorConfig.from_dict(dict(conf.get("emulator", {})))
     data = load_training_data(conf["data"])

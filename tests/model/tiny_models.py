@@ -82,3 +82,15 @@ def with_emulator(model: CINNModel) -> CINNModel:
     return model.attach_emulator(emu, floor, chi2_threshold=4.0, label_defaults={"fe_h": -0.5},
                                  exclude=[(5003.0, 5004.0)], info={"note": "test"})
 
+
+
+def constant_emulator(grid: WavelengthGrid, flux: np.ndarray) -> Any:
+    """A one-label (Teff) spectrum emulator whose spectrum is ``flux`` at every label."""
+    from specutils_cinn.emulator import SpectrumEmulator
+
+    emu = SpectrumEmulator(["teff"], [[4000.0, 7000.0]], grid, n_components=1, hidden=[])
+    with torch.no_grad():
+        emu.mlp[0].weight.zero_()
+        emu.mlp[0].bias.zero_()
+        emu.flux_mean.copy_(torch.as_tensor(flux, dtype=torch.float32))
+    return emu
