@@ -89,12 +89,12 @@ def test_committed_test_model_is_intact_and_follows_the_recipe():
     assert md.grid == prob.grid
     assert md.normalization.to_dict() == {"kind": "continuum"}
     # checkpoints and prefetching do not change the result and are not in the settings;
-    # settings added since the model was made (segment_dropout, init_weights,
-    # feature_regression) are at the defaults that draw and change nothing
+    # settings added since the model was made (segment_dropout, init_weights) are at the
+    # defaults that draw and change nothing (feature_regression is not recorded at 0)
     recorded, recipe = md.training["config"], recorded_recipe(prob)
     assert recorded == {k: v for k, v in recipe.items() if k in recorded}
     added = {k: v for k, v in recipe.items() if k not in recorded}
-    assert added == {"segment_dropout": 0.0, "init_weights": None, "feature_regression": 0.0}
+    assert added == {"segment_dropout": 0.0, "init_weights": None}
     assert all(getattr(TrainingConfig(), k) == v for k, v in added.items())
     assert md.training["data"] == prob.training_set(n=1).provenance
     assert md.training["n_train"] + md.training["n_validation"] == 8000
