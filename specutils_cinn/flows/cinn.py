@@ -45,7 +45,7 @@ ARCHITECTURE_KEYS = (
 CONDITIONER_KEYS = ("kind", "channels", "features", "pool", "hidden")
 #: Keys a conditioner's description may also have: the line-window branch
 #: (`~specutils_cinn.flows.SpectrumConditioner`), absent in networks without one.
-CONDITIONER_OPTIONAL_KEYS = ("line_pixels", "line_hidden")
+CONDITIONER_OPTIONAL_KEYS = ("line_pixels", "line_hidden", "line_standardize")
 #: Default bound, in bytes, on ``B * chunk_size * width * itemsize`` in `ConditionalINN.sample`
 #: (the size of one activation tensor of a chunk) on accelerators: bounds the memory.
 DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
@@ -616,6 +616,7 @@ def build_cinn(architecture: Mapping[str, Any]) -> ConditionalINN:
             hidden=cond["hidden"],
             line_pixels=cond.get("line_pixels"),
             line_hidden=cond.get("line_hidden", 128),
+            line_standardize=cond.get("line_standardize", False),
         )
         return ConditionalINN(
             n_params=arch["n_params"],

@@ -167,6 +167,10 @@ class SpectrumConditioner(nn.Module):
         ``[0, npix)``); None or empty for no branch.
     line_hidden : int, optional
         Width of the line-window branch's hidden layer.
+    line_standardize : bool, optional
+        Center and scale each input of the line-window branch (`set_line_standardization`;
+        the centers and scales are buffers saved with the weights). Without it the branch sees
+        ``flux - 1`` of a weak line (a percent or less) next to log-sigma values of a few.
 
     Raises
     ------
@@ -184,6 +188,7 @@ class SpectrumConditioner(nn.Module):
         hidden: int = 256,
         line_pixels: Sequence[int] | None = None,
         line_hidden: int = 128,
+        line_standardize: bool = False,
     ) -> None:
         super().__init__()
         self.npix = _positive_int("npix", npix)
@@ -243,6 +248,44 @@ class SpectrumConditioner(nn.Module):
             self.line_net = nn.Sequential(
                 nn.Flatten(), nn.Linear(3 * len(self.line_pixels), self.line_hidden), nn.GELU(),
                 last)
+        if not isinstance(line_standardize, bool):
+            raise ValueError(f"line_standardize must be true or false, got {line_standardize!r}")
+        if line_standardize and not self.line_pixels:
+            raise ValueError("line_standardize needs line_pixels")
+        self.line_standardize = line_standardize
+        if line_standardize:
+            n = 3 * len(self.line_pixels)
+            self.register_buffer("line_center", torch.zeros(n))
+            self.register_buffer("line_scale", torch.ones(n))
+
+    def set_line_standardization(self, inputs: Tensor) -> None:
+        """Set the line branch's input standardization from encoded spectra.
+
+        With ``line_standardize`` the branch's inputs (three channels at each window pixel)
+        are centered and scaled per input before its first layer, so that a weak line's
+        ``flux - 1`` (a percent or less) is on the scale of the log-sigma channel next to it.
+        Training sets them once, from its fixed validation spectra; they are saved with the
+        weights.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            Encoded spectra ``[B, 3, npix]``, ``B >= 2``.
+
+        Raises
+        ------
+        ValueError
+            If the conditioner has no ``line_standardize`` or ``inputs`` is unsuitable.
+        """
+        if not self.line_standardize:
+            raise ValueError("this conditioner has no line_standardize")
+        if inputs.ndim != 3 or inputs.shape[1:] != (3, self.npix) or inputs.shape[0] < 2:
+            raise ValueError(f"inputs must have shape [B >= 2, 3, {self.npix}], got "
+                             f"{tuple(inputs.shape)}")
+        x = inputs.index_select(2, self.line_index.to(inputs.device)).flatten(1).double()
+        with torch.no_grad():
+            self.line_center.copy_(x.mean(0).to(self.line_center))
+            self.line_scale.copy_(x.std(0).clamp_min(1e-3).to(self.line_scale))
 
     def extra_repr(self) -> str:
         return f"npix={self.npix}, kind={self.kind!r}, features={self.features}"
@@ -265,6 +308,8 @@ class SpectrumConditioner(nn.Module):
         }
         if self.line_pixels:
             conf.update(line_pixels=list(self.line_pixels), line_hidden=self.line_hidden)
+        if self.line_standardize:
+            conf["line_standardize"] = True
         return conf
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -291,5 +336,8 @@ class SpectrumConditioner(nn.Module):
             )
         features = self.net(inputs)
         if self.line_net is not None:
-            features = features + self.line_net(inputs.index_select(2, self.line_index))
+            x = inputs.index_select(2, self.line_index)
+            if self.line_standardize:
+                x = (x.flatten(1) - self.line_center) / self.line_scale
+            features = features + self.line_net(x)
         return features

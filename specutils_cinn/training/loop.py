@@ -546,6 +546,13 @@ def train_model(
                                           sel_z.repeat(SELECTION_REALIZATIONS, 1),
                                           config.seed + 5)
     pick = "selection" if "selection" in sets else "val"
+    cond = network.conditioner
+    if getattr(cond, "line_standardize", False) and (
+            initialized_from is None
+            or "conditioner.line_center" in initialized_from["new_tensors"]):
+        # the line branch's input standardization, from the fixed validation spectra
+        inputs = torch.cat([x for x, _ in sets["val"]])[:4096]
+        cond.set_line_standardization(inputs)
 
     head = None
     if config.feature_regression > 0:  # drawn from the seeded generator after the network

@@ -206,3 +206,33 @@ def test_resolve_line_windows():
     with pytest.raises(ValueError, match="no pixel of the model grid"):
         resolve_line_windows({**arch, "conditioner": {**arch["conditioner"],
                                                       "lines": [9000.0]}}, prob.grid)
+
+
+def test_line_standardize_is_set_from_the_validation_spectra_and_saved(tmp_path):
+    """``line_standardize``: the line branch's inputs are centered and scaled per input with
+    statistics of the fixed validation spectra, which are saved with the weights."""
+    steps = "steps = 2\neval_every = 1\nbatch_size = 8\nsnr_range = [100.0, 100.0]\n"
+    write_config(tmp_path, steps + 'device = "cpu"\n')
+    text = (tmp_path / "cfg.toml").read_text().replace(
+        "[architecture.conditioner]\n",
+        "[architecture.conditioner]\nlines = [5003.0, 5010.2]\nline_half_width = 0.6\n"
+        "line_standardize = true\n")
+    (tmp_path / "cfg.toml").write_text(text)
+    model = CINNModel.load(train_from_config(tmp_path / "cfg.toml", log=None))
+    cond = model.network.conditioner
+    assert model.network.architecture["conditioner"]["line_standardize"] is True
+    center, scale = cond.line_center.numpy(), cond.line_scale.numpy()
+    assert center.shape == scale.shape == (6,)  # 3 channels x 2 window pixels
+    # flux - 1 at the window pixels (the first two inputs) is centered near 0 with a spread,
+    # the log-sigma inputs near log(1 / S/N per pixel), the mask channel near 1
+    assert np.all(np.abs(center[:2]) < 0.5) and np.all(scale[:2] > 1e-3)
+    assert np.all(center[2:4] < -2) and np.allclose(center[4:], 1.0, atol=0.1)
+    assert np.all(scale >= 1e-3)
+    # the forward pass uses them: the branch sees standardized inputs
+    x = torch.zeros(1, 3, cond.npix)
+    x[:, 0] = 0.1
+    feats = cond(x) - cond.net(x)
+    z = (x.index_select(2, cond.line_index).flatten(1) - cond.line_center) / cond.line_scale
+    torch.testing.assert_close(feats, cond.line_net(z))
+    with pytest.raises(ValueError, match="line_standardize needs line_pixels"):
+        type(cond)(npix=cond.npix, line_standardize=True)
