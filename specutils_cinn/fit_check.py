@@ -143,8 +143,8 @@ class ModelEmulator:
             self.floor_teff = nodes
             floor = np.asarray(error_floor, dtype=np.float32)
             want = f"({nodes.size}, {npix})"
-        if floor.shape[-1:] != (npix,) or floor.shape[:-1] not in ((), (np.size(floor_teff),)) \
-                or not np.all(np.isfinite(floor)) or np.any(floor < 0):
+        shape = (npix,) if self.floor_teff is None else (self.floor_teff.size, npix)
+        if floor.shape != shape or not np.all(np.isfinite(floor)) or np.any(floor < 0):
             raise ValueError(
                 f"error_floor must be {want} finite non-negative values, got shape "
                 f"{np.shape(error_floor)}"

@@ -120,6 +120,8 @@ def test_bad_teff_floors_are_refused():
         ModelEmulator(fe.spec, fe.emulator, FLOORS, GRID, floor_teff=[4000.0, 5000.0, 6000.0])
     with pytest.raises(ValueError, match="non-negative"):
         ModelEmulator(fe.spec, fe.emulator, -FLOORS, GRID, floor_teff=NODES)
+    with pytest.raises(ValueError, match=r"error_floor must be \(2, 32\)"):
+        ModelEmulator(fe.spec, fe.emulator, FLOORS[0], GRID, floor_teff=NODES)  # one row
 
 
 def test_a_file_whose_floor_and_nodes_disagree_is_refused(tmp_path):
