@@ -343,6 +343,8 @@ def calibrate_fit_flag(
             + ("" if nodes is None else
                f"; per Teff node {nodes.tolist()} K (stars weighted by hat functions of their "
                "Teff), interpolated linearly in the posterior median Teff")
+            + ("; both spectra divided by the model's input normalization first (renormalize)"
+               if renormalize else "")
             + _macroturbulence_note(probe, md.parameter_names, "vmacro" in held.extra)
         ),
         "floor_stars": int(len(np.unique(held.star))),
