@@ -447,7 +447,8 @@ class ConditionalINN(nn.Module):
         const = 0.5 * self.n_params * math.log(2.0 * math.pi)
         return -0.5 * (z * z).sum(dim=1) - const + log_det
 
-    def nll(self, x: Tensor, inputs: Tensor, *, per_dim: bool = False) -> Tensor:
+    def nll(self, x: Tensor, inputs: Tensor | None = None, *, per_dim: bool = False,
+            features: Tensor | None = None) -> Tensor:
         """Training loss: mean over the batch of ``0.5 * sum(z**2) - log_det``.
 
         The constant ``0.5 * D * log(2 pi)`` is omitted (see `log_prob` for the full density).
@@ -460,13 +461,22 @@ class ConditionalINN(nn.Module):
             Encoded spectra ``[B, 3, npix]``.
         per_dim : bool, optional
             Divide by ``D``.
+        features : torch.Tensor, optional
+            Conditioning features ``[B, F]`` already computed from the spectra (`condition`),
+            instead of ``inputs``; exactly one of the two is given.
 
         Returns
         -------
         torch.Tensor
             Scalar loss.
         """
-        z, log_det = self(x, inputs)
+        if (inputs is None) == (features is None):
+            raise ValueError("give exactly one of inputs and features")
+        if features is None:
+            z, log_det = self(x, inputs)
+        else:
+            self._check_features(features)
+            z, log_det = self.flow(x, features)
         loss = (0.5 * (z * z).sum(dim=1) - log_det).mean()
         return loss / self.n_params if per_dim else loss
 

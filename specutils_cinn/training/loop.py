@@ -404,9 +404,8 @@ def _optimization_step(network: Any, optimizer: torch.optim.Optimizer, scheduler
     if head is None:
         loss = nll = network.nll(target, inputs)
     else:
-        features = network.condition(inputs)
-        z, log_det = network.flow(target, features)
-        nll = (0.5 * (z * z).sum(dim=1) - log_det).mean()
+        features = network.condition(inputs)  # once, for the flow and the head
+        nll = network.nll(target, features=features)
         loss = nll + config.feature_regression * ((head(features) - target) ** 2).mean()
         params += list(head.parameters())
     optimizer.zero_grad(set_to_none=True)

@@ -134,6 +134,12 @@ def test_log_prob_and_nll():
     nll = model.nll(x, inputs)
     torch.testing.assert_close(nll, -(expected.mean()) - 0.5 * D * math.log(2 * math.pi))
     torch.testing.assert_close(model.nll(x, inputs, per_dim=True), nll / D)
+    # the same from features computed once (the feature-regression training step)
+    torch.testing.assert_close(model.nll(x, features=model.condition(inputs)), nll)
+    with pytest.raises(ValueError, match="exactly one of inputs and features"):
+        model.nll(x, inputs, features=model.condition(inputs))
+    with pytest.raises(ValueError, match="exactly one of inputs and features"):
+        model.nll(x)
     fresh = ConditionalINN(D, SpectrumConditioner(NPIX, kind="mlp", features=3, hidden=4), 2, 4, 1)
     torch.testing.assert_close(
         fresh.log_prob(x.float(), inputs.float()), normal.log_prob(x.float()).sum(1)
