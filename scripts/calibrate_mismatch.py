@@ -6,13 +6,17 @@ term) gives a median m, a 68 % half width w and the spectrum's ``fit_mismatch`` 
 residual RMS against the emulated spectrum that noise and emulator error do not explain).
 For each parameter with a solar reference value r (Teff 5772 K, log g 4.44, [Fe/H] 0 and every
 [X/Fe] 0), the smallest kappa that puts r inside the 95 % interval of every solar spectrum,
-``|m - r| <= 1.96 sqrt(w**2 + (kappa A)**2)``, is kept (times ``--margin``;
-`specutils_cinn.calibration.mismatch.fit_mismatch_kappa`).
+``|m - r| <= 1.96 sqrt(w**2 + kappa**2 (A**2 - A0**2) / c**(2 gamma))``, is kept (times
+``--margin``; `specutils_cinn.calibration.mismatch.fit_mismatch_kappa`), where c is the
+spectrum's coverage and gamma the coverage power: by default the one that keeps the widened
+intervals narrowest on average (`fit_mismatch_coverage_power`; the UVES Sun lacks the HB arm),
+or the number given with ``--coverage-power`` (0: the term does not depend on coverage).
 Other parameters (vmic, v sin i) get none, and the docs say so.
 
 Checks, printed as RST tables:
 
-- the Sun: 95 % containment before and after (by construction after, on these spectra);
+- the Sun: 95 % containment before and after (by construction after, on these spectra), and
+  the median 68 % half width per spectrograph;
 - held-out synthetic stars of the seed grid (``--grid``, star_id % 10 == 9) at S/N 50 and 250:
   68 %/95 % coverage with and without the term, which should barely move (A ~ 0 there);
 - the 13 NARVAL benchmarks (two windows, about a quarter of the HR model's pixels) at S/N 250:
@@ -44,8 +48,11 @@ from renamed_options import add_renamed_option  # noqa: E402
 
 from specutils_cinn import CINNParameterEstimator  # noqa: E402
 from specutils_cinn.calibration.mismatch import (  # noqa: E402
+    COVERAGE_POWERS,
     SUN_REFERENCE,
+    fit_mismatch_coverage_power,
     fit_mismatch_kappa,
+    fitted_coverage_range,
     mismatch_tolerance,
     with_mismatch,
     without_mismatch,
@@ -61,7 +68,7 @@ def summaries(est, spectra, seed, calibrated=True):
     t = est.predict(spectra, n_samples=1000, seed=seed, quantiles=Q, calibrated=calibrated)
     out = {p: np.stack([np.asarray(t[quantile_column_name(p, q)].value) for q in Q], axis=1)
            for p in est.parameters}
-    return out, np.asarray(t["fit_mismatch"]), np.asarray(t["flags"])
+    return out, np.asarray(t["fit_mismatch"]), np.asarray(t["coverage"])
 
 
 def contained(q, ref):
@@ -79,12 +86,21 @@ def main(argv=None) -> None:
                        help="noise draws per solar spectrum and S/N")
     ap.add_argument("--margin", type=float, default=1.25)
     ap.add_argument("--tolerance-quantile", type=float, default=0.75)
+    ap.add_argument("--coverage-power", default="fit",
+                    help="the term's coverage power gamma: 'fit' (default) or a number >= 0")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--output", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--write", default=None, help="save the model with the term here")
     ap.add_argument("--version", default=None, help="version of the saved model")
     args = ap.parse_args(argv)
+    if args.coverage_power != "fit":
+        try:
+            fixed_power = float(args.coverage_power)
+        except ValueError:
+            fixed_power = -1.0
+        if not (np.isfinite(fixed_power) and fixed_power >= 0):
+            ap.error(f"--coverage-power must be 'fit' or a number >= 0, got {args.coverage_power}")
     est = CINNParameterEstimator(
         without_mismatch(CINNParameterEstimator.from_pretrained(args.model).model))
     md = est.model.metadata
@@ -136,25 +152,53 @@ def main(argv=None) -> None:
             for _ in range(args.realizations):
                 sun_specs.append(noisy(deg, md.grid, snr, rng))
                 sun_names.append(f"{name} S/N {snr:g}")
-    q, a, _ = summaries(est, sun_specs, args.seed)
-    kappa = fit_mismatch_kappa({p: q[p] for p in params}, a, tolerance, SUN_REFERENCE,
-                               args.margin)
+    q, a, cov = summaries(est, sun_specs, args.seed)
+    qp = {p: q[p] for p in params}
+    if args.coverage_power == "fit":
+        power = fit_mismatch_coverage_power(qp, a, cov, tolerance, SUN_REFERENCE, args.margin)
+        power_rule = (f"per parameter, the power of {COVERAGE_POWERS[0]:g}, "
+                      f"{COVERAGE_POWERS[1]:g}, ..., {COVERAGE_POWERS[-1]:g} whose widened 68 % "
+                      "half widths of the solar spectra have the smallest mean logarithm")
+    else:
+        power = dict.fromkeys(params, fixed_power)
+        power_rule = f"fixed at {fixed_power:g} (--coverage-power)"
+    kappa = fit_mismatch_kappa(qp, a, tolerance, SUN_REFERENCE, args.margin, cov, power)
+    # the widening clips each spectrum's coverage to the range of these solar spectra
+    cov_range = fitted_coverage_range(cov)
     info = {"script": "scripts/calibrate_mismatch.py", "fitted_on": sorted(set(sun_names)),
             "realizations": args.realizations, "margin": args.margin,
             "rule": "smallest kappa putting the solar value inside every 95 % interval",
+            "coverage_power_rule": power_rule,
             "tolerance_rule": f"quantile {args.tolerance_quantile} of fit_mismatch of the "
                               + ("held-out seed-grid stars" if grid_what == "seed grid" else
                                  f"held-out stars of {grid_what}") + " at S/N 50 and 250"}
-    est_mm = CINNParameterEstimator(with_mismatch(est.model, kappa, tolerance, info))
+    est_mm = CINNParameterEstimator(with_mismatch(est.model, kappa, tolerance, info,
+                                                  coverage_power=power,
+                                                  coverage_range=cov_range))
     q2, _, _ = summaries(est_mm, sun_specs, args.seed)
     rows_sun = []
     for p in params:
-        rows_sun.append([p, f"{kappa[p]:.4g}",
+        rows_sun.append([p, f"{kappa[p]:.4g}", f"{power[p]:g}",
                          f"{np.mean(contained(q[p], SUN_REFERENCE[p])):.2f}",
                          f"{np.mean(contained(q2[p], SUN_REFERENCE[p])):.2f}",
                          f"{np.median(q[p][:, 2] - SUN_REFERENCE[p]):+.3f}",
                          f"{np.median(0.5 * (q[p][:, 3] - q[p][:, 1])):.3f}",
                          f"{np.median(0.5 * (q2[p][:, 3] - q2[p][:, 1])):.3f}"])
+    # per spectrograph: the coverage, and the widths before and after
+    spectrograph = np.array([n.split()[0] for n in sun_names])
+    rows_spec = []
+    for name in sorted(set(spectrograph)):
+        sel = spectrograph == name
+        for p in params:
+            if kappa[p] == 0:
+                continue
+            w0 = np.median(0.5 * (q[p][sel, 3] - q[p][sel, 1]))
+            w1 = np.median(0.5 * (q2[p][sel, 3] - q2[p][sel, 1]))
+            rows_spec.append([name, f"{np.median(cov[sel]):.3f}",
+                              f"{np.median(a[sel]):.4f}", p,
+                              f"{np.median(q[p][sel, 2] - SUN_REFERENCE[p]):+.3f}",
+                              f"{w0:.3f}", f"{w1:.3f}",
+                              f"{np.mean(contained(q2[p][sel], SUN_REFERENCE[p])):.2f}"])
     rows_syn = []
     for snr in (50.0, 250.0):
         qa, amp, _ = syn_base[snr]
@@ -192,9 +236,16 @@ def main(argv=None) -> None:
                                f"{np.median(np.abs(qa[p][:, 2] - ref)):.3g}", str(len(names))])
     text = rst_table(f"{md.full_name}: model-mismatch term fitted on the Sun ({len(sun_specs)} "
                  "spectra: HARPS and UVES, S/N " + ", ".join(f"{s:g}" for s in args.snr)
-                 + f"), tolerance A0 = {tolerance:.4f}",
-                 ["parameter", "kappa", "Sun in 95 % before", "after", "median offset",
-                  "median 68 % half width before", "after"], rows_sun)
+                 + f"), tolerance A0 = {tolerance:.4f}, coverage clipped to "
+                 f"{cov_range[0]:.3f}-{cov_range[1]:.3f}",
+                 ["parameter", "kappa", "coverage power", "Sun in 95 % before", "after",
+                  "median offset", "median 68 % half width before", "after"], rows_sun)
+    if rows_spec:
+        text += "\n" + rst_table("The Sun per spectrograph (parameters with a term): median "
+                                 "coverage, fit_mismatch, offset and 68 % half width",
+                                 ["spectrograph", "coverage", "fit_mismatch", "parameter",
+                                  "offset", "half width before", "after", "Sun in 95 % after"],
+                                 rows_spec)
     text += "\n" + rst_table(f"Held-out synthetic stars ({grid_what}): 68 % / 95 % coverage",
                          ["S/N", "parameter", "without the term", "with the term",
                           "median fit_mismatch"], rows_syn)
@@ -208,9 +259,12 @@ def main(argv=None) -> None:
         Path(args.output).write_text(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": md.full_name, "mismatch": kappa,
+                                               "coverage_power": power,
+                                               "coverage_range": cov_range,
                                                "tolerance": tolerance}, indent=1))
     if args.write:
-        with_mismatch(est.model, kappa, tolerance, info, args.version).save(args.write)
+        with_mismatch(est.model, kappa, tolerance, info, args.version,
+                      coverage_power=power, coverage_range=cov_range).save(args.write)
         CINNModel.load(args.write)  # round trip
         print(f"saved {args.write}")
 

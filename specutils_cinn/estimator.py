@@ -371,7 +371,8 @@ class CINNParameterEstimator:
             std[rows] = sd.cpu().numpy()
             q1684[rows] = qs[-2:].permute(1, 0, 2).cpu().numpy()
         fit = self._fit_statistics(prepared, median, dev)
-        k = self._mismatch_widening(calibration, q1684[:, 0], q1684[:, 1], fit)
+        k = self._mismatch_widening(calibration, q1684[:, 0], q1684[:, 1], fit,
+                                    prepared.coverage)
         quant = median[:, None, :] + (quant - median[:, None, :]) * k[:, None, :]
         std = std * k
         # Physical support: clipping commutes with quantiles, so clipped quantiles are the
@@ -439,7 +440,7 @@ class CINNParameterEstimator:
             qs = torch.quantile(draws, levels.to(draws.dtype), dim=1).cpu().numpy()
             q16[rows], median[rows], q84[rows] = qs
         fit = self._fit_statistics(prepared, median, dev)
-        k = self._mismatch_widening(calibration, q16, q84, fit)
+        k = self._mismatch_widening(calibration, q16, q84, fit, prepared.coverage)
         draws_all = (median[:, None, :] + (draws_all - median[:, None, :]) * k[:, None, :]
                      ).astype(np.float32)
         draws_all = np.maximum(draws_all, self._physical_minimum().astype(np.float32))
@@ -653,7 +654,7 @@ class CINNParameterEstimator:
 
     def _mismatch_widening(
         self, calibration: PosteriorCalibration | None, q16: np.ndarray, q84: np.ndarray,
-        fit: FitStatistics,
+        fit: FitStatistics, coverage: np.ndarray,
     ) -> np.ndarray:
         """[N, D] factors widening the calibrated posteriors for model mismatch (1: none)."""
         ones = np.ones(q16.shape)
@@ -662,6 +663,7 @@ class CINNParameterEstimator:
         k = calibration.mismatch_widening(
             torch.from_numpy(np.nan_to_num(q16)), torch.from_numpy(np.nan_to_num(q84)),
             torch.from_numpy(np.asarray(fit.mismatch, dtype=np.float64)), self.parameters,
+            coverage=torch.from_numpy(np.asarray(coverage, dtype=np.float64)),
         ).numpy()
         return np.where(np.isfinite(k), k, ones)
 

@@ -19,6 +19,28 @@ def test_mismatch_widening_factor():
     excess = np.sqrt(0.02**2 - 0.01**2)
     np.testing.assert_allclose(k[:, 0].numpy(), [1.0, np.sqrt(1 + (1000 * excess / 30) ** 2), 1])
     np.testing.assert_array_equal(k[:, 1].numpy(), [1.0, 1.0, 1.0])  # no kappa for logg
+    # a coverage power divides the excess by coverage**gamma (NaN coverage counts as 1, and
+    # coverage below MISMATCH_MIN_COVERAGE as that)
+    from specutils_cinn.calibration import MISMATCH_MIN_COVERAGE
+
+    cov = PosteriorCalibration({"teff": 1.0}, {"teff": 0.0}, mismatch={"teff": 1000.0},
+                               mismatch_tolerance=0.01, mismatch_coverage_power={"teff": 1.5})
+    c = torch.tensor([0.5, float("nan"), 0.0], dtype=torch.float64)
+    amp = torch.full((3,), 0.02, dtype=torch.float64)
+    k = cov.mismatch_widening(q16, q84, amp, ["teff", "logg"], coverage=c)
+    scaled = 1000 * excess / np.array([0.5, 1.0, MISMATCH_MIN_COVERAGE]) ** 1.5
+    np.testing.assert_allclose(k[:, 0].numpy(), np.sqrt(1 + (scaled / 30) ** 2))
+    # the coverage is clipped to the range the term was fitted on
+    ranged = PosteriorCalibration({"teff": 1.0}, {"teff": 0.0}, mismatch={"teff": 1000.0},
+                                  mismatch_tolerance=0.01, mismatch_coverage_power={"teff": 1.5},
+                                  mismatch_coverage_range=(0.7, 0.9))
+    c = torch.tensor([0.5, 0.8, 1.0], dtype=torch.float64)
+    k = ranged.mismatch_widening(q16, q84, amp, ["teff", "logg"], coverage=c)
+    scaled = 1000 * excess / np.array([0.7, 0.8, 0.9]) ** 1.5
+    np.testing.assert_allclose(k[:, 0].numpy(), np.sqrt(1 + (scaled / 30) ** 2))
+    # without coverage the power is not used
+    np.testing.assert_allclose(cov.mismatch_widening(q16, q84, amp, ["teff"])[:, 0].numpy(),
+                               np.sqrt(1 + (1000 * excess / 30) ** 2))
 
 
 def test_mismatch_round_trip_and_validation():
@@ -32,6 +54,21 @@ def test_mismatch_round_trip_and_validation():
         PosteriorCalibration({}, {}, mismatch={"teff": -1.0})
     with pytest.raises(ValueError, match="mismatch_tolerance"):
         PosteriorCalibration({}, {}, mismatch_tolerance=float("nan"))
+    powered = PosteriorCalibration({}, {}, mismatch={"teff": 800.0},
+                                   mismatch_coverage_power={"teff": 2.0})
+    assert PosteriorCalibration.from_dict(powered.to_dict()) == powered
+    assert "mismatch_coverage_power" not in cal.to_dict()
+    with pytest.raises(ValueError, match="mismatch_coverage_power"):
+        PosteriorCalibration({}, {}, mismatch_coverage_power={"teff": -1.0})
+    ranged = PosteriorCalibration({}, {}, mismatch={"teff": 800.0},
+                                  mismatch_coverage_power={"teff": 2.0},
+                                  mismatch_coverage_range=(0.7, 0.98))
+    assert PosteriorCalibration.from_dict(ranged.to_dict()) == ranged
+    for bad in ((0.0, 1.0), (0.9, 0.8), (0.5, 1.2), (0.5,), "ab"):
+        with pytest.raises(ValueError, match="mismatch_coverage_range"):
+            PosteriorCalibration({}, {}, mismatch_coverage_range=bad)
+    with pytest.raises(ValueError, match="mismatch_coverage_power must be an object"):
+        PosteriorCalibration.from_dict({"scale": {}, "floor": {}, "mismatch_coverage_power": 2})
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +131,38 @@ def test_predict_widens_by_fit_mismatch(sun):
     t = draws["teff"][0].value
     assert 0.5 * (np.quantile(t, 0.84) - np.quantile(t, 0.16)) == pytest.approx(w(b, "teff"),
                                                                                rel=0.02)
+
+
+def test_predict_divides_the_term_by_a_power_of_coverage(sun):
+    """A spectrum that lacks part of the model's range gets the term over coverage**gamma."""
+    from specutils import Spectrum
+
+    est = _without_mismatch(CINNParameterEstimator.from_pretrained("4most-hr"))
+    md = est.model.metadata
+    cal = md.posterior_calibration
+    kappa, gamma = {"teff": 3000.0, "fe_h": 5.0}, {"teff": 2.0}
+    mm = CINNModel(md.replace(posterior_calibration=PosteriorCalibration(
+        cal.scale, cal.floor, cal.info, kappa, 0.005, mismatch_coverage_power=gamma)),
+        est.model.network, emulator=est.model.emulator)
+    flux = sun.flux.value.copy()
+    flux[: flux.size // 2] = np.nan  # the blue half missing
+    half = Spectrum(flux=flux * sun.flux.unit, spectral_axis=sun.spectral_axis,
+                    uncertainty=sun.uncertainty)
+    q = (0.16, 0.5, 0.84)
+    a = est.predict([sun, half], n_samples=400, seed=3, quantiles=q)
+    b = CINNParameterEstimator(mm).predict([sun, half], n_samples=400, seed=3, quantiles=q)
+    c = np.asarray(a["coverage"], float)
+    assert c[1] < 0.7 * c[0]
+    w = lambda t, p, i: 0.5 * float((t[f"{p}_p84"][i] - t[f"{p}_p16"][i]).value)  # noqa: E731
+    for i in range(2):
+        amp = float(a["fit_mismatch"][i])
+        assert amp > 0.005
+        excess2 = kappa["teff"] ** 2 * (amp**2 - 0.005**2) / c[i] ** 4
+        assert w(b, "teff", i) == pytest.approx(np.sqrt(w(a, "teff", i) ** 2 + excess2),
+                                                rel=1e-4)
+        # no power for fe_h: the term as without coverage
+        expect = np.sqrt(w(a, "fe_h", i) ** 2 + kappa["fe_h"] ** 2 * (amp**2 - 0.005**2))
+        assert w(b, "fe_h", i) == pytest.approx(expect, rel=1e-4)
 
 
 def test_vsini_draws_and_quantiles_respect_the_physical_support(sun):

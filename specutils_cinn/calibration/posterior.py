@@ -33,8 +33,15 @@ model's emulator fits it: with :math:`A` the spectrum's ``fit_mismatch`` (the re
 that noise and emulator error do not explain, in continuum units; see
 `~specutils_cinn.fit_check.FitStatistics`) and :math:`A_0` a tolerance (a level most held-out
 synthetic stars stay below), the half width becomes
-:math:`\\sqrt{(s w)^2 + f^2 + \\kappa^2 \\max(A^2 - A_0^2, 0)}`. Spectra the physics
-describes keep their calibrated widths.
+:math:`\\sqrt{(s w)^2 + f^2 + \\kappa^2 \\max(A^2 - A_0^2, 0) / c^{2\\gamma}}`, with
+:math:`c` the spectrum's ``coverage`` (the fraction of the model's pixels it covers) and
+:math:`\\gamma \\ge 0` an optional power per parameter (0 when not given). Spectra the
+physics describes keep their calibrated widths. The coverage power is there because a spectrum
+that lacks an arm shows less residual (the arm's misfit is missing from :math:`A`) while its
+labels rest on fewer lines, so that the same :math:`A` moves them further: with
+:math:`\\gamma = 0` the partial spectra alone set :math:`\\kappa` and every full spectrum
+gets their width. The coverage is clipped to the range of the spectra the term was fitted on,
+so that it is not extrapolated.
 `specutils_cinn.calibration.mismatch.fit_mismatch_kappa` fits :math:`\\kappa` on observed solar
 spectra (``scripts/calibrate_mismatch.py``).
 """
@@ -53,6 +60,7 @@ __all__ = [
     "CALIBRATION_LEVELS",
     "CROSS_FIT_RULE",
     "LEGACY_CROSS_FIT_RULE",
+    "MISMATCH_MIN_COVERAGE",
     "PosteriorCalibration",
     "central_coverage",
     "cross_fit_fold",
@@ -70,6 +78,9 @@ CROSS_FIT_RULE: str = "fold A: lowest bit of splitmix64(star_id) is 0; fold B: i
 #: `cross_fit_fold`, so that their recorded folds are applied to the stars they were fitted
 #: without).
 LEGACY_CROSS_FIT_RULE: str = "fold A: star_id // 10 even; fold B: odd"
+#: The lowest coverage `PosteriorCalibration.mismatch_widening` uses when the calibration
+#: does not name the range its coverage power was fitted on (``mismatch_coverage_range``).
+MISMATCH_MIN_COVERAGE: float = 0.05
 #: Half widths below this fraction of the floor are treated as this (avoids 0 / 0).
 _TINY = 1e-6
 
@@ -93,6 +104,14 @@ class PosteriorCalibration:
         ``fit_mismatch``), applied by `mismatch_widening` after the fit check.
     mismatch_tolerance : float, optional
         :math:`A_0 \\ge 0`, the ``fit_mismatch`` below which no spectrum is widened.
+    mismatch_coverage_power : dict, optional
+        Parameter name to :math:`\\gamma \\ge 0`: the mismatch term of a spectrum covering
+        a fraction :math:`c` of the model's pixels is divided by :math:`c^\\gamma` (missing
+        parameters: 0, the term does not depend on coverage).
+    mismatch_coverage_range : tuple of float, optional
+        ``(low, high)``, :math:`0 < low \\le high \\le 1`: the coverage is clipped to it
+        before the power is applied, so that the term is not extrapolated beyond the coverage
+        of the spectra it was fitted on (default: `MISMATCH_MIN_COVERAGE` to 1).
     width_scale : dict, optional
         Parameter name to nodes ``[(w_1, s_1), (w_2, s_2), ...]``: half widths :math:`w_i > 0`
         (parameter unit, increasing) and scales :math:`s_i > 0`. For such a parameter the scale
@@ -121,6 +140,8 @@ class PosteriorCalibration:
     mismatch: dict[str, float] = field(default_factory=dict)
     mismatch_tolerance: float = 0.0
     width_scale: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    mismatch_coverage_power: dict[str, float] = field(default_factory=dict)
+    mismatch_coverage_range: tuple[float, float] = (MISMATCH_MIN_COVERAGE, 1.0)
 
     def __post_init__(self) -> None:
         scale = {}
@@ -147,6 +168,22 @@ class PosteriorCalibration:
                                  f"non-negative finite number, got {value!r}")
             mismatch[str(name)] = v
         object.__setattr__(self, "mismatch", mismatch)
+        power = {}
+        for name, value in dict(self.mismatch_coverage_power).items():
+            v = float(value)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"posterior_calibration.mismatch_coverage_power[{name!r}] must "
+                                 f"be a non-negative finite number, got {value!r}")
+            power[str(name)] = v
+        object.__setattr__(self, "mismatch_coverage_power", power)
+        try:
+            lo, hi = (float(v) for v in self.mismatch_coverage_range)
+        except (TypeError, ValueError):
+            lo, hi = math.nan, math.nan
+        if not (0 < lo <= hi <= 1):
+            raise ValueError(f"posterior_calibration.mismatch_coverage_range must be (low, high) "
+                             f"with 0 < low <= high <= 1, got {self.mismatch_coverage_range!r}")
+        object.__setattr__(self, "mismatch_coverage_range", (lo, hi))
         tol = float(self.mismatch_tolerance)
         if not (math.isfinite(tol) and tol >= 0):
             raise ValueError(f"posterior_calibration.mismatch_tolerance must be a non-negative "
@@ -270,7 +307,7 @@ class PosteriorCalibration:
 
     def mismatch_widening(
         self, q16: torch.Tensor, q84: torch.Tensor, amplitude: torch.Tensor,
-        parameters: Sequence[str],
+        parameters: Sequence[str], coverage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Factor that widens calibrated draws for the model mismatch of each spectrum.
 
@@ -282,17 +319,29 @@ class PosteriorCalibration:
             ``fit_mismatch`` of each spectrum, ``[B]`` (NaN counts as 0: no widening).
         parameters : sequence of str
             The D parameter names.
+        coverage : torch.Tensor, optional
+            ``[B]`` fraction of the model's pixels each spectrum covers (the output column
+            ``coverage``), used with ``mismatch_coverage_power``; taken as 1 when not given or
+            NaN, and clipped to ``mismatch_coverage_range``.
 
         Returns
         -------
         torch.Tensor
-            ``[B, D]`` factors :math:`\\sqrt{1 + \\kappa^2 \\max(A^2 - A_0^2, 0) / w^2}`,
+            ``[B, D]`` factors
+            :math:`\\sqrt{1 + \\kappa^2 \\max(A^2 - A_0^2, 0) / (c^{2\\gamma} w^2)}`,
             1 where :math:`\\kappa = 0` or :math:`A \\le A_0`.
         """
         kappa = torch.as_tensor([self.mismatch.get(p, 0.0) for p in parameters],
                                 dtype=q16.dtype, device=q16.device)
         a = torch.nan_to_num(amplitude.to(q16.dtype), nan=0.0).clamp_min(0.0)[:, None]
         excess2 = (a**2 - self.mismatch_tolerance**2).clamp_min(0.0)
+        if coverage is not None and self.mismatch_coverage_power:
+            gamma = torch.as_tensor(
+                [self.mismatch_coverage_power.get(p, 0.0) for p in parameters],
+                dtype=q16.dtype, device=q16.device)
+            c = torch.nan_to_num(coverage.to(q16.dtype), nan=1.0)
+            c = c.clamp(*self.mismatch_coverage_range)[:, None]
+            excess2 = excess2 * c ** (-2.0 * gamma)
         half = torch.clamp(0.5 * (q84 - q16), min=torch.finfo(q16.dtype).tiny)
         k = torch.sqrt(1.0 + kappa**2 * excess2 / half**2)
         return torch.where(torch.isfinite(k), k, torch.ones_like(k))
@@ -320,13 +369,17 @@ class PosteriorCalibration:
         Returns
         -------
         dict
-            Keys ``scale``, ``floor`` and ``info``, and ``mismatch`` and ``width_scale`` when
-            they are not empty.
+            Keys ``scale``, ``floor`` and ``info``, and ``mismatch``, ``width_scale`` and
+            ``mismatch_coverage_power`` (with ``mismatch_coverage_range``) when they are not
+            empty.
         """
         out = {"scale": dict(self.scale), "floor": dict(self.floor), "info": dict(self.info)}
         if self.mismatch:
             out["mismatch"] = dict(self.mismatch)
             out["mismatch_tolerance"] = self.mismatch_tolerance
+        if self.mismatch_coverage_power:
+            out["mismatch_coverage_power"] = dict(self.mismatch_coverage_power)
+            out["mismatch_coverage_range"] = list(self.mismatch_coverage_range)
         if self.width_scale:
             out["width_scale"] = {p: [list(n) for n in v] for p, v in self.width_scale.items()}
         return out
@@ -339,7 +392,8 @@ class PosteriorCalibration:
         ----------
         d : dict
             With keys ``scale`` and ``floor`` (objects) and optionally ``info`` and
-            ``mismatch``, ``mismatch_tolerance`` and ``width_scale``.
+            ``mismatch``, ``mismatch_tolerance``, ``width_scale``,
+            ``mismatch_coverage_power`` and ``mismatch_coverage_range``.
 
         Returns
         -------
@@ -353,7 +407,8 @@ class PosteriorCalibration:
         if not isinstance(d, Mapping):
             raise ValueError(f"posterior_calibration must be an object, got {d!r}")
         unknown = sorted(set(d) - {"scale", "floor", "info", "mismatch", "mismatch_tolerance",
-                                   "width_scale"})
+                                   "width_scale", "mismatch_coverage_power",
+                                   "mismatch_coverage_range"})
         if unknown:
             raise ValueError(f"posterior_calibration.{unknown[0]}: unknown key")
         for key in ("scale", "floor"):
@@ -363,12 +418,14 @@ class PosteriorCalibration:
         if not isinstance(d.get("mismatch", {}), Mapping):
             raise ValueError(f"posterior_calibration.mismatch must be an object, got "
                              f"{d.get('mismatch')!r}")
-        if not isinstance(d.get("width_scale", {}), Mapping):
-            raise ValueError(f"posterior_calibration.width_scale must be an object, got "
-                             f"{d.get('width_scale')!r}")
+        for key in ("width_scale", "mismatch_coverage_power"):
+            if not isinstance(d.get(key, {}), Mapping):
+                raise ValueError(f"posterior_calibration.{key} must be an object, got "
+                                 f"{d.get(key)!r}")
         return cls(dict(d["scale"]), dict(d["floor"]), dict(d.get("info", {})),
                    dict(d.get("mismatch", {})), d.get("mismatch_tolerance", 0.0),
-                   dict(d.get("width_scale", {})))
+                   dict(d.get("width_scale", {})), dict(d.get("mismatch_coverage_power", {})),
+                   tuple(d.get("mismatch_coverage_range", (MISMATCH_MIN_COVERAGE, 1.0))))
 
 
 def _interp_log(half: torch.Tensor, nodes: Sequence[tuple[float, float]]) -> torch.Tensor:
