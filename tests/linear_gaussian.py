@@ -96,11 +96,15 @@ def training_config(prob: LinearGaussianProblem) -> TrainingConfig:
 def recorded_recipe(prob: LinearGaussianProblem) -> dict:
     """`training_config` as a model's metadata records it (JSON types): without the options
     that do not change the result (where checkpoints go, prefetching), nor a
-    ``feature_regression`` of 0 (settings added later are recorded only when set)."""
+    ``feature_regression`` or ``range_dropout`` of 0 (settings added later are recorded only
+    when set)."""
     out = {k: v for k, v in asdict(training_config(prob)).items()
            if k not in ("checkpoint_every", "prefetch")}
     if not out.get("feature_regression"):
         out.pop("feature_regression", None)
+    if not out.get("range_dropout"):
+        out.pop("range_dropout", None)
+        out.pop("range_keep", None)
     return json.loads(json.dumps(out))
 
 

@@ -42,7 +42,10 @@ def augment_batch(
     photon-like or constant by ``config.photon_noise``); isolated masked pixels (a fraction up
     to ``config.masked_fraction``) and up to ``config.max_gaps`` contiguous gaps; with
     ``config.segment_dropout``, a whole segment (one of at least two, chosen uniformly) of that
-    fraction of the spectra is made invalid, as for a missing spectrograph arm. Last, the
+    fraction of the spectra is made invalid, as for a missing spectrograph arm; with
+    ``config.range_dropout``, that fraction of the spectra keeps only one contiguous part of
+    the grid (a fraction of its pixels drawn uniformly in ``config.range_keep``, at a uniform
+    position), as for an instrument that covers less of the range. Last, the
     model's masked pixels ``masked`` are made invalid in every spectrum
     (`~specutils_cinn.inputs.mask_pixels`, as the estimator does); they draw no random numbers,
     so a mask does not change the other draws.
@@ -101,6 +104,14 @@ def augment_batch(
         drop = uniform(b) < config.segment_dropout
         which = torch.randint(0, n_seg, (b,), generator=generator, device=dev)
         valid &= ~(drop[:, None] & (segment_index[None, :] == which[:, None]))
+    if config.range_dropout > 0:
+        cut = uniform(b) < config.range_dropout
+        low, high = config.range_keep
+        length = ((low + (high - low) * uniform(b)) * npix).long().clamp(1, npix)
+        start = (uniform(b) * (npix - length + 1)).long()
+        pix = torch.arange(npix, device=dev)
+        kept = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
+        valid &= kept | ~cut[:, None]
     return noisy, sigma, mask_pixels(valid, masked)
 
 

@@ -100,6 +100,15 @@ class TrainingConfig:
         Probability that a training spectrum loses one whole grid segment (a 4MOST arm,
         chosen uniformly), as when a spectrograph arm is missing or unusable; the network then
         learns to read the others alone. 0 draws nothing (and no random numbers).
+    range_dropout : float
+        Probability that a training spectrum keeps only one contiguous part of the model's
+        wavelength range (all segments together), as for a spectrum from an instrument that
+        covers less (the UVES Sun reaches a third of the 4MOST LR range); the rest is made
+        invalid. Where ``segment_dropout`` cannot help (a one-segment grid such as 4MOST LR).
+        0 (default) draws nothing, and the setting is not recorded.
+    range_keep : tuple of float
+        ``(low, high)``, ``0 < low <= high <= 1``: the fraction of the grid's pixels the kept
+        part spans, drawn uniformly in it; its position is uniform too.
     init_weights : str or None
         A model directory (relative to the configuration file) whose weights start the
         training instead of a random initialization: same parameters, standardization and
@@ -140,6 +149,8 @@ class TrainingConfig:
     segment_dropout: float = 0.0
     init_weights: str | None = None
     feature_regression: float = 0.0
+    range_dropout: float = 0.0
+    range_keep: tuple[float, float] = (0.25, 0.75)
 
     def __post_init__(self) -> None:
         self.snr_range = tuple(float(s) for s in self.snr_range)  # type: ignore[assignment]
@@ -154,6 +165,16 @@ class TrainingConfig:
                              f"{self.feature_regression}")
         if not 0.0 <= self.segment_dropout <= 1.0:
             raise ValueError(f"segment_dropout must be in [0, 1], got {self.segment_dropout}")
+        if not 0.0 <= self.range_dropout <= 1.0:
+            raise ValueError(f"range_dropout must be in [0, 1], got {self.range_dropout}")
+        try:
+            keep = tuple(float(k) for k in self.range_keep)
+        except (TypeError, ValueError):
+            keep = ()
+        if len(keep) != 2 or not 0.0 < keep[0] <= keep[1] <= 1.0:
+            raise ValueError(f"range_keep must be (low, high) with 0 < low <= high <= 1, got "
+                             f"{self.range_keep!r}")
+        self.range_keep = keep  # type: ignore[assignment]
         if self.init_weights is not None and not isinstance(self.init_weights, str):
             raise ValueError(f"init_weights must be a path, got {self.init_weights!r}")
         if not isinstance(self.prefetch, bool):

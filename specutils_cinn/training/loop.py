@@ -422,6 +422,9 @@ def _recorded_settings(config: TrainingConfig, leave_out: tuple[str, ...]) -> di
     out = {k: v for k, v in asdict(config).items() if k not in leave_out}
     if not out.get("feature_regression"):
         out.pop("feature_regression", None)
+    if not out.get("range_dropout"):
+        out.pop("range_dropout", None)
+        out.pop("range_keep", None)
     return out
 
 

@@ -195,6 +195,42 @@ def test_segment_dropout_removes_whole_segments_and_nothing_else():
     assert valid.all()                             # a one-segment grid keeps its segment
 
 
+def test_range_dropout_keeps_one_contiguous_part():
+    flux, pw, seg = _two_segment_batch()
+    flux = flux.repeat(400, 1)
+    npix = flux.shape[1]
+    cfg = TrainingConfig(masked_fraction=0.0, max_gaps=0, range_dropout=0.4,
+                         range_keep=(0.3, 0.6))
+    _, _, valid = augment_batch(flux, pw, seg, cfg, torch.Generator().manual_seed(5))
+    cut = ~valid.all(1)
+    assert 0.33 < float(cut.float().mean()) < 0.47
+    for row in valid[cut]:
+        idx = torch.nonzero(row).flatten()
+        assert int(idx[-1] - idx[0]) + 1 == idx.numel()  # one contiguous part
+        assert int(0.3 * npix) <= idx.numel() <= int(0.6 * npix)
+    starts = torch.stack([torch.nonzero(r).flatten()[0] for r in valid[cut]])
+    assert int(starts.min()) == 0 or int(starts.max()) > npix // 3  # positions vary
+    assert len(set(starts.tolist())) > 20
+    # it works on a one-segment grid, where segment_dropout cannot
+    one = augment_batch(flux[:, :100], pw[:100], torch.zeros(100, dtype=torch.long), cfg,
+                        torch.Generator().manual_seed(5))[2]
+    assert (~one.all(1)).any()
+    # 0 draws no random numbers: the default's draws are unchanged
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    a = augment_batch(flux[:4], pw, seg, TrainingConfig(), g1)
+    b = augment_batch(flux[:4], pw, seg, TrainingConfig(range_keep=(0.5, 0.5)), g2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_range_dropout_settings_are_checked():
+    with pytest.raises(ValueError, match="range_dropout"):
+        TrainingConfig(range_dropout=-0.1)
+    for bad in ((0.0, 0.5), (0.6, 0.5), (0.5, 1.5), (0.5,)):
+        with pytest.raises(ValueError, match="range_keep"):
+            TrainingConfig(range_keep=bad)
+    assert TrainingConfig(range_keep=[0.2, 0.4]).range_keep == (0.2, 0.4)
+
+
 def test_segment_dropout_must_be_a_probability():
     with pytest.raises(ValueError, match="segment_dropout"):
         TrainingConfig(segment_dropout=1.5)
