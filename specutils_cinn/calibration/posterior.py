@@ -144,38 +144,13 @@ class PosteriorCalibration:
     mismatch_coverage_range: tuple[float, float] = (MISMATCH_MIN_COVERAGE, 1.0)
 
     def __post_init__(self) -> None:
-        scale = {}
-        for name, value in dict(self.scale).items():
-            v = float(value)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"posterior_calibration.scale[{name!r}] must be a positive "
-                                 f"finite number, got {value!r}")
-            scale[str(name)] = v
-        floor = {}
-        for name, value in dict(self.floor).items():
-            v = float(value)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"posterior_calibration.floor[{name!r}] must be a non-negative "
-                                 f"finite number, got {value!r}")
-            floor[str(name)] = v
+        scale = _per_parameter("scale", self.scale, positive=True)
+        floor = _per_parameter("floor", self.floor)
         if not isinstance(self.info, Mapping):
             raise ValueError(f"posterior_calibration.info must be an object, got {self.info!r}")
-        mismatch = {}
-        for name, value in dict(self.mismatch).items():
-            v = float(value)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"posterior_calibration.mismatch[{name!r}] must be a "
-                                 f"non-negative finite number, got {value!r}")
-            mismatch[str(name)] = v
-        object.__setattr__(self, "mismatch", mismatch)
-        power = {}
-        for name, value in dict(self.mismatch_coverage_power).items():
-            v = float(value)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"posterior_calibration.mismatch_coverage_power[{name!r}] must "
-                                 f"be a non-negative finite number, got {value!r}")
-            power[str(name)] = v
-        object.__setattr__(self, "mismatch_coverage_power", power)
+        object.__setattr__(self, "mismatch", _per_parameter("mismatch", self.mismatch))
+        object.__setattr__(self, "mismatch_coverage_power",
+                           _per_parameter("mismatch_coverage_power", self.mismatch_coverage_power))
         try:
             lo, hi = (float(v) for v in self.mismatch_coverage_range)
         except (TypeError, ValueError):
@@ -426,6 +401,20 @@ class PosteriorCalibration:
                    dict(d.get("mismatch", {})), d.get("mismatch_tolerance", 0.0),
                    dict(d.get("width_scale", {})), dict(d.get("mismatch_coverage_power", {})),
                    tuple(d.get("mismatch_coverage_range", (MISMATCH_MIN_COVERAGE, 1.0))))
+
+
+def _per_parameter(field: str, values: Mapping[str, Any], positive: bool = False
+                   ) -> dict[str, float]:
+    """``values`` as ``{str: float}``, each finite and non-negative (positive if asked)."""
+    out = {}
+    for name, value in dict(values).items():
+        v = float(value)
+        if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
+            kind = "positive" if positive else "non-negative"
+            raise ValueError(f"posterior_calibration.{field}[{name!r}] must be a {kind} finite "
+                             f"number, got {value!r}")
+        out[str(name)] = v
+    return out
 
 
 def _interp_log(half: torch.Tensor, nodes: Sequence[tuple[float, float]]) -> torch.Tensor:
