@@ -148,10 +148,12 @@ def mismatch_excess(amplitude: np.ndarray, tolerance: float,
                     coverage: np.ndarray | None = None, power: float = 0.0) -> np.ndarray:
     """The amplitude the term scales: ``sqrt(max(A**2 - A0**2, 0)) / c**gamma``.
 
-    The same quantity as
+    The quantity
     `PosteriorCalibration.mismatch_widening <specutils_cinn.calibration.PosteriorCalibration>`
-    uses (coverage clipped to `~specutils_cinn.calibration.MISMATCH_MIN_COVERAGE` .. 1, NaN
-    coverage taken as 1).
+    scales, with NaN coverage taken as 1 and coverage clipped to
+    `~specutils_cinn.calibration.MISMATCH_MIN_COVERAGE` .. 1. The widening clips to the
+    calibration's ``mismatch_coverage_range`` instead, the range of the spectra the term was
+    fitted on (`fitted_coverage_range`), which changes nothing for those spectra.
 
     Parameters
     ----------
