@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from astropy import units as u
+from scipy import fft as sp_fft
 
 from .constants import C_KMS
 from .inputs import prepare_spectra
@@ -173,12 +174,15 @@ def _velocity(shift: np.ndarray, step: float) -> np.ndarray:
 def _correlate(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray:
     """``out[:, k + max_lag] = sum_j a[:, j] * b[:, j - k]`` for ``|k| <= max_lag`` (FFT)."""
     n = a.shape[-1]
-    size = 1 << int(np.ceil(np.log2(n + max_lag + 1)))
-    fa = np.fft.rfft(a, size)
-    fb = np.fft.rfft(b, size)
+    # the shortest fast length (not the next power of two, up to twice as long), on the
+    # threads torch is allowed
+    size = sp_fft.next_fast_len(n + max_lag + 1, real=True)
+    workers = torch.get_num_threads()
+    fa = sp_fft.rfft(a, size, workers=workers)
+    fb = sp_fft.rfft(b, size, workers=workers)
     # circular correlation: full[k mod size] = sum_j a[j] b[j - k]; the zero padding to
     # n + max_lag keeps wrapped terms out
-    full = np.fft.irfft(fa * np.conj(fb), size)
+    full = sp_fft.irfft(fa * np.conj(fb), size, workers=workers)
     lags = np.arange(-max_lag, max_lag + 1)
     return full[..., lags % size]
 
