@@ -98,8 +98,7 @@ def augment_batch(
         for g in range(config.max_gaps):
             start = (uniform(b) * npix).long()
             length = (uniform(b) * max_len).long() + 1
-            in_gap = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
-            valid &= ~(in_gap & (g < n_gaps)[:, None])
+            valid &= ~(_within(pix, start, length) & (g < n_gaps)[:, None])
     if config.segment_dropout > 0 and n_seg > 1:
         drop = uniform(b) < config.segment_dropout
         which = torch.randint(0, n_seg, (b,), generator=generator, device=dev)
@@ -109,10 +108,14 @@ def augment_batch(
         low, high = config.range_keep
         length = ((low + (high - low) * uniform(b)) * npix).long().clamp(1, npix)
         start = (uniform(b) * (npix - length + 1)).long()
-        pix = torch.arange(npix, device=dev)
-        kept = (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
+        kept = _within(torch.arange(npix, device=dev), start, length)
         valid &= kept | ~cut[:, None]
     return noisy, sigma, mask_pixels(valid, masked)
+
+
+def _within(pix: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """``[B, npix]``: pixel ``pix`` lies in ``[start, start + length)`` of each row."""
+    return (pix[None, :] >= start[:, None]) & (pix[None, :] < (start + length)[:, None])
 
 
 def renormalize_batch(

@@ -209,8 +209,7 @@ def test_range_dropout_keeps_one_contiguous_part():
         assert int(idx[-1] - idx[0]) + 1 == idx.numel()  # one contiguous part
         assert int(0.3 * npix) <= idx.numel() <= int(0.6 * npix)
     starts = torch.stack([torch.nonzero(r).flatten()[0] for r in valid[cut]])
-    assert int(starts.min()) == 0 or int(starts.max()) > npix // 3  # positions vary
-    assert len(set(starts.tolist())) > 20
+    assert len(set(starts.tolist())) > 20  # positions vary
     # it works on a one-segment grid, where segment_dropout cannot
     one = augment_batch(flux[:, :100], pw[:100], torch.zeros(100, dtype=torch.long), cfg,
                         torch.Generator().manual_seed(5))[2]
